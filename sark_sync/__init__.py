@@ -1,9 +1,91 @@
-"""sark_sync: a synchronous client for governed MCP tool calls through the SARK gateway."""
+"""sark_sync: blocking, thread-safe and fork-safe MCP tool calls through the SARK gateway.
+
+For Django and Flask views, Celery tasks and scripts that cannot run an event loop::
+
+    import sark_sync
+
+    with sark_sync.GatewayClient("https://gateway.internal", api_key="...") as client:
+        result = client.invoke_tool("postgres-mcp", "execute_query", {"query": "SELECT 1"})
+
+Every wait is bounded by a per-call deadline; failures raise one exception tree rooted in
+:class:`GatewayError`. The names below are the public API; modules starting with ``_`` are not.
+"""
 
 from __future__ import annotations
 
 import logging
 
+from ._breaker import Breaker
+from ._client import GatewayClient
+from ._config import BreakerPolicy, RetryPolicy, Timeouts
+from ._exceptions import (
+    APIError,
+    AuthenticationError,
+    AuthorizationDenied,
+    BadRequestError,
+    CircuitOpenError,
+    ClientClosedError,
+    ConfigurationError,
+    ConnectionFailed,
+    DeadlineExceeded,
+    GatewayError,
+    IdempotencyConflictError,
+    NotFoundError,
+    PayloadTooLargeError,
+    ProtocolError,
+    RateLimitError,
+    ServerError,
+    ServiceUnavailableError,
+    ToolExecutionError,
+    TransportError,
+    TransportNotAvailableError,
+    TransportTimeout,
+    UpstreamError,
+    UpstreamTimeoutError,
+    ValidationError,
+)
+from ._models import Health, Principal, ServerInfo, ToolAnnotations, ToolCall, ToolInfo, ToolResult
+
 __version__ = "0.1.0"
+
+__all__ = [
+    "APIError",
+    "AuthenticationError",
+    "AuthorizationDenied",
+    "BadRequestError",
+    "Breaker",
+    "BreakerPolicy",
+    "CircuitOpenError",
+    "ClientClosedError",
+    "ConfigurationError",
+    "ConnectionFailed",
+    "DeadlineExceeded",
+    "GatewayClient",
+    "GatewayError",
+    "Health",
+    "IdempotencyConflictError",
+    "NotFoundError",
+    "PayloadTooLargeError",
+    "Principal",
+    "ProtocolError",
+    "RateLimitError",
+    "RetryPolicy",
+    "ServerError",
+    "ServerInfo",
+    "ServiceUnavailableError",
+    "Timeouts",
+    "ToolAnnotations",
+    "ToolCall",
+    "ToolExecutionError",
+    "ToolInfo",
+    "ToolResult",
+    "TransportError",
+    "TransportNotAvailableError",
+    "TransportTimeout",
+    "UpstreamError",
+    "UpstreamTimeoutError",
+    "ValidationError",
+    "__version__",
+]
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())

@@ -1,0 +1,505 @@
+"""GatewayClient: the operations, transport selection and the call pipeline.
+
+Every operation runs the same pipeline (DESIGN §5)::
+
+    deadline -> validate -> breaker(gateway, server) -> transport (retries inside) -> result
+
+The deadline is created when the call is made (for :meth:`GatewayClient.submit`, when it is
+submitted) and bounds everything after it. Arguments are validated before anything touches the
+network, so a bad name never becomes a request. One client is meant to be shared: by every
+thread of a process, and across ``fork()`` (a forked child rebuilds what it needs lazily).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import threading
+import time
+import uuid
+import weakref
+from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Callable, TypeVar
+
+from . import _forksafety
+from ._breaker import Breaker
+from ._config import (
+    BreakerPolicy,
+    RetryPolicy,
+    Timeouts,
+    resolve_api_key,
+    resolve_base_url,
+)
+from ._deadline import Deadline
+from ._exceptions import (
+    ClientClosedError,
+    ConfigurationError,
+    ProtocolError,
+    TransportNotAvailableError,
+)
+from ._models import Health, ServerInfo, ToolCall, ToolInfo, ToolResult
+from ._pagination import paginate, parse_page, validate_name, validate_page
+from ._redact import Secret
+from .transports.http import DEFAULT_MAX_RESPONSE_BYTES, HTTPTransport, Response
+
+__all__ = ["GatewayClient"]
+
+log = logging.getLogger("sark_sync")
+
+T = TypeVar("T")
+
+#: Transport modes: "auto" picks per operation; the others allow only that transport.
+TRANSPORT_MODES = ("auto", "http", "sse", "stdio")
+#: Seconds a waiter on a submitted call allows beyond its deadline for the worker to report.
+RESULT_GRACE = 1.0
+#: Tools whose annotations the client remembers for retry safety.
+MAX_REMEMBERED_TOOLS = 10_000
+
+_VERSION_HEADER = "sark-sync/{version} python/{python}"
+
+
+class _Resources:
+    """What a client owns: the transport, the executor and the breakers, with one lock.
+
+    Kept apart from the client so that ``weakref.finalize`` can release them without keeping
+    the client alive, and so that a forked child can drop them wholesale.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.pid = os.getpid()
+        self.transport: HTTPTransport | None = None
+        self.executor: ThreadPoolExecutor | None = None
+        self.breakers: dict[str, Breaker] = {}
+
+    def close(self) -> None:
+        if self.pid != os.getpid():
+            return  # inherited from the parent: not ours to close
+        with self.lock:
+            executor, transport = self.executor, self.transport
+            self.executor = self.transport = None
+        if executor is not None:
+            # In-flight calls end within their own deadlines; queued ones are cancelled.
+            executor.shutdown(wait=True, cancel_futures=True)
+        if transport is not None:
+            transport.close()
+
+    def drop_after_fork(self) -> None:
+        self.lock = threading.Lock()
+        self.pid = os.getpid()
+        self.transport = None
+        self.executor = None
+        self.breakers = {}
+
+
+class GatewayClient:
+    """A blocking, thread-safe client for MCP tool calls through the SARK gateway.
+
+    :param base_url: the gateway, ``http(s)://host[:port]``; default ``$SARK_GATEWAY_URL``.
+    :param api_key: the application credential sent as ``X-API-Key``; default
+        ``$SARK_API_KEY``; never logged or shown in reprs.
+    :param timeout: seconds for a whole call (a number), or :class:`Timeouts` for connect,
+        read and deadline separately. Each call may override it.
+    :param retry: the :class:`RetryPolicy` (3 attempts, full-jitter backoff).
+    :param breaker: the :class:`BreakerPolicy` (open after 5 failures, probe after 30 s).
+    :param max_workers: threads for :meth:`submit`/:meth:`invoke_many`, and the most
+        connections open to the gateway at once.
+    :param transport_mode: ``"auto"`` (default) or a single allowed transport.
+    :param idempotency_keys: send an auto-generated ``Idempotency-Key`` with every invocation
+        (the gateway deduplicates by it), which makes tool calls safe to retry. With False,
+        only calls given a key or to tools annotated read-only/idempotent are retried.
+    :param verify: TLS verification (a bool or a CA bundle path); default: the
+        ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE`` environment, else on.
+
+    >>> client = GatewayClient("http://127.0.0.1:8080", api_key="k")  # doctest: +SKIP
+    >>> with client:                                                  # doctest: +SKIP
+    ...     client.invoke_tool("demo", "echo", {"text": "hi"}).text
+    'hi'
+
+    Raises :class:`ConfigurationError` for invalid settings.
+    """
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        *,
+        api_key: str | None = None,
+        timeout: float | Timeouts | None = None,
+        retry: RetryPolicy | None = None,
+        breaker: BreakerPolicy | None = None,
+        max_workers: int = 8,
+        transport_mode: str = "auto",
+        idempotency_keys: bool = True,
+        verify: bool | str | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+    ) -> None:
+        self.base_url = resolve_base_url(base_url)
+        key = resolve_api_key(api_key)
+        self._api_key = Secret(key) if key is not None else None
+        self.timeouts = Timeouts.coerce(timeout)
+        self.retry = retry if retry is not None else RetryPolicy()
+        self.breaker = breaker if breaker is not None else BreakerPolicy()
+        if not isinstance(self.retry, RetryPolicy) or not isinstance(self.breaker, BreakerPolicy):
+            raise ConfigurationError("retry and breaker must be RetryPolicy and BreakerPolicy")
+        if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
+            raise ConfigurationError(f"max_workers must be an int >= 1, got {max_workers!r}")
+        if transport_mode not in TRANSPORT_MODES:
+            raise ConfigurationError(
+                f"transport_mode must be one of {', '.join(TRANSPORT_MODES)}: {transport_mode!r}"
+            )
+        if isinstance(max_response_bytes, bool) or not isinstance(max_response_bytes, int) or \
+                max_response_bytes < 1:
+            raise ConfigurationError("max_response_bytes must be an int >= 1")
+        self.max_workers = max_workers
+        self.transport_mode = transport_mode
+        self.idempotency_keys = idempotency_keys
+        self._verify = verify
+        self._max_response_bytes = max_response_bytes
+        self._retry_safe_tools: dict[tuple[str, str], bool] = {}
+        self._closed = False
+        self._resources = _Resources()
+        self._finalizer = weakref.finalize(self, self._resources.close)
+        _forksafety.register(self)
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        """Release every connection and thread. Idempotent; later calls raise
+        :class:`ClientClosedError`. In-flight submitted calls finish within their deadlines."""
+        self._closed = True
+        self._finalizer()
+
+    def __enter__(self) -> GatewayClient:
+        self._check_open()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        key = "[secure]" if self._api_key is not None else "None"
+        state = "closed" if self._closed else "open"
+        return f"<GatewayClient {self.base_url} api_key={key} mode={self.transport_mode} {state}>"
+
+    def _after_fork_in_child(self) -> None:
+        self._resources.drop_after_fork()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClientClosedError("this GatewayClient is closed")
+
+    def _state(self) -> _Resources:
+        resources = self._resources
+        if resources.pid != os.getpid():  # a fork the at-fork hook did not see
+            resources.drop_after_fork()
+        return resources
+
+    def _http(self) -> HTTPTransport:
+        self._check_open()
+        if self.transport_mode not in ("auto", "http"):
+            raise TransportNotAvailableError(
+                f"this operation needs the HTTP transport, but transport_mode is "
+                f"{self.transport_mode!r}"
+            )
+        resources = self._state()
+        transport = resources.transport
+        if transport is None:
+            with resources.lock:
+                self._check_open()
+                if resources.transport is None:
+                    resources.transport = HTTPTransport(
+                        self.base_url, api_key=self._api_key, timeouts=self.timeouts,
+                        retry=self.retry, max_workers=self.max_workers,
+                        user_agent=_user_agent(), verify=self._verify,
+                        max_response_bytes=self._max_response_bytes,
+                    )
+                transport = resources.transport
+        return transport
+
+    def _executor(self) -> ThreadPoolExecutor:
+        self._check_open()
+        resources = self._state()
+        executor = resources.executor
+        if executor is None:
+            with resources.lock:
+                self._check_open()
+                if resources.executor is None:
+                    resources.executor = ThreadPoolExecutor(
+                        max_workers=self.max_workers, thread_name_prefix="sark-sync"
+                    )
+                executor = resources.executor
+        return executor
+
+    def breaker_for(self, server: str | None = None) -> Breaker:
+        """The breaker guarding ``server`` on this gateway (None: discovery and health)."""
+        name = self.base_url if server is None else f"{self.base_url}/{server}"
+        resources = self._state()
+        breaker = resources.breakers.get(name)
+        if breaker is None:
+            with resources.lock:
+                breaker = resources.breakers.setdefault(name, Breaker(name, self.breaker))
+        return breaker
+
+    # -- the pipeline ------------------------------------------------------------------------
+
+    def _deadline(self, timeout: float | Timeouts | None) -> tuple[Deadline, Timeouts]:
+        timeouts = self.timeouts if timeout is None else Timeouts.coerce(timeout)
+        return Deadline(timeouts.deadline), timeouts
+
+    def _send(
+        self, method: str, path: str, *, server: str | None, deadline: Deadline,
+        idempotent: bool = True, params: Mapping[str, Any] | None = None,
+        body: bytes | None = None, headers: dict[str, str] | None = None,
+        accept_statuses: frozenset[int] = frozenset(), tool: str | None = None,
+    ) -> Response:
+        transport = self._http()
+        send_headers = {"X-Request-ID": str(uuid.uuid4())}
+        if headers:
+            send_headers.update(headers)
+
+        def attempt() -> Response:
+            return transport.request(
+                method, path, deadline=deadline, idempotent=idempotent, params=params,
+                body=body, headers=send_headers, accept_statuses=accept_statuses,
+            )
+
+        try:
+            if not self.breaker.enabled:
+                return attempt()
+            return self.breaker_for(server).call(attempt)
+        except Exception as exc:
+            if hasattr(exc, "_with"):
+                exc._with(server=server, tool=tool)
+            raise
+
+    # -- discovery -----------------------------------------------------------------------------
+
+    def health(self, *, timeout: float | Timeouts | None = None) -> Health:
+        """``GET /health``. An unhealthy gateway (503 with a health body) is a result."""
+        deadline, _ = self._deadline(timeout)
+        response = self._send("GET", "/health", server=None, deadline=deadline,
+                              accept_statuses=frozenset({503}))
+        return _parse(Health.from_dict, response.data, "health", "/health")
+
+    def list_servers(
+        self, *, page: int = 1, page_size: int = 100, timeout: float | Timeouts | None = None
+    ) -> list[ServerInfo]:
+        """One page of registered servers (``page`` from 1, ``page_size`` 1..1000)."""
+        validate_page(page, page_size)
+        deadline, _ = self._deadline(timeout)
+        items, _, _ = self._page("/api/v1/servers", "servers", ServerInfo.from_dict,
+                                 (page - 1) * page_size, page_size, deadline)
+        return items
+
+    def iter_servers(
+        self, *, page_size: int = 100, timeout: float | Timeouts | None = None
+    ) -> Iterator[ServerInfo]:
+        """Every registered server, fetched page by page (each page has its own deadline)."""
+        validate_page(1, page_size)
+
+        def fetch(offset: int) -> tuple[list[ServerInfo], int, int]:
+            deadline, _ = self._deadline(timeout)
+            return self._page("/api/v1/servers", "servers", ServerInfo.from_dict, offset,
+                              page_size, deadline)
+
+        return paginate(fetch, key=lambda s: s.server_id or s.server_name)
+
+    def get_server(self, name: str, *, timeout: float | Timeouts | None = None) -> ServerInfo:
+        """One server by name; :class:`NotFoundError` if the gateway does not know it."""
+        from urllib.parse import quote
+
+        validate_name(name, "server")
+        deadline, _ = self._deadline(timeout)
+        response = self._send("GET", f"/api/v1/servers/{quote(name, safe='')}", server=name,
+                              deadline=deadline)
+        return _parse(ServerInfo.from_dict, response.data, "server", name)
+
+    def list_tools(
+        self, server: str | None = None, *, page: int = 1, page_size: int = 100,
+        timeout: float | Timeouts | None = None,
+    ) -> list[ToolInfo]:
+        """One page of tools, of one server or of all."""
+        if server is not None:
+            validate_name(server, "server")
+        validate_page(page, page_size)
+        deadline, _ = self._deadline(timeout)
+        items, _, _ = self._tool_page(server, (page - 1) * page_size, page_size, deadline)
+        return items
+
+    def iter_tools(
+        self, server: str | None = None, *, page_size: int = 100,
+        timeout: float | Timeouts | None = None,
+    ) -> Iterator[ToolInfo]:
+        """Every tool, of one server or of all, fetched page by page."""
+        if server is not None:
+            validate_name(server, "server")
+        validate_page(1, page_size)
+
+        def fetch(offset: int) -> tuple[list[ToolInfo], int, int]:
+            deadline, _ = self._deadline(timeout)
+            return self._tool_page(server, offset, page_size, deadline)
+
+        return paginate(fetch, key=lambda t: (t.server_name, t.tool_name))
+
+    def _tool_page(
+        self, server: str | None, offset: int, limit: int, deadline: Deadline
+    ) -> tuple[list[ToolInfo], int, int]:
+        extra = {"server": server} if server is not None else {}
+        page = self._page("/api/v1/tools", "tools", ToolInfo.from_dict, offset, limit, deadline,
+                          server=server, extra=extra)
+        remembered = self._retry_safe_tools
+        if len(remembered) > MAX_REMEMBERED_TOOLS:
+            remembered.clear()
+        for info in page[0]:
+            remembered[(info.server_name, info.tool_name)] = info.annotations.retry_safe
+        return page
+
+    def _page(
+        self, path: str, key: str, parse: Callable[[object], T], offset: int, limit: int,
+        deadline: Deadline, *, server: str | None = None, extra: Mapping[str, str] | None = None,
+    ) -> tuple[list[T], int, int]:
+        params: dict[str, Any] = {"offset": offset, "limit": limit, **(extra or {})}
+        response = self._send("GET", path, server=server, deadline=deadline, params=params)
+        return parse_page(response.data, key, parse, offset, path)
+
+    # -- invocation ----------------------------------------------------------------------------
+
+    def invoke_tool(
+        self, server: str, tool: str, parameters: Mapping[str, Any] | None = None, *,
+        user_token: str | None = None, timeout: float | Timeouts | None = None,
+        idempotency_key: str | None = None,
+    ) -> ToolResult:
+        """Call ``tool`` on ``server`` and return its :class:`ToolResult`.
+
+        :param parameters: the tool's arguments, a JSON-serialisable mapping.
+        :param user_token: the end user's JWT, sent as ``Authorization: Bearer``.
+        :param timeout: this call's deadline (seconds or :class:`Timeouts`).
+        :param idempotency_key: deduplicates retries at the gateway; generated when absent
+            (unless the client was made with ``idempotency_keys=False``).
+
+        A tool error is a result (``is_error``); call ``raise_for_error()`` to raise it.
+        Raises :class:`ValidationError` for bad arguments (before any request),
+        :class:`AuthorizationDenied`, :class:`CircuitOpenError`, :class:`DeadlineExceeded`,
+        or another :class:`GatewayError`.
+        """
+        deadline, _ = self._deadline(timeout)
+        return self._invoke(server, tool, parameters, user_token, idempotency_key, deadline)
+
+    def _invoke(
+        self, server: str, tool: str, parameters: Mapping[str, Any] | None,
+        user_token: str | None, idempotency_key: str | None, deadline: Deadline,
+    ) -> ToolResult:
+        started = time.perf_counter()
+        body, headers = _invoke_request(server, tool, parameters, user_token, idempotency_key)
+        if idempotency_key is None and self.idempotency_keys:
+            headers["Idempotency-Key"] = str(uuid.uuid4())
+        idempotent = "Idempotency-Key" in headers or self._retry_safe_tools.get(
+            (server, tool), False
+        )
+        response = self._send("POST", "/api/v1/invoke", server=server, tool=tool,
+                              deadline=deadline, idempotent=idempotent, body=body,
+                              headers=headers)
+        latency_ms = (time.perf_counter() - started) * 1000.0
+        try:
+            return ToolResult.from_invoke_response(
+                response.data, server=server, tool=tool, latency_ms=latency_ms,
+                attempts=response.attempts,
+            )
+        except ValueError as exc:
+            raise ProtocolError(f"malformed invoke response: {exc}", server=server, tool=tool,
+                                attempts=response.attempts) from None
+
+    def submit(
+        self, server: str, tool: str, parameters: Mapping[str, Any] | None = None, *,
+        user_token: str | None = None, timeout: float | Timeouts | None = None,
+        idempotency_key: str | None = None,
+    ) -> Future[ToolResult]:
+        """Run :meth:`invoke_tool` on the client's thread pool. The deadline starts now, so
+        time spent queued counts against it."""
+        deadline, _ = self._deadline(timeout)
+        return self._executor().submit(
+            self._invoke, server, tool, parameters, user_token, idempotency_key, deadline
+        )
+
+    def invoke_many(
+        self, calls: Iterable[ToolCall], *, return_exceptions: bool = False
+    ) -> list[Any]:
+        """Run many calls on the thread pool (at most ``max_workers`` at once); results come
+        back in the order of ``calls``.
+
+        With ``return_exceptions=True`` a failed call's exception takes its place in the list;
+        otherwise, once every call has finished, the first failure (in order) is raised.
+        """
+        pending: list[tuple[Future[ToolResult], Deadline]] = []
+        executor = self._executor()
+        for call in calls:
+            if not isinstance(call, ToolCall):
+                raise ConfigurationError(f"invoke_many takes ToolCall items, not {type(call)}")
+            deadline, _ = self._deadline(call.timeout)
+            future = executor.submit(self._invoke, call.server, call.tool, call.parameters,
+                                     call.user_token, call.idempotency_key, deadline)
+            pending.append((future, deadline))
+        results: list[Any] = []
+        for future, deadline in pending:
+            try:
+                results.append(future.result(timeout=deadline.remaining() + RESULT_GRACE))
+            except Exception as exc:
+                if not return_exceptions:
+                    for other, _ in pending:
+                        other.cancel()
+                    _wait_all(pending)
+                    if isinstance(exc, TimeoutError) and not hasattr(exc, "_with"):
+                        raise deadline.exceeded("waiting for a submitted call") from None
+                    raise
+                results.append(exc)
+        return results
+
+
+def _wait_all(pending: list[tuple[Future[ToolResult], Deadline]]) -> None:
+    for future, deadline in pending:
+        try:
+            future.exception(timeout=deadline.remaining() + RESULT_GRACE)
+        except Exception:  # cancelled or timed out: nothing more to wait for
+            pass
+
+
+def _invoke_request(
+    server: str, tool: str, parameters: Mapping[str, Any] | None, user_token: str | None,
+    idempotency_key: str | None,
+) -> tuple[bytes, dict[str, str]]:
+    """Validate an invocation's arguments and build its body and headers."""
+    from ._validation import validate_header_value, validate_parameters
+
+    validate_name(server, "server")
+    validate_name(tool, "tool")
+    params = validate_parameters(parameters)
+    body = json.dumps({"server": server, "tool": tool, "parameters": params},
+                      separators=(",", ":"), allow_nan=False).encode()
+    headers: dict[str, str] = {}
+    if user_token is not None:
+        validate_header_value(user_token, "user_token")
+        headers["Authorization"] = f"Bearer {user_token}"
+    if idempotency_key is not None:
+        validate_header_value(idempotency_key, "idempotency_key")
+        headers["Idempotency-Key"] = idempotency_key
+    return body, headers
+
+
+def _parse(parse: Callable[[object], T], data: object, what: str, where: str) -> T:
+    try:
+        return parse(data)
+    except ValueError as exc:
+        raise ProtocolError(f"malformed {what} response from {where}: {exc}") from None
+
+
+def _user_agent() -> str:
+    from . import __version__
+
+    return _VERSION_HEADER.format(version=__version__, python=platform.python_version())

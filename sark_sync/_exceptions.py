@@ -1,0 +1,329 @@
+"""The sark_sync exception tree.
+
+Every error sark_sync raises derives from :class:`GatewayError`, so ``except GatewayError``
+catches them all; foreign exceptions (requests, urllib3, socket) are translated at one boundary
+per transport and chained with ``raise ... from exc``. Leaves also subclass the builtin they
+resemble, so ``except TimeoutError`` or ``except PermissionError`` work as expected::
+
+    GatewayError
+    ├── ConfigurationError (ValueError)
+    │   └── ValidationError               bad names or parameters, caught before any request
+    ├── ClientClosedError (RuntimeError)
+    ├── TransportNotAvailableError        transport_mode forbids the transport a call needs
+    ├── TransportError                    the request may not have reached the gateway
+    │   ├── ConnectionFailed (ConnectionError)
+    │   ├── TransportTimeout (TimeoutError)
+    │   └── ProtocolError                 malformed, truncated, oversize or non-JSON responses
+    ├── DeadlineExceeded (TimeoutError)   the call's deadline ran out (attempts, slept, last error)
+    ├── CircuitOpenError                  the breaker fails fast without touching the network
+    ├── AuthorizationDenied (PermissionError)   403 policy_denied, or a client-side policy denial
+    ├── ToolExecutionError                ToolResult.raise_for_error() on an MCP tool error
+    └── APIError                          the gateway answered with an error envelope
+        ├── BadRequestError               400, 422 invalid_request
+        ├── AuthenticationError           401 unauthenticated
+        ├── NotFoundError (LookupError)   404 not_found
+        ├── IdempotencyConflictError      409 idempotency_conflict
+        ├── PayloadTooLargeError          413 payload_too_large
+        ├── RateLimitError                429 rate_limited (retry_after)
+        └── ServerError                   5xx
+            ├── UpstreamError             502 upstream_error
+            ├── ServiceUnavailableError   503 unavailable (retry_after)
+            └── UpstreamTimeoutError      504 upstream_timeout
+
+Context travels as attributes (``status_code``, ``request_id``, ``server``, ``tool``,
+``attempts``, ``retry_after`` ...), never as secrets: messages are built by sark_sync from
+names and codes, and parameter values or credentials are never put into them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "APIError",
+    "AuthenticationError",
+    "AuthorizationDenied",
+    "BadRequestError",
+    "CircuitOpenError",
+    "ClientClosedError",
+    "ConfigurationError",
+    "ConnectionFailed",
+    "DeadlineExceeded",
+    "GatewayError",
+    "IdempotencyConflictError",
+    "NotFoundError",
+    "PayloadTooLargeError",
+    "ProtocolError",
+    "RateLimitError",
+    "ServerError",
+    "ServiceUnavailableError",
+    "ToolExecutionError",
+    "TransportError",
+    "TransportNotAvailableError",
+    "TransportTimeout",
+    "UpstreamError",
+    "UpstreamTimeoutError",
+    "ValidationError",
+    "error_for_status",
+]
+
+_CONTEXT_FIELDS = (
+    "method",
+    "url",
+    "status_code",
+    "code",
+    "request_id",
+    "server",
+    "tool",
+    "attempts",
+    "retry_after",
+)
+
+
+class GatewayError(Exception):
+    """Root of every sark_sync error; carries what a caller needs to act on it.
+
+    All context is keyword-only and optional. ``str(error)`` is the message followed by the
+    context that is set, e.g. ``"gateway unavailable (status_code=503, request_id=..., attempts=3)"``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        method: str | None = None,
+        url: str | None = None,
+        status_code: int | None = None,
+        code: str | None = None,
+        request_id: str | None = None,
+        server: str | None = None,
+        tool: str | None = None,
+        attempts: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.method = method
+        self.url = url
+        self.status_code = status_code
+        self.code = code
+        self.request_id = request_id
+        self.server = server
+        self.tool = tool
+        self.attempts = attempts
+        self.retry_after = retry_after
+
+    def context(self) -> dict[str, Any]:
+        """The context fields that are set, in a stable order."""
+        return {
+            name: getattr(self, name) for name in _CONTEXT_FIELDS if getattr(self, name) is not None
+        }
+
+    def _with(self, **context: Any) -> GatewayError:
+        """Fill context fields that are still unset (the pipeline knows more than a transport)."""
+        for name, value in context.items():
+            if value is not None and getattr(self, name, None) is None:
+                setattr(self, name, value)
+        return self
+
+    def __str__(self) -> str:
+        ctx = self.context()
+        if not ctx:
+            return self.message
+        details = ", ".join(f"{key}={value}" for key, value in ctx.items())
+        return f"{self.message} ({details})"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self)!r})"
+
+    def __reduce__(self) -> Any:
+        # Keep keyword context across pickling (ThreadPoolExecutor, multiprocessing, Celery).
+        return (_rebuild, (type(self), self.message, self.__dict__.copy()))
+
+
+def _rebuild(cls: type[GatewayError], message: str, state: dict[str, Any]) -> GatewayError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, message)
+    error.__dict__.update(state)
+    return error
+
+
+class ConfigurationError(GatewayError, ValueError):
+    """The client was configured with an invalid value (URL, timeout, policy ...)."""
+
+
+class ValidationError(ConfigurationError):
+    """A call's arguments are invalid; raised before any request is made."""
+
+
+class ClientClosedError(GatewayError, RuntimeError):
+    """The client was used after ``close()``."""
+
+
+class TransportNotAvailableError(GatewayError):
+    """The configured ``transport_mode`` does not allow the transport this call needs."""
+
+
+class TransportError(GatewayError):
+    """The exchange with the gateway failed below the HTTP status level."""
+
+
+class ConnectionFailed(TransportError, ConnectionError):
+    """The connection could not be made, or broke before a response arrived."""
+
+
+class TransportTimeout(TransportError, TimeoutError):
+    """A connect or read timeout of a single attempt."""
+
+
+class ProtocolError(TransportError):
+    """The response was not what the wire contract allows: not JSON, truncated, too large."""
+
+
+class DeadlineExceeded(GatewayError, TimeoutError):
+    """The call's deadline ran out, across every attempt and wait.
+
+    ``attempts`` is how many requests were made, ``slept`` the seconds spent in backoff and
+    Retry-After waits, ``last_error`` the error of the last attempt (or None).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        timeout: float | None = None,
+        slept: float = 0.0,
+        last_error: BaseException | None = None,
+        **context: Any,
+    ) -> None:
+        super().__init__(message, **context)
+        self.timeout = timeout
+        self.slept = slept
+        self.last_error = last_error
+
+    def context(self) -> dict[str, Any]:
+        ctx = super().context()
+        if self.timeout is not None:
+            ctx["timeout"] = self.timeout
+        if self.slept:
+            ctx["slept"] = round(self.slept, 3)
+        if self.last_error is not None:
+            ctx["last_error"] = type(self.last_error).__name__
+        return ctx
+
+
+class CircuitOpenError(GatewayError):
+    """The breaker for ``breaker`` is open: the call failed fast without touching the network.
+
+    ``opened_at`` is the wall-clock time (UTC, datetime) it opened, ``probe_at`` when it will
+    admit the next probe, ``failures`` the consecutive failures that opened it.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        breaker: str,
+        opened_at: Any = None,
+        probe_at: Any = None,
+        failures: int = 0,
+        **context: Any,
+    ) -> None:
+        super().__init__(message, **context)
+        self.breaker = breaker
+        self.opened_at = opened_at
+        self.probe_at = probe_at
+        self.failures = failures
+
+
+class AuthorizationDenied(GatewayError, PermissionError):
+    """The policy denied the call (403 ``policy_denied``, or the client's pre-check)."""
+
+    def __init__(
+        self, message: str, *, reason: str | None = None, audit_id: str | None = None, **context: Any
+    ) -> None:
+        super().__init__(message, **context)
+        self.reason = reason
+        self.audit_id = audit_id
+
+
+class ToolExecutionError(GatewayError):
+    """The tool ran and reported an error (MCP ``isError: true``); see ``result``."""
+
+    def __init__(self, message: str, *, result: Any = None, **context: Any) -> None:
+        super().__init__(message, **context)
+        self.result = result
+
+
+class APIError(GatewayError):
+    """The gateway answered with a non-2xx status and (usually) an error envelope."""
+
+
+class BadRequestError(APIError):
+    """400/422 ``invalid_request``: the gateway rejected the request as malformed."""
+
+
+class AuthenticationError(APIError):
+    """401 ``unauthenticated``: missing or invalid API key or user token."""
+
+
+class NotFoundError(APIError, LookupError):
+    """404 ``not_found``: no such server or tool."""
+
+
+class IdempotencyConflictError(APIError):
+    """409 ``idempotency_conflict``: the key was used before with a different request."""
+
+
+class PayloadTooLargeError(APIError):
+    """413 ``payload_too_large``: the request body exceeds the gateway's limit."""
+
+
+class RateLimitError(APIError):
+    """429 ``rate_limited``; ``retry_after`` says when the gateway accepts calls again."""
+
+
+class ServerError(APIError):
+    """5xx: the gateway or the server behind it failed."""
+
+
+class UpstreamError(ServerError):
+    """502 ``upstream_error``: the MCP server behind the gateway failed."""
+
+
+class ServiceUnavailableError(ServerError):
+    """503 ``unavailable``; ``retry_after`` is set when the gateway sent it."""
+
+
+class UpstreamTimeoutError(ServerError):
+    """504 ``upstream_timeout``: the MCP server behind the gateway did not answer in time."""
+
+
+#: Status code -> exception class for gateway error responses.
+STATUS_ERRORS: dict[int, type[APIError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    404: NotFoundError,
+    409: IdempotencyConflictError,
+    413: PayloadTooLargeError,
+    422: BadRequestError,
+    429: RateLimitError,
+    502: UpstreamError,
+    503: ServiceUnavailableError,
+    504: UpstreamTimeoutError,
+}
+
+
+def error_for_status(
+    status_code: int, message: str, *, reason: str | None = None, audit_id: str | None = None,
+    **context: Any,
+) -> GatewayError:
+    """Build the exception for a non-2xx gateway response (403 becomes AuthorizationDenied)."""
+    if status_code == 403:
+        return AuthorizationDenied(
+            message, reason=reason, audit_id=audit_id, status_code=status_code, **context
+        )
+    cls = STATUS_ERRORS.get(status_code)
+    if cls is None:
+        cls = ServerError if status_code >= 500 else APIError
+    return cls(message, status_code=status_code, **context)

@@ -1,0 +1,304 @@
+"""Values that cross the API: what the gateway describes and what a call returns.
+
+Every model parses leniently and forward-compatibly (DESIGN §4): unknown fields are ignored,
+missing optional fields take their defaults, and a value of the wrong type for a required field
+raises ``ValueError`` naming the field, so that one malformed item can be skipped while the
+rest of a page is kept. Models are frozen: safe to share between threads and to cache.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from ._exceptions import ToolExecutionError
+from ._redact import redact
+
+__all__ = ["Health", "Principal", "ServerInfo", "ToolAnnotations", "ToolCall", "ToolInfo",
+           "ToolResult"]
+
+
+def _require_mapping(data: object, what: str) -> Mapping[str, Any]:
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{what} must be a JSON object, got {type(data).__name__}")
+    return data
+
+
+def _str(data: Mapping[str, Any], key: str, default: str | None = None, *, required: bool = False
+         ) -> Any:
+    value = data.get(key)
+    if value is None:
+        if required:
+            raise ValueError(f"missing required field {key!r}")
+        return default
+    if not isinstance(value, str):
+        raise ValueError(f"field {key!r} must be a string, got {type(value).__name__}")
+    return value
+
+
+def _int(data: Mapping[str, Any], key: str, default: int = 0) -> int:
+    value = data.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"field {key!r} must be an integer, got {type(value).__name__}")
+    return value
+
+
+def _strings(data: Mapping[str, Any], key: str) -> tuple[str, ...]:
+    value = data.get(key)
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"field {key!r} must be a list of strings")
+    return tuple(value)
+
+
+def _timestamp(data: Mapping[str, Any], key: str) -> datetime | None:
+    value = _str(data, key)
+    if value is None:
+        return None
+    text = value[:-1] + "+00:00" if value.endswith(("Z", "z")) else value
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"field {key!r} is not an RFC 3339 timestamp: {value!r}") from None
+
+
+@dataclass(frozen=True)
+class Health:
+    """``GET /health``: ``status`` is ``"healthy"`` or what the gateway reports instead."""
+
+    status: str
+    version: str | None = None
+    servers: int = 0
+
+    @property
+    def healthy(self) -> bool:
+        return self.status == "healthy"
+
+    @classmethod
+    def from_dict(cls, data: object) -> Health:
+        obj = _require_mapping(data, "health")
+        return cls(
+            status=_str(obj, "status", required=True),
+            version=_str(obj, "version"),
+            servers=_int(obj, "servers"),
+        )
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """An MCP server registered with the gateway."""
+
+    server_name: str
+    server_id: str | None = None
+    server_url: str | None = None
+    transport: str = "http"
+    sensitivity_level: str = "medium"
+    authorized_teams: tuple[str, ...] = ()
+    health_status: str = "unknown"
+    tools_count: int = 0
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    @property
+    def name(self) -> str:
+        return self.server_name
+
+    @classmethod
+    def from_dict(cls, data: object) -> ServerInfo:
+        obj = _require_mapping(data, "server")
+        return cls(
+            server_name=_str(obj, "server_name", required=True),
+            server_id=_str(obj, "server_id"),
+            server_url=_str(obj, "server_url"),
+            transport=_str(obj, "transport", "http"),
+            sensitivity_level=_str(obj, "sensitivity_level", "medium"),
+            authorized_teams=_strings(obj, "authorized_teams"),
+            health_status=_str(obj, "health_status", "unknown"),
+            tools_count=_int(obj, "tools_count"),
+            created_at=_timestamp(obj, "created_at"),
+            updated_at=_timestamp(obj, "updated_at"),
+        )
+
+
+@dataclass(frozen=True)
+class ToolAnnotations:
+    """MCP ``ToolAnnotations``: hints, not guarantees (the retry layer trusts only the
+    idempotency hints, and only because the gateway owner declared them)."""
+
+    title: str | None = None
+    read_only_hint: bool = False
+    destructive_hint: bool = True
+    idempotent_hint: bool = False
+    open_world_hint: bool = True
+
+    @property
+    def retry_safe(self) -> bool:
+        return self.read_only_hint or self.idempotent_hint
+
+    @classmethod
+    def from_dict(cls, data: object) -> ToolAnnotations:
+        if data is None:
+            return cls()
+        obj = _require_mapping(data, "annotations")
+
+        def flag(key: str, default: bool) -> bool:
+            value = obj.get(key)
+            if value is None:
+                return default
+            if not isinstance(value, bool):
+                raise ValueError(f"annotation {key!r} must be a boolean")
+            return value
+
+        return cls(
+            title=_str(obj, "title"),
+            read_only_hint=flag("readOnlyHint", False),
+            destructive_hint=flag("destructiveHint", True),
+            idempotent_hint=flag("idempotentHint", False),
+            open_world_hint=flag("openWorldHint", True),
+        )
+
+
+@dataclass(frozen=True)
+class ToolInfo:
+    """A tool an MCP server offers, with its MCP ``inputSchema`` and annotations."""
+
+    tool_name: str
+    server_name: str
+    description: str = ""
+    sensitivity_level: str = "medium"
+    input_schema: Mapping[str, Any] = field(default_factory=dict)
+    annotations: ToolAnnotations = field(default_factory=ToolAnnotations)
+    sensitive_params: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return self.tool_name
+
+    @classmethod
+    def from_dict(cls, data: object) -> ToolInfo:
+        obj = _require_mapping(data, "tool")
+        schema = obj.get("input_schema")
+        if schema is not None and not isinstance(schema, Mapping):
+            raise ValueError("field 'input_schema' must be an object")
+        return cls(
+            tool_name=_str(obj, "tool_name", required=True),
+            server_name=_str(obj, "server_name", required=True),
+            description=_str(obj, "description", ""),
+            sensitivity_level=_str(obj, "sensitivity_level", "medium"),
+            input_schema=dict(schema or {}),
+            annotations=ToolAnnotations.from_dict(obj.get("annotations")),
+            sensitive_params=_strings(obj, "sensitive_params"),
+        )
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who a call is made for: the end user behind ``user_token``."""
+
+    id: str
+    roles: tuple[str, ...] = ()
+    teams: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "roles": list(self.roles), "teams": list(self.teams)}
+
+
+@dataclass(frozen=True, repr=False)
+class ToolCall:
+    """One call for :meth:`GatewayClient.invoke_many`. ``user_token`` and sensitive parameter
+    values are hidden in the repr."""
+
+    server: str
+    tool: str
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+    user_token: str | None = None
+    timeout: float | None = None
+    idempotency_key: str | None = None
+
+    def __repr__(self) -> str:
+        token = ", user_token=[secure]" if self.user_token else ""
+        return (f"ToolCall(server={self.server!r}, tool={self.tool!r}, "
+                f"parameters={redact(self.parameters)!r}{token})")
+
+
+@dataclass(frozen=True, repr=False)
+class ToolResult:
+    """What a tool call returned. An MCP tool error (``is_error``) is a result, not an
+    exception; :meth:`raise_for_error` turns it into :class:`ToolExecutionError`.
+
+    ``content`` holds MCP content blocks (``{"type": "text", "text": ...}``, ...);
+    ``structured`` the ``structuredContent`` object, if any; ``filtered`` the parameter keys
+    the gateway's policy removed; ``attempts`` how many requests the call took.
+    """
+
+    content: tuple[Mapping[str, Any], ...]
+    structured: Mapping[str, Any] | None = None
+    is_error: bool = False
+    request_id: str | None = None
+    server: str = ""
+    tool: str = ""
+    latency_ms: float = 0.0
+    attempts: int = 1
+    filtered: tuple[str, ...] = ()
+
+    @property
+    def text(self) -> str:
+        """The text blocks of ``content`` joined by newlines."""
+        return "\n".join(
+            str(block.get("text", "")) for block in self.content if block.get("type") == "text"
+        )
+
+    def json(self) -> Any:
+        """``structured`` if the tool sent it, else the text content parsed as JSON."""
+        if self.structured is not None:
+            return self.structured
+        return json.loads(self.text)
+
+    def raise_for_error(self) -> ToolResult:
+        """Raise :class:`ToolExecutionError` if the tool reported an error; else return self."""
+        if self.is_error:
+            first_line = self.text.strip().splitlines()[0][:200] if self.text.strip() else ""
+            raise ToolExecutionError(
+                f"tool {self.server}/{self.tool} reported an error: {first_line or 'no message'}",
+                result=self, server=self.server, tool=self.tool, request_id=self.request_id,
+            )
+        return self
+
+    def __repr__(self) -> str:
+        return (f"<ToolResult {self.server}/{self.tool} is_error={self.is_error} "
+                f"blocks={len(self.content)} request_id={self.request_id} "
+                f"latency_ms={self.latency_ms:.1f} attempts={self.attempts}>")
+
+    @classmethod
+    def from_invoke_response(
+        cls, data: object, *, server: str, tool: str, latency_ms: float, attempts: int
+    ) -> ToolResult:
+        """Build from a ``POST /api/v1/invoke`` body; raises ``ValueError`` if malformed."""
+        obj = _require_mapping(data, "invoke response")
+        result = _require_mapping(obj.get("result"), "field 'result'")
+        content = result.get("content", [])
+        if not isinstance(content, list) or not all(isinstance(b, Mapping) for b in content):
+            raise ValueError("field 'result.content' must be a list of objects")
+        structured = result.get("structuredContent")
+        if structured is not None and not isinstance(structured, Mapping):
+            raise ValueError("field 'result.structuredContent' must be an object")
+        is_error = result.get("isError", False)
+        if not isinstance(is_error, bool):
+            raise ValueError("field 'result.isError' must be a boolean")
+        return cls(
+            content=tuple(content),
+            structured=structured,
+            is_error=is_error,
+            request_id=_str(obj, "request_id"),
+            server=_str(obj, "server", server),
+            tool=_str(obj, "tool", tool),
+            latency_ms=latency_ms,
+            attempts=attempts,
+            filtered=_strings(obj, "filtered"),
+        )

@@ -1,0 +1,69 @@
+"""Argument checks made before any request: names, pages, parameters, header values.
+
+A bad name must never become a request (no path injection, no confusing 404), and a
+parameter that JSON cannot carry must fail here with a clear message, not as a half-sent body.
+Messages name the argument and the rule, never the value of a parameter or credential.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from ._exceptions import ValidationError
+
+__all__ = ["NAME_PATTERN", "validate_header_value", "validate_name", "validate_page",
+           "validate_parameters"]
+
+#: Server and tool names (DESIGN §4).
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+#: Largest page the gateway serves.
+MAX_PAGE_SIZE = 1000
+
+
+def validate_name(name: object, what: str) -> str:
+    if not isinstance(name, str):
+        raise ValidationError(f"{what} name must be a str, not {type(name).__name__}")
+    if NAME_PATTERN.fullmatch(name) is None:
+        shown = name if len(name) <= 64 else name[:64] + "..."
+        raise ValidationError(
+            f"invalid {what} name {shown!r}: names are 1-128 characters of letters, digits, "
+            "'.', '_' and '-', starting with a letter or digit"
+        )
+    return name
+
+
+def validate_page(page: object, page_size: object) -> None:
+    if isinstance(page, bool) or not isinstance(page, int) or page < 1:
+        raise ValidationError(f"page must be an int >= 1, got {page!r}")
+    if (isinstance(page_size, bool) or not isinstance(page_size, int)
+            or not 1 <= page_size <= MAX_PAGE_SIZE):
+        raise ValidationError(f"page_size must be an int from 1 to {MAX_PAGE_SIZE}, got "
+                              f"{page_size!r}")
+
+
+def validate_parameters(parameters: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    """The parameters as a mapping with str keys that JSON can carry."""
+    if parameters is None:
+        return {}
+    if not isinstance(parameters, Mapping):
+        raise ValidationError(f"parameters must be a mapping, not {type(parameters).__name__}")
+    for key in parameters:
+        if not isinstance(key, str):
+            raise ValidationError(f"parameter names must be str, not {type(key).__name__}")
+    try:
+        json.dumps(parameters, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        kind = "a value JSON cannot represent" if isinstance(exc, TypeError) else "NaN or infinity"
+        raise ValidationError(f"parameters contain {kind}: {type(exc).__name__}") from None
+    return parameters
+
+
+def validate_header_value(value: object, what: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValidationError(f"{what} must be a non-empty str")
+    if any(ch in value for ch in "\r\n\x00") or not value.isprintable():
+        raise ValidationError(f"{what} contains control characters")
+    return value

@@ -1,0 +1,378 @@
+"""The HTTP transport: one ``requests.Session`` per client, made safe to never hang.
+
+Contract: :meth:`HTTPTransport.request` makes one logical request (its retries included)
+within the caller's :class:`Deadline` and returns the decoded JSON body of a 2xx response, or
+raises a ``GatewayError``. It is the one place where requests and urllib3 exceptions become
+sark_sync exceptions (see :func:`_translate`).
+
+How the deadline reaches every wait:
+
+- a pool slot is a semaphore of ``max_workers`` permits acquired with the time left (requests
+  passes no pool timeout, so ``pool_block=True`` could wait forever);
+- each attempt's connect/read timeouts are ``min(configured, time left)``
+  (:class:`~sark_sync._retry.DeadlineTimeout`), and backoff or Retry-After waits that would
+  cross the deadline are not taken (:class:`~sark_sync._retry.DeadlineRetry`);
+- the body is read in short reads, each with the socket timeout set to the time left, so a
+  slow-drip body cannot outlive the deadline, and its size is capped.
+
+Per-call cost matters: ``trust_env`` is resolved once (proxies, CA bundle) and then turned off,
+because requests would otherwise re-read the environment on every call. Redirects are never
+followed (every request carries credentials); cookies are never stored (one client may serve
+many users).
+"""
+
+from __future__ import annotations
+
+import http.cookiejar
+import json
+import logging
+import os
+import socket
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+from requests.utils import get_environ_proxies
+from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, ReadTimeoutError
+
+from .._config import RetryPolicy, Timeouts
+from .._deadline import Deadline
+from .._exceptions import (
+    APIError,
+    ConnectionFailed,
+    DeadlineExceeded,
+    GatewayError,
+    ProtocolError,
+    TransportTimeout,
+    error_for_status,
+)
+from .._retry import AttemptContext, DeadlineRetry, DeadlineStop, DeadlineTimeout, current_attempt
+
+__all__ = ["HTTPTransport", "Response"]
+
+log = logging.getLogger("sark_sync.http")
+
+#: Largest response body accepted, decoded; a gateway page of 1,000 items is far below it.
+DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
+#: Bytes asked for per read of a response body.
+READ_CHUNK = 64 * 1024
+#: How much of a non-JSON body an error message quotes.
+SNIPPET_CHARS = 200
+
+
+class Response:
+    """A decoded gateway response: status, JSON body, attempts taken."""
+
+    __slots__ = ("attempts", "data", "headers", "status_code")
+
+    def __init__(self, status_code: int, data: Any, headers: Mapping[str, str], attempts: int):
+        self.status_code = status_code
+        self.data = data
+        self.headers = headers
+        self.attempts = attempts
+
+
+class HTTPTransport:
+    """Requests to one gateway, with pooled keep-alive connections and bounded waits."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        api_key: Any,
+        timeouts: Timeouts,
+        retry: RetryPolicy,
+        max_workers: int,
+        user_agent: str,
+        verify: bool | str | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+    ) -> None:
+        self.base_url = base_url
+        self._api_key = api_key  # a Secret or None
+        self._timeouts = timeouts
+        self._max_response_bytes = max_response_bytes
+        self._slots = threading.BoundedSemaphore(max_workers)
+        self._session = self._build_session(retry, max_workers, user_agent, verify)
+
+    def _build_session(
+        self, retry: RetryPolicy, max_workers: int, user_agent: str, verify: bool | str | None
+    ) -> requests.Session:
+        session = requests.Session()
+        # Resolve what trust_env would re-read on every request, once, then turn it off.
+        session.proxies = dict(get_environ_proxies(self.base_url))
+        if verify is None:
+            verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+        session.verify = verify
+        session.trust_env = False
+        session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
+        session.headers.clear()
+        session.headers.update({"User-Agent": user_agent, "Accept": "application/json"})
+        adapter = HTTPAdapter(
+            pool_connections=4,
+            pool_maxsize=max(10, max_workers),
+            max_retries=DeadlineRetry.from_policy(retry),
+        )
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        return session
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        deadline: Deadline,
+        idempotent: bool,
+        params: Mapping[str, Any] | None = None,
+        body: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        accept_statuses: frozenset[int] = frozenset(),
+    ) -> Response:
+        """Make one logical request; return the JSON of a 2xx (or an accepted) response."""
+        url = self.base_url + path
+        send_headers = dict(headers or {})
+        if self._api_key is not None:
+            send_headers["X-API-Key"] = self._api_key.reveal()
+        if body is not None:
+            send_headers["Content-Type"] = "application/json"
+        context = AttemptContext(
+            deadline=deadline, idempotent=idempotent, accept_statuses=accept_statuses
+        )
+        request_id = send_headers.get("X-Request-ID")
+        where = {"method": method, "url": url, "request_id": request_id}
+        if not self._slots.acquire(timeout=deadline.remaining()):
+            raise deadline.exceeded("waiting for a free connection slot", attempts=0, **where)
+        token = current_attempt.set(context)
+        try:
+            try:
+                response = self._session.request(
+                    method, url, params=params, data=body, headers=send_headers,
+                    timeout=DeadlineTimeout(
+                        context, self._timeouts.connect, self._timeouts.read
+                    ),
+                    allow_redirects=False, stream=True,
+                )
+            except DeadlineStop:
+                raise self._deadline_error(context, None, where) from None
+            except requests.RequestException as exc:
+                error = _translate(exc, **where, attempts=context.attempts)
+                if context.stopped or deadline.expired:
+                    raise self._deadline_error(context, error, where) from exc
+                raise error from exc
+            try:
+                return self._finish(response, context, where)
+            finally:
+                response.close()
+        finally:
+            current_attempt.reset(token)
+            self._slots.release()
+
+    def _finish(
+        self, response: requests.Response, context: AttemptContext, where: dict[str, Any]
+    ) -> Response:
+        status = response.status_code
+        where = dict(where, attempts=context.attempts)
+        raw = self._read_body(response, context, where)
+        if 300 <= status < 400:
+            location = response.headers.get("Location", "?")
+            raise APIError(
+                f"gateway answered {status} redirecting to {location}; sark_sync does not follow "
+                "redirects, since every request carries credentials: configure the final URL",
+                status_code=status, **where,
+            )
+        if status >= 400 and status not in context.accept_statuses:
+            error = self._error_from(response, raw, where)
+            if context.stopped:
+                raise self._deadline_error(context, error, where)
+            if context.retry_after_refused is not None:
+                error.retry_after = context.retry_after_refused
+            raise error
+        data = self._decode_json(response, raw, where)
+        log.debug("%s %s -> %d in %d attempt(s)", where["method"], where["url"], status,
+                  context.attempts)
+        return Response(status, data, response.headers, context.attempts)
+
+    def _read_body(
+        self, response: requests.Response, context: AttemptContext, where: dict[str, Any]
+    ) -> bytes:
+        limit = self._max_response_bytes
+        length = response.headers.get("Content-Length")
+        if length is not None and length.isdigit() and int(length) > limit:
+            raise ProtocolError(
+                f"response body of {int(length)} bytes exceeds the {limit}-byte limit",
+                status_code=response.status_code, **where,
+            )
+        raw = response.raw
+        sock = _socket_of(raw)
+        chunks: list[bytes] = []
+        size = 0
+        deadline = context.deadline
+        try:
+            while True:
+                remaining = deadline.remaining()
+                if remaining <= 0:
+                    raise self._deadline_error(context, None, where, what="reading the response")
+                if sock is not None:
+                    sock.settimeout(min(self._timeouts.read, remaining))
+                chunk = raw.read1(READ_CHUNK, decode_content=True)
+                if not chunk:
+                    break
+                size += len(chunk)
+                if size > limit:
+                    raise ProtocolError(
+                        f"response body exceeds the {limit}-byte limit",
+                        status_code=response.status_code, **where,
+                    )
+                chunks.append(chunk)
+        except GatewayError:
+            raise
+        except Exception as exc:
+            error = _translate_body_error(exc, status_code=response.status_code, **where)
+            if deadline.expired:
+                raise self._deadline_error(context, error, where, "reading the response") from exc
+            raise error from exc
+        return b"".join(chunks)
+
+    def _decode_json(self, response: requests.Response, raw: bytes, where: dict[str, Any]) -> Any:
+        content_type = response.headers.get("Content-Type", "")
+        mime = content_type.split(";", 1)[0].strip().lower()
+        if mime != "application/json" and not mime.endswith("+json"):
+            raise ProtocolError(
+                f"expected a JSON response, got Content-Type {content_type or 'none'!r}: "
+                f"{_snippet(raw)}",
+                status_code=response.status_code, **where,
+            )
+        try:
+            return json.loads(raw)
+        except ValueError:
+            raise ProtocolError(
+                f"response is not valid JSON ({len(raw)} bytes): {_snippet(raw)}",
+                status_code=response.status_code, **where,
+            ) from None
+
+    def _error_from(
+        self, response: requests.Response, raw: bytes, where: dict[str, Any]
+    ) -> GatewayError:
+        status = response.status_code
+        code = message = reason = audit_id = None
+        request_id = where.get("request_id")
+        try:
+            envelope = json.loads(raw)
+            error = envelope.get("error") if isinstance(envelope, dict) else None
+        except ValueError:
+            error = None
+        if isinstance(error, dict):
+            code = _opt_str(error.get("code"))
+            message = _opt_str(error.get("message"))
+            request_id = _opt_str(error.get("request_id")) or request_id
+            reason = _opt_str(error.get("reason"))
+            audit_id = _opt_str(error.get("audit_id"))
+        text = message or f"gateway answered {status} {response.reason or ''}".strip()
+        if code:
+            text = f"{code}: {text}"
+        context = dict(where, request_id=request_id)
+        return error_for_status(
+            status, text, code=code, reason=reason, audit_id=audit_id,
+            retry_after=_retry_after(response.headers.get("Retry-After")), **context,
+        )
+
+    @staticmethod
+    def _deadline_error(
+        context: AttemptContext, last_error: GatewayError | None, where: dict[str, Any],
+        what: str = "",
+    ) -> DeadlineExceeded:
+        attempts = context.attempts
+        what = what or f"after {attempts} attempt{'s' if attempts != 1 else ''}"
+        if last_error is not None:
+            what += f"; last error: {type(last_error).__name__}: {last_error.message}"
+        error = context.deadline.exceeded(
+            what, slept=context.slept, last_error=last_error, **dict(where, attempts=attempts)
+        )
+        if last_error is not None:
+            error.__cause__ = last_error
+            error.status_code = last_error.status_code
+        return error
+
+    def close(self) -> None:
+        self._session.close()
+
+
+def _socket_of(raw: Any) -> socket.socket | None:
+    connection = getattr(raw, "connection", None)
+    sock = getattr(connection, "sock", None)
+    return sock if isinstance(sock, socket.socket) else None
+
+
+def _opt_str(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _retry_after(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value.strip()))
+    except ValueError:
+        pass
+    try:
+        from email.utils import parsedate_to_datetime
+        import time
+
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+def _snippet(raw: bytes) -> str:
+    text = raw[:SNIPPET_CHARS].decode("utf-8", "replace")
+    return repr(text) + ("..." if len(raw) > SNIPPET_CHARS else "")
+
+
+def _translate(exc: requests.RequestException, **context: Any) -> GatewayError:
+    """requests' exceptions -> ours. The message names the failure, never a header value."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return TransportTimeout("timed out connecting to the gateway", **context)
+    if isinstance(exc, requests.ReadTimeout) or isinstance(_reason(exc), ReadTimeoutError):
+        return TransportTimeout("timed out waiting for the gateway's response", **context)
+    if isinstance(_reason(exc), ConnectTimeoutError):
+        return TransportTimeout("timed out connecting to the gateway", **context)
+    if isinstance(exc, requests.exceptions.SSLError):
+        return ConnectionFailed(f"TLS error talking to the gateway: {_root(exc)}", **context)
+    if isinstance(exc, requests.ConnectionError):
+        return ConnectionFailed(f"could not reach the gateway: {_root(exc)}", **context)
+    if isinstance(exc, (requests.exceptions.InvalidHeader, requests.exceptions.InvalidURL)):
+        return ProtocolError(f"invalid request or response: {_root(exc)}", **context)
+    return ConnectionFailed(f"request failed: {_root(exc)}", **context)
+
+
+def _reason(exc: BaseException) -> BaseException | None:
+    """The urllib3 error inside requests' wrapper (and inside a MaxRetryError)."""
+    inner = exc.args[0] if exc.args and isinstance(exc.args[0], BaseException) else None
+    if isinstance(inner, MaxRetryError):
+        return inner.reason
+    return inner
+
+
+def _translate_body_error(exc: Exception, **context: Any) -> GatewayError:
+    if isinstance(exc, (TimeoutError, socket.timeout)) or "timed out" in str(exc).lower():
+        return TransportTimeout("timed out reading the gateway's response body", **context)
+    return ProtocolError(f"response body was cut short or malformed: {_root(exc)}", **context)
+
+
+def _root(exc: BaseException) -> str:
+    """The innermost cause's type and message (urllib3 nests several layers)."""
+    seen = set()
+    while True:
+        inner = exc.__cause__ or exc.__context__
+        args = getattr(exc, "args", ())
+        if inner is None and args and isinstance(args[0], BaseException):
+            inner = args[0]
+        reason = getattr(exc, "reason", None)
+        if inner is None and isinstance(reason, BaseException):
+            inner = reason
+        if inner is None or id(inner) in seen:
+            return f"{type(exc).__name__}: {exc}"[:300]
+        seen.add(id(exc))
+        exc = inner
