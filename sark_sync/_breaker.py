@@ -25,7 +25,12 @@ import time
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, TypeVar
 
-from circuitbreaker import STATE_CLOSED, STATE_HALF_OPEN, STATE_OPEN, CircuitBreaker
+from circuitbreaker import (  # type: ignore[import-untyped]  # the package ships no types
+    STATE_CLOSED,
+    STATE_HALF_OPEN,
+    STATE_OPEN,
+    CircuitBreaker,
+)
 
 from ._config import BreakerPolicy
 from ._exceptions import (
@@ -68,6 +73,10 @@ class Breaker(CircuitBreaker):  # type: ignore[misc]
         self._failure_threshold = policy.failure_threshold
         self._recovery_timeout = policy.recovery_timeout
         self._clock = clock
+        self._name: str = name
+        self._state: str = STATE_CLOSED
+        self._failure_count: int = 0
+        self._last_failure: BaseException | None = None
         self._opened = clock()
         self._opened_wall: datetime | None = None
         self._lock = threading.Lock()
@@ -83,8 +92,8 @@ class Breaker(CircuitBreaker):  # type: ignore[misc]
     @property
     def state(self) -> str:
         if self._state == STATE_OPEN and self.open_remaining <= 0:
-            return STATE_HALF_OPEN
-        return str(self._state)
+            return str(STATE_HALF_OPEN)
+        return self._state
 
     @property
     def open_until(self) -> datetime:
@@ -114,9 +123,6 @@ class Breaker(CircuitBreaker):  # type: ignore[misc]
 
     def decorate(self, function: Callable[..., T]) -> Callable[..., T]:
         """Decorator form; unlike the package's, it registers nothing globally."""
-        if self._name is None:
-            self._name = getattr(function, "__qualname__", repr(function))
-
         @functools.wraps(function)
         def wrapper(*args: Any, **kwargs: Any) -> T:
             return self.call(function, *args, **kwargs)

@@ -249,9 +249,9 @@ class GatewayClient:
 
     # -- the pipeline ------------------------------------------------------------------------
 
-    def _deadline(self, timeout: float | Timeouts | None) -> tuple[Deadline, Timeouts]:
+    def _deadline(self, timeout: float | Timeouts | None) -> Deadline:
         timeouts = self.timeouts if timeout is None else Timeouts.coerce(timeout)
-        return Deadline(timeouts.deadline), timeouts
+        return Deadline(timeouts.deadline, timeouts=timeouts)
 
     def _send(
         self, method: str, path: str, *, server: str | None, deadline: Deadline,
@@ -268,6 +268,7 @@ class GatewayClient:
             return transport.request(
                 method, path, deadline=deadline, idempotent=idempotent, params=params,
                 body=body, headers=send_headers, accept_statuses=accept_statuses,
+                timeouts=deadline.timeouts,
             )
 
         try:
@@ -283,7 +284,7 @@ class GatewayClient:
 
     def health(self, *, timeout: float | Timeouts | None = None) -> Health:
         """``GET /health``. An unhealthy gateway (503 with a health body) is a result."""
-        deadline, _ = self._deadline(timeout)
+        deadline = self._deadline(timeout)
         response = self._send("GET", "/health", server=None, deadline=deadline,
                               accept_statuses=frozenset({503}))
         return _parse(Health.from_dict, response.data, "health", "/health")
@@ -293,7 +294,7 @@ class GatewayClient:
     ) -> list[ServerInfo]:
         """One page of registered servers (``page`` from 1, ``page_size`` 1..1000)."""
         validate_page(page, page_size)
-        deadline, _ = self._deadline(timeout)
+        deadline = self._deadline(timeout)
         items, _, _ = self._page("/api/v1/servers", "servers", ServerInfo.from_dict,
                                  (page - 1) * page_size, page_size, deadline)
         return items
@@ -305,7 +306,7 @@ class GatewayClient:
         validate_page(1, page_size)
 
         def fetch(offset: int) -> tuple[list[ServerInfo], int, int]:
-            deadline, _ = self._deadline(timeout)
+            deadline = self._deadline(timeout)
             return self._page("/api/v1/servers", "servers", ServerInfo.from_dict, offset,
                               page_size, deadline)
 
@@ -316,7 +317,7 @@ class GatewayClient:
         from urllib.parse import quote
 
         validate_name(name, "server")
-        deadline, _ = self._deadline(timeout)
+        deadline = self._deadline(timeout)
         response = self._send("GET", f"/api/v1/servers/{quote(name, safe='')}", server=name,
                               deadline=deadline)
         return _parse(ServerInfo.from_dict, response.data, "server", name)
@@ -329,7 +330,7 @@ class GatewayClient:
         if server is not None:
             validate_name(server, "server")
         validate_page(page, page_size)
-        deadline, _ = self._deadline(timeout)
+        deadline = self._deadline(timeout)
         items, _, _ = self._tool_page(server, (page - 1) * page_size, page_size, deadline)
         return items
 
@@ -343,7 +344,7 @@ class GatewayClient:
         validate_page(1, page_size)
 
         def fetch(offset: int) -> tuple[list[ToolInfo], int, int]:
-            deadline, _ = self._deadline(timeout)
+            deadline = self._deadline(timeout)
             return self._tool_page(server, offset, page_size, deadline)
 
         return paginate(fetch, key=lambda t: (t.server_name, t.tool_name))
@@ -389,7 +390,7 @@ class GatewayClient:
         :class:`AuthorizationDenied`, :class:`CircuitOpenError`, :class:`DeadlineExceeded`,
         or another :class:`GatewayError`.
         """
-        deadline, _ = self._deadline(timeout)
+        deadline = self._deadline(timeout)
         return self._invoke(server, tool, parameters, user_token, idempotency_key, deadline)
 
     def _invoke(
@@ -423,7 +424,7 @@ class GatewayClient:
     ) -> Future[ToolResult]:
         """Run :meth:`invoke_tool` on the client's thread pool. The deadline starts now, so
         time spent queued counts against it."""
-        deadline, _ = self._deadline(timeout)
+        deadline = self._deadline(timeout)
         return self._executor().submit(
             self._invoke, server, tool, parameters, user_token, idempotency_key, deadline
         )
@@ -442,7 +443,7 @@ class GatewayClient:
         for call in calls:
             if not isinstance(call, ToolCall):
                 raise ConfigurationError(f"invoke_many takes ToolCall items, not {type(call)}")
-            deadline, _ = self._deadline(call.timeout)
+            deadline = self._deadline(call.timeout)
             future = executor.submit(self._invoke, call.server, call.tool, call.parameters,
                                      call.user_token, call.idempotency_key, deadline)
             pending.append((future, deadline))

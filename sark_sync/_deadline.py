@@ -8,9 +8,12 @@ wait, each attempt's socket timeouts, each backoff or Retry-After sleep. Nothing
 from __future__ import annotations
 
 import time
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from ._exceptions import DeadlineExceeded
+
+if TYPE_CHECKING:
+    from ._config import Timeouts
 
 __all__ = ["Deadline"]
 
@@ -18,13 +21,21 @@ __all__ = ["Deadline"]
 class Deadline:
     """The instant a call must be finished by, on a monotonic clock.
 
-    ``clock`` is injectable so tests can move time without sleeping.
+    ``clock`` is injectable so tests can move time without sleeping. ``timeouts``, when
+    given, are the call's per-attempt socket timeouts (each still bounded by the time left).
     """
 
-    __slots__ = ("_clock", "_expires_at", "timeout")
+    __slots__ = ("_clock", "_expires_at", "timeout", "timeouts")
 
-    def __init__(self, timeout: float, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        timeout: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        timeouts: Timeouts | None = None,
+    ) -> None:
         self.timeout = timeout
+        self.timeouts = timeouts
         self._clock = clock
         self._expires_at = clock() + timeout
 

@@ -84,7 +84,7 @@ class GatewayError(Exception):
     """Root of every sark_sync error; carries what a caller needs to act on it.
 
     All context is keyword-only and optional. ``str(error)`` is the message followed by the
-    context that is set, e.g. ``"gateway unavailable (status_code=503, request_id=..., attempts=3)"``.
+    context that is set, e.g. ``"unavailable: down (status_code=503, attempts=3)"``.
     """
 
     def __init__(
@@ -240,7 +240,12 @@ class AuthorizationDenied(GatewayError, PermissionError):
     """The policy denied the call (403 ``policy_denied``, or the client's pre-check)."""
 
     def __init__(
-        self, message: str, *, reason: str | None = None, audit_id: str | None = None, **context: Any
+        self,
+        message: str,
+        *,
+        reason: str | None = None,
+        audit_id: str | None = None,
+        **context: Any,
     ) -> None:
         super().__init__(message, **context)
         self.reason = reason
@@ -315,7 +320,11 @@ STATUS_ERRORS: dict[int, type[APIError]] = {
 
 
 def error_for_status(
-    status_code: int, message: str, *, reason: str | None = None, audit_id: str | None = None,
+    status_code: int,
+    message: str,
+    *,
+    reason: str | None = None,
+    audit_id: str | None = None,
     **context: Any,
 ) -> GatewayError:
     """Build the exception for a non-2xx gateway response (403 becomes AuthorizationDenied)."""

@@ -39,7 +39,7 @@ IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 RETRY_AFTER_STATUSES = frozenset({429, 503})
 
 
-class DeadlineStop(Exception):  # noqa: N818 - internal signal, never escapes the transport
+class DeadlineStop(Exception):
     """Internal: an attempt or a wait would cross the call's deadline."""
 
 
@@ -69,6 +69,8 @@ class DeadlineTimeout(Timeout):
     def __init__(self, context: AttemptContext, connect: float, read: float) -> None:
         super().__init__(connect=connect, read=read)
         self._context = context
+        self._attempt_connect = connect
+        self._attempt_read = read
 
     def clone(self) -> Timeout:
         context = self._context
@@ -77,8 +79,8 @@ class DeadlineTimeout(Timeout):
             context.stopped = "deadline"
             raise DeadlineStop("no time left for another attempt")
         context.attempts += 1
-        connect = min(float(self._connect), remaining)  # type: ignore[arg-type]
-        read = min(float(self._read), remaining)  # type: ignore[arg-type]
+        connect = min(self._attempt_connect, remaining)
+        read = min(self._attempt_read, remaining)
         return Timeout(connect=connect, read=read, total=remaining)
 
 
@@ -109,7 +111,7 @@ class DeadlineRetry(Retry):
     def new(self, **kw: Any) -> DeadlineRetry:
         retry = super().new(**kw)
         retry.policy = self.policy
-        return retry  # type: ignore[return-value]
+        return retry
 
     def _is_method_retryable(self, method: str) -> bool:
         context = _current.get()
@@ -128,7 +130,7 @@ class DeadlineRetry(Retry):
 
     def increment(self, method: str | None = None, url: str | None = None, *args: Any,
                   **kwargs: Any) -> DeadlineRetry:
-        new_retry: DeadlineRetry = super().increment(method, url, *args, **kwargs)  # type: ignore[assignment]
+        new_retry: DeadlineRetry = super().increment(method, url, *args, **kwargs)
         context = _current.get()
         if context is None:
             return new_retry

@@ -103,7 +103,8 @@ class HTTPTransport:
         # Resolve what trust_env would re-read on every request, once, then turn it off.
         session.proxies = dict(get_environ_proxies(self.base_url))
         if verify is None:
-            verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+            env = os.environ
+            verify = env.get("REQUESTS_CA_BUNDLE") or env.get("CURL_CA_BUNDLE") or True
         session.verify = verify
         session.trust_env = False
         session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
@@ -129,8 +130,13 @@ class HTTPTransport:
         body: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         accept_statuses: frozenset[int] = frozenset(),
+        timeouts: Timeouts | None = None,
     ) -> Response:
-        """Make one logical request; return the JSON of a 2xx (or an accepted) response."""
+        """Make one logical request; return the JSON of a 2xx (or an accepted) response.
+
+        ``timeouts`` overrides the transport's connect/read timeouts for this request.
+        """
+        timeouts = timeouts or self._timeouts
         url = self.base_url + path
         send_headers = dict(headers or {})
         if self._api_key is not None:
@@ -149,8 +155,9 @@ class HTTPTransport:
             try:
                 response = self._session.request(
                     method, url, params=params, data=body, headers=send_headers,
-                    timeout=DeadlineTimeout(
-                        context, self._timeouts.connect, self._timeouts.read
+                    # requests passes a urllib3 Timeout through unchanged.
+                    timeout=DeadlineTimeout(  # type: ignore[arg-type]
+                        context, timeouts.connect, timeouts.read
                     ),
                     allow_redirects=False, stream=True,
                 )
@@ -162,7 +169,7 @@ class HTTPTransport:
                     raise self._deadline_error(context, error, where) from exc
                 raise error from exc
             try:
-                return self._finish(response, context, where)
+                return self._finish(response, context, where, timeouts.read)
             finally:
                 response.close()
         finally:
@@ -170,11 +177,12 @@ class HTTPTransport:
             self._slots.release()
 
     def _finish(
-        self, response: requests.Response, context: AttemptContext, where: dict[str, Any]
+        self, response: requests.Response, context: AttemptContext, where: dict[str, Any],
+        read_timeout: float,
     ) -> Response:
         status = response.status_code
         where = dict(where, attempts=context.attempts)
-        raw = self._read_body(response, context, where)
+        raw = self._read_body(response, context, where, read_timeout)
         if 300 <= status < 400:
             location = response.headers.get("Location", "?")
             raise APIError(
@@ -195,7 +203,8 @@ class HTTPTransport:
         return Response(status, data, response.headers, context.attempts)
 
     def _read_body(
-        self, response: requests.Response, context: AttemptContext, where: dict[str, Any]
+        self, response: requests.Response, context: AttemptContext, where: dict[str, Any],
+        read_timeout: float,
     ) -> bytes:
         limit = self._max_response_bytes
         length = response.headers.get("Content-Length")
@@ -215,7 +224,7 @@ class HTTPTransport:
                 if remaining <= 0:
                     raise self._deadline_error(context, None, where, what="reading the response")
                 if sock is not None:
-                    sock.settimeout(min(self._timeouts.read, remaining))
+                    sock.settimeout(min(read_timeout, remaining))
                 chunk = raw.read1(READ_CHUNK, decode_content=True)
                 if not chunk:
                     break
@@ -317,8 +326,8 @@ def _retry_after(value: str | None) -> float | None:
     except ValueError:
         pass
     try:
-        from email.utils import parsedate_to_datetime
         import time
+        from email.utils import parsedate_to_datetime
 
         return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
     except (TypeError, ValueError):
