@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import gc
+import importlib.util
 import os
 import signal
 import socket
@@ -59,6 +60,37 @@ ALLOWED_FD_TARGETS: tuple[str, ...] = ()
 
 # pattern -> the singleton thread accepted for it (kept for the whole session).
 _accepted_singletons: dict[str, threading.Thread] = {}
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Before any conftest or test imports sark_sync: a package installed from a wheel must
+    ship every module of the checkout. Otherwise the whole run would end in confusing
+    ModuleNotFoundErrors (a folder without ``__init__.py`` is left out by ``packages =
+    find:``), so stop at once and say why."""
+    spec = importlib.util.find_spec("sark_sync")
+    if spec is None or spec.origin is None:
+        pytest.exit("sark_sync is not installed: run the tests through tox", returncode=1)
+    source, installed = TESTS_DIR.parent / "sark_sync", Path(spec.origin).resolve().parent
+    if not source.is_dir() or installed == source.resolve():
+        return  # an editable install, or tests run outside the checkout
+    missing = sorted(
+        p.relative_to(source).as_posix()
+        for p in source.rglob("*.py")
+        if not (installed / p.relative_to(source)).exists()
+    )
+    if missing:
+        no_init = sorted(
+            {
+                str(Path(m).parent)
+                for m in missing
+                if not (source / m).parent.joinpath("__init__.py").exists()
+            }
+        )
+        hint = f"; these folders lack an __init__.py: {no_init}" if no_init else ""
+        pytest.exit(
+            f"the installed sark_sync ({installed}) lacks modules of the checkout: {missing}{hint}",
+            returncode=1,
+        )
 
 
 def _under(path: Path, directory: Path) -> bool:

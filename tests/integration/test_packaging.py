@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import configparser
 import fnmatch
+import importlib.util
 import json
 import os
 import subprocess
@@ -19,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-import sark_sync
+# sark_sync is imported inside the tests, not here: a broken wheel (a module missing from it)
+# must fail test_wheel_ships_every_module with a precise message, not the whole collection.
 
 REPO = Path(__file__).resolve().parents[2]
 DIST = "sark-sync"
@@ -91,7 +93,36 @@ def _is_stdlib(name: str, file: str | None) -> bool:
     return _is_stdlib_by_path(file)
 
 
+def _installed_dir() -> Path:
+    """The installed package's folder, found without executing sark_sync/__init__.py."""
+    spec = importlib.util.find_spec("sark_sync")
+    assert spec is not None and spec.origin is not None, "sark_sync is not installed"
+    return Path(spec.origin).resolve().parent
+
+
+def test_wheel_ships_every_module() -> None:
+    source = REPO / "sark_sync"
+    installed = _installed_dir()
+    if installed == source.resolve():
+        pytest.skip("running against the checkout (editable install), not a built package")
+    wanted = {p.relative_to(source).as_posix() for p in source.rglob("*.py")}
+    shipped = {p.relative_to(installed).as_posix() for p in installed.rglob("*.py")}
+    missing = sorted(wanted - shipped)
+    no_init = sorted(
+        {
+            str(Path(m).parent)
+            for m in missing
+            if not (source / Path(m).parent / "__init__.py").exists()
+        }
+    )
+    assert not missing, f"modules of the checkout missing from the installed package: {missing}" + (
+        f"; these folders have no __init__.py: {no_init}" if no_init else ""
+    )
+
+
 def test_version_is_single_sourced() -> None:
+    import sark_sync
+
     version_spec = _setup_cfg()["metadata"]["version"].strip()
     assert version_spec == "attr: sark_sync.__version__"
     assert isinstance(sark_sync.__version__, str) and sark_sync.__version__
@@ -99,7 +130,7 @@ def test_version_is_single_sourced() -> None:
 
 
 def test_tests_run_against_the_installed_package() -> None:
-    package_dir = Path(sark_sync.__file__).resolve().parent
+    package_dir = _installed_dir()
     if os.environ.get("TOX_ENV_DIR"):
         # tox builds a wheel and installs it (package = wheel): the checkout must not shadow it.
         assert package_dir != REPO / "sark_sync", "sark_sync was imported from the checkout"
@@ -107,7 +138,7 @@ def test_tests_run_against_the_installed_package() -> None:
 
 
 def test_py_typed_and_policies_are_installed() -> None:
-    package_dir = Path(sark_sync.__file__).resolve().parent
+    package_dir = _installed_dir()
     assert (package_dir / "py.typed").is_file()
     shipped = sorted(p.name for p in (REPO / "sark_sync" / "policies").glob("*.rego"))
     installed = sorted(p.name for p in (package_dir / "policies").glob("*.rego"))
@@ -148,7 +179,7 @@ def test_import_pulls_in_only_stdlib_and_runtime_deps(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
-    assert Path(report["sark_sync"]).resolve().parent == Path(sark_sync.__file__).resolve().parent
+    assert Path(report["sark_sync"]).resolve().parent == _installed_dir()
     tops = sorted({name.partition(".")[0] for name in report["new"]})
     foreign = [
         name
