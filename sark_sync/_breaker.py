@@ -76,7 +76,7 @@ class Breaker(CircuitBreaker):  # type: ignore[misc]
         self._name: str = name
         self._state: str = STATE_CLOSED
         self._failure_count: int = 0
-        self._last_failure: BaseException | None = None
+        self._last_failure: type[BaseException] | None = None
         self._opened = clock()
         self._opened_wall: datetime | None = None
         self._lock = threading.Lock()
@@ -154,7 +154,9 @@ class Breaker(CircuitBreaker):  # type: ignore[misc]
 
     def _on_failure(self, exc: BaseException, probe: bool) -> None:
         with self._lock:
-            self._last_failure = exc
+            # Keep the type only: the exception's traceback would pin frames, responses and
+            # sockets for as long as the breaker lives.
+            self._last_failure = type(exc)
             self._failure_count += 1
             if probe or self._failure_count >= self._failure_threshold:
                 self._state = STATE_OPEN
@@ -174,7 +176,7 @@ class Breaker(CircuitBreaker):  # type: ignore[misc]
     def _open_error(self) -> CircuitOpenError:
         remaining = max(0.0, self.open_remaining)
         probe_at = datetime.now(timezone.utc) + timedelta(seconds=remaining)
-        last = type(self._last_failure).__name__ if self._last_failure is not None else "none"
+        last = self._last_failure.__name__ if self._last_failure is not None else "none"
         state = "half-open, probe in flight" if self.open_remaining <= 0 else "open"
         return CircuitOpenError(
             f"circuit {self._name!r} is {state} after {self._failure_count} consecutive "

@@ -35,7 +35,12 @@ from typing import Any
 import requests
 from requests.adapters import HTTPAdapter
 from requests.utils import get_environ_proxies
-from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, ReadTimeoutError
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    MaxRetryError,
+    NewConnectionError,
+    ReadTimeoutError,
+)
 
 from .._config import RetryPolicy, Timeouts
 from .._deadline import Deadline
@@ -305,6 +310,20 @@ class HTTPTransport:
         return error
 
     def close(self) -> None:
+        """Close every pooled connection now.
+
+        urllib3 2's ``PoolManager.clear()`` only forgets its pools and leaves their sockets to
+        the garbage collector, which may never come while a traceback still references one.
+        """
+        for adapter in set(self._session.adapters.values()):
+            managers = [getattr(adapter, "poolmanager", None)]
+            managers += list(getattr(adapter, "proxy_manager", {}).values())
+            for manager in managers:
+                pools = getattr(manager, "pools", None)
+                for key in list(pools.keys()) if pools is not None else ():
+                    pool = pools.get(key)
+                    if pool is not None:
+                        pool.close()
         self._session.close()
 
 
@@ -345,7 +364,8 @@ def _translate(exc: requests.RequestException, **context: Any) -> GatewayError:
         return TransportTimeout("timed out connecting to the gateway", **context)
     if isinstance(exc, requests.ReadTimeout) or isinstance(_reason(exc), ReadTimeoutError):
         return TransportTimeout("timed out waiting for the gateway's response", **context)
-    if isinstance(_reason(exc), ConnectTimeoutError):
+    reason = _reason(exc)
+    if isinstance(reason, ConnectTimeoutError) and not isinstance(reason, NewConnectionError):
         return TransportTimeout("timed out connecting to the gateway", **context)
     if isinstance(exc, requests.exceptions.SSLError):
         return ConnectionFailed(f"TLS error talking to the gateway: {_root(exc)}", **context)

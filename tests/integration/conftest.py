@@ -1,0 +1,40 @@
+"""Fixtures for integration tests: a real LocalGateway on 127.0.0.1 and clients pointed at it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, Callable
+
+import pytest
+from support import API_KEY, FAST_RETRY, build_gateway
+
+import sark_sync
+from sark_sync.testing import LocalGateway
+
+
+@pytest.fixture
+def gateway() -> Iterator[LocalGateway]:
+    with build_gateway() as gw:
+        yield gw
+
+
+@pytest.fixture
+def make_client(gateway: LocalGateway) -> Iterator[Callable[..., sark_sync.GatewayClient]]:
+    """A factory of clients for ``gateway``; every client made is closed after the test."""
+    made: list[sark_sync.GatewayClient] = []
+
+    def make(**options: Any) -> sark_sync.GatewayClient:
+        options.setdefault("api_key", API_KEY)
+        options.setdefault("retry", FAST_RETRY)
+        client = sark_sync.GatewayClient(options.pop("url", gateway.url), **options)
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        client.close()
+
+
+@pytest.fixture
+def client(make_client: Callable[..., sark_sync.GatewayClient]) -> sark_sync.GatewayClient:
+    return make_client()
