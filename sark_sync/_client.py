@@ -12,7 +12,6 @@ thread of a process, and across ``fork()`` (a forked child rebuilds what it need
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import platform
@@ -41,8 +40,9 @@ from ._exceptions import (
     TransportNotAvailableError,
 )
 from ._models import Health, ServerInfo, ToolCall, ToolInfo, ToolResult
-from ._pagination import paginate, parse_page, validate_name, validate_page
+from ._pagination import paginate, parse_page
 from ._redact import Secret
+from ._validation import encode_invocation, validate_header_value, validate_name, validate_page
 from .transports.http import DEFAULT_MAX_RESPONSE_BYTES, HTTPTransport, Response
 
 __all__ = ["GatewayClient"]
@@ -476,13 +476,9 @@ def _invoke_request(
     idempotency_key: str | None,
 ) -> tuple[bytes, dict[str, str]]:
     """Validate an invocation's arguments and build its body and headers."""
-    from ._validation import validate_header_value, validate_parameters
-
     validate_name(server, "server")
     validate_name(tool, "tool")
-    params = validate_parameters(parameters)
-    body = json.dumps({"server": server, "tool": tool, "parameters": params},
-                      separators=(",", ":"), allow_nan=False).encode()
+    body = encode_invocation(server, tool, parameters)
     headers: dict[str, str] = {}
     if user_token is not None:
         validate_header_value(user_token, "user_token")

@@ -14,15 +14,8 @@ from collections.abc import Hashable, Iterator, Mapping
 from typing import Callable, TypeVar
 
 from ._exceptions import ProtocolError
-from ._validation import (
-    validate_header_value,
-    validate_name,
-    validate_page,
-    validate_parameters,
-)
 
-__all__ = ["paginate", "parse_page", "validate_header_value", "validate_name", "validate_page",
-           "validate_parameters"]
+__all__ = ["paginate", "parse_page"]
 
 log = logging.getLogger("sark_sync")
 

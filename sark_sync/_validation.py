@@ -14,8 +14,8 @@ from typing import Any
 
 from ._exceptions import ValidationError
 
-__all__ = ["NAME_PATTERN", "validate_header_value", "validate_name", "validate_page",
-           "validate_parameters"]
+__all__ = ["NAME_PATTERN", "encode_invocation", "validate_header_value", "validate_name",
+           "validate_page"]
 
 #: Server and tool names (DESIGN §4).
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -44,21 +44,21 @@ def validate_page(page: object, page_size: object) -> None:
                               f"{page_size!r}")
 
 
-def validate_parameters(parameters: Mapping[str, Any] | None) -> Mapping[str, Any]:
-    """The parameters as a mapping with str keys that JSON can carry."""
+def encode_invocation(server: str, tool: str, parameters: Mapping[str, Any] | None) -> bytes:
+    """The JSON body of ``POST /api/v1/invoke``, or ValidationError for bad parameters."""
     if parameters is None:
-        return {}
-    if not isinstance(parameters, Mapping):
+        parameters = {}
+    elif not isinstance(parameters, Mapping):
         raise ValidationError(f"parameters must be a mapping, not {type(parameters).__name__}")
     for key in parameters:
         if not isinstance(key, str):
             raise ValidationError(f"parameter names must be str, not {type(key).__name__}")
+    body = {"server": server, "tool": tool, "parameters": parameters}
     try:
-        json.dumps(parameters, allow_nan=False)
+        return json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
     except (TypeError, ValueError) as exc:
         kind = "a value JSON cannot represent" if isinstance(exc, TypeError) else "NaN or infinity"
         raise ValidationError(f"parameters contain {kind}: {type(exc).__name__}") from None
-    return parameters
 
 
 def validate_header_value(value: object, what: str) -> str:

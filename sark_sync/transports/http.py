@@ -320,7 +320,9 @@ class HTTPTransport:
             managers += list(getattr(adapter, "proxy_manager", {}).values())
             for manager in managers:
                 pools = getattr(manager, "pools", None)
-                for key in list(pools.keys()) if pools is not None else ():
+                if pools is None:
+                    continue
+                for key in list(pools.keys()):
                     pool = pools.get(key)
                     if pool is not None:
                         pool.close()

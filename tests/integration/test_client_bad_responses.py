@@ -91,7 +91,7 @@ class _Redirector(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     target = ""
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         self.send_response(302)
         self.send_header("Location", self.target + self.path)
         self.send_header("Content-Length", "0")

@@ -5,14 +5,13 @@ from __future__ import annotations
 import logging
 import tracemalloc
 import uuid
-from typing import Any, Callable
+from typing import Callable
 
 import pytest
 from support import API_KEY, paths
 
 import sark_sync
 from sark_sync.testing import LocalGateway
-
 
 
 def test_health_round_trips(client: sark_sync.GatewayClient, gateway: LocalGateway) -> None:
