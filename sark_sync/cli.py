@@ -1,0 +1,218 @@
+"""The ``sark-sync`` command.
+
+Design: each subcommand is a pair registered in :data:`COMMANDS`, a function that adds its
+arguments to an argparse subparser and a function that runs it and returns the exit status,
+so a new subcommand is one more entry. :func:`main` parses, dispatches and returns the status
+(it never calls ``sys.exit``; ``python -m sark_sync.cli`` does).
+
+``sark-sync serve`` runs a :class:`~sark_sync.testing.LocalGateway` on loopback, prints its
+URL on one line of standard output, and serves until SIGINT or SIGTERM, then stops it cleanly
+and exits 0. Configuration errors exit 2 with a message on standard error. The JSON config
+file holds the LocalGateway's options plus ``servers``::
+
+    {"api_keys": ["k1"], "jwt_secret": "...", "require_user_token": false,
+     "servers": [{"name": "demo", "sensitivity_level": "low", "authorized_teams": ["data"],
+                  "tools": ["echo", "add"]}]}
+
+A server's ``tools`` name built-in demo tools (default: all of them, ``echo`` and ``add``);
+without ``servers``, one server ``demo`` with every built-in tool is registered.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any, Callable
+
+from . import __version__
+from .testing import LocalGateway
+from .testing._builtin_tools import BUILTIN_TOOLS
+
+__all__ = ["COMMANDS", "Command", "main"]
+
+_GATEWAY_OPTIONS = {
+    "api_keys": list,
+    "jwt_secret": str,
+    "require_user_token": bool,
+    "host": str,
+    "port": int,
+    "max_request_bytes": int,
+    "version": str,
+}
+_SERVER_OPTIONS = {
+    "name",
+    "transport",
+    "sensitivity_level",
+    "authorized_teams",
+    "health_status",
+    "server_url",
+    "tools",
+}
+#: Seconds between checks of the stop flag while serving (signals also wake the wait).
+_SERVE_POLL = 1.0
+
+
+class ConfigError(ValueError):
+    """The serve configuration is unusable; the message says why."""
+
+
+@dataclass(frozen=True)
+class Command:
+    """A subcommand: how to declare its arguments and how to run it."""
+
+    help: str
+    configure: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+def _configure_serve(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", help="loopback address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port to bind (default 0: any free port)")
+    parser.add_argument("--config", metavar="FILE.json", help="JSON configuration file")
+    parser.add_argument(
+        "--api-key",
+        action="append",
+        dest="api_keys",
+        metavar="KEY",
+        help="accepted X-API-Key (repeatable; added to the config's api_keys; "
+        "with neither, the LocalGateway default 'test-key')",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log requests to stderr")
+
+
+def _load_config(path: str | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    try:
+        with open(path, encoding="utf-8") as fh:
+            config = json.load(fh)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read config {path}: {exc}") from exc
+    if not isinstance(config, dict):
+        raise ConfigError("the config must be a JSON object")
+    return config
+
+
+def _gateway_options(config: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    unknown = set(config) - set(_GATEWAY_OPTIONS) - {"servers"}
+    if unknown:
+        raise ConfigError(f"unknown config keys: {', '.join(sorted(unknown))}")
+    options: dict[str, Any] = {}
+    for key, kind in _GATEWAY_OPTIONS.items():
+        if key in config:
+            value = config[key]
+            if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+                raise ConfigError(f"config key {key!r} must be a {kind.__name__}")
+            options[key] = value
+    if args.host is not None:
+        options["host"] = args.host
+    if args.port is not None:
+        options["port"] = args.port
+    if not all(isinstance(key, str) for key in options.get("api_keys", [])):
+        raise ConfigError("config key 'api_keys' must be a list of strings")
+    if args.api_keys:
+        options["api_keys"] = [*options.get("api_keys", []), *args.api_keys]
+    return options
+
+
+def _add_servers(gateway: LocalGateway, servers: object) -> None:
+    if servers is None:
+        servers = [{"name": "demo", "sensitivity_level": "low"}]
+    if not isinstance(servers, list) or not all(isinstance(s, dict) for s in servers):
+        raise ConfigError("config key 'servers' must be a list of objects")
+    for entry in servers:
+        unknown = set(entry) - _SERVER_OPTIONS
+        if unknown or "name" not in entry:
+            raise ConfigError(f"a server needs 'name' and takes only {sorted(_SERVER_OPTIONS)}")
+        options = {k: v for k, v in entry.items() if k != "tools"}
+        tools = entry.get("tools", list(BUILTIN_TOOLS))
+        if not isinstance(tools, list) or any(t not in BUILTIN_TOOLS for t in tools):
+            raise ConfigError(f"a server's tools must be a list of: {', '.join(BUILTIN_TOOLS)}")
+        try:
+            gateway.add_server(**options)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"server {entry['name']!r}: {exc}") from exc
+        for name in tools:
+            tool = BUILTIN_TOOLS[name]
+            gateway.add_tool(
+                entry["name"],
+                name,
+                tool.func,
+                input_schema=tool.input_schema,
+                annotations=tool.annotations,
+            )
+
+
+def _serve(args: argparse.Namespace) -> int:
+    if args.verbose:
+        logging.basicConfig(level=logging.DEBUG, format="%(asctime)s %(name)s %(message)s")
+    try:
+        config = _load_config(args.config)
+        gateway = LocalGateway(**_gateway_options(config, args))
+        _add_servers(gateway, config.get("servers"))
+    except (ConfigError, TypeError, ValueError) as exc:
+        print(f"sark-sync serve: error: {exc}", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, on_signal)
+    try:
+        try:
+            gateway.start()
+        except OSError as exc:
+            print(f"sark-sync serve: error: cannot bind: {exc}", file=sys.stderr)
+            return 1
+        try:
+            print(gateway.url, flush=True)
+            while not stop.wait(_SERVE_POLL):
+                pass
+        finally:
+            gateway.stop()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    return 0
+
+
+#: Subcommand name -> definition; add an entry to add a subcommand.
+COMMANDS: dict[str, Command] = {
+    "serve": Command(
+        "run a LocalGateway on loopback until SIGINT/SIGTERM", _configure_serve, _serve
+    ),
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sark-sync", description="Tools for sark_sync, the synchronous SARK client."
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers.required = True
+    for name, command in COMMANDS.items():
+        command.configure(subparsers.add_parser(name, help=command.help, description=command.help))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``sark-sync`` command with ``argv`` (default: ``sys.argv[1:]``); return the
+    exit status. Usage errors exit 2 (raised as ``SystemExit`` by argparse)."""
+    args = _parser().parse_args(argv)
+    return COMMANDS[args.command].run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

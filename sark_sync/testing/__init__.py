@@ -1,0 +1,34 @@
+"""Testing helpers for sark_sync: an embedded SARK gateway to test clients against.
+
+:class:`LocalGateway` serves the SARK Gateway API v1 (DESIGN §4) on a loopback port from a
+background thread, records every request, deduplicates ``Idempotency-Key``s and injects
+scripted :class:`Fault` s. Standard library only, so it can run anywhere the client runs::
+
+    from sark_sync.testing import Fault, LocalGateway
+
+    with LocalGateway(api_keys=("test-key",)) as gw:
+        gw.add_server("demo")
+
+        @gw.tool("demo")
+        def echo(parameters):
+            return parameters
+
+        gw.add_fault(Fault(status=503, retry_after=1))   # the next invoke answers 503
+        ...                                               # point a client at gw.url
+"""
+
+from __future__ import annotations
+
+from ._faults import Fault
+from ._gateway import LocalGateway
+from ._recording import RecordedHeaders, RecordedRequest
+from ._registry import ToolFailure, ToolFunction
+
+__all__ = [
+    "Fault",
+    "LocalGateway",
+    "RecordedHeaders",
+    "RecordedRequest",
+    "ToolFailure",
+    "ToolFunction",
+]

@@ -1,0 +1,341 @@
+"""LocalGateway: the SARK Gateway API v1 (DESIGN §4) served on loopback, for tests and demos.
+
+Design: a :class:`LocalGateway` owns one :class:`~._server.GatewayHTTPServer`, one accept
+thread and one thread per connection; the catalogue (:class:`~._registry.Registry`), the
+faults, the request log and the idempotency store are shared with the handler threads and are
+thread-safe, so a test may change them while clients run.
+
+Lifecycle contract: :meth:`LocalGateway.start` binds (port 0 picks a free port, so
+:attr:`LocalGateway.url` is known as soon as ``start()`` returns) and starts serving; a
+gateway starts once. :meth:`LocalGateway.stop` is idempotent and bounded: it stops accepting,
+closes the listening socket, wakes every wait (fault delays, slow bodies, idempotency waits),
+shuts down every connection, idle keep-alive ones included, and joins every thread it started
+within ``stop_timeout`` seconds. A thread stuck in a user's tool function cannot be
+interrupted; it is reported in a warning log and left as a daemon.
+
+It is a test double and must never pass for production: it binds loopback addresses only.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import socket
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from types import TracebackType
+from typing import Any, Callable, TypeVar
+
+from . import _jwt
+from ._api import Api, ApiConfig
+from ._faults import Fault, FaultSet
+from ._handler import HandlerContext
+from ._idempotency import IdempotencyStore
+from ._recording import RecordedRequest, RequestLog
+from ._registry import Registry, ToolFunction
+from ._server import GatewayHTTPServer
+
+__all__ = ["LocalGateway"]
+
+logger = logging.getLogger("sark_sync.testing")
+
+F = TypeVar("F", bound=Callable[..., object])
+
+#: How often the accept loop checks for shutdown; bounds how long stop() waits for it.
+POLL_INTERVAL = 0.05
+#: Seconds stop() waits for all threads to finish.
+STOP_TIMEOUT = 5.0
+#: Seconds a repeated Idempotency-Key waits for the first request to finish.
+IDEMPOTENCY_WAIT = 30.0
+#: Seconds an idle keep-alive connection is kept open (None: until stop()).
+IDLE_TIMEOUT = 120.0
+
+
+def _loopback(host: str) -> tuple[str, int]:
+    """Return the address to bind and its family; refuse anything that is not loopback."""
+    if host == "localhost":
+        return "127.0.0.1", socket.AF_INET
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        address = None
+    if address is None or not address.is_loopback:
+        raise ValueError(f"LocalGateway binds loopback addresses only, not {host!r}")
+    return str(address), socket.AF_INET6 if address.version == 6 else socket.AF_INET
+
+
+class LocalGateway:
+    """An embedded SARK gateway on 127.0.0.1, like stripe-mock or moto for sark_sync.
+
+    :param api_keys: accepted ``X-API-Key`` values; empty: no key required.
+    :param jwt_secret: HS256 secret of user JWTs (``Authorization: Bearer``).
+    :param require_user_token: when true, POST /api/v1/invoke needs a valid user JWT.
+    :param host: a loopback address or ``"localhost"``; anything else raises ``ValueError``.
+    :param port: 0 (default) picks a free port.
+    :param max_request_bytes: larger request bodies are answered 413.
+    :param version: reported by ``/health``.
+    :param idempotency_wait: seconds a repeated key waits for the first request (then 409).
+    :param idle_timeout: seconds an idle keep-alive connection stays open (None: forever).
+    :param stop_timeout: seconds :meth:`stop` waits for threads.
+
+    Example::
+
+        with LocalGateway(api_keys=("k",)) as gw:
+            gw.add_server("demo")
+            gw.add_tool("demo", "echo", lambda params: params)
+            requests.post(gw.url + "/api/v1/invoke", headers={"X-API-Key": "k"},
+                          json={"server": "demo", "tool": "echo", "parameters": {"a": 1}})
+    """
+
+    def __init__(
+        self,
+        api_keys: Iterable[str] = ("test-key",),
+        jwt_secret: str = "local-dev-secret",
+        require_user_token: bool = False,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        max_request_bytes: int = 1_048_576,
+        version: str = "0.1.0-local",
+        *,
+        idempotency_wait: float = IDEMPOTENCY_WAIT,
+        idle_timeout: float | None = IDLE_TIMEOUT,
+        stop_timeout: float = STOP_TIMEOUT,
+    ) -> None:
+        keys = frozenset([api_keys] if isinstance(api_keys, str) else api_keys)
+        if any(not key for key in keys):
+            raise ValueError("API keys must be non-empty strings")
+        if not jwt_secret:
+            raise ValueError("jwt_secret must not be empty")
+        if not isinstance(port, int) or not 0 <= port <= 65535:
+            raise ValueError("port must be an integer in 0..65535")
+        if max_request_bytes < 0:
+            raise ValueError("max_request_bytes must be >= 0")
+        self._bind_host, self._family = _loopback(host)
+        self._port = port
+        self._jwt_secret = jwt_secret
+        self._stop_timeout = stop_timeout
+        self._registry = Registry()
+        self._faults = FaultSet()
+        self._log = RequestLog()
+        self._store = IdempotencyStore()
+        self._stopping = threading.Event()
+        config = ApiConfig(keys, jwt_secret, require_user_token, version, idempotency_wait)
+        self._api = Api(config, self._registry, self._store)
+        self._context = HandlerContext(
+            api=self._api,
+            faults=self._faults,
+            log=self._log,
+            stopping=self._stopping,
+            max_request_bytes=max_request_bytes,
+            version=version,
+            idle_timeout=idle_timeout,
+        )
+        self._lifecycle = threading.Lock()
+        self._state = "new"
+        self._server: GatewayHTTPServer | None = None
+        self._accept_thread: threading.Thread | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> LocalGateway:
+        """Bind and serve in background threads; return ``self``. Raises ``RuntimeError`` if
+        the gateway was already started, ``OSError`` if the address cannot be bound."""
+        with self._lifecycle:
+            if self._state != "new":
+                raise RuntimeError("a LocalGateway can be started only once")
+            server = GatewayHTTPServer((self._bind_host, self._port), self._family, self._context)
+            thread = threading.Thread(
+                target=server.serve_forever,
+                kwargs={"poll_interval": POLL_INTERVAL},
+                name="sark-local-gateway-accept",
+                daemon=True,
+            )
+            thread.start()
+            self._server, self._accept_thread, self._state = server, thread, "running"
+        logger.debug("LocalGateway serving on %s", self.url)
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and release every thread and socket; idempotent, bounded."""
+        with self._lifecycle:
+            if self._state != "running":
+                self._state = "stopped"
+                return
+            self._state = "stopped"
+            server, thread = self._server, self._accept_thread
+        assert server is not None and thread is not None
+        deadline = time.monotonic() + self._stop_timeout
+        self._stopping.set()
+        self._store.close()
+        if thread.is_alive():
+            server.shutdown()
+        server.server_close()
+        server.close_connections()
+        stuck = server.join_workers(max(0.0, deadline - time.monotonic()))
+        thread.join(max(0.0, deadline - time.monotonic()))
+        if stuck or thread.is_alive():
+            logger.warning("LocalGateway.stop(): %d thread(s) still running", len(stuck))
+
+    def __enter__(self) -> LocalGateway:
+        if self._state == "running":  # ``with LocalGateway().start() as gw`` works too
+            return self
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        """The base URL, e.g. ``"http://127.0.0.1:8123"``; ``RuntimeError`` before start()."""
+        if self._server is None:
+            raise RuntimeError("the LocalGateway is not started")
+        host = self._bind_host
+        shown = f"[{host}]" if self._family == socket.AF_INET6 else host
+        return f"http://{shown}:{self._server.server_port}"
+
+    @property
+    def running(self) -> bool:
+        return self._state == "running"
+
+    def __repr__(self) -> str:
+        where = self.url if self._server is not None else "not started"
+        return f"<LocalGateway {where} {self._state}>"
+
+    # -- catalogue -------------------------------------------------------------------------
+
+    def add_server(
+        self,
+        name: str,
+        transport: str = "http",
+        sensitivity_level: str = "medium",
+        authorized_teams: Iterable[str] = (),
+        health_status: str = "healthy",
+        *,
+        server_url: str | None = None,
+    ) -> dict[str, Any]:
+        """Register a server and return its ServerInfo JSON; ``ValueError`` for a bad name,
+        a duplicate or an unknown transport, sensitivity level or health status."""
+        return self._registry.add_server(
+            name,
+            transport=transport,
+            sensitivity_level=sensitivity_level,
+            authorized_teams=authorized_teams,
+            health_status=health_status,
+            server_url=server_url,
+        )
+
+    def remove_server(self, name: str) -> None:
+        """Unregister a server and its tools; ``KeyError`` if there is none by that name."""
+        self._registry.remove_server(name)
+
+    def add_raw_server(self, obj: object) -> None:
+        """Append any JSON value to the server list as is (to test malformed items)."""
+        self._registry.add_raw(obj)
+
+    def add_tool(
+        self,
+        server: str,
+        name: str,
+        func: ToolFunction,
+        description: str = "",
+        input_schema: Mapping[str, Any] | None = None,
+        annotations: Mapping[str, Any] | None = None,
+        sensitivity_level: str = "low",
+        sensitive_params: Iterable[str] = (),
+    ) -> dict[str, Any]:
+        """Register ``func`` as tool ``name`` of ``server``; return its ToolInfo JSON.
+
+        ``description`` defaults to the first line of the function's docstring,
+        ``input_schema`` to ``{"type": "object"}``. Raises ``KeyError`` for an unknown
+        server and ``ValueError`` for a bad or duplicate name.
+        """
+        return self._registry.add_tool(
+            server,
+            name,
+            func,
+            description=description,
+            input_schema=input_schema,
+            annotations=annotations,
+            sensitivity_level=sensitivity_level,
+            sensitive_params=sensitive_params,
+        )
+
+    def tool(self, server: str, *, name: str | None = None, **options: Any) -> Callable[[F], F]:
+        """Decorator form of :meth:`add_tool`; the tool is named after the function."""
+
+        def register(func: F) -> F:
+            tool_name = name if name is not None else str(getattr(func, "__name__", ""))
+            self.add_tool(server, tool_name, func, **options)
+            return func
+
+        return register
+
+    def tool_runs(self, server: str, tool: str) -> int:
+        """How many times the tool function really ran (replays do not count)."""
+        return self._registry.runs(server, tool)
+
+    def set_health(self, status: str) -> None:
+        """Set what ``/health`` reports: "healthy", "degraded", or "unhealthy" (503)."""
+        self._api.health = status
+
+    # -- credentials -----------------------------------------------------------------------
+
+    def issue_token(
+        self,
+        subject: str = "alice",
+        roles: Iterable[str] = ("developer",),
+        teams: Iterable[str] = ("data",),
+        ttl: float | None = 3600,
+        **extra_claims: Any,
+    ) -> str:
+        """Return an HS256 user JWT signed with ``jwt_secret``.
+
+        ``ttl`` seconds until ``exp`` (negative: already expired; ``None``: no ``exp``);
+        ``extra_claims`` are added last and may override the others.
+        """
+        now = int(time.time())
+        claims: dict[str, Any] = {"sub": subject, "roles": list(roles), "teams": list(teams)}
+        claims["iat"] = now
+        if ttl is not None:
+            claims["exp"] = now + int(ttl)
+        claims.update(extra_claims)
+        return _jwt.encode(claims, self._jwt_secret)
+
+    def verify_token(self, token: str) -> dict[str, Any]:
+        """Return the claims of a user JWT, as the gateway checks it; ``ValueError`` if bad."""
+        return _jwt.decode(token, self._jwt_secret)
+
+    # -- faults and observation ------------------------------------------------------------
+
+    def add_fault(self, fault: Fault) -> Fault:
+        """Arm ``fault`` (after those already armed) and return it, to read ``fault.hits``."""
+        return self._faults.add(fault)
+
+    def clear_faults(self) -> None:
+        self._faults.clear()
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """A snapshot of every request received, in arrival order."""
+        return self._log.snapshot()
+
+    def clear_requests(self) -> None:
+        self._log.clear()
+
+    @property
+    def connections_accepted(self) -> int:
+        return self._server.connections_accepted if self._server is not None else 0
+
+    @property
+    def max_open_connections(self) -> int:
+        return self._server.max_open_connections if self._server is not None else 0
+
+    @property
+    def open_connections(self) -> int:
+        return self._server.open_connections if self._server is not None else 0

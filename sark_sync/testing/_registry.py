@@ -1,0 +1,297 @@
+"""The servers and tools a LocalGateway exposes, and how tool functions become MCP results.
+
+Design: one :class:`Registry` per gateway, guarded by one lock that is held only while the
+catalogue is read or changed, never while a tool function runs (functions run in the HTTP
+handler thread and may block). Listings are built from a snapshot, in insertion order, so
+pagination is stable while the catalogue does not change.
+
+Contract for tool functions: they take the ``parameters`` dict and return
+
+- a dict with a ``"content"`` key: an MCP ``CallToolResult``, used as is;
+- a ``str``: one text block, ``isError: false``;
+- any other JSON value: one text block holding its JSON, plus ``structuredContent`` when it
+  is a dict.
+
+Raising :class:`ToolFailure` (or any exception) yields a text block with the message and
+``isError: true``: a tool error is a result, not an HTTP error.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import json
+import logging
+import re
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+__all__ = [
+    "NAME_PATTERN",
+    "Registry",
+    "ToolFailure",
+    "ToolFunction",
+    "UnknownName",
+    "call_tool_result",
+]
+
+logger = logging.getLogger("sark_sync.testing")
+
+#: Server and tool names accepted on the wire (DESIGN §4).
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
+TRANSPORTS = ("http", "sse", "stdio")
+SENSITIVITY_LEVELS = ("low", "medium", "high", "critical")
+HEALTH_STATUSES = ("healthy", "degraded", "unhealthy", "unknown")
+
+ToolFunction = Callable[[dict[str, Any]], object]
+
+
+class ToolFailure(Exception):
+    """Raise from a tool function to answer an MCP tool error (``isError: true``)."""
+
+
+class UnknownName(LookupError):
+    """A server or tool that the registry does not hold; ``str()`` is the 404 message."""
+
+
+def valid_name(name: object) -> bool:
+    """Return whether ``name`` is a legal server or tool name."""
+    return isinstance(name, str) and NAME_PATTERN.match(name) is not None
+
+
+def _check_name(name: str, what: str) -> None:
+    if not valid_name(name):
+        raise ValueError(f"invalid {what} name {name!r}: must match {NAME_PATTERN.pattern}")
+
+
+def _check_choice(value: str, choices: tuple[str, ...], what: str) -> None:
+    if value not in choices:
+        raise ValueError(f"{what} must be one of {', '.join(choices)}; got {value!r}")
+
+
+def _now_rfc3339() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _text_result(text: str, *, is_error: bool) -> dict[str, Any]:
+    return {"content": [{"type": "text", "text": text}], "isError": is_error}
+
+
+def call_tool_result(func: ToolFunction, parameters: dict[str, Any]) -> dict[str, Any]:
+    """Run ``func(parameters)`` and shape what it returns or raises as a CallToolResult."""
+    try:
+        value = func(parameters)
+    except Exception as exc:  # any failure of user code is a tool error, by contract
+        logger.debug("tool function %r raised", getattr(func, "__name__", func), exc_info=True)
+        return _text_result(str(exc) or type(exc).__name__, is_error=True)
+    if isinstance(value, dict) and "content" in value:
+        return value
+    if isinstance(value, str):
+        return _text_result(value, is_error=False)
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError) as exc:
+        return _text_result(f"tool returned a value that is not JSON: {exc}", is_error=True)
+    result = _text_result(text, is_error=False)
+    if isinstance(value, dict):
+        result["structuredContent"] = value
+    return result
+
+
+@dataclass
+class _Tool:
+    name: str
+    func: ToolFunction
+    description: str
+    input_schema: dict[str, Any]
+    annotations: dict[str, Any]
+    sensitivity_level: str
+    sensitive_params: list[str]
+
+    def info(self, server: str) -> dict[str, Any]:
+        return {
+            "tool_name": self.name,
+            "server_name": server,
+            "description": self.description,
+            "sensitivity_level": self.sensitivity_level,
+            "input_schema": copy.deepcopy(self.input_schema),
+            "annotations": copy.deepcopy(self.annotations),
+            "sensitive_params": list(self.sensitive_params),
+        }
+
+
+@dataclass
+class _Server:
+    name: str
+    server_url: str
+    transport: str
+    sensitivity_level: str
+    authorized_teams: list[str]
+    health_status: str
+    server_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    created_at: str = field(default_factory=_now_rfc3339)
+    tools: dict[str, _Tool] = field(default_factory=dict)
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "server_id": self.server_id,
+            "server_name": self.name,
+            "server_url": self.server_url,
+            "transport": self.transport,
+            "sensitivity_level": self.sensitivity_level,
+            "authorized_teams": list(self.authorized_teams),
+            "health_status": self.health_status,
+            "tools_count": len(self.tools),
+            "created_at": self.created_at,
+            "updated_at": self.created_at,
+        }
+
+
+@dataclass(frozen=True)
+class _Raw:
+    value: object
+
+
+class Registry:
+    """The thread-safe catalogue of servers (real and raw) and their tools."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: list[_Server | _Raw] = []
+        self._servers: dict[str, _Server] = {}
+        self._runs: Counter[tuple[str, str]] = Counter()
+
+    def add_server(
+        self,
+        name: str,
+        *,
+        transport: str,
+        sensitivity_level: str,
+        authorized_teams: Iterable[str],
+        health_status: str,
+        server_url: str | None,
+    ) -> dict[str, Any]:
+        _check_name(name, "server")
+        _check_choice(transport, TRANSPORTS, "transport")
+        _check_choice(sensitivity_level, SENSITIVITY_LEVELS, "sensitivity_level")
+        _check_choice(health_status, HEALTH_STATUSES, "health_status")
+        teams = [authorized_teams] if isinstance(authorized_teams, str) else list(authorized_teams)
+        server = _Server(
+            name=name,
+            server_url=server_url or f"{transport}://local/{name}",
+            transport=transport,
+            sensitivity_level=sensitivity_level,
+            authorized_teams=teams,
+            health_status=health_status,
+        )
+        with self._lock:
+            if name in self._servers:
+                raise ValueError(f"server {name!r} already exists")
+            self._servers[name] = server
+            self._entries.append(server)
+            return server.info()
+
+    def remove_server(self, name: str) -> None:
+        with self._lock:
+            server = self._servers.pop(name, None)
+            if server is None:
+                raise KeyError(name)
+            self._entries.remove(server)
+
+    def add_raw(self, value: object) -> None:
+        with self._lock:
+            self._entries.append(_Raw(copy.deepcopy(value)))
+
+    def add_tool(
+        self,
+        server: str,
+        name: str,
+        func: ToolFunction,
+        *,
+        description: str,
+        input_schema: Mapping[str, Any] | None,
+        annotations: Mapping[str, Any] | None,
+        sensitivity_level: str,
+        sensitive_params: Iterable[str],
+    ) -> dict[str, Any]:
+        _check_name(name, "tool")
+        _check_choice(sensitivity_level, SENSITIVITY_LEVELS, "sensitivity_level")
+        if not callable(func):
+            raise TypeError("a tool function must be callable")
+        doc = inspect.getdoc(func) or ""
+        tool = _Tool(
+            name=name,
+            func=func,
+            description=description or (doc.splitlines()[0] if doc else ""),
+            input_schema=copy.deepcopy(dict(input_schema or {"type": "object"})),
+            annotations=copy.deepcopy(dict(annotations or {})),
+            sensitivity_level=sensitivity_level,
+            sensitive_params=list(sensitive_params),
+        )
+        with self._lock:
+            target = self._servers.get(server)
+            if target is None:
+                raise KeyError(server)
+            if name in target.tools:
+                raise ValueError(f"tool {name!r} already exists on server {server!r}")
+            target.tools[name] = tool
+            return tool.info(server)
+
+    def server_count(self) -> int:
+        with self._lock:
+            return len(self._entries)
+
+    def list_servers(self, offset: int, limit: int) -> tuple[list[object], int]:
+        """Return one page of server items (raw values as they were added) and the total."""
+        with self._lock:
+            page = self._entries[offset : offset + limit]
+            items = [e.info() if isinstance(e, _Server) else copy.deepcopy(e.value) for e in page]
+            return items, len(self._entries)
+
+    def get_server(self, name: str) -> dict[str, Any]:
+        with self._lock:
+            server = self._servers.get(name)
+            if server is None:
+                raise UnknownName(f"server {name!r} not found")
+            return server.info()
+
+    def list_tools(
+        self, server: str | None, offset: int, limit: int
+    ) -> tuple[list[dict[str, Any]], int]:
+        """Return one page of ToolInfo dicts, for one server or all of them, and the total."""
+        with self._lock:
+            if server is None:
+                servers = [e for e in self._entries if isinstance(e, _Server)]
+            elif server in self._servers:
+                servers = [self._servers[server]]
+            else:
+                raise UnknownName(f"server {server!r} not found")
+            tools = [(s.name, t) for s in servers for t in s.tools.values()]
+            return [t.info(s) for s, t in tools[offset : offset + limit]], len(tools)
+
+    def resolve(self, server: str, tool: str) -> ToolFunction:
+        """Return the function of ``server``/``tool``; raise :class:`UnknownName` if absent."""
+        with self._lock:
+            target = self._servers.get(server)
+            if target is None:
+                raise UnknownName(f"server {server!r} not found")
+            found = target.tools.get(tool)
+            if found is None:
+                raise UnknownName(f"tool {tool!r} not found on server {server!r}")
+            return found.func
+
+    def call(self, server: str, tool: str, parameters: dict[str, Any]) -> dict[str, Any]:
+        """Run the tool (counting the run) and return its CallToolResult."""
+        func = self.resolve(server, tool)
+        with self._lock:
+            self._runs[(server, tool)] += 1
+        return call_tool_result(func, parameters)
+
+    def runs(self, server: str, tool: str) -> int:
+        with self._lock:
+            return self._runs[(server, tool)]

@@ -1,0 +1,181 @@
+"""``sark-sync serve``: as a child process (``python -m sark_sync.cli``) and in-process
+(``cli.main``), started and stopped by signals, with config files good and bad."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from local_gateway_helpers import (
+    WAIT,
+    gateway_threads,
+)
+
+from sark_sync import cli
+
+
+@pytest.fixture
+def http() -> Iterator[requests.Session]:
+    with requests.Session() as session:
+        session.trust_env = False
+        yield session
+
+
+# -- sark-sync serve -------------------------------------------------------------------------
+
+
+def read_line(stream: io.TextIOBase | Any, timeout: float = WAIT) -> str:
+    """Read one line from a child's pipe within ``timeout`` seconds."""
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.append(stream.readline()))
+    reader.start()
+    reader.join(timeout)
+    if reader.is_alive():
+        pytest.fail("no line from the child in time")
+    return lines[0]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_serve_command_prints_the_url_and_exits_0_on_signal(
+    tmp_path: Path, http: requests.Session, signum: int
+) -> None:
+    config = tmp_path / "gateway.json"
+    config.write_text(
+        json.dumps(
+            {
+                "api_keys": ["from-config"],
+                "jwt_secret": "cfg-secret",
+                "servers": [
+                    {
+                        "name": "pg",
+                        "sensitivity_level": "high",
+                        "authorized_teams": ["data"],
+                        "tools": ["add"],
+                    }
+                ],
+            }
+        )
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "sark_sync.cli",
+        "serve",
+        "--port",
+        "0",
+        "--config",
+        str(config),
+        "--api-key",
+        "from-cli",
+    ]
+    env = {**os.environ, "PYTHONPATH": str(Path(cli.__file__).resolve().parents[1])}
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    ) as proc:
+        try:
+            url = read_line(proc.stdout).strip()
+            assert url.startswith("http://127.0.0.1:")
+            assert http.get(f"{url}/health").json()["servers"] == 1
+            for key in ("from-config", "from-cli"):
+                body = {"server": "pg", "tool": "add", "parameters": {"a": 2, "b": 3}}
+                result = http.post(
+                    f"{url}/api/v1/invoke", json=body, headers={"X-API-Key": key}
+                ).json()
+                assert result["result"]["structuredContent"] == {"sum": 5}
+            http.close()
+            proc.send_signal(signum)
+            assert proc.wait(timeout=WAIT) == 0
+            out, err = proc.communicate(timeout=WAIT)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(WAIT)
+    assert out == "" and err == ""
+
+
+class _LineWatcher(io.StringIO):
+    """A stdout stand-in that signals when the first line is written."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.line_written = threading.Event()
+
+    def write(self, text: str) -> int:
+        written = super().write(text)
+        if "\n" in self.getvalue():
+            self.line_written.set()
+        return written
+
+
+def test_main_serve_in_process_with_builtin_demo_tools(monkeypatch: pytest.MonkeyPatch) -> None:
+    watcher = _LineWatcher()
+    monkeypatch.setattr(sys, "stdout", watcher)
+    seen: dict[str, Any] = {}
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def drive() -> None:
+        if not watcher.line_written.wait(WAIT):
+            return
+        url = watcher.getvalue().strip()
+        with requests.Session() as session:
+            seen["health"] = session.get(f"{url}/health").json()
+            body = {"server": "demo", "tool": "echo", "parameters": {"text": "hi"}}
+            seen["echo"] = session.post(
+                f"{url}/api/v1/invoke", json=body, headers={"X-API-Key": "k"}
+            ).json()
+            seen["no_key"] = session.get(f"{url}/api/v1/servers").status_code
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    driver = threading.Thread(target=drive)
+    driver.start()
+    try:
+        assert cli.main(["serve", "--api-key", "k"]) == 0
+    finally:
+        driver.join(WAIT)
+    assert seen["health"]["servers"] == 1
+    assert seen["echo"]["result"] == {"content": [{"type": "text", "text": "hi"}], "isError": False}
+    assert seen["no_key"] == 401
+    assert signal.getsignal(signal.SIGTERM) is previous
+    assert gateway_threads() == []
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        "not json",
+        "[]",
+        '{"unknown": 1}',
+        '{"api_keys": "k"}',
+        '{"api_keys": [1]}',
+        '{"port": "80"}',
+        '{"host": "0.0.0.0"}',
+        '{"servers": [{"name": "bad name"}]}',
+        '{"servers": [{"name": "s", "tools": ["rm-rf"]}]}',
+        '{"servers": [{"sensitivity_level": "low"}]}',
+    ],
+)
+def test_serve_with_a_bad_config_exits_2_with_a_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], config: str
+) -> None:
+    path = tmp_path / "c.json"
+    path.write_text(config)
+    assert cli.main(["serve", "--config", str(path)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("sark-sync serve: error: ")
+
+
+def test_cli_without_a_subcommand_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        cli.main([])
+    assert info.value.code == 2
+    assert "the following arguments are required: COMMAND" in capsys.readouterr().err
