@@ -187,8 +187,22 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _configure_demo(parser: argparse.ArgumentParser) -> None:
+    """The demo takes no options: it must run as is on a fresh machine."""
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from ._demo import run_demo
+
+    return run_demo(sys.stdout)
+
+
 #: Subcommand name -> definition; add an entry to add a subcommand.
 COMMANDS: dict[str, Command] = {
+    "demo": Command(
+        "a guided tour of the client against an embedded LocalGateway (a few seconds)",
+        _configure_demo, _demo,
+    ),
     "serve": Command(
         "run a LocalGateway on loopback until SIGINT/SIGTERM", _configure_serve, _serve
     ),
