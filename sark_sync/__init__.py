@@ -11,7 +11,6 @@ Every wait is bounded by a per-call deadline; failures raise one exception tree 
 :class:`GatewayError`. The names below are the public API; modules starting with ``_`` are not.
 """
 
-from __future__ import annotations
 
 import logging
 
