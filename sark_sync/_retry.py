@@ -136,6 +136,10 @@ class DeadlineRetry(Retry):
             return new_retry
         response = kwargs.get("response")
         pool = kwargs.get("_pool")
+        if context.attempts >= self.policy.attempts:
+            # The transport re-sends requests whose body was lost; the policy's attempts bound
+            # all of them together.
+            raise MaxRetryError(pool, url or "", kwargs.get("error"))  # type: ignore[arg-type]
         retry_after = None
         if response is not None and response.status in RETRY_AFTER_STATUSES:
             try:

@@ -27,6 +27,7 @@ import http.cookiejar
 import json
 import logging
 import os
+import random
 import socket
 import threading
 from collections.abc import Mapping
@@ -67,6 +68,14 @@ READ_CHUNK = 64 * 1024
 SNIPPET_CHARS = 200
 
 
+class _BodyLost(Exception):
+    """Internal: the response body broke off; ``error`` is what the caller sees if no retry."""
+
+    def __init__(self, error: GatewayError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
 class Response:
     """A decoded gateway response: status, JSON body, attempts taken."""
 
@@ -98,6 +107,7 @@ class HTTPTransport:
         self._api_key = api_key  # a Secret or None
         self._timeouts = timeouts
         self._max_response_bytes = max_response_bytes
+        self._retry = retry
         self._slots = threading.BoundedSemaphore(max_workers)
         self._session = self._build_session(retry, max_workers, user_agent, verify)
 
@@ -157,29 +167,63 @@ class HTTPTransport:
             raise deadline.exceeded("waiting for a free connection slot", attempts=0, **where)
         token = current_attempt.set(context)
         try:
-            try:
-                response = self._session.request(
-                    method, url, params=params, data=body, headers=send_headers,
-                    # requests passes a urllib3 Timeout through unchanged.
-                    timeout=DeadlineTimeout(  # type: ignore[arg-type]
-                        context, timeouts.connect, timeouts.read
-                    ),
-                    allow_redirects=False, stream=True,
-                )
-            except DeadlineStop:
-                raise self._deadline_error(context, None, where) from None
-            except requests.RequestException as exc:
-                error = _translate(exc, **where, attempts=context.attempts)
-                if context.stopped or deadline.expired:
-                    raise self._deadline_error(context, error, where) from exc
-                raise error from exc
-            try:
-                return self._finish(response, context, where, timeouts.read)
-            finally:
-                response.close()
+            while True:
+                response = self._send(method, url, params, body, send_headers, context, where,
+                                      timeouts)
+                try:
+                    return self._finish(response, context, where, timeouts.read)
+                except _BodyLost as lost:
+                    self._before_body_retry(context, lost.error, where)
+                finally:
+                    response.close()
         finally:
             current_attempt.reset(token)
             self._slots.release()
+
+    def _send(
+        self, method: str, url: str, params: Mapping[str, Any] | None, body: bytes | None,
+        headers: dict[str, str], context: AttemptContext, where: dict[str, Any],
+        timeouts: Timeouts,
+    ) -> requests.Response:
+        """One ``Session.request`` (urllib3 retries inside), with errors translated."""
+        try:
+            return self._session.request(
+                method, url, params=params, data=body, headers=headers,
+                # requests passes a urllib3 Timeout through unchanged.
+                timeout=DeadlineTimeout(  # type: ignore[arg-type]
+                    context, timeouts.connect, timeouts.read
+                ),
+                allow_redirects=False, stream=True,
+            )
+        except DeadlineStop:
+            raise self._deadline_error(context, None, where) from None
+        except requests.RequestException as exc:
+            error = _translate(exc, **where, attempts=context.attempts)
+            if context.stopped or context.deadline.expired:
+                raise self._deadline_error(context, error, where) from exc
+            raise error from exc
+
+    def _before_body_retry(
+        self, context: AttemptContext, error: GatewayError, where: dict[str, Any]
+    ) -> None:
+        """Wait before re-sending a request whose response body was lost, or raise.
+
+        urllib3 retries only until the response headers arrive; a connection cut or a read
+        timeout in the body is retried here, under the same rules: idempotent requests only,
+        within the policy's attempts and the deadline.
+        """
+        if not context.idempotent or context.attempts >= self._retry.attempts:
+            raise error
+        ceiling = self._retry.backoff_ceiling(context.attempts)
+        wait = random.uniform(0.0, ceiling) if self._retry.jitter else ceiling
+        if wait >= context.deadline.remaining():
+            context.stopped = "deadline"
+            raise self._deadline_error(context, error, where)
+        if wait > 0:
+            context.sleep(wait)
+            context.slept += wait
+        log.debug("retrying %s %s after a lost response body: %s", where["method"],
+                  where["url"], type(error).__name__)
 
     def _finish(
         self, response: requests.Response, context: AttemptContext, where: dict[str, Any],
@@ -246,7 +290,8 @@ class HTTPTransport:
             error = _translate_body_error(exc, status_code=response.status_code, **where)
             if deadline.expired:
                 raise self._deadline_error(context, error, where, "reading the response") from exc
-            raise error from exc
+            error.__cause__ = exc
+            raise _BodyLost(error) from exc
         return b"".join(chunks)
 
     def _decode_json(self, response: requests.Response, raw: bytes, where: dict[str, Any]) -> Any:

@@ -164,3 +164,44 @@ def test_refused_connection_raises_connection_failed_after_retries(make_client: 
         client.list_servers()
     assert caught.value.attempts == 3
     assert "refused" in str(caught.value).lower()
+
+
+def test_get_whose_body_is_cut_short_is_retried(client: sark_sync.GatewayClient,
+                                                gateway: LocalGateway) -> None:
+    gateway.add_fault(Fault(path="/api/v1/servers", truncate=True))
+    assert [s.name for s in client.list_servers()] == ["demo", "other"]
+    assert paths(gateway) == ["GET /api/v1/servers"] * 2
+
+
+def test_invocation_whose_answer_is_lost_is_retried_and_runs_once(
+    client: sark_sync.GatewayClient, gateway: LocalGateway
+) -> None:
+    # The tool runs, then its answer is cut off mid-body; the retry carries the same
+    # Idempotency-Key, so the gateway answers from its store.
+    gateway.add_fault(Fault(truncate=True))
+    result = client.invoke_tool("demo", "echo", {"x": 1})
+    assert result.structured == {"x": 1} and result.attempts == 2
+    assert gateway.tool_runs("demo", "echo") == 1
+    keys = [r.headers["Idempotency-Key"] for r in gateway.requests]
+    assert len(keys) == 2 and keys[0] == keys[1]
+
+
+def test_lost_answer_of_an_unprotected_invocation_is_not_retried(
+    make_client: Make, gateway: LocalGateway
+) -> None:
+    client = make_client(idempotency_keys=False)
+    gateway.add_fault(Fault(truncate=True))
+    with pytest.raises(sark_sync.ProtocolError) as caught:
+        client.invoke_tool("demo", "echo", {"x": 1})
+    assert "cut short" in str(caught.value)
+    assert paths(gateway) == ["POST /api/v1/invoke"]
+
+
+def test_body_retries_share_the_policy_attempts(make_client: Make, gateway: LocalGateway
+                                                ) -> None:
+    client = make_client(retry=sark_sync.RetryPolicy(attempts=3, backoff_base=0))
+    gateway.add_fault(Fault(path="/api/v1/servers", truncate=True, times=None))
+    with pytest.raises(sark_sync.ProtocolError) as caught:
+        client.list_servers()
+    assert caught.value.attempts == 3
+    assert len(paths(gateway)) == 3
