@@ -21,6 +21,7 @@ import uuid
 import weakref
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, Callable, TypeVar
 
 from . import _forksafety
@@ -397,37 +398,50 @@ class GatewayClient:
         self, server: str, tool: str, parameters: Mapping[str, Any] | None,
         user_token: str | None, idempotency_key: str | None, deadline: Deadline,
     ) -> ToolResult:
-        started = time.perf_counter()
+        prepared = self._prepare(server, tool, parameters, user_token, idempotency_key)
+        return self._execute(prepared, deadline)
+
+    def _prepare(
+        self, server: str, tool: str, parameters: Mapping[str, Any] | None,
+        user_token: str | None, idempotency_key: str | None,
+    ) -> _Invocation:
+        """Validate and encode a call; nothing is sent yet."""
         body, headers = _invoke_request(server, tool, parameters, user_token, idempotency_key)
         if idempotency_key is None and self.idempotency_keys:
             headers["Idempotency-Key"] = str(uuid.uuid4())
         idempotent = "Idempotency-Key" in headers or self._retry_safe_tools.get(
             (server, tool), False
         )
-        response = self._send("POST", "/api/v1/invoke", server=server, tool=tool,
-                              deadline=deadline, idempotent=idempotent, body=body,
-                              headers=headers)
+        return _Invocation(server, tool, body, headers, idempotent)
+
+    def _execute(self, call: _Invocation, deadline: Deadline) -> ToolResult:
+        started = time.perf_counter()
+        response = self._send("POST", "/api/v1/invoke", server=call.server, tool=call.tool,
+                              deadline=deadline, idempotent=call.idempotent, body=call.body,
+                              headers=call.headers)
         latency_ms = (time.perf_counter() - started) * 1000.0
         try:
             return ToolResult.from_invoke_response(
-                response.data, server=server, tool=tool, latency_ms=latency_ms,
+                response.data, server=call.server, tool=call.tool, latency_ms=latency_ms,
                 attempts=response.attempts,
             )
         except ValueError as exc:
-            raise ProtocolError(f"malformed invoke response: {exc}", server=server, tool=tool,
-                                attempts=response.attempts) from None
+            raise ProtocolError(f"malformed invoke response: {exc}", server=call.server,
+                                tool=call.tool, attempts=response.attempts) from None
 
     def submit(
         self, server: str, tool: str, parameters: Mapping[str, Any] | None = None, *,
         user_token: str | None = None, timeout: float | Timeouts | None = None,
         idempotency_key: str | None = None,
     ) -> Future[ToolResult]:
-        """Run :meth:`invoke_tool` on the client's thread pool. The deadline starts now, so
-        time spent queued counts against it."""
+        """Run :meth:`invoke_tool` on the client's thread pool and return its future.
+
+        Arguments are validated now (a bad name raises here, not from the future). The
+        deadline starts now too, so time spent queued counts against it.
+        """
         deadline = self._deadline(timeout)
-        return self._executor().submit(
-            self._invoke, server, tool, parameters, user_token, idempotency_key, deadline
-        )
+        prepared = self._prepare(server, tool, parameters, user_token, idempotency_key)
+        return self._executor().submit(self._execute, prepared, deadline)
 
     def invoke_many(
         self, calls: Iterable[ToolCall], *, return_exceptions: bool = False
@@ -435,40 +449,58 @@ class GatewayClient:
         """Run many calls on the thread pool (at most ``max_workers`` at once); results come
         back in the order of ``calls``.
 
-        With ``return_exceptions=True`` a failed call's exception takes its place in the list;
-        otherwise, once every call has finished, the first failure (in order) is raised.
+        Every call is validated before any is sent: one bad item raises
+        :class:`ValidationError` (or :class:`ConfigurationError` for a non-ToolCall) and
+        nothing runs. With ``return_exceptions=True`` a failed call's exception takes its place
+        in the list; otherwise, once every call has finished, the first failure (in the order
+        of ``calls``) is raised. Each call's deadline starts now, so waiting is bounded.
         """
-        pending: list[tuple[Future[ToolResult], Deadline]] = []
-        executor = self._executor()
+        prepared: list[tuple[_Invocation, Deadline]] = []
         for call in calls:
             if not isinstance(call, ToolCall):
-                raise ConfigurationError(f"invoke_many takes ToolCall items, not {type(call)}")
-            deadline = self._deadline(call.timeout)
-            future = executor.submit(self._invoke, call.server, call.tool, call.parameters,
-                                     call.user_token, call.idempotency_key, deadline)
-            pending.append((future, deadline))
-        results: list[Any] = []
-        for future, deadline in pending:
-            try:
-                results.append(future.result(timeout=deadline.remaining() + RESULT_GRACE))
-            except Exception as exc:
-                if not return_exceptions:
-                    for other, _ in pending:
-                        other.cancel()
-                    _wait_all(pending)
-                    if isinstance(exc, TimeoutError) and not hasattr(exc, "_with"):
-                        raise deadline.exceeded("waiting for a submitted call") from None
-                    raise
-                results.append(exc)
-        return results
+                raise ConfigurationError(
+                    f"invoke_many takes ToolCall items, not {type(call).__name__}"
+                )
+            prepared.append((
+                self._prepare(call.server, call.tool, call.parameters, call.user_token,
+                              call.idempotency_key),
+                self._deadline(call.timeout),
+            ))
+        executor = self._executor()
+        pending = [(executor.submit(self._execute, invocation, deadline), deadline)
+                   for invocation, deadline in prepared]
+        outcomes = [_outcome(future, deadline) for future, deadline in pending]
+        if not return_exceptions:
+            for outcome in outcomes:
+                if isinstance(outcome, BaseException):
+                    raise outcome
+        return outcomes
 
 
-def _wait_all(pending: list[tuple[Future[ToolResult], Deadline]]) -> None:
-    for future, deadline in pending:
-        try:
-            future.exception(timeout=deadline.remaining() + RESULT_GRACE)
-        except Exception:  # cancelled or timed out: nothing more to wait for
-            pass
+class _Invocation:
+    """A validated, encoded tool call, ready to send (and to re-send on retry)."""
+
+    __slots__ = ("body", "headers", "idempotent", "server", "tool")
+
+    def __init__(self, server: str, tool: str, body: bytes, headers: dict[str, str],
+                 idempotent: bool) -> None:
+        self.server = server
+        self.tool = tool
+        self.body = body
+        self.headers = headers
+        self.idempotent = idempotent
+
+
+def _outcome(future: Future[ToolResult], deadline: Deadline) -> ToolResult | BaseException:
+    """The result or the exception of a submitted call, waiting at most until its deadline
+    (plus a grace for the worker to report)."""
+    try:
+        return future.result(timeout=deadline.remaining() + RESULT_GRACE)
+    except FutureTimeout:
+        future.cancel()
+        return deadline.exceeded("waiting for a submitted call", attempts=0)
+    except Exception as exc:
+        return exc
 
 
 def _invoke_request(

@@ -182,19 +182,26 @@ def resolve_base_url(base_url: str | None) -> str:
         )
     if not isinstance(url, str):
         raise ConfigurationError(f"base_url must be a str, not {type(url).__name__}")
+    # Messages name the scheme and host only: a rejected URL may carry a secret.
     parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigurationError(f"gateway URL must be http:// or https:// with a host: {url!r}")
     if parts.username or parts.password:
         raise ConfigurationError("gateway URL must not carry credentials; use api_key=")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError(
+            f"gateway URL must be http:// or https:// with a host, got scheme "
+            f"{parts.scheme or 'none'!r} and host {parts.hostname or 'none'!r}"
+        )
     if parts.query or parts.fragment:
-        raise ConfigurationError(f"gateway URL must not have a query or fragment: {url!r}")
+        raise ConfigurationError(
+            f"gateway URL must not have a query or fragment (host {parts.hostname!r})"
+        )
     return url.rstrip("/")
 
 
 def resolve_api_key(api_key: str | None) -> str | None:
-    """The API key from the argument or ``SARK_API_KEY`` (None: send no key)."""
-    key = api_key if api_key is not None else os.environ.get(ENV_API_KEY)
+    """The API key from the argument or ``SARK_API_KEY`` (None or an empty variable: send
+    no key). An explicit empty ``api_key=""`` is an error, not a silent "no key"."""
+    key = api_key if api_key is not None else (os.environ.get(ENV_API_KEY) or None)
     if key is not None and (not isinstance(key, str) or not key or "\n" in key or "\r" in key):
         raise ConfigurationError("api_key must be a non-empty single-line str")
     return key or None

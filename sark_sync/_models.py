@@ -9,6 +9,7 @@ rest of a page is kept. Models are frozen: safe to share between threads and to 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -57,11 +58,16 @@ def _strings(data: Mapping[str, Any], key: str) -> tuple[str, ...]:
     return tuple(value)
 
 
+_FRACTION = re.compile(r"\.(\d+)")
+
+
 def _timestamp(data: Mapping[str, Any], key: str) -> datetime | None:
     value = _str(data, key)
     if value is None:
         return None
     text = value[:-1] + "+00:00" if value.endswith(("Z", "z")) else value
+    # Python < 3.11 parses only 3 or 6 fractional digits; RFC 3339 allows any number.
+    text = _FRACTION.sub(lambda m: "." + (m.group(1) + "000000")[:6], text)
     try:
         return datetime.fromisoformat(text)
     except ValueError:

@@ -52,14 +52,15 @@ def paginate(
         items, count, total = fetch(offset)
         if count == 0:
             return
-        seen = set()
-        for item in items:
-            item_key = key(item)
-            if item_key in previous or item_key in seen:
+        page_keys = [key(item) for item in items]
+        yielded: set[Hashable] = set()
+        for item, item_key in zip(items, page_keys):
+            if item_key in previous or item_key in yielded:
                 continue
-            seen.add(item_key)
+            yielded.add(item_key)
             yield item
-        previous = seen
+        # Every key of this page, yielded or skipped, guards the next page.
+        previous = set(page_keys)
         offset += count
         if offset >= total:
             return

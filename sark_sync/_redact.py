@@ -8,8 +8,9 @@ Three tools, used wherever a value might be shown:
   (``password``, ``api_key``, ``db_token``, ... at any depth) replaced by ``[secure]``.
 - :func:`redact_headers` does the same for HTTP headers (``X-API-Key``, ``Authorization``).
 
-Matching is by substring of the normalised key, so ``DB_Password`` and ``refresh-token`` are
-caught; a false positive only hides a value, a false negative would leak one.
+Matching is by substring of the key with case and separators removed, so ``DB_Password``,
+``refresh-token``, ``privateKey`` and ``session.id`` are all caught; a false positive only
+hides a value, a false negative would leak one.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ __all__ = ["REDACTED", "SENSITIVE_KEY_PARTS", "Secret", "is_sensitive_key", "red
 #: What a hidden value is shown as.
 REDACTED = "[secure]"
 
-#: Substrings of normalised keys (lowercase, ``-`` and spaces as ``_``) whose values are secret.
+#: Substrings of keys whose values are secret; compared without case and separators.
 SENSITIVE_KEY_PARTS: tuple[str, ...] = (
     "password",
     "passwd",
@@ -45,13 +46,15 @@ SENSITIVE_KEY_PARTS: tuple[str, ...] = (
     "cvv",
 )
 
+_COMPACT_PARTS = tuple(part.replace("_", "") for part in SENSITIVE_KEY_PARTS)
+
 #: Headers whose values are never shown.
 SENSITIVE_HEADERS = frozenset(
     {"authorization", "proxy-authorization", "x-api-key", "x-gateway-api-key", "cookie",
      "set-cookie"}
 )
 
-_NORMALISE = re.compile(r"[\s\-]+")
+_SEPARATORS = re.compile(r"[^a-z0-9]+")
 _MAX_DEPTH = 64
 
 
@@ -59,8 +62,8 @@ def is_sensitive_key(key: object) -> bool:
     """Whether a mapping key names a secret value."""
     if not isinstance(key, str):
         return False
-    normalised = _NORMALISE.sub("_", key.lower())
-    return any(part in normalised for part in SENSITIVE_KEY_PARTS)
+    normalised = _SEPARATORS.sub("", key.lower())
+    return any(part in normalised for part in _COMPACT_PARTS)
 
 
 def redact(value: Any, _depth: int = 0) -> Any:

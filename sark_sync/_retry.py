@@ -23,6 +23,7 @@ import random
 import time
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
 from typing import Any, Callable
 
 from urllib3.exceptions import MaxRetryError
@@ -31,12 +32,29 @@ from urllib3.util import Retry, Timeout
 from ._config import RetryPolicy
 from ._deadline import Deadline
 
-__all__ = ["AttemptContext", "DeadlineRetry", "DeadlineStop", "DeadlineTimeout", "current_attempt"]
+__all__ = ["AttemptContext", "DeadlineRetry", "DeadlineStop", "DeadlineTimeout", "current_attempt",
+           "parse_retry_after"]
 
 #: Methods that are safe to repeat whatever the request says.
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 #: Statuses whose Retry-After header is honoured.
 RETRY_AFTER_STATUSES = frozenset({429, 503})
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date); None if absent or
+    unparsable (an unparsable value falls back to the backoff)."""
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
 
 
 class DeadlineStop(Exception):
@@ -142,10 +160,8 @@ class DeadlineRetry(Retry):
             raise MaxRetryError(pool, url or "", kwargs.get("error"))  # type: ignore[arg-type]
         retry_after = None
         if response is not None and response.status in RETRY_AFTER_STATUSES:
-            try:
-                retry_after = self.get_retry_after(response)
-            except Exception:  # an unparsable Retry-After falls back to the backoff
-                retry_after = None
+            # Parsed here, not by urllib3, which caps the value it reports.
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
         if retry_after is not None:
             if retry_after > self.policy.retry_after_max:
                 # Too long to wait out: hand the response back; the caller sees retry_after.

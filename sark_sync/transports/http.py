@@ -54,7 +54,14 @@ from .._exceptions import (
     TransportTimeout,
     error_for_status,
 )
-from .._retry import AttemptContext, DeadlineRetry, DeadlineStop, DeadlineTimeout, current_attempt
+from .._retry import (
+    AttemptContext,
+    DeadlineRetry,
+    DeadlineStop,
+    DeadlineTimeout,
+    current_attempt,
+    parse_retry_after,
+)
 
 __all__ = ["HTTPTransport", "Response"]
 
@@ -334,7 +341,7 @@ class HTTPTransport:
         context = dict(where, request_id=request_id)
         return error_for_status(
             status, text, code=code, reason=reason, audit_id=audit_id,
-            retry_after=_retry_after(response.headers.get("Retry-After")), **context,
+            retry_after=parse_retry_after(response.headers.get("Retry-After")), **context,
         )
 
     @staticmethod
@@ -382,22 +389,6 @@ def _socket_of(raw: Any) -> socket.socket | None:
 
 def _opt_str(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
-
-
-def _retry_after(value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value.strip()))
-    except ValueError:
-        pass
-    try:
-        import time
-        from email.utils import parsedate_to_datetime
-
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None
 
 
 def _snippet(raw: bytes) -> str:
