@@ -15,13 +15,11 @@ from __future__ import annotations
 import logging
 import os
 import platform
-import threading
 import time
 import uuid
 import weakref
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, Callable, TypeVar
 
 from . import _forksafety
@@ -40,10 +38,12 @@ from ._exceptions import (
     ProtocolError,
     TransportNotAvailableError,
 )
+from ._invocation import Invocation, invoke_request, outcome
 from ._models import Health, ServerInfo, ToolCall, ToolInfo, ToolResult
 from ._pagination import paginate, parse_page
 from ._redact import Secret
-from ._validation import encode_invocation, validate_header_value, validate_name, validate_page
+from ._resources import Resources
+from ._validation import validate_name, validate_page
 from .transports.http import DEFAULT_MAX_RESPONSE_BYTES, HTTPTransport, Response
 
 __all__ = ["GatewayClient"]
@@ -54,46 +54,10 @@ T = TypeVar("T")
 
 #: Transport modes: "auto" picks per operation; the others allow only that transport.
 TRANSPORT_MODES = ("auto", "http", "sse", "stdio")
-#: Seconds a waiter on a submitted call allows beyond its deadline for the worker to report.
-RESULT_GRACE = 1.0
 #: Tools whose annotations the client remembers for retry safety.
 MAX_REMEMBERED_TOOLS = 10_000
 
 _VERSION_HEADER = "sark-sync/{version} python/{python}"
-
-
-class _Resources:
-    """What a client owns: the transport, the executor and the breakers, with one lock.
-
-    Kept apart from the client so that ``weakref.finalize`` can release them without keeping
-    the client alive, and so that a forked child can drop them wholesale.
-    """
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.pid = os.getpid()
-        self.transport: HTTPTransport | None = None
-        self.executor: ThreadPoolExecutor | None = None
-        self.breakers: dict[str, Breaker] = {}
-
-    def close(self) -> None:
-        if self.pid != os.getpid():
-            return  # inherited from the parent: not ours to close
-        with self.lock:
-            executor, transport = self.executor, self.transport
-            self.executor = self.transport = None
-        if executor is not None:
-            # In-flight calls end within their own deadlines; queued ones are cancelled.
-            executor.shutdown(wait=True, cancel_futures=True)
-        if transport is not None:
-            transport.close()
-
-    def drop_after_fork(self) -> None:
-        self.lock = threading.Lock()
-        self.pid = os.getpid()
-        self.transport = None
-        self.executor = None
-        self.breakers = {}
 
 
 class GatewayClient:
@@ -161,7 +125,7 @@ class GatewayClient:
         self._max_response_bytes = max_response_bytes
         self._retry_safe_tools: dict[tuple[str, str], bool] = {}
         self._closed = False
-        self._resources = _Resources()
+        self._resources = Resources()
         self._finalizer = weakref.finalize(self, self._resources.close)
         _forksafety.register(self)
 
@@ -196,7 +160,7 @@ class GatewayClient:
         if self._closed:
             raise ClientClosedError("this GatewayClient is closed")
 
-    def _state(self) -> _Resources:
+    def _state(self) -> Resources:
         resources = self._resources
         if resources.pid != os.getpid():  # a fork the at-fork hook did not see
             resources.drop_after_fork()
@@ -404,17 +368,17 @@ class GatewayClient:
     def _prepare(
         self, server: str, tool: str, parameters: Mapping[str, Any] | None,
         user_token: str | None, idempotency_key: str | None,
-    ) -> _Invocation:
+    ) -> Invocation:
         """Validate and encode a call; nothing is sent yet."""
-        body, headers = _invoke_request(server, tool, parameters, user_token, idempotency_key)
+        body, headers = invoke_request(server, tool, parameters, user_token, idempotency_key)
         if idempotency_key is None and self.idempotency_keys:
             headers["Idempotency-Key"] = str(uuid.uuid4())
         idempotent = "Idempotency-Key" in headers or self._retry_safe_tools.get(
             (server, tool), False
         )
-        return _Invocation(server, tool, body, headers, idempotent)
+        return Invocation(server, tool, body, headers, idempotent)
 
-    def _execute(self, call: _Invocation, deadline: Deadline) -> ToolResult:
+    def _execute(self, call: Invocation, deadline: Deadline) -> ToolResult:
         started = time.perf_counter()
         response = self._send("POST", "/api/v1/invoke", server=call.server, tool=call.tool,
                               deadline=deadline, idempotent=call.idempotent, body=call.body,
@@ -455,7 +419,7 @@ class GatewayClient:
         in the list; otherwise, once every call has finished, the first failure (in the order
         of ``calls``) is raised. Each call's deadline starts now, so waiting is bounded.
         """
-        prepared: list[tuple[_Invocation, Deadline]] = []
+        prepared: list[tuple[Invocation, Deadline]] = []
         for call in calls:
             if not isinstance(call, ToolCall):
                 raise ConfigurationError(
@@ -469,56 +433,12 @@ class GatewayClient:
         executor = self._executor()
         pending = [(executor.submit(self._execute, invocation, deadline), deadline)
                    for invocation, deadline in prepared]
-        outcomes = [_outcome(future, deadline) for future, deadline in pending]
+        outcomes = [outcome(future, deadline) for future, deadline in pending]
         if not return_exceptions:
             for outcome in outcomes:
                 if isinstance(outcome, BaseException):
                     raise outcome
         return outcomes
-
-
-class _Invocation:
-    """A validated, encoded tool call, ready to send (and to re-send on retry)."""
-
-    __slots__ = ("body", "headers", "idempotent", "server", "tool")
-
-    def __init__(self, server: str, tool: str, body: bytes, headers: dict[str, str],
-                 idempotent: bool) -> None:
-        self.server = server
-        self.tool = tool
-        self.body = body
-        self.headers = headers
-        self.idempotent = idempotent
-
-
-def _outcome(future: Future[ToolResult], deadline: Deadline) -> ToolResult | BaseException:
-    """The result or the exception of a submitted call, waiting at most until its deadline
-    (plus a grace for the worker to report)."""
-    try:
-        return future.result(timeout=deadline.remaining() + RESULT_GRACE)
-    except FutureTimeout:
-        future.cancel()
-        return deadline.exceeded("waiting for a submitted call", attempts=0)
-    except Exception as exc:
-        return exc
-
-
-def _invoke_request(
-    server: str, tool: str, parameters: Mapping[str, Any] | None, user_token: str | None,
-    idempotency_key: str | None,
-) -> tuple[bytes, dict[str, str]]:
-    """Validate an invocation's arguments and build its body and headers."""
-    validate_name(server, "server")
-    validate_name(tool, "tool")
-    body = encode_invocation(server, tool, parameters)
-    headers: dict[str, str] = {}
-    if user_token is not None:
-        validate_header_value(user_token, "user_token")
-        headers["Authorization"] = f"Bearer {user_token}"
-    if idempotency_key is not None:
-        validate_header_value(idempotency_key, "idempotency_key")
-        headers["Idempotency-Key"] = idempotency_key
-    return body, headers
 
 
 def _parse(parse: Callable[[object], T], data: object, what: str, where: str) -> T:
