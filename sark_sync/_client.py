@@ -435,9 +435,9 @@ class GatewayClient:
                    for invocation, deadline in prepared]
         outcomes = [outcome(future, deadline) for future, deadline in pending]
         if not return_exceptions:
-            for outcome in outcomes:
-                if isinstance(outcome, BaseException):
-                    raise outcome
+            for result in outcomes:
+                if isinstance(result, BaseException):
+                    raise result
         return outcomes
 
 
