@@ -35,7 +35,9 @@ from ._deadline import Deadline
 from ._exceptions import (
     ClientClosedError,
     ConfigurationError,
+    GatewayError,
     ProtocolError,
+    ServiceUnavailableError,
     TransportNotAvailableError,
 )
 from ._invocation import Invocation, invoke_request, outcome
@@ -240,19 +242,27 @@ class GatewayClient:
             if not self.breaker.enabled:
                 return attempt()
             return self.breaker_for(server).call(attempt)
-        except Exception as exc:
-            if hasattr(exc, "_with"):
-                exc._with(server=server, tool=tool)
+        except GatewayError as exc:
+            exc._with(server=server, tool=tool)
             raise
 
     # -- discovery -----------------------------------------------------------------------------
 
     def health(self, *, timeout: float | Timeouts | None = None) -> Health:
-        """``GET /health``. An unhealthy gateway (503 with a health body) is a result."""
+        """``GET /health``. An unhealthy gateway (503 with a health body) is a result, not an
+        error, and is not retried; a 503 without one raises :class:`ServiceUnavailableError`."""
         deadline = self._deadline(timeout)
         response = self._send("GET", "/health", server=None, deadline=deadline,
                               accept_statuses=frozenset({503}))
-        return _parse(Health.from_dict, response.data, "health", "/health")
+        if response.status_code == 200:
+            return _parse(Health.from_dict, response.data, "health", "/health")
+        try:
+            return Health.from_dict(response.data)
+        except ValueError:
+            raise ServiceUnavailableError(
+                "gateway unavailable (503) without a health report", status_code=503,
+                method="GET", url=self.base_url + "/health", attempts=response.attempts,
+            ) from None
 
     def list_servers(
         self, *, page: int = 1, page_size: int = 100, timeout: float | Timeouts | None = None

@@ -253,7 +253,12 @@ class HTTPTransport:
             if context.retry_after_refused is not None:
                 error.retry_after = context.retry_after_refused
             raise error
-        data = self._decode_json(response, raw, where)
+        try:
+            data = self._decode_json(response, raw, where)
+        except ProtocolError:
+            if status in context.accept_statuses:  # an accepted error status without JSON
+                raise self._error_from(response, raw, where) from None
+            raise
         log.debug("%s %s -> %d in %d attempt(s)", where["method"], where["url"], status,
                   context.attempts)
         return Response(status, data, response.headers, context.attempts)

@@ -198,3 +198,15 @@ def test_names_with_url_characters_never_reach_the_gateway(
     assert gateway.requests == []
 
 
+
+
+def test_503_without_a_health_report_raises_service_unavailable(
+    client: sark_sync.GatewayClient, gateway: LocalGateway
+) -> None:
+    from sark_sync.testing import Fault
+
+    gateway.add_fault(Fault(path="/health", status=503, times=None))
+    with pytest.raises(sark_sync.ServiceUnavailableError) as caught:
+        client.health()
+    assert caught.value.status_code == 503
+    assert len([r for r in gateway.requests if r.path == "/health"]) == 1
