@@ -1,0 +1,233 @@
+"""JSON-RPC 2.0 framing for MCP's stdio transport: pure functions over bytes, no I/O.
+
+MCP's stdio framing is one JSON-RPC message per line, UTF-8, ``\\n``-terminated, with no
+embedded newlines (DESIGN §4). This module turns messages into lines and lines into typed
+messages, and splits a byte stream into lines under a size cap (:class:`LineSplitter`), so the
+transport's reader thread only moves bytes and every parsing rule is testable with chunk lists,
+one-byte splits included.
+
+A line that is not a valid JSON-RPC 2.0 message raises :class:`FramingError` (a ``ValueError``)
+naming what is wrong, never echoing more than a short prefix of the line. Batches (JSON arrays)
+are not part of MCP since 2025-06-18 and are rejected.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Union
+
+__all__ = [
+    "INTERNAL_ERROR",
+    "INVALID_PARAMS",
+    "INVALID_REQUEST",
+    "METHOD_NOT_FOUND",
+    "PARSE_ERROR",
+    "ErrorResponse",
+    "FramingError",
+    "LineSplitter",
+    "Message",
+    "Notification",
+    "Request",
+    "Response",
+    "encode_error",
+    "encode_notification",
+    "encode_request",
+    "encode_response",
+    "parse_line",
+]
+
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
+METHOD_NOT_FOUND = -32601
+INVALID_PARAMS = -32602
+INTERNAL_ERROR = -32603
+
+#: Largest line accepted by default (DESIGN §6): far above any sane message, far below memory.
+DEFAULT_MAX_LINE_BYTES = 16 * 1024 * 1024
+#: How much of a bad line an error message quotes.
+_QUOTE = 80
+
+RequestId = Union[int, str]
+
+
+class FramingError(ValueError):
+    """A line is not a valid JSON-RPC 2.0 message; ``id`` is set when one could be read."""
+
+    def __init__(self, message: str, *, id: RequestId | None = None) -> None:
+        super().__init__(message)
+        self.id = id
+
+
+@dataclass(frozen=True)
+class Request:
+    id: RequestId
+    method: str
+    params: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Notification:
+    method: str
+    params: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Response:
+    id: RequestId
+    result: Any
+
+
+@dataclass(frozen=True)
+class ErrorResponse:
+    id: RequestId | None
+    code: int
+    message: str
+    data: Any = None
+
+
+Message = Union[Request, Notification, Response, ErrorResponse]
+
+
+def _line(obj: Mapping[str, Any]) -> bytes:
+    # ensure_ascii keeps U+2028/U+2029 and every control character escaped: one physical line.
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=True,
+                      allow_nan=False).encode("ascii") + b"\n"
+
+
+def encode_request(
+    id: RequestId, method: str, params: Mapping[str, Any] | None = None
+) -> bytes:
+    message: dict[str, Any] = {"jsonrpc": "2.0", "id": id, "method": method}
+    if params is not None:
+        message["params"] = params
+    return _line(message)
+
+
+def encode_notification(method: str, params: Mapping[str, Any] | None = None) -> bytes:
+    message: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
+    if params is not None:
+        message["params"] = params
+    return _line(message)
+
+
+def encode_response(id: RequestId, result: Any) -> bytes:
+    return _line({"jsonrpc": "2.0", "id": id, "result": result})
+
+
+def encode_error(id: RequestId | None, code: int, message: str, data: Any = None) -> bytes:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if data is not None:
+        error["data"] = data
+    return _line({"jsonrpc": "2.0", "id": id, "error": error})
+
+
+def _quote(line: bytes | str) -> str:
+    text = line if isinstance(line, str) else line[:_QUOTE * 4].decode("utf-8", "replace")
+    return repr(text[:_QUOTE]) + ("..." if len(text) > _QUOTE else "")
+
+
+def _valid_id(value: object) -> bool:
+    return isinstance(value, (str, int)) and not isinstance(value, bool)
+
+
+def parse_line(line: bytes | str) -> Message:
+    """Parse one line (with or without its newline) into a message, or raise FramingError."""
+    try:
+        obj = json.loads(line)
+    except (ValueError, UnicodeDecodeError):
+        raise FramingError(f"not JSON: {_quote(line)}") from None
+    if not isinstance(obj, dict):
+        kind = "a batch" if isinstance(obj, list) else type(obj).__name__
+        raise FramingError(f"a JSON-RPC message must be an object, got {kind}")
+    raw_id = obj.get("id")
+    msg_id = raw_id if _valid_id(raw_id) else None
+    if obj.get("jsonrpc") != "2.0":
+        raise FramingError('missing or wrong "jsonrpc": "2.0"', id=msg_id)
+    if "method" in obj:
+        method = obj["method"]
+        params = obj.get("params")
+        if not isinstance(method, str) or not method:
+            raise FramingError('"method" must be a non-empty string', id=msg_id)
+        if params is not None and not isinstance(params, dict):
+            raise FramingError('"params" must be an object', id=msg_id)
+        if "id" not in obj:
+            return Notification(method, params)
+        if msg_id is None:
+            raise FramingError('a request "id" must be a string or an integer')
+        return Request(msg_id, method, params)
+    if "error" in obj:
+        error = obj["error"]
+        if not isinstance(error, dict) or not isinstance(error.get("code"), int) \
+                or not isinstance(error.get("message"), str):
+            raise FramingError('"error" must have an integer "code" and a string "message"',
+                               id=msg_id)
+        return ErrorResponse(msg_id, error["code"], error["message"], error.get("data"))
+    if "result" in obj:
+        if msg_id is None:
+            raise FramingError('a response "id" must be a string or an integer')
+        return Response(msg_id, obj["result"])
+    raise FramingError('neither a request ("method") nor a response ("result"/"error")',
+                       id=msg_id)
+
+
+class LineSplitter:
+    """Split a byte stream into lines, capping each at ``max_line_bytes``.
+
+    ``feed(chunk)`` returns the complete lines the chunk finished, without their ``\\n`` (a
+    trailing ``\\r`` is dropped too). A line longer than the cap is not buffered: its bytes are
+    discarded up to its newline, and ``None`` stands in its place in the returned list, so the
+    caller can report it and the stream stays usable. Blank lines are skipped.
+    """
+
+    def __init__(self, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> None:
+        if max_line_bytes < 1:
+            raise ValueError("max_line_bytes must be >= 1")
+        self.max_line_bytes = max_line_bytes
+        self._parts: list[bytes] = []
+        self._size = 0
+        self._discarding = False
+
+    def feed(self, chunk: bytes) -> list[bytes | None]:
+        lines: list[bytes | None] = []
+        start = 0
+        while True:
+            end = chunk.find(b"\n", start)
+            piece = chunk[start:] if end < 0 else chunk[start:end]
+            self._take(piece)
+            if end < 0:
+                return lines
+            if self._discarding:
+                lines.append(None)
+            else:
+                line = b"".join(self._parts)
+                if line.endswith(b"\r"):
+                    line = line[:-1]
+                if line.strip():
+                    lines.append(line)
+            self._parts, self._size, self._discarding = [], 0, False
+            start = end + 1
+
+    def _take(self, piece: bytes) -> None:
+        if self._discarding or not piece:
+            return
+        self._size += len(piece)
+        if self._size > self.max_line_bytes:
+            self._parts, self._discarding = [], True
+        else:
+            self._parts.append(piece)
+
+    @property
+    def pending(self) -> int:
+        """Bytes of an unfinished line held (0 while discarding an oversize one)."""
+        return self._size if not self._discarding else 0
+
+    def finish(self) -> list[bytes | None]:
+        """At end of stream: the unterminated last line, if any (None if it was oversize)."""
+        if self._discarding:
+            self._parts, self._size, self._discarding = [], 0, False
+            return [None]
+        line = b"".join(self._parts)
+        self._parts, self._size = [], 0
+        return [line] if line.strip() else []
