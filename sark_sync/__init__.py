@@ -31,8 +31,11 @@ from ._exceptions import (
     IdempotencyConflictError,
     NotFoundError,
     PayloadTooLargeError,
+    ProcessExitedError,
+    ProcessStartError,
     ProtocolError,
     RateLimitError,
+    RPCError,
     ServerError,
     ServiceUnavailableError,
     ToolExecutionError,
@@ -43,6 +46,7 @@ from ._exceptions import (
     UpstreamTimeoutError,
     ValidationError,
 )
+from ._local import LocalServer
 from ._models import Health, Principal, ServerInfo, ToolAnnotations, ToolCall, ToolInfo, ToolResult
 
 __version__ = "0.1.0"
@@ -63,10 +67,14 @@ __all__ = [
     "GatewayError",
     "Health",
     "IdempotencyConflictError",
+    "LocalServer",
     "NotFoundError",
     "PayloadTooLargeError",
     "Principal",
+    "ProcessExitedError",
+    "ProcessStartError",
     "ProtocolError",
+    "RPCError",
     "RateLimitError",
     "RetryPolicy",
     "ServerError",

@@ -13,7 +13,10 @@ resemble, so ``except TimeoutError`` or ``except PermissionError`` work as expec
     ├── TransportError                    the request may not have reached the gateway
     │   ├── ConnectionFailed (ConnectionError)
     │   ├── TransportTimeout (TimeoutError)
-    │   └── ProtocolError                 malformed, truncated, oversize or non-JSON responses
+    │   ├── ProtocolError                 malformed, truncated, oversize or non-JSON responses
+    │   ├── ProcessStartError (OSError)   a local MCP server could not be started
+    │   └── ProcessExitedError            a local MCP server exited (exit code, stderr tail)
+    ├── RPCError                          a JSON-RPC error from an MCP server (code, data)
     ├── DeadlineExceeded (TimeoutError)   the call's deadline ran out (attempts, slept, last error)
     ├── CircuitOpenError                  the breaker fails fast without touching the network
     ├── AuthorizationDenied (PermissionError)   403 policy_denied, or a client-side policy denial
@@ -53,7 +56,10 @@ __all__ = [
     "IdempotencyConflictError",
     "NotFoundError",
     "PayloadTooLargeError",
+    "ProcessExitedError",
+    "ProcessStartError",
     "ProtocolError",
+    "RPCError",
     "RateLimitError",
     "ServerError",
     "ServiceUnavailableError",
@@ -94,7 +100,7 @@ class GatewayError(Exception):
         method: str | None = None,
         url: str | None = None,
         status_code: int | None = None,
-        code: str | None = None,
+        code: str | int | None = None,
         request_id: str | None = None,
         server: str | None = None,
         tool: str | None = None,
@@ -178,6 +184,55 @@ class TransportTimeout(TransportError, TimeoutError):
 
 class ProtocolError(TransportError):
     """The response was not what the wire contract allows: not JSON, truncated, too large."""
+
+
+class ProcessStartError(TransportError, OSError):
+    """A local MCP server could not be started (no such command, not executable, ...)."""
+
+    def __init__(self, message: str, *, command: str | None = None, **context: Any) -> None:
+        GatewayError.__init__(self, message, **context)
+        self.command = command
+
+
+class ProcessExitedError(TransportError):
+    """A local MCP server exited; ``returncode`` and the last lines of its stderr say why.
+
+    A negative ``returncode`` is the signal that ended it (as in ``subprocess``).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        returncode: int | None = None,
+        stderr_tail: str = "",
+        **context: Any,
+    ) -> None:
+        super().__init__(message, **context)
+        self.returncode = returncode
+        self.stderr_tail = stderr_tail
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        if self.stderr_tail:
+            text += "\nlast lines of its stderr:\n" + self.stderr_tail
+        return text
+
+
+class RPCError(GatewayError):
+    """An MCP server answered a request with a JSON-RPC error.
+
+    ``code`` is the JSON-RPC integer code (-32601 method not found, -32602 invalid params ...),
+    ``rpc_message`` the server's own message and ``data`` its optional data.
+    """
+
+    def __init__(
+        self, message: str, *, code: int, rpc_message: str = "", data: Any = None,
+        **context: Any,
+    ) -> None:
+        super().__init__(message, code=code, **context)
+        self.rpc_message = rpc_message
+        self.data = data
 
 
 class DeadlineExceeded(GatewayError, TimeoutError):

@@ -14,6 +14,7 @@ are not part of MCP since 2025-06-18 and are rejected.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Union
@@ -29,6 +30,7 @@ __all__ = [
     "LineSplitter",
     "Message",
     "Notification",
+    "Oversize",
     "Request",
     "Response",
     "encode_error",
@@ -172,13 +174,37 @@ def parse_line(line: bytes | str) -> Message:
                        id=msg_id)
 
 
+@dataclass(frozen=True)
+class Oversize:
+    """Stands for a line longer than the cap: its size, and its first and last bytes (enough
+    to find the ``"id"`` of the response it carried, wherever the sender put it)."""
+
+    size: int
+    head: bytes
+    tail: bytes
+
+    def find_id(self) -> RequestId | None:
+        for part in (self.head, self.tail):
+            match = _ID_FIELD.search(part)
+            if match:
+                raw = match.group(1)
+                return int(raw) if raw[:1] != b'"' else raw[1:-1].decode("utf-8", "replace")
+        return None
+
+
+_ID_FIELD = re.compile(rb'"id"\s*:\s*(-?\d+|"[^"\\]{0,200}")')
+#: Bytes kept from each end of an oversize line.
+_OVERSIZE_KEEP = 4096
+
+
 class LineSplitter:
     """Split a byte stream into lines, capping each at ``max_line_bytes``.
 
     ``feed(chunk)`` returns the complete lines the chunk finished, without their ``\\n`` (a
     trailing ``\\r`` is dropped too). A line longer than the cap is not buffered: its bytes are
-    discarded up to its newline, and ``None`` stands in its place in the returned list, so the
-    caller can report it and the stream stays usable. Blank lines are skipped.
+    discarded up to its newline, and an :class:`Oversize` stands in its place in the returned
+    list, so the caller can fail the request it answered and the stream stays usable. Blank
+    lines are skipped.
     """
 
     def __init__(self, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> None:
@@ -187,47 +213,51 @@ class LineSplitter:
         self.max_line_bytes = max_line_bytes
         self._parts: list[bytes] = []
         self._size = 0
+        self._head = b""
+        self._tail = b""
         self._discarding = False
 
-    def feed(self, chunk: bytes) -> list[bytes | None]:
-        lines: list[bytes | None] = []
+    def feed(self, chunk: bytes) -> list[bytes | Oversize]:
+        lines: list[bytes | Oversize] = []
         start = 0
         while True:
             end = chunk.find(b"\n", start)
-            piece = chunk[start:] if end < 0 else chunk[start:end]
-            self._take(piece)
+            self._take(chunk[start:] if end < 0 else chunk[start:end])
             if end < 0:
                 return lines
-            if self._discarding:
-                lines.append(None)
-            else:
-                line = b"".join(self._parts)
-                if line.endswith(b"\r"):
-                    line = line[:-1]
-                if line.strip():
-                    lines.append(line)
-            self._parts, self._size, self._discarding = [], 0, False
+            lines.extend(self._end_line())
             start = end + 1
 
     def _take(self, piece: bytes) -> None:
-        if self._discarding or not piece:
+        if not piece:
             return
         self._size += len(piece)
-        if self._size > self.max_line_bytes:
+        if self._discarding:
+            self._tail = (self._tail + piece)[-_OVERSIZE_KEEP:]
+        elif self._size > self.max_line_bytes:
+            held = b"".join(self._parts) + piece
+            self._head, self._tail = held[:_OVERSIZE_KEEP], held[-_OVERSIZE_KEEP:]
             self._parts, self._discarding = [], True
         else:
             self._parts.append(piece)
 
+    def _end_line(self) -> list[bytes | Oversize]:
+        if self._discarding:
+            result: list[bytes | Oversize] = [Oversize(self._size, self._head, self._tail)]
+        else:
+            line = b"".join(self._parts)
+            if line.endswith(b"\r"):
+                line = line[:-1]
+            result = [line] if line.strip() else []
+        self._parts, self._size, self._discarding = [], 0, False
+        self._head = self._tail = b""
+        return result
+
     @property
     def pending(self) -> int:
-        """Bytes of an unfinished line held (0 while discarding an oversize one)."""
-        return self._size if not self._discarding else 0
+        """Bytes of the unfinished line seen so far."""
+        return self._size
 
-    def finish(self) -> list[bytes | None]:
-        """At end of stream: the unterminated last line, if any (None if it was oversize)."""
-        if self._discarding:
-            self._parts, self._size, self._discarding = [], 0, False
-            return [None]
-        line = b"".join(self._parts)
-        self._parts, self._size = [], 0
-        return [line] if line.strip() else []
+    def finish(self) -> list[bytes | Oversize]:
+        """At end of stream: the unterminated last line, if any."""
+        return self._end_line()

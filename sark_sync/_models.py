@@ -287,7 +287,19 @@ class ToolResult:
     ) -> ToolResult:
         """Build from a ``POST /api/v1/invoke`` body; raises ``ValueError`` if malformed."""
         obj = _require_mapping(data, "invoke response")
-        result = _require_mapping(obj.get("result"), "field 'result'")
+        return cls.from_call_result(
+            obj.get("result"), server=_str(obj, "server", server), tool=_str(obj, "tool", tool),
+            latency_ms=latency_ms, attempts=attempts, request_id=_str(obj, "request_id"),
+            filtered=_strings(obj, "filtered"),
+        )
+
+    @classmethod
+    def from_call_result(
+        cls, data: object, *, server: str, tool: str, latency_ms: float, attempts: int = 1,
+        request_id: str | None = None, filtered: tuple[str, ...] = (),
+    ) -> ToolResult:
+        """Build from an MCP ``CallToolResult``; raises ``ValueError`` if malformed."""
+        result = _require_mapping(data, "field 'result'")
         content = result.get("content", [])
         if not isinstance(content, list) or not all(isinstance(b, Mapping) for b in content):
             raise ValueError("field 'result.content' must be a list of objects")
@@ -301,10 +313,10 @@ class ToolResult:
             content=tuple(content),
             structured=structured,
             is_error=is_error,
-            request_id=_str(obj, "request_id"),
-            server=_str(obj, "server", server),
-            tool=_str(obj, "tool", tool),
+            request_id=request_id,
+            server=server,
+            tool=tool,
             latency_ms=latency_ms,
             attempts=attempts,
-            filtered=_strings(obj, "filtered"),
+            filtered=filtered,
         )

@@ -14,8 +14,14 @@ from typing import Any
 
 from ._exceptions import ValidationError
 
-__all__ = ["NAME_PATTERN", "encode_invocation", "validate_header_value", "validate_name",
-           "validate_page"]
+__all__ = [
+    "NAME_PATTERN",
+    "encode_arguments",
+    "encode_invocation",
+    "validate_header_value",
+    "validate_name",
+    "validate_page",
+]
 
 #: Server and tool names (DESIGN §4).
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -44,21 +50,36 @@ def validate_page(page: object, page_size: object) -> None:
                               f"{page_size!r}")
 
 
-def encode_invocation(server: str, tool: str, parameters: Mapping[str, Any] | None) -> bytes:
-    """The JSON body of ``POST /api/v1/invoke``, or ValidationError for bad parameters."""
+def _check_mapping(parameters: Mapping[str, Any] | None) -> Mapping[str, Any]:
     if parameters is None:
-        parameters = {}
-    elif not isinstance(parameters, Mapping):
+        return {}
+    if not isinstance(parameters, Mapping):
         raise ValidationError(f"parameters must be a mapping, not {type(parameters).__name__}")
     for key in parameters:
         if not isinstance(key, str):
             raise ValidationError(f"parameter names must be str, not {type(key).__name__}")
-    body = {"server": server, "tool": tool, "parameters": parameters}
+    return parameters
+
+
+def _dumps(value: Any) -> str:
     try:
-        return json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
+        return json.dumps(value, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError) as exc:
         kind = "a value JSON cannot represent" if isinstance(exc, TypeError) else "NaN or infinity"
         raise ValidationError(f"parameters contain {kind}: {type(exc).__name__}") from None
+
+
+def encode_invocation(server: str, tool: str, parameters: Mapping[str, Any] | None) -> bytes:
+    """The JSON body of ``POST /api/v1/invoke``, or ValidationError for bad parameters."""
+    body = {"server": server, "tool": tool, "parameters": _check_mapping(parameters)}
+    return _dumps(body).encode()
+
+
+def encode_arguments(arguments: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    """``arguments`` checked for a ``tools/call`` (a mapping JSON can carry)."""
+    checked = _check_mapping(arguments)
+    _dumps(checked)
+    return checked
 
 
 def validate_header_value(value: object, what: str) -> str:
