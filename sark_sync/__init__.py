@@ -16,7 +16,7 @@ import logging
 
 from ._breaker import Breaker
 from ._client import GatewayClient
-from ._config import BreakerPolicy, RetryPolicy, Timeouts
+from ._config import BreakerPolicy, RestartPolicy, RetryPolicy, Timeouts
 from ._exceptions import (
     APIError,
     AuthenticationError,
@@ -76,6 +76,7 @@ __all__ = [
     "ProtocolError",
     "RPCError",
     "RateLimitError",
+    "RestartPolicy",
     "RetryPolicy",
     "ServerError",
     "ServerInfo",

@@ -26,6 +26,7 @@ from . import _forksafety
 from ._breaker import Breaker
 from ._config import (
     BreakerPolicy,
+    RestartPolicy,
     RetryPolicy,
     Timeouts,
     resolve_api_key,
@@ -41,11 +42,13 @@ from ._exceptions import (
     TransportNotAvailableError,
 )
 from ._invocation import Invocation, invoke_request, outcome
+from ._local import DEFAULT_STARTUP_TIMEOUT, LocalServer
+from ._local_pool import LocalServerPool
 from ._models import Health, ServerInfo, ToolCall, ToolInfo, ToolResult
 from ._pagination import paginate, parse_page
 from ._redact import Secret
 from ._resources import Resources
-from ._validation import validate_name, validate_page
+from ._validation import encode_arguments, validate_name, validate_page
 from .transports.http import DEFAULT_MAX_RESPONSE_BYTES, HTTPTransport, Response
 
 __all__ = ["GatewayClient"]
@@ -80,6 +83,13 @@ class GatewayClient:
         only calls given a key or to tools annotated read-only/idempotent are retried.
     :param verify: TLS verification (a bool or a CA bundle path); default: the
         ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE`` environment, else on.
+    :param local_servers: ``{"name": ["python", "server.py"]}`` (or ``{"name": {"command":
+        [...], "env": {...}, "cwd": ...}}``): MCP servers run as child processes and called
+        over stdio through the same pipeline as gateway servers, started on first use and
+        restarted after a crash within ``restart`` (a :class:`RestartPolicy`).
+    :param startup_timeout: seconds a local server may take to complete the MCP handshake.
+    :param on_notification: ``callback(server, method, params)`` for notifications of local
+        servers (log messages, list changes); it runs on a reader thread: keep it short.
 
     >>> client = GatewayClient("http://127.0.0.1:8080", api_key="k")  # doctest: +SKIP
     >>> with client:                                                  # doctest: +SKIP
@@ -102,6 +112,10 @@ class GatewayClient:
         idempotency_keys: bool = True,
         verify: bool | str | None = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        local_servers: Mapping[str, Any] | None = None,
+        restart: RestartPolicy | None = None,
+        startup_timeout: float = DEFAULT_STARTUP_TIMEOUT,
+        on_notification: Callable[[str, str, Mapping[str, Any]], None] | None = None,
     ) -> None:
         self.base_url = resolve_base_url(base_url)
         key = resolve_api_key(api_key)
@@ -127,7 +141,10 @@ class GatewayClient:
         self._max_response_bytes = max_response_bytes
         self._retry_safe_tools: dict[tuple[str, str], bool] = {}
         self._closed = False
-        self._resources = Resources()
+        self.restart = restart if restart is not None else RestartPolicy()
+        local = LocalServerPool(local_servers, self.restart, startup_timeout=startup_timeout,
+                                on_notification=on_notification)
+        self._resources = Resources(local)
         self._finalizer = weakref.finalize(self, self._resources.close)
         _forksafety.register(self)
 
@@ -168,13 +185,24 @@ class GatewayClient:
             resources.drop_after_fork()
         return resources
 
-    def _http(self) -> HTTPTransport:
+    def _require(self, transport: str) -> None:
         self._check_open()
-        if self.transport_mode not in ("auto", "http"):
+        if self.transport_mode not in ("auto", transport):
             raise TransportNotAvailableError(
-                f"this operation needs the HTTP transport, but transport_mode is "
+                f"this operation needs the {transport} transport, but transport_mode is "
                 f"{self.transport_mode!r}"
             )
+
+    def _local(self, server: str | None) -> LocalServerPool | None:
+        """The local server pool if ``server`` is one of its servers (stdio), else None."""
+        local = self._state().local
+        if server is not None and server in local:
+            self._require("stdio")
+            return local
+        return None
+
+    def _http(self) -> HTTPTransport:
+        self._require("http")
         resources = self._state()
         transport = resources.transport
         if transport is None:
@@ -205,8 +233,12 @@ class GatewayClient:
         return executor
 
     def breaker_for(self, server: str | None = None) -> Breaker:
-        """The breaker guarding ``server`` on this gateway (None: discovery and health)."""
-        name = self.base_url if server is None else f"{self.base_url}/{server}"
+        """The breaker guarding ``server`` on this gateway (None: discovery and health), or
+        the local server of that name."""
+        if server is not None and server in self._state().local:
+            name = f"local:{server}"
+        else:
+            name = self.base_url if server is None else f"{self.base_url}/{server}"
         resources = self._state()
         breaker = resources.breakers.get(name)
         if breaker is None:
@@ -245,6 +277,11 @@ class GatewayClient:
         except GatewayError as exc:
             exc._with(server=server, tool=tool)
             raise
+
+    def _guard(self, server: str) -> Callable[[Callable[[], ToolResult]], ToolResult]:
+        if not self.breaker.enabled:
+            return lambda attempt: attempt()
+        return self.breaker_for(server).call
 
     # -- discovery -----------------------------------------------------------------------------
 
@@ -301,11 +338,16 @@ class GatewayClient:
         self, server: str | None = None, *, page: int = 1, page_size: int = 100,
         timeout: float | Timeouts | None = None,
     ) -> list[ToolInfo]:
-        """One page of tools, of one server or of all."""
+        """One page of tools, of one server or of all gateway servers. For a local server the
+        page is cut from its whole ``tools/list``."""
         if server is not None:
             validate_name(server, "server")
         validate_page(page, page_size)
         deadline = self._deadline(timeout)
+        local = self._local(server)
+        if local is not None and server is not None:
+            start = (page - 1) * page_size
+            return local.list_tools(server, deadline)[start:start + page_size]
         items, _, _ = self._tool_page(server, (page - 1) * page_size, page_size, deadline)
         return items
 
@@ -313,10 +355,13 @@ class GatewayClient:
         self, server: str | None = None, *, page_size: int = 100,
         timeout: float | Timeouts | None = None,
     ) -> Iterator[ToolInfo]:
-        """Every tool, of one server or of all, fetched page by page."""
+        """Every tool, of one server or of all gateway servers, fetched page by page."""
         if server is not None:
             validate_name(server, "server")
         validate_page(1, page_size)
+        local = self._local(server)
+        if local is not None and server is not None:
+            return iter(local.list_tools(server, self._deadline(timeout)))
 
         def fetch(offset: int) -> tuple[list[ToolInfo], int, int]:
             deadline = self._deadline(timeout)
@@ -344,6 +389,39 @@ class GatewayClient:
         params: dict[str, Any] = {"offset": offset, "limit": limit, **(extra or {})}
         response = self._send("GET", path, server=server, deadline=deadline, params=params)
         return parse_page(response.data, key, parse, offset, path)
+
+    # -- local servers (stdio) -----------------------------------------------------------------
+
+    def connect_local_server(
+        self, command: list[str], *, env: Mapping[str, str] | None = None,
+        cwd: str | None = None, name: str | None = None, inherit_env: bool = False,
+        timeout: float | None = None, startup_timeout: float | None = None,
+        on_notification: Callable[[str, Mapping[str, Any]], None] | None = None,
+    ) -> LocalServer:
+        """Start a local MCP server over stdio and return its session (a context manager).
+
+        While it runs, ``invoke_tool(session.name, ...)`` reaches it through the client's
+        pipeline (deadline, breaker, retries); the client closes it on ``close()`` if the
+        caller has not. See :class:`LocalServer` for the arguments; ``timeout`` defaults to the
+        client's deadline.
+        """
+        self._require("stdio")
+        server = LocalServer(
+            command, name=name, env=env, cwd=cwd, inherit_env=inherit_env,
+            timeout=self.timeouts.deadline if timeout is None else timeout,
+            startup_timeout=(self._state().local.startup_timeout if startup_timeout is None
+                             else startup_timeout),
+            on_notification=on_notification,
+        )
+        if name is not None:
+            validate_name(name, "local server")
+        server.start()
+        try:
+            self._state().local.attach(server)
+        except BaseException:
+            server.close()
+            raise
+        return server
 
     # -- invocation ----------------------------------------------------------------------------
 
@@ -380,6 +458,10 @@ class GatewayClient:
         user_token: str | None, idempotency_key: str | None,
     ) -> Invocation:
         """Validate and encode a call; nothing is sent yet."""
+        if self._local(server) is not None:
+            validate_name(tool, "tool")
+            return Invocation(server, tool, b"", {}, False, local=True,
+                              arguments=encode_arguments(parameters))
         body, headers = invoke_request(server, tool, parameters, user_token, idempotency_key)
         if idempotency_key is None and self.idempotency_keys:
             headers["Idempotency-Key"] = str(uuid.uuid4())
@@ -389,6 +471,11 @@ class GatewayClient:
         return Invocation(server, tool, body, headers, idempotent)
 
     def _execute(self, call: Invocation, deadline: Deadline) -> ToolResult:
+        if call.local:
+            local = self._local(call.server)
+            assert local is not None
+            return local.invoke(call.server, call.tool, call.arguments, deadline, self.retry,
+                                self._guard(call.server))
         started = time.perf_counter()
         response = self._send("POST", "/api/v1/invoke", server=call.server, tool=call.tool,
                               deadline=deadline, idempotent=call.idempotent, body=call.body,

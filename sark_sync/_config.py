@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from ._exceptions import ConfigurationError
 
-__all__ = ["BreakerPolicy", "RetryPolicy", "Timeouts"]
+__all__ = ["BreakerPolicy", "RestartPolicy", "RetryPolicy", "Timeouts"]
 
 #: Seconds a whole call may take, every attempt and wait included.
 DEFAULT_DEADLINE = 30.0
@@ -171,6 +171,38 @@ class BreakerPolicy:
                 f"BreakerPolicy.failure_threshold must be an int >= 1, got {threshold!r}"
             )
         _check_seconds("BreakerPolicy.recovery_timeout", self.recovery_timeout, allow_zero=True)
+
+
+#: Restarts of a crashed local server allowed within ``DEFAULT_RESTART_WINDOW`` seconds.
+DEFAULT_MAX_RESTARTS = 3
+#: The window, in seconds, in which restarts are counted.
+DEFAULT_RESTART_WINDOW = 60.0
+#: Seconds before the first restart; doubled for each further restart in the window.
+DEFAULT_RESTART_BACKOFF = 0.2
+
+
+@dataclass(frozen=True)
+class RestartPolicy:
+    """When a crashed local MCP server is started again.
+
+    A server that exited is restarted by the next call that needs it, at most
+    ``max_restarts`` times within ``window`` seconds, waiting ``backoff * 2**(n-1)`` (within
+    the call's deadline) before restart *n* of the window. Past that, calls fail with
+    :class:`ProcessExitedError` until the window moves on. ``max_restarts=0`` never restarts.
+    An idle server is never stopped for being idle.
+    """
+
+    max_restarts: int = DEFAULT_MAX_RESTARTS
+    window: float = DEFAULT_RESTART_WINDOW
+    backoff: float = DEFAULT_RESTART_BACKOFF
+
+    def __post_init__(self) -> None:
+        count = self.max_restarts
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise ConfigurationError(f"RestartPolicy.max_restarts must be an int >= 0, got "
+                                     f"{count!r}")
+        _check_seconds("RestartPolicy.window", self.window, allow_zero=False)
+        _check_seconds("RestartPolicy.backoff", self.backoff, allow_zero=True)
 
 
 def resolve_base_url(base_url: str | None) -> str:

@@ -23,17 +23,21 @@ RESULT_GRACE = 1.0
 
 
 class Invocation:
-    """A validated, encoded tool call, ready to send (and to re-send on retry)."""
+    """A validated tool call, ready to send (and to re-send on retry): for the gateway an
+    encoded body and headers; for a local server (``local=True``) the checked arguments."""
 
-    __slots__ = ("body", "headers", "idempotent", "server", "tool")
+    __slots__ = ("arguments", "body", "headers", "idempotent", "local", "server", "tool")
 
     def __init__(self, server: str, tool: str, body: bytes, headers: dict[str, str],
-                 idempotent: bool) -> None:
+                 idempotent: bool, *, local: bool = False,
+                 arguments: Mapping[str, Any] | None = None) -> None:
         self.server = server
         self.tool = tool
         self.body = body
         self.headers = headers
         self.idempotent = idempotent
+        self.local = local
+        self.arguments = arguments or {}
 
 
 def outcome(future: Future[ToolResult], deadline: Deadline) -> ToolResult | BaseException:

@@ -82,15 +82,19 @@ class LocalServer:
         max_line_bytes: int = _jsonrpc.DEFAULT_MAX_LINE_BYTES,
         on_notification: NotificationHandler | None = None,
     ) -> None:
+        if isinstance(command, (str, bytes)) or not command or \
+                not all(isinstance(part, str) for part in command):
+            raise ValidationError(
+                "command must be a non-empty list of str, e.g. ['python', 'server.py']")
+        self.name = name or default_name(command)
         try:
             self._transport = StdioTransport(
-                command, name=name, env=env, inherit_env=inherit_env, cwd=cwd,
+                command, name=self.name, env=env, inherit_env=inherit_env, cwd=cwd,
                 max_line_bytes=max_line_bytes, on_request=self._on_request,
                 on_notification=self._on_notification_message,
             )
         except ValueError as exc:
             raise ValidationError(str(exc)) from None
-        self.name = self._transport.name
         self.timeout = timeout
         self.startup_timeout = startup_timeout
         self._on_notification = on_notification
@@ -263,6 +267,27 @@ class LocalServer:
             return
         if self._on_notification is not None:
             self._on_notification(message.method, params)
+
+
+#: Programs whose first non-option argument names the server better than they do.
+_LAUNCHERS = ("python", "python3", "node", "uv", "uvx", "npx", "deno", "bun", "ruby", "java")
+
+
+def default_name(command: Sequence[str]) -> str:
+    """A readable name for a command: ``["python", "-m", "pkg.server"]`` is ``pkg.server``,
+    ``["node", "build/index.js"]`` is ``index.js``, ``["/usr/bin/mcp-git"]`` is ``mcp-git``."""
+    program = os.path.basename(str(command[0])) if command else "server"
+    if not any(program == launcher or program.startswith(launcher + ".")
+               or (launcher == "python" and program.startswith("python"))
+               for launcher in _LAUNCHERS):
+        return program
+    args = list(command[1:])
+    if "-m" in args and args.index("-m") + 1 < len(args):
+        return str(args[args.index("-m") + 1])
+    for arg in args:
+        if not str(arg).startswith("-"):
+            return os.path.basename(str(arg))
+    return program
 
 
 def _tool_info(item: object, server: str) -> ToolInfo:

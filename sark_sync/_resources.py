@@ -12,6 +12,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from ._breaker import Breaker
+from ._local_pool import LocalServerPool
 from .transports.http import HTTPTransport
 
 __all__ = ["Resources"]
@@ -20,12 +21,13 @@ __all__ = ["Resources"]
 class Resources:
     """The resources of one client, with the lock that guards their lazy creation."""
 
-    def __init__(self) -> None:
+    def __init__(self, local: LocalServerPool) -> None:
         self.lock = threading.Lock()
         self.pid = os.getpid()
         self.transport: HTTPTransport | None = None
         self.executor: ThreadPoolExecutor | None = None
         self.breakers: dict[str, Breaker] = {}
+        self.local = local
 
     def close(self) -> None:
         if self.pid != os.getpid():
@@ -38,8 +40,10 @@ class Resources:
             executor.shutdown(wait=True, cancel_futures=True)
         if transport is not None:
             transport.close()
+        self.local.close()
 
     def drop_after_fork(self) -> None:
+        self.local.forget_after_fork()
         self.lock = threading.Lock()
         self.pid = os.getpid()
         self.transport = None

@@ -1,0 +1,264 @@
+"""The client's local MCP servers: started on first use, restarted within a policy.
+
+A :class:`GatewayClient` routes calls for a name in ``local_servers`` (or a server attached
+with ``connect_local_server``) here. Each entry keeps its command, so a server that crashed is
+started again by the next call that needs it, within the :class:`RestartPolicy` and the
+call's deadline; one lock per entry makes concurrent callers share a single restart. An idle
+server is never stopped. After ``fork()`` the child forgets the parent's processes (never
+signalling or waiting on them) and starts its own on first use.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import logging
+import random
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, Callable
+
+from ._config import RestartPolicy, RetryPolicy
+from ._deadline import Deadline
+from ._exceptions import (
+    ClientClosedError,
+    ConfigurationError,
+    ProcessExitedError,
+    TransportTimeout,
+)
+from ._local import LocalServer
+from ._models import ToolInfo, ToolResult
+from ._validation import validate_name
+
+__all__ = ["LocalServerPool", "ServerSpec"]
+
+log = logging.getLogger("sark_sync.stdio")
+
+
+class ServerSpec:
+    """How to start one local server: command, environment, working directory."""
+
+    __slots__ = ("command", "cwd", "env", "inherit_env", "startup_timeout")
+
+    def __init__(self, command: Sequence[str], env: Mapping[str, str] | None = None,
+                 cwd: str | None = None, inherit_env: bool = False,
+                 startup_timeout: float | None = None) -> None:
+        self.command = list(command)
+        self.env = dict(env or {})
+        self.cwd = cwd
+        self.inherit_env = inherit_env
+        self.startup_timeout = startup_timeout
+
+    @classmethod
+    def coerce(cls, name: str, value: object) -> ServerSpec:
+        """A spec from a command list or a mapping ``{"command": [...], "env": {...}, ...}``."""
+        if isinstance(value, ServerSpec):
+            return value
+        if isinstance(value, Mapping):
+            unknown = set(value) - {"command", "env", "cwd", "inherit_env", "startup_timeout"}
+            if unknown or "command" not in value:
+                raise ConfigurationError(
+                    f"local_servers[{name!r}] needs 'command' and may have env, cwd, "
+                    f"inherit_env, startup_timeout (unknown: {sorted(unknown)})")
+            value = dict(value)
+            return cls(value.pop("command"), **value)
+        if isinstance(value, (list, tuple)) and value and all(isinstance(p, str) for p in value):
+            return cls(value)
+        raise ConfigurationError(
+            f"local_servers[{name!r}] must be a command list like ['python', 'server.py'] or a "
+            "mapping with 'command'")
+
+
+class _Entry:
+    __slots__ = ("lock", "managed", "restarts", "retry_safe", "server", "spec")
+
+    def __init__(self, spec: ServerSpec, managed: bool) -> None:
+        self.spec = spec
+        self.managed = managed  # from local_servers (restartable), not a user-held session
+        self.server: LocalServer | None = None
+        self.lock = threading.Lock()
+        self.restarts: collections.deque[float] = collections.deque()
+        self.retry_safe: dict[str, bool] = {}
+
+
+class LocalServerPool:
+    """Local servers by name. Thread-safe."""
+
+    def __init__(self, specs: Mapping[str, object] | None, restart: RestartPolicy,
+                 *, startup_timeout: float, on_notification: Callable[..., None] | None = None,
+                 clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self._restart = restart
+        self.startup_timeout = startup_timeout
+        self._on_notification = on_notification
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._entries: dict[str, _Entry] = {}
+        self._closed = False
+        for name, value in (specs or {}).items():
+            validate_name(name, "local server")
+            self._entries[name] = _Entry(ServerSpec.coerce(name, value), managed=True)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def names(self) -> list[str]:
+        return list(self._entries)
+
+    def attach(self, server: LocalServer) -> None:
+        """Route calls for ``server.name`` to a session the caller started."""
+        validate_name(server.name, "local server")
+        with self._lock:
+            if self._closed:
+                raise ClientClosedError("this GatewayClient is closed")
+            current = self._entries.get(server.name)
+            taken = current is not None and (current.managed or (
+                current.server is not None and current.server.alive
+                and current.server is not server))
+            if taken:
+                raise ConfigurationError(
+                    f"a local server named {server.name!r} exists already: pass name=")
+            entry = _Entry(ServerSpec(["<attached>"]), managed=False)
+            entry.server = server
+            self._entries[server.name] = entry
+
+    def retry_safe(self, name: str, tool: str) -> bool:
+        entry = self._entries.get(name)
+        return bool(entry and entry.retry_safe.get(tool, False))
+
+    def invoke(
+        self, name: str, tool: str, arguments: Mapping[str, Any], deadline: Deadline,
+        retry: RetryPolicy, guard: Callable[[Callable[[], ToolResult]], ToolResult],
+    ) -> ToolResult:
+        """Call ``tool`` on ``name`` under the deadline, retrying a crash or a timeout only
+        when the tool is annotated read-only or idempotent (stdio has no idempotency keys).
+
+        ``guard`` runs each attempt (the client passes its breaker).
+        """
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                result = guard(lambda: self._attempt(name, tool, arguments, deadline))
+                return dataclasses.replace(result, attempts=attempts)
+            except (ProcessExitedError, TransportTimeout) as exc:
+                exc._with(attempts=attempts, tool=tool)
+                if isinstance(exc, TransportTimeout) and deadline.expired:
+                    raise deadline.exceeded(
+                        f"waiting for {name}/{tool}", last_error=exc, attempts=attempts,
+                        server=name, tool=tool) from exc
+                if not self.retry_safe(name, tool) or attempts >= retry.attempts:
+                    raise
+                ceiling = retry.backoff_ceiling(attempts)
+                wait = random.uniform(0.0, ceiling) if retry.jitter else ceiling
+                if wait >= deadline.remaining():
+                    raise deadline.exceeded(
+                        f"before retrying {name}/{tool}", last_error=exc, attempts=attempts,
+                        server=name, tool=tool) from exc
+                self._sleep(wait)
+
+    def _attempt(self, name: str, tool: str, arguments: Mapping[str, Any],
+                 deadline: Deadline) -> ToolResult:
+        server = self.get(name, deadline)
+        timeouts = deadline.timeouts
+        budget = deadline.remaining() if timeouts is None else deadline.bound(timeouts.read)
+        if budget <= 0:
+            raise deadline.exceeded(f"before calling {name}/{tool}", attempts=0, server=name,
+                                    tool=tool)
+        return server.call_tool(tool, arguments, timeout=budget)
+
+    def list_tools(self, name: str, deadline: Deadline) -> list[ToolInfo]:
+        tools = self.get(name, deadline).list_tools(timeout=max(deadline.remaining(), 0.001))
+        self._entries[name].retry_safe = {t.name: t.annotations.retry_safe for t in tools}
+        return tools
+
+    def get(self, name: str, deadline: Deadline) -> LocalServer:
+        """The running server ``name``, started or restarted as the policy allows."""
+        entry = self._entries[name]
+        server = entry.server
+        if server is not None and server.alive:
+            return server
+        if not entry.lock.acquire(timeout=deadline.remaining()):
+            raise deadline.exceeded(f"waiting for local server {name!r} to start", attempts=0,
+                                    server=name)
+        try:
+            if self._closed:
+                raise ClientClosedError("this GatewayClient is closed")
+            server = entry.server
+            if server is not None and server.alive:
+                return server
+            if not entry.managed:
+                raise ProcessExitedError(
+                    f"local MCP server {name!r} (attached with connect_local_server) is not "
+                    "running; connect it again", server=name,
+                    returncode=server.returncode if server else None,
+                    stderr_tail=server.stderr_tail if server else "")
+            if server is not None:
+                self._before_restart(name, entry, server, deadline)
+            entry.server = self._start(name, entry, deadline)
+            return entry.server
+        finally:
+            entry.lock.release()
+
+    def _before_restart(self, name: str, entry: _Entry, dead: LocalServer,
+                        deadline: Deadline) -> None:
+        dead.close()  # reap it and its process group
+        now = self._clock()
+        while entry.restarts and now - entry.restarts[0] > self._restart.window:
+            entry.restarts.popleft()
+        if len(entry.restarts) >= self._restart.max_restarts:
+            raise ProcessExitedError(
+                f"local MCP server {name!r} exited and was restarted {len(entry.restarts)} "
+                f"times in {self._restart.window:g}s: not restarting it again yet",
+                server=name, returncode=dead.returncode, stderr_tail=dead.stderr_tail)
+        wait = self._restart.backoff * 2 ** len(entry.restarts)
+        if wait >= deadline.remaining():
+            raise deadline.exceeded(f"before restarting local server {name!r}", attempts=0,
+                                    server=name)
+        self._sleep(wait)
+        entry.restarts.append(self._clock())
+        log.warning("restarting local MCP server %s (exit code %s)", name, dead.returncode)
+
+    def _start(self, name: str, entry: _Entry, deadline: Deadline) -> LocalServer:
+        spec = entry.spec
+        startup = spec.startup_timeout or self.startup_timeout
+        server = LocalServer(
+            spec.command, name=name, env=spec.env, inherit_env=spec.inherit_env, cwd=spec.cwd,
+            startup_timeout=min(startup, max(deadline.remaining(), 0.001)),
+            on_notification=self._notify(name),
+        )
+        server.start()
+        try:
+            tools = server.list_tools(timeout=max(deadline.remaining(), 0.001))
+            entry.retry_safe = {t.name: t.annotations.retry_safe for t in tools}
+        except Exception as exc:  # annotations only make retries possible; calls still work
+            log.warning("could not list the tools of %s: %s", name, exc)
+        return server
+
+    def _notify(self, name: str) -> Callable[[str, Mapping[str, Any]], None] | None:
+        handler = self._on_notification
+        if handler is None:
+            return None
+        return lambda method, params: handler(name, method, params)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            servers = [e.server for e in self._entries.values() if e.server is not None]
+        for server in servers:
+            server.close()
+
+    def forget_after_fork(self) -> None:
+        """In a forked child: drop the parent's processes; keep the specs to start our own."""
+        self._lock = threading.Lock()
+        for name, entry in list(self._entries.items()):
+            if entry.server is not None:
+                entry.server.forget_after_fork()
+            if not entry.managed:
+                del self._entries[name]
+                continue
+            entry.server = None
+            entry.lock = threading.Lock()
+            entry.restarts.clear()
