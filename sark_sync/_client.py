@@ -18,7 +18,7 @@ import platform
 import time
 import uuid
 import weakref
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable, TypeVar
 
@@ -33,22 +33,21 @@ from ._config import (
     resolve_base_url,
 )
 from ._deadline import Deadline
+from ._discovery import DiscoveryMixin
 from ._exceptions import (
     ClientClosedError,
     ConfigurationError,
     GatewayError,
     ProtocolError,
-    ServiceUnavailableError,
     TransportNotAvailableError,
 )
 from ._invocation import Invocation, invoke_request, outcome
 from ._local import DEFAULT_STARTUP_TIMEOUT, LocalServer
 from ._local_pool import LocalServerPool
-from ._models import Health, ServerInfo, ToolCall, ToolInfo, ToolResult
-from ._pagination import paginate, parse_page
+from ._models import ToolCall, ToolResult
 from ._redact import Secret
 from ._resources import Resources
-from ._validation import encode_arguments, validate_name, validate_page
+from ._validation import encode_arguments, validate_name
 from .transports.http import DEFAULT_MAX_RESPONSE_BYTES, HTTPTransport, Response
 
 __all__ = ["GatewayClient"]
@@ -59,13 +58,11 @@ T = TypeVar("T")
 
 #: Transport modes: "auto" picks per operation; the others allow only that transport.
 TRANSPORT_MODES = ("auto", "http", "sse", "stdio")
-#: Tools whose annotations the client remembers for retry safety.
-MAX_REMEMBERED_TOOLS = 10_000
 
 _VERSION_HEADER = "sark-sync/{version} python/{python}"
 
 
-class GatewayClient:
+class GatewayClient(DiscoveryMixin):
     """A blocking, thread-safe client for MCP tool calls through the SARK gateway.
 
     :param base_url: the gateway, ``http(s)://host[:port]``; default ``$SARK_GATEWAY_URL``.
@@ -203,48 +200,25 @@ class GatewayClient:
 
     def _http(self) -> HTTPTransport:
         self._require("http")
-        resources = self._state()
-        transport = resources.transport
-        if transport is None:
-            with resources.lock:
-                self._check_open()
-                if resources.transport is None:
-                    resources.transport = HTTPTransport(
-                        self.base_url, api_key=self._api_key, timeouts=self.timeouts,
-                        retry=self.retry, max_workers=self.max_workers,
-                        user_agent=_user_agent(), verify=self._verify,
-                        max_response_bytes=self._max_response_bytes,
-                    )
-                transport = resources.transport
-        return transport
+        return self._state().http(lambda: HTTPTransport(
+            self.base_url, api_key=self._api_key, timeouts=self.timeouts, retry=self.retry,
+            max_workers=self.max_workers, user_agent=_user_agent(), verify=self._verify,
+            max_response_bytes=self._max_response_bytes,
+        ), self._check_open)
 
     def _executor(self) -> ThreadPoolExecutor:
         self._check_open()
-        resources = self._state()
-        executor = resources.executor
-        if executor is None:
-            with resources.lock:
-                self._check_open()
-                if resources.executor is None:
-                    resources.executor = ThreadPoolExecutor(
-                        max_workers=self.max_workers, thread_name_prefix="sark-sync"
-                    )
-                executor = resources.executor
-        return executor
+        return self._state().executor_for(self.max_workers, self._check_open)
 
     def breaker_for(self, server: str | None = None) -> Breaker:
         """The breaker guarding ``server`` on this gateway (None: discovery and health), or
         the local server of that name."""
-        if server is not None and server in self._state().local:
+        resources = self._state()
+        if server is not None and server in resources.local:
             name = f"local:{server}"
         else:
             name = self.base_url if server is None else f"{self.base_url}/{server}"
-        resources = self._state()
-        breaker = resources.breakers.get(name)
-        if breaker is None:
-            with resources.lock:
-                breaker = resources.breakers.setdefault(name, Breaker(name, self.breaker))
-        return breaker
+        return resources.breaker(name, self.breaker)
 
     # -- the pipeline ------------------------------------------------------------------------
 
@@ -283,113 +257,6 @@ class GatewayClient:
             return lambda attempt: attempt()
         return self.breaker_for(server).call
 
-    # -- discovery -----------------------------------------------------------------------------
-
-    def health(self, *, timeout: float | Timeouts | None = None) -> Health:
-        """``GET /health``. An unhealthy gateway (503 with a health body) is a result, not an
-        error, and is not retried; a 503 without one raises :class:`ServiceUnavailableError`."""
-        deadline = self._deadline(timeout)
-        response = self._send("GET", "/health", server=None, deadline=deadline,
-                              accept_statuses=frozenset({503}))
-        if response.status_code == 200:
-            return _parse(Health.from_dict, response.data, "health", "/health")
-        try:
-            return Health.from_dict(response.data)
-        except ValueError:
-            raise ServiceUnavailableError(
-                "gateway unavailable (503) without a health report", status_code=503,
-                method="GET", url=self.base_url + "/health", attempts=response.attempts,
-            ) from None
-
-    def list_servers(
-        self, *, page: int = 1, page_size: int = 100, timeout: float | Timeouts | None = None
-    ) -> list[ServerInfo]:
-        """One page of registered servers (``page`` from 1, ``page_size`` 1..1000)."""
-        validate_page(page, page_size)
-        deadline = self._deadline(timeout)
-        items, _, _ = self._page("/api/v1/servers", "servers", ServerInfo.from_dict,
-                                 (page - 1) * page_size, page_size, deadline)
-        return items
-
-    def iter_servers(
-        self, *, page_size: int = 100, timeout: float | Timeouts | None = None
-    ) -> Iterator[ServerInfo]:
-        """Every registered server, fetched page by page (each page has its own deadline)."""
-        validate_page(1, page_size)
-
-        def fetch(offset: int) -> tuple[list[ServerInfo], int, int]:
-            deadline = self._deadline(timeout)
-            return self._page("/api/v1/servers", "servers", ServerInfo.from_dict, offset,
-                              page_size, deadline)
-
-        return paginate(fetch, key=lambda s: s.server_id or s.server_name)
-
-    def get_server(self, name: str, *, timeout: float | Timeouts | None = None) -> ServerInfo:
-        """One server by name; :class:`NotFoundError` if the gateway does not know it."""
-        from urllib.parse import quote
-
-        validate_name(name, "server")
-        deadline = self._deadline(timeout)
-        response = self._send("GET", f"/api/v1/servers/{quote(name, safe='')}", server=name,
-                              deadline=deadline)
-        return _parse(ServerInfo.from_dict, response.data, "server", name)
-
-    def list_tools(
-        self, server: str | None = None, *, page: int = 1, page_size: int = 100,
-        timeout: float | Timeouts | None = None,
-    ) -> list[ToolInfo]:
-        """One page of tools, of one server or of all gateway servers. For a local server the
-        page is cut from its whole ``tools/list``."""
-        if server is not None:
-            validate_name(server, "server")
-        validate_page(page, page_size)
-        deadline = self._deadline(timeout)
-        local = self._local(server)
-        if local is not None and server is not None:
-            start = (page - 1) * page_size
-            return local.list_tools(server, deadline)[start:start + page_size]
-        items, _, _ = self._tool_page(server, (page - 1) * page_size, page_size, deadline)
-        return items
-
-    def iter_tools(
-        self, server: str | None = None, *, page_size: int = 100,
-        timeout: float | Timeouts | None = None,
-    ) -> Iterator[ToolInfo]:
-        """Every tool, of one server or of all gateway servers, fetched page by page."""
-        if server is not None:
-            validate_name(server, "server")
-        validate_page(1, page_size)
-        local = self._local(server)
-        if local is not None and server is not None:
-            return iter(local.list_tools(server, self._deadline(timeout)))
-
-        def fetch(offset: int) -> tuple[list[ToolInfo], int, int]:
-            deadline = self._deadline(timeout)
-            return self._tool_page(server, offset, page_size, deadline)
-
-        return paginate(fetch, key=lambda t: (t.server_name, t.tool_name))
-
-    def _tool_page(
-        self, server: str | None, offset: int, limit: int, deadline: Deadline
-    ) -> tuple[list[ToolInfo], int, int]:
-        extra = {"server": server} if server is not None else {}
-        page = self._page("/api/v1/tools", "tools", ToolInfo.from_dict, offset, limit, deadline,
-                          server=server, extra=extra)
-        remembered = self._retry_safe_tools
-        if len(remembered) > MAX_REMEMBERED_TOOLS:
-            remembered.clear()
-        for info in page[0]:
-            remembered[(info.server_name, info.tool_name)] = info.annotations.retry_safe
-        return page
-
-    def _page(
-        self, path: str, key: str, parse: Callable[[object], T], offset: int, limit: int,
-        deadline: Deadline, *, server: str | None = None, extra: Mapping[str, str] | None = None,
-    ) -> tuple[list[T], int, int]:
-        params: dict[str, Any] = {"offset": offset, "limit": limit, **(extra or {})}
-        response = self._send("GET", path, server=server, deadline=deadline, params=params)
-        return parse_page(response.data, key, parse, offset, path)
-
     # -- local servers (stdio) -----------------------------------------------------------------
 
     def connect_local_server(
@@ -406,22 +273,11 @@ class GatewayClient:
         client's deadline.
         """
         self._require("stdio")
-        server = LocalServer(
-            command, name=name, env=env, cwd=cwd, inherit_env=inherit_env,
+        return self._state().local.connect(
+            command, env=env, cwd=cwd, name=name, inherit_env=inherit_env,
             timeout=self.timeouts.deadline if timeout is None else timeout,
-            startup_timeout=(self._state().local.startup_timeout if startup_timeout is None
-                             else startup_timeout),
-            on_notification=on_notification,
+            startup_timeout=startup_timeout, on_notification=on_notification,
         )
-        if name is not None:
-            validate_name(name, "local server")
-        server.start()
-        try:
-            self._state().local.attach(server)
-        except BaseException:
-            server.close()
-            raise
-        return server
 
     # -- invocation ----------------------------------------------------------------------------
 
@@ -536,13 +392,6 @@ class GatewayClient:
                 if isinstance(result, BaseException):
                     raise result
         return outcomes
-
-
-def _parse(parse: Callable[[object], T], data: object, what: str, where: str) -> T:
-    try:
-        return parse(data)
-    except ValueError as exc:
-        raise ProtocolError(f"malformed {what} response from {where}: {exc}") from None
 
 
 def _user_agent() -> str:

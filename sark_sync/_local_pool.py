@@ -124,6 +124,27 @@ class LocalServerPool:
             entry.server = server
             self._entries[server.name] = entry
 
+    def connect(
+        self, command: Sequence[str], *, name: str | None, env: Mapping[str, str] | None,
+        cwd: str | None, inherit_env: bool, timeout: float, startup_timeout: float | None,
+        on_notification: Callable[[str, Mapping[str, Any]], None] | None,
+    ) -> LocalServer:
+        """Start a session the caller holds, and route calls for its name to it."""
+        if name is not None:
+            validate_name(name, "local server")
+        server = LocalServer(
+            command, name=name, env=env, cwd=cwd, inherit_env=inherit_env, timeout=timeout,
+            startup_timeout=self.startup_timeout if startup_timeout is None else startup_timeout,
+            on_notification=on_notification,
+        )
+        server.start()
+        try:
+            self.attach(server)
+        except BaseException:
+            server.close()
+            raise
+        return server
+
     def retry_safe(self, name: str, tool: str) -> bool:
         entry = self._entries.get(name)
         return bool(entry and entry.retry_safe.get(tool, False))

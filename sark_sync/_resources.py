@@ -10,8 +10,10 @@ from __future__ import annotations
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
 
 from ._breaker import Breaker
+from ._config import BreakerPolicy
 from ._local_pool import LocalServerPool
 from .transports.http import HTTPTransport
 
@@ -28,6 +30,38 @@ class Resources:
         self.executor: ThreadPoolExecutor | None = None
         self.breakers: dict[str, Breaker] = {}
         self.local = local
+
+    def http(self, build: Callable[[], HTTPTransport], check: Callable[[], None]
+             ) -> HTTPTransport:
+        """The transport, built on first use (``check`` raises if the client closed)."""
+        transport = self.transport
+        if transport is None:
+            with self.lock:
+                check()
+                if self.transport is None:
+                    self.transport = build()
+                transport = self.transport
+        return transport
+
+    def executor_for(self, max_workers: int, check: Callable[[], None]) -> ThreadPoolExecutor:
+        """The thread pool of ``submit``/``invoke_many``, started on first use."""
+        executor = self.executor
+        if executor is None:
+            with self.lock:
+                check()
+                if self.executor is None:
+                    self.executor = ThreadPoolExecutor(
+                        max_workers=max_workers, thread_name_prefix="sark-sync")
+                executor = self.executor
+        return executor
+
+    def breaker(self, name: str, policy: BreakerPolicy) -> Breaker:
+        """The breaker called ``name``, made on first use."""
+        breaker = self.breakers.get(name)
+        if breaker is None:
+            with self.lock:
+                breaker = self.breakers.setdefault(name, Breaker(name, policy))
+        return breaker
 
     def close(self) -> None:
         if self.pid != os.getpid():

@@ -1,0 +1,159 @@
+"""Discovery operations of GatewayClient: health, servers and tools (DESIGN §4).
+
+A mixin, as requests' ``SessionRedirectMixin`` is: these methods only read from the gateway
+(or list a local server's tools) through the client's pipeline (``_send``), so they live apart
+from the construction, lifecycle and invocation code in ``_client.py``. Listings are lenient
+(a malformed item is skipped with a warning) and iterators hold one page at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
+from urllib.parse import quote
+
+from ._config import Timeouts
+from ._deadline import Deadline
+from ._exceptions import ProtocolError, ServiceUnavailableError
+from ._models import Health, ServerInfo, ToolInfo
+from ._pagination import paginate, parse_page
+from ._validation import validate_name, validate_page
+
+if TYPE_CHECKING:
+    from ._local_pool import LocalServerPool
+    from .transports.http import Response
+
+__all__ = ["DiscoveryMixin"]
+
+T = TypeVar("T")
+
+#: Tools whose annotations the client remembers for retry safety.
+MAX_REMEMBERED_TOOLS = 10_000
+
+
+class DiscoveryMixin:
+    """What the gateway offers. Mixed into :class:`GatewayClient`."""
+
+    base_url: str
+    _retry_safe_tools: dict[tuple[str, str], bool]
+
+    if TYPE_CHECKING:
+        def _deadline(self, timeout: float | Timeouts | None) -> Deadline: ...
+        def _local(self, server: str | None) -> LocalServerPool | None: ...
+        def _send(
+            self, method: str, path: str, *, server: str | None, deadline: Deadline,
+            idempotent: bool = True, params: Mapping[str, Any] | None = None,
+            body: bytes | None = None, headers: dict[str, str] | None = None,
+            accept_statuses: frozenset[int] = frozenset(), tool: str | None = None,
+        ) -> Response: ...
+
+    def health(self, *, timeout: float | Timeouts | None = None) -> Health:
+        """``GET /health``. An unhealthy gateway (503 with a health body) is a result, not an
+        error, and is not retried; a 503 without one raises :class:`ServiceUnavailableError`."""
+        deadline = self._deadline(timeout)
+        response = self._send("GET", "/health", server=None, deadline=deadline,
+                              accept_statuses=frozenset({503}))
+        if response.status_code == 200:
+            return _parse(Health.from_dict, response.data, "health", "/health")
+        try:
+            return Health.from_dict(response.data)
+        except ValueError:
+            raise ServiceUnavailableError(
+                "gateway unavailable (503) without a health report", status_code=503,
+                method="GET", url=self.base_url + "/health", attempts=response.attempts,
+            ) from None
+
+    def list_servers(
+        self, *, page: int = 1, page_size: int = 100, timeout: float | Timeouts | None = None
+    ) -> list[ServerInfo]:
+        """One page of registered servers (``page`` from 1, ``page_size`` 1..1000)."""
+        validate_page(page, page_size)
+        deadline = self._deadline(timeout)
+        items, _, _ = self._page("/api/v1/servers", "servers", ServerInfo.from_dict,
+                                 (page - 1) * page_size, page_size, deadline)
+        return items
+
+    def iter_servers(
+        self, *, page_size: int = 100, timeout: float | Timeouts | None = None
+    ) -> Iterator[ServerInfo]:
+        """Every registered server, fetched page by page (each page has its own deadline)."""
+        validate_page(1, page_size)
+
+        def fetch(offset: int) -> tuple[list[ServerInfo], int, int]:
+            deadline = self._deadline(timeout)
+            return self._page("/api/v1/servers", "servers", ServerInfo.from_dict, offset,
+                              page_size, deadline)
+
+        return paginate(fetch, key=lambda s: s.server_id or s.server_name)
+
+    def get_server(self, name: str, *, timeout: float | Timeouts | None = None) -> ServerInfo:
+        """One server by name; :class:`NotFoundError` if the gateway does not know it."""
+
+        validate_name(name, "server")
+        deadline = self._deadline(timeout)
+        response = self._send("GET", f"/api/v1/servers/{quote(name, safe='')}", server=name,
+                              deadline=deadline)
+        return _parse(ServerInfo.from_dict, response.data, "server", name)
+
+    def list_tools(
+        self, server: str | None = None, *, page: int = 1, page_size: int = 100,
+        timeout: float | Timeouts | None = None,
+    ) -> list[ToolInfo]:
+        """One page of tools, of one server or of all gateway servers. For a local server the
+        page is cut from its whole ``tools/list``."""
+        if server is not None:
+            validate_name(server, "server")
+        validate_page(page, page_size)
+        deadline = self._deadline(timeout)
+        local = self._local(server)
+        if local is not None and server is not None:
+            start = (page - 1) * page_size
+            return local.list_tools(server, deadline)[start:start + page_size]
+        items, _, _ = self._tool_page(server, (page - 1) * page_size, page_size, deadline)
+        return items
+
+    def iter_tools(
+        self, server: str | None = None, *, page_size: int = 100,
+        timeout: float | Timeouts | None = None,
+    ) -> Iterator[ToolInfo]:
+        """Every tool, of one server or of all gateway servers, fetched page by page."""
+        if server is not None:
+            validate_name(server, "server")
+        validate_page(1, page_size)
+        local = self._local(server)
+        if local is not None and server is not None:
+            return iter(local.list_tools(server, self._deadline(timeout)))
+
+        def fetch(offset: int) -> tuple[list[ToolInfo], int, int]:
+            deadline = self._deadline(timeout)
+            return self._tool_page(server, offset, page_size, deadline)
+
+        return paginate(fetch, key=lambda t: (t.server_name, t.tool_name))
+
+    def _tool_page(
+        self, server: str | None, offset: int, limit: int, deadline: Deadline
+    ) -> tuple[list[ToolInfo], int, int]:
+        extra = {"server": server} if server is not None else {}
+        page = self._page("/api/v1/tools", "tools", ToolInfo.from_dict, offset, limit, deadline,
+                          server=server, extra=extra)
+        remembered = self._retry_safe_tools
+        if len(remembered) > MAX_REMEMBERED_TOOLS:
+            remembered.clear()
+        for info in page[0]:
+            remembered[(info.server_name, info.tool_name)] = info.annotations.retry_safe
+        return page
+
+    def _page(
+        self, path: str, key: str, parse: Callable[[object], T], offset: int, limit: int,
+        deadline: Deadline, *, server: str | None = None, extra: Mapping[str, str] | None = None,
+    ) -> tuple[list[T], int, int]:
+        params: dict[str, Any] = {"offset": offset, "limit": limit, **(extra or {})}
+        response = self._send("GET", path, server=server, deadline=deadline, params=params)
+        return parse_page(response.data, key, parse, offset, path)
+
+
+def _parse(parse: Callable[[object], T], data: object, what: str, where: str) -> T:
+    try:
+        return parse(data)
+    except ValueError as exc:
+        raise ProtocolError(f"malformed {what} response from {where}: {exc}") from None
