@@ -42,3 +42,20 @@ def build_gateway(**options: Any) -> LocalGateway:
 def paths(gateway: LocalGateway, prefix: str = "/api/v1/") -> list[str]:
     """The method and path of the requests the gateway received, in order."""
     return [r.method + " " + r.path for r in gateway.requests if r.path.startswith(prefix)]
+
+
+def demo_server_command(*args: str) -> list[str]:
+    """The command of the demo MCP server shipped in sark_sync.testing."""
+    import sys
+
+    return [sys.executable, "-m", "sark_sync.testing.demo_server", *args]
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """What a test passes as a child's extra environment: PYTHONPATH when the tests run
+    against a checkout (a tox run installs the package, and needs nothing)."""
+    import os
+
+    env = {"PYTHONPATH": os.environ["PYTHONPATH"]} if "PYTHONPATH" in os.environ else {}
+    env.update(extra)
+    return env
