@@ -185,8 +185,10 @@ class StdioTransport:
             if not _wait(process, TERMINATE_TIMEOUT):
                 _signal_group(process, signal.SIGKILL)
                 _wait(process, KILL_TIMEOUT)
-        # Grandchildren left in the group would hold our pipes open: end them too.
+        # Grandchildren left in the group would hold our pipes open: end them too, and wait
+        # (bounded) until the group is empty, so nothing outlives close().
         _signal_group(process, signal.SIGKILL)
+        _wait_group_gone(process.pid, KILL_TIMEOUT)
         for thread in self._threads:
             thread.join(KILL_TIMEOUT)
         _close_quietly(process.stdout)
@@ -426,6 +428,17 @@ def _signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
         os.killpg(process.pid, signum)  # start_new_session: the group id is the pid
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def _wait_group_gone(pgid: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except (ProcessLookupError, PermissionError):
+            return
+        time.sleep(0.005)
+    log.warning("process group %d still has members after SIGKILL", pgid)
 
 
 def _close_quietly(stream: Any) -> None:
