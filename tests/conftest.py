@@ -35,6 +35,8 @@ from typing import Any, Callable, NoReturn
 
 import pytest
 
+pytest_plugins = ["realcomp.fixtures"]  # tools_python, mcp_sdk_server_command
+
 TESTS_DIR = Path(__file__).resolve().parent
 UNIT_DIR = TESTS_DIR / "unit"
 INTEGRATION_DIR = TESTS_DIR / "integration"
