@@ -15,7 +15,15 @@ file holds the LocalGateway's options plus ``servers``::
                   "tools": ["echo", "add"]}]}
 
 A server's ``tools`` name built-in demo tools (default: all of them, ``echo`` and ``add``);
-without ``servers``, one server ``demo`` with every built-in tool is registered.
+without ``servers``, one server ``demo`` with every built-in tool is registered. A server with
+a ``command`` instead is a stdio MCP server that the gateway starts, hosts and stops::
+
+    {"name": "demo", "command": ["python", "-m", "sark_sync.testing.demo_server"],
+     "env": {"LOG_LEVEL": "debug"}, "cwd": "/srv", "call_timeout": 30}
+
+(optional: ``env``, ``cwd``, ``inherit_env``, ``startup_timeout``, ``call_timeout``,
+``sensitivity_level``, ``authorized_teams``). A server cannot have both ``tools`` and
+``command``. A stdio server that cannot start ends ``serve`` with exit status 1.
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ from types import FrameType
 from typing import Any, Callable
 
 from . import __version__
+from ._exceptions import GatewayError
 from .testing import LocalGateway
 from .testing._builtin_tools import BUILTIN_TOOLS
 
@@ -54,6 +63,18 @@ _SERVER_OPTIONS = {
     "health_status",
     "server_url",
     "tools",
+}
+#: Keys of a server entry that runs a stdio MCP server (``command``) instead of built-ins.
+_STDIO_SERVER_OPTIONS = {
+    "name",
+    "sensitivity_level",
+    "authorized_teams",
+    "command",
+    "env",
+    "cwd",
+    "inherit_env",
+    "startup_timeout",
+    "call_timeout",
 }
 #: Seconds between checks of the stop flag while serving (signals also wake the wait).
 _SERVE_POLL = 1.0
@@ -128,6 +149,9 @@ def _add_servers(gateway: LocalGateway, servers: object) -> None:
     if not isinstance(servers, list) or not all(isinstance(s, dict) for s in servers):
         raise ConfigError("config key 'servers' must be a list of objects")
     for entry in servers:
+        if "command" in entry:
+            _add_stdio_server(gateway, entry)
+            continue
         unknown = set(entry) - _SERVER_OPTIONS
         if unknown or "name" not in entry:
             raise ConfigError(f"a server needs 'name' and takes only {sorted(_SERVER_OPTIONS)}")
@@ -148,6 +172,36 @@ def _add_servers(gateway: LocalGateway, servers: object) -> None:
                 input_schema=tool.input_schema,
                 annotations=tool.annotations,
             )
+
+
+def _add_stdio_server(gateway: LocalGateway, entry: dict[str, Any]) -> None:
+    if "tools" in entry:
+        raise ConfigError(
+            f"server {entry.get('name')!r} has both 'tools' and 'command': built-in tools or a "
+            "stdio server, not both"
+        )
+    unknown = set(entry) - _STDIO_SERVER_OPTIONS
+    if unknown or "name" not in entry:
+        raise ConfigError(
+            f"a stdio server needs 'name' and 'command' and takes only "
+            f"{sorted(_STDIO_SERVER_OPTIONS)}"
+        )
+    command, env = entry["command"], entry.get("env")
+    if not isinstance(command, list) or not command or \
+            not all(isinstance(part, str) for part in command):
+        raise ConfigError(f"server {entry['name']!r}: 'command' must be a non-empty list of str")
+    if env is not None and (not isinstance(env, dict) or not all(
+            isinstance(value, str) for value in env.values())):
+        raise ConfigError(f"server {entry['name']!r}: 'env' must map names to strings")
+    if not isinstance(entry.get("cwd", ""), str):
+        raise ConfigError(f"server {entry['name']!r}: 'cwd' must be a string")
+    if not isinstance(entry.get("inherit_env", False), bool):
+        raise ConfigError(f"server {entry['name']!r}: 'inherit_env' must be a boolean")
+    options = {k: v for k, v in entry.items() if k != "name"}
+    try:
+        gateway.add_stdio_server(entry["name"], **options)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"server {entry['name']!r}: {exc}") from exc
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -172,6 +226,9 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         try:
             gateway.start()
+        except GatewayError as exc:  # a stdio server could not start (before the bind)
+            print(f"sark-sync serve: error: {exc}", file=sys.stderr)
+            return 1
         except OSError as exc:
             print(f"sark-sync serve: error: cannot bind: {exc}", file=sys.stderr)
             return 1

@@ -7,6 +7,10 @@ readable unit. The HTTP handler reads and writes bytes and applies faults around
 Order of checks, which decides which error a request with several problems gets:
 route exists (404) → method allowed (405) → API key (401) → user JWT (401) → query and body
 shape (400) → names known (404) → idempotency (409) → the tool runs.
+
+A hosted stdio server that fails a call (it exited: 502 ``upstream_error``; it did not answer
+in time: 504 ``upstream_timeout``) answers an error that is not stored under the request's
+Idempotency-Key: the point of retrying a 502/504 with the same key is to run it again.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from urllib.parse import unquote
 from . import _jwt
 from ._idempotency import IdempotencyStore, Outcome
 from ._recording import RecordedRequest
-from ._registry import Registry, UnknownName, valid_name
+from ._registry import Registry, UnknownName, UpstreamFailure, valid_name
 from ._wire import Response, error_response, json_bytes
 
 __all__ = ["Api", "ApiConfig", "ApiError"]
@@ -170,7 +174,7 @@ class Api:
     def _invoke(self, request: RecordedRequest, scope: str) -> Response:
         server, tool, parameters = _invocation(request.body)
         try:
-            self.registry.resolve(server, tool)
+            self.registry.require(server, tool)
         except UnknownName as exc:
             raise ApiError(404, str(exc)) from None
         key = request.headers.get("Idempotency-Key")
@@ -202,8 +206,10 @@ class Api:
     ) -> Response:
         try:
             result = self.registry.call(server, tool, parameters)
-        except UnknownName as exc:  # removed between resolve() and call()
+        except UnknownName as exc:  # removed between require() and call()
             raise ApiError(404, str(exc)) from None
+        except UpstreamFailure as exc:
+            raise ApiError(exc.status, str(exc)) from None
         body = {
             "request_id": request.request_id,
             "server": server,

@@ -13,6 +13,12 @@ shuts down every connection, idle keep-alive ones included, and joins every thre
 within ``stop_timeout`` seconds. A thread stuck in a user's tool function cannot be
 interrupted; it is reported in a warning log and left as a daemon.
 
+Stdio MCP servers (:meth:`LocalGateway.add_stdio_server`) are hosted through sark_sync's own
+:class:`~sark_sync.LocalServer` (see :mod:`._stdio_hosting`): started, and their tools listed,
+before the gateway serves, so its catalogue is complete when ``url`` is known; closed by
+``stop()`` before the HTTP side, which fails their calls in flight at once (502) instead of
+leaving handler threads waiting for a server that is going away.
+
 It is a test double and must never pass for production: it binds loopback addresses only.
 """
 
@@ -20,10 +26,11 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import socket
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Callable, TypeVar
 
@@ -35,6 +42,7 @@ from ._idempotency import IdempotencyStore
 from ._recording import RecordedRequest, RequestLog
 from ._registry import Registry, ToolFunction
 from ._server import GatewayHTTPServer
+from ._stdio_hosting import StdioHost, StdioHosting
 
 __all__ = ["LocalGateway"]
 
@@ -50,6 +58,10 @@ STOP_TIMEOUT = 5.0
 IDEMPOTENCY_WAIT = 30.0
 #: Seconds an idle keep-alive connection is kept open (None: until stop()).
 IDLE_TIMEOUT = 120.0
+#: Seconds a hosted stdio server may take from spawn to the end of the MCP handshake.
+STDIO_STARTUP_TIMEOUT = 10.0
+#: Seconds a hosted stdio server may take to answer one tool call (then 504).
+STDIO_CALL_TIMEOUT = 30.0
 
 
 def _loopback(host: str) -> tuple[str, int]:
@@ -119,6 +131,7 @@ class LocalGateway:
         self._faults = FaultSet()
         self._log = RequestLog()
         self._store = IdempotencyStore()
+        self._hosting = StdioHosting()
         self._stopping = threading.Event()
         config = ApiConfig(keys, jwt_secret, require_user_token, version, idempotency_wait)
         self._api = Api(config, self._registry, self._store)
@@ -139,12 +152,23 @@ class LocalGateway:
     # -- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> LocalGateway:
-        """Bind and serve in background threads; return ``self``. Raises ``RuntimeError`` if
-        the gateway was already started, ``OSError`` if the address cannot be bound."""
+        """Start the stdio servers, bind and serve in background threads; return ``self``.
+
+        Raises ``RuntimeError`` if the gateway was already started, ``OSError`` if the address
+        cannot be bound, and what :class:`~sark_sync.LocalServer` raises if a stdio server
+        cannot start (:class:`~sark_sync.ProcessStartError`, ...); nothing is left running then.
+        """
         with self._lifecycle:
             if self._state != "new":
                 raise RuntimeError("a LocalGateway can be started only once")
-            server = GatewayHTTPServer((self._bind_host, self._port), self._family, self._context)
+            self._hosting.start_all()
+            try:
+                server = GatewayHTTPServer(
+                    (self._bind_host, self._port), self._family, self._context
+                )
+            except BaseException:
+                self._hosting.close_all()
+                raise
             thread = threading.Thread(
                 target=server.serve_forever,
                 kwargs={"poll_interval": POLL_INTERVAL},
@@ -168,6 +192,7 @@ class LocalGateway:
         deadline = time.monotonic() + self._stop_timeout
         self._stopping.set()
         self._store.close()
+        self._hosting.close_all()
         if thread.is_alive():
             server.shutdown()
         server.server_close()
@@ -230,9 +255,65 @@ class LocalGateway:
             server_url=server_url,
         )
 
+    def add_stdio_server(
+        self,
+        name: str,
+        command: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: str | os.PathLike[str] | None = None,
+        inherit_env: bool = False,
+        sensitivity_level: str = "medium",
+        authorized_teams: Iterable[str] = (),
+        startup_timeout: float = STDIO_STARTUP_TIMEOUT,
+        call_timeout: float = STDIO_CALL_TIMEOUT,
+    ) -> dict[str, Any]:
+        """Host a stdio MCP server as server ``name``; return its ServerInfo JSON.
+
+        It starts with the gateway (at once if it is running); its tools, with their MCP
+        ``inputSchema`` and ``annotations``, become the server's. Invokes are forwarded with
+        ``tools/call``: a tool error is a 200, a crash or JSON-RPC error a 502, no answer in
+        ``call_timeout`` a 504. A crashed server is "unhealthy" until the next invoke
+        restarts it (at most 3 times in 60 s; see :mod:`._stdio_hosting`).
+
+        :param command: e.g. ``[sys.executable, "-m", "sark_sync.testing.demo_server"]``.
+        :param env: variables added to the child's environment, which otherwise holds only
+            HOME, LOGNAME, PATH, SHELL, TERM, USER and LANG (``inherit_env=True``: all of ours).
+        :param startup_timeout: seconds for spawn, handshake and ``tools/list`` (> 0).
+        :param call_timeout: seconds per tool call (> 0).
+
+        Raises ``ValueError`` for a bad name, a duplicate, a bad command or timeout, and, when
+        the gateway is running, what :class:`~sark_sync.LocalServer` raises if the server
+        cannot start (it is not registered then).
+        """
+        host = StdioHost(
+            name, command, env=env, cwd=cwd, inherit_env=inherit_env,
+            startup_timeout=startup_timeout, call_timeout=call_timeout,
+            on_tools=self._registry.set_upstream_tools,
+        )
+        with self._lifecycle:  # a start() or stop() in between would miss this server
+            self._registry.add_server(
+                name, transport="stdio", sensitivity_level=sensitivity_level,
+                authorized_teams=authorized_teams, health_status="unknown",
+                server_url=f"stdio://local/{name}", upstream=host,
+            )
+            self._hosting.add(host)
+            if self._state == "running":
+                try:
+                    host.start()
+                except BaseException:
+                    self._hosting.pop(name)
+                    self._registry.remove_server(name)
+                    raise
+            return self._registry.get_server(name)
+
     def remove_server(self, name: str) -> None:
-        """Unregister a server and its tools; ``KeyError`` if there is none by that name."""
+        """Unregister a server and its tools (closing it if it is a stdio server); ``KeyError``
+        if there is none by that name."""
         self._registry.remove_server(name)
+        host = self._hosting.pop(name)
+        if host is not None:
+            host.close()
 
     def add_raw_server(self, obj: object) -> None:
         """Append any JSON value to the server list as is (to test malformed items)."""
@@ -277,7 +358,8 @@ class LocalGateway:
         return register
 
     def tool_runs(self, server: str, tool: str) -> int:
-        """How many times the tool function really ran (replays do not count)."""
+        """How many times the tool function really ran, or a stdio server's tool was called
+        (replays do not count)."""
         return self._registry.runs(server, tool)
 
     def set_health(self, status: str) -> None:

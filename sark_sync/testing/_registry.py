@@ -14,6 +14,11 @@ Contract for tool functions: they take the ``parameters`` dict and return
 
 Raising :class:`ToolFailure` (or any exception) yields a text block with the message and
 ``isError: true``: a tool error is a result, not an HTTP error.
+
+A server may instead be backed by an :class:`Upstream` (a hosted stdio MCP server): its tools
+are what the upstream listed, a call is forwarded to it (even for a tool it did not list: the
+server, not the catalogue, is the authority on its tools), its health is read from it on every
+listing, and a failure to reach it is :class:`UpstreamFailure`, an HTTP error (502/504).
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 __all__ = [
     "NAME_PATTERN",
@@ -37,6 +42,8 @@ __all__ = [
     "ToolFailure",
     "ToolFunction",
     "UnknownName",
+    "Upstream",
+    "UpstreamFailure",
     "call_tool_result",
 ]
 
@@ -57,6 +64,25 @@ class ToolFailure(Exception):
 
 class UnknownName(LookupError):
     """A server or tool that the registry does not hold; ``str()`` is the 404 message."""
+
+
+class UpstreamFailure(Exception):
+    """The upstream of a server could not answer a call: ``status`` is 502 (it failed or
+    exited) or 504 (it did not answer in time); ``str()`` is the message for the client."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class Upstream(Protocol):
+    """What backs a server whose tools run elsewhere (see :mod:`._stdio_hosting`)."""
+
+    def call(self, tool: str, parameters: dict[str, Any]) -> dict[str, Any]:
+        """Return the CallToolResult of ``tool``; raise :class:`UpstreamFailure`."""
+
+    def health(self) -> str:
+        """One of :data:`HEALTH_STATUSES`, read at the time of the call."""
 
 
 def valid_name(name: object) -> bool:
@@ -103,6 +129,16 @@ def call_tool_result(func: ToolFunction, parameters: dict[str, Any]) -> dict[str
     return result
 
 
+def _forwarder(upstream: Upstream, tool: str) -> ToolFunction:
+    """The function of an upstream tool: the call goes to the upstream."""
+
+    def forward(parameters: dict[str, Any]) -> object:
+        return upstream.call(tool, parameters)
+
+    forward.__name__ = tool
+    return forward
+
+
 @dataclass
 class _Tool:
     name: str
@@ -136,8 +172,10 @@ class _Server:
     server_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     created_at: str = field(default_factory=_now_rfc3339)
     tools: dict[str, _Tool] = field(default_factory=dict)
+    upstream: Upstream | None = None
 
     def info(self) -> dict[str, Any]:
+        health = self.upstream.health() if self.upstream is not None else self.health_status
         return {
             "server_id": self.server_id,
             "server_name": self.name,
@@ -145,7 +183,7 @@ class _Server:
             "transport": self.transport,
             "sensitivity_level": self.sensitivity_level,
             "authorized_teams": list(self.authorized_teams),
-            "health_status": self.health_status,
+            "health_status": health,
             "tools_count": len(self.tools),
             "created_at": self.created_at,
             "updated_at": self.created_at,
@@ -175,6 +213,7 @@ class Registry:
         authorized_teams: Iterable[str],
         health_status: str,
         server_url: str | None,
+        upstream: Upstream | None = None,
     ) -> dict[str, Any]:
         _check_name(name, "server")
         _check_choice(transport, TRANSPORTS, "transport")
@@ -188,6 +227,7 @@ class Registry:
             sensitivity_level=sensitivity_level,
             authorized_teams=teams,
             health_status=health_status,
+            upstream=upstream,
         )
         with self._lock:
             if name in self._servers:
@@ -242,6 +282,39 @@ class Registry:
             target.tools[name] = tool
             return tool.info(server)
 
+    def set_upstream_tools(self, server: str, tools: Iterable[Mapping[str, Any]]) -> int:
+        """Replace the tools of upstream-backed ``server`` with MCP tool objects (``name``,
+        ``description``, ``inputSchema``, ``annotations``), keeping the MCP keys as they are;
+        return how many were taken. A tool whose name the gateway API cannot carry is skipped.
+        """
+        with self._lock:
+            target = self._servers.get(server)
+            if target is None or target.upstream is None:
+                raise KeyError(server)
+            upstream, level = target.upstream, target.sensitivity_level
+        taken: dict[str, _Tool] = {}
+        for item in tools:
+            name = item.get("name")
+            if not isinstance(name, str) or not valid_name(name) or name in taken:
+                logger.warning("server %s: skipping tool %r (invalid or repeated name)",
+                               server, name)
+                continue
+            schema, annotations = item.get("inputSchema"), item.get("annotations")
+            description = item.get("description")
+            taken[name] = _Tool(
+                name=name,
+                func=_forwarder(upstream, name),
+                description=description if isinstance(description, str) else "",
+                input_schema=copy.deepcopy(schema) if isinstance(schema, dict) else {},
+                annotations=copy.deepcopy(annotations) if isinstance(annotations, dict) else {},
+                sensitivity_level=level,
+                sensitive_params=[],
+            )
+        with self._lock:
+            if self._servers.get(server) is target:
+                target.tools = taken
+        return len(taken)
+
     def server_count(self) -> int:
         with self._lock:
             return len(self._entries)
@@ -285,8 +358,26 @@ class Registry:
                 raise UnknownName(f"tool {tool!r} not found on server {server!r}")
             return found.func
 
+    def require(self, server: str, tool: str) -> None:
+        """Raise :class:`UnknownName` unless a call of ``server``/``tool`` can be attempted:
+        the server exists and holds the tool, or forwards every call to its upstream."""
+        with self._lock:
+            target = self._servers.get(server)
+            if target is None:
+                raise UnknownName(f"server {server!r} not found")
+            if target.upstream is None and tool not in target.tools:
+                raise UnknownName(f"tool {tool!r} not found on server {server!r}")
+
     def call(self, server: str, tool: str, parameters: dict[str, Any]) -> dict[str, Any]:
-        """Run the tool (counting the run) and return its CallToolResult."""
+        """Run the tool (counting the run) and return its CallToolResult; an upstream's
+        failure propagates as :class:`UpstreamFailure`."""
+        with self._lock:
+            target = self._servers.get(server)
+            upstream = target.upstream if target is not None else None
+            if upstream is not None:
+                self._runs[(server, tool)] += 1
+        if upstream is not None:
+            return upstream.call(tool, parameters)
         func = self.resolve(server, tool)
         with self._lock:
             self._runs[(server, tool)] += 1
