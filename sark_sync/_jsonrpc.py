@@ -218,6 +218,11 @@ class LineSplitter:
         self._discarding = False
 
     def feed(self, chunk: bytes) -> list[bytes | Oversize]:
+        if not self._parts and not self._discarding and chunk.find(b"\n") == len(chunk) - 1 \
+                and len(chunk) <= self.max_line_bytes:
+            # The common case, one whole line in one read: no buffering needed.
+            line = chunk[:-2] if chunk.endswith(b"\r\n") else chunk[:-1]
+            return [line] if line.strip() else []
         lines: list[bytes | Oversize] = []
         start = 0
         while True:

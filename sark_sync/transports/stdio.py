@@ -77,13 +77,30 @@ def child_environment(env: Mapping[str, str] | None, inherit: bool = False) -> d
 
 
 class _Pending:
-    __slots__ = ("error", "event", "method", "result")
+    """One request waiting for its answer. The latch is a plain lock, held until the answer
+    is in: a waiter blocked in C on ``acquire`` wakes faster than on a ``threading.Event``."""
+
+    __slots__ = ("done", "error", "latch", "method", "result")
 
     def __init__(self, method: str) -> None:
         self.method = method
-        self.event = threading.Event()
+        self.latch = threading.Lock()
+        self.latch.acquire()
+        self.done = False
         self.result: Any = None
         self.error: BaseException | None = None
+
+    def settle(self, result: Any, error: BaseException | None) -> bool:
+        """Deliver the answer once (callers hold the transport's lock); False if it was
+        already delivered."""
+        if self.done:
+            return False
+        self.result, self.error, self.done = result, error, True
+        self.latch.release()
+        return True
+
+    def wait(self, timeout: float) -> bool:
+        return self.latch.acquire(timeout=max(0.0, timeout))
 
 
 class StdioTransport:
@@ -219,7 +236,7 @@ class StdioTransport:
         started = time.monotonic()
         try:
             self._write(_jsonrpc.encode_request(request_id, method, params), timeout)
-            if not pending.event.wait(max(0.0, timeout - (time.monotonic() - started))):
+            if not pending.wait(timeout - (time.monotonic() - started)):
                 raise TransportTimeout(
                     f"local MCP server {self.name!r} did not answer {method} within "
                     f"{timeout:.3g}s", server=self.name)
@@ -354,11 +371,10 @@ class StdioTransport:
                  error: BaseException | None = None) -> None:
         with self._lock:
             pending = self._pending.get(request_id)
-        if pending is None:
-            log.debug("%s answered unknown or abandoned request %r", self.name, request_id)
-            return
-        pending.result, pending.error = result, error
-        pending.event.set()
+            if pending is not None:
+                pending.settle(result, error)
+                return
+        log.debug("%s answered unknown or abandoned request %r", self.name, request_id)
 
     def _read_stderr(self) -> None:
         process = self._process
@@ -396,11 +412,9 @@ class StdioTransport:
         with self._lock:
             if self._exit_error is None:
                 self._exit_error = error
-            pending = list(self._pending.values())
-        for waiter in pending:
-            if not waiter.event.is_set():
-                waiter.error = copy.copy(error)  # one instance per raiser: tracebacks differ
-                waiter.event.set()
+            for waiter in self._pending.values():
+                # One instance per raiser: their tracebacks differ.
+                waiter.settle(None, copy.copy(error))
 
 
 def _read(fd: int) -> bytes:
