@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+import threading
+import time
+from typing import Any, Callable, TypeVar
 
 import sark_sync
 from sark_sync.testing import LocalGateway, ToolFailure
@@ -12,6 +14,12 @@ JWT_SECRET = "itest-jwt-secret"
 
 #: Fast retries: the behaviour under test is which requests are retried, not how long apart.
 FAST_RETRY = sark_sync.RetryPolicy(backoff_base=0.01, backoff_max=0.05)
+
+#: How long :func:`wait_until` pauses between two checks: short, so a test waits hardly longer
+#: than the condition takes; long enough not to starve the threads under test on 2 cores.
+POLL_INTERVAL = 0.01
+
+T = TypeVar("T")
 
 
 def build_gateway(**options: Any) -> LocalGateway:
@@ -59,3 +67,38 @@ def child_env(**extra: str) -> dict[str, str]:
     env = {"PYTHONPATH": os.environ["PYTHONPATH"]} if "PYTHONPATH" in os.environ else {}
     env.update(extra)
     return env
+
+
+def wait_until(
+    condition: Callable[[], T | None],
+    timeout: float,
+    *,
+    interval: float = POLL_INTERVAL,
+    message: str | Callable[[], str] | None = None,
+) -> T:
+    """Poll ``condition`` until it returns a truthy value, and return that value.
+
+    ``condition`` is called at once, then every ``interval`` seconds, and once more when
+    ``timeout`` seconds have passed; only then does the wait fail. ``message`` says what is
+    awaited, for the failure ("the child to exit"); a callable is called only on failure, so it
+    can report the state at that moment. Without it, the failure names the condition's function.
+    The pauses are bounded waits on a private :class:`threading.Event`: no thread is started.
+
+    Raises :class:`AssertionError` ``timed out after {timeout}s waiting for {message}``.
+
+    >>> wait_until(lambda: 42, 1.0)
+    42
+    """
+    deadline = time.monotonic() + timeout
+    pause = threading.Event()  # never set: each wait lasts its timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            awaited = message() if callable(message) else message
+            if awaited is None:
+                awaited = f"{getattr(condition, '__qualname__', condition)} to hold"
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {awaited}")
+        pause.wait(min(interval, remaining))

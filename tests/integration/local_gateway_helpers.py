@@ -6,11 +6,10 @@ from __future__ import annotations
 import json
 import socket
 import threading
-import time
 from typing import Any, Callable
 
-import pytest
 import requests
+import support
 
 from sark_sync.testing import LocalGateway
 
@@ -22,13 +21,9 @@ AUTH = {"X-API-Key": KEY}
 WAIT = 10.0
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float = WAIT) -> None:
-    """Poll ``predicate`` until it holds; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() >= deadline:
-            pytest.fail(f"condition not met within {timeout}s")
-        time.sleep(0.005)
+def wait_until(predicate: Callable[[], object], timeout: float = WAIT) -> None:
+    """:func:`support.wait_until` with these tests' bound, ``WAIT``, as the default."""
+    support.wait_until(predicate, timeout)
 
 
 def gateway_threads() -> list[threading.Thread]:

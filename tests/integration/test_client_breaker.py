@@ -6,7 +6,7 @@ import threading
 from typing import Callable
 
 import pytest
-from support import paths
+from support import paths, wait_until
 
 import sark_sync
 from sark_sync.testing import Fault, LocalGateway
@@ -57,7 +57,8 @@ def test_after_recovery_20_threads_produce_exactly_one_probe(
         assert release_probe.wait(10)
         return "recovered"
 
-    _wait_until(lambda: breaker.state == "half_open")
+    wait_until(lambda: breaker.state == "half_open", timeout=5,
+               message="the recovery timeout to half-open the breaker")
     gateway.clear_requests()
     outcomes: list[object] = []
     lock = threading.Lock()
@@ -76,7 +77,8 @@ def test_after_recovery_20_threads_produce_exactly_one_probe(
     for thread in threads:
         thread.start()
     assert probe_started.wait(5)
-    _wait_until(lambda: len(outcomes) == 19)
+    wait_until(lambda: len(outcomes) == 19, timeout=5,
+               message=lambda: f"19 calls to fail fast during the probe; {len(outcomes)} did")
     release_probe.set()
     for thread in threads:
         thread.join(10)
@@ -93,7 +95,8 @@ def test_failed_probe_opens_the_breaker_again(make_client: Make, gateway: LocalG
     gateway.add_fault(Fault(status=503, times=6))
     _fail_five_times(client)
     breaker = client.breaker_for("demo")
-    _wait_until(lambda: breaker.state == "half_open")
+    wait_until(lambda: breaker.state == "half_open", timeout=5,
+               message="the recovery timeout to half-open the breaker")
     with pytest.raises(sark_sync.ServiceUnavailableError):
         client.invoke_tool("demo", "echo")
     assert breaker.state == "open"
@@ -154,12 +157,3 @@ def test_breakers_can_be_disabled(make_client: Make, gateway: LocalGateway) -> N
         with pytest.raises(sark_sync.ServiceUnavailableError):
             client.invoke_tool("demo", "echo")
     assert client.invoke_tool("demo", "echo").is_error is False
-
-
-def _wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.005)

@@ -6,11 +6,10 @@ import gc
 import logging
 import os
 import threading
-import time
 from typing import Callable
 
 import pytest
-from support import API_KEY
+from support import API_KEY, wait_until
 
 import sark_sync
 from sark_sync.testing import Fault, LocalGateway
@@ -78,11 +77,9 @@ def test_close_releases_every_thread_socket_and_fd(make_client: Make, gateway: L
     # linger a moment; the client's must be gone at once.
     client_threads = [t for t in threading.enumerate() if t.name.startswith("sark-sync")]
     assert client_threads == []
-    deadline = time.monotonic() + 3
-    while (_fds() - fds_before or gateway.open_connections) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert _fds() - fds_before == set()
-    assert gateway.open_connections == 0
+    wait_until(lambda: not (_fds() - fds_before or gateway.open_connections), timeout=3,
+               message=lambda: f"the fds and connections to close: new fds "
+                               f"{_fds() - fds_before}, {gateway.open_connections} open")
     with pytest.raises(sark_sync.ClientClosedError):
         client.list_servers()
 
@@ -93,7 +90,5 @@ def test_garbage_collected_client_releases_its_connections(gateway: LocalGateway
     client.list_servers()
     del client
     gc.collect()
-    deadline = time.monotonic() + 3
-    while _fds() - fds_before and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert _fds() - fds_before == set()
+    wait_until(lambda: not _fds() - fds_before, timeout=3,
+               message=lambda: f"the fds to close: new fds {_fds() - fds_before}")

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import child_env
+from support import child_env, wait_until
 
 import sark_sync
 
@@ -81,10 +81,8 @@ def test_hung_call_times_out_and_sends_cancelled(spawned: list[sark_sync.LocalSe
     with pytest.raises(sark_sync.TransportTimeout):
         server.call_tool("echo", {}, timeout=0.5)
     assert 0.45 <= time.monotonic() - started < 1.0
-    deadline = time.monotonic() + 5
-    while "notifications/cancelled" not in (record.read_text() if record.exists() else ""):
-        assert time.monotonic() < deadline, "notifications/cancelled never arrived"
-        time.sleep(0.01)
+    wait_until(lambda: record.exists() and "notifications/cancelled" in record.read_text(),
+               timeout=5, message="notifications/cancelled to arrive")
     received = [json.loads(line) for line in record.read_text().splitlines()]
     call = next(m for m in received if m.get("method") == "tools/call")
     cancel = next(m for m in received if m.get("method") == "notifications/cancelled")
@@ -161,10 +159,7 @@ def test_grandchildren_are_killed_with_the_server(spawned: list[sark_sync.LocalS
     record = tmp_path / "grandchild.pid"
     server = start(spawned, "spawn_grandchild", "--record", str(record))
     assert server.call_tool("echo", {}).is_error is False
-    deadline = time.monotonic() + 5
-    while not record.exists():
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    wait_until(record.exists, timeout=5, message="the grandchild's pid file")
     grandchild = int(record.read_text())
     assert grandchild in group_members(server.pid or 0)
     server.close()

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from support import child_env, demo_server_command
+from support import child_env, demo_server_command, wait_until
 
 import sark_sync
 
@@ -109,7 +109,8 @@ def test_timeout_sends_cancelled_and_the_server_stays_usable(server: sark_sync.L
         server.call_tool("slow", {"seconds": 10}, timeout=0.3)
     assert time.monotonic() - started < 0.6
     assert server.call_tool("echo", {"text": "still here"}).text == "still here"
-    _wait_for(lambda: "cancelling call" in server.stderr_tail)
+    wait_until(lambda: "cancelling call" in server.stderr_tail, timeout=5,
+               message=lambda: f"the cancellation in the server's log: {server.stderr_tail!r}")
     assert "timeout" in server.stderr_tail.splitlines()[-1]
 
 
@@ -164,10 +165,3 @@ def test_crash_fails_the_pending_call_at_once_with_exit_code_and_stderr(
     assert caught.value.returncode == 5
     assert "crashing on purpose" in caught.value.stderr_tail
     assert not server.alive
-
-
-def _wait_for(condition: Any, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)

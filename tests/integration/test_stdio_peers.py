@@ -21,9 +21,10 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
+from support import wait_until
 
 import sark_sync
 
@@ -45,17 +46,6 @@ def child_env(**extra: str) -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
     env.update(extra)
     return env
-
-
-def poll(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(0.01)
 
 
 class Peer:
@@ -578,7 +568,8 @@ def test_misbehave_spawn_grandchild_leaves_an_orphan_unless_the_group_is_killed(
     with misbehave("spawn_grandchild", "--record", str(record)) as p:
         try:
             p.initialize()
-            grandchild = int(poll(record.exists, PROMPT, "the pid file") and record.read_text())
+            wait_until(record.exists, PROMPT, message="the pid file")
+            grandchild = int(record.read_text())
             assert _alive(grandchild)
             assert os.getpgid(grandchild) == p.proc.pid  # same group as the server
             p.close_stdin()
@@ -587,4 +578,4 @@ def test_misbehave_spawn_grandchild_leaves_an_orphan_unless_the_group_is_killed(
         finally:
             with suppress(OSError):
                 os.killpg(p.proc.pid, signal.SIGKILL)
-        poll(lambda: not _alive(grandchild), PROMPT, "the grandchild to die")
+        wait_until(lambda: not _alive(grandchild), PROMPT, message="the grandchild to die")
