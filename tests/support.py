@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 from typing import Any, Callable, TypeVar
@@ -102,3 +104,25 @@ def wait_until(
                 awaited = f"{getattr(condition, '__qualname__', condition)} to hold"
             raise AssertionError(f"timed out after {timeout:g}s waiting for {awaited}")
         pause.wait(min(interval, remaining))
+
+
+def reap(pid: int, timeout: float) -> int:
+    """Wait for the child process ``pid`` to exit, reap it, and return its exit code (``-N``
+    if signal N ended it, as :attr:`subprocess.Popen.returncode`).
+
+    Fails with :class:`AssertionError` after ``timeout`` seconds, once the child has been
+    killed with SIGKILL and reaped: a child that hangs never outlives its test, nor stays a
+    zombie. ``pid`` must be a child of this process (from :func:`os.fork`) not yet waited for.
+    """
+
+    def exited() -> tuple[int, int] | None:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        return (done, status) if done else None  # a tuple: truthy even for status 0
+
+    try:
+        _, status = wait_until(exited, timeout, message=f"child process {pid} to exit")
+    except AssertionError as exc:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        raise AssertionError(f"{exc} (killed it)") from None
+    return os.waitstatus_to_exitcode(status)

@@ -10,6 +10,7 @@ import time
 from typing import Callable
 
 import pytest
+from support import reap
 
 import sark_sync
 from sark_sync.testing import LocalGateway
@@ -88,7 +89,7 @@ def test_invoke_many_runs_at_most_max_workers_calls_at_once(
         with lock:
             running += 1
             most = max(most, running)
-        time.sleep(0.02)
+        time.sleep(0.02)  # a slow tool: holds its worker long enough for the calls to overlap
         with lock:
             running -= 1
         return "done"
@@ -122,22 +123,10 @@ def test_forked_child_uses_the_inherited_client_on_its_own_connection(
         with os.fdopen(read_end, "rb") as pipe:
             reported = pipe.read()
     finally:
-        exit_status = _wait_child(pid, timeout=15)
+        exit_status = reap(pid, timeout=15)
     assert exit_status == 0
     assert json.loads(reported) == {"who": "child"}
     # The child opened its own connection; the parent's is untouched and still reused.
     assert gateway.connections_accepted == 2
     assert client.invoke_tool("demo", "echo", {"who": "parent"}).structured == {"who": "parent"}
     assert gateway.connections_accepted == 2
-
-
-def _wait_child(pid: int, timeout: float) -> int:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return os.waitstatus_to_exitcode(status)
-        time.sleep(0.01)
-    os.kill(pid, 9)
-    os.waitpid(pid, 0)
-    raise AssertionError("the forked child did not finish in time")

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import child_env, demo_server_command
+from support import child_env, demo_server_command, reap
 
 import sark_sync
 
@@ -170,7 +170,7 @@ def test_forked_child_starts_its_own_server_and_never_touches_the_parents() -> N
         os.close(write_end)
         with os.fdopen(read_end, "rb") as pipe:
             reported = json.loads(pipe.read() or b"null")
-        assert _reap(pid) == 0
+        assert reap(pid, timeout=20) == 0
         assert reported[0] == "child" and reported[1] != parent_pid
         assert _pid(client) == parent_pid  # the parent's server survived the child's close()
         assert client.invoke_tool("demo", "echo", {"text": "again"}).text == "again"
@@ -179,17 +179,3 @@ def test_forked_child_starts_its_own_server_and_never_touches_the_parents() -> N
 def _pid(client: sark_sync.GatewayClient) -> int | None:
     entry = client._state().local._entries["demo"]
     return entry.server.pid if entry.server is not None else None
-
-
-def _reap(pid: int, timeout: float = 20) -> int:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return os.waitstatus_to_exitcode(status)
-        time.sleep(0.01)
-    os.kill(pid, 9)
-    os.waitpid(pid, 0)
-    raise AssertionError("child did not exit")
-
-
