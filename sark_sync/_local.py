@@ -25,9 +25,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Callable, Optional
 
 from . import _jsonrpc
-from ._exceptions import ProtocolError, TransportTimeout, ValidationError
+from ._exceptions import ProtocolError, TransportTimeout
 from ._models import ToolInfo, ToolResult
-from ._validation import encode_arguments
+from ._validation import check_arguments, validate_command
 from .transports.stdio import StdioTransport
 
 __all__ = ["LocalServer", "SUPPORTED_PROTOCOL_VERSIONS"]
@@ -82,19 +82,12 @@ class LocalServer:
         max_line_bytes: int = _jsonrpc.DEFAULT_MAX_LINE_BYTES,
         on_notification: NotificationHandler | None = None,
     ) -> None:
-        if isinstance(command, (str, bytes)) or not command or \
-                not all(isinstance(part, str) for part in command):
-            raise ValidationError(
-                "command must be a non-empty list of str, e.g. ['python', 'server.py']")
-        self.name = name or default_name(command)
-        try:
-            self._transport = StdioTransport(
-                command, name=self.name, env=env, inherit_env=inherit_env, cwd=cwd,
-                max_line_bytes=max_line_bytes, on_request=self._on_request,
-                on_notification=self._on_notification_message,
-            )
-        except ValueError as exc:
-            raise ValidationError(str(exc)) from None
+        self.name = name or default_name(validate_command(command))
+        self._transport = StdioTransport(
+            command, name=self.name, env=env, inherit_env=inherit_env, cwd=cwd,
+            max_line_bytes=max_line_bytes, on_request=self._on_request,
+            on_notification=self._on_notification_message,
+        )
         self.timeout = timeout
         self.startup_timeout = startup_timeout
         self._on_notification = on_notification
@@ -189,9 +182,23 @@ class LocalServer:
         self._transport.request("ping", None, self._timeout(timeout))
 
     def list_tools(self, *, timeout: float | None = None) -> list[ToolInfo]:
-        """Every tool of the server, following ``nextCursor`` (one timeout for all pages)."""
-        deadline = time.monotonic() + self._timeout(timeout)
+        """Every tool of the server as a :class:`ToolInfo`, following ``nextCursor`` (one
+        timeout for all pages). A malformed tool is skipped with a warning."""
         tools: list[ToolInfo] = []
+        for item in self.list_mcp_tools(timeout=timeout):
+            try:
+                tools.append(_tool_info(item, self.name))
+            except ValueError as exc:
+                log.warning("skipping malformed tool of %s: %s", self.name, exc)
+        return tools
+
+    def list_mcp_tools(self, *, timeout: float | None = None) -> list[Mapping[str, Any]]:
+        """Every tool of the server as the MCP ``Tool`` object it sent (``inputSchema``,
+        ``outputSchema``, ``annotations``, ``_meta`` ... exactly as declared), following
+        ``nextCursor`` (one timeout for all pages). For what :class:`ToolInfo` does not keep,
+        e.g. to re-publish the tools (the LocalGateway does). Non-object items are skipped."""
+        deadline = time.monotonic() + self._timeout(timeout)
+        tools: list[Mapping[str, Any]] = []
         cursor: str | None = None
         for _ in range(MAX_TOOL_PAGES):
             params = {"cursor": cursor} if cursor is not None else None
@@ -202,10 +209,11 @@ class LocalServer:
                 raise ProtocolError(f"{self.name!r} answered tools/list without a tools list",
                                     server=self.name)
             for item in items:
-                try:
-                    tools.append(_tool_info(item, self.name))
-                except ValueError as exc:
-                    log.warning("skipping malformed tool of %s: %s", self.name, exc)
+                if isinstance(item, Mapping):
+                    tools.append(item)
+                else:
+                    log.warning("skipping malformed tool of %s: a tool must be an object",
+                                self.name)
             next_cursor = page.get("nextCursor")
             if not isinstance(next_cursor, str) or not next_cursor:
                 return tools
@@ -222,7 +230,7 @@ class LocalServer:
         ``progress(progress, total, message)`` receives the server's progress notifications
         for this call. On timeout the server is sent ``notifications/cancelled``.
         """
-        params: dict[str, Any] = {"name": name, "arguments": encode_arguments(arguments)}
+        params: dict[str, Any] = {"name": name, "arguments": check_arguments(arguments)}
         token = None
         if progress is not None:
             token = f"sark-{next(self._tokens)}"

@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ._exceptions import ValidationError
 
 __all__ = [
     "NAME_PATTERN",
+    "check_arguments",
     "encode_arguments",
     "encode_invocation",
+    "unencodable",
+    "validate_command",
+    "validate_env",
     "validate_header_value",
     "validate_name",
     "validate_page",
@@ -61,12 +65,17 @@ def _check_mapping(parameters: Mapping[str, Any] | None) -> Mapping[str, Any]:
     return parameters
 
 
+def unencodable(exc: TypeError | ValueError) -> ValidationError:
+    """The error for parameters that ``json.dumps`` refused (the value is not shown)."""
+    kind = "a value JSON cannot represent" if isinstance(exc, TypeError) else "NaN or infinity"
+    return ValidationError(f"parameters contain {kind}: {type(exc).__name__}")
+
+
 def _dumps(value: Any) -> str:
     try:
         return json.dumps(value, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError) as exc:
-        kind = "a value JSON cannot represent" if isinstance(exc, TypeError) else "NaN or infinity"
-        raise ValidationError(f"parameters contain {kind}: {type(exc).__name__}") from None
+        raise unencodable(exc) from None
 
 
 def encode_invocation(server: str, tool: str, parameters: Mapping[str, Any] | None) -> bytes:
@@ -82,9 +91,37 @@ def encode_arguments(arguments: Mapping[str, Any] | None) -> Mapping[str, Any]:
     return checked
 
 
+def check_arguments(arguments: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    """``arguments`` checked to be a mapping with str keys; whether JSON can carry the values
+    is left to the encoder of the request, which raises :func:`unencodable`'s error, so the hot
+    path of a stdio call serialises once."""
+    return _check_mapping(arguments)
+
+
 def validate_header_value(value: object, what: str) -> str:
     if not isinstance(value, str) or not value:
         raise ValidationError(f"{what} must be a non-empty str")
     if any(ch in value for ch in "\r\n\x00") or not value.isprintable():
         raise ValidationError(f"{what} contains control characters")
     return value
+
+
+def validate_command(command: object) -> list[str]:
+    """A server's command line as a list. A string is refused rather than split: ``"python
+    server.py"`` would otherwise run a program named exactly that, or be split wrongly."""
+    if isinstance(command, (str, bytes)) or not isinstance(command, Sequence) or not command \
+            or not all(isinstance(part, str) for part in command):
+        raise ValidationError(
+            "command must be a non-empty list of str, e.g. ['python', 'server.py']")
+    return list(command)
+
+
+def validate_env(env: object) -> dict[str, str]:
+    """Extra environment variables for a child: a mapping of str to str (``None``: none).
+    Checked here, where the mistake is made, rather than as a TypeError from ``Popen``."""
+    if env is None:
+        return {}
+    if not isinstance(env, Mapping) or not all(
+            isinstance(key, str) and isinstance(value, str) for key, value in env.items()):
+        raise ValidationError("env must map str to str")
+    return dict(env)

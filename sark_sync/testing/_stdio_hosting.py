@@ -37,11 +37,11 @@ from typing import Any, Callable
 from .._exceptions import (
     GatewayError,
     ProcessExitedError,
-    ProtocolError,
     RPCError,
     TransportTimeout,
 )
 from .._local import LocalServer
+from .._validation import validate_command, validate_env
 from ._registry import UpstreamFailure
 
 __all__ = ["MAX_RESTARTS", "RESTART_WINDOW", "StdioHost", "StdioHosting"]
@@ -52,37 +52,6 @@ log = logging.getLogger("sark_sync.testing")
 MAX_RESTARTS = 3
 #: The window, in seconds, in which restarts are counted.
 RESTART_WINDOW = 60.0
-#: ``tools/list`` pages followed at most when a server starts.
-MAX_TOOL_PAGES = 1000
-
-
-class _HostedServer(LocalServer):
-    """A LocalServer that also lists its tools as the raw MCP objects: the gateway must show
-    ``inputSchema`` and ``annotations`` exactly as the server declared them, which the parsed
-    :class:`~sark_sync.ToolInfo` of :meth:`LocalServer.list_tools` does not keep."""
-
-    def list_mcp_tools(self, timeout: float) -> list[Mapping[str, Any]]:
-        deadline = time.monotonic() + timeout
-        tools: list[Mapping[str, Any]] = []
-        cursor: str | None = None
-        for _ in range(MAX_TOOL_PAGES):
-            params = {"cursor": cursor} if cursor is not None else None
-            page = self._transport.request(
-                "tools/list", params, max(0.0, deadline - time.monotonic())
-            )
-            items = page.get("tools") if isinstance(page, Mapping) else None
-            if not isinstance(items, list):
-                raise ProtocolError(
-                    f"{self.name!r} answered tools/list without a tools list", server=self.name
-                )
-            tools.extend(item for item in items if isinstance(item, Mapping))
-            cursor = page.get("nextCursor")
-            if not isinstance(cursor, str) or not cursor:
-                return tools
-        raise ProtocolError(
-            f"{self.name!r} returned more than {MAX_TOOL_PAGES} tools/list pages",
-            server=self.name,
-        )
 
 
 ToolsListed = Callable[[str, Sequence[Mapping[str, Any]]], object]
@@ -109,20 +78,13 @@ class StdioHost:
         on_tools: ToolsListed,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if isinstance(command, (str, bytes)) or not command or not all(
-            isinstance(part, str) for part in command
-        ):
-            raise ValueError("command must be a non-empty list of str, e.g. ['python', 'x.py']")
-        if env is not None and not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in env.items()
-        ):
-            raise ValueError("env must map str to str")
+        command, env = validate_command(command), validate_env(env)
         for what, seconds in (("startup_timeout", startup_timeout), ("call_timeout", call_timeout)):
             if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds <= 0:
                 raise ValueError(f"{what} must be a number of seconds > 0, got {seconds!r}")
         self.name = name
-        self.command = list(command)
-        self.env = dict(env or {})
+        self.command = command
+        self.env = env
         self.cwd = cwd
         self.inherit_env = inherit_env
         self.startup_timeout = float(startup_timeout)
@@ -131,7 +93,7 @@ class StdioHost:
         self._clock = clock
         self._restart_lock = threading.Lock()  # one start or restart at a time
         self._state_lock = threading.Lock()  # guards _server and _closed, held briefly
-        self._server: _HostedServer | None = None
+        self._server: LocalServer | None = None
         self._closed = False
         self._failed = False
         self._restarts: collections.deque[float] = collections.deque()
@@ -170,13 +132,13 @@ class StdioHost:
 
     def _launch(self) -> None:
         """Start a new process (the caller holds the restart lock) and publish it."""
-        server = _HostedServer(
+        server = LocalServer(
             self.command, name=self.name, env=self.env, inherit_env=self.inherit_env,
             cwd=self.cwd, timeout=self.call_timeout, startup_timeout=self.startup_timeout,
         )
         try:
             server.start()
-            tools = server.list_mcp_tools(self.startup_timeout)
+            tools = server.list_mcp_tools(timeout=self.startup_timeout)
         except BaseException:
             server.close()
             self._failed = True
@@ -193,7 +155,7 @@ class StdioHost:
         except KeyError:  # unregistered meanwhile; remove_server() closes it next
             log.debug("stdio server %s started after it was removed", self.name)
 
-    def _running(self) -> _HostedServer:
+    def _running(self) -> LocalServer:
         """The live server, restarted if it crashed and the restart budget allows."""
         server = self._server
         if server is not None and server.alive:

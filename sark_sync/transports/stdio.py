@@ -44,6 +44,7 @@ from .._exceptions import (
     RPCError,
     TransportTimeout,
 )
+from .._validation import unencodable, validate_command, validate_env
 
 __all__ = ["ENV_ALLOW_LIST", "StdioTransport", "child_environment"]
 
@@ -59,8 +60,10 @@ TERMINATE_TIMEOUT = 2.0
 KILL_TIMEOUT = 2.0
 #: Lines of stderr kept for error messages.
 STDERR_TAIL_LINES = 100
-#: Bytes per read from the child's pipes.
-READ_CHUNK = 256 * 1024
+#: Bytes per read from the child's pipes: the size of a pipe's buffer. Larger reads cost more
+#: than they save: from 128 KiB, glibc serves each buffer with mmap/munmap, measured here at
+#: +40 µs per round trip.
+READ_CHUNK = 64 * 1024
 #: Longest a write to the child's stdin may block when the caller gives no deadline.
 WRITE_TIMEOUT = 10.0
 
@@ -118,12 +121,9 @@ class StdioTransport:
         on_request: Callable[[_jsonrpc.Request], None] | None = None,
         on_notification: Callable[[_jsonrpc.Notification], None] | None = None,
     ) -> None:
-        if isinstance(command, (str, bytes)) or not command or \
-                not all(isinstance(part, str) for part in command):
-            raise ValueError("command must be a non-empty sequence of str, e.g. ['python', 'x.py']")
-        self.command = list(command)
+        self.command = validate_command(command)
         self.name = name or os.path.basename(self.command[0])
-        self._env = child_environment(env, inherit_env)
+        self._env = child_environment(validate_env(env), inherit_env)
         self._cwd = cwd
         self._max_line_bytes = max_line_bytes
         self._on_request = on_request
@@ -223,11 +223,16 @@ class StdioTransport:
     def request(self, method: str, params: Mapping[str, Any] | None, timeout: float) -> Any:
         """Send a request and wait up to ``timeout`` seconds for its result.
 
-        Raises :class:`RPCError` for a JSON-RPC error, :class:`ProcessExitedError` if the
+        Raises :class:`ValidationError` (nothing sent) if JSON cannot carry ``params``,
+        :class:`RPCError` for a JSON-RPC error, :class:`ProcessExitedError` if the
         process is gone, :class:`ProtocolError` for an unreadable answer, and
         :class:`TransportTimeout` after sending ``notifications/cancelled`` on a timeout.
         """
         request_id = next(self._ids)
+        try:
+            line = _jsonrpc.encode_request(request_id, method, params)
+        except (TypeError, ValueError) as exc:
+            raise unencodable(exc) from None
         pending = _Pending(method)
         with self._lock:
             if self._exit_error is not None:
@@ -235,7 +240,7 @@ class StdioTransport:
             self._pending[request_id] = pending
         started = time.monotonic()
         try:
-            self._write(_jsonrpc.encode_request(request_id, method, params), timeout)
+            self._write(line, timeout)
             if not pending.wait(timeout - (time.monotonic() - started)):
                 raise TransportTimeout(
                     f"local MCP server {self.name!r} did not answer {method} within "

@@ -10,7 +10,13 @@ import pytest
 import responses
 
 from sark_sync import ConfigurationError, GatewayClient, RetryPolicy, ValidationError
-from sark_sync._validation import validate_header_value, validate_name, validate_page
+from sark_sync._validation import (
+    validate_command,
+    validate_env,
+    validate_header_value,
+    validate_name,
+    validate_page,
+)
 
 VALID_NAMES = ["a", "A", "0", "postgres-mcp", "a.b_c-1", "x" * 128, "Z9.._--"]
 INVALID_NAMES: list[object] = [
@@ -173,3 +179,34 @@ def test_client_rejects_header_injection_before_any_request(client: GatewayClien
         client.invoke_tool("demo", "echo", {}, **{argument: "s3cr3t\r\nX-Evil: 1"})
     assert "s3cr3t" not in str(info.value)
     _no_request_was_made(client)
+
+
+# -- commands and environments of local servers ----------------------------------------------------
+
+
+@pytest.mark.parametrize("command", [["python"], ("python", "-m", "x"), ["a b", ""]], ids=repr)
+def test_a_command_is_a_non_empty_sequence_of_str_returned_as_a_list(command: Any) -> None:
+    assert validate_command(command) == list(command)
+
+
+@pytest.mark.parametrize(
+    "command", ["python server.py", b"python", [], (), ["python", 1], [b"python"], None, 3,
+                {"python": 1}],
+    ids=repr,
+)
+def test_a_bad_command_raises_validation_error_with_an_example(command: object) -> None:
+    with pytest.raises(ValidationError, match=r"command must be a non-empty list of str, e\.g\."):
+        validate_command(command)
+
+
+def test_env_none_is_empty_and_a_mapping_is_copied() -> None:
+    source = {"A": "1"}
+    assert validate_env(None) == {}
+    copied = validate_env(source)
+    assert copied == source and copied is not source
+
+
+@pytest.mark.parametrize("env", [{"A": 1}, {1: "a"}, {"A": None}, [("A", "1")], "A=1"], ids=repr)
+def test_a_bad_env_raises_validation_error(env: object) -> None:
+    with pytest.raises(ValidationError, match="env must map str to str"):
+        validate_env(env)
