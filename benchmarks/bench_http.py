@@ -16,36 +16,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
-import time
 import uuid
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _gateway_process import API_KEY, gateway_process
+from _stats import interleaved, print_table, summary
 
 import sark_sync
 
-BATCH = 50
 PARAMETERS = {"text": "hello"}
-
-
-def percentile(samples: list[float], fraction: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
-
-
-def summary(samples: list[float]) -> dict[str, float]:
-    return {
-        "p50_us": percentile(samples, 0.50) * 1e6,
-        "p95_us": percentile(samples, 0.95) * 1e6,
-        "mean_us": statistics.fmean(samples) * 1e6,
-    }
 
 
 def measure(calls: int, url: str) -> dict[str, Any]:
@@ -72,23 +57,9 @@ def measure(calls: int, url: str) -> dict[str, Any]:
         def sdk() -> Any:
             return client.invoke_tool("demo", "echo", PARAMETERS)
 
-        for func in (raw, raw_lean, sdk):  # warm both connections and code paths
-            for _ in range(200):
-                func()
         assert raw()["result"]["content"][0]["text"] == "hello"
         assert sdk().text == "hello"
-        samples: dict[str, list[float]] = {"raw": [], "raw_lean": [], "sdk": []}
-        runners: list[tuple[str, Callable[[], Any]]] = [
-            ("raw", raw), ("raw_lean", raw_lean), ("sdk", sdk)
-        ]
-        clock = time.perf_counter
-        for batch in range(calls // BATCH):
-            for name, func in runners if batch % 2 == 0 else runners[::-1]:
-                bucket = samples[name]
-                for _ in range(BATCH):
-                    started = clock()
-                    func()
-                    bucket.append(clock() - started)
+        samples = interleaved([("raw", raw), ("raw_lean", raw_lean), ("sdk", sdk)], calls)
     session.close()
     lean.close()
     raw_stats, sdk_stats = summary(samples["raw"]), summary(samples["sdk"])
@@ -116,10 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result))
         return 0
     print(f"invoke_tool vs requests.Session.post().json(), {result['calls']} calls each")
-    print(f"{'':10}{'p50 us':>10}{'p95 us':>10}{'mean us':>10}")
-    for name in ("raw", "raw_lean", "sdk"):
-        stats = result[name]
-        print(f"{name:10}{stats['p50_us']:10.1f}{stats['p95_us']:10.1f}{stats['mean_us']:10.1f}")
+    print_table({name: result[name] for name in ("raw", "raw_lean", "sdk")})
     print(f"ratio sdk/raw: p50 {result['ratio_p50']:.3f}  p95 {result['ratio_p95']:.3f}"
           "  (goal: p50 <= 1.15)")
     print(f"ratio sdk/raw_lean: p50 {result['ratio_lean_p50']:.3f}  (the SDK's own overhead)")

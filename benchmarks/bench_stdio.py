@@ -14,32 +14,25 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import threading
 import time
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any
 
 import sark_sync
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _stats import interleaved, print_table, summary
+
 SERVER = [sys.executable, "-m", "sark_sync.testing.demo_server"]
-BATCH = 50
 ARGS = {"text": "hello"}
 
 
 def child_env() -> dict[str, str]:
     return {"PYTHONPATH": os.environ["PYTHONPATH"]} if "PYTHONPATH" in os.environ else {}
-
-
-def percentile(samples: list[float], fraction: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
-
-
-def summary(samples: list[float]) -> dict[str, float]:
-    return {"p50_us": percentile(samples, 0.5) * 1e6, "p95_us": percentile(samples, 0.95) * 1e6,
-            "mean_us": statistics.fmean(samples) * 1e6}
 
 
 class RawClient:
@@ -88,20 +81,8 @@ def measure(calls: int) -> dict[str, Any]:
             def baseline() -> Any:
                 return raw.call("tools/call", {"name": "echo", "arguments": ARGS})
 
-            for func in (baseline, sdk):
-                for _ in range(200):
-                    func()
             assert sdk().text == "hello" and baseline()["content"][0]["text"] == "hello"
-            samples: dict[str, list[float]] = {"raw": [], "sdk": []}
-            runners: list[tuple[str, Callable[[], Any]]] = [("raw", baseline), ("sdk", sdk)]
-            clock = time.perf_counter
-            for batch in range(calls // BATCH):
-                for name, func in runners if batch % 2 == 0 else runners[::-1]:
-                    bucket = samples[name]
-                    for _ in range(BATCH):
-                        started = clock()
-                        func()
-                        bucket.append(clock() - started)
+            samples = interleaved([("raw", baseline), ("sdk", sdk)], calls)
             threaded = throughput(server, threads=8, calls=calls)
     finally:
         raw.close()
@@ -147,10 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result))
         return 0
     print(f"call_tool over stdio vs raw write/readline, {result['calls']} calls each")
-    print(f"{'':6}{'p50 us':>10}{'p95 us':>10}{'mean us':>10}")
-    for name in ("raw", "sdk"):
-        stats = result[name]
-        print(f"{name:6}{stats['p50_us']:10.1f}{stats['p95_us']:10.1f}{stats['mean_us']:10.1f}")
+    print_table({name: result[name] for name in ("raw", "sdk")})
     print(f"ratio sdk/raw: p50 {result['ratio_p50']:.3f}  p95 {result['ratio_p95']:.3f}"
           "  (goal: p50 <= 1.3)")
     print(f"throughput: sequential {result['sequential_calls_per_s']:.0f} calls/s, "
