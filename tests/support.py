@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 import sark_sync
@@ -56,16 +58,18 @@ def paths(gateway: LocalGateway, prefix: str = "/api/v1/") -> list[str]:
 
 def demo_server_command(*args: str) -> list[str]:
     """The command of the demo MCP server shipped in sark_sync.testing."""
-    import sys
-
     return [sys.executable, "-m", "sark_sync.testing.demo_server", *args]
+
+
+def misbehave_command(mode: str, *args: str) -> list[str]:
+    """The command of a misbehaving stdio server (``integration/stdio_servers/misbehave.py``)."""
+    misbehave = Path(__file__).resolve().parent / "integration" / "stdio_servers" / "misbehave.py"
+    return [sys.executable, str(misbehave), mode, *args]
 
 
 def child_env(**extra: str) -> dict[str, str]:
     """What a test passes as a child's extra environment: PYTHONPATH when the tests run
     against a checkout (a tox run installs the package, and needs nothing)."""
-    import os
-
     env = {"PYTHONPATH": os.environ["PYTHONPATH"]} if "PYTHONPATH" in os.environ else {}
     env.update(extra)
     return env

@@ -4,25 +4,21 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
-from support import child_env, demo_server_command, reap
+from support import FAST_RETRY, child_env, demo_server_command, misbehave_command, reap
 
 import sark_sync
 
-MISBEHAVE = Path(__file__).resolve().parent / "stdio_servers" / "misbehave.py"
-FAST = sark_sync.RetryPolicy(backoff_base=0.01, backoff_max=0.05)
 UNUSED_GATEWAY = "http://127.0.0.1:9"  # local calls never touch it
 
 
 def local_client(**options: Any) -> sark_sync.GatewayClient:
     servers = options.pop("local_servers", None) or {
         "demo": {"command": demo_server_command(), "env": child_env()}}
-    options.setdefault("retry", FAST)
+    options.setdefault("retry", FAST_RETRY)
     return sark_sync.GatewayClient(UNUSED_GATEWAY, local_servers=servers, **options)
 
 
@@ -71,7 +67,7 @@ def test_restarts_are_bounded_by_the_restart_policy() -> None:
 
 
 def test_read_only_tool_is_retried_after_a_crash_within_the_attempts() -> None:
-    servers = {"flaky": {"command": [sys.executable, str(MISBEHAVE), "crash_mid_call"],
+    servers = {"flaky": {"command": misbehave_command("crash_mid_call"),
                          "env": child_env()}}
     retry = sark_sync.RetryPolicy(attempts=2, backoff_base=0.01)
     with local_client(local_servers=servers, retry=retry,

@@ -9,21 +9,14 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import child_env, wait_until
+from support import child_env, misbehave_command, wait_until
 
 import sark_sync
-
-MISBEHAVE = Path(__file__).resolve().parent / "stdio_servers" / "misbehave.py"
-
-
-def misbehaving(mode: str, *args: str) -> list[str]:
-    return [sys.executable, str(MISBEHAVE), mode, *args]
 
 
 def group_members(pgid: int) -> list[int]:
@@ -55,7 +48,7 @@ def spawned() -> Iterator[list[sark_sync.LocalServer]]:
 
 def start(spawned: list[sark_sync.LocalServer], mode: str, *args: str,
           **options: float) -> sark_sync.LocalServer:
-    server = sark_sync.LocalServer(misbehaving(mode, *args), env=child_env(), name=mode,
+    server = sark_sync.LocalServer(misbehave_command(mode, *args), env=child_env(), name=mode,
                                    **options)  # type: ignore[arg-type]
     spawned.append(server)
     return server.start()

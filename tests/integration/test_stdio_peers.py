@@ -15,7 +15,6 @@ import os
 import queue
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -24,13 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import wait_until
+from support import demo_server_command, misbehave_command, wait_until
 
 import sark_sync
 
-SERVERS_DIR = Path(__file__).resolve().parent / "stdio_servers"
-MISBEHAVE = SERVERS_DIR / "misbehave.py"
-DEMO = [sys.executable, "-m", "sark_sync.testing.demo_server"]
 BUILTIN_TOOLS = [
     "echo", "add", "slow", "fail", "log", "crash", "env", "big", "notify_list_changed",
     "ask_client", "ping_client", "count",
@@ -185,11 +181,11 @@ def peer(args: Sequence[str], **options: Any) -> Iterator[Peer]:
 
 
 def demo(*flags: str, **options: Any) -> Any:
-    return peer([*DEMO, *flags], **options)
+    return peer(demo_server_command(*flags), **options)
 
 
 def misbehave(mode: str, *flags: str, **options: Any) -> Any:
-    return peer([sys.executable, str(MISBEHAVE), mode, *flags], **options)
+    return peer(misbehave_command(mode, *flags), **options)
 
 
 def text(response: dict[str, Any]) -> str:
