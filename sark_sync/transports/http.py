@@ -3,7 +3,7 @@
 Contract: :meth:`HTTPTransport.request` makes one logical request (its retries included)
 within the caller's :class:`Deadline` and returns the decoded JSON body of a 2xx response, or
 raises a ``GatewayError``. It is the one place where requests and urllib3 exceptions become
-sark_sync exceptions (see :func:`_translate`).
+sark_sync exceptions (see :mod:`._common`).
 
 How the deadline reaches every wait:
 
@@ -23,36 +23,23 @@ many users).
 
 from __future__ import annotations
 
-import http.cookiejar
 import json
 import logging
-import os
 import random
-import socket
 import threading
 from collections.abc import Mapping
 from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
-from requests.utils import get_environ_proxies
-from urllib3.exceptions import (
-    ConnectTimeoutError,
-    MaxRetryError,
-    NewConnectionError,
-    ReadTimeoutError,
-)
 
 from .._config import RetryPolicy, Timeouts
 from .._deadline import Deadline
 from .._exceptions import (
     APIError,
-    ConnectionFailed,
     DeadlineExceeded,
     GatewayError,
     ProtocolError,
-    TransportTimeout,
-    error_for_status,
 )
 from .._retry import (
     AttemptContext,
@@ -60,7 +47,15 @@ from .._retry import (
     DeadlineStop,
     DeadlineTimeout,
     current_attempt,
-    parse_retry_after,
+)
+from ._common import (
+    close_session,
+    error_from_response,
+    new_session,
+    snippet,
+    socket_of,
+    translate,
+    translate_body_error,
 )
 
 __all__ = ["HTTPTransport", "Response"]
@@ -71,8 +66,6 @@ log = logging.getLogger("sark_sync.http")
 DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 #: Bytes asked for per read of a response body.
 READ_CHUNK = 64 * 1024
-#: How much of a non-JSON body an error message quotes.
-SNIPPET_CHARS = 200
 
 
 class _BodyLost(Exception):
@@ -116,30 +109,11 @@ class HTTPTransport:
         self._max_response_bytes = max_response_bytes
         self._retry = retry
         self._slots = threading.BoundedSemaphore(max_workers)
-        self._session = self._build_session(retry, max_workers, user_agent, verify)
-
-    def _build_session(
-        self, retry: RetryPolicy, max_workers: int, user_agent: str, verify: bool | str | None
-    ) -> requests.Session:
-        session = requests.Session()
-        # Resolve what trust_env would re-read on every request, once, then turn it off.
-        session.proxies = dict(get_environ_proxies(self.base_url))
-        if verify is None:
-            env = os.environ
-            verify = env.get("REQUESTS_CA_BUNDLE") or env.get("CURL_CA_BUNDLE") or True
-        session.verify = verify
-        session.trust_env = False
-        session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
-        session.headers.clear()
-        session.headers.update({"User-Agent": user_agent, "Accept": "application/json"})
-        adapter = HTTPAdapter(
+        self._session = new_session(base_url, user_agent, verify, HTTPAdapter(
             pool_connections=4,
             pool_maxsize=max(10, max_workers),
             max_retries=DeadlineRetry.from_policy(retry),
-        )
-        session.mount("http://", adapter)
-        session.mount("https://", adapter)
-        return session
+        ))
 
     def request(
         self,
@@ -205,7 +179,7 @@ class HTTPTransport:
         except DeadlineStop:
             raise self._deadline_error(context, None, where) from None
         except requests.RequestException as exc:
-            error = _translate(exc, **where, attempts=context.attempts)
+            error = translate(exc, **where, attempts=context.attempts)
             if context.stopped or context.deadline.expired:
                 raise self._deadline_error(context, error, where) from exc
             raise error from exc
@@ -247,7 +221,7 @@ class HTTPTransport:
                 status_code=status, **where,
             )
         if status >= 400 and status not in context.accept_statuses:
-            error = self._error_from(response, raw, where)
+            error = error_from_response(response, raw, where)
             if context.stopped:
                 raise self._deadline_error(context, error, where)
             if context.retry_after_refused is not None:
@@ -257,7 +231,7 @@ class HTTPTransport:
             data = self._decode_json(response, raw, where)
         except ProtocolError:
             if status in context.accept_statuses:  # an accepted error status without JSON
-                raise self._error_from(response, raw, where) from None
+                raise error_from_response(response, raw, where) from None
             raise
         log.debug("%s %s -> %d in %d attempt(s)", where["method"], where["url"], status,
                   context.attempts)
@@ -275,7 +249,7 @@ class HTTPTransport:
                 status_code=response.status_code, **where,
             )
         raw = response.raw
-        sock = _socket_of(raw)
+        sock = socket_of(raw)
         chunks: list[bytes] = []
         size = 0
         deadline = context.deadline
@@ -299,7 +273,7 @@ class HTTPTransport:
         except GatewayError:
             raise
         except Exception as exc:
-            error = _translate_body_error(exc, status_code=response.status_code, **where)
+            error = translate_body_error(exc, status_code=response.status_code, **where)
             if deadline.expired:
                 raise self._deadline_error(context, error, where, "reading the response") from exc
             error.__cause__ = exc
@@ -312,42 +286,16 @@ class HTTPTransport:
         if mime != "application/json" and not mime.endswith("+json"):
             raise ProtocolError(
                 f"expected a JSON response, got Content-Type {content_type or 'none'!r}: "
-                f"{_snippet(raw)}",
+                f"{snippet(raw)}",
                 status_code=response.status_code, **where,
             )
         try:
             return json.loads(raw)
         except ValueError:
             raise ProtocolError(
-                f"response is not valid JSON ({len(raw)} bytes): {_snippet(raw)}",
+                f"response is not valid JSON ({len(raw)} bytes): {snippet(raw)}",
                 status_code=response.status_code, **where,
             ) from None
-
-    def _error_from(
-        self, response: requests.Response, raw: bytes, where: dict[str, Any]
-    ) -> GatewayError:
-        status = response.status_code
-        code = message = reason = audit_id = None
-        request_id = where.get("request_id")
-        try:
-            envelope = json.loads(raw)
-            error = envelope.get("error") if isinstance(envelope, dict) else None
-        except ValueError:
-            error = None
-        if isinstance(error, dict):
-            code = _opt_str(error.get("code"))
-            message = _opt_str(error.get("message"))
-            request_id = _opt_str(error.get("request_id")) or request_id
-            reason = _opt_str(error.get("reason"))
-            audit_id = _opt_str(error.get("audit_id"))
-        text = message or f"gateway answered {status} {response.reason or ''}".strip()
-        if code:
-            text = f"{code}: {text}"
-        context = dict(where, request_id=request_id)
-        return error_for_status(
-            status, text, code=code, reason=reason, audit_id=audit_id,
-            retry_after=parse_retry_after(response.headers.get("Retry-After")), **context,
-        )
 
     @staticmethod
     def _deadline_error(
@@ -367,84 +315,5 @@ class HTTPTransport:
         return error
 
     def close(self) -> None:
-        """Close every pooled connection now.
-
-        urllib3 2's ``PoolManager.clear()`` only forgets its pools and leaves their sockets to
-        the garbage collector, which may never come while a traceback still references one.
-        """
-        for adapter in set(self._session.adapters.values()):
-            managers = [getattr(adapter, "poolmanager", None)]
-            managers += list(getattr(adapter, "proxy_manager", {}).values())
-            for manager in managers:
-                pools = getattr(manager, "pools", None)
-                if pools is None:
-                    continue
-                for key in list(pools.keys()):
-                    pool = pools.get(key)
-                    if pool is not None:
-                        pool.close()
-        self._session.close()
-
-
-def _socket_of(raw: Any) -> socket.socket | None:
-    connection = getattr(raw, "connection", None)
-    sock = getattr(connection, "sock", None)
-    return sock if isinstance(sock, socket.socket) else None
-
-
-def _opt_str(value: object) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
-def _snippet(raw: bytes) -> str:
-    text = raw[:SNIPPET_CHARS].decode("utf-8", "replace")
-    return repr(text) + ("..." if len(raw) > SNIPPET_CHARS else "")
-
-
-def _translate(exc: requests.RequestException, **context: Any) -> GatewayError:
-    """requests' exceptions -> ours. The message names the failure, never a header value."""
-    if isinstance(exc, requests.ConnectTimeout):
-        return TransportTimeout("timed out connecting to the gateway", **context)
-    if isinstance(exc, requests.ReadTimeout) or isinstance(_reason(exc), ReadTimeoutError):
-        return TransportTimeout("timed out waiting for the gateway's response", **context)
-    reason = _reason(exc)
-    if isinstance(reason, ConnectTimeoutError) and not isinstance(reason, NewConnectionError):
-        return TransportTimeout("timed out connecting to the gateway", **context)
-    if isinstance(exc, requests.exceptions.SSLError):
-        return ConnectionFailed(f"TLS error talking to the gateway: {_root(exc)}", **context)
-    if isinstance(exc, requests.ConnectionError):
-        return ConnectionFailed(f"could not reach the gateway: {_root(exc)}", **context)
-    if isinstance(exc, (requests.exceptions.InvalidHeader, requests.exceptions.InvalidURL)):
-        return ProtocolError(f"invalid request or response: {_root(exc)}", **context)
-    return ConnectionFailed(f"request failed: {_root(exc)}", **context)
-
-
-def _reason(exc: BaseException) -> BaseException | None:
-    """The urllib3 error inside requests' wrapper (and inside a MaxRetryError)."""
-    inner = exc.args[0] if exc.args and isinstance(exc.args[0], BaseException) else None
-    if isinstance(inner, MaxRetryError):
-        return inner.reason
-    return inner
-
-
-def _translate_body_error(exc: Exception, **context: Any) -> GatewayError:
-    if isinstance(exc, (TimeoutError, socket.timeout)) or "timed out" in str(exc).lower():
-        return TransportTimeout("timed out reading the gateway's response body", **context)
-    return ProtocolError(f"response body was cut short or malformed: {_root(exc)}", **context)
-
-
-def _root(exc: BaseException) -> str:
-    """The innermost cause's type and message (urllib3 nests several layers)."""
-    seen = set()
-    while True:
-        inner = exc.__cause__ or exc.__context__
-        args = getattr(exc, "args", ())
-        if inner is None and args and isinstance(args[0], BaseException):
-            inner = args[0]
-        reason = getattr(exc, "reason", None)
-        if inner is None and isinstance(reason, BaseException):
-            inner = reason
-        if inner is None or id(inner) in seen:
-            return f"{type(exc).__name__}: {exc}"[:300]
-        seen.add(id(exc))
-        exc = inner
+        """Close every pooled connection now (see :func:`close_session`)."""
+        close_session(self._session)

@@ -1,0 +1,183 @@
+"""What the HTTP and SSE transports share: the session they build, the way they release it,
+and the translation of requests/urllib3 failures and error envelopes into ``GatewayError``.
+
+One place for the translation, so that a refused connection or a 401 reads the same whether
+it came from a tool call or from an event stream. Messages name the failure, never a header
+value (credentials travel in headers).
+"""
+
+from __future__ import annotations
+
+import http.cookiejar
+import json
+import os
+import socket
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+from requests.utils import get_environ_proxies
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    MaxRetryError,
+    NewConnectionError,
+    ReadTimeoutError,
+)
+
+from .._exceptions import (
+    ConnectionFailed,
+    GatewayError,
+    ProtocolError,
+    TransportTimeout,
+    error_for_status,
+)
+from .._retry import parse_retry_after
+
+__all__ = [
+    "close_session",
+    "error_from_response",
+    "new_session",
+    "snippet",
+    "socket_of",
+    "translate",
+    "translate_body_error",
+]
+
+#: How much of a non-JSON body an error message quotes.
+SNIPPET_CHARS = 200
+
+
+def new_session(base_url: str, user_agent: str, verify: bool | str | None,
+                adapter: HTTPAdapter, accept: str = "application/json") -> requests.Session:
+    """A session for one gateway: no cookies, no redirects' credentials, environment read once.
+
+    requests re-reads proxies and the CA bundle from the environment on every request while
+    ``trust_env`` is on; they are resolved here, once, and ``trust_env`` is turned off.
+    """
+    session = requests.Session()
+    session.proxies = dict(get_environ_proxies(base_url))
+    if verify is None:
+        env = os.environ
+        verify = env.get("REQUESTS_CA_BUNDLE") or env.get("CURL_CA_BUNDLE") or True
+    session.verify = verify
+    session.trust_env = False
+    session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
+    session.headers.clear()
+    session.headers.update({"User-Agent": user_agent, "Accept": accept})
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+def close_session(session: requests.Session) -> None:
+    """Close every pooled connection of ``session`` now.
+
+    urllib3 2's ``PoolManager.clear()`` only forgets its pools and leaves their sockets to the
+    garbage collector, which may never come while a traceback still references one.
+    """
+    for adapter in set(session.adapters.values()):
+        managers = [getattr(adapter, "poolmanager", None)]
+        managers += list(getattr(adapter, "proxy_manager", {}).values())
+        for manager in managers:
+            pools = getattr(manager, "pools", None)
+            if pools is None:
+                continue
+            for key in list(pools.keys()):
+                pool = pools.get(key)
+                if pool is not None:
+                    pool.close()
+    session.close()
+
+
+def error_from_response(response: requests.Response, raw: bytes, where: dict[str, Any]
+                        ) -> GatewayError:
+    """The exception for a non-2xx response, from the gateway's error envelope if it sent
+    one (code, message, reason, audit id) and its Retry-After."""
+    status = response.status_code
+    code = message = reason = audit_id = None
+    request_id = where.get("request_id")
+    try:
+        envelope = json.loads(raw)
+        error = envelope.get("error") if isinstance(envelope, dict) else None
+    except ValueError:
+        error = None
+    if isinstance(error, dict):
+        code = _opt_str(error.get("code"))
+        message = _opt_str(error.get("message"))
+        request_id = _opt_str(error.get("request_id")) or request_id
+        reason = _opt_str(error.get("reason"))
+        audit_id = _opt_str(error.get("audit_id"))
+    text = message or f"gateway answered {status} {response.reason or ''}".strip()
+    if code:
+        text = f"{code}: {text}"
+    context = dict(where, request_id=request_id)
+    return error_for_status(
+        status, text, code=code, reason=reason, audit_id=audit_id,
+        retry_after=parse_retry_after(response.headers.get("Retry-After")), **context,
+    )
+
+
+def socket_of(raw: Any) -> socket.socket | None:
+    """The socket under a urllib3 response, to set its timeout per read."""
+    connection = getattr(raw, "connection", None)
+    sock = getattr(connection, "sock", None)
+    return sock if isinstance(sock, socket.socket) else None
+
+
+def _opt_str(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def snippet(raw: bytes) -> str:
+    text = raw[:SNIPPET_CHARS].decode("utf-8", "replace")
+    return repr(text) + ("..." if len(raw) > SNIPPET_CHARS else "")
+
+
+def translate(exc: requests.RequestException, **context: Any) -> GatewayError:
+    """requests' exceptions -> ours. The message names the failure, never a header value."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return TransportTimeout("timed out connecting to the gateway", **context)
+    if isinstance(exc, requests.ReadTimeout) or isinstance(_reason(exc), ReadTimeoutError):
+        return TransportTimeout("timed out waiting for the gateway's response", **context)
+    reason = _reason(exc)
+    if isinstance(reason, ConnectTimeoutError) and not isinstance(reason, NewConnectionError):
+        return TransportTimeout("timed out connecting to the gateway", **context)
+    if isinstance(exc, requests.exceptions.SSLError):
+        return ConnectionFailed(f"TLS error talking to the gateway: {_root(exc)}", **context)
+    if isinstance(exc, requests.ConnectionError):
+        return ConnectionFailed(f"could not reach the gateway: {_root(exc)}", **context)
+    if isinstance(exc, (requests.exceptions.InvalidHeader, requests.exceptions.InvalidURL)):
+        return ProtocolError(f"invalid request or response: {_root(exc)}", **context)
+    return ConnectionFailed(f"request failed: {_root(exc)}", **context)
+
+
+def _reason(exc: BaseException) -> BaseException | None:
+    """The urllib3 error inside requests' wrapper (and inside a MaxRetryError)."""
+    inner = exc.args[0] if exc.args and isinstance(exc.args[0], BaseException) else None
+    if isinstance(inner, MaxRetryError):
+        return inner.reason
+    return inner
+
+
+def translate_body_error(exc: Exception, **context: Any) -> GatewayError:
+    """A failure while reading a body: a timeout, or a body cut short or malformed."""
+    if isinstance(exc, (TimeoutError, socket.timeout)) or "timed out" in str(exc).lower():
+        return TransportTimeout("timed out reading the gateway's response body", **context)
+    return ProtocolError(f"response body was cut short or malformed: {_root(exc)}", **context)
+
+
+def _root(exc: BaseException) -> str:
+    """The innermost cause's type and message (urllib3 nests several layers)."""
+    seen = set()
+    while True:
+        inner = exc.__cause__ or exc.__context__
+        args = getattr(exc, "args", ())
+        if inner is None and args and isinstance(args[0], BaseException):
+            inner = args[0]
+        reason = getattr(exc, "reason", None)
+        if inner is None and isinstance(reason, BaseException):
+            inner = reason
+        if inner is None or id(inner) in seen:
+            return f"{type(exc).__name__}: {exc}"[:300]
+        seen.add(id(exc))
+        exc = inner
