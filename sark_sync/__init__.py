@@ -47,7 +47,17 @@ from ._exceptions import (
     ValidationError,
 )
 from ._local import LocalServer
-from ._models import Health, Principal, ServerInfo, ToolAnnotations, ToolCall, ToolInfo, ToolResult
+from ._models import (
+    Event,
+    Health,
+    Principal,
+    ServerInfo,
+    ToolAnnotations,
+    ToolCall,
+    ToolInfo,
+    ToolResult,
+)
+from .transports.sse import EventStream
 
 __version__ = "0.1.0"
 
@@ -63,6 +73,8 @@ __all__ = [
     "ConfigurationError",
     "ConnectionFailed",
     "DeadlineExceeded",
+    "Event",
+    "EventStream",
     "GatewayClient",
     "GatewayError",
     "Health",

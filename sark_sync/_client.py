@@ -47,6 +47,7 @@ from ._local_pool import LocalServerPool
 from ._models import ToolCall, ToolResult
 from ._redact import Secret
 from ._resources import Resources
+from ._streaming import StreamingMixin
 from ._validation import encode_arguments, validate_name
 from .transports.http import DEFAULT_MAX_RESPONSE_BYTES, HTTPTransport, Response
 
@@ -62,7 +63,7 @@ TRANSPORT_MODES = ("auto", "http", "sse", "stdio")
 _VERSION_HEADER = "sark-sync/{version} python/{python}"
 
 
-class GatewayClient(DiscoveryMixin):
+class GatewayClient(DiscoveryMixin, StreamingMixin):
     """A blocking, thread-safe client for MCP tool calls through the SARK gateway.
 
     :param base_url: the gateway, ``http(s)://host[:port]``; default ``$SARK_GATEWAY_URL``.

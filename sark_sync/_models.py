@@ -18,8 +18,8 @@ from typing import Any
 from ._exceptions import ToolExecutionError
 from ._redact import redact
 
-__all__ = ["Health", "Principal", "ServerInfo", "ToolAnnotations", "ToolCall", "ToolInfo",
-           "ToolResult"]
+__all__ = ["Event", "Health", "Principal", "ServerInfo", "ToolAnnotations", "ToolCall",
+           "ToolInfo", "ToolResult"]
 
 
 def _require_mapping(data: object, what: str) -> Mapping[str, Any]:
@@ -201,6 +201,28 @@ class ToolInfo:
             annotations=ToolAnnotations.from_dict(obj.get("annotations")),
             sensitive_params=_strings(obj, "sensitive_params"),
         )
+
+
+@dataclass(frozen=True, repr=False)
+class Event:
+    """One event of :meth:`GatewayClient.stream_events`.
+
+    ``id`` is the event's id as sent (a string, as SSE ids are; the gateway's are increasing
+    integers), or the id of the last event that had one, as the SSE spec says; ``type`` the
+    ``event:`` field (``"message"`` when absent); ``data`` the decoded JSON of the ``data:``
+    lines, or their text when it is not JSON; ``retry`` the reconnection time in ms this event
+    set, if any. The type ``stream_reset`` means events were lost before this one: the
+    gateway no longer had the ones after the id the stream resumed from.
+    """
+
+    id: str | None
+    type: str
+    data: Any
+    retry: int | None = None
+
+    def __repr__(self) -> str:
+        return (f"Event(id={self.id!r}, type={self.type!r}, data={redact(self.data)!r}"
+                + (f", retry={self.retry}" if self.retry is not None else "") + ")")
 
 
 @dataclass(frozen=True)

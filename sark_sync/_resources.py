@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
@@ -16,6 +17,7 @@ from ._breaker import Breaker
 from ._config import BreakerPolicy
 from ._local_pool import LocalServerPool
 from .transports.http import HTTPTransport
+from .transports.sse import EventStream
 
 __all__ = ["Resources"]
 
@@ -30,6 +32,7 @@ class Resources:
         self.executor: ThreadPoolExecutor | None = None
         self.breakers: dict[str, Breaker] = {}
         self.local = local
+        self.streams: weakref.WeakSet[EventStream] = weakref.WeakSet()
 
     def http(self, build: Callable[[], HTTPTransport], check: Callable[[], None]
              ) -> HTTPTransport:
@@ -55,6 +58,11 @@ class Resources:
                 executor = self.executor
         return executor
 
+    def track(self, stream: EventStream) -> None:
+        """Remember an open stream (weakly), to close it with the client."""
+        with self.lock:
+            self.streams.add(stream)
+
     def breaker(self, name: str, policy: BreakerPolicy) -> Breaker:
         """The breaker called ``name``, made on first use."""
         breaker = self.breakers.get(name)
@@ -69,6 +77,10 @@ class Resources:
         with self.lock:
             executor, transport = self.executor, self.transport
             self.executor = self.transport = None
+            streams = list(self.streams)
+            self.streams = weakref.WeakSet()
+        for stream in streams:
+            stream.close()
         if executor is not None:
             # In-flight calls end within their own deadlines; queued ones are cancelled.
             executor.shutdown(wait=True, cancel_futures=True)
@@ -78,6 +90,9 @@ class Resources:
 
     def drop_after_fork(self) -> None:
         self.local.forget_after_fork()
+        for stream in list(self.streams):
+            stream.close()  # in the child, only forgets the parent's connection
+        self.streams = weakref.WeakSet()
         self.lock = threading.Lock()
         self.pid = os.getpid()
         self.transport = None

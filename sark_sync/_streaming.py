@@ -1,0 +1,110 @@
+"""The event stream operation of GatewayClient (DESIGN §4, Events).
+
+A mixin, as :mod:`._discovery` is: the stream does not go through the call pipeline (it has no
+deadline, and no breaker: its own reconnection policy is its resilience), so it lives apart
+from it. The client keeps a weak reference to every open stream so that ``close()`` ends them
+and a forked child forgets them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from ._config import RetryPolicy, Timeouts
+from ._exceptions import ValidationError
+from ._redact import Secret
+from ._sse import DEFAULT_MAX_EVENT_BYTES
+from .transports.sse import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_RECONNECTS, EventStream
+
+if TYPE_CHECKING:
+    from ._resources import Resources
+
+__all__ = ["StreamingMixin"]
+
+#: Event type names accepted in ``types`` (they travel in a query parameter).
+_TYPE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+class StreamingMixin:
+    """Event streams. Mixed into :class:`GatewayClient`."""
+
+    base_url: str
+    timeouts: Timeouts
+    retry: RetryPolicy
+    _api_key: Secret | None
+    _verify: bool | str | None
+
+    if TYPE_CHECKING:
+        def _require(self, transport: str) -> None: ...
+        def _state(self) -> Resources: ...
+
+    def stream_events(
+        self,
+        types: Iterable[str] | str | None = None,
+        last_event_id: str | int | None = None,
+        *,
+        user_token: str | None = None,
+        idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+        max_reconnects: int = DEFAULT_MAX_RECONNECTS,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+    ) -> EventStream:
+        """Stream the gateway's events (``GET /api/v1/events``), reconnecting as needed.
+
+        Connects before returning, so no event published from now on is missed; iterate the
+        returned :class:`~sark_sync.transports.sse.EventStream` (a context manager; ``close()``
+        may be called from any thread) to get :class:`~sark_sync.Event` objects.
+
+        :param types: event types wanted (e.g. ``["tool_invoked"]``, or one type as a str);
+            the gateway filters, and so does the client. ``stream_reset`` always comes through.
+        :param last_event_id: resume after this id: the gateway replays what followed it.
+        :param idle_timeout: seconds without a byte (events or ``: ping``) before the
+            connection counts as stalled and is replaced.
+        :param max_reconnects: consecutive failed attempts before giving up with the last
+            error; the count restarts at every event received.
+        :param max_event_bytes: larger events end the stream with :class:`ProtocolError`.
+
+        Raises :class:`AuthenticationError`, :class:`AuthorizationDenied`,
+        :class:`NotFoundError` and other 4xx errors at once (here or while iterating), and
+        the last connection error after ``max_reconnects`` failed attempts in a row.
+        """
+        self._require("sse")
+        wanted = _types(types)
+        if isinstance(last_event_id, bool) or not isinstance(last_event_id, (str, int, type(None))):
+            raise ValidationError("last_event_id must be a str, an int or None")
+        resume = None if last_event_id is None else str(last_event_id)
+        if resume is not None and (not resume.isprintable() or len(resume) > 1024):
+            raise ValidationError("last_event_id must be printable, at most 1024 characters")
+        if isinstance(idle_timeout, bool) or not isinstance(idle_timeout, (int, float)) or \
+                not 0 < idle_timeout < float("inf"):
+            raise ValidationError(f"idle_timeout must be a number of seconds > 0, got "
+                                  f"{idle_timeout!r}")
+        for name, value, low in (("max_reconnects", max_reconnects, 0),
+                                 ("max_event_bytes", max_event_bytes, 1)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValidationError(f"{name} must be an int >= {low}, got {value!r}")
+        from ._client import _user_agent
+
+        stream = EventStream(
+            self.base_url, api_key=self._api_key,
+            user_token=Secret(user_token) if user_token else None, user_agent=_user_agent(),
+            verify=self._verify, connect_timeout=self.timeouts.connect, types=wanted,
+            last_event_id=resume, idle_timeout=float(idle_timeout), retry=self.retry,
+            max_reconnects=max_reconnects, max_event_bytes=max_event_bytes,
+        )
+        self._state().track(stream)
+        return stream
+
+
+def _types(types: Iterable[str] | str | None) -> tuple[str, ...] | None:
+    if types is None:
+        return None
+    names = types.split(",") if isinstance(types, str) else list(types)
+    if not names:
+        raise ValidationError("types must name at least one event type (None: all types)")
+    for name in names:
+        if not isinstance(name, str) or _TYPE.fullmatch(name) is None:
+            raise ValidationError(f"invalid event type {name!r}: 1-64 letters, digits, '_', "
+                                  "'.' or '-'")
+    return tuple(dict.fromkeys(names))

@@ -1,0 +1,359 @@
+"""The SSE transport: the gateway's event stream, reconnected until the caller stops it.
+
+:class:`EventStream` reads ``GET /api/v1/events`` over its own ``requests.Session`` (a stream
+holds its connection for hours; it must not take a slot of the pool that tool calls share).
+sseclient-py parses the fields of each event; reconnection, which it lacks, is done here:
+
+- **Short reads.** The body is read with ``read1``: whatever has arrived, at once. A
+  fixed-size read (``iter_content(n)``) waits for n bytes, and with no size a body ended by
+  closing the connection waits for the end: measured, 20 ms to 1.1 s of delay per event.
+- **Resume.** After a drop, an idle timeout (no byte, not even a ``: ping``, for
+  ``idle_timeout`` seconds) or a 5xx, the stream reconnects with ``Last-Event-ID``, so the
+  gateway replays what was missed; a ``stream_reset`` event says it could not.
+- **Backoff.** Full jitter: the wait before reconnect *n* is drawn from ``[0, min(cap,
+  base * multiplier**(n-1))]``, with ``base`` the server's ``retry:`` when it sent one (else
+  the policy's ``backoff_base``) and ``cap`` the larger of the policy's ``backoff_max`` and
+  ``base``. A 429 or 503 with ``Retry-After`` waits exactly that (up to the policy's
+  ``retry_after_max``; longer fails fast, with ``retry_after`` on the error).
+- **Giving up.** After ``max_reconnects`` consecutive failed attempts; an attempt fails unless
+  an event arrives on its connection (a bare connect that then drops counts as a failure, so a
+  gateway that accepts and immediately closes cannot keep a client looping forever).
+- **Fatal answers.** 3xx (credentials are never sent elsewhere), 401, 403, 404 and the other
+  4xx end the stream with their typed error: reconnecting would not change them.
+
+Each stream has its own last id, retry and failure count: streams never share state. One
+thread iterates a stream; :meth:`EventStream.close` may come from any thread and wakes a read
+in progress by shutting the socket down (never closing it under the reader).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import threading
+import uuid
+from collections.abc import Iterator
+from http.client import HTTPException
+from typing import Any
+
+import requests
+import sseclient
+import urllib3.exceptions
+from requests.adapters import HTTPAdapter
+
+from .._config import RetryPolicy
+from .._exceptions import (
+    APIError,
+    ClientClosedError,
+    ConnectionFailed,
+    GatewayError,
+    ProtocolError,
+)
+from .._models import Event
+from .._redact import Secret
+from .._sse import DEFAULT_MAX_EVENT_BYTES, EventTooLarge, SSEFramer, fields_of, has_data
+from ._common import close_session, error_from_response, new_session, translate
+
+__all__ = ["DEFAULT_IDLE_TIMEOUT", "DEFAULT_MAX_RECONNECTS", "EventStream"]
+
+log = logging.getLogger("sark_sync.sse")
+
+#: Seconds without a byte before a stream counts as stalled: three of the gateway's pings.
+DEFAULT_IDLE_TIMEOUT = 45.0
+#: Consecutive failed attempts after which a stream gives up.
+DEFAULT_MAX_RECONNECTS = 10
+#: Bytes asked for per read (a read returns what has arrived, often far less).
+READ_CHUNK = 64 * 1024
+#: Bytes of an error response read for its message.
+ERROR_BODY_BYTES = 64 * 1024
+#: How long close() waits for the iterating thread to let go of the connection.
+CLOSE_WAIT = 2.0
+#: The type of the event that says events were lost; never filtered out.
+STREAM_RESET = "stream_reset"
+
+#: What a read of a broken or stalled connection raises (timeouts are OSErrors).
+_BROKEN = (OSError, HTTPException, urllib3.exceptions.HTTPError, requests.RequestException)
+
+
+class EventStream(Iterator[Event]):
+    """An iterator of :class:`~sark_sync.Event` from the gateway, reconnecting as needed.
+
+    Made by :meth:`GatewayClient.stream_events`, which connects before returning (events from
+    then on are not missed). A context manager; :meth:`close` ends iteration from any thread.
+    """
+
+    def __init__(
+        self, base_url: str, *, api_key: Secret | None, user_token: Secret | None,
+        user_agent: str, verify: bool | str | None, connect_timeout: float,
+        types: tuple[str, ...] | None, last_event_id: str | None, idle_timeout: float,
+        retry: RetryPolicy, max_reconnects: int, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        path: str = "/api/v1/events",
+    ) -> None:
+        self.url = base_url + path
+        self.types = types
+        self.last_event_id = last_event_id
+        self.retry_ms: int | None = None
+        self.reconnects = 0
+        self._api_key = api_key
+        self._user_token = user_token
+        self._timeout = (connect_timeout, idle_timeout)
+        self._policy = retry
+        self._max_reconnects = max_reconnects
+        self._max_event_bytes = max_event_bytes
+        self._wanted = frozenset(types) if types else None
+        self._session = new_session(base_url, user_agent, verify,
+                                    HTTPAdapter(pool_connections=1, pool_maxsize=1),
+                                    accept="text/event-stream")
+        self._lock = threading.Lock()  # held by the iterating thread; close() waits for it
+        self._closed = threading.Event()
+        self._owner_pid = os.getpid()
+        self._response: requests.Response | None = None
+        self._events: Iterator[sseclient.Event] | None = None
+        self._failures = 0
+        self._delivered = False  # an event arrived on the current connection
+        self._connected_once = False
+        with self._lock:
+            try:
+                self._connect()
+            except BaseException:
+                self._release(final=True)
+                raise
+
+    # -- iteration -------------------------------------------------------------------------
+
+    def __iter__(self) -> EventStream:
+        return self
+
+    def __next__(self) -> Event:
+        if os.getpid() != self._owner_pid:
+            raise ClientClosedError("this event stream belongs to the process that opened it; "
+                                    "open a new one after fork()")
+        with self._lock:
+            try:
+                return self._next()
+            except GatewayError:
+                self._closed.set()  # given up, or a fatal answer: the stream is over
+                self._release(final=True)
+                raise
+
+    def _next(self) -> Event:
+        while True:
+            if self._closed.is_set():
+                self._release(final=True)
+                raise StopIteration
+            if self._events is None:
+                self._connect()
+                continue
+            try:
+                item = next(self._events)
+            except StopIteration:
+                if not self._closed.is_set():
+                    self._dropped(None)
+                continue
+            except EventTooLarge as exc:
+                raise ProtocolError(f"the event stream sent {exc} (max_event_bytes)",
+                                    url=self.url) from None
+            except _BROKEN as exc:
+                if not self._closed.is_set():
+                    self._dropped(exc)
+                continue
+            event = self._event(item)
+            self._failures = 0
+            self._delivered = True
+            if self._wanted is None or event.type in self._wanted or event.type == STREAM_RESET:
+                return event
+
+    def _event(self, item: sseclient.Event) -> Event:
+        if item.id is not None and "\0" not in item.id:
+            self.last_event_id = item.id
+        retry = int(item.retry) if item.retry and str(item.retry).isdigit() else None
+        if retry is not None:
+            self.retry_ms = retry
+        try:
+            data: Any = json.loads(item.data)
+        except ValueError:
+            data = item.data
+        return Event(id=self.last_event_id, type=item.event, data=data, retry=retry)
+
+    def _blocks(self, response: requests.Response) -> Iterator[bytes]:
+        """The event blocks of one connection, from short reads; dataless blocks (a lone
+        ``retry:`` or ``id:``, pings) take effect here, since sseclient-py drops them."""
+        raw = response.raw
+        framer = SSEFramer(self._max_event_bytes)
+        while True:
+            chunk = raw.read1(READ_CHUNK, decode_content=True)
+            if not chunk:
+                return
+            for block in framer.feed(chunk):
+                if has_data(block):
+                    if not block.isascii():
+                        block = _valid_utf8(block)
+                    yield block
+                    continue
+                event_id, retry = fields_of(block)
+                if event_id is not None:
+                    self.last_event_id = event_id
+                if retry is not None:
+                    self.retry_ms = retry
+
+    # -- connecting ------------------------------------------------------------------------
+
+    def _connect(self) -> None:
+        """Open a connection, retrying within the policy; return with ``_events`` set, or
+        with the stream closed; raise a fatal error, or the last one when giving up."""
+        delay = self._backoff() if self._connected_once else 0.0
+        while self._wait(delay):
+            self._connected_once = True
+            try:
+                response = self._open()
+            except GatewayError as exc:
+                self._failed(exc)
+                delay = self._backoff()
+                continue
+            if response.status_code == 200:
+                mime = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+                if mime != "text/event-stream":
+                    response.close()
+                    raise ProtocolError(f"expected an event stream, got Content-Type "
+                                        f"{mime or 'none'!r}", url=self.url, status_code=200)
+                self._response = response
+                self._events = sseclient.SSEClient(self._blocks(response)).events()
+                self._delivered = False
+                return
+            error = self._error(response)
+            status = response.status_code
+            if status not in (408, 429) and status < 500:
+                raise error
+            retry_after = error.retry_after if status in (429, 503) else None
+            if retry_after is not None and retry_after > self._policy.retry_after_max:
+                raise error
+            self._failed(error)
+            delay = retry_after if retry_after is not None else self._backoff()
+
+    def _open(self) -> requests.Response:
+        headers = {"Cache-Control": "no-cache", "Accept-Encoding": "identity",
+                   "X-Request-ID": str(uuid.uuid4())}
+        if self._api_key is not None:
+            headers["X-API-Key"] = self._api_key.reveal()
+        if self._user_token is not None:
+            headers["Authorization"] = "Bearer " + self._user_token.reveal()
+        if self.last_event_id:
+            headers["Last-Event-ID"] = self.last_event_id
+        params = {"types": ",".join(self.types)} if self.types else None
+        try:
+            return self._session.get(self.url, params=params, headers=headers, stream=True,
+                                     timeout=self._timeout, allow_redirects=False)
+        except requests.RequestException as exc:
+            raise translate(exc, url=self.url, method="GET",
+                            request_id=headers["X-Request-ID"]) from exc
+
+    def _error(self, response: requests.Response) -> GatewayError:
+        where: dict[str, Any] = {"method": "GET", "url": self.url,
+                                 "request_id": response.request.headers.get("X-Request-ID")}
+        try:
+            raw = response.raw.read(ERROR_BODY_BYTES, decode_content=True) or b""
+        except _BROKEN:
+            raw = b""
+        finally:
+            response.close()
+        if 300 <= response.status_code < 400:
+            return APIError(f"gateway answered {response.status_code} redirecting the event "
+                            "stream; sark_sync does not follow redirects: configure the final "
+                            "URL", status_code=response.status_code, **where)
+        return error_from_response(response, raw, where)
+
+    def _failed(self, error: GatewayError) -> None:
+        self._failures += 1
+        if self._failures > self._max_reconnects:
+            error.message = (f"{error.message} (the event stream gave up after "
+                             f"{self._failures} consecutive failed attempts)")
+            error.args = (error.message,)
+            raise error
+        log.info("event stream %s: %s; reconnecting (attempt %d of %d)", self.url, error,
+                 self._failures + 1, self._max_reconnects + 1)
+
+    def _dropped(self, cause: BaseException | None) -> None:
+        """The connection ended: count it as a failure unless it delivered an event."""
+        self._release()
+        self.reconnects += 1
+        if self._delivered:
+            log.info("event stream %s dropped after id %s; resuming", self.url,
+                     self.last_event_id)
+            return
+        reason = "the gateway closed the event stream before sending an event"
+        if cause is not None:
+            reason = f"the event stream broke before an event arrived: {type(cause).__name__}"
+        error = ConnectionFailed(reason, url=self.url)
+        if cause is not None:
+            error.__cause__ = cause
+        self._failed(error)
+
+    def _backoff(self) -> float:
+        policy = self._policy
+        base = self.retry_ms / 1000.0 if self.retry_ms is not None else policy.backoff_base
+        cap = max(policy.backoff_max, base)
+        ceiling = min(cap, base * policy.backoff_multiplier ** max(0, self._failures))
+        return random.uniform(0.0, ceiling) if policy.jitter else ceiling
+
+    def _wait(self, seconds: float) -> bool:
+        """Wait ``seconds`` unless closed first; False if closed."""
+        if seconds > 0:
+            log.debug("event stream %s: reconnecting in %.3fs", self.url, seconds)
+            self._closed.wait(seconds)
+        return not self._closed.is_set()
+
+    # -- closing ---------------------------------------------------------------------------
+
+    def _release(self, final: bool = False) -> None:
+        response, self._response, self._events = self._response, None, None
+        if response is not None:
+            response.close()
+        if final:
+            close_session(self._session)
+
+    def close(self) -> None:
+        """End the stream and release its connection; iteration in another thread stops
+        promptly. Idempotent. In a forked child it only forgets the parent's connection."""
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        if os.getpid() != self._owner_pid:
+            self._response = self._events = None
+            return
+        response = self._response
+        if response is not None:
+            try:
+                response.raw.shutdown()  # wakes a read in progress; the reader closes
+            except (AttributeError, ValueError, RuntimeError, OSError):
+                pass
+        if self._lock.acquire(timeout=CLOSE_WAIT):
+            try:
+                self._release(final=True)
+            finally:
+                self._lock.release()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
+
+    def __enter__(self) -> EventStream:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "open"
+        return f"<EventStream {self.url} last_event_id={self.last_event_id!r} {state}>"
+
+
+def _valid_utf8(block: bytes) -> bytes:
+    """The block, with invalid UTF-8 replaced by U+FFFD as the SSE spec decodes it (sseclient-py
+    would raise, and the same event would come back on every reconnect)."""
+    try:
+        block.decode("utf-8")
+        return block
+    except UnicodeDecodeError:
+        return block.decode("utf-8", "replace").encode("utf-8")
