@@ -21,8 +21,9 @@ import itertools
 import logging
 import os
 import time
+import weakref
 from collections.abc import Mapping, Sequence
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, TypeVar
 
 from . import _jsonrpc
 from ._exceptions import ProtocolError, TransportTimeout
@@ -43,6 +44,7 @@ DEFAULT_CALL_TIMEOUT = 30.0
 #: Pages of ``tools/list`` followed at most (a server looping on one cursor ends here).
 MAX_TOOL_PAGES = 1000
 
+T = TypeVar("T")
 NotificationHandler = Callable[[str, Mapping[str, Any]], None]
 ProgressHandler = Callable[[float, Optional[float], Optional[str]], None]
 
@@ -83,11 +85,14 @@ class LocalServer:
         on_notification: NotificationHandler | None = None,
     ) -> None:
         self.name = name or default_name(validate_command(command))
+        # The reader thread holds the transport; weak callbacks let this session be garbage
+        # collected anyway, and the finalizer then stops the process (no orphan, no zombie).
         self._transport = StdioTransport(
             command, name=self.name, env=env, inherit_env=inherit_env, cwd=cwd,
-            max_line_bytes=max_line_bytes, on_request=self._on_request,
-            on_notification=self._on_notification_message,
+            max_line_bytes=max_line_bytes, on_request=_weak(self._on_request),
+            on_notification=_weak(self._on_notification_message),
         )
+        self._finalizer = weakref.finalize(self, self._transport.close)
         self.timeout = timeout
         self.startup_timeout = startup_timeout
         self._on_notification = on_notification
@@ -141,8 +146,9 @@ class LocalServer:
         self.instructions = instructions if isinstance(instructions, str) else None
 
     def close(self) -> None:
-        """Stop the server (bounded: stdin close, SIGTERM, SIGKILL). Idempotent."""
-        self._transport.close()
+        """Stop the server (bounded: stdin close, SIGTERM, SIGKILL). Idempotent. A session
+        that is garbage-collected, or still open at interpreter exit, is closed too."""
+        self._finalizer()
 
     def forget_after_fork(self) -> None:
         self._transport.forget_after_fork()
@@ -279,6 +285,18 @@ class LocalServer:
 
 #: Programs whose first non-option argument names the server better than they do.
 _LAUNCHERS = ("python", "python3", "node", "uv", "uvx", "npx", "deno", "bun", "ruby", "java")
+
+
+def _weak(method: Callable[[T], None]) -> Callable[[T], None]:
+    """A callback that calls ``method`` while its object lives, and does nothing after."""
+    ref = weakref.WeakMethod(method)
+
+    def call(argument: T) -> None:
+        bound = ref()
+        if bound is not None:
+            bound(argument)
+
+    return call
 
 
 def default_name(command: Sequence[str]) -> str:

@@ -244,7 +244,7 @@ class LocalServerPool:
 
     def _start(self, name: str, entry: _Entry, deadline: Deadline) -> LocalServer:
         spec = entry.spec
-        startup = spec.startup_timeout or self.startup_timeout
+        startup = self.startup_timeout if spec.startup_timeout is None else spec.startup_timeout
         server = LocalServer(
             spec.command, name=name, env=spec.env, inherit_env=spec.inherit_env, cwd=spec.cwd,
             startup_timeout=min(startup, max(deadline.remaining(), 0.001)),
@@ -274,11 +274,12 @@ class LocalServerPool:
     def forget_after_fork(self) -> None:
         """In a forked child: drop the parent's processes; keep the specs to start our own."""
         self._lock = threading.Lock()
-        for name, entry in list(self._entries.items()):
+        for entry in self._entries.values():
             if entry.server is not None:
                 entry.server.forget_after_fork()
             if not entry.managed:
-                del self._entries[name]
+                # Kept, forgotten: a call for its name must fail here, not go to the gateway.
+                entry.lock = threading.Lock()
                 continue
             entry.server = None
             entry.lock = threading.Lock()

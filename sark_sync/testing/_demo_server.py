@@ -139,6 +139,8 @@ class DemoServer:
         for thread, cancelled in calls:
             cancelled.set()
             thread.join(0.5)
+        with self._write_lock:
+            pass  # a straggler mid-write finishes before the interpreter shuts down
         return 0
 
     def _write(self, line: bytes) -> None:
@@ -267,11 +269,14 @@ class DemoServer:
         except Exception as exc:  # a bug in a tool must not kill the server
             logger.exception("tool %s failed", name)
             result = _text(f"internal error: {exc!r}", error=True)
-        with self._lock:
-            del self._calls[id]
-            if cancelled.is_set():
-                return  # MCP: a cancelled request gets no response
-        self._reply(id, result)
+        try:
+            if not cancelled.is_set():  # MCP: a cancelled request gets no response
+                self._reply(id, result)
+        finally:
+            # Registered until the reply is written: serve() waits for the calls it knows
+            # of, and an interpreter exiting under a thread that holds stdout aborts.
+            with self._lock:
+                del self._calls[id]
 
     def _ask_client(self, method: str, cancelled: threading.Event) -> Reply:
         event, got = threading.Event(), list[Reply]()

@@ -279,6 +279,10 @@ class StdioTransport:
         if process is None or process.stdin is None:
             raise ProcessExitedError(f"local MCP server {self.name!r} is not running",
                                      server=self.name)
+        if os.getpid() != self._owner_pid:
+            raise ProcessExitedError(
+                f"local MCP server {self.name!r} belongs to the process that started it (pid "
+                f"{self._owner_pid}); start a new one after fork()", server=self.name)
         deadline = time.monotonic() + timeout
         fd = process.stdin.fileno() if not process.stdin.closed else -1
         view = memoryview(data)
