@@ -6,8 +6,9 @@
   test even if the code under test swallowed that error. ``responses`` mocks requests at the
   adapter, before any socket, so it keeps working.
 - ``tests/integration/``: ``no_leaks`` (autouse there; any test may also request it). It
-  snapshots the live threads, the open file descriptors and the child processes before the
-  test and, after the test and its function-scoped fixtures are torn down, polls (up to
+  snapshots the live threads, the open file descriptors and the child processes (with every
+  member of a process group or session led by a process the tests spawned) before the test
+  and, after the test and its function-scoped fixtures are torn down, polls (up to
   ``LEAK_DEADLINE`` seconds, ``POLL_INTERVAL`` between polls) until they are back to the
   baseline; otherwise it fails the test with the list of what leaked and kills leaked children.
 
@@ -18,21 +19,15 @@
 
 from __future__ import annotations
 
-import contextlib
-import fnmatch
-import gc
 import importlib.util
 import os
-import signal
 import socket
 import subprocess
-import threading
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, NoReturn
 
+import leak_guard
 import pytest
 
 pytest_plugins = ["realcomp.fixtures"]  # tools_python, mcp_sdk_server_command
@@ -41,27 +36,10 @@ TESTS_DIR = Path(__file__).resolve().parent
 UNIT_DIR = TESTS_DIR / "unit"
 INTEGRATION_DIR = TESTS_DIR / "integration"
 
-#: How long threads, fds and children may take to go away after a test.
-LEAK_DEADLINE = 3.0
-#: Pause between two polls (never a longer bare sleep).
-POLL_INTERVAL = 0.01
-#: How often unreachable objects are collected while polling.
-GC_INTERVAL = 0.25
 
-#: Process-wide singleton threads, created lazily once and kept for the life of the
-#: interpreter, which may therefore outlive the test that first needed them. Patterns are
-#: fnmatch patterns on ``Thread.name``. Each pattern is tolerated for ONE live thread per
-#: process: the first one seen is remembered, and a second live thread matching the same
-#: pattern is a leak (a "singleton" created per client or per call is not a singleton).
-#: Convention: sark_sync names such threads ``sark_sync-singleton-<purpose>``.
-ALLOWED_SINGLETON_THREADS: tuple[str, ...] = ("sark_sync-singleton-*",)
 
-#: fd targets (fnmatch on ``os.readlink('/proc/self/fd/N')``) that may outlive a test.
-#: Empty on purpose: every fd a test opens must be closed by the time the test is over.
-ALLOWED_FD_TARGETS: tuple[str, ...] = ()
-
-# pattern -> the singleton thread accepted for it (kept for the whole session).
-_accepted_singletons: dict[str, threading.Thread] = {}
+def pytest_configure(config: pytest.Config) -> None:
+    leak_guard.record_spawns()
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -102,138 +80,19 @@ def _under(path: Path, directory: Path) -> bool:
 # ---------------------------------------------------------------------------------------------
 # Leak detection (integration tests)
 # ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Snapshot:
-    threads: frozenset[threading.Thread]
-    fds: dict[int, str]
-    children: dict[tuple[int, str], str] = field(default_factory=dict)
-
-
-def _live_threads() -> frozenset[threading.Thread]:
-    # Threads not started by the threading module (_DummyThread) can be neither joined nor
-    # reliably told dead on every version: they are ignored.
-    dummy = getattr(threading, "_DummyThread", ())
-    return frozenset(t for t in threading.enumerate() if t.is_alive() and not isinstance(t, dummy))
-
-
-def _open_fds() -> dict[int, str]:
-    fds: dict[int, str] = {}
-    for name in os.listdir("/proc/self/fd"):
-        try:
-            fds[int(name)] = os.readlink(f"/proc/self/fd/{name}")
-        except OSError:
-            continue  # the directory fd of listdir itself, closed by now
-    return fds
-
-
-def _children() -> dict[tuple[int, str], str]:
-    """Child processes of this process: (pid, start time) -> description."""
-    me = os.getpid()
-    found: dict[tuple[int, str], str] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                stat = f.read().decode("utf-8", "replace")
-        except OSError:
-            continue  # exited meanwhile
-        # "pid (comm) state ppid ... starttime": comm may hold spaces and parentheses.
-        comm = stat[stat.find("(") + 1 : stat.rfind(")")]
-        fields = stat[stat.rfind(")") + 2 :].split()
-        if len(fields) < 20 or int(fields[1]) != me:
-            continue
-        state, starttime = fields[0], fields[19]
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                raw = f.read()
-        except OSError:
-            raw = b""
-        cmdline = raw.replace(b"\0", b" ").decode("utf-8", "replace").strip() or f"[{comm}]"
-        zombie = " (zombie: never waited for)" if state == "Z" else ""
-        found[(int(entry), starttime)] = f"pid {entry} state {state}{zombie}: {cmdline}"
-    return found
-
-
-def _snapshot() -> _Snapshot:
-    return _Snapshot(threads=_live_threads(), fds=_open_fds(), children=_children())
-
-
-def _singleton_pattern(thread: threading.Thread) -> str | None:
-    for pattern in ALLOWED_SINGLETON_THREADS:
-        if fnmatch.fnmatchcase(thread.name, pattern):
-            return pattern
-    return None
-
-
-def _find_leaks(before: _Snapshot) -> tuple[list[str], dict[str, threading.Thread]]:
-    """What is live now and was not before; and the singletons this test may introduce."""
-    problems: list[str] = []
-    new_singletons: dict[str, threading.Thread] = {}
-
-    for thread in sorted(_live_threads() - before.threads, key=lambda t: t.name):
-        pattern = _singleton_pattern(thread)
-        if pattern is not None and pattern not in new_singletons:
-            previous = _accepted_singletons.get(pattern)
-            if previous is None or previous is thread or not previous.is_alive():
-                new_singletons[pattern] = thread
-                continue
-        kind = "daemon thread" if thread.daemon else "thread"
-        extra = f" (a second {pattern!r} singleton)" if pattern else ""
-        problems.append(f"{kind} {thread.name!r} ident={thread.ident}{extra}")
-
-    for fd, target in sorted(_open_fds().items()):
-        if before.fds.get(fd) == target:
-            continue
-        if any(fnmatch.fnmatchcase(target, p) for p in ALLOWED_FD_TARGETS):
-            continue
-        problems.append(f"fd {fd} -> {target}")
-
-    for key, description in sorted(_children().items()):
-        if key not in before.children:
-            problems.append(f"child process {description}")
-
-    return problems, new_singletons
-
-
-def _kill_leaked_children(before: _Snapshot) -> None:
-    """Do not let a leaked child outlive the test run (or hang CI)."""
-    for pid, _ in set(_children()) - set(before.children):
-        with contextlib.suppress(OSError):
-            os.kill(pid, signal.SIGKILL)
-        with contextlib.suppress(OSError):
-            os.waitpid(pid, 0)
-
-
-def _wait_for_baseline(before: _Snapshot) -> tuple[list[str], dict[str, threading.Thread]]:
-    deadline = time.monotonic() + LEAK_DEADLINE
-    next_gc = 0.0
-    while True:
-        now = time.monotonic()
-        if now >= next_gc:
-            gc.collect()
-            next_gc = now + GC_INTERVAL
-        problems, singletons = _find_leaks(before)
-        if not problems or time.monotonic() >= deadline:
-            return problems, singletons
-        time.sleep(POLL_INTERVAL)
-
-
 @pytest.fixture
 def no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
     """Fail the test if it leaves threads, file descriptors or child processes behind."""
-    before = _snapshot()
+    before = leak_guard.snapshot()
     yield
-    problems, singletons = _wait_for_baseline(before)
-    _accepted_singletons.update(singletons)
+    problems, singletons = leak_guard.wait_for_baseline(before)
+    leak_guard.accepted_singletons.update(singletons)
     if problems:
-        _kill_leaked_children(before)
+        leak_guard.kill_leaked_children(before)
         listing = "\n  ".join(problems)
         pytest.fail(
-            f"{request.node.nodeid} leaked (still there {LEAK_DEADLINE:g}s after the test):"
-            f"\n  {listing}",
+            f"{request.node.nodeid} leaked (still there {leak_guard.LEAK_DEADLINE:g}s after the "
+            f"test):\n  {listing}",
             pytrace=False,
         )
 
