@@ -8,6 +8,17 @@ Order of checks, which decides which error a request with several problems gets:
 route exists (404) → method allowed (405) → API key (401) → user JWT (401) → query and body
 shape (400) → names known (404) → idempotency (409) → the tool runs.
 
+``GET /api/v1/events`` is answered with a :class:`~._events.Subscription` instead of a
+:class:`Response` once it passed the same checks (``?types=`` is validated: 400), and the
+handler streams it (:mod:`._event_stream`). A malformed ``Last-Event-ID`` is not an error: the
+stream starts with a ``stream_reset`` (reason ``"malformed"``) so the client knows it may have
+missed events, rather than losing them silently or being refused forever.
+
+Every invoke that reaches a tool publishes ``tool_invoked`` {request_id, server, tool,
+principal (the user JWT's ``sub``, or ``null``), outcome, latency_ms}: outcome ``"success"``,
+``"tool_error"`` (the result has ``isError: true``) or ``"error"`` (the upstream failed: 502,
+504, or the call raised). An idempotent replay does not reach the tool and publishes nothing.
+
 A hosted stdio server that fails a call (it exited: 502 ``upstream_error``; it did not answer
 in time: 504 ``upstream_timeout``) answers an error that is not stored under the request's
 Idempotency-Key: the point of retrying a 502/504 with the same key is to run it again.
@@ -20,11 +31,13 @@ import hmac
 import json
 import re
 import threading
+import time
 from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import unquote
 
 from . import _jwt
+from ._events import EventLog, Subscription, parse_last_event_id, parse_types
 from ._idempotency import IdempotencyStore, Outcome
 from ._recording import RecordedRequest
 from ._registry import Registry, UnknownName, UpstreamFailure, valid_name
@@ -59,6 +72,14 @@ class ApiError(Exception):
 
 
 @dataclass(frozen=True)
+class _Caller:
+    """Who sent a request: the idempotency scope of its API key, the user JWT's ``sub``."""
+
+    scope: str
+    principal: str | None
+
+
+@dataclass(frozen=True)
 class ApiConfig:
     api_keys: frozenset[str]
     jwt_secret: str
@@ -68,12 +89,16 @@ class ApiConfig:
 
 
 class Api:
-    """Answers the gateway's endpoints from a :class:`Registry` and an idempotency store."""
+    """Answers the gateway's endpoints from a :class:`Registry`, an idempotency store and
+    an event log (which it also publishes ``tool_invoked`` to)."""
 
-    def __init__(self, config: ApiConfig, registry: Registry, store: IdempotencyStore) -> None:
+    def __init__(
+        self, config: ApiConfig, registry: Registry, store: IdempotencyStore, events: EventLog
+    ) -> None:
         self.config = config
         self.registry = registry
         self.store = store
+        self.events = events
         self._health_lock = threading.Lock()
         self._health = "healthy"
 
@@ -89,8 +114,9 @@ class Api:
         with self._health_lock:
             self._health = status
 
-    def handle(self, request: RecordedRequest) -> Response:
-        """Answer one request; every failure becomes the error envelope."""
+    def handle(self, request: RecordedRequest) -> Response | Subscription:
+        """Answer one request (an event stream request with what to stream); every failure
+        becomes the error envelope."""
         try:
             return self._route(request)
         except ApiError as exc:
@@ -99,7 +125,7 @@ class Api:
                 response.headers.append(("Allow", exc.allow))
             return response
 
-    def _route(self, request: RecordedRequest) -> Response:
+    def _route(self, request: RecordedRequest) -> Response | Subscription:
         path = request.path
         if path == "/health":
             self._allow(request, "GET")
@@ -114,7 +140,7 @@ class Api:
         if path not in _ROUTES:
             raise ApiError(404, f"no such endpoint: {path}")
         self._allow(request, _ROUTES[path])
-        scope = self._authenticate(request)
+        caller = self._authenticate(request)
         if path == "/api/v1/servers":
             offset, limit = _page(request.query)
             items, total = self.registry.list_servers(offset, limit)
@@ -130,8 +156,13 @@ class Api:
                 raise ApiError(404, str(exc)) from None
             return Response.json(200, _page_body("tools", tools, total, offset, limit))
         if path == "/api/v1/invoke":
-            return self._invoke(request, scope)
-        raise ApiError(404, "event streams are not served by this LocalGateway yet")
+            return self._invoke(request, caller)
+        try:
+            types = parse_types(request.query.get("types"))
+        except ValueError as exc:
+            raise ApiError(400, str(exc)) from None
+        last_event_id, malformed = parse_last_event_id(request.headers.get("Last-Event-ID"))
+        return Subscription(types, last_event_id, malformed)
 
     @staticmethod
     def _allow(request: RecordedRequest, method: str) -> None:
@@ -139,8 +170,8 @@ class Api:
         if request.method not in allowed:
             raise ApiError(405, f"{request.method} is not allowed here", allow=", ".join(allowed))
 
-    def _authenticate(self, request: RecordedRequest) -> str:
-        """Check the API key and any user JWT; return the idempotency scope of the caller."""
+    def _authenticate(self, request: RecordedRequest) -> _Caller:
+        """Check the API key and any user JWT; return who the caller is."""
         key = request.headers.get("X-API-Key")
         scope = hashlib.sha256(key.encode("latin-1", "replace")).hexdigest() if key else ""
         if self.config.api_keys:
@@ -150,17 +181,20 @@ class Api:
             if not any(hmac.compare_digest(sent, k.encode("utf-8")) for k in self.config.api_keys):
                 raise ApiError(401, "invalid API key")
         authorization = request.headers.get("Authorization")
+        principal = None
         if authorization is not None:
             scheme, _, token = authorization.strip().partition(" ")
             if scheme.lower() != "bearer" or not token.strip():
                 raise ApiError(401, "Authorization must be 'Bearer <token>'")
             try:
-                _jwt.decode(token.strip(), self.config.jwt_secret)
+                claims = _jwt.decode(token.strip(), self.config.jwt_secret)
             except _jwt.JWTError as exc:
                 raise ApiError(401, f"invalid user token: {exc}") from None
+            subject = claims.get("sub")
+            principal = subject if isinstance(subject, str) else None
         elif self.config.require_user_token and request.path == "/api/v1/invoke":
             raise ApiError(401, "a user token (Authorization: Bearer) is required")
-        return scope
+        return _Caller(scope, principal)
 
     def _get_server(self, raw_name: str) -> dict[str, Any]:
         name = unquote(raw_name, errors="replace")
@@ -171,7 +205,7 @@ class Api:
         except UnknownName as exc:
             raise ApiError(404, str(exc)) from None
 
-    def _invoke(self, request: RecordedRequest, scope: str) -> Response:
+    def _invoke(self, request: RecordedRequest, caller: _Caller) -> Response:
         server, tool, parameters = _invocation(request.body)
         try:
             self.registry.require(server, tool)
@@ -179,11 +213,12 @@ class Api:
             raise ApiError(404, str(exc)) from None
         key = request.headers.get("Idempotency-Key")
         if key is None:
-            return self._run(request, server, tool, parameters)
+            return self._run(request, caller, server, tool, parameters)
         if len(key) > MAX_IDEMPOTENCY_KEY or not _PRINTABLE.match(key):
             raise ApiError(400, f"Idempotency-Key must be 1..{MAX_IDEMPOTENCY_KEY} visible ASCII")
         canonical = {"server": server, "tool": tool, "parameters": parameters}
         fingerprint = hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).digest()
+        scope = caller.scope
         claim = self.store.begin(scope, key, fingerprint, wait=self.config.idempotency_wait)
         if claim.outcome is Outcome.CONFLICT:
             raise ApiError(409, "Idempotency-Key was already used with another request body")
@@ -194,7 +229,7 @@ class Api:
             headers = [*stored.headers, ("Idempotent-Replayed", "true")]
             return Response(stored.status, stored.body, stored.content_type, headers)
         try:
-            response = self._run(request, server, tool, parameters)
+            response = self._run(request, caller, server, tool, parameters)
         except BaseException:
             self.store.abandon(scope, key)
             raise
@@ -202,14 +237,41 @@ class Api:
         return response
 
     def _run(
-        self, request: RecordedRequest, server: str, tool: str, parameters: dict[str, Any]
+        self,
+        request: RecordedRequest,
+        caller: _Caller,
+        server: str,
+        tool: str,
+        parameters: dict[str, Any],
     ) -> Response:
+        started = time.perf_counter()
+
+        def publish(outcome: str) -> None:
+            latency_ms = round((time.perf_counter() - started) * 1000, 3)
+            self.events.publish("tool_invoked", {
+                "request_id": request.request_id, "server": server, "tool": tool,
+                "principal": caller.principal, "outcome": outcome, "latency_ms": latency_ms,
+            })
+
         try:
             result = self.registry.call(server, tool, parameters)
-        except UnknownName as exc:  # removed between require() and call()
+        except UnknownName as exc:  # removed between require() and call(): no tool reached
             raise ApiError(404, str(exc)) from None
         except UpstreamFailure as exc:
+            publish("error")
             raise ApiError(exc.status, str(exc)) from None
+        except BaseException:
+            publish("error")
+            raise
+        response, is_error = self._result(request, server, tool, result)
+        publish("tool_error" if is_error else "success")
+        return response
+
+    @staticmethod
+    def _result(
+        request: RecordedRequest, server: str, tool: str, result: dict[str, Any]
+    ) -> tuple[Response, bool]:
+        """The 200 answer for ``result`` and whether it is a tool error."""
         body = {
             "request_id": request.request_id,
             "server": server,
@@ -218,13 +280,13 @@ class Api:
             "filtered": [],
         }
         try:
-            return Response(200, json_bytes(body))
+            return Response(200, json_bytes(body)), result.get("isError") is True
         except (TypeError, ValueError) as exc:
             body["result"] = {
                 "content": [{"type": "text", "text": f"tool result is not JSON: {exc}"}],
                 "isError": True,
             }
-            return Response(200, json_bytes(body))
+            return Response(200, json_bytes(body)), True
 
 
 def _invocation(body: bytes) -> tuple[str, str, dict[str, Any]]:

@@ -6,7 +6,7 @@ one fault, the earliest still-live one that matches, so a test scripts a sequenc
 faults in order (``503`` then ``drop`` then the real answer). A fault applies ``times`` times
 (``None``: forever; ``0``: never) and then stops matching; ``hits`` counts its applications.
 
-Two kinds of behaviour, which combine:
+Three kinds of behaviour, which combine:
 
 - **Answering** faults replace the real handler, so the tool never runs: ``drop`` (close the
   connection after reading the request, without answering), ``status`` (answer that status,
@@ -17,6 +17,18 @@ Two kinds of behaviour, which combine:
   ``truncate`` (declare the full Content-Length, send half the body, close) and ``slow_body``
   (send the body in :data:`SLOW_BODY_CHUNK`-byte pieces, pausing that many seconds between).
   ``truncate`` alone lets the tool run and loses its answer, like a connection cut mid-reply.
+- **Stream** faults shape an event stream (``GET /api/v1/events``) once it is open, and are
+  ignored by other requests: ``drop_after_events=N`` closes the connection as soon as N events
+  were written on it (replayed ones count; ``retry``, pings and ``stream_reset`` do not; ``0``:
+  right after the ``retry`` line); ``stall_after_events=N`` writes nothing more after N events,
+  not even pings, for ``stall`` seconds (``None``: until ``stop()``), then closes. Either close
+  is abrupt: a chunked stream gets no last chunk. An event stream has no Content-Length, so
+  ``truncate`` and ``slow_body`` do not apply to it; ``delay``, ``drop``, ``status`` (with
+  ``retry_after``), ``body`` and ``content_type`` do, as for any request.
+
+For example ``Fault(path="/api/v1/events", drop_after_events=100, times=None)`` cuts every
+stream after 100 events, and ``Fault(path="/api/v1/events", status=503, retry_after=2)`` turns
+the next stream request away.
 """
 
 from __future__ import annotations
@@ -39,7 +51,9 @@ class Fault:
     path); ``method`` case-insensitively (``None``: any); ``server`` against the ``"server"``
     field of a JSON request body (POST /api/v1/invoke). ``retry_after`` adds a ``Retry-After``
     header (seconds, or a string sent as is, e.g. an HTTP date). Raises ``ValueError`` for
-    negative times or delays and for statuses outside 100..599.
+    negative times, delays or event counts, for statuses outside 100..599, for both
+    ``drop_after_events`` and ``stall_after_events``, and for ``stall`` without
+    ``stall_after_events``.
 
     >>> fault = Fault(status=503, retry_after=1, times=2)
     >>> fault.hits
@@ -58,6 +72,9 @@ class Fault:
     body: bytes | str | None = None
     content_type: str | None = None
     server: str | None = None
+    drop_after_events: int | None = None
+    stall_after_events: int | None = None
+    stall: float | None = None
     hits: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
@@ -69,6 +86,19 @@ class Fault:
             raise ValueError("slow_body must be >= 0 seconds per chunk")
         if self.status is not None and not 100 <= self.status <= 599:
             raise ValueError("status must be in 100..599")
+        for name in ("drop_after_events", "stall_after_events"):
+            count = getattr(self, name)
+            if count is not None and (
+                isinstance(count, bool) or not isinstance(count, int) or count < 0
+            ):
+                raise ValueError(f"{name} must be an integer >= 0 or None")
+        if self.drop_after_events is not None and self.stall_after_events is not None:
+            raise ValueError("a fault either drops or stalls a stream, not both")
+        if self.stall is not None:
+            if self.stall_after_events is None:
+                raise ValueError("stall needs stall_after_events")
+            if self.stall < 0:
+                raise ValueError("stall must be >= 0 seconds or None (until stop)")
 
     @property
     def answers(self) -> bool:

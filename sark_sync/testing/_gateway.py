@@ -13,6 +13,12 @@ shuts down every connection, idle keep-alive ones included, and joins every thre
 within ``stop_timeout`` seconds. A thread stuck in a user's tool function cannot be
 interrupted; it is reported in a warning log and left as a daemon.
 
+Events (DESIGN §4, ``GET /api/v1/events``): one :class:`~._events.EventLog` per gateway, fed by
+the :class:`~._catalogue.Catalogue` (``server_registered``, ``server_unregistered``,
+``server_health``), by the API (``tool_invoked``) and by :meth:`LocalGateway.publish_event`;
+each stream is served by its connection's thread (:mod:`._event_stream`) and ends when
+``stop()`` closes the log.
+
 Stdio MCP servers (:meth:`LocalGateway.add_stdio_server`) are hosted through sark_sync's own
 :class:`~sark_sync.LocalServer` (see :mod:`._stdio_hosting`): started, and their tools listed,
 before the gateway serves, so its catalogue is complete when ``url`` is known; closed by
@@ -24,7 +30,6 @@ It is a test double and must never pass for production: it binds loopback addres
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import os
 import socket
@@ -36,13 +41,16 @@ from typing import Any, Callable, TypeVar
 
 from . import _jwt
 from ._api import Api, ApiConfig
+from ._catalogue import Catalogue
+from ._event_stream import StreamSettings
+from ._events import DEFAULT_BUFFER, EventLog
 from ._faults import Fault, FaultSet
 from ._handler import HandlerContext
 from ._idempotency import IdempotencyStore
 from ._recording import RecordedRequest, RequestLog
 from ._registry import Registry, ToolFunction
-from ._server import GatewayHTTPServer
-from ._stdio_hosting import StdioHost, StdioHosting
+from ._server import GatewayHTTPServer, loopback
+from ._stdio_hosting import StdioHosting
 
 __all__ = ["LocalGateway"]
 
@@ -62,19 +70,11 @@ IDLE_TIMEOUT = 120.0
 STDIO_STARTUP_TIMEOUT = 10.0
 #: Seconds a hosted stdio server may take to answer one tool call (then 504).
 STDIO_CALL_TIMEOUT = 30.0
-
-
-def _loopback(host: str) -> tuple[str, int]:
-    """Return the address to bind and its family; refuse anything that is not loopback."""
-    if host == "localhost":
-        return "127.0.0.1", socket.AF_INET
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        address = None
-    if address is None or not address.is_loopback:
-        raise ValueError(f"LocalGateway binds loopback addresses only, not {host!r}")
-    return str(address), socket.AF_INET6 if address.version == 6 else socket.AF_INET
+#: Seconds of silence on an event stream before a ``: ping`` comment (DESIGN §4).
+PING_INTERVAL = 15.0
+#: Reconnection delay sent to event stream clients as ``retry: 1000``: long enough not to
+#: hammer a gateway that restarts, short enough for tests that reconnect.
+EVENT_RETRY = 1.0
 
 
 class LocalGateway:
@@ -90,6 +90,13 @@ class LocalGateway:
     :param idempotency_wait: seconds a repeated key waits for the first request (then 409).
     :param idle_timeout: seconds an idle keep-alive connection stays open (None: forever).
     :param stop_timeout: seconds :meth:`stop` waits for threads.
+    :param event_buffer: events kept for replay to reconnecting streams (>= 10,000).
+    :param first_event_id: the first event id (>= 1); give a restarted gateway the next id of
+        the previous one for its clients to resume, or leave 1 to test ``stream_reset``.
+    :param ping_interval: seconds of silence before a stream gets a ``: ping`` (> 0).
+    :param event_retry: seconds sent to stream clients as ``retry: <ms>`` (>= 0).
+    :param event_framing: ``"chunked"`` (Transfer-Encoding: chunked) or ``"close"`` (the body
+        ends when the connection closes). The event wire format is in :mod:`._events`.
 
     Example::
 
@@ -113,6 +120,11 @@ class LocalGateway:
         idempotency_wait: float = IDEMPOTENCY_WAIT,
         idle_timeout: float | None = IDLE_TIMEOUT,
         stop_timeout: float = STOP_TIMEOUT,
+        event_buffer: int = DEFAULT_BUFFER,
+        first_event_id: int = 1,
+        ping_interval: float = PING_INTERVAL,
+        event_retry: float = EVENT_RETRY,
+        event_framing: str = "chunked",
     ) -> None:
         keys = frozenset([api_keys] if isinstance(api_keys, str) else api_keys)
         if any(not key for key in keys):
@@ -123,7 +135,7 @@ class LocalGateway:
             raise ValueError("port must be an integer in 0..65535")
         if max_request_bytes < 0:
             raise ValueError("max_request_bytes must be >= 0")
-        self._bind_host, self._family = _loopback(host)
+        self._bind_host, self._family = loopback(host)
         self._port = port
         self._jwt_secret = jwt_secret
         self._stop_timeout = stop_timeout
@@ -132,11 +144,15 @@ class LocalGateway:
         self._log = RequestLog()
         self._store = IdempotencyStore()
         self._hosting = StdioHosting()
+        self._events = EventLog(event_buffer, first_event_id)
+        self._catalogue = Catalogue(self._registry, self._hosting, self._events)
         self._stopping = threading.Event()
         config = ApiConfig(keys, jwt_secret, require_user_token, version, idempotency_wait)
-        self._api = Api(config, self._registry, self._store)
+        self._api = Api(config, self._registry, self._store, self._events)
         self._context = HandlerContext(
             api=self._api,
+            events=self._events,
+            stream=StreamSettings(ping_interval, event_retry, event_framing),
             faults=self._faults,
             log=self._log,
             stopping=self._stopping,
@@ -169,13 +185,7 @@ class LocalGateway:
             except BaseException:
                 self._hosting.close_all()
                 raise
-            thread = threading.Thread(
-                target=server.serve_forever,
-                kwargs={"poll_interval": POLL_INTERVAL},
-                name="sark-local-gateway-accept",
-                daemon=True,
-            )
-            thread.start()
+            thread = server.serve_in_thread(POLL_INTERVAL)
             self._server, self._accept_thread, self._state = server, thread, "running"
         logger.debug("LocalGateway serving on %s", self.url)
         return self
@@ -191,15 +201,11 @@ class LocalGateway:
         assert server is not None and thread is not None
         deadline = time.monotonic() + self._stop_timeout
         self._stopping.set()
+        self._events.close()
         self._store.close()
         self._hosting.close_all()
-        if thread.is_alive():
-            server.shutdown()
-        server.server_close()
-        server.close_connections()
-        stuck = server.join_workers(max(0.0, deadline - time.monotonic()))
-        thread.join(max(0.0, deadline - time.monotonic()))
-        if stuck or thread.is_alive():
+        stuck = server.stop_serving(thread, deadline)
+        if stuck:
             logger.warning("LocalGateway.stop(): %d thread(s) still running", len(stuck))
 
     def __enter__(self) -> LocalGateway:
@@ -244,14 +250,12 @@ class LocalGateway:
         *,
         server_url: str | None = None,
     ) -> dict[str, Any]:
-        """Register a server and return its ServerInfo JSON; ``ValueError`` for a bad name,
-        a duplicate or an unknown transport, sensitivity level or health status."""
-        return self._registry.add_server(
-            name,
-            transport=transport,
-            sensitivity_level=sensitivity_level,
-            authorized_teams=authorized_teams,
-            health_status=health_status,
+        """Register a server, publish ``server_registered`` and return its ServerInfo JSON;
+        ``ValueError`` for a bad name, a duplicate or an unknown transport, sensitivity level
+        or health status."""
+        return self._catalogue.add_server(
+            name, transport=transport, sensitivity_level=sensitivity_level,
+            authorized_teams=authorized_teams, health_status=health_status,
             server_url=server_url,
         )
 
@@ -274,7 +278,9 @@ class LocalGateway:
         ``inputSchema`` and ``annotations``, become the server's. Invokes are forwarded with
         ``tools/call``: a tool error is a 200, a crash or JSON-RPC error a 502, no answer in
         ``call_timeout`` a 504. A crashed server is "unhealthy" until the next invoke
-        restarts it (at most 3 times in 60 s; see :mod:`._stdio_hosting`).
+        restarts it (at most 3 times in 60 s; see :mod:`._stdio_hosting`). Publishes
+        ``server_registered`` at once, and ``server_health`` when it starts ("healthy") and
+        each time its health changes.
 
         :param command: e.g. ``[sys.executable, "-m", "sark_sync.testing.demo_server"]``.
         :param env: variables added to the child's environment, which otherwise holds only
@@ -286,34 +292,24 @@ class LocalGateway:
         the gateway is running, what :class:`~sark_sync.LocalServer` raises if the server
         cannot start (it is not registered then).
         """
-        host = StdioHost(
-            name, command, env=env, cwd=cwd, inherit_env=inherit_env,
-            startup_timeout=startup_timeout, call_timeout=call_timeout,
-            on_tools=self._registry.set_upstream_tools,
-        )
         with self._lifecycle:  # a start() or stop() in between would miss this server
-            self._registry.add_server(
-                name, transport="stdio", sensitivity_level=sensitivity_level,
-                authorized_teams=authorized_teams, health_status="unknown",
-                server_url=f"stdio://local/{name}", upstream=host,
+            return self._catalogue.add_stdio_server(
+                name, command, running=self._state == "running", env=env, cwd=cwd,
+                inherit_env=inherit_env, sensitivity_level=sensitivity_level,
+                authorized_teams=authorized_teams, startup_timeout=startup_timeout,
+                call_timeout=call_timeout,
             )
-            self._hosting.add(host)
-            if self._state == "running":
-                try:
-                    host.start()
-                except BaseException:
-                    self._hosting.pop(name)
-                    self._registry.remove_server(name)
-                    raise
-            return self._registry.get_server(name)
 
     def remove_server(self, name: str) -> None:
-        """Unregister a server and its tools (closing it if it is a stdio server); ``KeyError``
-        if there is none by that name."""
-        self._registry.remove_server(name)
-        host = self._hosting.pop(name)
-        if host is not None:
-            host.close()
+        """Unregister a server and its tools (closing it if it is a stdio server) and publish
+        ``server_unregistered``; ``KeyError`` if there is none by that name."""
+        self._catalogue.remove_server(name)
+
+    def set_server_health(self, name: str, status: str) -> None:
+        """Set the ``health_status`` of a server added with :meth:`add_server` and publish
+        ``server_health`` if it changed. ``KeyError`` for an unknown server, ``ValueError``
+        for an unknown status or a stdio server (whose health is its process's)."""
+        self._catalogue.set_health(name, status)
 
     def add_raw_server(self, obj: object) -> None:
         """Append any JSON value to the server list as is (to test malformed items)."""
@@ -337,13 +333,8 @@ class LocalGateway:
         server and ``ValueError`` for a bad or duplicate name.
         """
         return self._registry.add_tool(
-            server,
-            name,
-            func,
-            description=description,
-            input_schema=input_schema,
-            annotations=annotations,
-            sensitivity_level=sensitivity_level,
+            server, name, func, description=description, input_schema=input_schema,
+            annotations=annotations, sensitivity_level=sensitivity_level,
             sensitive_params=sensitive_params,
         )
 
@@ -363,8 +354,26 @@ class LocalGateway:
         return self._registry.runs(server, tool)
 
     def set_health(self, status: str) -> None:
-        """Set what ``/health`` reports: "healthy", "degraded", or "unhealthy" (503)."""
+        """Set what ``/health`` reports: "healthy", "degraded", or "unhealthy" (503). This is
+        the gateway's own health, not a server's: no ``server_health`` event is published."""
         self._api.health = status
+
+    # -- events ----------------------------------------------------------------------------
+
+    def publish_event(self, type: str, data: Mapping[str, Any]) -> int:
+        """Publish an event to every stream (and the replay buffer); return its id.
+
+        For tests and benchmarks, and the hook of events the gateway does not emit by itself
+        (``authorization_denied`` {server, tool, principal, reason}). ``type`` must match
+        ``[a-z_]{1,64}`` and not be ``stream_reset`` (``ValueError``); ``data`` must be a JSON
+        object (``TypeError``). Works before start() and after stop() too.
+        """
+        return self._events.publish(type, data)
+
+    @property
+    def last_event_id(self) -> int:
+        """The id of the newest event (``first_event_id - 1`` before the first one)."""
+        return self._events.newest_id
 
     # -- credentials -----------------------------------------------------------------------
 

@@ -6,7 +6,9 @@ request it reads the body (``Content-Length`` or chunked, refusing more than
 fault, asks :class:`~sark_sync.testing._api.Api` for the answer unless the fault answers
 instead, and writes status line, headers and body in a single ``sendall`` so no response is
 ever split into segments that Nagle's algorithm could hold back (the server also sets
-``TCP_NODELAY`` on every accepted socket). Every response carries ``Content-Length``.
+``TCP_NODELAY`` on every accepted socket). Every response carries ``Content-Length``, except
+an event stream (``GET /api/v1/events``), which the handler hands over to
+:class:`~._event_stream.EventStream` for as long as it lasts; the connection then closes.
 
 Every wait here (fault delays, slow bodies) is a wait on the gateway's stop event, so
 ``stop()`` interrupts it at once. Nothing is written to stderr: stdlib log calls go to the
@@ -25,6 +27,8 @@ from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qsl, urlsplit
 
 from ._api import Api
+from ._event_stream import EventStream, StreamSettings, peer_closed
+from ._events import EventLog, Subscription
 from ._faults import SLOW_BODY_CHUNK, Fault, FaultSet
 from ._recording import RecordedHeaders, RecordedRequest, RequestLog
 from ._wire import JSON, Response, error_response, format_retry_after
@@ -46,6 +50,8 @@ class HandlerContext:
     """What every handler thread shares with its gateway."""
 
     api: Api
+    events: EventLog
+    stream: StreamSettings
     faults: FaultSet
     log: RequestLog
     stopping: threading.Event
@@ -148,7 +154,11 @@ class GatewayHandler(BaseHTTPRequestHandler):
             return
         fault = None if ctx.stopping.is_set() else ctx.faults.take(self.command, target.path, body)
         if fault is None:
-            self._write(_with_request_id(ctx.api.handle(recorded), request_id))
+            answer = ctx.api.handle(recorded)
+            if isinstance(answer, Subscription):
+                self._stream(answer, request_id, None)
+            else:
+                self._write(_with_request_id(answer, request_id))
             return
         if fault.delay and ctx.stopping.wait(fault.delay):
             self.close_connection = True
@@ -157,6 +167,9 @@ class GatewayHandler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         response = _fault_response(fault, request_id) if fault.answers else ctx.api.handle(recorded)
+        if isinstance(response, Subscription):
+            self._stream(response, request_id, fault)
+            return
         if fault.content_type is not None:
             response.content_type = fault.content_type
         if fault.retry_after is not None and not any(
@@ -168,6 +181,47 @@ class GatewayHandler(BaseHTTPRequestHandler):
             truncate=fault.truncate,
             slow_body=fault.slow_body,
         )
+
+    def _stream(self, subscription: Subscription, request_id: str, fault: Fault | None) -> None:
+        """Answer 200 and stream events until the stream ends; then close the connection."""
+        ctx = self.context
+        self.close_connection = True
+        framing = ctx.stream.framing if self.request_version == "HTTP/1.1" else "close"
+        headers = [
+            ("Server", f"sark-sync-local/{ctx.version}"),
+            ("Date", self.date_time_string()),
+            ("Content-Type", "text/event-stream"),
+            ("Cache-Control", "no-cache"),
+            ("X-Request-ID", request_id),
+        ]
+        if fault is not None and fault.content_type is not None:
+            headers[2] = ("Content-Type", fault.content_type)
+        if fault is not None and fault.retry_after is not None:
+            headers.append(("Retry-After", format_retry_after(fault.retry_after)))
+        headers.append(
+            ("Transfer-Encoding", "chunked") if framing == "chunked" else ("Connection", "close")
+        )
+        head = "HTTP/1.1 200 OK\r\n" + "".join(f"{n}: {v}\r\n" for n, v in headers) + "\r\n"
+        self.log_request(200, "-")
+        if self.command == "HEAD":
+            try:
+                self.wfile.write(head.encode("latin-1"))
+            except OSError:
+                pass
+            return
+        sock = self.connection
+        stream = EventStream(
+            ctx.events,
+            subscription,
+            StreamSettings(ctx.stream.ping_interval, ctx.stream.retry, framing),
+            send=self.wfile.write,
+            is_peer_closed=lambda: peer_closed(sock),
+            stopping=ctx.stopping,
+            fault=fault,
+        )
+        ended = stream.run(head.encode("latin-1"))
+        logger.debug("event stream to %s ended (%s) after %d events",
+                     self.address_string(), ended, stream.sent)
 
     def _read_body(self) -> bytes:
         limit = self.context.max_request_bytes

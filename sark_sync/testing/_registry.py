@@ -243,6 +243,19 @@ class Registry:
                 raise KeyError(name)
             self._entries.remove(server)
 
+    def set_health(self, name: str, status: str) -> bool:
+        """Set the health of a server without upstream; return whether it changed."""
+        _check_choice(status, HEALTH_STATUSES, "health_status")
+        with self._lock:
+            server = self._servers.get(name)
+            if server is None:
+                raise KeyError(name)
+            if server.upstream is not None:
+                raise ValueError(f"server {name!r} reports the health of its process")
+            changed = server.health_status != status
+            server.health_status = status
+            return changed
+
     def add_raw(self, value: object) -> None:
         with self._lock:
             self._entries.append(_Raw(copy.deepcopy(value)))

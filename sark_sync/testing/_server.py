@@ -13,6 +13,7 @@ Each accepted socket gets ``TCP_NODELAY``. Errors of a connection are logged at 
 
 from __future__ import annotations
 
+import ipaddress
 import itertools
 import logging
 import socket
@@ -24,9 +25,22 @@ from typing import Any, cast
 
 from ._handler import GatewayHandler, HandlerContext
 
-__all__ = ["GatewayHTTPServer"]
+__all__ = ["GatewayHTTPServer", "loopback"]
 
 logger = logging.getLogger("sark_sync.testing")
+
+
+def loopback(host: str) -> tuple[str, int]:
+    """Return the address to bind and its family; refuse anything that is not loopback."""
+    if host == "localhost":
+        return "127.0.0.1", socket.AF_INET
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        address = None
+    if address is None or not address.is_loopback:
+        raise ValueError(f"LocalGateway binds loopback addresses only, not {host!r}")
+    return str(address), socket.AF_INET6 if address.version == 6 else socket.AF_INET
 
 
 class GatewayHTTPServer(ThreadingHTTPServer):
@@ -103,6 +117,31 @@ class GatewayHTTPServer(ThreadingHTTPServer):
                 sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass  # already closed by its own thread
+
+    def serve_in_thread(self, poll_interval: float) -> threading.Thread:
+        """Start accepting in a daemon thread, checking for shutdown every
+        ``poll_interval`` seconds; return the thread."""
+        thread = threading.Thread(
+            target=self.serve_forever,
+            kwargs={"poll_interval": poll_interval},
+            name="sark-local-gateway-accept",
+            daemon=True,
+        )
+        thread.start()
+        return thread
+
+    def stop_serving(
+        self, accept_thread: threading.Thread, deadline: float
+    ) -> list[threading.Thread]:
+        """Stop accepting, close the listening socket and every connection, and join all
+        threads until ``deadline`` (monotonic); return those still alive."""
+        if accept_thread.is_alive():
+            self.shutdown()
+        self.server_close()
+        self.close_connections()
+        stuck = self.join_workers(max(0.0, deadline - time.monotonic()))
+        accept_thread.join(max(0.0, deadline - time.monotonic()))
+        return [*stuck, accept_thread] if accept_thread.is_alive() else stuck
 
     def join_workers(self, timeout: float) -> list[threading.Thread]:
         """Join every connection thread within ``timeout`` seconds; return those still alive."""

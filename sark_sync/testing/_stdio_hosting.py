@@ -22,6 +22,13 @@ in :data:`RESTART_WINDOW` seconds; past that the call answers 502 without restar
 the window moves on. One lock per host makes concurrent callers share a single restart. An
 idle server is never stopped. Closing is bounded by the stdio transport's shutdown (stdin
 close, SIGTERM, SIGKILL, each bounded); a closed host never restarts.
+
+Health changes are reported to ``on_health(name, status)`` (the gateway publishes them as
+``server_health`` events), once per change and in order: ``"healthy"`` when the server
+(re)starts, ``"unhealthy"`` when the gateway notices it is down: a call finds it exited, a
+restart fails, or a listing reads its health. Without a watcher thread, a server that dies
+while idle is noticed at the next call or listing, not at the moment it dies. ``"unknown"``
+(not started, closed) is never reported: a closed host reports nothing.
 """
 
 from __future__ import annotations
@@ -55,6 +62,7 @@ RESTART_WINDOW = 60.0
 
 
 ToolsListed = Callable[[str, Sequence[Mapping[str, Any]]], object]
+HealthChanged = Callable[[str, str], object]
 
 
 class StdioHost:
@@ -62,6 +70,8 @@ class StdioHost:
 
     :param on_tools: ``on_tools(name, tools)`` receives the MCP tool objects each time the
         server (re)starts, to put them in the catalogue.
+    :param on_health: ``on_health(name, status)`` is called on each change of health (see
+        the module docstring), under a lock of this host: it must not call back into it.
     :param clock: monotonic seconds, injectable so restart windows can be tested.
     """
 
@@ -76,6 +86,7 @@ class StdioHost:
         startup_timeout: float,
         call_timeout: float,
         on_tools: ToolsListed,
+        on_health: HealthChanged | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         command, env = validate_command(command), validate_env(env)
@@ -90,7 +101,10 @@ class StdioHost:
         self.startup_timeout = float(startup_timeout)
         self.call_timeout = float(call_timeout)
         self._on_tools = on_tools
+        self._on_health = on_health
         self._clock = clock
+        self._health_lock = threading.Lock()  # reports changes one at a time, in order
+        self._reported = "unknown"
         self._restart_lock = threading.Lock()  # one start or restart at a time
         self._state_lock = threading.Lock()  # guards _server and _closed, held briefly
         self._server: LocalServer | None = None
@@ -122,8 +136,19 @@ class StdioHost:
         start, ``"unknown"`` before it started and after it was closed."""
         server = self._server
         if server is None:
-            return "unhealthy" if self._failed and not self._closed else "unknown"
-        return "healthy" if server.alive else "unhealthy"
+            status = "unhealthy" if self._failed and not self._closed else "unknown"
+        else:
+            status = "healthy" if server.alive else "unhealthy"
+        self._report(status)
+        return status
+
+    def _report(self, status: str) -> None:
+        with self._health_lock:
+            if status == "unknown" or status == self._reported or self._closed:
+                return
+            self._reported = status
+            if self._on_health is not None:
+                self._on_health(self.name, status)
 
     @property
     def pid(self) -> int | None:
@@ -142,6 +167,7 @@ class StdioHost:
         except BaseException:
             server.close()
             self._failed = True
+            self._report("unhealthy")
             raise
         with self._state_lock:
             closed = self._closed
@@ -150,6 +176,7 @@ class StdioHost:
         if closed:
             server.close()
             raise UpstreamFailure(502, f"stdio server {self.name!r} is stopped")
+        self._report("healthy")
         try:
             self._on_tools(self.name, tools)
         except KeyError:  # unregistered meanwhile; remove_server() closes it next
@@ -168,6 +195,7 @@ class StdioHost:
             if dead is not None and dead.alive:
                 return dead  # another caller restarted it meanwhile
             code = dead.returncode if dead is not None else None
+            self._report("unhealthy")
             if dead is not None:
                 dead.close()  # reap it and its process group
             now = self._clock()
@@ -201,6 +229,7 @@ class StdioHost:
             result = server.call_tool(tool, parameters, timeout=self.call_timeout)
         except ProcessExitedError as exc:
             log.debug("stdio server %s: %s", self.name, exc)  # the stderr tail, for the log
+            self._report("unhealthy")
             raise UpstreamFailure(502, exc.message) from None
         except TransportTimeout:
             raise UpstreamFailure(

@@ -482,7 +482,6 @@ def test_unknown_paths_are_not_found_and_wrong_methods_not_allowed(
 ) -> None:
     error_of(http.get(f"{gw.url}/nope"), 404, "not_found")
     error_of(http.get(f"{gw.url}/api/v1/nope", headers=AUTH), 404, "not_found")
-    error_of(http.get(f"{gw.url}/api/v1/events", headers=AUTH), 404, "not_found")
     response = http.get(f"{gw.url}/api/v1/invoke", headers=AUTH)
     error_of(response, 405, "method_not_allowed")
     assert response.headers["Allow"] == "POST"

@@ -1,0 +1,644 @@
+"""LocalGateway event streams (``GET /api/v1/events``, DESIGN §4) over real loopback sockets:
+headers, ``retry``, ids, replay after ``Last-Event-ID``, ``stream_reset``, type filtering, pings,
+both framings, stream faults, stop and disconnect, concurrency.
+
+The stream is read by :class:`EventReader`, a raw socket client that de-chunks and parses SSE
+itself, so these tests pin the wire format independently of sark_sync's client. Events come
+from :meth:`LocalGateway.publish_event`; those of real activity are in
+``test_local_gateway_events_sources.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import requests
+from local_gateway_helpers import AUTH, KEY, SECRET, WAIT, error_of, gateway_threads, wait_until
+
+from sark_sync.testing import Fault, LocalGateway
+
+#: How fast a published event must reach an open stream (no buffering anywhere).
+DELIVERY = 0.2
+
+
+@dataclass(frozen=True)
+class SSE:
+    """One event as a client sees it: ``id`` is ``None`` when the event had no id line."""
+
+    id: int | None
+    event: str
+    data: str
+
+    def json(self) -> Any:
+        return json.loads(self.data)
+
+
+class EventReader:
+    """A raw SSE client on one socket: bounded waits, its own chunk and SSE parsing.
+
+    Records what else the stream carried: ``retry`` lines, ``pings`` (their arrival times),
+    ``chunks`` (each chunk's payload), ``last_chunk`` (the chunked body was ended cleanly).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        key: str | None = KEY,
+        last_event_id: str | int | None = None,
+        types: str | None = None,
+        version: str = "HTTP/1.1",
+        method: str = "GET",
+    ) -> None:
+        host, port = url.split("//", 1)[1].rsplit(":", 1)
+        self.sock = socket.create_connection((host.strip("[]"), int(port)), timeout=WAIT)
+        path = "/api/v1/events" + (f"?types={types}" if types is not None else "")
+        lines = [f"{method} {path} {version}", "Host: 127.0.0.1"]
+        if key is not None:
+            lines.append(f"X-API-Key: {key}")
+        if last_event_id is not None:
+            lines.append(f"Last-Event-ID: {last_event_id}")
+        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        self._raw = b""
+        self._body = bytearray()
+        self.eof = False
+        self.last_chunk = False
+        self.retry: list[int] = []
+        self.pings: list[float] = []
+        self.chunks: list[bytes] = []
+        self.blocks = 0
+        deadline = time.monotonic() + WAIT
+        while b"\r\n\r\n" not in self._raw:
+            if not self._recv(deadline):
+                raise AssertionError(f"no response head: {self._raw!r}")
+        head, self._raw = self._raw.split(b"\r\n\r\n", 1)
+        status_line, *header_lines = head.decode("latin-1").split("\r\n")
+        self.status = int(status_line.split()[1])
+        self.headers = {
+            name.strip().lower(): value.strip()
+            for name, value in (line.split(":", 1) for line in header_lines)
+        }
+        self.chunked = self.headers.get("transfer-encoding") == "chunked"
+        self._decode()
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self) -> EventReader:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _recv(self, deadline: float) -> bool:
+        """Read more bytes before ``deadline``; ``False`` at end of stream."""
+        if self.eof:
+            return False
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("nothing more from the stream in time")
+        self.sock.settimeout(remaining)
+        try:
+            piece = self.sock.recv(65536)
+        except socket.timeout:
+            raise TimeoutError("nothing more from the stream in time") from None
+        except ConnectionResetError:
+            piece = b""
+        if not piece:
+            self.eof = True
+            return False
+        self._raw += piece
+        return True
+
+    def _decode(self) -> None:
+        """Move what arrived from ``_raw`` to ``_body``, de-chunking it if need be."""
+        if not self.chunked:
+            self._body += self._raw
+            self._raw = b""
+            return
+        raw, pos = self._raw, 0
+        while (line_end := raw.find(b"\r\n", pos)) >= 0:
+            size = int(raw[pos:line_end], 16)
+            start = line_end + 2
+            if len(raw) < start + size + 2:
+                break
+            assert raw[start + size : start + size + 2] == b"\r\n"
+            if size == 0:
+                self.last_chunk = True
+            else:
+                self.chunks.append(raw[start : start + size])
+                self._body += raw[start : start + size]
+            pos = start + size + 2
+        self._raw = raw[pos:]
+
+    def _block(self, deadline: float) -> list[str] | None:
+        """The lines of the next SSE block, or ``None`` at end of stream."""
+        while (end := self._body.find(b"\n\n")) < 0:
+            if not self._recv(deadline):
+                self._decode()
+                if (end := self._body.find(b"\n\n")) >= 0:
+                    break
+                return None
+            self._decode()
+        block = bytes(self._body[:end])
+        del self._body[: end + 2]
+        self.blocks += 1
+        return block.decode("utf-8").split("\n")
+
+    def next(self, timeout: float = WAIT) -> SSE | None:
+        """The next event (pings and ``retry`` recorded, not returned); ``None`` at the end."""
+        deadline = time.monotonic() + timeout
+        while True:
+            lines = self._block(deadline)
+            if lines is None:
+                return None
+            fields: dict[str, str] = {}
+            for line in lines:
+                if line.startswith(":"):
+                    self.pings.append(time.monotonic())
+                    continue
+                name, _, value = line.partition(":")
+                fields[name] = value[1:] if value.startswith(" ") else value
+            if "retry" in fields:
+                self.retry.append(int(fields["retry"]))
+            if "event" in fields or "data" in fields:
+                event_id = int(fields["id"]) if "id" in fields else None
+                return SSE(event_id, fields.get("event", "message"), fields.get("data", ""))
+
+    def take(self, count: int, timeout: float = WAIT) -> list[SSE]:
+        deadline = time.monotonic() + timeout
+        events: list[SSE] = []
+        while len(events) < count:
+            event = self.next(max(0.0, deadline - time.monotonic()))
+            if event is None:
+                raise AssertionError(f"stream ended after {len(events)} of {count} events")
+            events.append(event)
+        return events
+
+    def rest(self, timeout: float = WAIT) -> list[SSE]:
+        """Every event until the server closes the stream."""
+        deadline = time.monotonic() + timeout
+        events: list[SSE] = []
+        while (event := self.next(max(0.0, deadline - time.monotonic()))) is not None:
+            events.append(event)
+        return events
+
+    def quiet(self, seconds: float) -> bool:
+        """Whether nothing at all arrives for ``seconds`` (the stream may end meanwhile)."""
+        try:
+            return self.next(seconds) is None and self.eof
+        except TimeoutError:
+            return True
+
+
+def start(**options: Any) -> LocalGateway:
+    options.setdefault("api_keys", (KEY,))
+    return LocalGateway(jwt_secret=SECRET, **options).start()
+
+
+@pytest.fixture
+def gw() -> Iterator[LocalGateway]:
+    with start() as gateway:
+        yield gateway
+
+
+@pytest.fixture
+def http() -> Iterator[requests.Session]:
+    with requests.Session() as session:
+        session.trust_env = False
+        yield session
+
+
+def publish(gw: LocalGateway, count: int, type: str = "custom", start: int = 0) -> list[int]:
+    return [gw.publish_event(type, {"n": n}) for n in range(start, start + count)]
+
+
+def ids(events: list[SSE]) -> list[int | None]:
+    return [event.id for event in events]
+
+
+# -- the response ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", [None, "wrong-key"])
+def test_a_stream_needs_a_valid_api_key(
+    gw: LocalGateway, http: requests.Session, key: str | None
+) -> None:
+    headers = {"X-API-Key": key} if key else {}
+    error_of(http.get(f"{gw.url}/api/v1/events", headers=headers), 401, "unauthenticated")
+    with EventReader(gw.url, key=key) as reader:
+        assert reader.status == 401
+        assert reader.headers["content-type"] == "application/json"
+
+
+def test_a_stream_is_200_event_stream_no_cache_chunked_and_starts_with_retry(
+    gw: LocalGateway,
+) -> None:
+    with EventReader(gw.url) as reader:
+        assert reader.status == 200
+        assert reader.headers["content-type"] == "text/event-stream"
+        assert reader.headers["cache-control"] == "no-cache"
+        assert reader.headers["transfer-encoding"] == "chunked"
+        assert "content-length" not in reader.headers
+        assert reader.headers["x-request-id"]
+        gw.publish_event("custom", {"n": 1})
+        assert reader.next() == SSE(1, "custom", '{"n":1}')
+        assert reader.retry == [1000]
+        assert reader.chunks[0] == b"retry: 1000\n\n"
+
+
+def test_retry_is_configurable_in_seconds_and_sent_in_milliseconds() -> None:
+    with start(event_retry=0.25) as gw, EventReader(gw.url) as reader:
+        gw.publish_event("custom", {})
+        reader.take(1)
+        assert reader.chunks[0] == b"retry: 250\n\n"
+
+
+def test_each_event_is_one_chunk_with_its_id_type_and_one_line_of_json(gw: LocalGateway) -> None:
+    data = {"text": "two\nlines\r\nand a\u2028separator", "é": [1, None, True]}
+    with EventReader(gw.url) as reader:
+        event_id = gw.publish_event("custom_event", data)
+        event = reader.next()
+        assert event is not None and event.json() == data
+        assert reader.chunks[-1] == (
+            f"id: {event_id}\nevent: custom_event\ndata: "
+            f"{json.dumps(data, separators=(',', ':'), ensure_ascii=False)}\n\n"
+        ).encode()
+        assert b"\r" not in reader.chunks[-1] and reader.chunks[-1].count(b"\n") == 4
+
+
+def test_a_stream_request_is_recorded_like_any_other(gw: LocalGateway) -> None:
+    with EventReader(gw.url, last_event_id=0, types="custom") as reader:
+        assert reader.status == 200
+    recorded = gw.requests[-1]
+    assert (recorded.method, recorded.path, recorded.query) == (
+        "GET", "/api/v1/events", {"types": "custom"})
+    assert recorded.headers["Last-Event-ID"] == "0"
+
+
+def test_head_answers_the_stream_headers_without_a_body(gw: LocalGateway) -> None:
+    with EventReader(gw.url, method="HEAD") as reader:
+        assert reader.status == 200
+        assert reader.headers["content-type"] == "text/event-stream"
+        assert reader.rest() == [] and reader.chunks == []
+
+
+# -- ids and replay --------------------------------------------------------------------------
+
+
+def test_ids_increase_strictly_from_first_event_id() -> None:
+    with start(first_event_id=500) as gw:
+        assert gw.last_event_id == 499
+        assert publish(gw, 3) == [500, 501, 502]
+        assert gw.last_event_id == 502
+        with EventReader(gw.url) as reader:
+            assert ids(reader.take(3)) == [500, 501, 502]
+
+
+def test_without_last_event_id_the_buffer_is_replayed_then_live_events_follow(
+    gw: LocalGateway,
+) -> None:
+    publish(gw, 3)
+    with EventReader(gw.url) as reader:
+        assert [e.json()["n"] for e in reader.take(3)] == [0, 1, 2]
+        publish(gw, 2, start=3)
+        assert ids(reader.take(2)) == [4, 5]
+
+
+def test_last_event_id_replays_only_later_events(gw: LocalGateway) -> None:
+    publish(gw, 10)
+    with EventReader(gw.url, last_event_id=7) as reader:
+        assert ids(reader.take(3)) == [8, 9, 10]
+        assert reader.quiet(0.1)
+
+
+def test_last_event_id_of_the_newest_event_replays_nothing_and_streams_what_follows(
+    gw: LocalGateway,
+) -> None:
+    publish(gw, 4)
+    with EventReader(gw.url, last_event_id=4) as reader:
+        assert reader.quiet(0.1)
+        publish(gw, 1)
+        assert ids(reader.take(1)) == [5]
+
+
+def test_an_id_that_fell_out_of_the_buffer_gets_stream_reset_then_the_whole_buffer(
+    gw: LocalGateway,
+) -> None:
+    publish(gw, 10_050)  # the buffer keeps the last 10,000: ids 51..10050
+    with EventReader(gw.url, last_event_id=10) as reader:
+        reset, *replayed = reader.take(10_001)
+    assert reset == SSE(None, "stream_reset", reset.data)
+    assert reset.json() == {"last_event_id": 10, "oldest_available": 51, "reason": "expired"}
+    assert ids(replayed) == list(range(51, 10_051))
+    with EventReader(gw.url, last_event_id=50) as reader:  # nothing lost after 50
+        assert ids(reader.take(1)) == [51]
+
+
+@pytest.mark.parametrize(("published", "oldest"), [(3, 1), (0, None)])
+def test_an_id_from_the_future_gets_stream_reset_then_the_whole_buffer(
+    gw: LocalGateway, published: int, oldest: int | None
+) -> None:
+    publish(gw, published)
+    with EventReader(gw.url, last_event_id=99) as reader:
+        reset = reader.take(1)[0]
+        assert (reset.id, reset.event) == (None, "stream_reset")
+        assert reset.json() == {"last_event_id": 99, "oldest_available": oldest,
+                                "reason": "future"}
+        assert ids(reader.take(published)) == list(range(1, published + 1))
+
+
+@pytest.mark.parametrize("value", ["abc", "-1", "1.5", "0x10", "9" * 31])
+def test_a_malformed_last_event_id_gets_stream_reset_then_the_whole_buffer(
+    gw: LocalGateway, value: str
+) -> None:
+    publish(gw, 2)
+    with EventReader(gw.url, last_event_id=value) as reader:
+        reset, *replayed = reader.take(3)
+    assert reset.json() == {"last_event_id": None, "oldest_available": 1, "reason": "malformed"}
+    assert ids(replayed) == [1, 2]
+
+
+def test_an_empty_last_event_id_is_absent(gw: LocalGateway) -> None:
+    publish(gw, 1)
+    with EventReader(gw.url, last_event_id="") as reader:
+        assert [(e.id, e.event) for e in reader.take(1)] == [(1, "custom")]
+
+
+def test_a_restarted_gateway_binds_the_same_port_and_continues_ids_for_its_clients() -> None:
+    with start() as first:
+        publish(first, 5)
+        port = int(first.url.rsplit(":", 1)[1])
+        reader = EventReader(first.url)  # open at stop(): its connection ends in TIME_WAIT
+        reader.take(5)
+    reader.close()
+    with start(port=port, first_event_id=6) as second:
+        assert second.url == first.url
+        publish(second, 2, start=5)
+        with EventReader(second.url, last_event_id=5) as resumed:
+            assert ids(resumed.take(2)) == [6, 7]
+        with EventReader(second.url, last_event_id=3) as behind:
+            assert behind.take(1)[0].json() == {
+                "last_event_id": 3, "oldest_available": 6, "reason": "expired"}
+
+
+# -- filtering and keep-alive ----------------------------------------------------------------
+
+
+def test_types_filter_events_on_the_server_but_stream_reset_is_always_sent(
+    gw: LocalGateway,
+) -> None:
+    for type in ("alpha", "beta", "gamma", "beta", "alpha"):
+        gw.publish_event(type, {})
+    with EventReader(gw.url, types="alpha,gamma", last_event_id=1000) as reader:
+        events = reader.take(4)
+        assert [(e.id, e.event) for e in events] == [
+            (None, "stream_reset"), (1, "alpha"), (3, "gamma"), (5, "alpha")]
+        gw.publish_event("beta", {})
+        gw.publish_event("gamma", {})
+        assert [(e.id, e.event) for e in reader.take(1)] == [(7, "gamma")]
+
+
+@pytest.mark.parametrize(
+    "types", ["", "A", "alpha,,beta", "alpha,", "tool-invoked", "a" * 65, "alpha,Beta", "é"]
+)
+def test_bad_types_are_400_invalid_request(
+    gw: LocalGateway, http: requests.Session, types: str
+) -> None:
+    response = http.get(f"{gw.url}/api/v1/events", params={"types": types}, headers=AUTH)
+    assert "types" in error_of(response, 400, "invalid_request")["message"]
+
+
+def test_an_idle_stream_gets_a_ping_every_ping_interval() -> None:
+    with start(ping_interval=0.1) as gw, EventReader(gw.url) as reader:
+        opened = time.monotonic()
+        assert reader.quiet(0.55)
+        assert 4 <= len(reader.pings) <= 6
+        gaps = [b - a for a, b in zip([opened, *reader.pings], reader.pings)]
+        assert all(0.07 <= gap <= 0.3 for gap in gaps), gaps
+        assert reader.chunks[1:] == [b": ping\n\n"] * len(reader.pings)
+
+
+# -- framing and delivery --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("framing", ["chunked", "close"])
+def test_an_event_published_mid_stream_arrives_within_200ms(framing: str) -> None:
+    with start(event_framing=framing) as gw, EventReader(gw.url) as reader:
+        if framing == "close":
+            assert reader.headers["connection"] == "close"
+            assert "transfer-encoding" not in reader.headers
+            assert "content-length" not in reader.headers
+        for n in range(5):
+            assert reader.quiet(0.02)
+            published = time.monotonic()
+            gw.publish_event("custom", {"n": n})
+            event = reader.next(DELIVERY)
+            assert event is not None and event.json() == {"n": n}
+            assert time.monotonic() - published < DELIVERY
+
+
+def test_an_http_1_0_client_gets_the_close_framing(gw: LocalGateway) -> None:
+    publish(gw, 2)
+    with EventReader(gw.url, version="HTTP/1.0") as reader:
+        assert "transfer-encoding" not in reader.headers
+        assert ids(reader.take(2)) == [1, 2]
+
+
+@pytest.mark.parametrize("framing", ["chunked", "close"])
+def test_stop_ends_every_open_stream_promptly_and_frees_its_thread(framing: str) -> None:
+    gw = start(event_framing=framing, ping_interval=60)
+    readers = [EventReader(gw.url) for _ in range(3)]
+    try:
+        publish(gw, 1)
+        for reader in readers:
+            reader.take(1)
+        assert gw.open_connections == 3
+        began = time.monotonic()
+        gw.stop()
+        assert time.monotonic() - began < 2.0
+        for reader in readers:
+            assert reader.rest(2.0) == [] and reader.eof
+        assert gateway_threads() == []
+    finally:
+        gw.stop()
+        for reader in readers:
+            reader.close()
+
+
+def test_a_client_that_disconnects_frees_its_stream_thread() -> None:
+    with start(ping_interval=60) as gw:
+        reader = EventReader(gw.url)
+        reader.take(0)
+        wait_until(lambda: gw.open_connections == 1)
+        threads = len(gateway_threads())
+        reader.close()
+        began = time.monotonic()
+        wait_until(lambda: gw.open_connections == 0)
+        assert time.monotonic() - began < 2.0
+        assert len(gateway_threads()) == threads - 1
+
+
+def test_ten_concurrent_streams_each_get_every_event(gw: LocalGateway) -> None:
+    readers = [EventReader(gw.url) for _ in range(10)]
+    try:
+        publish(gw, 100)
+        for reader in readers:
+            assert ids(reader.take(100)) == list(range(1, 101))
+        publish(gw, 1)
+        for reader in readers:
+            assert ids(reader.take(1)) == [101]
+    finally:
+        for reader in readers:
+            reader.close()
+
+
+def test_5000_events_from_four_threads_arrive_complete_in_order_without_duplicates(
+    gw: LocalGateway,
+) -> None:
+    per_thread, go = 1250, threading.Event()
+
+    def produce(name: str) -> None:
+        go.wait(WAIT)
+        for seq in range(per_thread):
+            gw.publish_event("load", {"producer": name, "seq": seq})
+
+    with EventReader(gw.url) as reader:
+        producers = [threading.Thread(target=produce, args=(f"p{i}",)) for i in range(4)]
+        for producer in producers:
+            producer.start()
+        go.set()
+        events = reader.take(4 * per_thread, timeout=30)
+        for producer in producers:
+            producer.join(WAIT)
+        assert reader.quiet(0.05)
+    assert ids(events) == list(range(1, 5001))
+    for name in ("p0", "p1", "p2", "p3"):
+        seqs = [e.json()["seq"] for e in events if e.json()["producer"] == name]
+        assert seqs == list(range(per_thread))
+
+
+def test_a_reader_that_falls_a_buffer_behind_gets_stream_reset_lagged() -> None:
+    # The stream's writer runs ahead of a reader that does not read only as far as the socket
+    # buffers allow (a few MiB, far less than 25,000 events of 1 KiB), and the publisher
+    # outruns the writer: events after the writer's position are overwritten meanwhile.
+    with start() as gw, EventReader(gw.url) as reader:
+        padding = "x" * 1024
+        for n in range(25_000):
+            gw.publish_event("big", {"n": n, "padding": padding})
+        events = [reader.take(1, timeout=30)[0]]
+        while events[-1].id != 25_000:
+            events.append(reader.take(1, timeout=30)[0])
+        assert reader.quiet(0.05)
+    resets = [i for i, event in enumerate(events) if event.event == "stream_reset"]
+    assert resets and events[0].id == 1
+    for i in resets:  # each says where this stream was and where it goes on from
+        reset, before, after = events[i].json(), events[i - 1], events[i + 1]
+        assert events[i].id is None and reset["reason"] == "lagged"
+        assert reset["last_event_id"] == before.id
+        assert reset["oldest_available"] == after.id > before.id + 1
+    runs = [e.id for e in events if e.id is not None]
+    gaps = [(a, b) for a, b in zip(runs, runs[1:]) if b != a + 1]
+    assert len(gaps) == len(resets)  # ids are consecutive except where a reset says why
+    assert 25_000 - events[resets[-1] + 1].id + 1 <= 10_000  # the buffer's worth at most
+
+
+# -- faults ----------------------------------------------------------------------------------
+
+
+def test_drop_after_events_closes_every_stream_abruptly_after_that_many_events(
+    gw: LocalGateway,
+) -> None:
+    fault = gw.add_fault(Fault(path="/api/v1/events", drop_after_events=3, times=None))
+    publish(gw, 5)
+    with EventReader(gw.url) as reader:
+        assert ids(reader.rest()) == [1, 2, 3]
+        assert reader.eof and not reader.last_chunk
+    with EventReader(gw.url, last_event_id=3) as resumed:
+        assert ids(resumed.take(2)) == [4, 5]
+        assert resumed.quiet(0.1) and not resumed.eof  # two events so far: still open
+        publish(gw, 2)
+        assert ids(resumed.rest()) == [6]
+        assert resumed.eof and not resumed.last_chunk
+    assert fault.hits == 2
+
+
+def test_drop_after_zero_events_closes_right_after_retry(gw: LocalGateway) -> None:
+    gw.add_fault(Fault(path="/api/v1/events", drop_after_events=0))
+    publish(gw, 2)
+    with EventReader(gw.url) as reader:
+        assert reader.rest() == [] and reader.retry == [1000] and not reader.last_chunk
+    with EventReader(gw.url) as reader:  # the fault applied once
+        assert ids(reader.take(2)) == [1, 2]
+
+
+def test_drop_counts_only_events_the_stream_sent(gw: LocalGateway) -> None:
+    gw.add_fault(Fault(path="/api/v1/events", drop_after_events=2))
+    gw.publish_event("alpha", {})
+    gw.publish_event("beta", {})
+    with EventReader(gw.url, types="beta", last_event_id=77) as reader:
+        gw.publish_event("beta", {})
+        gw.publish_event("beta", {})
+        assert [(e.id, e.event) for e in reader.rest()] == [
+            (None, "stream_reset"), (2, "beta"), (3, "beta")]
+
+
+def test_stall_sends_nothing_not_even_pings_for_stall_seconds_then_closes() -> None:
+    with start(ping_interval=0.05) as gw:
+        gw.add_fault(Fault(path="/api/v1/events", stall_after_events=2, stall=0.6))
+        publish(gw, 4)
+        with EventReader(gw.url) as reader:
+            began = time.monotonic()
+            assert ids(reader.take(2)) == [1, 2]
+            assert reader.rest(WAIT) == []
+            assert 0.5 <= time.monotonic() - began < 2.0
+            assert reader.pings == [] and reader.eof and not reader.last_chunk
+
+
+def test_a_stall_without_end_lasts_until_stop() -> None:
+    gw = start(ping_interval=0.05)
+    try:
+        gw.add_fault(Fault(path="/api/v1/events", stall_after_events=0))
+        with EventReader(gw.url) as reader:
+            publish(gw, 1)
+            assert reader.quiet(0.3) and not reader.eof
+            began = time.monotonic()
+            gw.stop()
+            assert reader.rest(2.0) == [] and time.monotonic() - began < 2.0
+    finally:
+        gw.stop()
+
+
+def test_a_503_fault_with_retry_after_turns_a_stream_away_once(
+    gw: LocalGateway, http: requests.Session
+) -> None:
+    gw.add_fault(Fault(path="/api/v1/events", status=503, retry_after=2))
+    response = http.get(f"{gw.url}/api/v1/events", headers=AUTH)
+    error_of(response, 503, "unavailable")
+    assert response.headers["Retry-After"] == "2"
+    publish(gw, 1)
+    with EventReader(gw.url) as reader:
+        assert ids(reader.take(1)) == [1]
+
+
+def test_a_401_fault_and_a_delay_apply_to_streams_too(gw: LocalGateway) -> None:
+    gw.add_fault(Fault(path="/api/v1/events", status=401))
+    gw.add_fault(Fault(path="/api/v1/events", delay=0.3))
+    with EventReader(gw.url) as reader:
+        assert reader.status == 401
+    began = time.monotonic()
+    with EventReader(gw.url) as reader:
+        assert reader.status == 200 and time.monotonic() - began >= 0.3
+
+
+def test_a_content_type_fault_changes_the_stream_content_type(gw: LocalGateway) -> None:
+    gw.add_fault(Fault(path="/api/v1/events", content_type="application/json"))
+    with EventReader(gw.url) as reader:
+        assert reader.headers["content-type"] == "application/json"
