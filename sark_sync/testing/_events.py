@@ -68,8 +68,9 @@ _DIGITS = re.compile(rf"[0-9]{{1,{MAX_ID_DIGITS}}}\Z")
 
 
 def _compact(value: object) -> str:
-    # json.dumps escapes every control character, so the result is always one line.
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    # json.dumps escapes every control character, so the result is always one line; NaN and
+    # Infinity are refused (ValueError): they are not JSON, and clients would choke on them.
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 @dataclass(frozen=True)
