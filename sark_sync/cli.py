@@ -24,6 +24,12 @@ a ``command`` instead is a stdio MCP server that the gateway starts, hosts and s
 (optional: ``env``, ``cwd``, ``inherit_env``, ``startup_timeout``, ``call_timeout``,
 ``sensitivity_level``, ``authorized_teams``). A server cannot have both ``tools`` and
 ``command``. A stdio server that cannot start ends ``serve`` with exit status 1.
+
+The event stream (``GET /api/v1/events``) is configured by the config keys ``event_buffer``,
+``first_event_id``, ``ping_interval``, ``event_retry`` and ``event_framing``, or by the options
+``--event-buffer``, ``--first-event-id``, ``--ping-interval`` and ``--event-framing``, which
+win over the config. To restart a gateway whose clients should resume their streams, give it
+``--first-event-id`` one more than the last id the previous one issued.
 """
 
 from __future__ import annotations
@@ -54,7 +60,14 @@ _GATEWAY_OPTIONS = {
     "port": int,
     "max_request_bytes": int,
     "version": str,
+    "event_buffer": int,
+    "first_event_id": int,
+    "ping_interval": float,
+    "event_retry": float,
+    "event_framing": str,
 }
+#: Command-line options that override config keys of the same name.
+_EVENT_ARGS = ("event_buffer", "first_event_id", "ping_interval", "event_framing")
 _SERVER_OPTIONS = {
     "name",
     "transport",
@@ -105,6 +118,24 @@ def _configure_serve(parser: argparse.ArgumentParser) -> None:
         help="accepted X-API-Key (repeatable; added to the config's api_keys; "
         "with neither, the LocalGateway default 'test-key')",
     )
+    parser.add_argument(
+        "--event-buffer", type=int, metavar="N",
+        help="events kept for replay to reconnecting streams (default and minimum 10000)",
+    )
+    parser.add_argument(
+        "--first-event-id", type=int, metavar="N",
+        help="id of the first event (default 1); the previous gateway's last id + 1 lets its "
+        "stream clients resume",
+    )
+    parser.add_argument(
+        "--ping-interval", type=float, metavar="SECONDS",
+        help="seconds of silence before an event stream gets a ': ping' comment (default 15)",
+    )
+    parser.add_argument(
+        "--event-framing", choices=("chunked", "close"),
+        help="event stream body framing: Transfer-Encoding chunked (default) or ended by "
+        "closing the connection",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log requests to stderr")
 
 
@@ -129,9 +160,13 @@ def _gateway_options(config: dict[str, Any], args: argparse.Namespace) -> dict[s
     for key, kind in _GATEWAY_OPTIONS.items():
         if key in config:
             value = config[key]
-            if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            kinds = (int, float) if kind is float else kind
+            if not isinstance(value, kinds) or (kind in (int, float) and isinstance(value, bool)):
                 raise ConfigError(f"config key {key!r} must be a {kind.__name__}")
             options[key] = value
+    for key in _EVENT_ARGS:
+        if getattr(args, key) is not None:
+            options[key] = getattr(args, key)
     if args.host is not None:
         options["host"] = args.host
     if args.port is not None:

@@ -12,7 +12,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 import requests
@@ -20,6 +20,7 @@ from local_gateway_helpers import (
     WAIT,
     gateway_threads,
 )
+from test_local_gateway_events import SSE, EventReader
 
 from sark_sync import cli
 
@@ -162,6 +163,13 @@ def test_main_serve_in_process_with_builtin_demo_tools(monkeypatch: pytest.Monke
         '{"servers": [{"name": "bad name"}]}',
         '{"servers": [{"name": "s", "tools": ["rm-rf"]}]}',
         '{"servers": [{"sensitivity_level": "low"}]}',
+        '{"event_buffer": 9999}',
+        '{"event_buffer": true}',
+        '{"first_event_id": 0}',
+        '{"ping_interval": "15"}',
+        '{"ping_interval": 0}',
+        '{"event_retry": -1}',
+        '{"event_framing": "gzip"}',
     ],
 )
 def test_serve_with_a_bad_config_exits_2_with_a_message(
@@ -179,3 +187,91 @@ def test_cli_without_a_subcommand_is_a_usage_error(capsys: pytest.CaptureFixture
         cli.main([])
     assert info.value.code == 2
     assert "the following arguments are required: COMMAND" in capsys.readouterr().err
+
+
+def serve_in_process(
+    monkeypatch: pytest.MonkeyPatch, argv: list[str], drive: Callable[[str], None]
+) -> None:
+    """Run ``cli.main(argv)`` here, call ``drive(url)`` from a thread once it serves, then
+    stop it with SIGTERM; fail unless it exits 0."""
+    watcher = _LineWatcher()
+    monkeypatch.setattr(sys, "stdout", watcher)
+    failures: list[BaseException] = []
+
+    def run() -> None:
+        if not watcher.line_written.wait(WAIT):
+            return
+        try:
+            drive(watcher.getvalue().strip())
+        except BaseException as exc:  # reported by the test thread
+            failures.append(exc)
+        finally:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    driver = threading.Thread(target=run)
+    driver.start()
+    try:
+        assert cli.main(["serve", *argv]) == 0
+    finally:
+        driver.join(WAIT)
+    if failures:
+        raise failures[0]
+
+
+def test_serve_event_options_shape_the_event_stream(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    config = tmp_path / "gateway.json"
+    config.write_text(json.dumps({"event_retry": 0.5, "first_event_id": 3, "ping_interval": 60}))
+    seen: dict[str, Any] = {}
+
+    def drive(url: str) -> None:
+        with EventReader(url, key="k") as reader:
+            event = reader.next()
+            seen.update(event=event, headers=reader.headers, retry=reader.retry)
+            reader.quiet(0.35)
+            seen["pings"] = len(reader.pings)
+
+    argv = ["--api-key", "k", "--config", str(config), "--first-event-id", "100",
+            "--ping-interval", "0.1", "--event-framing", "close", "--event-buffer", "20000"]
+    serve_in_process(monkeypatch, argv, drive)
+    assert seen["event"] == SSE(100, "server_registered", '{"server":"demo"}')
+    assert seen["retry"] == [500]  # from the config; the options win where both are given
+    assert seen["headers"]["connection"] == "close"
+    assert "transfer-encoding" not in seen["headers"]
+    assert 2 <= seen["pings"] <= 4
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--event-buffer", "100"],
+        ["--first-event-id", "0"],
+        ["--ping-interval", "0"],
+        ["--ping-interval", "-1"],
+    ],
+)
+def test_serve_with_bad_event_options_exits_2_with_a_message(
+    capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    assert cli.main(["serve", *argv]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("sark-sync serve: error: ")
+
+
+@pytest.mark.parametrize("argv", [["--event-framing", "gzip"], ["--event-buffer", "many"]])
+def test_serve_event_options_of_the_wrong_kind_are_usage_errors(
+    capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        cli.main(["serve", *argv])
+    assert info.value.code == 2
+    assert "invalid" in capsys.readouterr().err
+
+
+def test_serve_help_documents_the_event_options(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        cli.main(["serve", "--help"])
+    out = capsys.readouterr().out
+    for option in ("--event-buffer", "--first-event-id", "--ping-interval", "--event-framing"):
+        assert option in out
