@@ -1,7 +1,8 @@
 """Testing helpers for sark_sync: an embedded SARK gateway to test clients against.
 
 :class:`LocalGateway` serves the SARK Gateway API v1 (DESIGN §4) on a loopback port from a
-background thread, records every request, deduplicates ``Idempotency-Key``s and injects
+background thread, records every request, deduplicates ``Idempotency-Key``s, streams events
+(``GET /api/v1/events``: what it does, plus :meth:`LocalGateway.publish_event`) and injects
 scripted :class:`Fault` s. Standard library only, so it can run anywhere the client runs::
 
     from sark_sync.testing import Fault, LocalGateway
@@ -14,6 +15,7 @@ scripted :class:`Fault` s. Standard library only, so it can run anywhere the cli
             return parameters
 
         gw.add_fault(Fault(status=503, retry_after=1))   # the next invoke answers 503
+        gw.add_fault(Fault(path="/api/v1/events", drop_after_events=10))  # cut a stream
         ...                                               # point a client at gw.url
 """
 

@@ -14,7 +14,8 @@ request always gets ``"close"``, as it cannot read chunks.
 How a stream ends, and so how its thread is freed: the gateway stops (the log is closed and
 the stop event set: the stream wakes at once; with chunked framing it then sends the last
 chunk); a write fails (the client went away, or ``stop()`` shut the socket down under a
-blocked write); the client closes its end while the stream is idle (checked every
+blocked write, or the client stopped reading for the gateway's ``idle_timeout``, the socket's
+timeout); the client closes its end while the stream is idle (checked every
 :data:`CHECK_INTERVAL` seconds); or a stream fault ends it (abruptly: no last chunk). Every
 wait is bounded and wakes on stop; none is a bare sleep.
 
@@ -37,8 +38,22 @@ from typing import Callable
 from ._events import EventLog, Subscription
 from ._faults import Fault
 
-__all__ = ["CHECK_INTERVAL", "FRAMINGS", "EventStream", "StreamSettings", "peer_closed"]
+__all__ = [
+    "CHECK_INTERVAL",
+    "EVENT_RETRY",
+    "FRAMINGS",
+    "PING_INTERVAL",
+    "EventStream",
+    "StreamSettings",
+    "peer_closed",
+]
 
+#: Seconds of silence on a stream before a ``: ping`` comment (DESIGN §4): proxies and
+#: clients with read timeouts then know the connection is alive.
+PING_INTERVAL = 15.0
+#: Reconnection delay sent to clients as ``retry: 1000``: long enough not to hammer a gateway
+#: that restarts, short enough for tests that reconnect.
+EVENT_RETRY = 1.0
 #: Event framings of a stream response.
 FRAMINGS = ("chunked", "close")
 #: Seconds between two checks, while a stream is idle or stalled, that its client is still
@@ -62,8 +77,8 @@ class StreamSettings:
     :param framing: one of :data:`FRAMINGS`.
     """
 
-    ping_interval: float = 15.0
-    retry: float = 1.0
+    ping_interval: float = PING_INTERVAL
+    retry: float = EVENT_RETRY
     framing: str = "chunked"
 
     def __post_init__(self) -> None:

@@ -42,7 +42,7 @@ from typing import Any, Callable, TypeVar
 from . import _jwt
 from ._api import Api, ApiConfig
 from ._catalogue import Catalogue
-from ._event_stream import StreamSettings
+from ._event_stream import EVENT_RETRY, PING_INTERVAL, StreamSettings
 from ._events import DEFAULT_BUFFER, EventLog
 from ._faults import Fault, FaultSet
 from ._handler import HandlerContext
@@ -70,11 +70,6 @@ IDLE_TIMEOUT = 120.0
 STDIO_STARTUP_TIMEOUT = 10.0
 #: Seconds a hosted stdio server may take to answer one tool call (then 504).
 STDIO_CALL_TIMEOUT = 30.0
-#: Seconds of silence on an event stream before a ``: ping`` comment (DESIGN §4).
-PING_INTERVAL = 15.0
-#: Reconnection delay sent to event stream clients as ``retry: 1000``: long enough not to
-#: hammer a gateway that restarts, short enough for tests that reconnect.
-EVENT_RETRY = 1.0
 
 
 class LocalGateway:
