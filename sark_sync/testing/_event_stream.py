@@ -186,21 +186,23 @@ class EventStream:
             if reset is not None:
                 self._send(self._frame(reset.frame))
                 last_write = self._clock()
-            if batch:
-                for event in batch:
-                    if limit is not None and self.sent >= limit:
-                        return self._fault_end()
-                    cursor = event.id
-                    if self._types is not None and event.type not in self._types:
-                        continue
-                    self._send(self._frame(event.frame))
-                    self.sent += 1
-                    last_write = self._clock()
-                continue
+            for event in batch:
+                if limit is not None and self.sent >= limit:
+                    return self._fault_end()
+                cursor = event.id
+                if self._types is not None and event.type not in self._types:
+                    continue
+                self._send(self._frame(event.frame))
+                self.sent += 1
+                last_write = self._clock()
+            # Checked after every batch too: a flow of events filtered out is silence to
+            # this client, and the ping is also what finds out that a client went away.
             idle = last_write + ping_interval - self._clock()
             if idle <= 0:
                 self._send(self._frame(PING))
                 last_write = self._clock()
+            elif batch:
+                continue
             elif not self._log.wait(cursor, min(idle, CHECK_INTERVAL)) and self._is_peer_closed():
                 return "disconnected"
 

@@ -11,7 +11,7 @@ import pytest
 
 from sark_sync.testing import Fault
 from sark_sync.testing._event_stream import LAST_CHUNK, EventStream, StreamSettings
-from sark_sync.testing._events import EventLog, Subscription
+from sark_sync.testing._events import Event, EventLog, StreamReset, Subscription
 
 ALL = Subscription(None, None)
 
@@ -160,3 +160,29 @@ def test_closing_the_log_ends_a_waiting_stream() -> None:
 def test_bad_settings_are_value_errors(options: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         StreamSettings(**options)  # type: ignore[arg-type]
+
+
+class FloodLog(EventLog):
+    """A log in which another event has always just arrived when a stream reads; after 500
+    of them it sets ``stopping``, a safety net for a stream that would never ping."""
+
+    def __init__(self, stopping: threading.Event) -> None:
+        super().__init__()
+        self.stopping = stopping
+
+    def read(self, cursor: int, limit: int) -> tuple[StreamReset | None, list[Event]]:
+        if self.publish("other", {}) > 500:
+            self.stopping.set()
+        return super().read(cursor, limit)
+
+
+def test_a_flood_of_events_filtered_out_does_not_hold_back_the_ping() -> None:
+    stopping = threading.Event()
+    log = FloodLog(stopping)
+    ticks = iter(range(0, 10_000, 10))  # every reading of the clock is 10 s later
+    send = Recorder(stopping, stop_after=2)
+    subscription = Subscription(frozenset({"wanted"}), None)
+    writer = stream(log, send, stopping, subscription=subscription, clock=lambda: next(ticks),
+                    ping_interval=15.0)
+    writer.run()
+    assert send.writes == [b"retry: 500\n\n", b": ping\n\n"]
