@@ -50,6 +50,7 @@ __all__ = [
     "Subscription",
     "parse_last_event_id",
     "parse_types",
+    "validate_event",
 ]
 
 #: Events kept for replay by default (DESIGN §4: a ring buffer).
