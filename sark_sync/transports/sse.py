@@ -282,10 +282,9 @@ class EventStream(Iterator[Event]):
             log.info("event stream %s dropped after id %s; resuming", self.url,
                      self.last_event_id)
             return
-        reason = "the gateway closed the event stream before sending an event"
-        if cause is not None:
-            reason = f"the event stream broke before an event arrived: {type(cause).__name__}"
-        error = ConnectionFailed(reason, url=self.url)
+        how = f" ({type(cause).__name__})" if cause is not None else ""
+        error = ConnectionFailed(f"the event stream ended before any event arrived{how}",
+                                 url=self.url)
         if cause is not None:
             error.__cause__ = cause
         self._failed(error)
