@@ -15,13 +15,24 @@ leaves to its caller, or gets wrong for a stream that must lose nothing, is done
 - **Events without data.** sseclient-py drops a block without ``data`` (a lone ``retry:`` on
   connect, a lone ``id:``), yet its ``retry`` and ``id`` fields must still take effect;
   :func:`fields_of` reads them.
+- **Speed.** sseclient-py's general parser costs about 4 µs an event, more than a whole raw
+  parser; :func:`simple_fields` reads the one shape gateways send (``id``, ``event``,
+  ``data``, ``retry``, each at most once, as ``name: value``) with the very same result, and
+  every other block goes to sseclient-py.
 
 A block is returned as soon as its blank line arrives; nothing waits for a read to fill up.
 """
 
 from __future__ import annotations
 
-__all__ = ["DEFAULT_MAX_EVENT_BYTES", "EventTooLarge", "SSEFramer", "fields_of", "has_data"]
+__all__ = [
+    "DEFAULT_MAX_EVENT_BYTES",
+    "EventTooLarge",
+    "SSEFramer",
+    "fields_of",
+    "has_data",
+    "simple_fields",
+]
 
 #: Largest event accepted, in bytes of the wire form (16 MiB).
 DEFAULT_MAX_EVENT_BYTES = 16 * 1024 * 1024
@@ -137,3 +148,41 @@ def fields_of(block: bytes) -> tuple[str | None, int | None]:
         elif name == b"retry" and value.isdigit():
             retry = int(value)
     return event_id, retry
+
+
+_SIMPLE = frozenset((b"id", b"event", b"data", b"retry"))
+
+
+def simple_fields(block: bytes) -> tuple[str | None, str, str, str | None] | None:
+    """``(id, event, data, retry)`` of a block in the common shape, else ``None``.
+
+    The common shape: one ``data`` line, and at most one each of ``id``, ``event`` and
+    ``retry``, every line ``name: value`` (one space after the colon), valid UTF-8. The
+    result is what sseclient-py gives for the block (``event`` defaults to ``"message"``);
+    anything else (comments, several ``data`` lines, a field without a colon or space,
+    unknown fields) returns ``None`` and is left to sseclient-py.
+    """
+    lines = block[:-2].split(b"\n")
+    if len(lines) > 4:
+        return None
+    found: dict[bytes, bytes] = {}
+    for line in lines:
+        name, separator, value = line.partition(b": ")
+        if not separator or name not in _SIMPLE or name in found:
+            return None
+        found[name] = value
+    data = found.get(b"data")
+    if data is None:
+        return None
+    try:
+        event_id = found.get(b"id")
+        event = found.get(b"event")
+        retry = found.get(b"retry")
+        return (
+            None if event_id is None else event_id.decode("utf-8"),
+            "message" if not event else event.decode("utf-8"),
+            data.decode("utf-8"),
+            None if retry is None else retry.decode("utf-8"),
+        )
+    except UnicodeDecodeError:
+        return None

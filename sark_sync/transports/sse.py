@@ -53,7 +53,14 @@ from .._exceptions import (
 )
 from .._models import Event
 from .._redact import Secret
-from .._sse import DEFAULT_MAX_EVENT_BYTES, EventTooLarge, SSEFramer, fields_of, has_data
+from .._sse import (
+    DEFAULT_MAX_EVENT_BYTES,
+    EventTooLarge,
+    SSEFramer,
+    fields_of,
+    has_data,
+    simple_fields,
+)
 from ._common import close_session, error_from_response, new_session, translate
 
 __all__ = ["DEFAULT_IDLE_TIMEOUT", "DEFAULT_MAX_RECONNECTS", "EventStream"]
@@ -110,7 +117,7 @@ class EventStream(Iterator[Event]):
         self._closed = threading.Event()
         self._owner_pid = os.getpid()
         self._response: requests.Response | None = None
-        self._events: Iterator[sseclient.Event] | None = None
+        self._blocks: Iterator[bytes] | None = None
         self._failures = 0
         self._delivered = False  # an event arrived on the current connection
         self._connected_once = False
@@ -143,11 +150,11 @@ class EventStream(Iterator[Event]):
             if self._closed.is_set():
                 self._release(final=True)
                 raise StopIteration
-            if self._events is None:
+            if self._blocks is None:
                 self._connect()
                 continue
             try:
-                item = next(self._events)
+                block = next(self._blocks)
             except StopIteration:
                 if not self._closed.is_set():
                     self._dropped(None)
@@ -159,49 +166,55 @@ class EventStream(Iterator[Event]):
                 if not self._closed.is_set():
                     self._dropped(exc)
                 continue
-            event = self._event(item)
+            event = self._event(block)
+            if event is None:
+                continue
             self._failures = 0
             self._delivered = True
             if self._wanted is None or event.type in self._wanted or event.type == STREAM_RESET:
                 return event
 
-    def _event(self, item: sseclient.Event) -> Event:
-        if item.id is not None and "\0" not in item.id:
-            self.last_event_id = item.id
-        retry = int(item.retry) if item.retry and str(item.retry).isdigit() else None
+    def _event(self, block: bytes) -> Event | None:
+        """The event of a block, or None for a block without data (its ``id`` and ``retry``
+        still take effect, as the spec says)."""
+        fields = simple_fields(block)
+        if fields is None:
+            if not has_data(block):
+                event_id, retry_ms = fields_of(block)
+                if event_id is not None:
+                    self.last_event_id = event_id
+                if retry_ms is not None:
+                    self.retry_ms = retry_ms
+                return None
+            fields = _parse(block)
+            if fields is None:
+                return None
+        event_id, kind, text, retry_text = fields
+        if event_id is not None and "\0" not in event_id:
+            self.last_event_id = event_id
+        retry = int(retry_text) if retry_text and retry_text.isdigit() else None
         if retry is not None:
             self.retry_ms = retry
         try:
-            data: Any = json.loads(item.data)
+            data: Any = json.loads(text)
         except ValueError:
-            data = item.data
-        return Event(id=self.last_event_id, type=item.event, data=data, retry=retry)
+            data = text
+        return Event(id=self.last_event_id, type=kind, data=data, retry=retry)
 
-    def _blocks(self, response: requests.Response) -> Iterator[bytes]:
-        """The event blocks of one connection, from short reads; dataless blocks (a lone
-        ``retry:`` or ``id:``, pings) take effect here, since sseclient-py drops them."""
+    def _read_blocks(self, response: requests.Response) -> Iterator[bytes]:
+        """The event blocks of one connection, from short reads."""
         raw = response.raw
         framer = SSEFramer(self._max_event_bytes)
         while True:
             chunk = raw.read1(READ_CHUNK, decode_content=True)
             if not chunk:
                 return
-            for block in framer.feed(chunk):
-                if has_data(block):
-                    if not block.isascii():
-                        block = _valid_utf8(block)
-                    yield block
-                    continue
-                event_id, retry = fields_of(block)
-                if event_id is not None:
-                    self.last_event_id = event_id
-                if retry is not None:
-                    self.retry_ms = retry
+            yield from framer.feed(chunk)
 
     # -- connecting ------------------------------------------------------------------------
 
     def _connect(self) -> None:
-        """Open a connection, retrying within the policy; return with ``_events`` set, or
+        """Open a connection, retrying within the policy; return with ``_blocks`` set, or
         with the stream closed; raise a fatal error, or the last one when giving up."""
         delay = self._backoff() if self._connected_once else 0.0
         while self._wait(delay):
@@ -219,7 +232,7 @@ class EventStream(Iterator[Event]):
                     raise ProtocolError(f"expected an event stream, got Content-Type "
                                         f"{mime or 'none'!r}", url=self.url, status_code=200)
                 self._response = response
-                self._events = sseclient.SSEClient(self._blocks(response)).events()
+                self._blocks = self._read_blocks(response)
                 self._delivered = False
                 return
             error = self._error(response)
@@ -306,7 +319,7 @@ class EventStream(Iterator[Event]):
     # -- closing ---------------------------------------------------------------------------
 
     def _release(self, final: bool = False) -> None:
-        response, self._response, self._events = self._response, None, None
+        response, self._response, self._blocks = self._response, None, None
         if response is not None:
             response.close()
         if final:
@@ -319,7 +332,8 @@ class EventStream(Iterator[Event]):
             return
         self._closed.set()
         if os.getpid() != self._owner_pid:
-            self._response = self._events = None
+            self._response = None
+            self._blocks = None
             return
         response = self._response
         if response is not None:
@@ -346,6 +360,15 @@ class EventStream(Iterator[Event]):
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
         return f"<EventStream {self.url} last_event_id={self.last_event_id!r} {state}>"
+
+
+def _parse(block: bytes) -> tuple[str | None, str, str, str | None] | None:
+    """sseclient-py's reading of a block: (id, event, data, retry), or None if it dispatches
+    no event for it."""
+    if not block.isascii():
+        block = _valid_utf8(block)
+    item = next(sseclient.SSEClient(iter((block,))).events(), None)
+    return None if item is None else (item.id, item.event, item.data, item.retry)
 
 
 def _valid_utf8(block: bytes) -> bytes:

@@ -48,3 +48,16 @@ def test_bench_stdio_measures_call_tool_against_raw_pipes_and_threads() -> None:
     for side in ("raw", "sdk"):
         assert_side(result[side])
     assert result["ratio_p50"] > 0 and result["threads8_calls_per_s"] > 0
+
+
+def test_bench_sse_measures_throughput_and_latency_for_both_framings() -> None:
+    result = run("bench_sse.py", "--events", "500", "--latency-events", "30", "--pace", "0.001")
+    assert result["benchmark"] == "sse_stream_events"
+    assert [r["framing"] for r in result["framings"]] == ["chunked", "close"]
+    for framing in result["framings"]:
+        for source in ("gateway", "firehose"):
+            assert set(framing[f"{source}_events_per_s"]) == {"raw", "sdk"}
+            assert framing[f"{source}_ratio"] > 0
+        for side in ("raw", "sdk"):
+            stats = framing["latency_ms"][side]
+            assert 0 < stats["p50"] <= stats["p95"]
