@@ -3,9 +3,10 @@
 Design: an :class:`EventStream` runs in the thread of the connection that asked for it and
 writes through a ``send`` callable (``sendall`` of the socket: unbuffered), so each event
 leaves in exactly one write the moment it is read from the :class:`~._events.EventLog`, and
-nothing is held back by a buffer. The body is, in order: ``retry: <ms>`` (once), a
-``stream_reset`` when the log says so, the replay, then live events as they are published, and
-``: ping`` whenever nothing was written for ``ping_interval`` seconds.
+nothing is held back by a buffer. The body is, in order: ``retry: <ms>`` with
+``id: <position>`` (once; no id when a reset follows), a ``stream_reset`` when the log says
+so, the replay, then live events as they are published, and ``: ping`` whenever nothing was
+written for ``ping_interval`` seconds.
 
 Framing: ``"chunked"`` (``Transfer-Encoding: chunked``, one chunk per event) or ``"close"``
 (no length, no chunks: the body ends when the server closes the connection). An HTTP/1.0
@@ -153,7 +154,14 @@ class EventStream:
         ``"stopped"``, ``"disconnected"``, ``"dropped"`` or ``"stalled"``."""
         reset, cursor = self._log.resume(self._subscription)
         try:
-            self._send(head + self._frame(b"retry: %d\n\n" % self._settings.retry_ms))
+            # The opening block also says where the stream stands (``id: <cursor>``, no
+            # data): a client that reconnects before its first event resumes from there
+            # instead of from "now", which would lose what was published in between. Not
+            # after a reset: the client must keep asking with its old id until it has seen
+            # the reset and a real event.
+            position = b"id: %d\n" % cursor if reset is None else b""
+            opening = b"retry: %d\n%s\n" % (self._settings.retry_ms, position)
+            self._send(head + self._frame(opening))
             if reset is not None:
                 self._send(self._frame(reset.frame))
             return self._follow(cursor)

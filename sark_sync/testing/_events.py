@@ -10,7 +10,9 @@ acquired under it), so any code, holding any lock, may publish.
 
 Resuming (:meth:`EventLog.resume`), for a ``Last-Event-ID: N`` sent by a client:
 
-- no header (or an empty one): the whole buffer is replayed;
+- no header (or an empty one): no replay, the events published from now on (as a fresh
+  EventSource expects; ``Last-Event-ID: 0`` asks for the whole buffer of a gateway whose ids
+  start at 1);
 - ``oldest - 1 <= N <= newest``: the events with id > N are replayed;
 - otherwise a :class:`StreamReset` comes first, then the whole buffer. Its ``reason`` is
   ``"expired"`` (N < oldest - 1: events after N fell out of the buffer, or were issued by a
@@ -221,7 +223,7 @@ class EventLog:
             if subscription.malformed:
                 return StreamReset(None, available, "malformed"), oldest - 1
             if wanted is None:
-                return None, oldest - 1
+                return None, newest  # a new subscriber: from now on
             if wanted > newest:
                 return StreamReset(wanted, available, "future"), oldest - 1
             if wanted < oldest - 1:
