@@ -47,13 +47,22 @@ Reader = Callable[[str, "list[str] | None"], Iterator[Any]]
 
 
 def raw_events(url: str, types: list[str] | None) -> Iterator[Any]:
-    """The baseline parser: each event's decoded data, nothing else."""
+    """The baseline parser: each event's decoded data, nothing else. Connected on return.
+    Without ``types`` it asks for the whole buffer (``Last-Event-ID: 0``), with them for
+    new events only."""
     session = requests.Session()
     session.trust_env = False
     headers = {"X-API-Key": API_KEY, "Accept": "text/event-stream"}
+    if not types:
+        headers["Last-Event-ID"] = "0"
     params = {"types": ",".join(types)} if types else None
-    with session, session.get(url + "/api/v1/events", headers=headers, params=params,
-                              stream=True, timeout=(5, 30)) as response:
+    response = session.get(url + "/api/v1/events", headers=headers, params=params,
+                           stream=True, timeout=(5, 30))
+    return _parse_raw(session, response)
+
+
+def _parse_raw(session: requests.Session, response: requests.Response) -> Iterator[Any]:
+    with session, response:
         raw = response.raw
         rest = b""
         data: list[bytes] = []
@@ -73,8 +82,14 @@ def raw_events(url: str, types: list[str] | None) -> Iterator[Any]:
 
 
 def sdk_events(url: str, types: list[str] | None) -> Iterator[Any]:
-    with sark_sync.GatewayClient(url, api_key=API_KEY) as client, \
-            client.stream_events(types=types) as stream:
+    """stream_events, connected on return (it connects before returning)."""
+    client = sark_sync.GatewayClient(url, api_key=API_KEY)
+    stream = client.stream_events(types=types, last_event_id=None if types else 0)
+    return _data_of(client, stream)
+
+
+def _data_of(client: sark_sync.GatewayClient, stream: sark_sync.EventStream) -> Iterator[Any]:
+    with client, stream:
         for event in stream:
             yield event.data
 

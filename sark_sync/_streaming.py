@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from ._config import RetryPolicy, Timeouts
-from ._exceptions import ValidationError
+from ._exceptions import ClientClosedError, ValidationError
 from ._redact import Secret
 from ._sse import DEFAULT_MAX_EVENT_BYTES
 from .transports.sse import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_RECONNECTS, EventStream
@@ -37,6 +37,8 @@ class StreamingMixin:
     _verify: bool | str | None
 
     if TYPE_CHECKING:
+        @property
+        def closed(self) -> bool: ...
         def _require(self, transport: str) -> None: ...
         def _state(self) -> Resources: ...
 
@@ -94,6 +96,9 @@ class StreamingMixin:
             max_reconnects=max_reconnects, max_event_bytes=max_event_bytes,
         )
         self._state().track(stream)
+        if self.closed:  # closed while connecting: its close() did not see this stream
+            stream.close()
+            raise ClientClosedError("this GatewayClient is closed")
         return stream
 
 

@@ -114,6 +114,7 @@ class EventStream(Iterator[Event]):
                                     HTTPAdapter(pool_connections=1, pool_maxsize=1),
                                     accept="text/event-stream")
         self._lock = threading.Lock()  # held by the iterating thread; close() waits for it
+        self._reader: int | None = None  # the thread inside next(), if any
         self._closed = threading.Event()
         self._owner_pid = os.getpid()
         self._response: requests.Response | None = None
@@ -138,12 +139,15 @@ class EventStream(Iterator[Event]):
             raise ClientClosedError("this event stream belongs to the process that opened it; "
                                     "open a new one after fork()")
         with self._lock:
+            self._reader = threading.get_ident()
             try:
                 return self._next()
             except GatewayError:
                 self._closed.set()  # given up, or a fatal answer: the stream is over
                 self._release(final=True)
                 raise
+            finally:
+                self._reader = None
 
     def _next(self) -> Event:
         while True:
@@ -341,6 +345,8 @@ class EventStream(Iterator[Event]):
                 response.raw.shutdown()  # wakes a read in progress; the reader closes
             except (AttributeError, ValueError, RuntimeError, OSError):
                 pass
+        if self._reader == threading.get_ident():
+            return  # called inside next() (a signal handler): next() releases on its way out
         if self._lock.acquire(timeout=CLOSE_WAIT):
             try:
                 self._release(final=True)

@@ -145,7 +145,7 @@ def test_a_stalled_stream_is_replaced_after_the_idle_timeout_without_a_gap(
     for n in range(6):
         gateway.publish_event("tick", {"n": n})
     started = time.monotonic()
-    with make_client().stream_events(idle_timeout=0.5) as stream:
+    with make_client().stream_events(last_event_id=0, idle_timeout=0.5) as stream:
         events = take(stream, 6)
     assert [e.data["n"] for e in events] == list(range(6))
     assert stream.reconnects == 1
@@ -217,7 +217,7 @@ def test_types_filter_on_the_gateway_and_in_the_client_but_never_stream_reset(
 ) -> None:
     gateway.publish_event("server_health", {"server": "demo", "status": "healthy"})
     gateway.publish_event("tick", {"n": 1})
-    with make_client().stream_events(types=["tick"]) as stream:
+    with make_client().stream_events(types=["tick"], last_event_id=0) as stream:
         assert [(e.type, e.id) for e in take(stream, 1)] == [("tick", "2")]
     assert gateway.requests[-1].query == {"types": "tick"}
     with make_client().stream_events(types="tick", last_event_id=999) as stream:
@@ -230,7 +230,7 @@ def test_concurrent_streams_of_one_client_keep_their_own_position(
     client = make_client()
     for n in range(10):
         gateway.publish_event("tick" if n % 2 else "tock", {"n": n})
-    with client.stream_events(types=["tick"]) as ticks, \
+    with client.stream_events(types=["tick"], last_event_id=0) as ticks, \
             client.stream_events(last_event_id=8) as tail:
         assert [e.data["n"] for e in take(ticks, 5)] == [1, 3, 5, 7, 9]
         assert [e.data["n"] for e in take(tail, 2)] == [8, 9]
@@ -253,7 +253,7 @@ def test_retry_after_is_honoured_before_connecting_again(
     gateway.add_fault(Fault(path="/api/v1/events", status=status, retry_after=0.3, times=2))
     gateway.publish_event("tick", {"n": 1})
     started = time.monotonic()
-    with make_client().stream_events() as stream:
+    with make_client().stream_events(last_event_id=0) as stream:
         assert next(stream).data == {"n": 1}
     assert 0.6 <= time.monotonic() - started < PROMPT
     assert len([r for r in gateway.requests if r.path == "/api/v1/events"]) == 3
@@ -288,7 +288,7 @@ def test_the_failure_count_restarts_at_every_event_never_at_a_bare_connect(
         gateway.publish_event("tick", {"n": n})
     gateway.add_fault(Fault(path="/api/v1/events", drop_after_events=1, times=5))
     gateway.add_fault(Fault(path="/api/v1/events", drop_after_events=0, times=None))
-    with make_client().stream_events(max_reconnects=2) as stream:
+    with make_client().stream_events(last_event_id=0, max_reconnects=2) as stream:
         assert [e.data["n"] for e in take(stream, 5)] == list(range(5))
         with pytest.raises(sark_sync.ConnectionFailed, match="ended before any event"):
             next(stream)
@@ -299,7 +299,7 @@ def test_an_event_over_max_event_bytes_ends_the_stream_with_protocol_error(
     gateway: LocalGateway, make_client: Make
 ) -> None:
     gateway.publish_event("tick", {"blob": "x" * 5000})
-    with make_client().stream_events(max_event_bytes=4096) as stream, \
+    with make_client().stream_events(last_event_id=0, max_event_bytes=4096) as stream, \
             pytest.raises(sark_sync.ProtocolError, match="max_event_bytes"):
         next(stream)
     assert stream.closed
@@ -356,7 +356,7 @@ def test_the_default_retry_policy_waits_the_gateways_retry(make_client: Make) ->
         client = make_client(url=gw.url, retry=sark_sync.RetryPolicy(jitter=False,
                                                                       backoff_base=5.0))
         started = time.monotonic()
-        with client.stream_events() as stream:
+        with client.stream_events(last_event_id=0) as stream:
             assert [e.data["n"] for e in take(stream, 2)] == [0, 1]
             assert stream.retry_ms == 300
         assert 0.3 <= time.monotonic() - started < 2.0
@@ -392,3 +392,45 @@ def test_a_forked_child_cannot_use_its_parents_stream(gateway: LocalGateway, mak
     assert next(stream).data == {"n": 1}  # the parent's stream is intact
     stream.close()
 
+
+
+def test_a_client_closed_while_a_stream_connects_closes_that_stream_too(
+    gateway: LocalGateway, make_client: Make
+) -> None:
+    gateway.add_fault(Fault(path="/api/v1/events", delay=0.5))
+    client = make_client()
+    outcome: list[BaseException] = []
+
+    def connect() -> None:
+        try:
+            client.stream_events()
+        except BaseException as exc:
+            outcome.append(exc)
+
+    worker = threading.Thread(target=connect)
+    worker.start()
+    wait_until(lambda: gateway.requests, PROMPT, message="the stream request")
+    client.close()
+    worker.join(PROMPT)
+    assert [type(e) for e in outcome] == [sark_sync.ClientClosedError]
+    wait_until(lambda: gateway.open_connections == 0, PROMPT, message="the connection to close")
+
+
+def test_close_from_a_signal_handler_of_the_reading_thread_ends_iteration_at_once(
+    gateway: LocalGateway, make_client: Make
+) -> None:
+    import signal
+
+    stream = make_client().stream_events()
+    previous = signal.signal(signal.SIGUSR1, lambda *_: stream.close())
+    timer = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGUSR1))
+    started = time.monotonic()
+    timer.start()
+    try:
+        assert list(stream) == []  # the handler runs in this thread, inside next()
+    finally:
+        timer.cancel()
+        signal.signal(signal.SIGUSR1, previous)
+    assert time.monotonic() - started < 1.5
+    assert stream.closed
+    wait_until(lambda: gateway.open_connections == 0, PROMPT, message="the connection to close")
