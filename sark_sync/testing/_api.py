@@ -19,9 +19,13 @@ principal (the user JWT's ``sub``, or ``null``), outcome, latency_ms}: outcome `
 ``"tool_error"`` (the result has ``isError: true``) or ``"error"`` (the upstream failed: 502,
 504, or the call raised). An idempotent replay does not reach the tool and publishes nothing.
 
-A hosted stdio server that fails a call (it exited: 502 ``upstream_error``; it did not answer
-in time: 504 ``upstream_timeout``) answers an error that is not stored under the request's
-Idempotency-Key: the point of retrying a 502/504 with the same key is to run it again.
+A hosted stdio server that fails a call answers 502 ``upstream_error`` (it exited, or
+answered a JSON-RPC error), 504 ``upstream_timeout`` (no answer in time) or 400
+``invalid_request`` (it refused the arguments: JSON-RPC -32602). When the call reached the
+server, its tool may have run: that answer is stored under the request's Idempotency-Key like
+a success, so a client retrying the 502/504 with the same key gets it replayed and the tool
+never runs twice. When it never reached it (the server could not be started), nothing is
+stored and a retry may run it.
 """
 
 from __future__ import annotations
@@ -64,11 +68,13 @@ _ROUTES = {
 class ApiError(Exception):
     """An error answer: status, message, and extra envelope fields or headers."""
 
-    def __init__(self, status: int, message: str, *, allow: str | None = None) -> None:
+    def __init__(self, status: int, message: str, *, allow: str | None = None,
+                 reached: bool = False) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.allow = allow
+        self.reached = reached  # an upstream failure after the call reached the tool
 
 
 @dataclass(frozen=True)
@@ -230,6 +236,11 @@ class Api:
             return Response(stored.status, stored.body, stored.content_type, headers)
         try:
             response = self._run(request, caller, server, tool, parameters)
+        except ApiError as exc:
+            if not exc.reached:
+                self.store.abandon(scope, key)
+                raise
+            response = error_response(exc.status, exc.message, request.request_id)
         except BaseException:
             self.store.abandon(scope, key)
             raise
@@ -259,7 +270,7 @@ class Api:
             raise ApiError(404, str(exc)) from None
         except UpstreamFailure as exc:
             publish("error")
-            raise ApiError(exc.status, str(exc)) from None
+            raise ApiError(exc.status, str(exc), reached=exc.reached) from None
         except BaseException:
             publish("error")
             raise

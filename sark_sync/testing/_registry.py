@@ -68,11 +68,20 @@ class UnknownName(LookupError):
 
 class UpstreamFailure(Exception):
     """The upstream of a server could not answer a call: ``status`` is 502 (it failed or
-    exited) or 504 (it did not answer in time); ``str()`` is the message for the client."""
+    exited), 504 (it did not answer in time) or 400 (it refused the arguments); ``str()`` is
+    the message for the client.
 
-    def __init__(self, status: int, message: str) -> None:
+    ``reached``: the call reached the upstream, so its tool may have run (a crash mid-call, a
+    timeout) or it gave its final answer (a JSON-RPC error). Such an answer is stored under
+    the request's Idempotency-Key and replayed to a retry, which must never run the tool a
+    second time. A call that never reached it (the server could not be started) is not
+    stored: a retry with the same key may run it.
+    """
+
+    def __init__(self, status: int, message: str, *, reached: bool = False) -> None:
         super().__init__(message)
         self.status = status
+        self.reached = reached
 
 
 class Upstream(Protocol):

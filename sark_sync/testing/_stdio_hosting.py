@@ -55,6 +55,8 @@ __all__ = ["MAX_RESTARTS", "RESTART_WINDOW", "StdioHost", "StdioHosting"]
 
 log = logging.getLogger("sark_sync.testing")
 
+#: JSON-RPC "Invalid params": what an MCP server answers to arguments it refuses.
+INVALID_PARAMS = -32602
 #: Restarts of a crashed hosted server allowed within ``RESTART_WINDOW`` seconds.
 MAX_RESTARTS = 3
 #: The window, in seconds, in which restarts are counted.
@@ -230,19 +232,21 @@ class StdioHost:
         except ProcessExitedError as exc:
             log.debug("stdio server %s: %s", self.name, exc)  # the stderr tail, for the log
             self._report("unhealthy")
-            raise UpstreamFailure(502, exc.message) from None
+            raise UpstreamFailure(502, exc.message, reached=True) from None
         except TransportTimeout:
             raise UpstreamFailure(
                 504, f"stdio server {self.name!r} did not answer {tool} within "
-                f"{self.call_timeout:g}s"
+                f"{self.call_timeout:g}s", reached=True
             ) from None
         except RPCError as exc:
+            # -32602 Invalid params: the caller's arguments, not the upstream, are at fault.
+            status = 400 if exc.code == INVALID_PARAMS else 502
             raise UpstreamFailure(
-                502, f"stdio server {self.name!r} answered JSON-RPC error {exc.code}: "
-                f"{exc.rpc_message}"
+                status, f"stdio server {self.name!r} answered JSON-RPC error {exc.code}: "
+                f"{exc.rpc_message}", reached=True
             ) from None
-        except GatewayError as exc:  # ProtocolError, ValidationError of the arguments
-            raise UpstreamFailure(502, exc.message) from None
+        except GatewayError as exc:  # ProtocolError: an answer came, unreadable
+            raise UpstreamFailure(502, exc.message, reached=True) from None
         answer: dict[str, Any] = {"content": [dict(block) for block in result.content]}
         if result.structured is not None:
             answer["structuredContent"] = dict(result.structured)

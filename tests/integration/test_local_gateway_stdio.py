@@ -171,13 +171,17 @@ def test_the_same_tool_through_the_gateway_and_a_local_session_gives_the_same_re
     assert through_gateway.is_error is direct.is_error is False
 
 
-def test_an_unknown_tool_is_forwarded_and_its_json_rpc_error_is_a_502(
+def test_arguments_the_server_refuses_are_a_400_not_retried(
     gw: LocalGateway, http: requests.Session, client: sark_sync.GatewayClient
 ) -> None:
-    error = error_of(invoke(http, gw, "no_such_tool"), 502, "upstream_error")
+    """JSON-RPC -32602 (invalid params; the demo server's answer to an unknown tool, which
+    the catalogue let through here) is the caller's fault: 400, and the client does not
+    retry it."""
+    error = error_of(invoke(http, gw, "no_such_tool"), 400, "invalid_request")
     assert "-32602" in error["message"] and "no_such_tool" in error["message"]
-    with pytest.raises(sark_sync.UpstreamError):
+    with pytest.raises(sark_sync.BadRequestError) as info:
         client.invoke_tool("demo", "no_such_tool")
+    assert info.value.attempts == 1
     assert server_info(http, gw)["health_status"] == "healthy"
 
 
@@ -243,13 +247,22 @@ def test_an_idempotency_key_reused_on_a_stdio_tool_runs_it_once(
     assert gw.tool_runs("demo", "echo") == 2
 
 
-def test_an_upstream_failure_is_not_stored_under_its_idempotency_key(
-    gw: LocalGateway, http: requests.Session
+def test_a_failure_after_the_call_reached_the_tool_is_replayed_never_run_again(
+    gw: LocalGateway, http: requests.Session, client: sark_sync.GatewayClient
 ) -> None:
+    """A crash mid-call may have done the tool's work: the 502 is stored under the
+    Idempotency-Key, so the retry gets it replayed and the tool runs once."""
     key = str(uuid.uuid4())
-    assert invoke(http, gw, "crash", **{"Idempotency-Key": key}).status_code == 502
-    # The retry with the same key runs again (restarting the server): that is why it retries.
-    assert invoke(http, gw, "crash", **{"Idempotency-Key": key}).status_code == 502
+    first = invoke(http, gw, "crash", **{"Idempotency-Key": key})
+    again = invoke(http, gw, "crash", **{"Idempotency-Key": key})
+    assert (first.status_code, again.status_code) == (502, 502)
+    assert again.headers.get("Idempotent-Replayed") == "true"
+    assert again.json() == first.json()
+    assert gw.tool_runs("demo", "crash") == 1
+    # Through the client (automatic key, 502 retried): three attempts, one run.
+    with pytest.raises(sark_sync.UpstreamError) as info:
+        client.invoke_tool("demo", "crash")
+    assert info.value.attempts == 3
     assert gw.tool_runs("demo", "crash") == 2
 
 
