@@ -1,17 +1,25 @@
 """The tools venv: real third-party components that the tests run as child processes.
 
-The official MCP SDK server (and, later, the OPA engine) does not run on every Python that
-sark_sync supports, and must never be installed into the tox envs next to the package under
-test. So it lives in one venv of its own, ``<repo>/.tools-venv``, made with pyenv's CPython
-3.11 and filled from the pinned ``requirements-tools.txt`` beside this file. Every tox env
-(py39 ... py313) spawns the components with that venv's own interpreter.
+The official MCP SDK server and the OPA engine do not run on every Python that sark_sync
+supports, and must never be installed into the tox envs next to the package under test. So
+they live in one venv of their own, ``<repo>/.tools-venv``, made with pyenv's CPython 3.11 and
+filled from two pinned files beside this file, in two pip steps:
+
+1. ``requirements-tools.txt``: a plain ``pip install -r`` (dependencies resolved as usual);
+2. ``requirements-tools-nodeps.txt``: ``pip install --no-deps --ignore-requires-python -r``,
+   for packages whose metadata excludes Python 3.11 although they run on it (the OPA engine,
+   ``opa-golib-python-bindings``); ``--no-deps`` keeps the flag to the packages named there.
+
+A last step imports every component (and loads the OPA engine's Go library), so a venv that
+cannot run them fails its build, not a test later. Every tox env (py39 ... py313) spawns the
+components with that venv's own interpreter.
 
 Contract:
 
-- ``ensure()`` creates the venv, or reuses it when its stamp file records the SHA-256 of the
-  requirements file and the interpreter version that this checkout and this machine would
-  use now; otherwise it deletes the venv and builds it again. Quiet when up to date, it
-  prints its progress (and pip's) on stderr when building.
+- ``ensure()`` creates the venv, or reuses it when its stamp file records the SHA-256 of both
+  requirements files, the build's format and the interpreter version that this checkout and
+  this machine would use now; otherwise it deletes the venv and builds it again. Quiet when
+  up to date, it prints its progress (and pip's) on stderr when building.
 - Concurrency: every check and every build happens under an exclusive ``fcntl.flock`` on
   ``<repo>/.tools-venv.lock``, and the stamp is written last (atomically): parallel tox envs
   never build it twice, and nobody uses a half-built venv (a build that died leaves no stamp,
@@ -56,16 +64,24 @@ VENV_DIR = REPO / ".tools-venv"
 LOCK_FILE = REPO / ".tools-venv.lock"
 #: The pinned requirements; their hash is part of the stamp.
 REQUIREMENTS = HERE / "requirements-tools.txt"
+#: Pinned packages installed with ``--no-deps --ignore-requires-python`` after REQUIREMENTS;
+#: their hash is part of the stamp too.
+REQUIREMENTS_NODEPS = HERE / "requirements-tools-nodeps.txt"
 #: Written last by a successful build: what the venv was built from.
 STAMP_FILE = VENV_DIR / "sark-tools-venv.json"
 #: Bump to rebuild every existing venv when the build itself changes.
-STAMP_FORMAT = 1
+STAMP_FORMAT = 2
 #: The Python minor version of the tools venv.
 TOOLS_MINOR = "3.11"
 #: A backstop for one build step (pip over a slow network), so that a hang fails loudly.
 STEP_TIMEOUT = 900.0
 #: Lines of a failed step's output quoted in the error.
 ERROR_TAIL_LINES = 40
+#: The build's last step: every component imports, and the OPA engine's Go library loads.
+SMOKE_CHECK = (
+    "import mcp.server.mcpserver, sse_starlette, uvicorn; "
+    "from opa_bindings import OpaEngine; OpaEngine().close()"
+)
 #: How to build it by hand, quoted in every error.
 ENSURE_HINT = f"python{TOOLS_MINOR} tests/realcomp/tools_venv.py ensure"
 
@@ -142,6 +158,7 @@ def _wanted_stamp(interpreter: Path, version: str) -> dict[str, Any]:
         "python_version": version,
         "python": str(interpreter),
         "requirements_sha256": hashlib.sha256(REQUIREMENTS.read_bytes()).hexdigest(),
+        "requirements_nodeps_sha256": hashlib.sha256(REQUIREMENTS_NODEPS.read_bytes()).hexdigest(),
     }
 
 
@@ -238,6 +255,9 @@ def _build(interpreter: Path, wanted: Mapping[str, Any]) -> dict[str, Any]:
     _run([interpreter, "-m", "venv", VENV_DIR])
     python = venv_python()
     _run([python, "-m", "pip", "install", "--progress-bar", "off", "-r", REQUIREMENTS])
+    _run([python, "-m", "pip", "install", "--progress-bar", "off", "--no-deps",
+          "--ignore-requires-python", "-r", REQUIREMENTS_NODEPS])
+    _run([python, "-c", SMOKE_CHECK])
     frozen = _run([python, "-m", "pip", "freeze", "--all"])
     stamp = dict(wanted, installed=sorted(line for line in frozen if "==" in line))
     partial = STAMP_FILE.with_suffix(".tmp")
@@ -301,13 +321,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _direct() -> set[str]:
-    """The names of the requirements listed in the requirements file (for the summary)."""
+    """The names of the requirements listed in both requirements files (for the summary)."""
     names = set()
-    for line in REQUIREMENTS.read_text(encoding="utf-8").splitlines():
-        line = line.split("#", 1)[0].strip()
-        match = re.match(r"^([A-Za-z0-9][A-Za-z0-9._-]*)", line)
-        if match and not line.startswith("-"):
-            names.add(_normalize(match.group(1)))
+    for path in (REQUIREMENTS, REQUIREMENTS_NODEPS):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            line = line.split("#", 1)[0].strip()
+            match = re.match(r"^([A-Za-z0-9][A-Za-z0-9._-]*)", line)
+            if match and not line.startswith("-"):
+                names.add(_normalize(match.group(1)))
     return names
 
 
