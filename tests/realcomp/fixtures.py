@@ -12,15 +12,26 @@
   uvicorn, 127.0.0.1 port 0) with the tools venv's interpreter and the given command-line
   arguments, and returns it once it has printed its URL. Function-scoped: every peer started
   is stopped (SIGTERM, then SIGKILL), waited for and its pipe closed after the test.
+- ``opa_server`` (``Callable[..., OpaServer]``): starts ``opa_server.py`` (the real OPA engine,
+  v1.20.2, behind our OPA Data API framing; 127.0.0.1 port 0) with the tools venv's interpreter,
+  the given Rego files preloaded: ``opa_server(shipped_policy("gateway.rego")).url``.
+  Function-scoped, stopped after the test like ``sse_peer``.
+- ``gateway_opa_server`` (``OpaServer``): one such server for the whole session with the
+  shipped ``gateway.rego`` loaded; the policy for ``OPAAuthorizer(url)``'s default path
+  ``sark/gateway/decision``. Shared: never PUT or DELETE policies on it (use ``opa_server``).
+- ``shipped_policy(name)``: the path of a Rego file of the *installed* sark_sync (the wheel's
+  copy under tox), found without importing sark_sync.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import selectors
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,6 +51,14 @@ SSE_START_TIMEOUT = 15.0
 SSE_EXIT_TIMEOUT = 5.0
 #: Bound for one request to the SSE server's /stats.
 SSE_STATS_TIMEOUT = 5.0
+#: The OPA Data API server (the real OPA engine), run with the tools venv's interpreter.
+OPA_SERVER = Path(__file__).resolve().with_name("opa_server.py")
+#: Bound for the OPA server to print its URL (it takes about 0.1-0.3s to load the engine).
+OPA_START_TIMEOUT = 15.0
+#: Grace period for the OPA server to exit after SIGTERM (it exits at once).
+OPA_EXIT_TIMEOUT = 5.0
+#: Bound for one request to the OPA server.
+OPA_REQUEST_TIMEOUT = 10.0
 #: Dropped from the children's environment: the tools interpreter must not see the test env's
 #: paths, and the servers must flush what they print themselves.
 SCRUBBED_ENV = ("PYTHONUNBUFFERED", "PYTHONPATH", "PYTHONHOME")
@@ -62,6 +81,31 @@ def mcp_sdk_server_command(tools_python: Path) -> list[str]:
     return [str(tools_python), str(MCP_SDK_SERVER)]
 
 
+def _read_url_line(proc: subprocess.Popen[bytes], timeout: float, what: str,
+                   log: Callable[[], str], exit_timeout: float) -> str:
+    """The first line a server prints on stdout (its URL); fail the test after ``timeout``
+    or if it exits first, quoting its log."""
+    assert proc.stdout is not None
+    fd = proc.stdout.fileno()
+    buffer = b""
+    deadline = time.monotonic() + timeout
+    with selectors.DefaultSelector() as selector:
+        selector.register(fd, selectors.EVENT_READ)
+        while b"\n" not in buffer:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                pytest.fail(f"{what} printed no URL within {timeout:g}s; "
+                            f"its log:\n{log()}", pytrace=False)
+            if selector.select(remaining):
+                chunk = os.read(fd, 4096)
+                if not chunk:
+                    proc.wait(exit_timeout)
+                    pytest.fail(f"{what} exited ({proc.returncode}) before "
+                                f"printing its URL; its log:\n{log()}", pytrace=False)
+                buffer += chunk
+    return buffer.split(b"\n", 1)[0].decode().strip()
+
+
 class SsePeer:
     """One running ``sse_server.py``: its base ``url``, its ``stats()``, its log."""
 
@@ -81,25 +125,8 @@ class SsePeer:
 
     def wait_for_url(self, timeout: float = SSE_START_TIMEOUT) -> str:
         """Read the URL line the server prints once it serves; fail after ``timeout``."""
-        assert self.proc.stdout is not None
-        fd = self.proc.stdout.fileno()
-        buffer = b""
-        deadline = time.monotonic() + timeout
-        with selectors.DefaultSelector() as selector:
-            selector.register(fd, selectors.EVENT_READ)
-            while b"\n" not in buffer:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    pytest.fail(f"the SSE server printed no URL within {timeout:g}s; "
-                                f"its log:\n{self.log()}", pytrace=False)
-                if selector.select(remaining):
-                    chunk = os.read(fd, 4096)
-                    if not chunk:
-                        self.proc.wait(SSE_EXIT_TIMEOUT)
-                        pytest.fail(f"the SSE server exited ({self.proc.returncode}) before "
-                                    f"printing its URL; its log:\n{self.log()}", pytrace=False)
-                    buffer += chunk
-        self.url = buffer.split(b"\n", 1)[0].decode().strip()
+        self.url = _read_url_line(self.proc, timeout, "the SSE server", self.log,
+                                  SSE_EXIT_TIMEOUT)
         return self.url
 
     def stats(self) -> dict[str, Any]:
@@ -145,3 +172,114 @@ def sse_peer(tools_python: Path, tmp_path: Path) -> Iterator[Callable[..., SsePe
     yield start
     for peer in started:
         peer.stop()
+
+
+def shipped_policy(name: str = "gateway.rego") -> Path:
+    """A Rego file of the installed sark_sync's ``policies/`` folder (the wheel's copy under
+    tox), found without importing sark_sync."""
+    spec = importlib.util.find_spec("sark_sync")
+    assert spec is not None and spec.origin is not None, "sark_sync is not installed"
+    path = Path(spec.origin).resolve().parent / "policies" / name
+    assert path.is_file(), f"{name} is not installed with sark_sync: {path}"
+    return path
+
+
+class OpaServer:
+    """One running ``opa_server.py``: its base ``url``, JSON requests to it, its log.
+
+    ``request``, ``put_policy`` and ``data`` return ``(status, document)`` whatever the status
+    (4xx and 5xx included), straight from the wire, never through a proxy.
+    """
+
+    def __init__(self, policies: list[Path], python: Path, log_path: Path) -> None:
+        self.log_path = log_path
+        env = {k: v for k, v in os.environ.items() if k not in SCRUBBED_ENV}
+        argv = [str(python), str(OPA_SERVER)]
+        for policy in policies:
+            argv += ["--policy", str(policy)]
+        with open(log_path, "wb") as log:
+            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
+                                         stdout=subprocess.PIPE, stderr=log, env=env)
+        self.url = ""
+        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+    def wait_for_url(self, timeout: float = OPA_START_TIMEOUT) -> str:
+        """Read the URL line the server prints once it listens; fail after ``timeout``."""
+        self.url = _read_url_line(self.proc, timeout, "the OPA server", self.log,
+                                  OPA_EXIT_TIMEOUT)
+        return self.url
+
+    def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, Any]:
+        """``method path`` with ``body``; the status and the decoded JSON answer."""
+        request = urllib.request.Request(self.url + path, data=body, method=method)
+        if body is not None:
+            request.add_header("Content-Type", "application/json")
+        try:
+            with self._opener.open(request, timeout=OPA_REQUEST_TIMEOUT) as answer:
+                return answer.status, json.loads(answer.read())
+        except urllib.error.HTTPError as error:
+            with error:
+                return error.code, json.loads(error.read())
+
+    def put_policy(self, policy_id: str, source: str) -> tuple[int, Any]:
+        """``PUT /v1/policies/<policy_id>`` with the Rego ``source``."""
+        return self.request("PUT", f"/v1/policies/{policy_id}", source.encode())
+
+    def data(self, path: str, input_document: Any = None) -> tuple[int, Any]:
+        """``POST /v1/data/<path>`` with ``{"input": input_document}`` (no input when None)."""
+        body = {} if input_document is None else {"input": input_document}
+        return self.request("POST", f"/v1/data/{path.strip('/')}", json.dumps(body).encode())
+
+    def log(self) -> str:
+        """The server's stderr so far."""
+        try:
+            return self.log_path.read_text(encoding="utf-8", errors="replace")
+        except OSError as exc:
+            return f"(no log: {exc})"
+
+    def stop(self) -> int:
+        """SIGTERM, then SIGKILL after ``OPA_EXIT_TIMEOUT``; return the exit code.
+        Idempotent."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(OPA_EXIT_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        return self.proc.returncode
+
+
+@pytest.fixture
+def opa_server(tools_python: Path, tmp_path: Path) -> Iterator[Callable[..., OpaServer]]:
+    """Start tests/realcomp/opa_server.py with these Rego files loaded:
+    ``opa_server(shipped_policy()).url``. Every server started is stopped after the test."""
+    started: list[OpaServer] = []
+
+    def start(*policies: Path) -> OpaServer:
+        log_path = tmp_path / f"opa_server_{len(started)}.log"
+        server = OpaServer(list(policies), tools_python, log_path)
+        started.append(server)
+        server.wait_for_url()
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def gateway_opa_server(
+    tools_python: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OpaServer]:
+    """One OPA server for the session, the shipped gateway.rego loaded. Do not change its
+    policies."""
+    log_path = tmp_path_factory.mktemp("gateway_opa") / "opa_server.log"
+    server = OpaServer([shipped_policy("gateway.rego")], tools_python, log_path)
+    try:
+        server.wait_for_url()
+        yield server
+    finally:
+        server.stop()
