@@ -226,7 +226,7 @@ def test_serve_event_options_shape_the_event_stream(
     seen: dict[str, Any] = {}
 
     def drive(url: str) -> None:
-        with EventReader(url, key="k") as reader:
+        with EventReader(url, key="k", last_event_id=99) as reader:  # from the first event
             event = reader.next()
             seen.update(event=event, headers=reader.headers, retry=reader.retry)
             reader.quiet(0.35)

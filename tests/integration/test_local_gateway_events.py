@@ -44,7 +44,9 @@ class EventReader:
     """A raw SSE client on one socket: bounded waits, its own chunk and SSE parsing.
 
     Records what else the stream carried: ``retry`` lines, ``pings`` (their arrival times),
-    ``chunks`` (each chunk's payload), ``last_chunk`` (the chunked body was ended cleanly).
+    ``chunks`` (each chunk's payload), ``last_chunk`` (the chunked body was ended cleanly),
+    and ``last_id``: the ``Last-Event-ID`` a browser would reconnect with (the one it sent,
+    until an ``id:`` line changes it, in an event or in a block without data).
     """
 
     def __init__(
@@ -74,6 +76,7 @@ class EventReader:
         self.pings: list[float] = []
         self.chunks: list[bytes] = []
         self.blocks = 0
+        self.last_id = None if last_event_id is None else str(last_event_id)
         deadline = time.monotonic() + WAIT
         while b"\r\n\r\n" not in self._raw:
             if not self._recv(deadline):
@@ -152,22 +155,39 @@ class EventReader:
         self.blocks += 1
         return block.decode("utf-8").split("\n")
 
+    def _fields(self, lines: list[str]) -> dict[str, str]:
+        """The fields of a block; records its pings, ``retry`` and ``id``."""
+        fields: dict[str, str] = {}
+        for line in lines:
+            if line.startswith(":"):
+                self.pings.append(time.monotonic())
+                continue
+            name, _, value = line.partition(":")
+            fields[name] = value[1:] if value.startswith(" ") else value
+        if "retry" in fields:
+            self.retry.append(int(fields["retry"]))
+        if "id" in fields:
+            self.last_id = fields["id"]
+        return fields
+
+    def opening(self, timeout: float = WAIT) -> bytes:
+        """The stream's first block, exactly as sent (it must not have been read yet)."""
+        assert self.blocks == 0, "the opening block was already read"
+        lines = self._block(time.monotonic() + timeout)
+        if lines is None:
+            raise AssertionError("the stream ended before its opening block")
+        self._fields(lines)
+        return ("\n".join(lines) + "\n\n").encode()
+
     def next(self, timeout: float = WAIT) -> SSE | None:
-        """The next event (pings and ``retry`` recorded, not returned); ``None`` at the end."""
+        """The next event (pings, ``retry`` and ids recorded, not returned); ``None`` at the
+        end."""
         deadline = time.monotonic() + timeout
         while True:
             lines = self._block(deadline)
             if lines is None:
                 return None
-            fields: dict[str, str] = {}
-            for line in lines:
-                if line.startswith(":"):
-                    self.pings.append(time.monotonic())
-                    continue
-                name, _, value = line.partition(":")
-                fields[name] = value[1:] if value.startswith(" ") else value
-            if "retry" in fields:
-                self.retry.append(int(fields["retry"]))
+            fields = self._fields(lines)
             if "event" in fields or "data" in fields:
                 event_id = int(fields["id"]) if "id" in fields else None
                 return SSE(event_id, fields.get("event", "message"), fields.get("data", ""))
@@ -251,14 +271,14 @@ def test_a_stream_is_200_event_stream_no_cache_chunked_and_starts_with_retry(
         gw.publish_event("custom", {"n": 1})
         assert reader.next() == SSE(1, "custom", '{"n":1}')
         assert reader.retry == [1000]
-        assert reader.chunks[0] == b"retry: 1000\n\n"
+        assert reader.chunks[0] == b"retry: 1000\nid: 0\n\n"
 
 
 def test_retry_is_configurable_in_seconds_and_sent_in_milliseconds() -> None:
     with start(event_retry=0.25) as gw, EventReader(gw.url) as reader:
         gw.publish_event("custom", {})
         reader.take(1)
-        assert reader.chunks[0] == b"retry: 250\n\n"
+        assert reader.chunks[0] == b"retry: 250\nid: 0\n\n"
 
 
 def test_each_event_is_one_chunk_with_its_id_type_and_one_line_of_json(gw: LocalGateway) -> None:
@@ -298,15 +318,26 @@ def test_ids_increase_strictly_from_first_event_id() -> None:
         assert gw.last_event_id == 499
         assert publish(gw, 3) == [500, 501, 502]
         assert gw.last_event_id == 502
-        with EventReader(gw.url) as reader:
+        with EventReader(gw.url, last_event_id=499) as reader:
             assert ids(reader.take(3)) == [500, 501, 502]
 
 
-def test_without_last_event_id_the_buffer_is_replayed_then_live_events_follow(
+def test_without_last_event_id_only_events_published_after_connecting_come(
     gw: LocalGateway,
 ) -> None:
     publish(gw, 3)
     with EventReader(gw.url) as reader:
+        assert reader.quiet(0.1) and not reader.eof  # no replay of the buffer
+        publish(gw, 2, start=3)
+        events = reader.take(2)
+        assert ids(events) == [4, 5] and [e.json()["n"] for e in events] == [3, 4]
+
+
+def test_last_event_id_zero_replays_the_whole_buffer_then_live_events_follow(
+    gw: LocalGateway,
+) -> None:
+    publish(gw, 3)
+    with EventReader(gw.url, last_event_id=0) as reader:
         assert [e.json()["n"] for e in reader.take(3)] == [0, 1, 2]
         publish(gw, 2, start=3)
         assert ids(reader.take(2)) == [4, 5]
@@ -369,14 +400,18 @@ def test_a_malformed_last_event_id_gets_stream_reset_then_the_whole_buffer(
 def test_an_empty_last_event_id_is_absent(gw: LocalGateway) -> None:
     publish(gw, 1)
     with EventReader(gw.url, last_event_id="") as reader:
-        assert [(e.id, e.event) for e in reader.take(1)] == [(1, "custom")]
+        assert reader.opening() == b"retry: 1000\nid: 1\n\n"  # no reset: as if absent
+        assert reader.quiet(0.1) and not reader.eof
+        publish(gw, 1)
+        assert [(e.id, e.event) for e in reader.take(1)] == [(2, "custom")]
 
 
 def test_a_restarted_gateway_binds_the_same_port_and_continues_ids_for_its_clients() -> None:
     with start() as first:
         publish(first, 5)
         port = int(first.url.rsplit(":", 1)[1])
-        reader = EventReader(first.url)  # open at stop(): its connection ends in TIME_WAIT
+        # Open at stop(): its connection ends in TIME_WAIT.
+        reader = EventReader(first.url, last_event_id=0)
         reader.take(5)
     reader.close()
     with start(port=port, first_event_id=6) as second:
@@ -387,6 +422,89 @@ def test_a_restarted_gateway_binds_the_same_port_and_continues_ids_for_its_clien
         with EventReader(second.url, last_event_id=3) as behind:
             assert behind.take(1)[0].json() == {
                 "last_event_id": 3, "oldest_available": 6, "reason": "expired"}
+
+
+# -- where a stream starts: the opening block ------------------------------------------------
+
+
+def test_a_fresh_stream_gets_no_old_event_but_every_new_one(gw: LocalGateway) -> None:
+    publish(gw, 5)
+    with EventReader(gw.url) as reader:
+        assert reader.opening() == b"retry: 1000\nid: 5\n\n"  # subscribed from here on
+        publish(gw, 3, type="fresh")
+        events = reader.take(3)
+        assert [(e.id, e.event) for e in events] == [(6, "fresh"), (7, "fresh"), (8, "fresh")]
+        assert reader.quiet(0.1) and not reader.eof
+        assert reader.last_id == "8"
+
+
+@pytest.mark.parametrize("framing", ["chunked", "close"])
+@pytest.mark.parametrize(
+    ("last_event_id", "position"),
+    [(None, 3), ("", 3), (0, 0), (2, 2), (3, 3)],
+)
+def test_the_opening_block_is_retry_and_the_id_after_which_events_are_due(
+    framing: str, last_event_id: int | str | None, position: int
+) -> None:
+    with start(event_framing=framing) as gw:
+        publish(gw, 3)
+        with EventReader(gw.url, last_event_id=last_event_id) as reader:
+            assert reader.opening() == b"retry: 1000\nid: %d\n\n" % position
+            assert reader.chunks[:1] == ([b"retry: 1000\nid: %d\n\n" % position]
+                                         if framing == "chunked" else [])
+            assert reader.last_id == str(position)
+            assert ids(reader.take(3 - position)) == list(range(position + 1, 4))
+            publish(gw, 1)
+            assert ids(reader.take(1)) == [4]
+
+
+def test_a_fresh_stream_of_a_gateway_continuing_ids_opens_at_the_id_before_its_first() -> None:
+    with start(first_event_id=500) as gw, EventReader(gw.url) as reader:
+        assert reader.opening() == b"retry: 1000\nid: 499\n\n"
+        publish(gw, 1)
+        assert ids(reader.take(1)) == [500]
+
+
+@pytest.mark.parametrize(
+    ("last_event_id", "reason"), [(99, "future"), ("abc", "malformed"), (2, "expired")]
+)
+def test_the_opening_block_has_no_id_when_a_stream_reset_follows(
+    last_event_id: int | str, reason: str
+) -> None:
+    with start(first_event_id=10) as gw:  # ids 10..12: 99 is ahead, 2 fell out
+        publish(gw, 3)
+        with EventReader(gw.url, last_event_id=last_event_id) as reader:
+            assert reader.opening() == b"retry: 1000\n\n"
+            reset = reader.take(1)[0]
+            assert (reset.id, reset.event, reset.json()["reason"]) == (
+                None, "stream_reset", reason)
+            # Until a real event arrives, a reconnecting client asks for the same thing again.
+            assert reader.last_id == str(last_event_id)
+            assert ids(reader.take(3)) == [10, 11, 12]
+            assert reader.last_id == "12"
+
+
+@pytest.mark.parametrize("ending", ["drop_after_events", "client_closes"])
+def test_a_stream_lost_before_its_first_event_resumes_from_its_opening_id_losing_nothing(
+    gw: LocalGateway, ending: str
+) -> None:
+    publish(gw, 3)
+    if ending == "drop_after_events":
+        gw.add_fault(Fault(path="/api/v1/events", drop_after_events=0))
+    with EventReader(gw.url) as first:
+        assert first.opening() == b"retry: 1000\nid: 3\n\n"
+        if ending == "drop_after_events":
+            assert first.rest() == [] and first.eof and not first.last_chunk
+    position = first.last_id
+    assert position == "3"
+    publish(gw, 2, start=3)  # while the client is away
+    with EventReader(gw.url, last_event_id=position) as resumed:
+        events = resumed.take(2)
+        assert ids(events) == [4, 5] and [e.json()["n"] for e in events] == [3, 4]
+        assert resumed.quiet(0.1) and not resumed.eof  # nothing older, nothing twice
+    with EventReader(gw.url) as fresh:  # what reconnecting without the id would have lost
+        assert fresh.opening() == b"retry: 1000\nid: 5\n\n"
+        assert fresh.quiet(0.1)
 
 
 # -- filtering and keep-alive ----------------------------------------------------------------
@@ -447,7 +565,7 @@ def test_an_event_published_mid_stream_arrives_within_200ms(framing: str) -> Non
 
 def test_an_http_1_0_client_gets_the_close_framing(gw: LocalGateway) -> None:
     publish(gw, 2)
-    with EventReader(gw.url, version="HTTP/1.0") as reader:
+    with EventReader(gw.url, version="HTTP/1.0", last_event_id=0) as reader:
         assert "transfer-encoding" not in reader.headers
         assert ids(reader.take(2)) == [1, 2]
 
@@ -558,7 +676,7 @@ def test_drop_after_events_closes_every_stream_abruptly_after_that_many_events(
 ) -> None:
     fault = gw.add_fault(Fault(path="/api/v1/events", drop_after_events=3, times=None))
     publish(gw, 5)
-    with EventReader(gw.url) as reader:
+    with EventReader(gw.url, last_event_id=0) as reader:
         assert ids(reader.rest()) == [1, 2, 3]
         assert reader.eof and not reader.last_chunk
     with EventReader(gw.url, last_event_id=3) as resumed:
@@ -573,9 +691,9 @@ def test_drop_after_events_closes_every_stream_abruptly_after_that_many_events(
 def test_drop_after_zero_events_closes_right_after_retry(gw: LocalGateway) -> None:
     gw.add_fault(Fault(path="/api/v1/events", drop_after_events=0))
     publish(gw, 2)
-    with EventReader(gw.url) as reader:
+    with EventReader(gw.url, last_event_id=0) as reader:  # two events due, none sent
         assert reader.rest() == [] and reader.retry == [1000] and not reader.last_chunk
-    with EventReader(gw.url) as reader:  # the fault applied once
+    with EventReader(gw.url, last_event_id=0) as reader:  # the fault applied once
         assert ids(reader.take(2)) == [1, 2]
 
 
@@ -594,7 +712,7 @@ def test_stall_sends_nothing_not_even_pings_for_stall_seconds_then_closes() -> N
     with start(ping_interval=0.05) as gw:
         gw.add_fault(Fault(path="/api/v1/events", stall_after_events=2, stall=0.6))
         publish(gw, 4)
-        with EventReader(gw.url) as reader:
+        with EventReader(gw.url, last_event_id=0) as reader:
             began = time.monotonic()
             assert ids(reader.take(2)) == [1, 2]
             assert reader.rest(WAIT) == []
@@ -624,7 +742,7 @@ def test_a_503_fault_with_retry_after_turns_a_stream_away_once(
     error_of(response, 503, "unavailable")
     assert response.headers["Retry-After"] == "2"
     publish(gw, 1)
-    with EventReader(gw.url) as reader:
+    with EventReader(gw.url, last_event_id=0) as reader:
         assert ids(reader.take(1)) == [1]
 
 

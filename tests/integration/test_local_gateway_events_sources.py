@@ -150,11 +150,19 @@ def test_adding_and_removing_servers_publishes_registered_and_unregistered(
 
 
 def test_servers_added_before_start_are_in_the_replay(http: requests.Session) -> None:
-    with build() as gw, EventReader(gw.url) as reader:
+    with build() as gw, EventReader(gw.url, last_event_id=0) as reader:
         assert kinds(reader, 2) == [
             ("server_registered", {"server": "demo"}),
             ("server_registered", {"server": "data-mcp"}),
         ]
+
+
+def test_a_fresh_stream_does_not_get_the_events_of_servers_added_before_it() -> None:
+    with build() as gw, EventReader(gw.url) as reader:
+        assert gw.last_event_id >= 2  # the two registrations, at least
+        assert reader.opening() == b"retry: 1000\nid: %d\n\n" % gw.last_event_id
+        gw.add_server("later")
+        assert kinds(reader, 1) == [("server_registered", {"server": "later"})]
 
 
 def test_set_server_health_publishes_server_health_when_it_changes(
@@ -185,7 +193,7 @@ def test_set_server_health_publishes_server_health_when_it_changes(
 def test_a_stdio_server_is_registered_then_healthy_when_it_starts(
     stdio_gw: LocalGateway,
 ) -> None:
-    with EventReader(stdio_gw.url) as reader:
+    with EventReader(stdio_gw.url, last_event_id=0) as reader:
         assert kinds(reader, 2) == [
             ("server_registered", {"server": "demo"}),
             ("server_health", {"server": "demo", "status": "healthy"}),

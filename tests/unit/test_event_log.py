@@ -92,10 +92,29 @@ def test_the_buffer_keeps_the_last_capacity_events_in_order() -> None:
 # -- resuming --------------------------------------------------------------------------------
 
 
-def test_without_last_event_id_the_cursor_is_before_the_oldest_event() -> None:
-    assert resume(filled(3), None) == (None, 0)
-    assert resume(filled(MIN_BUFFER + 5), None) == (None, 5)
+def test_without_last_event_id_the_cursor_is_the_newest_event() -> None:
+    assert resume(filled(3), None) == (None, 3)
+    assert resume(filled(MIN_BUFFER + 5), None) == (None, MIN_BUFFER + 5)
+    assert resume(EventLog(), None) == (None, 0)
     assert resume(EventLog(first_id=100), None) == (None, 99)
+    assert resume(filled(2, first_id=100), None) == (None, 101)
+
+
+def test_without_last_event_id_no_old_event_is_read_only_later_ones() -> None:
+    log = filled(3)
+    reset, cursor = resume(log, None)
+    assert reset is None and log.read(cursor, 10) == (None, [])
+    log.publish("custom", {"n": 3})
+    assert [e.id for e in log.read(cursor, 10)[1]] == [4]
+
+
+def test_last_event_id_zero_replays_the_whole_buffer() -> None:
+    log = filled(3)
+    assert resume(log, 0) == (None, 0)
+    assert [e.id for e in log.read(0, 10)[1]] == [1, 2, 3]
+    assert resume(EventLog(), 0) == (None, 0)  # nothing published yet: not from the future
+    # Ids continued from 100: "the whole buffer" is asked for with the id before the first.
+    assert resume(filled(2, first_id=100), 99) == (None, 99)
 
 
 def test_a_last_event_id_still_covered_is_the_cursor() -> None:

@@ -5,15 +5,25 @@ ends. No sockets: ``send`` appends to a list, and the stop event ends the stream
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 
 import pytest
 
 from sark_sync.testing import Fault
 from sark_sync.testing._event_stream import LAST_CHUNK, EventStream, StreamSettings
-from sark_sync.testing._events import Event, EventLog, StreamReset, Subscription
+from sark_sync.testing._events import (
+    Event,
+    EventLog,
+    StreamReset,
+    Subscription,
+    parse_last_event_id,
+)
 
+#: A fresh subscriber (no ``Last-Event-ID``): only the events published after it connects.
 ALL = Subscription(None, None)
+#: ``Last-Event-ID: 0``: the whole buffer of a log whose ids start at 1, then what follows.
+REPLAY = Subscription(None, 0)
 
 
 class Recorder:
@@ -53,19 +63,33 @@ def stream(
                        stopping=stopping, fault=fault, **extra)
 
 
-def published(count: int, type: str = "custom") -> EventLog:
-    log = EventLog()
+def published(count: int, type: str = "custom", first_id: int = 1) -> EventLog:
+    log = EventLog(first_id=first_id)
     for n in range(count):
         log.publish(type, {"n": n})
     return log
 
 
-def test_head_and_retry_go_in_the_first_write_then_one_write_per_event() -> None:
+def wait_for(condition: Callable[[], bool], seconds: float = 5.0) -> bool:
+    """Whether ``condition`` holds within ``seconds`` (polled)."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.005)
+    return True
+
+
+def frame(event_id: int, n: int, type: str = "custom") -> bytes:
+    return b'id: %d\nevent: %s\ndata: {"n":%d}\n\n' % (event_id, type.encode(), n)
+
+
+def test_head_and_opening_go_in_the_first_write_then_one_write_per_event() -> None:
     stopping, log = threading.Event(), published(2)
     send = Recorder(stopping, stop_after=3)
-    assert stream(log, send, stopping).run(b"HEAD\r\n\r\n") == "stopped"
+    assert stream(log, send, stopping, subscription=REPLAY).run(b"HEAD\r\n\r\n") == "stopped"
     assert send.writes == [
-        b"HEAD\r\n\r\nretry: 500\n\n",
+        b"HEAD\r\n\r\nretry: 500\nid: 0\n\n",
         b'id: 1\nevent: custom\ndata: {"n":0}\n\n',
         b'id: 2\nevent: custom\ndata: {"n":1}\n\n',
     ]
@@ -74,10 +98,10 @@ def test_head_and_retry_go_in_the_first_write_then_one_write_per_event() -> None
 def test_chunked_framing_makes_each_write_one_chunk_and_ends_with_the_last_chunk() -> None:
     stopping, log = threading.Event(), published(1)
     send = Recorder(stopping, stop_after=2)
-    stream(log, send, stopping, framing="chunked").run()
+    stream(log, send, stopping, subscription=REPLAY, framing="chunked").run()
     frame = b'id: 1\nevent: custom\ndata: {"n":0}\n\n'
     assert send.writes == [
-        b"c\r\nretry: 500\n\n\r\n",
+        b"12\r\nretry: 500\nid: 0\n\n\r\n",
         b"%x\r\n%s\r\n" % (len(frame), frame),
         LAST_CHUNK,
     ]
@@ -93,6 +117,7 @@ def test_a_reset_comes_right_after_retry_and_types_filter_the_rest() -> None:
     writer.run()
     assert [w.split(b"\n")[0] for w in send.writes] == [
         b"retry: 500", b"event: stream_reset", b"id: 1", b"id: 3"]
+    assert send.writes[0] == b"retry: 500\n\n"  # no id line before a reset
     assert writer.sent == 2
 
 
@@ -101,13 +126,13 @@ def test_a_ping_is_written_after_ping_interval_without_writes() -> None:
     ticks = iter(range(0, 1000, 10))  # every reading of the clock is 10 s later
     send = Recorder(stopping, stop_after=2)
     stream(log, send, stopping, clock=lambda: next(ticks), ping_interval=15.0).run()
-    assert send.writes == [b"retry: 500\n\n", b": ping\n\n"]
+    assert send.writes == [b"retry: 500\nid: 0\n\n", b": ping\n\n"]
 
 
 def test_drop_after_events_ends_the_stream_without_the_last_chunk() -> None:
     stopping, log = threading.Event(), published(5)
     send = Recorder(stopping)
-    writer = stream(log, send, stopping, framing="chunked",
+    writer = stream(log, send, stopping, subscription=REPLAY, framing="chunked",
                     fault=Fault(path=None, drop_after_events=3))
     assert writer.run() == "dropped"
     assert writer.sent == 3 and len(send.writes) == 4 and LAST_CHUNK not in send.writes
@@ -116,7 +141,8 @@ def test_drop_after_events_ends_the_stream_without_the_last_chunk() -> None:
 def test_a_zero_stall_after_events_ends_the_stream_at_once() -> None:
     stopping, log = threading.Event(), published(5)
     send = Recorder(stopping)
-    writer = stream(log, send, stopping, fault=Fault(path=None, stall_after_events=1, stall=0))
+    writer = stream(log, send, stopping, subscription=REPLAY,
+                    fault=Fault(path=None, stall_after_events=1, stall=0))
     assert writer.run() == "stalled"
     assert writer.sent == 1
 
@@ -124,21 +150,112 @@ def test_a_zero_stall_after_events_ends_the_stream_at_once() -> None:
 def test_a_stall_without_end_ends_when_the_gateway_stops() -> None:
     stopping, log = threading.Event(), published(2)
     send = Recorder(stopping)
-    writer = stream(log, send, stopping, fault=Fault(path=None, stall_after_events=2))
+    writer = stream(log, send, stopping, subscription=REPLAY,
+                    fault=Fault(path=None, stall_after_events=2))
     ended: list[str] = []
     runner = threading.Thread(target=lambda: ended.append(writer.run()))
     runner.start()
-    assert send.wrote.wait(5.0)
-    stopping.set()
-    runner.join(5.0)
+    try:
+        assert wait_for(lambda: len(send.writes) == 3)  # the opening and the two events
+        assert not wait_for(lambda: bool(ended), seconds=0.2)  # stalled, not ended
+    finally:
+        stopping.set()
+        runner.join(5.0)
     assert ended == ["stalled"] and writer.sent == 2
+
+
+# -- where a stream starts -------------------------------------------------------------------
+
+
+def test_a_fresh_stream_writes_no_buffered_event_only_those_published_after_it_opened() -> None:
+    stopping, log = threading.Event(), published(3)
+    send = Recorder(stopping, stop_after=3)
+    writer = stream(log, send, stopping)
+    runner = threading.Thread(target=writer.run)
+    runner.start()
+    try:
+        assert wait_for(lambda: len(send.writes) == 1)
+        assert send.writes == [b"retry: 500\nid: 3\n\n"]
+        log.publish("custom", {"n": 3})
+        log.publish("custom", {"n": 4})
+        runner.join(5.0)
+    finally:
+        stopping.set()
+        runner.join(5.0)
+    assert send.writes == [b"retry: 500\nid: 3\n\n", frame(4, 3), frame(5, 4)]
+    assert writer.sent == 2
+
+
+@pytest.mark.parametrize(
+    ("last_event_id", "first_id", "cursor"),
+    [
+        (None, 1, 3),  # a fresh subscriber: the newest id
+        ("", 1, 3),  # an empty header is no header
+        (0, 1, 0),  # the whole buffer
+        (1, 1, 1),
+        (3, 1, 3),  # the newest: nothing to replay
+        (None, 100, 102),  # ids continued from 100
+        (99, 100, 99),
+    ],
+)
+def test_the_opening_block_carries_the_id_after_which_events_are_due(
+    last_event_id: int | str | None, first_id: int, cursor: int
+) -> None:
+    stopping, log = threading.Event(), published(3, first_id=first_id)
+    send = Recorder(stopping, stop_after=1)
+    wanted = parse_last_event_id(None if last_event_id is None else str(last_event_id))
+    subscription = Subscription(None, *wanted)
+    assert stream(log, send, stopping, subscription=subscription).run() == "stopped"
+    assert send.writes == [b"retry: 500\nid: %d\n\n" % cursor]
+
+
+@pytest.mark.parametrize(
+    ("subscription", "first_id", "reset"),
+    [
+        (Subscription(None, 4), 1, StreamReset(4, 1, "future")),
+        (Subscription(None, 10), 100, StreamReset(10, 100, "expired")),
+        (Subscription(None, None, malformed=True), 1, StreamReset(None, 1, "malformed")),
+    ],
+)
+@pytest.mark.parametrize("framing", ["close", "chunked"])
+def test_the_opening_block_has_no_id_when_a_stream_reset_follows(
+    subscription: Subscription, first_id: int, reset: StreamReset, framing: str
+) -> None:
+    stopping, log = threading.Event(), published(2, first_id=first_id)
+    send = Recorder(stopping, stop_after=2)
+    writer = stream(log, send, stopping, subscription=subscription, framing=framing)
+    assert writer.run() == "stopped"
+    if framing == "chunked":
+        assert send.writes == [b"c\r\nretry: 500\n\n\r\n",
+                               b"%x\r\n%s\r\n" % (len(reset.frame), reset.frame), LAST_CHUNK]
+    else:
+        assert send.writes == [b"retry: 500\n\n", reset.frame]
+    assert reset.frame.startswith(b"event: stream_reset\n") and b"id:" not in reset.frame
+
+
+def test_the_opening_id_resumes_what_was_published_before_the_first_event() -> None:
+    # A fresh stream that ends after its opening block; events are published; a stream
+    # resumed from the opening's id gets them all, and nothing older.
+    stopping, log = threading.Event(), published(3)
+    send = Recorder(stopping)
+    first = stream(log, send, stopping, fault=Fault(path=None, drop_after_events=0))
+    assert first.run() == "dropped" and send.writes == [b"retry: 500\nid: 3\n\n"]
+    position = int(send.writes[0].split(b"id: ")[1].split(b"\n")[0])
+    log.publish("custom", {"n": 3})
+    log.publish("custom", {"n": 4})
+    again = Recorder(stopping, stop_after=3)
+    stream(log, again, stopping, subscription=Subscription(None, position)).run()
+    assert again.writes == [b"retry: 500\nid: 3\n\n", frame(4, 3), frame(5, 4)]
+
+
+# -- how a stream ends -----------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("fail_after", [0, 1, 2])
 def test_a_failed_write_ends_the_stream_as_disconnected(fail_after: int) -> None:
     stopping, log = threading.Event(), published(3)
     send = Recorder(stopping, fail_after=fail_after)
-    assert stream(log, send, stopping).run() == "disconnected"
+    assert stream(log, send, stopping, subscription=REPLAY).run() == "disconnected"
 
 
 def test_closing_the_log_ends_a_waiting_stream() -> None:
@@ -185,4 +302,4 @@ def test_a_flood_of_events_filtered_out_does_not_hold_back_the_ping() -> None:
     writer = stream(log, send, stopping, subscription=subscription, clock=lambda: next(ticks),
                     ping_interval=15.0)
     writer.run()
-    assert send.writes == [b"retry: 500\n\n", b": ping\n\n"]
+    assert send.writes == [b"retry: 500\nid: 0\n\n", b": ping\n\n"]
