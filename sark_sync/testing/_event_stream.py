@@ -23,8 +23,8 @@ wait is bounded and wakes on stop; none is a bare sleep.
 Stream faults (:class:`~._faults.Fault`): ``drop_after_events=N`` closes the connection as
 soon as N events were written on it; ``stall_after_events=N`` then writes nothing more, not
 even pings, for ``stall`` seconds (``None``: until ``stop()``) and closes. Events counted are
-those with an id written on this connection, replayed ones included; ``retry``, pings and
-``stream_reset`` are not counted.
+the events written on this connection, replayed ones included; the opening block (``retry``
+and ``id``, no data), pings and ``stream_reset`` are not counted.
 """
 
 from __future__ import annotations
