@@ -20,6 +20,7 @@ resemble, so ``except TimeoutError`` or ``except PermissionError`` work as expec
     ├── DeadlineExceeded (TimeoutError)   the call's deadline ran out (attempts, slept, last error)
     ├── CircuitOpenError                  the breaker fails fast without touching the network
     ├── AuthorizationDenied (PermissionError)   403 policy_denied, or a client-side policy denial
+    ├── AuthorizationUnavailable          the policy engine gave no usable decision (fail closed)
     ├── ToolExecutionError                ToolResult.raise_for_error() on an MCP tool error
     └── APIError                          the gateway answered with an error envelope
         ├── BadRequestError               400, 422 invalid_request
@@ -46,6 +47,7 @@ __all__ = [
     "APIError",
     "AuthenticationError",
     "AuthorizationDenied",
+    "AuthorizationUnavailable",
     "BadRequestError",
     "CircuitOpenError",
     "ClientClosedError",
@@ -305,6 +307,17 @@ class AuthorizationDenied(GatewayError, PermissionError):
         super().__init__(message, **context)
         self.reason = reason
         self.audit_id = audit_id
+
+
+class AuthorizationUnavailable(GatewayError):
+    """The client's authorizer could not decide: the policy engine was unreachable, timed out,
+    answered a non-2xx status or a malformed decision, or a callable authorizer raised.
+
+    The call is refused (fail closed) and nothing is sent to the gateway; it is not retried
+    and no breaker counts it. ``url`` and ``status_code`` say which engine and what it
+    answered, when known; the cause is chained. An authorizer built with ``fail_open=True``
+    allows the call instead, with a warning log.
+    """
 
 
 class ToolExecutionError(GatewayError):

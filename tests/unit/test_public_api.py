@@ -64,6 +64,7 @@ EXCEPTION_TREE = [
     (sark_sync.DeadlineExceeded, (sark_sync.GatewayError, TimeoutError)),
     (sark_sync.CircuitOpenError, (sark_sync.GatewayError,)),
     (sark_sync.AuthorizationDenied, (sark_sync.GatewayError, PermissionError)),
+    (sark_sync.AuthorizationUnavailable, (sark_sync.GatewayError,)),
     (sark_sync.ToolExecutionError, (sark_sync.GatewayError,)),
     (sark_sync.APIError, (sark_sync.GatewayError,)),
     (sark_sync.BadRequestError, (sark_sync.APIError,)),
@@ -98,6 +99,8 @@ def test_exception_table_covers_every_exported_exception() -> None:
     ("cls", "not_a"),
     [
         (sark_sync.AuthorizationDenied, sark_sync.APIError),
+        (sark_sync.AuthorizationUnavailable, sark_sync.AuthorizationDenied),
+        (sark_sync.AuthorizationUnavailable, PermissionError),
         (sark_sync.DeadlineExceeded, sark_sync.TransportError),
         (sark_sync.CircuitOpenError, sark_sync.TransportError),
         (sark_sync.ToolExecutionError, sark_sync.APIError),
