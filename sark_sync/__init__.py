@@ -58,6 +58,7 @@ from ._models import (
     ToolInfo,
     ToolResult,
 )
+from .governance import AuthorizationInput, Decision, OPAAuthorizer, SarkAuthorizer
 from .transports.sse import EventStream
 
 __version__ = "0.1.0"
@@ -66,6 +67,7 @@ __all__ = [
     "APIError",
     "AuthenticationError",
     "AuthorizationDenied",
+    "AuthorizationInput",
     "AuthorizationUnavailable",
     "BadRequestError",
     "Breaker",
@@ -75,6 +77,7 @@ __all__ = [
     "ConfigurationError",
     "ConnectionFailed",
     "DeadlineExceeded",
+    "Decision",
     "Event",
     "EventStream",
     "GatewayClient",
@@ -83,6 +86,7 @@ __all__ = [
     "IdempotencyConflictError",
     "LocalServer",
     "NotFoundError",
+    "OPAAuthorizer",
     "PayloadTooLargeError",
     "Principal",
     "ProcessExitedError",
@@ -92,6 +96,7 @@ __all__ = [
     "RateLimitError",
     "RestartPolicy",
     "RetryPolicy",
+    "SarkAuthorizer",
     "ServerError",
     "ServerInfo",
     "ServiceUnavailableError",

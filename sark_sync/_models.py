@@ -147,6 +147,13 @@ class ToolAnnotations:
     def retry_safe(self) -> bool:
         return self.read_only_hint or self.idempotent_hint
 
+    def to_dict(self) -> dict[str, Any]:
+        """The MCP JSON form, every hint present (defaults included); ``title`` if set."""
+        hints: dict[str, Any] = {"title": self.title} if self.title is not None else {}
+        hints.update(readOnlyHint=self.read_only_hint, destructiveHint=self.destructive_hint,
+                     idempotentHint=self.idempotent_hint, openWorldHint=self.open_world_hint)
+        return hints
+
     @classmethod
     def from_dict(cls, data: object) -> ToolAnnotations:
         if data is None:
@@ -227,7 +234,8 @@ class Event:
 
 @dataclass(frozen=True)
 class Principal:
-    """Who a call is made for: the end user behind ``user_token``."""
+    """Who a call is made for: the end user behind ``user_token``, as the client's authorizer
+    sees them (``GatewayClient(authorizer=...)``); the gateway decides from the verified token."""
 
     id: str
     roles: tuple[str, ...] = ()

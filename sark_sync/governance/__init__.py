@@ -1,0 +1,44 @@
+"""Governance of tool calls: the client's authorization pre-check (DESIGN §7).
+
+``GatewayClient(authorizer=...)`` asks an authorizer before every tool call, after the
+deadline starts and before the breaker, retries and transport (DESIGN §5). A deny raises
+:class:`~sark_sync.AuthorizationDenied` and nothing is sent; an engine that cannot decide
+raises :class:`~sark_sync.AuthorizationUnavailable` (fail closed) unless the authorizer was
+built with ``fail_open=True``; ``filtered_parameters`` replace the call's parameters. The
+gateway still enforces its own policy: this check refuses early and keeps filtered values in
+the process, it does not replace the gateway's.
+
+    import sark_sync
+    from sark_sync.governance import OPAAuthorizer
+
+    client = sark_sync.GatewayClient(
+        "https://gateway.internal", authorizer=OPAAuthorizer("http://127.0.0.1:8181"))
+
+See :mod:`sark_sync.governance.policy` for the authorizers, the decision cache and failure
+handling.
+"""
+
+from __future__ import annotations
+
+from ._decision import AuthorizationInput, Decision
+from ._principal import principal_from_token
+from .policy import (
+    Authorizer,
+    CallableAuthorizer,
+    DecisionCache,
+    OPAAuthorizer,
+    SarkAuthorizer,
+    as_authorizer,
+)
+
+__all__ = [
+    "AuthorizationInput",
+    "Authorizer",
+    "CallableAuthorizer",
+    "Decision",
+    "DecisionCache",
+    "OPAAuthorizer",
+    "SarkAuthorizer",
+    "as_authorizer",
+    "principal_from_token",
+]
