@@ -1,8 +1,9 @@
 """GatewayClient: the operations, transport selection and the call pipeline.
 
-Every operation runs the same pipeline (DESIGN §5)::
+Every operation runs the same pipeline (DESIGN §5; tool calls are authorized first when the
+client has an authorizer, see :mod:`._governed`)::
 
-    deadline -> validate -> breaker(gateway, server) -> transport (retries inside) -> result
+    deadline -> validate -> [authorize] -> breaker(gateway, server) -> transport -> result
 
 The deadline is created when the call is made (for :meth:`GatewayClient.submit`, when it is
 submitted) and bounds everything after it. Arguments are validated before anything touches the
@@ -41,14 +42,15 @@ from ._exceptions import (
     ProtocolError,
     TransportNotAvailableError,
 )
-from ._invocation import Invocation, invoke_request, outcome
+from ._governed import Governance
+from ._invocation import Invocation, outcome, prepare
 from ._local import DEFAULT_STARTUP_TIMEOUT, LocalServer
 from ._local_pool import LocalServerPool
-from ._models import ToolCall, ToolResult
+from ._models import Principal, ToolCall, ToolResult
 from ._redact import Secret
 from ._resources import Resources
 from ._streaming import StreamingMixin
-from ._validation import encode_arguments, validate_name
+from .governance.policy import Authorizer, AuthorizerLike
 from .transports.http import DEFAULT_MAX_RESPONSE_BYTES, HTTPTransport, Response
 
 __all__ = ["GatewayClient"]
@@ -88,6 +90,10 @@ class GatewayClient(DiscoveryMixin, StreamingMixin):
     :param startup_timeout: seconds a local server may take to complete the MCP handshake.
     :param on_notification: ``callback(server, method, params)`` for notifications of local
         servers (log messages, list changes); it runs on a reader thread: keep it short.
+    :param authorizer: asked before every tool call, gateway or local: an
+        :class:`OPAAuthorizer`, :class:`SarkAuthorizer` or a callable ``(AuthorizationInput)
+        -> Decision | Mapping``; a deny raises :class:`AuthorizationDenied`, nothing is sent.
+        Costs two discovery requests per server a minute (see :mod:`sark_sync._governed`).
 
     >>> client = GatewayClient("http://127.0.0.1:8080", api_key="k")  # doctest: +SKIP
     >>> with client:                                                  # doctest: +SKIP
@@ -114,6 +120,7 @@ class GatewayClient(DiscoveryMixin, StreamingMixin):
         restart: RestartPolicy | None = None,
         startup_timeout: float = DEFAULT_STARTUP_TIMEOUT,
         on_notification: Callable[[str, str, Mapping[str, Any]], None] | None = None,
+        authorizer: AuthorizerLike | None = None,
     ) -> None:
         self.base_url = resolve_base_url(base_url)
         key = resolve_api_key(api_key)
@@ -139,6 +146,7 @@ class GatewayClient(DiscoveryMixin, StreamingMixin):
         self._max_response_bytes = max_response_bytes
         self._retry_safe_tools: dict[tuple[str, str], bool] = {}
         self._closed = False
+        self._governance = Governance(authorizer)
         self.restart = restart if restart is not None else RestartPolicy()
         local = LocalServerPool(local_servers, self.restart, startup_timeout=startup_timeout,
                                 on_notification=on_notification)
@@ -152,11 +160,17 @@ class GatewayClient(DiscoveryMixin, StreamingMixin):
     def closed(self) -> bool:
         return self._closed
 
+    @property
+    def authorizer(self) -> Authorizer | None:
+        """The authorizer asked before each tool call (a callable is wrapped in one)."""
+        return self._governance.authorizer
+
     def close(self) -> None:
         """Release every connection and thread. Idempotent; later calls raise
         :class:`ClientClosedError`. In-flight submitted calls finish within their deadlines."""
         self._closed = True
         self._finalizer()
+        self._governance.close()
 
     def __enter__(self) -> GatewayClient:
         self._check_open()
@@ -285,7 +299,7 @@ class GatewayClient(DiscoveryMixin, StreamingMixin):
     def invoke_tool(
         self, server: str, tool: str, parameters: Mapping[str, Any] | None = None, *,
         user_token: str | None = None, timeout: float | Timeouts | None = None,
-        idempotency_key: str | None = None,
+        idempotency_key: str | None = None, principal: Principal | None = None,
     ) -> ToolResult:
         """Call ``tool`` on ``server`` and return its :class:`ToolResult`.
 
@@ -294,40 +308,36 @@ class GatewayClient(DiscoveryMixin, StreamingMixin):
         :param timeout: this call's deadline (seconds or :class:`Timeouts`).
         :param idempotency_key: deduplicates retries at the gateway; generated when absent
             (unless the client was made with ``idempotency_keys=False``).
+        :param principal: who the call is for, for the client's authorizer; by default read
+            (unverified, advisory) from ``user_token``'s claims ``sub``, ``roles``, ``teams``.
 
         A tool error is a result (``is_error``); call ``raise_for_error()`` to raise it.
-        Raises :class:`ValidationError` for bad arguments (before any request),
-        :class:`AuthorizationDenied`, :class:`CircuitOpenError`, :class:`DeadlineExceeded`,
-        or another :class:`GatewayError`.
+        Raises :class:`ValidationError` for bad arguments (before any request; a malformed
+        ``user_token`` too when there is an authorizer), :class:`AuthorizationDenied`,
+        :class:`AuthorizationUnavailable`, :class:`CircuitOpenError`,
+        :class:`DeadlineExceeded`, or another :class:`GatewayError`.
         """
         deadline = self._deadline(timeout)
-        return self._invoke(server, tool, parameters, user_token, idempotency_key, deadline)
-
-    def _invoke(
-        self, server: str, tool: str, parameters: Mapping[str, Any] | None,
-        user_token: str | None, idempotency_key: str | None, deadline: Deadline,
-    ) -> ToolResult:
-        prepared = self._prepare(server, tool, parameters, user_token, idempotency_key)
+        prepared = self._prepare(server, tool, parameters, user_token, idempotency_key,
+                                 principal)
         return self._execute(prepared, deadline)
 
     def _prepare(
         self, server: str, tool: str, parameters: Mapping[str, Any] | None,
-        user_token: str | None, idempotency_key: str | None,
+        user_token: str | None, idempotency_key: str | None, principal: Principal | None,
     ) -> Invocation:
         """Validate and encode a call; nothing is sent yet."""
-        if self._local(server) is not None:
-            validate_name(tool, "tool")
-            return Invocation(server, tool, b"", {}, False, local=True,
-                              arguments=encode_arguments(parameters))
-        body, headers = invoke_request(server, tool, parameters, user_token, idempotency_key)
-        if idempotency_key is None and self.idempotency_keys:
-            headers["Idempotency-Key"] = str(uuid.uuid4())
-        idempotent = "Idempotency-Key" in headers or self._retry_safe_tools.get(
-            (server, tool), False
-        )
-        return Invocation(server, tool, body, headers, idempotent)
+        return prepare(
+            server, tool, parameters, user_token, idempotency_key,
+            local=self._local(server) is not None, auto_key=self.idempotency_keys,
+            retry_safe=self._retry_safe_tools.get((server, tool), False),
+            principal=self._governance.principal(principal, user_token),
+            snapshot=self._governance.authorizer is not None)
 
     def _execute(self, call: Invocation, deadline: Deadline) -> ToolResult:
+        return self._governance.run(self, call, deadline, self._transmit)
+
+    def _transmit(self, call: Invocation, deadline: Deadline) -> ToolResult:
         if call.local:
             local = self._local(call.server)
             assert local is not None
@@ -350,7 +360,7 @@ class GatewayClient(DiscoveryMixin, StreamingMixin):
     def submit(
         self, server: str, tool: str, parameters: Mapping[str, Any] | None = None, *,
         user_token: str | None = None, timeout: float | Timeouts | None = None,
-        idempotency_key: str | None = None,
+        idempotency_key: str | None = None, principal: Principal | None = None,
     ) -> Future[ToolResult]:
         """Run :meth:`invoke_tool` on the client's thread pool and return its future.
 
@@ -358,7 +368,8 @@ class GatewayClient(DiscoveryMixin, StreamingMixin):
         deadline starts now too, so time spent queued counts against it.
         """
         deadline = self._deadline(timeout)
-        prepared = self._prepare(server, tool, parameters, user_token, idempotency_key)
+        prepared = self._prepare(server, tool, parameters, user_token, idempotency_key,
+                                 principal)
         return self._executor().submit(self._execute, prepared, deadline)
 
     def invoke_many(
@@ -381,7 +392,7 @@ class GatewayClient(DiscoveryMixin, StreamingMixin):
                 )
             prepared.append((
                 self._prepare(call.server, call.tool, call.parameters, call.user_token,
-                              call.idempotency_key),
+                              call.idempotency_key, call.principal),
                 self._deadline(call.timeout),
             ))
         executor = self._executor()

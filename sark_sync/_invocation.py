@@ -7,16 +7,23 @@ same ``Idempotency-Key``.
 
 from __future__ import annotations
 
+import json
+import uuid
 from collections.abc import Mapping
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 from ._deadline import Deadline
-from ._models import ToolResult
-from ._validation import encode_invocation, validate_header_value, validate_name
+from ._models import Principal, ToolResult
+from ._validation import (
+    encode_arguments,
+    encode_invocation,
+    validate_header_value,
+    validate_name,
+)
 
-__all__ = ["Invocation", "invoke_request", "outcome"]
+__all__ = ["Invocation", "invoke_request", "outcome", "prepare"]
 
 #: Seconds a waiter on a submitted call allows beyond its deadline for the worker to report.
 RESULT_GRACE = 1.0
@@ -24,13 +31,20 @@ RESULT_GRACE = 1.0
 
 class Invocation:
     """A validated tool call, ready to send (and to re-send on retry): for the gateway an
-    encoded body and headers; for a local server (``local=True``) the checked arguments."""
+    encoded body and headers; for a local server (``local=True``) the checked arguments.
 
-    __slots__ = ("arguments", "body", "headers", "idempotent", "local", "server", "tool")
+    ``arguments`` are the call's parameters in both cases (for the authorizer and the audit
+    hook; the gateway is sent ``body``); ``principal`` who the call is for, if known;
+    ``filtered`` the parameter paths the client's authorizer removed (see :meth:`replace`).
+    """
+
+    __slots__ = ("arguments", "body", "filtered", "headers", "idempotent", "local",
+                 "principal", "server", "tool")
 
     def __init__(self, server: str, tool: str, body: bytes, headers: dict[str, str],
                  idempotent: bool, *, local: bool = False,
-                 arguments: Mapping[str, Any] | None = None) -> None:
+                 arguments: Mapping[str, Any] | None = None,
+                 principal: Principal | None = None, filtered: tuple[str, ...] = ()) -> None:
         self.server = server
         self.tool = tool
         self.body = body
@@ -38,6 +52,23 @@ class Invocation:
         self.idempotent = idempotent
         self.local = local
         self.arguments = arguments or {}
+        self.principal = principal
+        self.filtered = filtered
+
+    def replace(self, *, headers: dict[str, str], arguments: Mapping[str, Any] | None = None,
+                filtered: tuple[str, ...] = ()) -> Invocation:
+        """This call with other headers and, if ``arguments`` is not None, those parameters
+        instead (re-encoded; ``ValidationError`` if JSON cannot carry them)."""
+        body, new_arguments = self.body, self.arguments
+        if arguments is not None:
+            new_arguments = arguments
+            if self.local:
+                encode_arguments(arguments)
+            else:
+                body = encode_invocation(self.server, self.tool, arguments)
+        return Invocation(self.server, self.tool, body, headers, self.idempotent,
+                          local=self.local, arguments=new_arguments, principal=self.principal,
+                          filtered=filtered)
 
 
 def outcome(future: Future[ToolResult], deadline: Deadline) -> ToolResult | BaseException:
@@ -68,3 +99,32 @@ def invoke_request(
         validate_header_value(idempotency_key, "idempotency_key")
         headers["Idempotency-Key"] = idempotency_key
     return body, headers
+
+
+def prepare(
+    server: str, tool: str, parameters: Mapping[str, Any] | None, user_token: str | None,
+    idempotency_key: str | None, *, local: bool, auto_key: bool, retry_safe: bool,
+    principal: Principal | None, snapshot: bool,
+) -> Invocation:
+    """Validate and encode a call for a local server or the gateway; nothing is sent.
+
+    ``auto_key`` adds a generated ``Idempotency-Key`` when the caller gave none;
+    ``retry_safe`` says the tool is annotated read-only or idempotent. With ``snapshot``
+    (the call will be authorized), ``arguments`` is a copy of the parameters as they are
+    sent, so that a caller changing its dict after ``submit()`` cannot make the authorizer
+    judge other parameters than those sent.
+    """
+    if local:
+        validate_name(tool, "tool")
+        arguments = encode_arguments(parameters)
+        if snapshot:
+            arguments = json.loads(json.dumps(arguments))
+        return Invocation(server, tool, b"", {}, False, local=True, arguments=arguments,
+                          principal=principal)
+    body, headers = invoke_request(server, tool, parameters, user_token, idempotency_key)
+    if idempotency_key is None and auto_key:
+        headers["Idempotency-Key"] = str(uuid.uuid4())
+    idempotent = "Idempotency-Key" in headers or retry_safe
+    sent = json.loads(body)["parameters"] if snapshot else parameters
+    return Invocation(server, tool, body, headers, idempotent, principal=principal,
+                      arguments=sent)

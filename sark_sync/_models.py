@@ -247,8 +247,9 @@ class Principal:
 
 @dataclass(frozen=True, repr=False)
 class ToolCall:
-    """One call for :meth:`GatewayClient.invoke_many`. ``user_token`` and sensitive parameter
-    values are hidden in the repr."""
+    """One call for :meth:`GatewayClient.invoke_many`, with the arguments of
+    :meth:`GatewayClient.invoke_tool`. ``user_token`` and sensitive parameter values are hidden
+    in the repr."""
 
     server: str
     tool: str
@@ -256,6 +257,7 @@ class ToolCall:
     user_token: str | None = None
     timeout: float | None = None
     idempotency_key: str | None = None
+    principal: Principal | None = None
 
     def __repr__(self) -> str:
         token = ", user_token=[secure]" if self.user_token else ""
@@ -270,7 +272,9 @@ class ToolResult:
 
     ``content`` holds MCP content blocks (``{"type": "text", "text": ...}``, ...);
     ``structured`` the ``structuredContent`` object, if any; ``filtered`` the parameter keys
-    the gateway's policy removed; ``attempts`` how many requests the call took.
+    a policy removed: first those the client's authorizer removed (paths like ``"password"``,
+    ``"db.password"``, ``"items[0].token"``), then those the gateway reported; ``attempts``
+    how many requests the call took.
     """
 
     content: tuple[Mapping[str, Any], ...]

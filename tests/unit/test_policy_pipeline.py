@@ -1,0 +1,282 @@
+"""The governance step of GatewayClient's pipeline, with `responses` standing in for the
+gateway: what is asked of the authorizer, what is sent (or not) after its decision, the
+metadata it costs, and the audit hook."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import requests
+import responses
+
+from sark_sync import (
+    AuthorizationDenied,
+    AuthorizationInput,
+    AuthorizationUnavailable,
+    CircuitOpenError,
+    ConnectionFailed,
+    Decision,
+    GatewayClient,
+    Principal,
+    RetryPolicy,
+    ToolCall,
+    ValidationError,
+)
+from sark_sync._governed import CallOutcome
+from sark_sync.governance import CallableAuthorizer
+from sark_sync.testing import _jwt
+
+BASE = "http://gateway.test"
+INVOKE = f"{BASE}/api/v1/invoke"
+SERVER = f"{BASE}/api/v1/servers/db"
+TOOLS = f"{BASE}/api/v1/tools"
+SERVER_INFO = {"server_name": "db", "sensitivity_level": "high", "authorized_teams": ["data"]}
+TOOL_INFO = {"tool_name": "query", "server_name": "db", "sensitivity_level": "critical",
+             "sensitive_params": ["password"], "annotations": {"readOnlyHint": True}}
+OK = {"request_id": "r-1", "server": "db", "tool": "query",
+      "result": {"content": [{"type": "text", "text": "done"}], "isError": False}}
+
+
+class Policy:
+    """A callable authorizer that records what it was asked and answers ``decision``."""
+
+    def __init__(self, decision: Any = None) -> None:
+        self.decision = Decision(True) if decision is None else decision
+        self.asked: list[AuthorizationInput] = []
+
+    def __call__(self, request: AuthorizationInput) -> Any:
+        self.asked.append(request)
+        return self.decision
+
+
+@pytest.fixture
+def mock() -> Iterator[responses.RequestsMock]:
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        rsps.add(responses.GET, SERVER, json=SERVER_INFO)
+        rsps.add(responses.GET, TOOLS, json={"tools": [TOOL_INFO], "total": 1, "offset": 0,
+                                             "limit": 1000})
+        yield rsps
+
+
+def client(authorizer: Any, **options: Any) -> GatewayClient:
+    return GatewayClient(BASE, api_key="k", retry=RetryPolicy(attempts=1),
+                         authorizer=authorizer, **options)
+
+
+def invokes(mock: responses.RequestsMock) -> list[Any]:
+    return [json.loads(c.request.body or b"") for c in mock.calls if c.request.url == INVOKE]
+
+
+def paths(mock: responses.RequestsMock) -> list[str]:
+    return [f"{c.request.method} {c.request.path_url}" for c in mock.calls]
+
+
+def test_the_authorizer_gets_the_principal_metadata_and_parameters(
+        mock: responses.RequestsMock) -> None:
+    mock.add(responses.POST, INVOKE, json=OK)
+    policy = Policy()
+    token = _jwt.encode({"sub": "alice", "roles": ["dev"], "teams": ["data"]}, "s")
+    with client(policy) as gateway:
+        gateway.invoke_tool("db", "query", {"sql": "SELECT 1"}, user_token=token)
+    [request] = policy.asked
+    document = request.to_dict()
+    assert document["principal"] == {"id": "alice", "roles": ["dev"], "teams": ["data"]}
+    assert document["server"] == {"name": "db", "sensitivity_level": "high",
+                                  "authorized_teams": ["data"]}
+    assert document["tool"]["sensitive_params"] == ["password"]
+    assert document["tool"]["annotations"]["readOnlyHint"] is True
+    assert document["parameters"] == {"sql": "SELECT 1"}
+    assert token not in json.dumps(document)
+    sent = next(c.request for c in mock.calls if c.request.url == INVOKE)
+    assert sent.headers["X-Request-ID"] == document["context"]["request_id"]
+    assert sent.headers["Authorization"] == f"Bearer {token}"
+
+
+def test_a_deny_raises_with_the_reason_and_sends_no_invoke(mock: responses.RequestsMock) -> None:
+    policy = Policy(Decision(False, "interns may not query", audit_id="d-7"))
+    with client(policy) as gateway:
+        with pytest.raises(AuthorizationDenied) as info:
+            gateway.invoke_tool("db", "query", {"sql": "x"}, principal=Principal("intern"))
+        assert gateway.breaker_for("db").failure_count == 0
+    assert invokes(mock) == []
+    error = info.value
+    assert (error.reason, error.audit_id, error.code, error.status_code) == (
+        "interns may not query", "d-7", "policy_denied", None)
+    assert (error.server, error.tool, error.attempts) == ("db", "query", None)
+    assert "interns may not query" in str(error)
+
+
+def test_metadata_is_fetched_once_per_server_within_its_ttl(mock: responses.RequestsMock) -> None:
+    mock.add(responses.POST, INVOKE, json=OK)
+    with client(Policy()) as gateway:
+        for _ in range(3):
+            gateway.invoke_tool("db", "query", {})
+    assert paths(mock) == ["GET /api/v1/servers/db",
+                           "GET /api/v1/tools?offset=0&limit=1000&server=db"] + \
+        ["POST /api/v1/invoke"] * 3
+
+
+def test_without_an_authorizer_nothing_but_the_invoke_is_sent(
+        mock: responses.RequestsMock) -> None:
+    mock.add(responses.POST, INVOKE, json=OK)
+    with client(None) as gateway:
+        gateway.invoke_tool("db", "query", {}, user_token="opaque-not-a-jwt")
+    assert paths(mock) == ["POST /api/v1/invoke"]
+
+
+def test_an_unknown_tool_is_judged_with_default_metadata(mock: responses.RequestsMock) -> None:
+    mock.add(responses.POST, INVOKE, json=OK)
+    policy = Policy()
+    with client(policy) as gateway:
+        gateway.invoke_tool("db", "other", {})
+    assert policy.asked[0].to_dict()["tool"] == {
+        "name": "other", "sensitivity_level": "medium", "sensitive_params": [],
+        "annotations": {"readOnlyHint": False, "destructiveHint": True,
+                        "idempotentHint": False, "openWorldHint": True}}
+
+
+@pytest.mark.parametrize(
+    ("filtered", "sent", "removed"),
+    [
+        ({"sql": "SELECT 1"}, {"sql": "SELECT 1"}, ("password",)),
+        ({}, {}, ("sql", "password")),
+        (None, {"sql": "SELECT 1", "password": "hunter2"}, ()),
+    ],
+    ids=["some", "all", "none"],
+)
+def test_filtered_parameters_replace_the_parameters_even_when_empty(
+        mock: responses.RequestsMock, filtered: Any, sent: Any, removed: tuple[str, ...]) -> None:
+    mock.add(responses.POST, INVOKE, json={**OK, "filtered": ["gateway-side"]})
+    with client(Policy(Decision(True, filtered_parameters=filtered))) as gateway:
+        result = gateway.invoke_tool("db", "query", {"sql": "SELECT 1", "password": "hunter2"})
+    assert invokes(mock) == [{"server": "db", "tool": "query", "parameters": sent}]
+    assert result.filtered == (*removed, "gateway-side")
+
+
+def test_a_malformed_user_token_is_a_validation_error_before_any_request(
+        mock: responses.RequestsMock) -> None:
+    with client(Policy()) as gateway:
+        with pytest.raises(ValidationError, match="user_token") as info:
+            gateway.invoke_tool("db", "query", {}, user_token="opaque.secret-token.x!")
+        with pytest.raises(ValidationError):
+            gateway.submit("db", "query", {}, user_token="opaque")
+    assert "secret-token" not in str(info.value)
+    assert len(mock.calls) == 0
+
+
+def test_invoke_many_validates_every_principal_before_running_any(
+        mock: responses.RequestsMock) -> None:
+    with client(Policy()) as gateway:
+        with pytest.raises(ValidationError):
+            gateway.invoke_many([ToolCall("db", "query", principal=Principal("a")),
+                                 ToolCall("db", "query", user_token="bad")])
+    assert len(mock.calls) == 0
+
+
+def test_each_call_of_invoke_many_is_authorized_with_its_own_principal(
+        mock: responses.RequestsMock) -> None:
+    mock.add(responses.POST, INVOKE, json=OK)
+
+    def policy(request: AuthorizationInput) -> Decision:
+        assert request.principal is not None
+        return Decision(request.principal.id == "alice", f"for {request.principal.id}")
+
+    with client(policy) as gateway:
+        outcomes = gateway.invoke_many(
+            [ToolCall("db", "query", principal=Principal("alice")),
+             ToolCall("db", "query", principal=Principal("bob"))], return_exceptions=True)
+    assert outcomes[0].text == "done"
+    assert isinstance(outcomes[1], AuthorizationDenied) and outcomes[1].reason == "for bob"
+    assert len(invokes(mock)) == 1
+
+
+def test_an_authorizer_failure_fails_closed_and_is_not_counted(
+        mock: responses.RequestsMock) -> None:
+    def broken(request: AuthorizationInput) -> Decision:
+        raise RuntimeError("engine exploded")
+
+    with client(broken) as gateway:
+        for _ in range(6):  # more than the breaker's threshold
+            with pytest.raises(AuthorizationUnavailable) as info:
+                gateway.invoke_tool("db", "query", {})
+        assert gateway.breaker_for("db").failure_count == 0
+    assert (info.value.server, info.value.tool) == ("db", "query")
+    assert invokes(mock) == []
+
+
+def test_an_authorizer_object_that_breaks_its_contract_fails_closed(
+        mock: responses.RequestsMock) -> None:
+    class Weird:
+        def authorize(self, request: AuthorizationInput, *, timeout: float | None = None
+                      ) -> Any:
+            return "yes"
+
+    with client(Weird()) as gateway, pytest.raises(AuthorizationUnavailable):
+        gateway.invoke_tool("db", "query", {})
+    assert invokes(mock) == []
+
+
+def test_a_discovery_failure_fails_the_call_without_an_invoke() -> None:
+    with responses.RequestsMock() as mock:
+        mock.add(responses.GET, SERVER, body=requests.exceptions.ConnectionError("refused"))
+        with client(Policy()) as gateway, pytest.raises(ConnectionFailed):
+            gateway.invoke_tool("db", "query", {})
+        assert paths(mock) == ["GET /api/v1/servers/db"]
+
+
+def test_the_authorizer_decides_before_the_breaker_is_asked(
+        mock: responses.RequestsMock) -> None:
+    mock.add(responses.POST, INVOKE, json=OK)
+    policy = Policy()
+    with client(policy) as gateway:
+        gateway.invoke_tool("db", "query", {})  # the server's metadata is now cached
+        breaker = gateway.breaker_for("db")
+        for _ in range(5):
+            with pytest.raises(ConnectionFailed):
+                breaker.call(_refuse)
+        policy.decision = Decision(False, "no")
+        with pytest.raises(AuthorizationDenied):
+            gateway.invoke_tool("db", "query", {})
+        policy.decision = Decision(True)
+        with pytest.raises(CircuitOpenError):
+            gateway.invoke_tool("db", "query", {})
+    assert len(policy.asked) == 3 and len(invokes(mock)) == 1
+
+
+def _refuse() -> None:
+    raise ConnectionFailed("refused")
+
+
+def test_the_audit_hook_sees_every_outcome_and_its_failure_never_fails_a_call(
+        mock: responses.RequestsMock, caplog: pytest.LogCaptureFixture) -> None:
+    mock.add(responses.POST, INVOKE, json=OK)
+    seen: list[CallOutcome] = []
+    policy = Policy()
+    with client(policy) as gateway:
+        gateway._governance.audit_hook = seen.append
+        gateway.invoke_tool("db", "query", {"password": "p"}, principal=Principal("alice"))
+        policy.decision = Decision(False, "no")
+        with pytest.raises(AuthorizationDenied):
+            gateway.invoke_tool("db", "query", {})
+
+        def broken(outcome: CallOutcome) -> None:
+            raise OSError("disk full")
+
+        gateway._governance.audit_hook = broken
+        policy.decision = Decision(True)
+        assert gateway.invoke_tool("db", "query", {}).text == "done"
+    assert [(o.outcome, o.transport) for o in seen] == [("success", "http"), ("denied", "http")]
+    assert seen[0].principal == Principal("alice") and seen[0].parameters == {"password": "p"}
+    assert seen[0].decision == Decision(True) and seen[1].decision is None
+    assert seen[0].request_id == "r-1" and seen[1].request_id is not None
+    assert repr(seen[0]) == "<CallOutcome db/query success>"
+    assert [r.getMessage() for r in caplog.records if r.name == "sark_sync.governance"] == [
+        "the audit hook failed for db/query with OSError"]
+
+
+def test_a_callable_authorizer_is_wrapped(mock: responses.RequestsMock) -> None:
+    with client(Policy()) as gateway:
+        assert isinstance(gateway.authorizer, CallableAuthorizer)
