@@ -113,3 +113,16 @@ def test_the_demo_server_answers_every_pipelined_call_and_exits_0_at_eof() -> No
         answered = sorted(json.loads(line)["id"] for line in out.splitlines())
         assert (process.returncode, answered) == (0, list(range(CALLS + 1))), \
             (round_, err.decode(errors="replace")[-500:])
+
+
+def test_a_local_server_leads_its_own_process_group_in_our_session_where_possible() -> None:
+    """Its own group, so shutdown reaches its grandchildren; on Python >= 3.11 not a new
+    session, which Linux would schedule as another autogroup (slower round trips)."""
+    import sys
+
+    with sark_sync.LocalServer(demo_server_command(), env=child_env()) as server:
+        pid = server.pid
+        assert pid is not None
+        assert os.getpgid(pid) == pid
+        same_session = os.getsid(pid) == os.getsid(0)
+        assert same_session == (sys.version_info >= (3, 11))
