@@ -58,13 +58,22 @@ from ._models import (
     ToolInfo,
     ToolResult,
 )
-from .governance import AuthorizationInput, Decision, OPAAuthorizer, SarkAuthorizer
+from .governance import (
+    AuditEvent,
+    Auditor,
+    AuthorizationInput,
+    Decision,
+    OPAAuthorizer,
+    SarkAuthorizer,
+)
 from .transports.sse import EventStream
 
 __version__ = "0.1.0"
 
 __all__ = [
     "APIError",
+    "AuditEvent",
+    "Auditor",
     "AuthenticationError",
     "AuthorizationDenied",
     "AuthorizationInput",

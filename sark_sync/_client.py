@@ -42,7 +42,7 @@ from ._exceptions import (
     ProtocolError,
     TransportNotAvailableError,
 )
-from ._governed import Governance
+from ._governed import Governance, audit_hook, resolve_audit
 from ._invocation import Invocation, outcome, prepare
 from ._local import DEFAULT_STARTUP_TIMEOUT, LocalServer
 from ._local_pool import LocalServerPool
@@ -50,6 +50,7 @@ from ._models import Principal, ToolCall, ToolResult
 from ._redact import Secret
 from ._resources import Resources
 from ._streaming import StreamingMixin
+from .governance.audit import Auditor
 from .governance.policy import Authorizer, AuthorizerLike
 from .transports.http import DEFAULT_MAX_RESPONSE_BYTES, HTTPTransport, Response
 
@@ -94,6 +95,14 @@ class GatewayClient(DiscoveryMixin, StreamingMixin):
         :class:`OPAAuthorizer`, :class:`SarkAuthorizer` or a callable ``(AuthorizationInput)
         -> Decision | Mapping``; a deny raises :class:`AuthorizationDenied`, nothing is sent.
         Costs two discovery requests per server a minute (see :mod:`sark_sync._governed`).
+    :param audit: where one audit event per tool call goes (DESIGN §7): an
+        :class:`~sark_sync.governance.Auditor`, a sink (``LoggingSink``, ``JSONLinesSink``,
+        ``HTTPSink``, ``CallableSink`` or a callable ``func(event)``) or a list of them; ``[]``
+        for none. None (the default) logs JSON lines on the ``sark_sync.audit`` logger at INFO,
+        and costs nothing while that logger is not enabled for INFO. Ownership: an auditor
+        the client built (None, a sink, a list) is closed by :meth:`close`, which flushes
+        the caller's sinks but never closes them; an ``Auditor`` passed in is the caller's to
+        close (:meth:`close` only flushes it).
 
     >>> client = GatewayClient("http://127.0.0.1:8080", api_key="k")  # doctest: +SKIP
     >>> with client:                                                  # doctest: +SKIP
@@ -121,6 +130,7 @@ class GatewayClient(DiscoveryMixin, StreamingMixin):
         startup_timeout: float = DEFAULT_STARTUP_TIMEOUT,
         on_notification: Callable[[str, str, Mapping[str, Any]], None] | None = None,
         authorizer: AuthorizerLike | None = None,
+        audit: object = None,
     ) -> None:
         self.base_url = resolve_base_url(base_url)
         key = resolve_api_key(api_key)
@@ -147,6 +157,9 @@ class GatewayClient(DiscoveryMixin, StreamingMixin):
         self._retry_safe_tools: dict[tuple[str, str], bool] = {}
         self._closed = False
         self._governance = Governance(authorizer)
+        self._auditor, self._owns_auditor = resolve_audit(audit)
+        if self._auditor is not None:
+            self._governance.audit_hook = audit_hook(self._auditor)
         self.restart = restart if restart is not None else RestartPolicy()
         local = LocalServerPool(local_servers, self.restart, startup_timeout=startup_timeout,
                                 on_notification=on_notification)
@@ -171,6 +184,17 @@ class GatewayClient(DiscoveryMixin, StreamingMixin):
         self._closed = True
         self._finalizer()
         self._governance.close()
+        auditor = self._auditor
+        if auditor is not None:
+            if self._owns_auditor:
+                auditor.close()
+            else:
+                auditor.flush()
+
+    @property
+    def auditor(self) -> Auditor | None:
+        """Where the audit events go (None with ``audit=[]``)."""
+        return self._auditor
 
     def __enter__(self) -> GatewayClient:
         self._check_open()

@@ -14,6 +14,11 @@ the process, it does not replace the gateway's.
     client = sark_sync.GatewayClient(
         "https://gateway.internal", authorizer=OPAAuthorizer("http://127.0.0.1:8181"))
 
+Every tool call is also audited (``GatewayClient(audit=...)``): one :class:`AuditEvent` per
+call, parameters redacted, through an :class:`Auditor` to its sinks (:class:`LoggingSink` by
+default, :class:`JSONLinesSink`, :class:`HTTPSink`, :class:`CallableSink`); see
+:mod:`sark_sync.governance.audit`.
+
 See :mod:`sark_sync.governance.policy` for the authorizers, the decision cache and failure
 handling.
 """
@@ -22,6 +27,15 @@ from __future__ import annotations
 
 from ._decision import AuthorizationInput, Decision
 from ._principal import principal_from_token
+from .audit import (
+    AuditEvent,
+    Auditor,
+    AuditSink,
+    CallableSink,
+    HTTPSink,
+    JSONLinesSink,
+    LoggingSink,
+)
 from .policy import (
     Authorizer,
     CallableAuthorizer,
@@ -32,11 +46,18 @@ from .policy import (
 )
 
 __all__ = [
+    "AuditEvent",
+    "AuditSink",
+    "Auditor",
     "AuthorizationInput",
     "Authorizer",
     "CallableAuthorizer",
+    "CallableSink",
     "Decision",
     "DecisionCache",
+    "HTTPSink",
+    "JSONLinesSink",
+    "LoggingSink",
     "OPAAuthorizer",
     "SarkAuthorizer",
     "as_authorizer",

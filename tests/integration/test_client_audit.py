@@ -1,0 +1,180 @@
+"""The client's audit trail over real sockets (DESIGN §7): one event per tool call, whatever
+happened, with the parameters redacted; local servers audited with transport "stdio"."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support import API_KEY, FAST_RETRY, build_gateway, child_env, demo_server_command
+
+import sark_sync
+from sark_sync.governance import AuditEvent, Auditor, JSONLinesSink, LoggingSink
+from sark_sync.testing import Fault, LocalGateway
+
+SECRET = "hunter2-secret"
+
+
+@pytest.fixture
+def gw() -> Iterator[LocalGateway]:
+    with build_gateway() as gateway:
+        yield gateway
+
+
+def client_for(gw: LocalGateway, **options: Any) -> sark_sync.GatewayClient:
+    options.setdefault("retry", FAST_RETRY)
+    return sark_sync.GatewayClient(gw.url, api_key=API_KEY, **options)
+
+
+def test_success_tool_error_and_error_each_make_one_event(gw: LocalGateway) -> None:
+    events: list[AuditEvent] = []
+    with client_for(gw, audit=events.append) as client:
+        result = client.invoke_tool("demo", "echo", {"text": "hi", "password": SECRET})
+        try:
+            client.invoke_tool("demo", "fail", {"x": 1})
+        except sark_sync.GatewayError:
+            pass
+        gw.add_fault(Fault(status=500, times=None))
+        with pytest.raises(sark_sync.GatewayError) as caught:
+            client.invoke_tool("demo", "echo", {"x": 2})
+    assert [e.outcome for e in events] == ["success", "tool_error", "error"]
+    ok, tool_error, error = events
+    assert (ok.event_type, ok.server, ok.tool, ok.transport) == (
+        "tool_invocation", "demo", "echo", "http")
+    assert ok.request_id == result.request_id and ok.attempts == 1
+    assert ok.latency_ms is not None and ok.latency_ms >= 0
+    assert ok.parameters["text"] == "hi" and ok.parameters["password"] != SECRET
+    assert tool_error.tool == "fail" and tool_error.event_type == "tool_invocation"
+    assert error.error_type == type(caught.value).__name__
+    assert error.status_code == 500 and error.attempts == caught.value.attempts
+
+
+def test_unknown_server_is_an_error_event(gw: LocalGateway) -> None:
+    events: list[AuditEvent] = []
+    with client_for(gw, audit=[events.append]) as client:
+        with pytest.raises(sark_sync.NotFoundError):
+            client.invoke_tool("nope", "echo", {})
+    assert [(e.outcome, e.status_code, e.server) for e in events] == [("error", 404, "nope")]
+
+
+def test_a_denial_is_an_authorization_event_with_the_reason(gw: LocalGateway) -> None:
+    events: list[AuditEvent] = []
+    token = gw.issue_token("ada", roles=("developer",), teams=("data",))
+    with client_for(gw, audit=events.append,
+                    authorizer=lambda request: {"allow": False, "reason": "no"}) as client:
+        with pytest.raises(sark_sync.AuthorizationDenied):
+            client.invoke_tool("demo", "echo", {"password": SECRET}, user_token=token)
+    assert len(events) == 1
+    event = events[0]
+    assert (event.event_type, event.outcome, event.decision, event.reason) == (
+        "authorization", "denied", "deny", "no")
+    assert event.principal_id == "ada" and event.transport == "http"
+    assert event.status_code is None
+    assert [r for r in gw.requests if r.path == "/api/v1/invoke"] == []
+
+
+def test_an_allowed_call_records_the_decision_and_the_parameters_sent(gw: LocalGateway) -> None:
+    events: list[AuditEvent] = []
+    token = gw.issue_token("ada", roles=("developer",))
+    decision = {"allow": True, "reason": "fine", "filtered_parameters": {"text": "hi"}}
+    with client_for(gw, audit=events.append, authorizer=lambda request: decision) as client:
+        client.invoke_tool("demo", "echo", {"text": "hi", "extra": "dropped"}, user_token=token)
+    (event,) = events
+    assert (event.decision, event.reason, event.principal_id) == ("allow", "fine", "ada")
+    assert event.parameters == {"text": "hi"}
+
+
+def test_no_secret_reaches_an_event_or_a_log_line(
+        gw: LocalGateway, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    events: list[AuditEvent] = []
+    token = gw.issue_token("ada", roles=("developer",))
+    with client_for(gw, audit=[LoggingSink(), events.append],
+                    authorizer=lambda request: {"allow": True}) as client:
+        client.invoke_tool("demo", "echo", {"password": SECRET, "nested": {"token": SECRET}},
+                           user_token=token)
+        try:
+            client.invoke_tool("demo", "fail", {"password": SECRET}, user_token=token)
+        except sark_sync.GatewayError:
+            pass
+    with client_for(gw, audit=[LoggingSink(), events.append],
+                    authorizer=lambda request: {"allow": False, "reason": "no"}) as client:
+        with pytest.raises(sark_sync.AuthorizationDenied):
+            client.invoke_tool("demo", "echo", {"password": SECRET}, user_token=token)
+    assert len(events) == 3
+    audit_lines = [r for r in caplog.records if r.name == "sark_sync.audit"]
+    assert len(audit_lines) == 3
+    for text in [e.to_json() for e in events] + [r.getMessage() for r in caplog.records]:
+        assert SECRET not in text and token not in text
+
+
+def test_the_default_is_logging_and_costs_nothing_when_nobody_listens(
+        gw: LocalGateway, caplog: pytest.LogCaptureFixture) -> None:
+    audit_logger = logging.getLogger("sark_sync.audit")
+    with client_for(gw) as client:
+        assert isinstance(client.auditor, Auditor)
+        previous = audit_logger.level
+        audit_logger.setLevel(logging.WARNING)
+        try:
+            client.invoke_tool("demo", "echo", {"x": 1})
+            assert client.auditor.emitted == 0  # no event was built
+        finally:
+            audit_logger.setLevel(previous)
+        caplog.set_level(logging.INFO, logger="sark_sync.audit")
+        client.invoke_tool("demo", "echo", {"x": 2})
+        assert client.auditor.emitted == 1
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "sark_sync.audit"]
+    assert [line["outcome"] for line in lines] == ["success"]
+
+
+def test_local_servers_are_audited_over_stdio() -> None:
+    events: list[AuditEvent] = []
+    servers = {"demo": {"command": demo_server_command(), "env": child_env()}}
+    with sark_sync.GatewayClient("http://127.0.0.1:9", local_servers=servers,
+                                 retry=FAST_RETRY, audit=events.append) as client:
+        client.invoke_tool("demo", "add", {"a": 2, "b": 40})
+    assert [(e.transport, e.server, e.tool, e.outcome) for e in events] == [
+        ("stdio", "demo", "add", "success")]
+
+
+def test_a_jsonlines_file_gets_one_valid_line_per_call(gw: LocalGateway, tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    sink = JSONLinesSink(path)
+    try:
+        with client_for(gw, audit=sink) as client:
+            client.invoke_tool("demo", "echo", {"password": SECRET})
+            client.invoke_tool("demo", "echo", {"x": 1})
+        # the caller's sink stays open after the client closed: it is the caller's
+        client2 = client_for(gw, audit=[sink])
+        client2.invoke_tool("demo", "read_only", {})
+        client2.close()
+    finally:
+        sink.close()
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [line["tool"] for line in lines] == ["echo", "echo", "read_only"]
+    assert all(line["outcome"] == "success" and line["transport"] == "http" for line in lines)
+    assert SECRET not in path.read_text()
+
+
+def test_close_closes_a_client_built_auditor_not_a_callers(gw: LocalGateway) -> None:
+    client = client_for(gw, audit=[lambda event: None])
+    built = client.auditor
+    assert built is not None
+    client.close()
+    assert built._closed
+    mine = Auditor([lambda event: None])
+    client = client_for(gw, audit=mine)
+    client.invoke_tool("demo", "echo", {})
+    client.close()
+    assert not mine._closed and mine.emitted == 1
+    mine.close()
+
+
+def test_no_audit_with_an_empty_list(gw: LocalGateway) -> None:
+    with client_for(gw, audit=[]) as client:
+        assert client.auditor is None
+        client.invoke_tool("demo", "echo", {})
