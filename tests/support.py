@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -130,3 +131,27 @@ def reap(pid: int, timeout: float) -> int:
         os.waitpid(pid, 0)
         raise AssertionError(f"{exc} (killed it)") from None
     return os.waitstatus_to_exitcode(status)
+
+
+def in_child(work: Callable[[], Any], timeout: float = 20.0) -> Any:
+    """Run ``work`` in a forked child; return what it returned (JSON), or the error it raised
+    as ``["raised", type name, message]``."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        status = 1
+        try:
+            os.close(read_end)
+            try:
+                outcome: Any = work()
+            except Exception as exc:
+                outcome = ["raised", type(exc).__name__, str(exc)]
+            os.write(write_end, json.dumps(outcome).encode())
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        reported = json.loads(pipe.read() or b"null")
+    assert reap(pid, timeout=timeout) == 0
+    return reported

@@ -89,37 +89,15 @@ class Auditor:
         self._lock = threading.Lock()
         _forksafety.register(self)
 
-    def record(
-        self,
-        event_type: str = "tool_invocation",
-        *,
-        outcome: str | None = None,
-        error: BaseException | None = None,
-        principal_id: str | None = None,
-        server: str | None = None,
-        tool: str | None = None,
-        transport: str | None = None,
-        decision: str | None = None,
-        reason: str | None = None,
-        error_type: str | None = None,
-        status_code: int | None = None,
-        request_id: str | None = None,
-        attempts: int | None = None,
-        latency_ms: float | None = None,
-        parameters: Any = None,
-    ) -> AuditEvent | None:
-        """Build an event with :meth:`AuditEvent.create` and :meth:`emit` it; return it.
+    def record(self, event_type: str = "tool_invocation", **fields: Any) -> AuditEvent | None:
+        """Build an event with :meth:`AuditEvent.create` (``fields`` are its keyword
+        arguments) and :meth:`emit` it; return it.
 
         Never raises: fields that do not make a valid event (a programming error) are logged
         by field name, counted in ``invalid_events``, and None is returned.
         """
         try:
-            event = AuditEvent.create(
-                event_type, outcome=outcome, error=error, principal_id=principal_id,
-                server=server, tool=tool, transport=transport, decision=decision, reason=reason,
-                error_type=error_type, status_code=status_code, request_id=request_id,
-                attempts=attempts, latency_ms=latency_ms, parameters=parameters,
-            )
+            event = AuditEvent.create(event_type, **fields)
         except Exception as exc:
             with self._lock:
                 self.invalid_events += 1

@@ -33,6 +33,7 @@ and a forked child opens its own.
 
 from __future__ import annotations
 
+import abc
 import logging
 import threading
 import time
@@ -135,7 +136,7 @@ class DecisionCache:
         self._lock = threading.Lock()
 
 
-class _BaseAuthorizer:
+class _BaseAuthorizer(abc.ABC):
     """Caching and fail-open around ``_decide``, which subclasses implement."""
 
     def __init__(self, *, cache: bool | DecisionCache, fail_open: bool) -> None:
@@ -172,8 +173,9 @@ class _BaseAuthorizer:
             cache.put(key, decision)
         return decision
 
+    @abc.abstractmethod
     def _decide(self, request: AuthorizationInput, timeout: float | None) -> Decision:
-        raise NotImplementedError
+        """The engine's decision, or :class:`AuthorizationUnavailable`."""
 
     def _unavailable(self, request: AuthorizationInput, error: AuthorizationUnavailable,
                      cause: BaseException | None) -> Decision:

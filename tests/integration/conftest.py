@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from typing import Any, Callable
 
 import pytest
+import requests
 from support import API_KEY, FAST_RETRY, build_gateway
 
 import sark_sync
@@ -38,3 +39,11 @@ def make_client(gateway: LocalGateway) -> Iterator[Callable[..., sark_sync.Gatew
 @pytest.fixture
 def client(make_client: Callable[..., sark_sync.GatewayClient]) -> sark_sync.GatewayClient:
     return make_client()
+
+
+@pytest.fixture
+def http() -> Iterator[requests.Session]:
+    """A plain requests session for raw calls to a gateway (no proxies from the environment)."""
+    with requests.Session() as session:
+        session.trust_env = False
+        yield session

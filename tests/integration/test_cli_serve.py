@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Callable
 
@@ -23,14 +22,6 @@ from local_gateway_helpers import (
 from test_local_gateway_events import SSE, EventReader
 
 from sark_sync import cli
-
-
-@pytest.fixture
-def http() -> Iterator[requests.Session]:
-    with requests.Session() as session:
-        session.trust_env = False
-        yield session
-
 
 # -- sark-sync serve -------------------------------------------------------------------------
 

@@ -7,7 +7,6 @@ that reconnecting cannot fix; ``close()`` from any thread, promptly, releasing t
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
@@ -16,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 import pytest
-from support import API_KEY, build_gateway, reap, wait_until
+from support import API_KEY, build_gateway, in_child, wait_until
 
 import sark_sync
 from sark_sync.testing import Fault, LocalGateway
@@ -368,26 +367,17 @@ def test_a_forked_child_cannot_use_its_parents_stream(gateway: LocalGateway, mak
                                                       ) -> None:
     stream = make_client().stream_events()
     gateway.publish_event("tick", {"n": 1})
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        status = 1
+
+    def use_in_child() -> Any:
         try:
-            os.close(read_end)
-            try:
-                next(stream)
-                outcome = "no error"
-            except sark_sync.ClientClosedError as exc:
-                outcome = str(exc)
-            stream.close()  # forgets, never shuts the parent's socket down
-            os.write(write_end, json.dumps(outcome).encode())
-            status = 0
+            next(stream)
+            return "no error"
+        except sark_sync.ClientClosedError as exc:
+            return str(exc)
         finally:
-            os._exit(status)
-    os.close(write_end)
-    with os.fdopen(read_end, "rb") as pipe:
-        outcome = json.loads(pipe.read() or b"null")
-    assert reap(pid, timeout=20) == 0
+            stream.close()  # forgets, never shuts the parent's socket down
+
+    outcome = in_child(use_in_child)
     assert "belongs to the process that opened it" in outcome
     assert next(stream).data == {"n": 1}  # the parent's stream is intact
     stream.close()

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from typing import Any
 
 import pytest
-from support import FAST_RETRY, child_env, demo_server_command, misbehave_command, reap
+from support import FAST_RETRY, child_env, demo_server_command, in_child, misbehave_command
 
 import sark_sync
 
@@ -150,23 +148,14 @@ def test_forked_child_starts_its_own_server_and_never_touches_the_parents() -> N
     with local_client() as client:
         client.invoke_tool("demo", "echo", {"text": "parent"})
         parent_pid = _pid(client)
-        read_end, write_end = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            status = 1
-            try:
-                os.close(read_end)
-                text = client.invoke_tool("demo", "echo", {"text": "child"}).text
-                child_server = _pid(client)
-                client.close()
-                os.write(write_end, json.dumps([text, child_server]).encode())
-                status = 0
-            finally:
-                os._exit(status)
-        os.close(write_end)
-        with os.fdopen(read_end, "rb") as pipe:
-            reported = json.loads(pipe.read() or b"null")
-        assert reap(pid, timeout=20) == 0
+
+        def call_in_child() -> Any:
+            text = client.invoke_tool("demo", "echo", {"text": "child"}).text
+            child_server = _pid(client)
+            client.close()
+            return [text, child_server]
+
+        reported = in_child(call_in_child)
         assert reported[0] == "child" and reported[1] != parent_pid
         assert _pid(client) == parent_pid  # the parent's server survived the child's close()
         assert client.invoke_tool("demo", "echo", {"text": "again"}).text == "again"

@@ -229,13 +229,6 @@ def gw() -> Iterator[LocalGateway]:
         yield gateway
 
 
-@pytest.fixture
-def http() -> Iterator[requests.Session]:
-    with requests.Session() as session:
-        session.trust_env = False
-        yield session
-
-
 def publish(gw: LocalGateway, count: int, type: str = "custom", start: int = 0) -> list[int]:
     return [gw.publish_event(type, {"n": n}) for n in range(start, start + count)]
 

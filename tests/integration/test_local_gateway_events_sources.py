@@ -43,13 +43,6 @@ def stdio_gw() -> Iterator[LocalGateway]:
         yield gateway
 
 
-@pytest.fixture
-def http() -> Iterator[requests.Session]:
-    with requests.Session() as session:
-        session.trust_env = False
-        yield session
-
-
 def live(gw: LocalGateway, types: str | None = None) -> EventReader:
     """A stream of the events published from now on."""
     return EventReader(gw.url, last_event_id=gw.last_event_id, types=types)

@@ -32,13 +32,6 @@ def gw() -> Iterator[LocalGateway]:
         yield gateway
 
 
-@pytest.fixture
-def http() -> Iterator[requests.Session]:
-    with requests.Session() as session:
-        session.trust_env = False
-        yield session
-
-
 # -- idempotency -----------------------------------------------------------------------------
 
 

@@ -49,13 +49,6 @@ def gw() -> Iterator[LocalGateway]:
 
 
 @pytest.fixture
-def http() -> Iterator[requests.Session]:
-    with requests.Session() as session:
-        session.trust_env = False
-        yield session
-
-
-@pytest.fixture
 def client(gw: LocalGateway) -> Iterator[sark_sync.GatewayClient]:
     with sark_sync.GatewayClient(gw.url, api_key=KEY, retry=FAST_RETRY) as made:
         yield made

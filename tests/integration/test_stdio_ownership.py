@@ -11,42 +11,16 @@ import gc
 import json
 import os
 import subprocess
-from collections.abc import Callable
 from typing import Any
 
 import pytest
-from support import child_env, demo_server_command, reap, wait_until
+from support import child_env, demo_server_command, in_child, wait_until
 
 import sark_sync
 
-FORK_TIMEOUT = 20.0
 #: Pipelined calls per round, and rounds: the lost-answer race showed in ~1 round of 2.
 CALLS = 19
 ROUNDS = 15
-
-
-def in_child(work: Callable[[], Any]) -> Any:
-    """Run ``work`` in a forked child; return what it returned (JSON), or the error it raised
-    as ``["raised", type name, message]``."""
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        status = 1
-        try:
-            os.close(read_end)
-            try:
-                outcome: Any = work()
-            except Exception as exc:
-                outcome = ["raised", type(exc).__name__, str(exc)]
-            os.write(write_end, json.dumps(outcome).encode())
-            status = 0
-        finally:
-            os._exit(status)
-    os.close(write_end)
-    with os.fdopen(read_end, "rb") as pipe:
-        reported = json.loads(pipe.read() or b"null")
-    assert reap(pid, timeout=FORK_TIMEOUT) == 0
-    return reported
 
 
 @pytest.mark.fork

@@ -106,34 +106,29 @@ def _read_url_line(proc: subprocess.Popen[bytes], timeout: float, what: str,
     return buffer.split(b"\n", 1)[0].decode().strip()
 
 
-class SsePeer:
-    """One running ``sse_server.py``: its base ``url``, its ``stats()``, its log."""
+class _ServerProcess:
+    """A server script run with the tools python: spawned without the test env's paths,
+    stderr to ``log_path``; it prints its URL on stdout when ready (:meth:`wait_for_url`) and
+    stops on SIGTERM (:meth:`stop`)."""
 
-    def __init__(self, args: list[str], python: Path, log_path: Path) -> None:
-        self.args = args
+    #: What the failure messages call it, and its start and exit bounds.
+    what = "the server"
+    start_timeout = SSE_START_TIMEOUT
+    exit_timeout = SSE_EXIT_TIMEOUT
+
+    def __init__(self, argv: list[str], log_path: Path) -> None:
         self.log_path = log_path
         env = {k: v for k, v in os.environ.items() if k not in SCRUBBED_ENV}
         with open(log_path, "wb") as log:
-            self.proc = subprocess.Popen(
-                [str(python), str(SSE_SERVER), *args],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=log,
-                env=env,
-            )
+            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
+                                         stdout=subprocess.PIPE, stderr=log, env=env)
         self.url = ""
 
-    def wait_for_url(self, timeout: float = SSE_START_TIMEOUT) -> str:
+    def wait_for_url(self, timeout: float | None = None) -> str:
         """Read the URL line the server prints once it serves; fail after ``timeout``."""
-        self.url = _read_url_line(self.proc, timeout, "the SSE server", self.log,
-                                  SSE_EXIT_TIMEOUT)
+        self.url = _read_url_line(self.proc, timeout or self.start_timeout, self.what,
+                                  self.log, self.exit_timeout)
         return self.url
-
-    def stats(self) -> dict[str, Any]:
-        """What the server did so far (``GET /stats``; see sse_server.py)."""
-        with urllib.request.urlopen(self.url + "/stats", timeout=SSE_STATS_TIMEOUT) as answer:
-            stats: dict[str, Any] = json.loads(answer.read())
-        return stats
 
     def log(self) -> str:
         """The server's stderr so far."""
@@ -143,18 +138,33 @@ class SsePeer:
             return f"(no log: {exc})"
 
     def stop(self) -> int:
-        """SIGTERM, then SIGKILL after ``SSE_EXIT_TIMEOUT``; return the exit code.
-        Idempotent."""
+        """SIGTERM, then SIGKILL after ``exit_timeout``; return the exit code. Idempotent."""
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
-                self.proc.wait(SSE_EXIT_TIMEOUT)
+                self.proc.wait(self.exit_timeout)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
         if self.proc.stdout is not None:
             self.proc.stdout.close()
         return self.proc.returncode
+
+
+class SsePeer(_ServerProcess):
+    """One running ``sse_server.py``: its base ``url``, its ``stats()``, its log."""
+
+    what = "the SSE server"
+
+    def __init__(self, args: list[str], python: Path, log_path: Path) -> None:
+        self.args = args
+        super().__init__([str(python), str(SSE_SERVER), *args], log_path)
+
+    def stats(self) -> dict[str, Any]:
+        """What the server did so far (``GET /stats``; see sse_server.py)."""
+        with urllib.request.urlopen(self.url + "/stats", timeout=SSE_STATS_TIMEOUT) as answer:
+            stats: dict[str, Any] = json.loads(answer.read())
+        return stats
 
 
 @pytest.fixture
@@ -184,30 +194,23 @@ def shipped_policy(name: str = "gateway.rego") -> Path:
     return path
 
 
-class OpaServer:
+class OpaServer(_ServerProcess):
     """One running ``opa_server.py``: its base ``url``, JSON requests to it, its log.
 
     ``request``, ``put_policy`` and ``data`` return ``(status, document)`` whatever the status
     (4xx and 5xx included), straight from the wire, never through a proxy.
     """
 
+    what = "the OPA server"
+    start_timeout = OPA_START_TIMEOUT
+    exit_timeout = OPA_EXIT_TIMEOUT
+
     def __init__(self, policies: list[Path], python: Path, log_path: Path) -> None:
-        self.log_path = log_path
-        env = {k: v for k, v in os.environ.items() if k not in SCRUBBED_ENV}
         argv = [str(python), str(OPA_SERVER)]
         for policy in policies:
             argv += ["--policy", str(policy)]
-        with open(log_path, "wb") as log:
-            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
-                                         stdout=subprocess.PIPE, stderr=log, env=env)
-        self.url = ""
+        super().__init__(argv, log_path)
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-    def wait_for_url(self, timeout: float = OPA_START_TIMEOUT) -> str:
-        """Read the URL line the server prints once it listens; fail after ``timeout``."""
-        self.url = _read_url_line(self.proc, timeout, "the OPA server", self.log,
-                                  OPA_EXIT_TIMEOUT)
-        return self.url
 
     def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, Any]:
         """``method path`` with ``body``; the status and the decoded JSON answer."""
@@ -229,27 +232,6 @@ class OpaServer:
         """``POST /v1/data/<path>`` with ``{"input": input_document}`` (no input when None)."""
         body = {} if input_document is None else {"input": input_document}
         return self.request("POST", f"/v1/data/{path.strip('/')}", json.dumps(body).encode())
-
-    def log(self) -> str:
-        """The server's stderr so far."""
-        try:
-            return self.log_path.read_text(encoding="utf-8", errors="replace")
-        except OSError as exc:
-            return f"(no log: {exc})"
-
-    def stop(self) -> int:
-        """SIGTERM, then SIGKILL after ``OPA_EXIT_TIMEOUT``; return the exit code.
-        Idempotent."""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(OPA_EXIT_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
-        return self.proc.returncode
 
 
 @pytest.fixture
