@@ -1,0 +1,112 @@
+"""Run the real OPA engine as a child process for benchmarks.
+
+The engine is ``tests/realcomp/opa_server.py`` (OPA compiled from Go, loaded through
+``opa-golib-python-bindings``, behind an OPA Data API on 127.0.0.1), run with the tools venv's
+interpreter: it is never installed next to the package measured. :func:`tools_python` finds
+that interpreter (an explicit path, or the venv made or reused by ``realcomp.tools_venv``);
+:func:`opa_process` starts one engine with the shipped ``gateway.rego`` loaded, yields it once
+it listens, and stops it by PID. Its log (one line per request) goes to a file, so that the
+decisions it was asked for can be counted after a run.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import selectors
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+TESTS = Path(__file__).resolve().parents[1] / "tests"
+OPA_SERVER = TESTS / "realcomp" / "opa_server.py"
+#: What the engine's log holds for each decision asked at the shipped policy's default path.
+DECISION_REQUEST = '"POST /v1/data/sark/gateway/decision '
+#: Seconds to wait for the engine to print its URL (it loads in 0.1-0.3 s), then to exit
+#: after SIGTERM (it exits at once).
+START_TIMEOUT = 15.0
+STOP_TIMEOUT = 5.0
+#: Dropped from the child's environment: the tools interpreter must not see our paths.
+SCRUBBED_ENV = ("PYTHONPATH", "PYTHONHOME", "PYTHONUNBUFFERED")
+
+
+class ToolsUnavailable(RuntimeError):
+    """The tools venv (and so the real OPA engine) cannot be used; the message says why."""
+
+
+def tools_python(explicit: str | None = None) -> Path:
+    """The tools venv's interpreter: ``explicit`` if given, else the venv that
+    ``tests/realcomp/tools_venv.py`` makes or reuses. Raises :class:`ToolsUnavailable`."""
+    if explicit is not None:
+        if not os.access(explicit, os.X_OK):
+            raise ToolsUnavailable(f"{explicit} is not an executable interpreter")
+        return Path(explicit)
+    if str(TESTS) not in sys.path:
+        sys.path.append(str(TESTS))
+    try:
+        from realcomp import tools_venv
+    except ImportError as exc:
+        raise ToolsUnavailable(f"cannot import realcomp.tools_venv from {TESTS}: {exc}") from exc
+    try:
+        python: Path = tools_venv.tools_python()
+    except tools_venv.ToolsVenvError as exc:
+        raise ToolsUnavailable(str(exc)) from exc
+    return python
+
+
+def shipped_policy() -> Path:
+    """``gateway.rego`` of the sark_sync that is imported (the wheel's copy under tox)."""
+    spec = importlib.util.find_spec("sark_sync")
+    if spec is None or spec.origin is None:
+        raise RuntimeError("sark_sync is not importable")
+    return Path(spec.origin).resolve().parent / "policies" / "gateway.rego"
+
+
+@dataclass(frozen=True)
+class OpaProcess:
+    """A running engine: its base URL and the file its request log goes to."""
+
+    url: str
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def decisions(self) -> int:
+        """Decisions asked so far (the engine's stderr is line-buffered: a line is in the
+        file before the answer it logs is sent)."""
+        return self.log().count(DECISION_REQUEST)
+
+
+@contextmanager
+def opa_process(python: Path, log_path: Path) -> Iterator[OpaProcess]:
+    """Start the engine with the shipped policy, its log to ``log_path``; yield it; stop it."""
+    env = {k: v for k, v in os.environ.items() if k not in SCRUBBED_ENV}
+    with open(log_path, "wb") as log:
+        child = subprocess.Popen(
+            [str(python), str(OPA_SERVER), "--policy", str(shipped_policy())],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log, env=env, text=True,
+        )
+    try:
+        assert child.stdout is not None
+        with selectors.DefaultSelector() as selector:
+            selector.register(child.stdout, selectors.EVENT_READ)
+            if not selector.select(START_TIMEOUT):
+                raise RuntimeError(f"the OPA engine did not start in {START_TIMEOUT:g}s")
+        url = child.stdout.readline().strip()
+        if not url.startswith("http://127.0.0.1:"):
+            tail = log_path.read_text(encoding="utf-8", errors="replace")[-2000:]
+            raise RuntimeError(f"unexpected OPA engine output: {url!r}; its log:\n{tail}")
+        yield OpaProcess(url, log_path)
+    finally:
+        child.terminate()
+        try:
+            child.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait(STOP_TIMEOUT)
+        if child.stdout is not None:
+            child.stdout.close()
