@@ -30,6 +30,10 @@ The event stream (``GET /api/v1/events``) is configured by the config keys ``eve
 ``--event-buffer``, ``--first-event-id``, ``--ping-interval`` and ``--event-framing``, which
 win over the config. To restart a gateway whose clients should resume their streams, give it
 ``--first-event-id`` one more than the last id the previous one issued.
+
+Authorization: the config key ``policy`` or ``--policy`` (which wins) is ``"builtin"`` (the
+shipped gateway.rego's rules, built in) or an OPA base URL; without it every authenticated
+call runs. Give the servers and tools their ``sensitivity_level`` and ``authorized_teams``.
 """
 
 from __future__ import annotations
@@ -65,9 +69,10 @@ _GATEWAY_OPTIONS = {
     "ping_interval": float,
     "event_retry": float,
     "event_framing": str,
+    "policy": str,
 }
 #: Command-line options that override config keys of the same name.
-_EVENT_ARGS = ("event_buffer", "first_event_id", "ping_interval", "event_framing")
+_EVENT_ARGS = ("event_buffer", "first_event_id", "ping_interval", "event_framing", "policy")
 _SERVER_OPTIONS = {
     "name",
     "transport",
@@ -135,6 +140,11 @@ def _configure_serve(parser: argparse.ArgumentParser) -> None:
         "--event-framing", choices=("chunked", "close"),
         help="event stream body framing: Transfer-Encoding chunked (default) or ended by "
         "closing the connection",
+    )
+    parser.add_argument(
+        "--policy", metavar="builtin|URL",
+        help="authorize every invoke: 'builtin' (the shipped gateway.rego's rules) or an OPA "
+        "base URL; default: no policy (every authenticated call runs)",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log requests to stderr")
 

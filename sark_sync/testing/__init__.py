@@ -17,16 +17,22 @@ scripted :class:`Fault` s. Standard library only, so it can run anywhere the cli
         gw.add_fault(Fault(status=503, retry_after=1))   # the next invoke answers 503
         gw.add_fault(Fault(path="/api/v1/events", drop_after_events=10))  # cut a stream
         ...                                               # point a client at gw.url
+
+``LocalGateway(policy="builtin")`` enforces the shipped policy's rules on every invoke
+(:class:`BuiltinPolicy`, also usable as a client's ``authorizer``); ``policy=<OPA URL>`` asks
+an OPA server instead.
 """
 
 from __future__ import annotations
 
+from ._builtin_policy import BuiltinPolicy
 from ._faults import Fault
 from ._gateway import LocalGateway
 from ._recording import RecordedHeaders, RecordedRequest
 from ._registry import ToolFailure, ToolFunction
 
 __all__ = [
+    "BuiltinPolicy",
     "Fault",
     "LocalGateway",
     "RecordedHeaders",

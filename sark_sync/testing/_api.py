@@ -6,7 +6,8 @@ readable unit. The HTTP handler reads and writes bytes and applies faults around
 
 Order of checks, which decides which error a request with several problems gets:
 route exists (404) → method allowed (405) → API key (401) → user JWT (401) → query and body
-shape (400) → names known (404) → idempotency (409) → the tool runs.
+shape (400) → names known (404) → policy (403, or 503 when it cannot decide) → idempotency
+(409) → the tool runs, with the parameters the policy filtered (:mod:`._enforcement`).
 
 ``GET /api/v1/events`` is answered with a :class:`~._events.Subscription` instead of a
 :class:`Response` once it passed the same checks (``?types=`` is validated: 400), and the
@@ -40,7 +41,9 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import unquote
 
+from .._models import Principal
 from . import _jwt
+from ._enforcement import Denied, Enforcement, Unavailable, tool_metadata
 from ._events import EventLog, Subscription, parse_last_event_id, parse_types
 from ._idempotency import IdempotencyStore, Outcome
 from ._recording import RecordedRequest
@@ -69,20 +72,26 @@ class ApiError(Exception):
     """An error answer: status, message, and extra envelope fields or headers."""
 
     def __init__(self, status: int, message: str, *, allow: str | None = None,
-                 reached: bool = False) -> None:
+                 reached: bool = False, **extra: Any) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.allow = allow
         self.reached = reached  # an upstream failure after the call reached the tool
+        self.extra = extra  # more envelope fields (403: reason, audit_id)
 
 
 @dataclass(frozen=True)
 class _Caller:
-    """Who sent a request: the idempotency scope of its API key, the user JWT's ``sub``."""
+    """Who sent a request: the idempotency scope of its API key, and the user of its verified
+    JWT (``sub``, ``roles``, ``teams``), if any."""
 
     scope: str
-    principal: str | None
+    user: Principal | None
+
+    @property
+    def principal(self) -> str | None:
+        return self.user.id if self.user is not None else None
 
 
 @dataclass(frozen=True)
@@ -99,12 +108,14 @@ class Api:
     an event log (which it also publishes ``tool_invoked`` to)."""
 
     def __init__(
-        self, config: ApiConfig, registry: Registry, store: IdempotencyStore, events: EventLog
+        self, config: ApiConfig, registry: Registry, store: IdempotencyStore, events: EventLog,
+        enforcement: Enforcement | None = None,
     ) -> None:
         self.config = config
         self.registry = registry
         self.store = store
         self.events = events
+        self.enforcement = enforcement
         self._health_lock = threading.Lock()
         self._health = "healthy"
 
@@ -126,7 +137,7 @@ class Api:
         try:
             return self._route(request)
         except ApiError as exc:
-            response = error_response(exc.status, exc.message, request.request_id)
+            response = error_response(exc.status, exc.message, request.request_id, **exc.extra)
             if exc.allow is not None:
                 response.headers.append(("Allow", exc.allow))
             return response
@@ -187,7 +198,7 @@ class Api:
             if not any(hmac.compare_digest(sent, k.encode("utf-8")) for k in self.config.api_keys):
                 raise ApiError(401, "invalid API key")
         authorization = request.headers.get("Authorization")
-        principal = None
+        user = None
         if authorization is not None:
             scheme, _, token = authorization.strip().partition(" ")
             if scheme.lower() != "bearer" or not token.strip():
@@ -196,11 +207,10 @@ class Api:
                 claims = _jwt.decode(token.strip(), self.config.jwt_secret)
             except _jwt.JWTError as exc:
                 raise ApiError(401, f"invalid user token: {exc}") from None
-            subject = claims.get("sub")
-            principal = subject if isinstance(subject, str) else None
+            user = _user(claims)
         elif self.config.require_user_token and request.path == "/api/v1/invoke":
             raise ApiError(401, "a user token (Authorization: Bearer) is required")
-        return _Caller(scope, principal)
+        return _Caller(scope, user)
 
     def _get_server(self, raw_name: str) -> dict[str, Any]:
         name = unquote(raw_name, errors="replace")
@@ -217,9 +227,10 @@ class Api:
             self.registry.require(server, tool)
         except UnknownName as exc:
             raise ApiError(404, str(exc)) from None
+        parameters, filtered = self._authorize(request, caller, server, tool, parameters)
         key = request.headers.get("Idempotency-Key")
         if key is None:
-            return self._run(request, caller, server, tool, parameters)
+            return self._run(request, caller, server, tool, parameters, filtered)
         if len(key) > MAX_IDEMPOTENCY_KEY or not _PRINTABLE.match(key):
             raise ApiError(400, f"Idempotency-Key must be 1..{MAX_IDEMPOTENCY_KEY} visible ASCII")
         canonical = {"server": server, "tool": tool, "parameters": parameters}
@@ -235,7 +246,7 @@ class Api:
             headers = [*stored.headers, ("Idempotent-Replayed", "true")]
             return Response(stored.status, stored.body, stored.content_type, headers)
         try:
-            response = self._run(request, caller, server, tool, parameters)
+            response = self._run(request, caller, server, tool, parameters, filtered)
         except ApiError as exc:
             if not exc.reached:
                 self.store.abandon(scope, key)
@@ -247,6 +258,29 @@ class Api:
         self.store.finish(scope, key, replace(response, headers=list(response.headers)))
         return response
 
+    def _authorize(
+        self, request: RecordedRequest, caller: _Caller, server: str, tool: str,
+        parameters: dict[str, Any],
+    ) -> tuple[dict[str, Any], list[str]]:
+        """The parameters the tool may run with and the keys the policy removed (all of them
+        and none without a policy); 403 on a deny, 503 when the policy cannot decide."""
+        if self.enforcement is None:
+            return parameters, []
+        try:
+            server_info = self.registry.get_server(server)
+            tool_info = tool_metadata(server, tool, self.registry.tool_info(server, tool))
+        except UnknownName as exc:  # removed since require()
+            raise ApiError(404, str(exc)) from None
+        try:
+            allowed = self.enforcement.check(
+                request.request_id, caller.user, server_info, tool_info, parameters)
+        except Denied as exc:
+            raise ApiError(403, exc.reason, reason=exc.reason,
+                           audit_id=exc.audit_id) from None
+        except Unavailable as exc:
+            raise ApiError(503, str(exc)) from None
+        return allowed.parameters, allowed.filtered
+
     def _run(
         self,
         request: RecordedRequest,
@@ -254,6 +288,7 @@ class Api:
         server: str,
         tool: str,
         parameters: dict[str, Any],
+        filtered: list[str],
     ) -> Response:
         started = time.perf_counter()
 
@@ -274,13 +309,14 @@ class Api:
         except BaseException:
             publish("error")
             raise
-        response, is_error = self._result(request, server, tool, result)
+        response, is_error = self._result(request, server, tool, result, filtered)
         publish("tool_error" if is_error else "success")
         return response
 
     @staticmethod
     def _result(
-        request: RecordedRequest, server: str, tool: str, result: dict[str, Any]
+        request: RecordedRequest, server: str, tool: str, result: dict[str, Any],
+        filtered: list[str],
     ) -> tuple[Response, bool]:
         """The 200 answer for ``result`` and whether it is a tool error."""
         body = {
@@ -288,7 +324,7 @@ class Api:
             "server": server,
             "tool": tool,
             "result": result,
-            "filtered": [],
+            "filtered": filtered,
         }
         try:
             return Response(200, json_bytes(body)), result.get("isError") is True
@@ -298,6 +334,22 @@ class Api:
                 "isError": True,
             }
             return Response(200, json_bytes(body)), True
+
+
+def _user(claims: dict[str, Any]) -> Principal | None:
+    """The principal of verified JWT claims: ``sub`` (None without one), ``roles`` and
+    ``teams`` (absent or null: none; 401 unless lists of strings, as the client reads them)."""
+    subject = claims.get("sub")
+    lists = {}
+    for name in ("roles", "teams"):
+        value = claims.get(name)
+        value = [] if value is None else value
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise ApiError(401, f"invalid user token: {name!r} must be a list of strings")
+        lists[name] = tuple(value)
+    if not isinstance(subject, str) or not subject:
+        return None
+    return Principal(subject, lists["roles"], lists["teams"])
 
 
 def _invocation(body: bytes) -> tuple[str, str, dict[str, Any]]:

@@ -42,6 +42,7 @@ from typing import Any, Callable, TypeVar
 from . import _jwt
 from ._api import Api, ApiConfig
 from ._catalogue import Catalogue
+from ._enforcement import Enforcement, resolve_policy
 from ._event_stream import EVENT_RETRY, PING_INTERVAL, StreamSettings
 from ._events import DEFAULT_BUFFER, EventLog
 from ._faults import Fault, FaultSet
@@ -92,6 +93,13 @@ class LocalGateway:
     :param event_retry: seconds sent to stream clients as ``retry: <ms>`` (>= 0).
     :param event_framing: ``"chunked"`` (Transfer-Encoding: chunked) or ``"close"`` (the body
         ends when the connection closes). The event wire format is in :mod:`._events`.
+    :param policy: who authorizes each invoke (DESIGN §7, :mod:`._enforcement`): None (the
+        default: every authenticated call runs), ``"builtin"`` (the shipped gateway.rego's
+        rules, built in), an OPA base URL (``"http://127.0.0.1:8181"``: asks
+        ``sark/gateway/decision``), or an authorizer or decision function. The principal is
+        the verified user JWT's ``sub``, ``roles`` and ``teams``; a deny answers 403
+        ``policy_denied`` and publishes ``authorization_denied``; filtered parameters are what
+        the tool receives; a policy that cannot decide answers 503.
 
     Example::
 
@@ -120,6 +128,7 @@ class LocalGateway:
         ping_interval: float = PING_INTERVAL,
         event_retry: float = EVENT_RETRY,
         event_framing: str = "chunked",
+        policy: object = None,
     ) -> None:
         keys = frozenset([api_keys] if isinstance(api_keys, str) else api_keys)
         if any(not key for key in keys):
@@ -143,7 +152,9 @@ class LocalGateway:
         self._catalogue = Catalogue(self._registry, self._hosting, self._events)
         self._stopping = threading.Event()
         config = ApiConfig(keys, jwt_secret, require_user_token, version, idempotency_wait)
-        self._api = Api(config, self._registry, self._store, self._events)
+        authorizer = resolve_policy(policy)
+        self._enforcement = Enforcement(authorizer, self._events) if authorizer else None
+        self._api = Api(config, self._registry, self._store, self._events, self._enforcement)
         self._context = HandlerContext(
             api=self._api,
             events=self._events,
@@ -200,6 +211,8 @@ class LocalGateway:
         self._store.close()
         self._hosting.close_all()
         stuck = server.stop_serving(thread, deadline)
+        if self._enforcement is not None:
+            self._enforcement.close()
         if stuck:
             logger.warning("LocalGateway.stop(): %d thread(s) still running", len(stuck))
 

@@ -369,6 +369,16 @@ class Registry:
             tools = [(s.name, t) for s in servers for t in s.tools.values()]
             return [t.info(s) for s, t in tools[offset : offset + limit]], len(tools)
 
+    def tool_info(self, server: str, tool: str) -> dict[str, Any] | None:
+        """The ToolInfo dict of ``server``/``tool``, or None if the server does not list it
+        (a hosted server forwards such calls); :class:`UnknownName` for an unknown server."""
+        with self._lock:
+            target = self._servers.get(server)
+            if target is None:
+                raise UnknownName(f"server {server!r} not found")
+            found = target.tools.get(tool)
+            return found.info(server) if found is not None else None
+
     def resolve(self, server: str, tool: str) -> ToolFunction:
         """Return the function of ``server``/``tool``; raise :class:`UnknownName` if absent."""
         with self._lock:
