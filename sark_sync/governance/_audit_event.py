@@ -29,7 +29,10 @@ from typing import Any
 from .._exceptions import AuthorizationDenied, ToolExecutionError
 from .._redact import REDACTED, Secret, redact
 
-__all__ = ["DECISIONS", "OUTCOMES", "TRANSPORTS", "AuditEvent", "rfc3339"]
+__all__ = ["DECISIONS", "EVENT_TYPES", "OUTCOMES", "TRANSPORTS", "AuditEvent", "rfc3339"]
+
+#: The event types the client records (``Auditor.record`` takes any non-empty name).
+EVENT_TYPES = ("tool_invocation", "authorization", "discovery", "health", "event_stream")
 
 #: Values of ``AuditEvent.transport``.
 TRANSPORTS = frozenset({"http", "stdio", "sse"})
@@ -42,8 +45,8 @@ MAX_REASON_CHARS = 1024
 #: Nesting depth of parameters kept (the same bound as ``redact``'s).
 MAX_PARAMETER_DEPTH = 64
 
-_TEXT_FIELDS = ("event_id", "timestamp", "event_type", "principal_id", "server", "tool",
-                "transport", "decision", "reason", "outcome", "error_type", "request_id")
+_TEXT_FIELDS = ("event_id", "timestamp", "event_type", "operation", "principal_id", "server",
+                "tool", "transport", "decision", "reason", "outcome", "error_type", "request_id")
 _REQUIRED_TEXT = frozenset({"event_id", "timestamp", "event_type"})
 _VOCABULARIES = {"transport": TRANSPORTS, "decision": DECISIONS, "outcome": OUTCOMES}
 _RFC3339_UTC = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z\Z")
@@ -108,7 +111,9 @@ class AuditEvent:
     is ``"http"``, ``"stdio"``, ``"sse"`` or None; ``decision`` ``"allow"``, ``"deny"`` or None
     (no policy consulted); ``outcome`` ``"success"``, ``"denied"``, ``"error"``,
     ``"tool_error"`` or None. ``status_code`` is 100-599, ``attempts`` >= 0, ``latency_ms`` a
-    finite number >= 0, each or None. ``reason`` is cut at 1024 characters.
+    finite number >= 0, each or None. ``reason`` is cut at 1024 characters. ``event_type``
+    and ``operation`` are free text (the client's are in :data:`EVENT_TYPES` and
+    :mod:`sark_sync.governance.audit`).
 
     Raises ``TypeError`` or ``ValueError`` naming a field whose value does not fit.
 
@@ -121,6 +126,8 @@ class AuditEvent:
     event_id: str = field(default_factory=_new_event_id)
     timestamp: str = field(default_factory=rfc3339)
     event_type: str = "tool_invocation"
+    #: The client method audited (``"invoke_tool"``, ``"list_servers"`` ...), or None.
+    operation: str | None = None
     principal_id: str | None = None
     server: str | None = None
     tool: str | None = None
@@ -186,6 +193,7 @@ class AuditEvent:
         *,
         outcome: str | None = None,
         error: BaseException | None = None,
+        operation: str | None = None,
         principal_id: str | None = None,
         server: str | None = None,
         tool: str | None = None,
@@ -228,10 +236,11 @@ class AuditEvent:
                     outcome = "error"
         elif outcome is None:
             outcome = "denied" if decision == "deny" else "success"
-        return cls(event_type=event_type, principal_id=principal_id, server=server, tool=tool,
-                   transport=transport, decision=decision, reason=reason, outcome=outcome,
-                   error_type=error_type, status_code=status_code, request_id=request_id,
-                   attempts=attempts, latency_ms=latency_ms, parameters=parameters)
+        return cls(event_type=event_type, operation=operation, principal_id=principal_id,
+                   server=server, tool=tool, transport=transport, decision=decision,
+                   reason=reason, outcome=outcome, error_type=error_type,
+                   status_code=status_code, request_id=request_id, attempts=attempts,
+                   latency_ms=latency_ms, parameters=parameters)
 
     def to_dict(self) -> dict[str, Any]:
         """Every field, in DESIGN §7 order, as a fresh JSON-ready dict (None included)."""

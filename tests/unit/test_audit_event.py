@@ -16,9 +16,9 @@ from sark_sync._redact import Secret
 from sark_sync.governance.audit import AuditEvent, rfc3339
 
 RFC3339_UTC = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z\Z")
-DESIGN_ORDER = ["event_id", "timestamp", "event_type", "principal_id", "server", "tool",
-                "transport", "decision", "reason", "outcome", "error_type", "status_code",
-                "request_id", "attempts", "latency_ms", "parameters"]
+DESIGN_ORDER = ["event_id", "timestamp", "event_type", "operation", "principal_id", "server",
+                "tool", "transport", "decision", "reason", "outcome", "error_type",
+                "status_code", "request_id", "attempts", "latency_ms", "parameters"]
 RAW = ("hunter2", "sk-live-123", "tok-abc", "deep-secret", "Bearer xyz", "pw-in-list")
 
 NESTED = {
