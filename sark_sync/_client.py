@@ -24,6 +24,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable, TypeVar
 
 from . import _forksafety
+from ._auditing import Operation, audit_hook, resolve_audit
 from ._breaker import Breaker
 from ._config import (
     BreakerPolicy,
@@ -42,7 +43,7 @@ from ._exceptions import (
     ProtocolError,
     TransportNotAvailableError,
 )
-from ._governed import Governance, audit_hook, resolve_audit
+from ._governed import Governance
 from ._invocation import Invocation, outcome, prepare
 from ._local import DEFAULT_STARTUP_TIMEOUT, LocalServer
 from ._local_pool import LocalServerPool
@@ -95,7 +96,8 @@ class GatewayClient(DiscoveryMixin, StreamingMixin):
         :class:`OPAAuthorizer`, :class:`SarkAuthorizer` or a callable ``(AuthorizationInput)
         -> Decision | Mapping``; a deny raises :class:`AuthorizationDenied`, nothing is sent.
         Costs two discovery requests per server a minute (see :mod:`sark_sync._governed`).
-    :param audit: where one audit event per tool call goes (DESIGN §7): an
+    :param audit: where one audit event per operation goes (DESIGN §7: each tool call, each
+        discovery call or listing walked, ``health()``, each event stream opened): an
         :class:`~sark_sync.governance.Auditor`, a sink (``LoggingSink``, ``JSONLinesSink``,
         ``HTTPSink``, ``CallableSink`` or a callable ``func(event)``) or a list of them; ``[]``
         for none. None (the default) logs JSON lines on the ``sark_sync.audit`` logger at INFO,
@@ -270,6 +272,7 @@ class GatewayClient(DiscoveryMixin, StreamingMixin):
         idempotent: bool = True, params: Mapping[str, Any] | None = None,
         body: bytes | None = None, headers: dict[str, str] | None = None,
         accept_statuses: frozenset[int] = frozenset(), tool: str | None = None,
+        audit: Operation | None = None,
     ) -> Response:
         transport = self._http()
         send_headers = {"X-Request-ID": str(uuid.uuid4())}
@@ -277,11 +280,16 @@ class GatewayClient(DiscoveryMixin, StreamingMixin):
             send_headers.update(headers)
 
         def attempt() -> Response:
-            return transport.request(
+            if audit is not None:
+                audit.sent(send_headers["X-Request-ID"])
+            response = transport.request(
                 method, path, deadline=deadline, idempotent=idempotent, params=params,
                 body=body, headers=send_headers, accept_statuses=accept_statuses,
                 timeouts=deadline.timeouts,
             )
+            if audit is not None:
+                audit.received(response)
+            return response
 
         try:
             if not self.breaker.enabled:
@@ -344,7 +352,7 @@ class GatewayClient(DiscoveryMixin, StreamingMixin):
         deadline = self._deadline(timeout)
         prepared = self._prepare(server, tool, parameters, user_token, idempotency_key,
                                  principal)
-        return self._execute(prepared, deadline)
+        return self._execute(prepared, deadline, user_token)
 
     def _prepare(
         self, server: str, tool: str, parameters: Mapping[str, Any] | None,
@@ -358,8 +366,9 @@ class GatewayClient(DiscoveryMixin, StreamingMixin):
             principal=self._governance.principal(principal, user_token),
             snapshot=self._governance.authorizer is not None)
 
-    def _execute(self, call: Invocation, deadline: Deadline) -> ToolResult:
-        return self._governance.run(self, call, deadline, self._transmit)
+    def _execute(self, call: Invocation, deadline: Deadline, user_token: str | None = None
+                 ) -> ToolResult:
+        return self._governance.run(self, call, deadline, self._transmit, user_token)
 
     def _transmit(self, call: Invocation, deadline: Deadline) -> ToolResult:
         if call.local:
@@ -394,7 +403,7 @@ class GatewayClient(DiscoveryMixin, StreamingMixin):
         deadline = self._deadline(timeout)
         prepared = self._prepare(server, tool, parameters, user_token, idempotency_key,
                                  principal)
-        return self._executor().submit(self._execute, prepared, deadline)
+        return self._executor().submit(self._execute, prepared, deadline, user_token)
 
     def invoke_many(
         self, calls: Iterable[ToolCall], *, return_exceptions: bool = False
@@ -408,7 +417,7 @@ class GatewayClient(DiscoveryMixin, StreamingMixin):
         in the list; otherwise, once every call has finished, the first failure (in the order
         of ``calls``) is raised. Each call's deadline starts now, so waiting is bounded.
         """
-        prepared: list[tuple[Invocation, Deadline]] = []
+        prepared: list[tuple[Invocation, Deadline, str | None]] = []
         for call in calls:
             if not isinstance(call, ToolCall):
                 raise ConfigurationError(
@@ -417,11 +426,11 @@ class GatewayClient(DiscoveryMixin, StreamingMixin):
             prepared.append((
                 self._prepare(call.server, call.tool, call.parameters, call.user_token,
                               call.idempotency_key, call.principal),
-                self._deadline(call.timeout),
+                self._deadline(call.timeout), call.user_token,
             ))
         executor = self._executor()
-        pending = [(executor.submit(self._execute, invocation, deadline), deadline)
-                   for invocation, deadline in prepared]
+        pending = [(executor.submit(self._execute, invocation, deadline, token), deadline)
+                   for invocation, deadline, token in prepared]
         outcomes = [outcome(future, deadline) for future, deadline in pending]
         if not return_exceptions:
             for result in outcomes:

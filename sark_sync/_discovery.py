@@ -4,14 +4,20 @@ A mixin, as requests' ``SessionRedirectMixin`` is: these methods only read from 
 (or list a local server's tools) through the client's pipeline (``_send``), so they live apart
 from the construction, lifecycle and invocation code in ``_client.py``. Listings are lenient
 (a malformed item is skipped with a warning) and iterators hold one page at a time.
+
+Each public method is one audited operation (event type ``"discovery"``, ``"health"`` for
+:meth:`~DiscoveryMixin.health`; see :mod:`._auditing`): an iterator's pages make one event
+between them. Arguments refused before anything is sent are not audited, as for tool calls.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
 from urllib.parse import quote
 
+from ._auditing import Operation, audited_items
 from ._config import Timeouts
 from ._deadline import Deadline
 from ._exceptions import ProtocolError, ServiceUnavailableError
@@ -20,6 +26,7 @@ from ._pagination import paginate, parse_page
 from ._validation import validate_name, validate_page
 
 if TYPE_CHECKING:
+    from ._governed import Governance
     from ._local_pool import LocalServerPool
     from .transports.http import Response
 
@@ -30,12 +37,18 @@ T = TypeVar("T")
 #: Tools whose annotations the client remembers for retry safety.
 MAX_REMEMBERED_TOOLS = 10_000
 
+#: The audit event types of these operations.
+DISCOVERY, HEALTH = "discovery", "health"
+
+_QUIET = nullcontext()  # what an operation runs in when nobody audits it
+
 
 class DiscoveryMixin:
     """What the gateway offers. Mixed into :class:`GatewayClient`."""
 
     base_url: str
     _retry_safe_tools: dict[tuple[str, str], bool]
+    _governance: Governance
 
     if TYPE_CHECKING:
         def _deadline(self, timeout: float | Timeouts | None) -> Deadline: ...
@@ -45,14 +58,20 @@ class DiscoveryMixin:
             idempotent: bool = True, params: Mapping[str, Any] | None = None,
             body: bytes | None = None, headers: dict[str, str] | None = None,
             accept_statuses: frozenset[int] = frozenset(), tool: str | None = None,
+            audit: Operation | None = None,
         ) -> Response: ...
 
     def health(self, *, timeout: float | Timeouts | None = None) -> Health:
         """``GET /health``. An unhealthy gateway (503 with a health body) is a result, not an
         error, and is not retried; a 503 without one raises :class:`ServiceUnavailableError`."""
         deadline = self._deadline(timeout)
+        audit = self._audit("health", HEALTH)
+        with audit or _QUIET:
+            return self._health(deadline, audit)
+
+    def _health(self, deadline: Deadline, audit: Operation | None) -> Health:
         response = self._send("GET", "/health", server=None, deadline=deadline,
-                              accept_statuses=frozenset({503}))
+                              accept_statuses=frozenset({503}), audit=audit)
         if response.status_code == 200:
             return _parse(Health.from_dict, response.data, "health", "/health")
         try:
@@ -69,8 +88,10 @@ class DiscoveryMixin:
         """One page of registered servers (``page`` from 1, ``page_size`` 1..1000)."""
         validate_page(page, page_size)
         deadline = self._deadline(timeout)
-        items, _, _ = self._page("/api/v1/servers", "servers", ServerInfo.from_dict,
-                                 (page - 1) * page_size, page_size, deadline)
+        audit = self._audit("list_servers")
+        with audit or _QUIET:
+            items, _, _ = self._page("/api/v1/servers", "servers", ServerInfo.from_dict,
+                                     (page - 1) * page_size, page_size, deadline, audit=audit)
         return items
 
     def iter_servers(
@@ -78,22 +99,27 @@ class DiscoveryMixin:
     ) -> Iterator[ServerInfo]:
         """Every registered server, fetched page by page (each page has its own deadline)."""
         validate_page(1, page_size)
+        audit = self._audit("iter_servers", lazy=True)
 
         def fetch(offset: int) -> tuple[list[ServerInfo], int, int]:
-            deadline = self._deadline(timeout)
-            return self._page("/api/v1/servers", "servers", ServerInfo.from_dict, offset,
-                              page_size, deadline)
+            with audit or _QUIET:
+                deadline = self._deadline(timeout)
+                return self._page("/api/v1/servers", "servers", ServerInfo.from_dict, offset,
+                                  page_size, deadline, audit=audit)
 
-        return paginate(fetch, key=lambda s: s.server_id or s.server_name)
+        return audited_items(paginate(fetch, key=lambda s: s.server_id or s.server_name),
+                             audit)
 
     def get_server(self, name: str, *, timeout: float | Timeouts | None = None) -> ServerInfo:
         """One server by name; :class:`NotFoundError` if the gateway does not know it."""
 
         validate_name(name, "server")
         deadline = self._deadline(timeout)
-        response = self._send("GET", f"/api/v1/servers/{quote(name, safe='')}", server=name,
-                              deadline=deadline)
-        return _parse(ServerInfo.from_dict, response.data, "server", name)
+        audit = self._audit("get_server", server=name)
+        with audit or _QUIET:
+            response = self._send("GET", f"/api/v1/servers/{quote(name, safe='')}",
+                                  server=name, deadline=deadline, audit=audit)
+            return _parse(ServerInfo.from_dict, response.data, "server", name)
 
     def list_tools(
         self, server: str | None = None, *, page: int = 1, page_size: int = 100,
@@ -106,10 +132,14 @@ class DiscoveryMixin:
         validate_page(page, page_size)
         deadline = self._deadline(timeout)
         local = self._local(server)
-        if local is not None and server is not None:
-            start = (page - 1) * page_size
-            return local.list_tools(server, deadline)[start:start + page_size]
-        items, _, _ = self._tool_page(server, (page - 1) * page_size, page_size, deadline)
+        audit = self._audit("list_tools", server=server,
+                            transport="http" if local is None else "stdio")
+        with audit or _QUIET:
+            if local is not None and server is not None:
+                start = (page - 1) * page_size
+                return local.list_tools(server, deadline)[start:start + page_size]
+            items, _, _ = self._tool_page(server, (page - 1) * page_size, page_size, deadline,
+                                          audit=audit)
         return items
 
     def iter_tools(
@@ -122,20 +152,30 @@ class DiscoveryMixin:
         validate_page(1, page_size)
         local = self._local(server)
         if local is not None and server is not None:
-            return iter(local.list_tools(server, self._deadline(timeout)))
+            with self._audit("iter_tools", server=server, transport="stdio") or _QUIET:
+                return iter(local.list_tools(server, self._deadline(timeout)))
+        audit = self._audit("iter_tools", server=server, lazy=True)
 
         def fetch(offset: int) -> tuple[list[ToolInfo], int, int]:
-            deadline = self._deadline(timeout)
-            return self._tool_page(server, offset, page_size, deadline)
+            with audit or _QUIET:
+                deadline = self._deadline(timeout)
+                return self._tool_page(server, offset, page_size, deadline, audit=audit)
 
-        return paginate(fetch, key=lambda t: (t.server_name, t.tool_name))
+        return audited_items(paginate(fetch, key=lambda t: (t.server_name, t.tool_name)),
+                             audit)
+
+    def _audit(self, name: str, event_type: str = DISCOVERY, *, server: str | None = None,
+               transport: str = "http", lazy: bool = False) -> Operation | None:
+        return self._governance.operation(name, event_type, transport, server=server,
+                                          lazy=lazy)
 
     def _tool_page(
-        self, server: str | None, offset: int, limit: int, deadline: Deadline
+        self, server: str | None, offset: int, limit: int, deadline: Deadline, *,
+        audit: Operation | None = None,
     ) -> tuple[list[ToolInfo], int, int]:
         extra = {"server": server} if server is not None else {}
         page = self._page("/api/v1/tools", "tools", ToolInfo.from_dict, offset, limit, deadline,
-                          server=server, extra=extra)
+                          server=server, extra=extra, audit=audit)
         remembered = self._retry_safe_tools
         if len(remembered) > MAX_REMEMBERED_TOOLS:
             remembered.clear()
@@ -146,9 +186,11 @@ class DiscoveryMixin:
     def _page(
         self, path: str, key: str, parse: Callable[[object], T], offset: int, limit: int,
         deadline: Deadline, *, server: str | None = None, extra: Mapping[str, str] | None = None,
+        audit: Operation | None = None,
     ) -> tuple[list[T], int, int]:
         params: dict[str, Any] = {"offset": offset, "limit": limit, **(extra or {})}
-        response = self._send("GET", path, server=server, deadline=deadline, params=params)
+        response = self._send("GET", path, server=server, deadline=deadline, params=params,
+                              audit=audit)
         return parse_page(response.data, key, parse, offset, path)
 
 

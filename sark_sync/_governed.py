@@ -19,15 +19,18 @@ Per tool call: **deadline → authorize → breaker → retry → transport**, t
    ``X-Request-ID``, to join the client's decision with the gateway's logs.
 
 **Audit hook.** :attr:`Governance.audit_hook`, when set, is called once per call with a
-:class:`CallOutcome`, whatever happened (allowed, denied, failed, tool error). It runs in the
-calling thread, after the call; its exceptions are logged and swallowed: a failing hook never
-fails a call. ``parameters`` there are the caller's, unredacted: the hook must redact.
+:class:`~sark_sync._auditing.CallOutcome`, whatever happened (allowed, denied, failed, tool
+error), and once per other operation with an :class:`~sark_sync._auditing.OperationOutcome`
+(see :meth:`Governance.operation` and :mod:`._auditing`). It runs in the calling thread, after
+the call; its exceptions are logged and swallowed: a failing hook never fails a call.
+``parameters`` there are the caller's, unredacted: the hook must redact. The principal id it
+gets is the principal's, else the ``user_token``'s ``sub``, decoded only for a hook that is
+not quiet and remembered per token (:class:`PrincipalIdCache`); a token without one gives None.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import logging
 import threading
 import time
 import uuid
@@ -36,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from urllib.parse import quote
 
 from . import _forksafety
+from ._auditing import AuditHook, CallOutcome, Operation, report, silent
 from ._deadline import Deadline
 from ._exceptions import (
     AuthorizationDenied,
@@ -47,20 +51,14 @@ from ._exceptions import (
 from ._invocation import Invocation
 from ._models import Principal, ServerInfo, ToolInfo, ToolResult
 from ._pagination import paginate
-from .governance._audit_event import AuditEvent
-from .governance._audit_sinks import AuditSink, LoggingSink
 from .governance._decision import AuthorizationInput, Decision, removed_paths, utc_timestamp
-from .governance._principal import resolve_principal
-from .governance.audit import Auditor, _as_sink
+from .governance._principal import PrincipalIdCache, resolve_principal
 from .governance.policy import Authorizer, as_authorizer, release
 
 if TYPE_CHECKING:
     from ._client import GatewayClient
 
-__all__ = ["METADATA_TTL", "AuditRecorder", "CallOutcome", "Governance", "MetadataCache",
-           "audit_hook", "quiet_check", "resolve_audit"]
-
-log = logging.getLogger("sark_sync.governance")
+__all__ = ["METADATA_TTL", "CallOutcome", "Governance", "MetadataCache"]
 
 #: Seconds the client reuses a server's metadata (sensitivity, teams, tools) for decisions.
 METADATA_TTL = 60.0
@@ -70,38 +68,6 @@ MAX_SERVERS = 1_000
 TOOLS_PAGE = 1_000
 
 Metadata = tuple[ServerInfo, Mapping[str, ToolInfo]]
-
-
-@dataclasses.dataclass(frozen=True, repr=False)
-class CallOutcome:
-    """What the audit hook receives about one tool call.
-
-    ``outcome`` is ``"success"``, ``"tool_error"`` (the tool reported an error),
-    ``"denied"`` (the client's authorizer or the gateway's policy) or ``"error"``;
-    ``decision`` the client authorizer's (None without one, or if it failed); ``result`` or
-    ``error`` what the caller got; ``transport`` ``"http"`` or ``"stdio"``;
-    ``sent_parameters`` the parameters after the authorizer's filtering (what was sent, or
-    would have been), None when they are ``parameters``.
-    """
-
-    server: str
-    tool: str
-    transport: str
-    principal: Principal | None
-    parameters: Mapping[str, Any]
-    outcome: str
-    decision: Decision | None = None
-    result: ToolResult | None = None
-    error: BaseException | None = None
-    request_id: str | None = None
-    latency_ms: float = 0.0
-    sent_parameters: Mapping[str, Any] | None = None
-
-    def __repr__(self) -> str:
-        return f"<CallOutcome {self.server}/{self.tool} {self.outcome}>"
-
-
-AuditHook = Callable[[CallOutcome], None]
 
 
 class MetadataCache:
@@ -158,6 +124,8 @@ class Governance:
         #: A hook with a ``quiet()`` method returning true is skipped, timing included.
         self.audit_hook: AuditHook | None = None
         self.metadata = MetadataCache(metadata_ttl)
+        #: The principal ids of the tokens seen, for the audit events.
+        self.principal_ids = PrincipalIdCache()
         _forksafety.register(self)
 
     def principal(self, principal: Principal | None, user_token: str | None
@@ -170,10 +138,23 @@ class Governance:
             return principal
         return resolve_principal(principal, user_token)
 
+    def operation(self, name: str, event_type: str, transport: str, *,
+                  server: str | None = None, user_token: object = None, lazy: bool = False
+                  ) -> Operation | None:
+        """An :class:`Operation` reporting to the audit hook; None while it is quiet (then
+        nothing is measured nor built)."""
+        hook = self.audit_hook
+        if hook is None or silent(hook):
+            return None
+        return Operation(hook, self.principal_ids, name, event_type, transport, server=server,
+                         user_token=user_token, lazy=lazy)
+
     def run(self, client: GatewayClient, call: Invocation, deadline: Deadline,
-            transmit: Callable[[Invocation, Deadline], ToolResult]) -> ToolResult:
-        """Authorize ``call``, send it with ``transmit`` and report the outcome."""
-        if self.authorizer is None and _silent(self.audit_hook):
+            transmit: Callable[[Invocation, Deadline], ToolResult],
+            user_token: str | None = None) -> ToolResult:
+        """Authorize ``call``, send it with ``transmit`` and report the outcome (its
+        principal, else ``user_token``'s, for the hook)."""
+        if self.authorizer is None and silent(self.audit_hook):
             return transmit(call, deadline)
         started = time.perf_counter()
         decision: Decision | None = None
@@ -186,9 +167,9 @@ class Governance:
                 extra = tuple(k for k in result.filtered if k not in sent.filtered)
                 result = dataclasses.replace(result, filtered=sent.filtered + extra)
         except BaseException as exc:
-            self._report(call, sent, decision, None, exc, started)
+            self._report(call, sent, decision, None, exc, started, user_token)
             raise
-        self._report(call, sent, decision, result, None, started)
+        self._report(call, sent, decision, result, None, started, user_token)
         return result
 
     def _authorize(self, authorizer: Authorizer, client: GatewayClient, call: Invocation,
@@ -234,10 +215,10 @@ class Governance:
         return allowed, decision
 
     def _report(self, call: Invocation, sent: Invocation, decision: Decision | None,
-                result: ToolResult | None, error: BaseException | None, started: float
-                ) -> None:
+                result: ToolResult | None, error: BaseException | None, started: float,
+                user_token: str | None) -> None:
         hook = self.audit_hook
-        if hook is None or _silent(hook):
+        if hook is None or silent(hook):
             return
         if result is not None:
             outcome = "tool_error" if result.is_error else "success"
@@ -245,115 +226,23 @@ class Governance:
             outcome = "denied" if isinstance(error, AuthorizationDenied) else "error"
         request_id = result.request_id if result is not None else getattr(
             error, "request_id", None)
-        try:
-            hook(CallOutcome(
-                call.server, call.tool, "stdio" if call.local else "http", call.principal,
-                call.arguments, outcome, decision, result, error,
-                request_id or sent.headers.get("X-Request-ID"),
-                (time.perf_counter() - started) * 1000.0,
-                None if sent.arguments is call.arguments else sent.arguments))
-        except Exception as exc:  # by type only: its message may quote a parameter
-            log.warning("the audit hook failed for %s/%s with %s", call.server, call.tool,
-                        type(exc).__name__)
+        principal = call.principal
+        principal_id = principal.id if principal is not None else (
+            self.principal_ids.get(user_token) if user_token is not None else None)
+        report(hook, CallOutcome(
+            call.server, call.tool, "stdio" if call.local else "http", principal,
+            call.arguments, outcome, decision, result, error,
+            request_id or sent.headers.get("X-Request-ID"),
+            (time.perf_counter() - started) * 1000.0,
+            None if sent.arguments is call.arguments else sent.arguments, principal_id),
+            f"{call.server}/{call.tool}")
 
     def close(self) -> None:
         release(self.authorizer)
 
     def _after_fork_in_child(self) -> None:
         self.metadata.after_fork()
-
-
-def _silent(hook: AuditHook | None) -> bool:
-    if hook is None:
-        return True
-    quiet = getattr(hook, "quiet", None)
-    return quiet is not None and bool(quiet())
-
-
-class AuditRecorder:
-    """The hook that records each :class:`CallOutcome` with ``auditor`` (DESIGN §7): event
-    type ``"authorization"`` for a denial, else ``"tool_invocation"``; the parameters sent
-    (the event redacts them); the error's type, status code and attempts.
-
-    ``quiet()`` is true while nobody listens: the auditor's only sink is a
-    :class:`LoggingSink` whose logger is not enabled for its level; no event is built then."""
-
-    def __init__(self, auditor: Auditor) -> None:
-        self.auditor = auditor
-        self._check = quiet_check(auditor)
-
-    def quiet(self) -> bool:
-        return self._check is not None and self._check()
-
-    def __call__(self, outcome: CallOutcome) -> None:
-        record = self.auditor.record
-        decision = outcome.decision
-        result, error = outcome.result, outcome.error
-        attempts = result.attempts if result is not None else getattr(error, "attempts", None)
-        parameters = (outcome.sent_parameters if outcome.sent_parameters is not None
-                      else outcome.parameters)
-        record(
-            "authorization" if outcome.outcome == "denied" else "tool_invocation",
-            outcome=outcome.outcome, error=error,
-            principal_id=outcome.principal.id if outcome.principal is not None else None,
-            server=outcome.server, tool=outcome.tool, transport=outcome.transport,
-            decision=None if decision is None else ("allow" if decision.allow else "deny"),
-            reason=None if decision is None else decision.reason,
-            request_id=outcome.request_id, attempts=attempts,
-            latency_ms=outcome.latency_ms, parameters=parameters)
-
-
-def audit_hook(auditor: Auditor) -> AuditRecorder:
-    """The :class:`AuditRecorder` of ``auditor``."""
-    return AuditRecorder(auditor)
-
-
-def quiet_check(auditor: Auditor) -> Callable[[], bool] | None:
-    """For an auditor whose only sink is a :class:`LoggingSink`: a check that is true while
-    its logger is not enabled for its level (nobody listens, so no event is built)."""
-    sinks = auditor.sinks
-    if len(sinks) != 1 or type(sinks[0]) is not LoggingSink:
-        return None
-    sink = sinks[0]
-    return lambda: not sink.logger.isEnabledFor(sink.level)
-
-
-def resolve_audit(audit: object) -> tuple[Auditor | None, bool]:
-    """``GatewayClient(audit=...)`` as (auditor, owned): None means the default
-    ``Auditor([LoggingSink()])``, owned by the client; an :class:`Auditor` is used as is; a
-    sink, a callable or a list of them is wrapped in an Auditor that the client owns, but whose
-    sinks stay the caller's (closing it only flushes them); ``[]`` means no audit."""
-    if audit is None:
-        return Auditor(), True
-    if isinstance(audit, Auditor):
-        return audit, False
-    if isinstance(audit, (list, tuple)):
-        if not audit:
-            return None, False
-        return Auditor([_Borrowed(s) for s in audit]), True
-    return Auditor([_Borrowed(audit)]), True
-
-
-class _Borrowed:
-    """A caller's sink in a client-built auditor: closing the client flushes it, never closes
-    it (it is the caller's, who may share it between clients)."""
-
-    def __init__(self, sink: object) -> None:
-        self.sink: AuditSink = _as_sink(sink)
-
-    def emit(self, event: AuditEvent) -> None:
-        self.sink.emit(event)
-
-    def flush(self) -> None:
-        flush = getattr(self.sink, "flush", None)
-        if flush is not None:
-            flush()
-
-    def close(self) -> None:
-        self.flush()
-
-    def __repr__(self) -> str:
-        return repr(self.sink)
+        self.principal_ids.after_fork()
 
 
 def _discover(client: GatewayClient, server: str, local: bool, deadline: Deadline

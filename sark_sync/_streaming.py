@@ -4,12 +4,17 @@ A mixin, as :mod:`._discovery` is: the stream does not go through the call pipel
 deadline, and no breaker: its own reconnection policy is its resilience), so it lives apart
 from it. The client keeps a weak reference to every open stream so that ``close()`` ends them
 and a forked child forgets them.
+
+Opening a stream is audited (event type ``"event_stream"``, transport ``"sse"``, see
+:mod:`._auditing`): one event when it is connected, or when connecting fails. What follows
+(reconnections, the stream's end) is the stream's own business and is not audited.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from contextlib import nullcontext
 from typing import TYPE_CHECKING
 
 from ._config import RetryPolicy, Timeouts
@@ -19,12 +24,15 @@ from ._sse import DEFAULT_MAX_EVENT_BYTES
 from .transports.sse import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_RECONNECTS, EventStream
 
 if TYPE_CHECKING:
+    from ._governed import Governance
     from ._resources import Resources
 
 __all__ = ["StreamingMixin"]
 
 #: Event type names accepted in ``types`` (they travel in a query parameter).
 _TYPE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+#: The audit event type of opening a stream.
+EVENT_STREAM = "event_stream"
 
 
 class StreamingMixin:
@@ -35,6 +43,7 @@ class StreamingMixin:
     retry: RetryPolicy
     _api_key: Secret | None
     _verify: bool | str | None
+    _governance: Governance
 
     if TYPE_CHECKING:
         @property
@@ -88,17 +97,23 @@ class StreamingMixin:
                 raise ValidationError(f"{name} must be an int >= {low}, got {value!r}")
         from ._client import _user_agent
 
-        stream = EventStream(
-            self.base_url, api_key=self._api_key,
-            user_token=Secret(user_token) if user_token else None, user_agent=_user_agent(),
-            verify=self._verify, connect_timeout=self.timeouts.connect, types=wanted,
-            last_event_id=resume, idle_timeout=float(idle_timeout), retry=self.retry,
-            max_reconnects=max_reconnects, max_event_bytes=max_event_bytes,
-        )
-        self._state().track(stream)
-        if self.closed:  # closed while connecting: its close() did not see this stream
-            stream.close()
-            raise ClientClosedError("this GatewayClient is closed")
+        audit = self._governance.operation("stream_events", EVENT_STREAM, "sse",
+                                           user_token=user_token or None)
+        with audit or nullcontext():
+            stream = EventStream(
+                self.base_url, api_key=self._api_key,
+                user_token=Secret(user_token) if user_token else None,
+                user_agent=_user_agent(), verify=self._verify,
+                connect_timeout=self.timeouts.connect, types=wanted, last_event_id=resume,
+                idle_timeout=float(idle_timeout), retry=self.retry,
+                max_reconnects=max_reconnects, max_event_bytes=max_event_bytes,
+            )
+            if audit is not None:
+                audit.status_code = 200  # connected: the stream accepts nothing else
+            self._state().track(stream)
+            if self.closed:  # closed while connecting: its close() did not see this stream
+                stream.close()
+                raise ClientClosedError("this GatewayClient is closed")
         return stream
 
 

@@ -14,12 +14,43 @@ raise, and never drop an event silently. A sink that raises is logged (by except
 counted, and the event goes to the fallback sink, WARNING records on
 ``sark_sync.audit.fallback``; the built-in sinks send there what they cannot deliver.
 
-The client pipeline records one event per operation::
+**What the client records.** ``GatewayClient(audit=...)`` records one event per public
+operation, whatever its outcome (``"success"``, ``"denied"``, ``"error"``, and
+``"tool_error"`` for tool calls); :data:`EVENT_TYPES` lists the event types:
+
+================== ====================================================== =========== =======
+event_type         operation                                              transport   server
+================== ====================================================== =========== =======
+tool_invocation    ``invoke_tool`` (one per call of ``submit`` and        http, stdio yes
+                   ``invoke_many`` too); with the redacted parameters
+authorization      ``invoke_tool`` denied by the client's authorizer or   http, stdio yes
+                   the gateway's policy; with the decision and reason
+discovery          ``list_servers``, ``iter_servers``, ``get_server``,    http, stdio named
+                   ``list_tools``, ``iter_tools`` (stdio for a local
+                   server)
+health             ``health``                                             http        no
+event_stream       ``stream_events``: the stream opened (or failed to)    sse         no
+================== ====================================================== =========== =======
+
+Every event has ``event_id``, ``timestamp``, ``event_type``, ``operation``, ``transport``,
+``outcome``, ``latency_ms`` (the time in the client; for an iterator, fetching its pages),
+``principal_id`` (the explicit ``principal=``, else the ``user_token``'s ``sub`` read without
+verification, else None; discovery takes no token), and, as known, ``request_id`` (the
+failed request's, else the last sent), ``attempts`` (summed over an iterator's pages),
+``status_code`` (the failed request's, else the last answer's; tool calls give it for errors
+only) and ``error_type``. ``parameters`` are the tool call's, redacted; None for the other
+operations. An iterator's event is recorded when it is exhausted, fails or is closed; one
+dropped before its first item records nothing. Arguments refused before anything is sent
+(``ValidationError``) are not audited. With the default :class:`LoggingSink` and its logger
+not enabled for INFO, no event is built at all.
+
+Recording one by hand::
 
     auditor = Auditor([LoggingSink(), HTTPSink(sark_url, api_key=key)])
-    auditor.record(principal_id=principal.id, server="demo", tool="echo", transport="http",
-                   decision="allow", parameters=arguments, latency_ms=elapsed_ms,
-                   request_id=request_id, attempts=attempts, error=exc_or_none)
+    auditor.record("tool_invocation", operation="invoke_tool", principal_id=principal.id,
+                   server="demo", tool="echo", transport="http", decision="allow",
+                   parameters=arguments, latency_ms=elapsed_ms, request_id=request_id,
+                   attempts=attempts, error=exc_or_none)
     auditor.close()  # at client close: flushes and stops the HTTP sink's thread
 """
 
@@ -31,7 +62,7 @@ from typing import Any, cast
 
 from .. import _forksafety
 from .._exceptions import ConfigurationError
-from ._audit_event import DECISIONS, OUTCOMES, TRANSPORTS, AuditEvent, rfc3339
+from ._audit_event import DECISIONS, EVENT_TYPES, OUTCOMES, TRANSPORTS, AuditEvent, rfc3339
 from ._audit_http import AUDIT_PATH, HTTPSink
 from ._audit_sinks import (
     DEFAULT_LOGGER,
@@ -50,6 +81,7 @@ __all__ = [
     "AUDIT_PATH",
     "DECISIONS",
     "DEFAULT_LOGGER",
+    "EVENT_TYPES",
     "FALLBACK_LOGGER",
     "OUTCOMES",
     "TRANSPORTS",

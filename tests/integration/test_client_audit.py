@@ -1,5 +1,7 @@
 """The client's audit trail over real sockets (DESIGN §7): one event per tool call, whatever
-happened, with the parameters redacted; local servers audited with transport "stdio"."""
+happened, with the parameters redacted; local servers audited with transport "stdio"; no
+secret in any event or log line, of tool calls or of the other operations (whose events are
+tested in test_audit_discovery.py)."""
 
 from __future__ import annotations
 
@@ -27,7 +29,8 @@ def gw() -> Iterator[LocalGateway]:
 
 def client_for(gw: LocalGateway, **options: Any) -> sark_sync.GatewayClient:
     options.setdefault("retry", FAST_RETRY)
-    return sark_sync.GatewayClient(gw.url, api_key=API_KEY, **options)
+    options.setdefault("api_key", API_KEY)
+    return sark_sync.GatewayClient(gw.url, **options)
 
 
 def test_success_tool_error_and_error_each_make_one_event(gw: LocalGateway) -> None:
@@ -43,8 +46,8 @@ def test_success_tool_error_and_error_each_make_one_event(gw: LocalGateway) -> N
             client.invoke_tool("demo", "echo", {"x": 2})
     assert [e.outcome for e in events] == ["success", "tool_error", "error"]
     ok, tool_error, error = events
-    assert (ok.event_type, ok.server, ok.tool, ok.transport) == (
-        "tool_invocation", "demo", "echo", "http")
+    assert (ok.event_type, ok.operation, ok.server, ok.tool, ok.transport) == (
+        "tool_invocation", "invoke_tool", "demo", "echo", "http")
     assert ok.request_id == result.request_id and ok.attempts == 1
     assert ok.latency_ms is not None and ok.latency_ms >= 0
     assert ok.parameters["text"] == "hi" and ok.parameters["password"] != SECRET
@@ -105,11 +108,26 @@ def test_no_secret_reaches_an_event_or_a_log_line(
                     authorizer=lambda request: {"allow": False, "reason": "no"}) as client:
         with pytest.raises(sark_sync.AuthorizationDenied):
             client.invoke_tool("demo", "echo", {"password": SECRET}, user_token=token)
-    assert len(events) == 3
+    with client_for(gw, audit=[LoggingSink(), events.append]) as client:
+        client.invoke_tool("demo", "echo", {"password": SECRET}, user_token=token)
+        client.health()
+        client.list_servers()
+        assert list(client.iter_tools(page_size=1))
+        with pytest.raises(sark_sync.NotFoundError):
+            client.get_server("nope")
+        client.stream_events(user_token=token).close()
+    with client_for(gw, api_key=SECRET, audit=[LoggingSink(), events.append]) as client:
+        with pytest.raises(sark_sync.AuthenticationError):
+            client.list_servers()
+        with pytest.raises(sark_sync.AuthenticationError):
+            client.stream_events(user_token=token)
+    assert [e.operation for e in events] == (
+        ["invoke_tool"] * 4 + ["health", "list_servers", "iter_tools", "get_server",
+                               "stream_events", "list_servers", "stream_events"])
     audit_lines = [r for r in caplog.records if r.name == "sark_sync.audit"]
-    assert len(audit_lines) == 3
+    assert len(audit_lines) == len(events) == 11
     for text in [e.to_json() for e in events] + [r.getMessage() for r in caplog.records]:
-        assert SECRET not in text and token not in text
+        assert SECRET not in text and token not in text and API_KEY not in text
 
 
 def test_the_default_is_logging_and_costs_nothing_when_nobody_listens(
