@@ -371,8 +371,9 @@ class LocalGateway:
     def publish_event(self, type: str, data: Mapping[str, Any]) -> int:
         """Publish an event to every stream (and the replay buffer); return its id.
 
-        For tests and benchmarks, and the hook of events the gateway does not emit by itself
-        (``authorization_denied`` {server, tool, principal, reason}). ``type`` must match
+        For tests and benchmarks, and for events of things outside the gateway (the gateway
+        itself publishes ``tool_invoked``, ``authorization_denied`` when it has a ``policy``,
+        and the ``server_*`` events). ``type`` must match
         ``[a-z_]{1,64}`` and not be ``stream_reset`` (``ValueError``); ``data`` must be a JSON
         object (``TypeError``). Works before start() and after stop() too.
         """
