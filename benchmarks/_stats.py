@@ -8,6 +8,7 @@ ratio between sides stays meaningful even when the absolute figures move.
 from __future__ import annotations
 
 import statistics
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any, Callable
@@ -51,6 +52,38 @@ def interleaved(runners: Sequence[Runner], calls: int, *, batch: int = BATCH,
                 func()
                 bucket.append(clock() - started)
     return samples
+
+
+def run_threads(call: Callable[[], Any], threads: int, calls: int) -> tuple[float, list[float]]:
+    """``calls`` calls spread over ``threads`` threads started together; return the wall
+    time in seconds and every call's latency in seconds."""
+    per_thread = max(1, calls // threads)
+    latencies: list[list[float]] = [[] for _ in range(threads)]
+    errors: list[BaseException] = []
+    start = threading.Barrier(threads + 1)
+    clock = time.perf_counter
+
+    def work(bucket: list[float]) -> None:
+        start.wait()
+        try:
+            for _ in range(per_thread):
+                began = clock()
+                call()
+                bucket.append(clock() - began)
+        except BaseException as exc:  # re-raised in the caller's thread
+            errors.append(exc)
+
+    workers = [threading.Thread(target=work, args=(bucket,)) for bucket in latencies]
+    for worker in workers:
+        worker.start()
+    start.wait()
+    began = clock()
+    for worker in workers:
+        worker.join()
+    elapsed = clock() - began
+    if errors:
+        raise errors[0]
+    return elapsed, [value for bucket in latencies for value in bucket]
 
 
 def print_table(sides: dict[str, dict[str, float]]) -> None:

@@ -4,7 +4,9 @@ Both sides talk to the demo MCP server (``python -m sark_sync.testing.demo_serve
 its own process, in alternating batches. The raw side is the least a client can do: write a
 ``tools/call`` line, flush, read one line, ``json.loads`` it. The SDK side is
 ``LocalServer.call_tool`` (id correlation through the reader thread, argument checks, the
-ToolResult). Also printed: calls/s with 8 threads sharing one LocalServer.
+ToolResult). Also printed: calls/s with 8 threads sharing one LocalServer, against 8 threads
+sharing the raw client behind a lock (one pipe: the least a threaded raw client can do), the
+sides taking turns over ``THREAD_ROUNDS`` rounds, the median of each.
 
     python benchmarks/bench_stdio.py [--calls 3000] [--json]
 """
@@ -14,21 +16,23 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import sark_sync
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _stats import interleaved, print_table, summary
+from _stats import interleaved, print_table, run_threads, summary
 
 SERVER = [sys.executable, "-m", "sark_sync.testing.demo_server"]
 ARGS = {"text": "hello"}
+#: Rounds of the 8-thread throughput per side, the sides taking turns.
+THREAD_ROUNDS = 3
 
 
 def child_env() -> dict[str, str]:
@@ -81,9 +85,19 @@ def measure(calls: int) -> dict[str, Any]:
             def baseline() -> Any:
                 return raw.call("tools/call", {"name": "echo", "arguments": ARGS})
 
+            lock = threading.Lock()
+
+            def locked_baseline() -> Any:
+                with lock:
+                    return baseline()
+
             assert sdk().text == "hello" and baseline()["content"][0]["text"] == "hello"
             samples = interleaved([("raw", baseline), ("sdk", sdk)], calls)
-            threaded = throughput(server, threads=8, calls=calls)
+            rates: dict[str, list[float]] = {"raw": [], "sdk": []}
+            for round_ in range(THREAD_ROUNDS):
+                sides = [("raw", locked_baseline), ("sdk", sdk)]
+                for name, func in sides if round_ % 2 == 0 else sides[::-1]:
+                    rates[name].append(throughput(func, threads=8, calls=calls))
     finally:
         raw.close()
     raw_stats, sdk_stats = summary(samples["raw"]), summary(samples["sdk"])
@@ -95,27 +109,16 @@ def measure(calls: int) -> dict[str, Any]:
         "ratio_p50": sdk_stats["p50_us"] / raw_stats["p50_us"],
         "ratio_p95": sdk_stats["p95_us"] / raw_stats["p95_us"],
         "sequential_calls_per_s": 1e6 / sdk_stats["mean_us"],
-        "threads8_calls_per_s": threaded,
+        "raw_sequential_calls_per_s": 1e6 / raw_stats["mean_us"],
+        "threads8_calls_per_s": statistics.median(rates["sdk"]),
+        "raw_threads8_calls_per_s": statistics.median(rates["raw"]),
+        "threads8_ratio": statistics.median(rates["sdk"]) / statistics.median(rates["raw"]),
     }
 
 
-def throughput(server: sark_sync.LocalServer, *, threads: int, calls: int) -> float:
-    per_thread = max(1, calls // threads)
-    start = threading.Barrier(threads + 1)
-
-    def work() -> None:
-        start.wait()
-        for _ in range(per_thread):
-            server.call_tool("echo", ARGS)
-
-    workers = [threading.Thread(target=work) for _ in range(threads)]
-    for worker in workers:
-        worker.start()
-    start.wait()
-    began = time.perf_counter()
-    for worker in workers:
-        worker.join()
-    return per_thread * threads / (time.perf_counter() - began)
+def throughput(call: Callable[[], Any], *, threads: int, calls: int) -> float:
+    elapsed, latencies = run_threads(call, threads, calls)
+    return len(latencies) / elapsed
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -131,8 +134,10 @@ def main(argv: list[str] | None = None) -> int:
     print_table({name: result[name] for name in ("raw", "sdk")})
     print(f"ratio sdk/raw: p50 {result['ratio_p50']:.3f}  p95 {result['ratio_p95']:.3f}"
           "  (goal: p50 <= 1.3)")
-    print(f"throughput: sequential {result['sequential_calls_per_s']:.0f} calls/s, "
-          f"8 threads {result['threads8_calls_per_s']:.0f} calls/s")
+    print(f"throughput, calls/s: sequential sdk {result['sequential_calls_per_s']:.0f}, raw "
+          f"{result['raw_sequential_calls_per_s']:.0f}; 8 threads sdk "
+          f"{result['threads8_calls_per_s']:.0f}, raw behind a lock "
+          f"{result['raw_threads8_calls_per_s']:.0f} (ratio {result['threads8_ratio']:.2f})")
     return 0
 
 

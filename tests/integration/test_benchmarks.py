@@ -6,7 +6,8 @@ tests). What is checked is that each script starts its peers, measures every sid
 JSON object with positive figures and ratios, and leaves no process behind. bench_http's
 governed rows run the real OPA engine with the tools venv's python (the ``tools_python``
 fixture), and the bench's own checks of the audit lines and the engine's decisions are
-asserted here too.
+asserted here too. ``run_all.py --quick`` runs them all and must write its Markdown and JSON
+table with every row.
 """
 
 from __future__ import annotations
@@ -82,7 +83,26 @@ def test_bench_stdio_measures_call_tool_against_raw_pipes_and_threads() -> None:
     assert result["benchmark"] == "stdio_call_tool" and result["calls"] == 100
     for side in ("raw", "sdk"):
         assert_side(result[side])
-    assert result["ratio_p50"] > 0 and result["threads8_calls_per_s"] > 0
+    assert result["ratio_p50"] > 0 and result["threads8_ratio"] > 0
+    assert all(result[key] > 0 for key in (
+        "sequential_calls_per_s", "raw_sequential_calls_per_s", "threads8_calls_per_s",
+        "raw_threads8_calls_per_s"))
+
+
+def test_bench_throughput_measures_threads_and_a_16_thread_fanout_against_raw() -> None:
+    result = run("bench_throughput.py", "--calls", "160", "--rounds", "1")
+    assert result["benchmark"] == "http_throughput" and result["pool_size"] == 32
+    assert list(result["throughput"]) == ["1", "8", "32"]
+    for row in result["throughput"].values():
+        assert set(row["calls_per_s"]) == {"raw", "sdk"}
+        assert all(rate > 0 for rate in row["calls_per_s"].values()) and row["ratio"] > 0
+    fanout = result["fanout"]
+    assert fanout["threads"] == 16 and fanout["calls"] == 160
+    assert fanout["goal_p95_ms"] == 100.0 and fanout["ratio_p95"] > 0
+    for side in ("raw", "sdk"):
+        stats = fanout["latency_ms"][side]
+        assert 0 < stats["p50"] <= stats["p95"] <= stats["p99"]
+        assert fanout["calls_per_s"][side] > 0
 
 
 def test_bench_sse_measures_throughput_and_latency_for_both_framings() -> None:
@@ -96,3 +116,74 @@ def test_bench_sse_measures_throughput_and_latency_for_both_framings() -> None:
         for side in ("raw", "sdk"):
             stats = framing["latency_ms"][side]
             assert 0 < stats["p50"] <= stats["p95"]
+
+
+#: run_all's rows, in its table's order; the ones with a goal say whether it was met.
+RUN_ALL_ROWS = [
+    "http_p50", "http_lean_p50", "audit_only_p50", "governed_cache_on_p50",
+    "governed_cache_off_p50", "http_threads1", "http_threads8", "http_threads32",
+    "fanout_p50", "fanout_p95", "fanout_p99", "stdio_p50", "stdio_sequential",
+    "stdio_threads8", "sse_gateway_chunked", "sse_firehose_chunked", "sse_latency_chunked",
+    "sse_gateway_close", "sse_firehose_close", "sse_latency_close",
+]
+GOAL_ROWS = {"http_p50", "fanout_p95", "stdio_p50", *(
+    f"sse_{kind}_{framing}" for kind in ("gateway", "firehose", "latency")
+    for framing in ("chunked", "close"))}
+GOVERNED_ROWS = {"audit_only_p50", "governed_cache_on_p50", "governed_cache_off_p50"}
+
+
+def run_all(out: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(BENCHMARKS / "run_all.py"), "--quick", "--out", str(out), *args],
+        capture_output=True, text=True, timeout=RUN_TIMEOUT, check=False,
+    )
+
+
+def load_table(out: Path) -> tuple[dict[str, Any], dict[str, dict[str, Any]], str]:
+    report = json.loads((out / "latest.json").read_text(encoding="utf-8"))
+    rows = {row["key"]: row for row in report["rows"]}
+    assert list(rows) == RUN_ALL_ROWS
+    return report, rows, (out / "latest.md").read_text(encoding="utf-8")
+
+
+@pytest.mark.realcomp
+def test_run_all_quick_writes_one_markdown_and_json_table_with_every_row(
+        tmp_path: Path, tools_python: Path) -> None:
+    completed = run_all(tmp_path, "--tools-python", str(tools_python))
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    report, rows, markdown = load_table(tmp_path)
+    assert report["crashed"] == [] and report["machine"]["mode"] == "quick"
+    assert report["machine"]["cpu_count"] >= 1 and report["machine"]["python"]
+    assert set(report["benchmarks"]) == {
+        "bench_http.py", "bench_throughput.py", "bench_stdio.py", "bench_sse.py"}
+    for key, row in rows.items():
+        assert row["status"] == "measured", key
+        assert row["sdk"] > 0 and row["raw"] > 0, key
+        expected = row["sdk"] / row["raw"] if row["comparison_kind"] == "ratio" \
+            else row["sdk"] - row["raw"]
+        assert row["comparison"] == pytest.approx(expected), key
+        assert (row["goal"] is not None) == (key in GOAL_ROWS), key
+        assert isinstance(row["goal_met"], bool) == (key in GOAL_ROWS), key
+        assert f"| {row['measure']} |" in markdown
+    assert "| Measure | SDK | Raw | SDK vs raw | Goal | Met |" in markdown
+    # The table went to stdout too, and each missed goal to stderr.
+    assert markdown.split("\n\n", 1)[1] in completed.stdout
+    missed = [row for row in rows.values() if row["goal_met"] is False]
+    assert completed.stderr.count("GOAL MISSED: ") == len(missed)
+
+
+def test_run_all_without_governed_rows_marks_them_skipped(tmp_path: Path) -> None:
+    completed = run_all(tmp_path, "--no-governed", "--tools-python", "/nonexistent/python")
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    _, rows, markdown = load_table(tmp_path)
+    for key, row in rows.items():
+        assert row["status"] == ("skipped" if key in GOVERNED_ROWS else "measured"), key
+    assert all(rows[key]["sdk"] is None for key in GOVERNED_ROWS)
+    assert markdown.count("| skipped |") == len(GOVERNED_ROWS)
+
+
+def test_run_all_names_no_governed_when_the_tools_venv_is_not_usable(tmp_path: Path) -> None:
+    completed = run_all(tmp_path, "--tools-python", "/nonexistent/python")
+    assert completed.returncode == 2 and completed.stdout == ""
+    assert "--no-governed" in completed.stderr
+    assert list(tmp_path.iterdir()) == []

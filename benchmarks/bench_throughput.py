@@ -1,0 +1,164 @@
+"""invoke_tool under concurrency versus raw ``requests``, same run: calls/s and fan-out latency.
+
+Both sides call the same tool on the same LocalGateway (a child process on 127.0.0.1). The SDK
+side is one ``GatewayClient`` shared by every thread, made with ``max_workers=32`` so that its
+pool slots never make a thread wait (with the default 8, the 32-thread row would measure the
+slots); governance is off, as in bench_http's ``sdk`` row. The raw side is one
+``requests.Session`` shared by every thread, with an ``HTTPAdapter`` pool sized like the
+SDK's (``pool_maxsize=32``) and the very request the SDK sends: one shared session is what
+the SDK itself holds, so the ratio isolates the SDK's per-call work from the choice of
+connection strategy. It is the default session (bench_http's ``raw``), which re-reads proxy
+settings from the environment on every call.
+
+- **throughput**: 1, 8 and 32 threads share the client (or the session), ``--calls`` calls
+  in all per side and round, started together at a barrier; calls/s is the median over
+  ``--rounds`` rounds, the sides taking turns (the order reversed every other round) so that
+  drift in the machine's load lands on both;
+- **fan-out**: 16 threads each calling in a loop, like a Celery worker with 16 threads or a
+  web server's thread pool; the latency of every single full call (validation, deadline,
+  breaker, retries, the round trip, the result) under that load, p50/p95/p99 over all rounds.
+  The original target was a p95 under 100 ms.
+
+    python benchmarks/bench_throughput.py [--calls 2000] [--rounds 5] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import uuid
+from pathlib import Path
+from typing import Any, Callable
+
+import requests
+from requests.adapters import HTTPAdapter
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _gateway_process import API_KEY, gateway_process
+from _stats import percentile, run_threads
+
+import sark_sync
+
+PARAMETERS = {"text": "hello"}
+THREAD_COUNTS = (1, 8, 32)
+FANOUT_THREADS = 16
+#: Both sides' pool: the most threads that ever call at once.
+POOL_SIZE = max(*THREAD_COUNTS, FANOUT_THREADS)
+#: Calls per side and thread count before measuring: connections opened, code paths warmed.
+WARMUP = 200
+#: The original target for a gateway call's p95 from the fan-out, in milliseconds.
+FANOUT_P95_GOAL_MS = 100.0
+
+Call = Callable[[], Any]
+Runs = list[tuple[float, list[float]]]
+
+
+def alternating(sides: dict[str, Call], threads: int, calls: int, rounds: int
+                ) -> dict[str, Runs]:
+    """Every side warmed, then ``rounds`` rounds of :func:`run_threads`, the sides taking
+    turns (the order reversed every other round)."""
+    for call in sides.values():
+        run_threads(call, threads, max(WARMUP, threads))
+    runs: dict[str, Runs] = {name: [] for name in sides}
+    order = list(sides)
+    for round_ in range(rounds):
+        for name in order if round_ % 2 == 0 else order[::-1]:
+            runs[name].append(run_threads(sides[name], threads, calls))
+    return runs
+
+
+def calls_per_s(runs: Runs) -> float:
+    return statistics.median(len(latencies) / elapsed for elapsed, latencies in runs)
+
+
+def latency_ms(runs: Runs) -> dict[str, float]:
+    samples = [value for _, latencies in runs for value in latencies]
+    return {f"p{int(q * 100)}": percentile(samples, q) * 1e3 for q in (0.50, 0.95, 0.99)}
+
+
+def measure(calls: int, rounds: int, url: str) -> dict[str, Any]:
+    session = requests.Session()
+    session.mount("http://", HTTPAdapter(pool_maxsize=POOL_SIZE))
+    body = {"server": "demo", "tool": "echo", "parameters": PARAMETERS}
+
+    def raw() -> Any:
+        # The very request the SDK sends, so the gateway does the same work for both sides.
+        headers = {"X-API-Key": API_KEY, "X-Request-ID": str(uuid.uuid4()),
+                   "Idempotency-Key": str(uuid.uuid4())}
+        response = session.post(url + "/api/v1/invoke", json=body, headers=headers)
+        response.raise_for_status()
+        return response.json()
+
+    with sark_sync.GatewayClient(url, api_key=API_KEY, max_workers=POOL_SIZE) as client:
+
+        def sdk() -> Any:
+            return client.invoke_tool("demo", "echo", PARAMETERS)
+
+        assert raw()["result"]["content"][0]["text"] == "hello" and sdk().text == "hello"
+        sides = {"raw": raw, "sdk": sdk}
+        throughput = {}
+        for threads in THREAD_COUNTS:
+            runs = alternating(sides, threads, calls, rounds)
+            rates = {name: calls_per_s(side_runs) for name, side_runs in runs.items()}
+            throughput[str(threads)] = {"calls_per_s": rates,
+                                        "ratio": rates["sdk"] / rates["raw"]}
+        runs = alternating(sides, FANOUT_THREADS, calls, rounds)
+    session.close()
+    latency = {name: latency_ms(side_runs) for name, side_runs in runs.items()}
+    return {
+        "benchmark": "http_throughput",
+        "calls": calls,
+        "rounds": rounds,
+        "pool_size": POOL_SIZE,
+        "throughput": throughput,
+        "fanout": {
+            "threads": FANOUT_THREADS,
+            "calls": sum(len(latencies) for _, latencies in runs["sdk"]),
+            "latency_ms": latency,
+            "calls_per_s": {name: calls_per_s(side_runs) for name, side_runs in runs.items()},
+            "ratio_p95": latency["sdk"]["p95"] / latency["raw"]["p95"],
+            "goal_p95_ms": FANOUT_P95_GOAL_MS,
+        },
+    }
+
+
+def report(result: dict[str, Any]) -> None:
+    print(f"invoke_tool vs requests.Session.post().json() under threads, {result['calls']} "
+          f"calls per side and round, median of {result['rounds']} rounds")
+    print(f"{'threads':>8}{'raw calls/s':>14}{'sdk calls/s':>14}{'sdk/raw':>10}")
+    for threads, row in result["throughput"].items():
+        rates = row["calls_per_s"]
+        print(f"{threads:>8}{rates['raw']:14.0f}{rates['sdk']:14.0f}{row['ratio']:10.3f}")
+    fanout = result["fanout"]
+    print(f"\nfan-out: {fanout['threads']} threads each calling, {fanout['calls']} calls per "
+          "side, latency of each full call in ms")
+    print(f"{'':6}{'p50':>9}{'p95':>9}{'p99':>9}{'calls/s':>10}")
+    for name, stats in fanout["latency_ms"].items():
+        print(f"{name:6}{stats['p50']:9.2f}{stats['p95']:9.2f}{stats['p99']:9.2f}"
+              f"{fanout['calls_per_s'][name]:10.0f}")
+    p95 = fanout["latency_ms"]["sdk"]["p95"]
+    print(f"sdk p95 {p95:.2f} ms: {fanout['goal_p95_ms'] / p95:.0f}x below the "
+          f"{fanout['goal_p95_ms']:g} ms target; p95 sdk/raw {fanout['ratio_p95']:.3f}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--calls", type=int, default=2000,
+                        help="calls per side and round, spread over the threads")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds per side")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args(argv)
+    with gateway_process() as url:
+        result = measure(args.calls, args.rounds, url)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        report(result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
