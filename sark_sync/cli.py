@@ -1,292 +1,109 @@
-"""The ``sark-sync`` command.
+"""The ``sark-sync`` command: governed MCP tool calls from a shell.
 
-Design: each subcommand is a pair registered in :data:`COMMANDS`, a function that adds its
-arguments to an argparse subparser and a function that runs it and returns the exit status,
-so a new subcommand is one more entry. :func:`main` parses, dispatches and returns the status
-(it never calls ``sys.exit``; ``python -m sark_sync.cli`` does).
+Design: each subcommand is a :class:`Command` registered in :data:`COMMANDS`, a function that
+adds its arguments to an argparse subparser and a function that runs it and returns the exit
+status, so a new subcommand is one more entry. :func:`main` parses, dispatches, turns what a
+subcommand raised into one line on standard error and returns the status (it never calls
+``sys.exit``; the ``sark-sync`` script and ``python -m sark_sync.cli`` do)::
 
-``sark-sync serve`` runs a :class:`~sark_sync.testing.LocalGateway` on loopback, prints its
-URL on one line of standard output, and serves until SIGINT or SIGTERM, then stops it cleanly
-and exits 0. Configuration errors exit 2 with a message on standard error. The JSON config
-file holds the LocalGateway's options plus ``servers``::
+    sark-sync servers                          registered servers (a table)
+    sark-sync tools [--server S]               their tools
+    sark-sync invoke SERVER TOOL [key=value ...] [--json-params '{...}' | --params-file F|-]
+    sark-sync events [--types a,b] [--last-event-id N] [--count N]
+    sark-sync health                           the gateway's /health
+    sark-sync local [--call TOOL [key=value ...]] -- COMMAND ARGS...   a local stdio server
+    sark-sync serve [--config F] [--demo] ...  run a LocalGateway on loopback
+    sark-sync demo                             a guided tour (a few seconds)
 
-    {"api_keys": ["k1"], "jwt_secret": "...", "require_user_token": false,
-     "servers": [{"name": "demo", "sensitivity_level": "low", "authorized_teams": ["data"],
-                  "tools": ["echo", "add"]}]}
+Options of the client commands, before or after the subcommand (flags win over variables)::
 
-A server's ``tools`` name built-in demo tools (default: all of them, ``echo`` and ``add``);
-without ``servers``, one server ``demo`` with every built-in tool is registered. A server with
-a ``command`` instead is a stdio MCP server that the gateway starts, hosts and stops::
+    --url URL          SARK_GATEWAY_URL   the gateway
+    --api-key KEY      SARK_API_KEY       sent as X-API-Key; never printed
+    --user-token JWT   SARK_USER_TOKEN    the end user, sent as Authorization: Bearer
+    --timeout SECONDS  SARK_TIMEOUT       deadline of each call (default 30)
+    --json                                one JSON document (JSON lines for `events`)
+    --debug                               debug logging and tracebacks on standard error
 
-    {"name": "demo", "command": ["python", "-m", "sark_sync.testing.demo_server"],
-     "env": {"LOG_LEVEL": "debug"}, "cwd": "/srv", "call_timeout": 30}
+``serve`` and ``demo`` take ``--debug`` only. Prefer the variables to ``--api-key`` and
+``--user-token``: a command line is visible to other users of the machine.
 
-(optional: ``env``, ``cwd``, ``inherit_env``, ``startup_timeout``, ``call_timeout``,
-``sensitivity_level``, ``authorized_teams``). A server cannot have both ``tools`` and
-``command``. A stdio server that cannot start ends ``serve`` with exit status 1.
+Exit status (the same for every subcommand; ``serve`` and ``demo`` use 0, 1 and 2)::
 
-The event stream (``GET /api/v1/events``) is configured by the config keys ``event_buffer``,
-``first_event_id``, ``ping_interval``, ``event_retry`` and ``event_framing``, or by the options
-``--event-buffer``, ``--first-event-id``, ``--ping-interval`` and ``--event-framing``, which
-win over the config. To restart a gateway whose clients should resume their streams, give it
-``--first-event-id`` one more than the last id the previous one issued.
+    0    success
+    1    the tool ran and reported an error (isError), its output printed; or an
+         unexpected internal error (--debug shows its traceback)
+    2    usage or configuration error, or a request rejected as invalid (400, 409, 413,
+         422, other 4xx; a JSON-RPC invalid request/params from a local server)
+    3    authentication failed (401: API key or user token)
+    4    denied by policy (403 policy_denied); the policy's reason is in the message
+    5    not found (404: no such server or tool)
+    6    unavailable: connection failed, timeout, deadline exceeded, circuit open, 408,
+         429, 5xx, a malformed answer, a local server that could not start or exited,
+         and `health` reporting anything but "healthy"
+    130  interrupted (Ctrl-C); `events` ends with 0 on Ctrl-C or SIGTERM instead
 
-Authorization: the config key ``policy`` or ``--policy`` (which wins) is ``"builtin"`` (the
-shipped gateway.rego's rules, built in) or an OPA base URL; without it every authenticated
-call runs. Give the servers and tools their ``sensitivity_level`` and ``authorized_teams``.
+An error is one line on standard error, ``sark-sync: error: <Error>: <message>``; with
+``--debug`` the traceback comes first. Secrets (API key, user token, parameter values) are
+never printed: messages name parameters by position or key, never by value.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import signal
 import sys
-import threading
+import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
-from types import FrameType
-from typing import Any, Callable
+from typing import Callable
 
 from . import __version__
-from ._exceptions import GatewayError
-from .testing import LocalGateway
-from .testing._builtin_tools import BUILTIN_TOOLS
+from ._cli_client import (
+    configure_events,
+    configure_health,
+    configure_invoke,
+    configure_local,
+    configure_servers,
+    configure_tools,
+    run_events,
+    run_health,
+    run_invoke,
+    run_local,
+    run_servers,
+    run_tools,
+)
+from ._cli_common import EXIT_INTERRUPTED, EXIT_TOOL_ERROR, UsageError, exit_code_for
+from ._cli_serve import configure_serve, run_serve
+from ._exceptions import GatewayError, TransportError
 
 __all__ = ["COMMANDS", "Command", "main"]
 
-_GATEWAY_OPTIONS = {
-    "api_keys": list,
-    "jwt_secret": str,
-    "require_user_token": bool,
-    "host": str,
-    "port": int,
-    "max_request_bytes": int,
-    "version": str,
-    "event_buffer": int,
-    "first_event_id": int,
-    "ping_interval": float,
-    "event_retry": float,
-    "event_framing": str,
-    "policy": str,
-}
-#: Command-line options that override config keys of the same name.
-_EVENT_ARGS = ("event_buffer", "first_event_id", "ping_interval", "event_framing", "policy")
-_SERVER_OPTIONS = {
-    "name",
-    "transport",
-    "sensitivity_level",
-    "authorized_teams",
-    "health_status",
-    "server_url",
-    "tools",
-}
-#: Keys of a server entry that runs a stdio MCP server (``command``) instead of built-ins.
-_STDIO_SERVER_OPTIONS = {
-    "name",
-    "sensitivity_level",
-    "authorized_teams",
-    "command",
-    "env",
-    "cwd",
-    "inherit_env",
-    "startup_timeout",
-    "call_timeout",
-}
-#: Seconds between checks of the stop flag while serving (signals also wake the wait).
-_SERVE_POLL = 1.0
-
-
-class ConfigError(ValueError):
-    """The serve configuration is unusable; the message says why."""
+#: Global options of the client commands: (flags, argparse keywords).
+_CLIENT_OPTIONS: tuple[tuple[tuple[str, ...], dict[str, object]], ...] = (
+    (("--url",), {"metavar": "URL", "help": "the gateway (default: $SARK_GATEWAY_URL)"}),
+    (("--api-key",), {"metavar": "KEY",
+                      "help": "X-API-Key (default: $SARK_API_KEY, which is safer: a command "
+                              "line is visible to other users)"}),
+    (("--user-token",), {"metavar": "JWT",
+                         "help": "the end user's token (default: $SARK_USER_TOKEN)"}),
+    (("--timeout",), {"metavar": "SECONDS",
+                      "help": "deadline of each call (default: $SARK_TIMEOUT, else 30)"}),
+    (("--json",), {"action": "store_true",
+                   "help": "machine output: one JSON document (JSON lines for events)"}),
+)
+_DEBUG_OPTION = (("--debug",), {"action": "store_true",
+                                "help": "debug logging and tracebacks on standard error"})
 
 
 @dataclass(frozen=True)
 class Command:
-    """A subcommand: how to declare its arguments and how to run it."""
+    """A subcommand: how to declare its arguments and how to run it. ``client`` commands take
+    the global client options (``--url`` ...) after the subcommand too."""
 
     help: str
     configure: Callable[[argparse.ArgumentParser], None]
     run: Callable[[argparse.Namespace], int]
-
-
-def _configure_serve(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--host", help="loopback address to bind (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, help="port to bind (default 0: any free port)")
-    parser.add_argument("--config", metavar="FILE.json", help="JSON configuration file")
-    parser.add_argument(
-        "--api-key",
-        action="append",
-        dest="api_keys",
-        metavar="KEY",
-        help="accepted X-API-Key (repeatable; added to the config's api_keys; "
-        "with neither, the LocalGateway default 'test-key')",
-    )
-    parser.add_argument(
-        "--event-buffer", type=int, metavar="N",
-        help="events kept for replay to reconnecting streams (default and minimum 10000)",
-    )
-    parser.add_argument(
-        "--first-event-id", type=int, metavar="N",
-        help="id of the first event (default 1); the previous gateway's last id + 1 lets its "
-        "stream clients resume",
-    )
-    parser.add_argument(
-        "--ping-interval", type=float, metavar="SECONDS",
-        help="seconds of silence before an event stream gets a ': ping' comment (default 15)",
-    )
-    parser.add_argument(
-        "--event-framing", choices=("chunked", "close"),
-        help="event stream body framing: Transfer-Encoding chunked (default) or ended by "
-        "closing the connection",
-    )
-    parser.add_argument(
-        "--policy", metavar="builtin|URL",
-        help="authorize every invoke: 'builtin' (the shipped gateway.rego's rules) or an OPA "
-        "base URL; default: no policy (every authenticated call runs)",
-    )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log requests to stderr")
-
-
-def _load_config(path: str | None) -> dict[str, Any]:
-    if path is None:
-        return {}
-    try:
-        with open(path, encoding="utf-8") as fh:
-            config = json.load(fh)
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot read config {path}: {exc}") from exc
-    if not isinstance(config, dict):
-        raise ConfigError("the config must be a JSON object")
-    return config
-
-
-def _gateway_options(config: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
-    unknown = set(config) - set(_GATEWAY_OPTIONS) - {"servers"}
-    if unknown:
-        raise ConfigError(f"unknown config keys: {', '.join(sorted(unknown))}")
-    options: dict[str, Any] = {}
-    for key, kind in _GATEWAY_OPTIONS.items():
-        if key in config:
-            value = config[key]
-            kinds = (int, float) if kind is float else kind
-            if not isinstance(value, kinds) or (kind in (int, float) and isinstance(value, bool)):
-                raise ConfigError(f"config key {key!r} must be a {kind.__name__}")
-            options[key] = value
-    for key in _EVENT_ARGS:
-        if getattr(args, key) is not None:
-            options[key] = getattr(args, key)
-    if args.host is not None:
-        options["host"] = args.host
-    if args.port is not None:
-        options["port"] = args.port
-    if not all(isinstance(key, str) for key in options.get("api_keys", [])):
-        raise ConfigError("config key 'api_keys' must be a list of strings")
-    if args.api_keys:
-        options["api_keys"] = [*options.get("api_keys", []), *args.api_keys]
-    return options
-
-
-def _add_servers(gateway: LocalGateway, servers: object) -> None:
-    if servers is None:
-        servers = [{"name": "demo", "sensitivity_level": "low"}]
-    if not isinstance(servers, list) or not all(isinstance(s, dict) for s in servers):
-        raise ConfigError("config key 'servers' must be a list of objects")
-    for entry in servers:
-        if "command" in entry:
-            _add_stdio_server(gateway, entry)
-            continue
-        unknown = set(entry) - _SERVER_OPTIONS
-        if unknown or "name" not in entry:
-            raise ConfigError(f"a server needs 'name' and takes only {sorted(_SERVER_OPTIONS)}")
-        options = {k: v for k, v in entry.items() if k != "tools"}
-        tools = entry.get("tools", list(BUILTIN_TOOLS))
-        if not isinstance(tools, list) or any(t not in BUILTIN_TOOLS for t in tools):
-            raise ConfigError(f"a server's tools must be a list of: {', '.join(BUILTIN_TOOLS)}")
-        try:
-            gateway.add_server(**options)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"server {entry['name']!r}: {exc}") from exc
-        for name in tools:
-            tool = BUILTIN_TOOLS[name]
-            gateway.add_tool(
-                entry["name"],
-                name,
-                tool.func,
-                input_schema=tool.input_schema,
-                annotations=tool.annotations,
-            )
-
-
-def _add_stdio_server(gateway: LocalGateway, entry: dict[str, Any]) -> None:
-    if "tools" in entry:
-        raise ConfigError(
-            f"server {entry.get('name')!r} has both 'tools' and 'command': built-in tools or a "
-            "stdio server, not both"
-        )
-    unknown = set(entry) - _STDIO_SERVER_OPTIONS
-    if unknown or "name" not in entry:
-        raise ConfigError(
-            f"a stdio server needs 'name' and 'command' and takes only "
-            f"{sorted(_STDIO_SERVER_OPTIONS)}"
-        )
-    command, env = entry["command"], entry.get("env")
-    if not isinstance(command, list) or not command or \
-            not all(isinstance(part, str) for part in command):
-        raise ConfigError(f"server {entry['name']!r}: 'command' must be a non-empty list of str")
-    if env is not None and (not isinstance(env, dict) or not all(
-            isinstance(value, str) for value in env.values())):
-        raise ConfigError(f"server {entry['name']!r}: 'env' must map names to strings")
-    if not isinstance(entry.get("cwd", ""), str):
-        raise ConfigError(f"server {entry['name']!r}: 'cwd' must be a string")
-    if not isinstance(entry.get("inherit_env", False), bool):
-        raise ConfigError(f"server {entry['name']!r}: 'inherit_env' must be a boolean")
-    options = {k: v for k, v in entry.items() if k != "name"}
-    try:
-        gateway.add_stdio_server(entry["name"], **options)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"server {entry['name']!r}: {exc}") from exc
-
-
-def _serve(args: argparse.Namespace) -> int:
-    if args.verbose:
-        logging.basicConfig(level=logging.DEBUG, format="%(asctime)s %(name)s %(message)s")
-    try:
-        config = _load_config(args.config)
-        gateway = LocalGateway(**_gateway_options(config, args))
-        _add_servers(gateway, config.get("servers"))
-    except (ConfigError, TypeError, ValueError) as exc:
-        print(f"sark-sync serve: error: {exc}", file=sys.stderr)
-        return 2
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    previous = {}
-    if threading.current_thread() is threading.main_thread():
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            previous[signum] = signal.signal(signum, on_signal)
-    try:
-        try:
-            gateway.start()
-        except GatewayError as exc:  # a stdio server could not start (before the bind)
-            print(f"sark-sync serve: error: {exc}", file=sys.stderr)
-            return 1
-        except OSError as exc:
-            print(f"sark-sync serve: error: cannot bind: {exc}", file=sys.stderr)
-            return 1
-        try:
-            print(gateway.url, flush=True)
-            while not stop.wait(_SERVE_POLL):
-                pass
-        finally:
-            gateway.stop()
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-    return 0
+    client: bool = True
 
 
 def _configure_demo(parser: argparse.ArgumentParser) -> None:
@@ -301,33 +118,120 @@ def _demo(args: argparse.Namespace) -> int:
 
 #: Subcommand name -> definition; add an entry to add a subcommand.
 COMMANDS: dict[str, Command] = {
-    "demo": Command(
-        "a guided tour of the client against an embedded LocalGateway (a few seconds)",
-        _configure_demo, _demo,
-    ),
-    "serve": Command(
-        "run a LocalGateway on loopback until SIGINT/SIGTERM", _configure_serve, _serve
-    ),
+    "servers": Command("list the servers registered with the gateway",
+                       configure_servers, run_servers),
+    "tools": Command("list the tools of every server, or of one", configure_tools, run_tools),
+    "invoke": Command("call a tool through the gateway and print its result",
+                      configure_invoke, run_invoke),
+    "events": Command("stream the gateway's events until Ctrl-C (or --count)",
+                      configure_events, run_events),
+    "health": Command("check the gateway's health", configure_health, run_health),
+    "local": Command("list or call the tools of a local stdio MCP server (after --)",
+                     configure_local, run_local),
+    "serve": Command("run a LocalGateway on loopback until SIGINT/SIGTERM",
+                     configure_serve, run_serve, client=False),
+    "demo": Command("a guided tour of the client against an embedded LocalGateway "
+                    "(a few seconds)", _configure_demo, _demo, client=False),
 }
+
+
+def _add_options(parser: argparse.ArgumentParser, client: bool) -> None:
+    # SUPPRESS: an option absent after the subcommand must not reset one given before it.
+    for flags, options in (*(_CLIENT_OPTIONS if client else ()), _DEBUG_OPTION):
+        parser.add_argument(*flags, default=argparse.SUPPRESS, **options)  # type: ignore[arg-type]
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="sark-sync", description="Tools for sark_sync, the synchronous SARK client."
+        prog="sark-sync",
+        description="Governed MCP tool calls through a SARK gateway, from the shell.",
+        epilog="Exit status: 0 ok, 1 tool error, 2 usage, 3 authentication, 4 denied by "
+        "policy, 5 not found, 6 unavailable, 130 interrupted. See docs/CLI.md.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    _add_options(parser, client=True)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
     for name, command in COMMANDS.items():
-        command.configure(subparsers.add_parser(name, help=command.help, description=command.help))
+        sub = subparsers.add_parser(name, help=command.help, description=command.help)
+        command.configure(sub)
+        _add_options(sub, client=command.client)
     return parser
+
+
+def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """Parse ``argv``; ``local`` takes everything after ``--`` as the server's command, and
+    key=value words may follow options (argparse alone would refuse them there)."""
+    tail: list[str] | None = None
+    if "--" in argv:
+        split = argv.index("--")
+        head = argv[:split]
+        probe, _ = parser.parse_known_args(head)
+        if probe.command == "local":
+            argv, tail = head, argv[split + 1:]
+    args, extras = parser.parse_known_args(argv)
+    takes_params = args.command == "invoke" or (args.command == "local" and
+                                                getattr(args, "call", None) is not None)
+    unknown = [word for word in extras if not (takes_params and "=" in word
+                                               and not word.startswith("-"))]
+    if unknown:
+        parser.error("unrecognized arguments: " + " ".join(unknown))
+    if extras and takes_params:
+        args.params = [*args.params, *(word for word in extras if word not in unknown)]
+    if tail is not None:
+        args.server_command = tail
+    if not COMMANDS[args.command].client:
+        given = [flags[0] for flags, _ in _CLIENT_OPTIONS
+                 if getattr(args, flags[0][2:].replace("-", "_"), None) not in (None, False)]
+        if given:
+            parser.error(f"{', '.join(given)} do(es) not apply to {args.command}")
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``sark-sync`` command with ``argv`` (default: ``sys.argv[1:]``); return the
-    exit status. Usage errors exit 2 (raised as ``SystemExit`` by argparse)."""
-    args = _parser().parse_args(argv)
-    return COMMANDS[args.command].run(args)
+    exit status. Usage errors found by argparse raise ``SystemExit(2)`` after printing the
+    usage, as argparse does."""
+    parser = _parser()
+    args = _parse(parser, list(sys.argv[1:] if argv is None else argv))
+    debug = bool(getattr(args, "debug", False))
+    if debug:
+        logging.basicConfig(level=logging.DEBUG, stream=sys.stderr,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return COMMANDS[args.command].run(args)
+    except KeyboardInterrupt:
+        sys.stderr.write("sark-sync: interrupted\n")
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        if debug:
+            traceback.print_exc(file=sys.stderr)
+        sys.stderr.write(f"sark-sync: error: {_one_line(exc)}\n")
+        return exit_code_for(exc) if isinstance(exc, (GatewayError, UsageError)) \
+            else EXIT_TOOL_ERROR
+
+
+#: Context of an error worth a person's attention, in this order (method and code are in the
+#: message or implied; the URL only says which gateway, shown for transport errors).
+_SHOWN_CONTEXT = ("status_code", "server", "tool", "request_id", "attempts", "retry_after",
+                  "timeout", "slept", "last_error")
+
+
+def _one_line(error: BaseException) -> str:
+    """``Type: message (context)`` on one line. A UsageError is its message alone; a
+    ProcessExitedError's stderr tail (several lines, shown with --debug) is left out."""
+    if not isinstance(error, GatewayError):
+        text = str(error).strip().splitlines()[0] if str(error).strip() else "no message"
+        return text if isinstance(error, UsageError) else f"{type(error).__name__}: {text}"
+    context = error.context()
+    shown = {key: context[key] for key in _SHOWN_CONTEXT if key in context}
+    if shown.get("attempts") == 1:
+        del shown["attempts"]
+    if isinstance(error, TransportError) and "url" in context:
+        shown = {"url": context["url"], **shown}
+    message = error.message.strip().splitlines()[0] if error.message.strip() else "no message"
+    details = ", ".join(f"{key}={value}" for key, value in shown.items())
+    return f"{type(error).__name__}: {message}" + (f" ({details})" if details else "")
 
 
 if __name__ == "__main__":
