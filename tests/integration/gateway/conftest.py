@@ -120,3 +120,22 @@ def make_client() -> Iterator[Callable[..., sark_sync.GatewayClient]]:
     yield make
     for client in made:
         client.close()
+
+
+@pytest.fixture(scope="module")
+def two_routes(hosted: Hosted, mcp_sdk_server_command: list[str]
+               ) -> Iterator[sark_sync.GatewayClient]:
+    """A client that reaches the demo and SDK servers two ways: through the module's gateway
+    (``demo``, ``sdk``) and as its own stdio children (``demo-local``, ``sdk-local``), with the
+    same environment. Both children and the client's keep-alive connection to the gateway are
+    started here, before the leak guard's baseline."""
+    local = {
+        "demo-local": {"command": demo_server_command(), "env": child_env()},
+        "sdk-local": {"command": list(mcp_sdk_server_command)},
+    }
+    with sark_sync.GatewayClient(hosted.url, api_key=API_KEY, retry=FAST_RETRY,
+                                 local_servers=local) as client:
+        for name in local:
+            client.list_tools(name)
+        client.health()
+        yield client

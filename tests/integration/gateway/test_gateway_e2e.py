@@ -11,15 +11,17 @@ something start their own gateway or server.
 from __future__ import annotations
 
 import json
+import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 import pytest
 from conftest import Hosted
-from support import API_KEY, JWT_SECRET
+from support import API_KEY, FAST_RETRY, JWT_SECRET, child_env, demo_server_command, wait_until
 
 import sark_sync
 from sark_sync.governance import OPAAuthorizer
-from sark_sync.testing import BuiltinPolicy, LocalGateway
+from sark_sync.testing import BuiltinPolicy, Fault, LocalGateway
 
 Make = Callable[..., sark_sync.GatewayClient]
 
@@ -350,3 +352,483 @@ def test_the_client_pre_check_filters_so_the_secret_never_leaves_the_process(
     assert gw.received == [{"user": "ada", "nested": {"x": 1}}]
     assert not any(secret.encode() in r.body for r in gw.requests for secret in SECRETS)
     assert set(result.filtered) >= {"password", "nested.api_key"}
+
+
+# =============================================================================================
+# SSE: the events of parallel workers
+# =============================================================================================
+
+
+def read_until(stream: sark_sync.EventStream, stop: Callable[[sark_sync.Event], bool],
+               limit: int) -> list[sark_sync.Event]:
+    """Events until (and with) the first one ``stop`` accepts; fail after ``limit`` events."""
+    events = []
+    for event in stream:
+        events.append(event)
+        if stop(event):
+            return events
+        assert len(events) < limit, f"no end in sight after {limit} events"
+    raise AssertionError(f"the stream ended after {len(events)} events")
+
+
+@pytest.mark.stress
+def test_a_stream_sees_every_tool_invoked_of_eight_workers_exactly_once(
+        gw: Hosted, make_client: Make) -> None:
+    """Steps: open stream_events(types=["tool_invoked"]); 8 threads share one client and make
+    10 calls each to the hosted demo server; then one marker call. The stream yields, before
+    the marker, exactly the 80 request ids of the workers, each once, in increasing event ids,
+    each with server, tool, principal and outcome."""
+    client = make_client(gw.url, max_workers=8)
+    token = alice(gw)
+
+    def work(worker: int) -> list[str]:
+        return [client.invoke_tool("demo", "add", {"a": worker, "b": n}, user_token=token)
+                .request_id or "" for n in range(10)]
+
+    with client.stream_events(types=["tool_invoked"], idle_timeout=PROMPT) as stream:
+        with ThreadPoolExecutor(8) as pool:
+            made = [rid for ids in pool.map(work, range(8)) for rid in ids]
+        marker = client.invoke_tool("records", "store", {"marker": 1}, user_token=token)
+        events = read_until(stream, lambda e: e.data["request_id"] == marker.request_id, 200)
+    seen = [e.data["request_id"] for e in events[:-1]]
+    assert len(made) == len(set(made)) == 80
+    assert sorted(seen) == sorted(made)
+    ids = [int(e.id or 0) for e in events]
+    assert ids == sorted(set(ids))
+    assert {(e.type, e.data["server"], e.data["tool"], e.data["principal"], e.data["outcome"])
+            for e in events[:-1]} == {("tool_invoked", "demo", "add", "alice", "success")}
+
+
+def test_a_stream_sees_authorization_denied_with_the_policy_reason(
+        gw: Hosted, make_client: Make) -> None:
+    """Steps: open stream_events(types=["authorization_denied"]); bob is denied on vault and
+    carol on warehouse -> two events, in order, with principal and the reasons the callers
+    got; no tool_invoked event comes through the type filter."""
+    client = make_client(gw.url)
+    carol = gw.issue_token("carol", ("developer",), ("ml",))
+    reasons = []
+    with client.stream_events(types=["authorization_denied"], idle_timeout=PROMPT) as stream:
+        client.invoke_tool("records", "store", {}, user_token=alice(gw))  # not wanted
+        for server, tool, token in (("vault", "read", bob(gw)),
+                                    ("warehouse", "query", carol)):
+            with pytest.raises(sark_sync.AuthorizationDenied) as info:
+                client.invoke_tool(server, tool, {}, user_token=token)
+            reasons.append(info.value.reason)
+        events = [next(stream), next(stream)]
+    assert [e.type for e in events] == ["authorization_denied"] * 2
+    assert [(e.data["server"], e.data["tool"], e.data["principal"]) for e in events] == [
+        ("vault", "read", "bob"), ("warehouse", "query", "carol")]
+    assert [e.data["reason"] for e in events] == reasons
+
+
+def test_transport_mode_http_refuses_an_event_stream_before_connecting(
+        gw: Hosted, make_client: Make) -> None:
+    """Steps: a client restricted to transport_mode="http" asks for an event stream ->
+    TransportNotAvailableError, and the gateway saw no request."""
+    with pytest.raises(sark_sync.TransportNotAvailableError):
+        make_client(gw.url, transport_mode="http").stream_events()
+    assert gw.requests == []
+
+
+# =============================================================================================
+# stdio: local servers through the client's pipeline
+# =============================================================================================
+
+
+def local_demo(**entry: Any) -> dict[str, Any]:
+    return {"command": demo_server_command(), "env": child_env(), **entry}
+
+
+def test_a_local_servers_entry_is_served_over_stdio_without_touching_the_gateway(
+        gw: Hosted, make_client: Make) -> None:
+    """Steps: a client with local_servers={"tools": demo}; list_tools, invoke add, invoke a
+    failing tool -> 12 tools, 42 with {"sum": 42}, a tool-error result; the gateway saw no
+    request at all."""
+    client = make_client(gw.url, local_servers={"tools": local_demo()})
+    assert [t.name for t in client.list_tools("tools")][:3] == ["echo", "add", "slow"]
+    result = client.invoke_tool("tools", "add", {"a": 2, "b": 40})
+    assert (result.text, result.structured, result.server, result.attempts) == (
+        "42", {"sum": 42}, "tools", 1)
+    failed = client.invoke_tool("tools", "fail", {"message": "no such order"})
+    assert (failed.is_error, failed.text) == (True, "no such order")
+    with pytest.raises(sark_sync.ToolExecutionError) as info:
+        failed.raise_for_error()
+    assert info.value.result is failed
+    assert gw.requests == []
+
+
+def test_submit_and_invoke_many_reach_a_local_server_concurrently(
+        gw: Hosted, make_client: Make) -> None:
+    """Steps: a slow call (1 s) is submitted, then invoke_many of 20 echoes to the same
+    local server -> the echoes come back in order while the slow one still runs (the server
+    answers out of order), then the slow one completes."""
+    client = make_client(gw.url, local_servers={"tools": local_demo()}, max_workers=4)
+    client.list_tools("tools")  # started: the slow call's time is the tool's own
+    slow = client.submit("tools", "slow", {"seconds": 1.0, "steps": 1})
+    results = client.invoke_many([sark_sync.ToolCall("tools", "echo", {"text": f"m{i}"})
+                                  for i in range(20)])
+    assert [r.text for r in results] == [f"m{i}" for i in range(20)]
+    assert not slow.done()
+    assert slow.result(timeout=PROMPT).is_error is False
+
+
+def test_a_local_name_shadows_a_gateway_server_of_the_same_name(
+        gw: Hosted, make_client: Make) -> None:
+    """Steps: local_servers={"records": demo}; invoke records/echo -> answered by the local
+    demo server; no POST reached the gateway, whose records server has no echo tool."""
+    client = make_client(gw.url, local_servers={"records": local_demo()})
+    assert client.invoke_tool("records", "echo", {"text": "local"}).text == "local"
+    assert invokes(gw) == [] and gw.received == []
+
+
+def test_transport_mode_stdio_serves_local_servers_and_refuses_the_gateway(
+        gw: Hosted, make_client: Make) -> None:
+    """Steps: transport_mode="stdio" -> a local call works; list_servers() and a gateway
+    invoke raise TransportNotAvailableError; nothing reached the gateway."""
+    client = make_client(gw.url, local_servers={"tools": local_demo()},
+                         transport_mode="stdio")
+    assert client.invoke_tool("tools", "echo", {"text": "ok"}).text == "ok"
+    with pytest.raises(sark_sync.TransportNotAvailableError):
+        client.list_servers()
+    with pytest.raises(sark_sync.TransportNotAvailableError):
+        client.invoke_tool("records", "store", {}, user_token=alice(gw))
+    assert gw.requests == []
+
+
+def test_a_connected_session_is_routed_by_name_until_it_is_closed(
+        gw: Hosted, make_client: Make) -> None:
+    """Steps: connect_local_server(demo, name="scratch"); call it directly and by name through
+    the client; close it -> alive is False and the next call by name raises
+    ProcessExitedError."""
+    client = make_client(gw.url)
+    with client.connect_local_server(demo_server_command(), env=child_env(),
+                                     name="scratch") as session:
+        assert session.server_info["name"] == "sark-sync-demo"
+        assert session.call_tool("echo", {"text": "direct"}).text == "direct"
+        assert client.invoke_tool("scratch", "echo", {"text": "routed"}).text == "routed"
+    assert session.alive is False
+    with pytest.raises(sark_sync.ProcessExitedError):
+        client.invoke_tool("scratch", "echo", {"text": "too late"})
+
+
+# =============================================================================================
+# The same tool through the gateway and locally
+# =============================================================================================
+
+
+@pytest.mark.realcomp
+@pytest.mark.parametrize(("kind", "tool", "arguments"), [
+    pytest.param("demo", "echo", {"text": "h\u00e9llo \u2603 \U0001f642"}, id="demo-echo"),
+    pytest.param("demo", "add", {"a": 2, "b": 40}, id="demo-add"),
+    pytest.param("demo", "fail", {"message": "no such order"}, id="demo-fail"),
+    pytest.param("sdk", "echo", {"text": "h\u00e9llo \u2603 \U0001f642"}, id="sdk-echo"),
+    pytest.param("sdk", "add", {"a": 0.1, "b": 0.2}, id="sdk-add"),
+    pytest.param("sdk", "fail", {"message": "boom"}, id="sdk-fail"),
+])
+def test_the_same_tool_through_the_gateway_and_locally_gives_equal_results(
+        kind: str, tool: str, arguments: dict[str, Any], gw: Hosted,
+        two_routes: sark_sync.GatewayClient) -> None:
+    """Steps: invoke <kind>/<tool> through the gateway (HTTP, hosted over stdio there) and
+    <kind>-local/<tool> over the client's own stdio -> equal content, structured and
+    is_error, as values and as JSON; the gateway route has a request id, the local none."""
+    token = alice(gw)
+    remote = two_routes.invoke_tool(kind, tool, arguments, user_token=token)
+    local = two_routes.invoke_tool(f"{kind}-local", tool, arguments, user_token=token)
+    assert (remote.content, remote.structured, remote.is_error) == (
+        local.content, local.structured, local.is_error)
+    assert json.dumps([remote.content, remote.structured], sort_keys=True) == json.dumps(
+        [local.content, local.structured], sort_keys=True)
+    assert remote.is_error is (tool == "fail")
+    assert remote.request_id and local.request_id is None
+    assert (remote.server, local.server) == (kind, f"{kind}-local")
+
+
+# =============================================================================================
+# The official MCP SDK server, hosted and local
+# =============================================================================================
+
+
+@pytest.mark.realcomp
+def test_the_hosted_sdk_server_lists_its_tools_like_the_local_one(
+        gw: Hosted, two_routes: sark_sync.GatewayClient) -> None:
+    """Steps: list_tools("sdk") through the gateway and list_tools("sdk-local") over stdio ->
+    the same five tools with the same schemas and annotations (echo read-only and
+    idempotent)."""
+    remote = {t.name: t for t in two_routes.list_tools("sdk")}
+    local = {t.name: t for t in two_routes.list_tools("sdk-local")}
+    assert sorted(remote) == ["add", "echo", "fail", "slow", "whoami"]
+    assert sorted(local) == sorted(remote)
+    for name, info in remote.items():
+        assert (info.input_schema, info.annotations) == (
+            local[name].input_schema, local[name].annotations)
+    echo = remote["echo"].annotations
+    assert (echo.read_only_hint, echo.idempotent_hint) == (True, True)
+
+
+@pytest.mark.realcomp
+def test_an_sdk_tool_error_through_the_gateway_is_a_result_that_raises_on_demand(
+        gw: Hosted, make_client: Make) -> None:
+    """Steps: invoke sdk/fail through the gateway -> a result with is_error and the SDK's
+    message, not an exception, not retried; raise_for_error() raises ToolExecutionError
+    naming the server and tool; the breaker counted nothing."""
+    client = make_client(gw.url)
+    result = client.invoke_tool("sdk", "fail", {"message": "boom"}, user_token=alice(gw))
+    assert (result.is_error, result.text, result.attempts) == (
+        True, "Error executing tool fail: boom", 1)
+    with pytest.raises(sark_sync.ToolExecutionError) as info:
+        result.raise_for_error()
+    assert (info.value.server, info.value.tool) == ("sdk", "fail")
+    assert client.breaker_for("sdk").failure_count == 0
+    assert len(invokes(gw)) == 1
+
+
+# =============================================================================================
+# A gateway outage: the breaker opens, fails fast, recovers with one probe
+# =============================================================================================
+
+#: One request per call: each failed call is one breaker failure and one request.
+NO_RETRY = sark_sync.RetryPolicy(attempts=1)
+
+
+def fail_five_times(client: sark_sync.GatewayClient, gw: LocalGateway, status: int,
+                    token: str) -> None:
+    gw.add_fault(Fault(status=status, times=5, server="records"))
+    for _ in range(5):
+        with pytest.raises(sark_sync.ServerError):
+            client.invoke_tool("records", "store", {}, user_token=token)
+
+
+def test_five_502s_open_the_breaker_and_the_sixth_call_fails_fast_without_a_request(
+        gw: Hosted, make_client: Make) -> None:
+    """Steps: the gateway answers 502 five times (attempts=1) -> UpstreamError x5, breaker
+    open; the sixth call -> CircuitOpenError naming the server, 5 failures and a probe time 30
+    s after opening, and no request reached the gateway; other servers and discovery still
+    work."""
+    client = make_client(gw.url, retry=NO_RETRY)
+    token = alice(gw)
+    fail_five_times(client, gw, 502, token)
+    assert client.breaker_for("records").state == "open"
+    sent = len(gw.requests)
+    with pytest.raises(sark_sync.CircuitOpenError) as info:
+        client.invoke_tool("records", "store", {}, user_token=token)
+    opened = info.value
+    assert (opened.server, opened.failures) == ("records", 5)
+    assert round((opened.probe_at - opened.opened_at).total_seconds()) == 30
+    assert len(gw.requests) == sent and gw.received == []
+    assert client.invoke_tool("demo", "echo", {"text": "other"}, user_token=token).text == "other"
+    assert [s.name for s in client.list_servers()] == SERVERS
+
+
+def test_an_open_breaker_admits_exactly_one_probe_and_closes_when_it_succeeds(
+        gw: Hosted, make_client: Make) -> None:
+    """Steps: 5 x 503 open the breaker (recovery 0.3 s); once half-open, a probe is sent and
+    held 0.5 s by the gateway; five calls made meanwhile fail fast with CircuitOpenError and
+    send nothing; the probe succeeds, the breaker closes, the next call goes through: the
+    gateway saw exactly two invokes after the outage."""
+    client = make_client(gw.url, retry=NO_RETRY,
+                         breaker=sark_sync.BreakerPolicy(recovery_timeout=0.3))
+    token = alice(gw)
+    fail_five_times(client, gw, 503, token)
+    breaker = client.breaker_for("records")
+    wait_until(lambda: breaker.state == "half_open", PROMPT, message="the breaker to half-open")
+    gw.clear_requests()
+    gw.add_fault(Fault(delay=0.5, server="records"))
+    with ThreadPoolExecutor(1) as pool:
+        probe = pool.submit(client.invoke_tool, "records", "store", {"probe": 1},
+                            user_token=token)
+        wait_until(lambda: invokes(gw), PROMPT, message="the probe to reach the gateway")
+        for _ in range(5):
+            with pytest.raises(sark_sync.CircuitOpenError):
+                client.invoke_tool("records", "store", {"meanwhile": 1}, user_token=token)
+        assert probe.result(timeout=PROMPT).json() == {"probe": 1}
+    assert breaker.state == "closed"
+    assert client.invoke_tool("records", "store", {"after": 1}, user_token=token).json() == {
+        "after": 1}
+    assert [b["parameters"] for b in invokes(gw)] == [{"probe": 1}, {"after": 1}]
+
+
+def test_a_failed_probe_opens_the_breaker_again(gw: Hosted, make_client: Make) -> None:
+    """Steps: 5 x 502 open the breaker (recovery 0.2 s); half-open, the probe gets a sixth
+    502 -> UpstreamError and the breaker is open again: the next call fails fast."""
+    client = make_client(gw.url, retry=NO_RETRY,
+                         breaker=sark_sync.BreakerPolicy(recovery_timeout=0.2))
+    token = alice(gw)
+    fail_five_times(client, gw, 502, token)
+    breaker = client.breaker_for("records")
+    wait_until(lambda: breaker.state == "half_open", PROMPT, message="the breaker to half-open")
+    gw.add_fault(Fault(status=502, server="records"))
+    with pytest.raises(sark_sync.UpstreamError):
+        client.invoke_tool("records", "store", {}, user_token=token)
+    assert breaker.state == "open"
+    with pytest.raises(sark_sync.CircuitOpenError):
+        client.invoke_tool("records", "store", {}, user_token=token)
+
+
+def test_a_stopped_gateway_opens_the_breaker_and_one_probe_closes_it_after_a_restart(
+        make_client: Make) -> None:
+    """Steps: a gateway on port P is stopped -> five calls fail with ConnectionFailed (each
+    after its retries), the breaker opens, the sixth call fails fast; a new gateway is
+    started on P; after the recovery timeout one probe succeeds and closes the breaker."""
+    first = LocalGateway(api_keys=(API_KEY,)).start()
+    port = int(first.url.rsplit(":", 1)[1])
+    first.add_server("orders")
+    first.add_tool("orders", "get", lambda parameters: {"order": 1})
+    client = make_client(first.url, breaker=sark_sync.BreakerPolicy(recovery_timeout=0.3),
+                         timeout=2.0)
+    try:
+        assert client.invoke_tool("orders", "get", {}).json() == {"order": 1}
+        first.stop()
+        for _ in range(5):
+            with pytest.raises(sark_sync.ConnectionFailed) as info:
+                client.invoke_tool("orders", "get", {})
+            assert info.value.attempts == FAST_RETRY.attempts
+        with pytest.raises(sark_sync.CircuitOpenError):
+            client.invoke_tool("orders", "get", {})
+        with LocalGateway(api_keys=(API_KEY,), port=port) as second:
+            second.add_server("orders")
+            second.add_tool("orders", "get", lambda parameters: {"order": 2})
+            breaker = client.breaker_for("orders")
+            wait_until(lambda: breaker.state == "half_open", PROMPT,
+                       message="the breaker to half-open")
+            assert client.invoke_tool("orders", "get", {}).json() == {"order": 2}
+            assert breaker.state == "closed"
+            assert second.tool_runs("orders", "get") == 1
+            client.close()
+    finally:
+        first.stop()
+
+
+def test_an_answer_lost_mid_body_is_retried_with_the_same_key_and_the_tool_runs_once(
+        gw: Hosted, make_client: Make) -> None:
+    """Steps: the gateway runs records/store but cuts its answer halfway -> the client retries
+    with the same Idempotency-Key and X-Request-ID; the gateway replays the stored answer, so
+    the tool ran once and the caller gets its result after two attempts."""
+    gw.add_fault(Fault(truncate=True, server="records"))
+    result = make_client(gw.url).invoke_tool("records", "store", {"order": 7},
+                                             user_token=alice(gw))
+    assert (result.json(), result.attempts) == ({"order": 7}, 2)
+    assert gw.received == [{"order": 7}]
+    first, second = [r for r in gw.requests if r.path == "/api/v1/invoke"]
+    assert first.headers["Idempotency-Key"] == second.headers["Idempotency-Key"]
+    assert first.headers["X-Request-ID"] == second.headers["X-Request-ID"]
+
+
+# =============================================================================================
+# Rate limiting: Retry-After
+# =============================================================================================
+
+
+def test_a_429_with_retry_after_is_waited_for_then_retried_once(
+        gw: Hosted, make_client: Make) -> None:
+    """Steps: the gateway answers 429 with Retry-After: 0.3 -> the client waits at least
+    0.3 s (not much more), retries once, and the tool runs once; the result took 2
+    attempts."""
+    gw.add_fault(Fault(status=429, retry_after=0.3, server="records"))
+    client = make_client(gw.url)
+    token = alice(gw)
+    started = time.monotonic()
+    result = client.invoke_tool("records", "store", {"n": 1}, user_token=token)
+    elapsed = time.monotonic() - started
+    assert result.attempts == 2 and gw.received == [{"n": 1}]
+    assert 0.3 <= elapsed < 0.3 + SLACK, elapsed
+    times = [r.received_at for r in gw.requests if r.path == "/api/v1/invoke"]
+    assert len(times) == 2 and times[1] - times[0] >= 0.3
+
+
+def test_a_retry_after_beyond_the_deadline_raises_deadline_exceeded_at_once(
+        gw: Hosted, make_client: Make) -> None:
+    """Steps: 429 with Retry-After: 10 on a call with a 1 s deadline -> DeadlineExceeded
+    without waiting (well under the second), after one attempt, its last error the
+    RateLimitError with retry_after 10."""
+    gw.add_fault(Fault(status=429, retry_after=10, server="records"))
+    started = time.monotonic()
+    with pytest.raises(sark_sync.DeadlineExceeded) as info:
+        make_client(gw.url).invoke_tool("records", "store", {}, user_token=alice(gw), timeout=1)
+    assert time.monotonic() - started < 0.5
+    exceeded = info.value
+    assert exceeded.attempts == 1 and isinstance(exceeded, TimeoutError)
+    assert isinstance(exceeded.last_error, sark_sync.RateLimitError)
+    assert exceeded.last_error.retry_after == 10
+    assert gw.received == []
+
+
+def test_a_retry_after_above_the_client_maximum_fails_fast_with_rate_limit_error(
+        gw: Hosted, make_client: Make) -> None:
+    """Steps: 429 with Retry-After: 600 (over the 120 s the client will wait) ->
+    RateLimitError at once: code rate_limited, retry_after 600, one attempt."""
+    gw.add_fault(Fault(status=429, retry_after=600, server="records"))
+    started = time.monotonic()
+    with pytest.raises(sark_sync.RateLimitError) as info:
+        make_client(gw.url).invoke_tool("records", "store", {}, user_token=alice(gw))
+    assert time.monotonic() - started < 0.5
+    assert (info.value.code, info.value.retry_after, info.value.attempts) == (
+        "rate_limited", 600.0, 1)
+
+
+def test_a_503_with_retry_after_on_discovery_is_honoured(gw: Hosted, make_client: Make) -> None:
+    """Steps: GET /api/v1/servers answers 503 with Retry-After: 0.2 twice -> list_servers()
+    succeeds on its third request, at least 0.4 s later."""
+    gw.add_fault(Fault(path="/api/v1/servers", status=503, retry_after=0.2, times=2))
+    started = time.monotonic()
+    assert [s.name for s in make_client(gw.url).list_servers()] == SERVERS
+    assert 0.4 <= time.monotonic() - started < 0.4 + SLACK
+    assert paths(gw) == ["GET /api/v1/servers"] * 3
+
+
+# =============================================================================================
+# Deadlines
+# =============================================================================================
+
+
+def test_a_deadline_across_retries_of_slow_answers_ends_the_call_in_time(
+        gw: Hosted, make_client: Make) -> None:
+    """Steps: each answer is delayed 1 s; the client (up to 10 attempts) reads for 0.25 s
+    per attempt within a 0.8 s deadline -> read timeouts are retried (same key) until
+    DeadlineExceeded, raised within 0.8 s + slack, before the attempts ran out; its attempts
+    equal the invokes the gateway received (>= 3); the last error is a TransportTimeout."""
+    # Answered 504 after the delay, to nobody: the tool never runs late, after the test.
+    gw.add_fault(Fault(delay=1.0, status=504, server="vault", times=None))
+    timeouts = sark_sync.Timeouts(connect=0.5, read=0.25, deadline=0.8)
+    retry = sark_sync.RetryPolicy(attempts=10, backoff_base=0.01, backoff_max=0.05)
+    started = time.monotonic()
+    with pytest.raises(sark_sync.DeadlineExceeded) as info:
+        make_client(gw.url, retry=retry).invoke_tool("vault", "read", {},
+                                        user_token=gw.issue_token("sec", ("security",),
+                                                                  ("security",)),
+                                        timeout=timeouts)
+    elapsed = time.monotonic() - started
+    assert 0.8 - 0.05 <= elapsed < 0.8 + SLACK, elapsed
+    exceeded = info.value
+    assert 3 <= exceeded.attempts < 10
+    assert exceeded.attempts == len(invokes(gw))
+    keys = {r.headers["Idempotency-Key"] for r in gw.requests if r.path == "/api/v1/invoke"}
+    assert len(keys) == 1
+    assert isinstance(exceeded.last_error, sark_sync.TransportTimeout)
+
+
+def test_a_deadline_on_a_slow_hosted_stdio_tool_raises_in_time(
+        gw: Hosted, make_client: Make) -> None:
+    """Steps: demo/slow for 1 s through the gateway with timeout=0.3 -> DeadlineExceeded
+    within 0.3 s + slack; the gateway's demo server keeps serving."""
+    client = make_client(gw.url)
+    started = time.monotonic()
+    with pytest.raises(sark_sync.DeadlineExceeded):
+        client.invoke_tool("demo", "slow", {"seconds": 1.0, "steps": 2}, user_token=alice(gw),
+                           timeout=0.3)
+    assert time.monotonic() - started < 0.3 + SLACK
+    assert client.invoke_tool("demo", "echo", {"text": "still here"},
+                              user_token=alice(gw)).text == "still here"
+
+
+def test_a_deadline_on_a_slow_local_tool_raises_in_time_and_the_server_stays_usable(
+        make_client: Make, gw: Hosted) -> None:
+    """Steps: local demo/slow for 5 s with timeout=0.3 -> DeadlineExceeded within 0.3 s +
+    slack; an echo on the same server then answers at once."""
+    client = make_client(gw.url, local_servers={"tools": local_demo()})
+    client.list_tools("tools")
+    started = time.monotonic()
+    with pytest.raises(sark_sync.DeadlineExceeded) as info:
+        client.invoke_tool("tools", "slow", {"seconds": 5, "steps": 50}, timeout=0.3)
+    assert time.monotonic() - started < 0.3 + SLACK
+    assert info.value.attempts == 1
+    assert client.invoke_tool("tools", "echo", {"text": "alive"}, timeout=PROMPT).text == "alive"
