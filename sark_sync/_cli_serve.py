@@ -129,6 +129,12 @@ def configure_serve(parser: argparse.ArgumentParser) -> None:
         help="authorize every invoke: 'builtin' (the shipped gateway.rego's rules) or an OPA "
         "base URL; default: no policy (every authenticated call runs)",
     )
+    parser.add_argument(
+        "--demo", action="store_true",
+        help="serve the catalogue of `sark-sync demo` (the demo MCP server over stdio, the "
+        "shipped policy's rules, users alice and bob) and print, on standard error, the "
+        "variables that point the CLI at it; takes no other option but --port",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log requests to stderr")
 
 
@@ -236,9 +242,12 @@ def run_serve(args: argparse.Namespace) -> int:
     if args.verbose:
         logging.basicConfig(level=logging.DEBUG, format="%(asctime)s %(name)s %(message)s")
     try:
-        config = _load_config(args.config)
-        gateway = LocalGateway(**_gateway_options(config, args))
-        _add_servers(gateway, config.get("servers"))
+        if args.demo:
+            gateway = _demo_gateway(args)
+        else:
+            config = _load_config(args.config)
+            gateway = LocalGateway(**_gateway_options(config, args))
+            _add_servers(gateway, config.get("servers"))
     except (ConfigError, TypeError, ValueError) as exc:
         print(f"sark-sync serve: error: {exc}", file=sys.stderr)
         return 2
@@ -262,6 +271,8 @@ def run_serve(args: argparse.Namespace) -> int:
             return 1
         try:
             print(gateway.url, flush=True)
+            if args.demo:
+                _print_demo_exports(gateway)
             while not stop.wait(_SERVE_POLL):
                 pass
         finally:
@@ -270,3 +281,32 @@ def run_serve(args: argparse.Namespace) -> int:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
     return 0
+
+
+def _demo_gateway(args: argparse.Namespace) -> LocalGateway:
+    from ._demo_gateway import build_gateway
+
+    others = [option for option, value in (
+        ("--config", args.config), ("--host", args.host), ("--api-key", args.api_keys),
+        ("--policy", args.policy), ("--event-buffer", args.event_buffer),
+        ("--first-event-id", args.first_event_id), ("--ping-interval", args.ping_interval),
+        ("--event-framing", args.event_framing)) if value is not None]
+    if others:
+        raise ConfigError(f"--demo takes no {', '.join(others)} (only --port)")
+    return build_gateway(port=args.port if args.port is not None else 0)
+
+
+def _print_demo_exports(gateway: LocalGateway) -> None:
+    """The demo's own loopback-only credentials, for a second terminal (standard error, so
+    that standard output stays the URL alone)."""
+    from ._demo_gateway import API_KEY, issue_users
+
+    users = issue_users(gateway)
+    sys.stderr.write(
+        "# the demo gateway: paste these into another shell to try the CLI\n"
+        f"export SARK_GATEWAY_URL={gateway.url}\n"
+        f"export SARK_API_KEY={API_KEY}\n"
+        f"export SARK_USER_TOKEN={users.alice}   # alice: developer, team finance\n"
+        f"export VIEWER_TOKEN={users.bob}   # bob: viewer, team finance\n"
+    )
+    sys.stderr.flush()

@@ -1,28 +1,52 @@
-"""``sark-sync demo``: a guided tour of the client against an embedded LocalGateway.
+"""``sark-sync demo``: a guided tour of the client against an embedded, governed gateway.
 
-Everything runs in this process on 127.0.0.1 and needs no configuration: the tour starts a
-:class:`~sark_sync.testing.LocalGateway` with a ``demo`` server, then shows discovery, calls,
-tool errors, retries made safe by idempotency keys, Retry-After, the deadline, the circuit
-breaker and parallel calls, explaining each step. It finishes in a few seconds and returns 0,
-or 1 with a one-line reason if a step did not behave as shown.
+Everything runs in this process and its children, on 127.0.0.1, with no configuration: the
+tour starts the demo :class:`~sark_sync.testing.LocalGateway` (:mod:`._demo_gateway`: the
+shipped policy's rules, the demo MCP server hosted over stdio) and walks through discovery,
+an allowed call, a denied call, parameter filtering, the events of those calls, a local stdio
+server, then resilience (:mod:`._demo_resilience`), explaining each step in a sentence or two.
+It finishes in a few seconds and returns 0, or 1 with a one-line reason if a step did not
+behave as shown (a :class:`DemoError`, an ``AssertionError`` or a
+:class:`~sark_sync.GatewayError`); it never prints a traceback.
 """
 
 from __future__ import annotations
 
+import textwrap
 import time
+from collections.abc import Sequence
 from typing import Any, Callable, TextIO
 
+from ._cli_output import server_rows, table
 from ._client import GatewayClient
 from ._config import BreakerPolicy, RetryPolicy
-from ._exceptions import CircuitOpenError, DeadlineExceeded, GatewayError
-from ._models import ToolCall, ToolResult
+from ._demo_gateway import (
+    API_KEY,
+    DemoUsers,
+    build_gateway,
+    demo_server_command,
+    demo_server_env,
+    issue_users,
+)
+from ._exceptions import AuthorizationDenied, GatewayError
+from ._models import ToolResult
+from .testing import LocalGateway
 
-__all__ = ["run_demo"]
+__all__ = ["DemoError", "Tour", "run_demo"]
 
-API_KEY = "demo-api-key"
+#: Columns of the tour's text (tables and code are not wrapped).
+WIDTH = 92
+#: Seconds without a byte before the events step gives up (the events are already there).
+EVENTS_IDLE_TIMEOUT = 3.0
 
 
-class _Tour:
+class DemoError(Exception):
+    """A step did not behave as the tour says it does."""
+
+
+class Tour:
+    """Numbered steps, indented text and tables on one output stream."""
+
     def __init__(self, out: TextIO) -> None:
         self.out = out
         self.step = 0
@@ -31,170 +55,177 @@ class _Tour:
         self.step += 1
         self.out.write(f"\n{self.step}. {text}\n")
 
-    def say(self, text: str = "") -> None:
-        self.out.write(f"   {text}\n" if text else "\n")
+    def say(self, text: str = "", *, wrap: bool = True) -> None:
+        """One indented line; a long one is wrapped, its continuation indented further."""
+        if not text:
+            self.out.write("\n")
+            return
+        lines = textwrap.wrap(text, WIDTH, subsequent_indent="    ",
+                              break_on_hyphens=False) if wrap else [text]
+        for line in lines:
+            self.out.write(f"   {line}\n")
 
-    def result(self, call: str, result: ToolResult) -> None:
+    def code(self, *lines: str) -> None:
+        """Python as typed at a prompt: ``>>>`` then ``...`` for continuation lines."""
+        for index, line in enumerate(lines):
+            self.say(f"{'>>>' if index == 0 else '...'} {line}", wrap=False)
+
+    def table(self, headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+        for line in table(headers, rows).splitlines():
+            self.say(line, wrap=False)
+
+    def result(self, result: ToolResult) -> None:
         shown = result.structured if result.structured is not None else result.text
         flag = "tool error: " if result.is_error else ""
-        self.say(f"{call:<34} -> {flag}{shown!r}")
-        self.say(f"{'':34}    request_id {result.request_id}, {result.latency_ms:.1f} ms, "
-                 f"{result.attempts} attempt(s)")
-
-
-def _build_gateway() -> Any:
-    from .testing import LocalGateway, ToolFailure
-
-    gateway = LocalGateway(api_keys=(API_KEY,), jwt_secret="demo-jwt-secret")
-    gateway.add_server("demo", sensitivity_level="low", authorized_teams=("platform",))
-    gateway.add_server("analytics", sensitivity_level="high", authorized_teams=("data",))
-    gateway.add_tool(
-        "demo", "echo", lambda p: str(p.get("text", "")), description="Return the text.",
-        annotations={"readOnlyHint": True},
-    )
-
-    def add(parameters: dict[str, Any]) -> Any:
-        a, b = parameters.get("a"), parameters.get("b")
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (a, b)):
-            raise ToolFailure("parameters 'a' and 'b' must be numbers")
-        return {"sum": a + b}  # type: ignore[operator]
-
-    gateway.add_tool("demo", "add", add, description="Add two numbers.",
-                     annotations={"readOnlyHint": True, "idempotentHint": True})
-    gateway.add_tool("demo", "create_ticket", lambda p: {"ticket": "T-1001"},
-                     description="Open a ticket (not idempotent: a side effect).")
-    gateway.add_tool("analytics", "row_count", lambda p: {"rows": 1_284_113},
-                     description="Count the rows of a table.")
-    return gateway
+        attempts = "1 attempt" if result.attempts == 1 else f"{result.attempts} attempts"
+        self.say(f"{flag}{shown!r}   ({result.latency_ms:.1f} ms, {attempts})")
 
 
 def run_demo(out: TextIO) -> int:
-    """Run the tour, writing to ``out``; return the exit status."""
-    from .testing import Fault
+    """Run the tour, writing to ``out``; return the exit status (0, or 1 with a reason)."""
+    from ._demo_resilience import RESILIENCE_STEPS
 
-    tour = _Tour(out)
-    out.write("sark_sync demo: blocking, never-hanging MCP tool calls through a SARK gateway\n")
     started = time.monotonic()
-    with _build_gateway() as gateway:
-        tour.title("An embedded SARK gateway (LocalGateway) is listening on loopback")
-        tour.say(f"{gateway.url}   (servers: demo, analytics; API key required)")
-        client = GatewayClient(
-            gateway.url, api_key=API_KEY, timeout=10,
-            retry=RetryPolicy(backoff_base=0.05),
-            breaker=BreakerPolicy(failure_threshold=5, recovery_timeout=30),
-        )
-        with client:
-            steps: list[Callable[[], None]] = [
-                lambda: _discovery(tour, client),
-                lambda: _calls(tour, client, gateway),
-                lambda: _retries(tour, client, gateway, Fault),
-                lambda: _deadline_and_breaker(tour, client, gateway, Fault),
-                lambda: _parallel(tour, client),
-            ]
-            try:
+    tour = Tour(out)
+    out.write("sark_sync demo: governed MCP tool calls that block, never hang, and say why\n")
+    try:
+        with build_gateway() as gateway:
+            users = issue_users(gateway)
+            client = GatewayClient(gateway.url, api_key=API_KEY, timeout=10,
+                                   retry=RetryPolicy(backoff_base=0.05), audit=[],
+                                   breaker=BreakerPolicy(failure_threshold=5))
+            context: dict[str, Any] = {}
+            with client:
+                steps: list[Callable[[], None]] = [
+                    lambda: _gateway(tour, gateway),
+                    lambda: _discovery(tour, client),
+                    lambda: _allowed(tour, client, users),
+                    lambda: _denied(tour, client, users),
+                    lambda: _filtering(tour, client, users, context),
+                    lambda: _events(tour, client, context),
+                    lambda: _local(tour, client),
+                ]
                 for step in steps:
                     step()
-            except (GatewayError, AssertionError) as exc:
-                out.write(f"\ndemo failed: {type(exc).__name__}: {exc}\n")
-                return 1
-    out.write(f"\nDone in {time.monotonic() - started:.1f} s. Next: docs/quickstart.md shows the "
-              "same calls in code, docs/gateway/ERROR_HANDLING.md what each error means.\n")
+                for resilience in RESILIENCE_STEPS:
+                    resilience(tour, client, gateway, users)
+    except (DemoError, AssertionError, GatewayError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        out.write(f"\ndemo failed at step {tour.step}: {type(exc).__name__}: {reason}\n")
+        return 1
+    out.write(f"\nDone in {time.monotonic() - started:.1f} s. Next: docs/quickstart.md shows "
+              "these calls in code;\ndocs/CLI.md the same from a shell: sark-sync servers, "
+              "tools, invoke, events, local.\n")
     return 0
 
 
-def _discovery(tour: _Tour, client: GatewayClient) -> None:
+def _gateway(tour: Tour, gateway: LocalGateway) -> None:
+    tour.title("A SARK gateway on loopback, enforcing the shipped policy")
+    tour.say(f"LocalGateway at {gateway.url}, policy='builtin' (the rules of gateway.rego).")
+    tour.say("Server 'demo' is a real MCP server: a child process the gateway talks to over "
+             "stdio.")
+    tour.say("Users: alice (developer, team finance) and bob (viewer, team finance).")
+
+
+def _discovery(tour: Tour, client: GatewayClient) -> None:
     tour.title("Discovery: what can this application call?")
     health = client.health()
-    tour.say(f"client.health()  -> {health.status}, gateway {health.version}, "
-             f"{health.servers} servers")
-    tour.say()
-    tour.say(f"{'SERVER':<12}{'SENSITIVITY':<13}{'TEAMS':<12}TOOLS")
-    for server in client.iter_servers():
-        tour.say(f"{server.name:<12}{server.sensitivity_level:<13}"
-                 f"{','.join(server.authorized_teams):<12}{server.tools_count}")
-    tour.say()
-    tour.say(f"{'TOOL (demo)':<16}{'RETRY-SAFE':<12}DESCRIPTION")
-    for tool in client.iter_tools(server="demo"):
-        safe = "yes" if tool.annotations.retry_safe else "no"
-        tour.say(f"{tool.name:<16}{safe:<12}{tool.description}")
+    tour.code("client.health()")
+    tour.say(f"{health.status}, gateway {health.version}, {health.servers} servers")
+    tour.code("client.list_servers()")
+    tour.table(*server_rows(client.iter_servers()))
+    tour.code("client.list_tools()")
+    rows = []
+    for tool in client.iter_tools():
+        if tool.server_name != "demo" or tool.tool_name in ("echo", "add", "fail"):
+            rows.append([f"{tool.server_name}/{tool.tool_name}", tool.sensitivity_level,
+                         "yes" if tool.annotations.retry_safe else "no", tool.description])
+    tour.table(["TOOL", "SENSITIVITY", "RETRY-SAFE", "DESCRIPTION"], rows)
+    tour.say("(and more tools of demo: `sark-sync tools --server demo` lists them all)")
 
 
-def _calls(tour: _Tour, client: GatewayClient, gateway: Any) -> None:
-    tour.title("Calls: invoke_tool blocks until the result, and returns a ToolResult")
-    token = gateway.issue_token(subject="alice", roles=("developer",), teams=("platform",))
-    tour.say("The end user's JWT travels as 'Authorization: Bearer'; the API key as X-API-Key.")
-    tour.result("echo {'text': 'hello'}",
-                client.invoke_tool("demo", "echo", {"text": "hello"}, user_token=token))
-    tour.result("add {'a': 2, 'b': 3}", client.invoke_tool("demo", "add", {"a": 2, "b": 3}))
-    tour.say()
-    tour.say("A tool that fails is a result (is_error), not an exception;")
-    tour.say("result.raise_for_error() turns it into ToolExecutionError when you want one.")
-    failed = client.invoke_tool("demo", "add", {"a": "two", "b": 3})
-    assert failed.is_error
-    tour.result("add {'a': 'two', 'b': 3}", failed)
+def _allowed(tour: Tour, client: GatewayClient, users: DemoUsers) -> None:
+    tour.title("An allowed call: invoke_tool blocks until the result")
+    tour.say("The app's API key travels as X-API-Key, the end user's JWT as a Bearer token;")
+    tour.say("the policy clears alice (developer) for demo (low). The tool runs in the child.")
+    tour.code('client.invoke_tool("demo", "add", {"a": 2, "b": 3}, user_token=alice)')
+    tour.result(client.invoke_tool("demo", "add", {"a": 2, "b": 3}, user_token=users.alice))
+    tour.say("A tool that fails is a result (is_error), not an exception:")
+    tour.code('client.invoke_tool("demo", "fail", {"message": "disk full"}, user_token=alice)')
+    failed = client.invoke_tool("demo", "fail", {"message": "disk full"},
+                                user_token=users.alice)
+    if not failed.is_error:
+        raise DemoError("demo/fail did not report a tool error")
+    tour.result(failed)
 
 
-def _retries(tour: _Tour, client: GatewayClient, gateway: Any, fault: Any) -> None:
-    tour.title("Retries: only when repeating the call cannot repeat its side effect")
-    gateway.add_fault(fault(status=503, server="demo"))
-    result = client.invoke_tool("demo", "create_ticket", {"title": "printer on fire"})
-    runs = gateway.tool_runs("demo", "create_ticket")
-    tour.say("The gateway answers 503 once. create_ticket has a side effect, but every call")
-    tour.say("carries an Idempotency-Key, so the retry is safe: the gateway deduplicates it.")
-    tour.result("create_ticket", result)
-    tour.say(f"{'':34}    the tool ran {runs} time(s)")
-    assert result.attempts == 2 and runs == 1
-    tour.say()
-    gateway.add_fault(fault(status=429, retry_after=1, server="demo"))
-    began = time.monotonic()
-    result = client.invoke_tool("demo", "echo", {"text": "after the rate limit"})
-    tour.say(f"429 with Retry-After: 1 -> waited {time.monotonic() - began:.1f} s, then:")
-    tour.result("echo", result)
-
-
-def _deadline_and_breaker(tour: _Tour, client: GatewayClient, gateway: Any, fault: Any) -> None:
-    tour.title("A deadline bounds every call: attempts, backoff and Retry-After included")
-    gateway.add_fault(fault(delay=5.0, server="analytics"))
-    began = time.monotonic()
+def _denied(tour: Tour, client: GatewayClient, users: DemoUsers) -> None:
+    tour.title("A denied call: the policy says no, and why")
+    tour.say("payroll is 'medium'; a viewer clears 'low' only. The tool never runs, nothing is")
+    tour.say("retried, and AuthorizationDenied (a PermissionError) carries the policy's reason.")
+    tour.code('client.invoke_tool("payroll", "salary_report", {"dept": "sales"}, '
+              'user_token=bob)')
     try:
-        client.invoke_tool("analytics", "row_count", {"table": "events"}, timeout=0.5)
-    except DeadlineExceeded as exc:
-        tour.say(f"row_count with timeout=0.5 against a 5 s stall -> DeadlineExceeded after "
-                 f"{time.monotonic() - began:.2f} s")
-        tour.say(f"({type(exc).__mro__[1].__name__} and TimeoutError; last error: "
-                 f"{type(exc.last_error).__name__})")
+        client.invoke_tool("payroll", "salary_report", {"dept": "sales"}, user_token=users.bob)
+    except AuthorizationDenied as exc:
+        tour.say(f"AuthorizationDenied: {exc.reason}")
     else:
-        raise AssertionError("the stalled call did not time out")
-    gateway.clear_faults()
-    tour.title("A circuit breaker per server stops hammering a sick one")
-    gateway.add_fault(fault(status=502, times=5, server="analytics"))
-    one_attempt = RetryPolicy(attempts=1)
-    with GatewayClient(gateway.url, api_key=API_KEY, retry=one_attempt) as strict:
-        for _ in range(5):
-            try:
-                strict.invoke_tool("analytics", "row_count")
-            except GatewayError:
-                pass
-        before = len(gateway.requests)
-        try:
-            strict.invoke_tool("analytics", "row_count")
-        except CircuitOpenError as exc:
-            tour.say("5 failures (502) in a row -> the next call fails fast, without a request:")
-            tour.say(f"CircuitOpenError: {exc.message}")
-            assert len(gateway.requests) == before
-        else:
-            raise AssertionError("the breaker did not open")
-        echo = strict.invoke_tool("demo", "echo", {"text": "other servers are unaffected"})
-        tour.result("demo/echo meanwhile", echo)
+        raise DemoError("bob's call to payroll was not denied")
 
 
-def _parallel(tour: _Tour, client: GatewayClient) -> None:
-    tour.title("Parallel calls without asyncio: a thread pool owned by the client")
-    calls = [ToolCall("demo", "add", {"a": n, "b": n}) for n in range(40)]
-    began = time.perf_counter()
-    results = client.invoke_many(calls)
-    elapsed = (time.perf_counter() - began) * 1000
-    sums = [r.structured["sum"] for r in results if r.structured is not None]
-    assert sums == [2 * n for n in range(40)]
-    tour.say(f"invoke_many(40 calls, max_workers={client.max_workers}) -> 40 results in order "
-             f"in {elapsed:.0f} ms: {sums[:5]} ... {sums[-2:]}")
+def _filtering(tour: Tour, client: GatewayClient, users: DemoUsers,
+               context: dict[str, Any]) -> None:
+    tour.title("Parameter filtering: secrets never reach the tool")
+    tour.say("The policy removes sensitive keys (password, token, api_key ...) at any depth")
+    tour.say("before the call runs; result.filtered names them, never their values.")
+    tour.code('client.invoke_tool("payroll", "connect_db", {"host": "db.internal",',
+              '                   "user": "alice", "password": "hunter2"}, user_token=alice)')
+    result = client.invoke_tool("payroll", "connect_db", {
+        "host": "db.internal", "user": "alice", "password": "hunter2"}, user_token=users.alice)
+    received = (result.structured or {}).get("parameters_received")
+    if received != ["host", "user"] or result.filtered != ("password",):
+        raise DemoError(f"filtering did not happen: the tool got {received}")
+    tour.say(f"the tool received: {', '.join(received)}   result.filtered: "
+             f"{list(result.filtered)}")
+    context["last_request_id"] = result.request_id
+
+
+def _events(tour: Tour, client: GatewayClient, context: dict[str, Any]) -> None:
+    tour.title("Events: the gateway's own record of those calls")
+    tour.say("stream_events() is a blocking iterator over the gateway's server-sent events;")
+    tour.say("last_event_id=0 replays what the gateway still holds, then follows live ones.")
+    tour.code('client.stream_events(["tool_invoked", "authorization_denied"], '
+              'last_event_id=0)')
+    rows: list[list[object]] = []
+    last = context.get("last_request_id")
+    with client.stream_events(["tool_invoked", "authorization_denied"], last_event_id=0,
+                              idle_timeout=EVENTS_IDLE_TIMEOUT, max_reconnects=0) as stream:
+        for event in stream:
+            data = event.data if isinstance(event.data, dict) else {}
+            detail = data.get("outcome") if event.type == "tool_invoked" else data.get("reason")
+            rows.append([event.id, event.type, f"{data.get('server')}/{data.get('tool')}",
+                         data.get("principal"), detail])
+            if data.get("request_id") == last:
+                break
+    if not any(row[1] == "authorization_denied" for row in rows):
+        raise DemoError("the denied call has no authorization_denied event")
+    tour.table(["ID", "TYPE", "SERVER/TOOL", "PRINCIPAL", "OUTCOME / REASON"], rows)
+    tour.say("(`sark-sync events` prints the same stream from a shell)")
+
+
+def _local(tour: Tour, client: GatewayClient) -> None:
+    tour.title("A local MCP server: same client, same pipeline, no gateway")
+    tour.say("connect_local_server() starts an MCP server as a child process (stdio); then")
+    tour.say("invoke_tool() reaches it by name, with the same deadline, breaker and retries.")
+    tour.code('client.connect_local_server(',
+              '    ["python", "-m", "sark_sync.testing.demo_server"], name="calc")')
+    with client.connect_local_server(demo_server_command(), env=demo_server_env(),
+                                     name="calc") as local:
+        names = [tool.tool_name for tool in local.list_tools()]
+        tour.say(f"pid {local.pid}, {len(names)} tools: {', '.join(names[:4])}, ...")
+        tour.code('client.invoke_tool("calc", "add", {"a": 20, "b": 22})')
+        result = client.invoke_tool("calc", "add", {"a": 20, "b": 22})
+        tour.result(result)
+        if result.structured != {"sum": 42}:
+            raise DemoError(f"calc/add answered {result.structured!r}")
+    tour.say("Leaving the with-block stops the server: no orphan process, no zombie.")
