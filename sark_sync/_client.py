@@ -16,11 +16,10 @@ from __future__ import annotations
 import logging
 import os
 import platform
-import time
 import uuid
 import weakref
-from collections.abc import Iterable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, TypeVar
 
 from . import _forksafety
@@ -40,14 +39,13 @@ from ._exceptions import (
     ClientClosedError,
     ConfigurationError,
     GatewayError,
-    ProtocolError,
     TransportNotAvailableError,
 )
 from ._governed import Governance
-from ._invocation import Invocation, outcome, prepare
+from ._invoking import InvocationMixin
 from ._local import DEFAULT_STARTUP_TIMEOUT, LocalServer
 from ._local_pool import LocalServerPool
-from ._models import Principal, ToolCall, ToolResult
+from ._models import ToolResult
 from ._redact import Secret
 from ._resources import Resources
 from ._streaming import StreamingMixin
@@ -67,7 +65,7 @@ TRANSPORT_MODES = ("auto", "http", "sse", "stdio")
 _VERSION_HEADER = "sark-sync/{version} python/{python}"
 
 
-class GatewayClient(DiscoveryMixin, StreamingMixin):
+class GatewayClient(DiscoveryMixin, InvocationMixin, StreamingMixin):
     """A blocking, thread-safe client for MCP tool calls through the SARK gateway.
 
     :param base_url: the gateway, ``http(s)://host[:port]``; default ``$SARK_GATEWAY_URL``.
@@ -325,118 +323,6 @@ class GatewayClient(DiscoveryMixin, StreamingMixin):
             timeout=self.timeouts.deadline if timeout is None else timeout,
             startup_timeout=startup_timeout, on_notification=on_notification,
         )
-
-    # -- invocation ----------------------------------------------------------------------------
-
-    def invoke_tool(
-        self, server: str, tool: str, parameters: Mapping[str, Any] | None = None, *,
-        user_token: str | None = None, timeout: float | Timeouts | None = None,
-        idempotency_key: str | None = None, principal: Principal | None = None,
-    ) -> ToolResult:
-        """Call ``tool`` on ``server`` and return its :class:`ToolResult`.
-
-        :param parameters: the tool's arguments, a JSON-serialisable mapping.
-        :param user_token: the end user's JWT, sent as ``Authorization: Bearer``.
-        :param timeout: this call's deadline (seconds or :class:`Timeouts`).
-        :param idempotency_key: deduplicates retries at the gateway; generated when absent
-            (unless the client was made with ``idempotency_keys=False``).
-        :param principal: who the call is for, for the client's authorizer; by default read
-            (unverified, advisory) from ``user_token``'s claims ``sub``, ``roles``, ``teams``.
-
-        A tool error is a result (``is_error``); call ``raise_for_error()`` to raise it.
-        Raises :class:`ValidationError` for bad arguments (before any request; a malformed
-        ``user_token`` too when there is an authorizer), :class:`AuthorizationDenied`,
-        :class:`AuthorizationUnavailable`, :class:`CircuitOpenError`,
-        :class:`DeadlineExceeded`, or another :class:`GatewayError`.
-        """
-        deadline = self._deadline(timeout)
-        prepared = self._prepare(server, tool, parameters, user_token, idempotency_key,
-                                 principal)
-        return self._execute(prepared, deadline, user_token)
-
-    def _prepare(
-        self, server: str, tool: str, parameters: Mapping[str, Any] | None,
-        user_token: str | None, idempotency_key: str | None, principal: Principal | None,
-    ) -> Invocation:
-        """Validate and encode a call; nothing is sent yet."""
-        return prepare(
-            server, tool, parameters, user_token, idempotency_key,
-            local=self._local(server) is not None, auto_key=self.idempotency_keys,
-            retry_safe=self._retry_safe_tools.get((server, tool), False),
-            principal=self._governance.principal(principal, user_token),
-            snapshot=self._governance.authorizer is not None)
-
-    def _execute(self, call: Invocation, deadline: Deadline, user_token: str | None = None
-                 ) -> ToolResult:
-        return self._governance.run(self, call, deadline, self._transmit, user_token)
-
-    def _transmit(self, call: Invocation, deadline: Deadline) -> ToolResult:
-        if call.local:
-            local = self._local(call.server)
-            assert local is not None
-            return local.invoke(call.server, call.tool, call.arguments, deadline, self.retry,
-                                self._guard(call.server))
-        started = time.perf_counter()
-        response = self._send("POST", "/api/v1/invoke", server=call.server, tool=call.tool,
-                              deadline=deadline, idempotent=call.idempotent, body=call.body,
-                              headers=call.headers)
-        latency_ms = (time.perf_counter() - started) * 1000.0
-        try:
-            return ToolResult.from_invoke_response(
-                response.data, server=call.server, tool=call.tool, latency_ms=latency_ms,
-                attempts=response.attempts,
-            )
-        except ValueError as exc:
-            raise ProtocolError(f"malformed invoke response: {exc}", server=call.server,
-                                tool=call.tool, attempts=response.attempts) from None
-
-    def submit(
-        self, server: str, tool: str, parameters: Mapping[str, Any] | None = None, *,
-        user_token: str | None = None, timeout: float | Timeouts | None = None,
-        idempotency_key: str | None = None, principal: Principal | None = None,
-    ) -> Future[ToolResult]:
-        """Run :meth:`invoke_tool` on the client's thread pool and return its future.
-
-        Arguments are validated now (a bad name raises here, not from the future). The
-        deadline starts now too, so time spent queued counts against it.
-        """
-        deadline = self._deadline(timeout)
-        prepared = self._prepare(server, tool, parameters, user_token, idempotency_key,
-                                 principal)
-        return self._executor().submit(self._execute, prepared, deadline, user_token)
-
-    def invoke_many(
-        self, calls: Iterable[ToolCall], *, return_exceptions: bool = False
-    ) -> list[Any]:
-        """Run many calls on the thread pool (at most ``max_workers`` at once); results come
-        back in the order of ``calls``.
-
-        Every call is validated before any is sent: one bad item raises
-        :class:`ValidationError` (or :class:`ConfigurationError` for a non-ToolCall) and
-        nothing runs. With ``return_exceptions=True`` a failed call's exception takes its place
-        in the list; otherwise, once every call has finished, the first failure (in the order
-        of ``calls``) is raised. Each call's deadline starts now, so waiting is bounded.
-        """
-        prepared: list[tuple[Invocation, Deadline, str | None]] = []
-        for call in calls:
-            if not isinstance(call, ToolCall):
-                raise ConfigurationError(
-                    f"invoke_many takes ToolCall items, not {type(call).__name__}"
-                )
-            prepared.append((
-                self._prepare(call.server, call.tool, call.parameters, call.user_token,
-                              call.idempotency_key, call.principal),
-                self._deadline(call.timeout), call.user_token,
-            ))
-        executor = self._executor()
-        pending = [(executor.submit(self._execute, invocation, deadline, token), deadline)
-                   for invocation, deadline, token in prepared]
-        outcomes = [outcome(future, deadline) for future, deadline in pending]
-        if not return_exceptions:
-            for result in outcomes:
-                if isinstance(result, BaseException):
-                    raise result
-        return outcomes
 
 
 def _user_agent() -> str:

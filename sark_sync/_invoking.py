@@ -1,0 +1,163 @@
+"""Tool calls of GatewayClient: one call, a submitted call, a batch (DESIGN §2, §5).
+
+A mixin, as :mod:`._discovery` is: these methods validate and encode a call
+(:func:`._invocation.prepare`), then run it through the governance step
+(:meth:`._governed.Governance.run`: authorize, audit) around the transport: the gateway's
+``POST /api/v1/invoke`` through the breaker and retries, or a local server over stdio. They
+live apart from the construction, lifecycle and transport selection in ``_client.py``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, Callable, cast
+
+from ._config import RetryPolicy, Timeouts
+from ._deadline import Deadline
+from ._exceptions import ConfigurationError, ProtocolError
+from ._invocation import Invocation, outcome, prepare
+from ._models import Principal, ToolCall, ToolResult
+
+if TYPE_CHECKING:
+    from ._auditing import Operation
+    from ._client import GatewayClient
+    from ._governed import Governance
+    from ._local_pool import LocalServerPool
+    from .transports.http import Response
+
+__all__ = ["InvocationMixin"]
+
+
+class InvocationMixin:
+    """Tool calls. Mixed into :class:`GatewayClient`."""
+
+    retry: RetryPolicy
+    idempotency_keys: bool
+    _retry_safe_tools: dict[tuple[str, str], bool]
+    _governance: Governance
+
+    if TYPE_CHECKING:
+        def _deadline(self, timeout: float | Timeouts | None) -> Deadline: ...
+        def _local(self, server: str | None) -> LocalServerPool | None: ...
+        def _executor(self) -> ThreadPoolExecutor: ...
+        def _guard(self, server: str) -> Callable[[Callable[[], ToolResult]], ToolResult]: ...
+        def _send(
+            self, method: str, path: str, *, server: str | None, deadline: Deadline,
+            idempotent: bool = True, params: Mapping[str, Any] | None = None,
+            body: bytes | None = None, headers: dict[str, str] | None = None,
+            accept_statuses: frozenset[int] = frozenset(), tool: str | None = None,
+            audit: Operation | None = None,
+        ) -> Response: ...
+
+    def invoke_tool(
+        self, server: str, tool: str, parameters: Mapping[str, Any] | None = None, *,
+        user_token: str | None = None, timeout: float | Timeouts | None = None,
+        idempotency_key: str | None = None, principal: Principal | None = None,
+    ) -> ToolResult:
+        """Call ``tool`` on ``server`` and return its :class:`ToolResult`.
+
+        :param parameters: the tool's arguments, a JSON-serialisable mapping.
+        :param user_token: the end user's JWT, sent as ``Authorization: Bearer``.
+        :param timeout: this call's deadline (seconds or :class:`Timeouts`).
+        :param idempotency_key: deduplicates retries at the gateway; generated when absent
+            (unless the client was made with ``idempotency_keys=False``).
+        :param principal: who the call is for, for the client's authorizer; by default read
+            (unverified, advisory) from ``user_token``'s claims ``sub``, ``roles``, ``teams``.
+
+        A tool error is a result (``is_error``); call ``raise_for_error()`` to raise it.
+        Raises :class:`ValidationError` for bad arguments (before any request; a malformed
+        ``user_token`` too when there is an authorizer), :class:`AuthorizationDenied`,
+        :class:`AuthorizationUnavailable`, :class:`CircuitOpenError`,
+        :class:`DeadlineExceeded`, or another :class:`GatewayError`.
+        """
+        deadline = self._deadline(timeout)
+        prepared = self._prepare(server, tool, parameters, user_token, idempotency_key,
+                                 principal)
+        return self._execute(prepared, deadline, user_token)
+
+    def _prepare(
+        self, server: str, tool: str, parameters: Mapping[str, Any] | None,
+        user_token: str | None, idempotency_key: str | None, principal: Principal | None,
+    ) -> Invocation:
+        """Validate and encode a call; nothing is sent yet."""
+        return prepare(
+            server, tool, parameters, user_token, idempotency_key,
+            local=self._local(server) is not None, auto_key=self.idempotency_keys,
+            retry_safe=self._retry_safe_tools.get((server, tool), False),
+            principal=self._governance.principal(principal, user_token),
+            snapshot=self._governance.authorizer is not None)
+
+    def _execute(self, call: Invocation, deadline: Deadline, user_token: str | None = None
+                 ) -> ToolResult:
+        client = cast("GatewayClient", self)  # the governance step discovers through it
+        return self._governance.run(client, call, deadline, self._transmit, user_token)
+
+    def _transmit(self, call: Invocation, deadline: Deadline) -> ToolResult:
+        if call.local:
+            local = self._local(call.server)
+            assert local is not None
+            return local.invoke(call.server, call.tool, call.arguments, deadline, self.retry,
+                                self._guard(call.server))
+        started = time.perf_counter()
+        response = self._send("POST", "/api/v1/invoke", server=call.server, tool=call.tool,
+                              deadline=deadline, idempotent=call.idempotent, body=call.body,
+                              headers=call.headers)
+        latency_ms = (time.perf_counter() - started) * 1000.0
+        try:
+            return ToolResult.from_invoke_response(
+                response.data, server=call.server, tool=call.tool, latency_ms=latency_ms,
+                attempts=response.attempts,
+            )
+        except ValueError as exc:
+            raise ProtocolError(f"malformed invoke response: {exc}", server=call.server,
+                                tool=call.tool, attempts=response.attempts) from None
+
+    def submit(
+        self, server: str, tool: str, parameters: Mapping[str, Any] | None = None, *,
+        user_token: str | None = None, timeout: float | Timeouts | None = None,
+        idempotency_key: str | None = None, principal: Principal | None = None,
+    ) -> Future[ToolResult]:
+        """Run :meth:`invoke_tool` on the client's thread pool and return its future.
+
+        Arguments are validated now (a bad name raises here, not from the future). The
+        deadline starts now too, so time spent queued counts against it.
+        """
+        deadline = self._deadline(timeout)
+        prepared = self._prepare(server, tool, parameters, user_token, idempotency_key,
+                                 principal)
+        return self._executor().submit(self._execute, prepared, deadline, user_token)
+
+    def invoke_many(
+        self, calls: Iterable[ToolCall], *, return_exceptions: bool = False
+    ) -> list[Any]:
+        """Run many calls on the thread pool (at most ``max_workers`` at once); results come
+        back in the order of ``calls``.
+
+        Every call is validated before any is sent: one bad item raises
+        :class:`ValidationError` (or :class:`ConfigurationError` for a non-ToolCall) and
+        nothing runs. With ``return_exceptions=True`` a failed call's exception takes its place
+        in the list; otherwise, once every call has finished, the first failure (in the order
+        of ``calls``) is raised. Each call's deadline starts now, so waiting is bounded.
+        """
+        prepared: list[tuple[Invocation, Deadline, str | None]] = []
+        for call in calls:
+            if not isinstance(call, ToolCall):
+                raise ConfigurationError(
+                    f"invoke_many takes ToolCall items, not {type(call).__name__}"
+                )
+            prepared.append((
+                self._prepare(call.server, call.tool, call.parameters, call.user_token,
+                              call.idempotency_key, call.principal),
+                self._deadline(call.timeout), call.user_token,
+            ))
+        executor = self._executor()
+        pending = [(executor.submit(self._execute, invocation, deadline, token), deadline)
+                   for invocation, deadline, token in prepared]
+        outcomes = [outcome(future, deadline) for future, deadline in pending]
+        if not return_exceptions:
+            for result in outcomes:
+                if isinstance(result, BaseException):
+                    raise result
+        return outcomes
