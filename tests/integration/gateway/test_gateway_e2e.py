@@ -11,13 +11,23 @@ something start their own gateway or server.
 from __future__ import annotations
 
 import json
+import os
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 import pytest
 from conftest import Hosted
-from support import API_KEY, FAST_RETRY, JWT_SECRET, child_env, demo_server_command, wait_until
+from support import (
+    API_KEY,
+    FAST_RETRY,
+    JWT_SECRET,
+    child_env,
+    demo_server_command,
+    in_child,
+    wait_until,
+)
 
 import sark_sync
 from sark_sync.governance import OPAAuthorizer
@@ -832,3 +842,225 @@ def test_a_deadline_on_a_slow_local_tool_raises_in_time_and_the_server_stays_usa
     assert time.monotonic() - started < 0.3 + SLACK
     assert info.value.attempts == 1
     assert client.invoke_tool("tools", "echo", {"text": "alive"}, timeout=PROMPT).text == "alive"
+
+
+# =============================================================================================
+# A stdio server crashing mid-call, and its restart
+# =============================================================================================
+
+
+def test_a_hosted_stdio_server_crashing_mid_call_is_a_502_and_the_next_call_restarts_it(
+        make_client: Make) -> None:
+    """Steps: a gateway hosts the demo server; demo/crash exits it mid-call -> UpstreamError
+    502 (retried with the same key, replayed by the gateway: the crash ran once); the server
+    is listed unhealthy; the next echo restarts it and answers; server_health events say
+    healthy, unhealthy, healthy."""
+    with LocalGateway(api_keys=(API_KEY,), event_retry=0.01) as gw:
+        gw.add_stdio_server("demo", demo_server_command(), env=child_env(), call_timeout=5)
+        client = make_client(gw.url)
+        assert client.invoke_tool("demo", "echo", {"text": "before"}).text == "before"
+        with pytest.raises(sark_sync.UpstreamError) as info:
+            client.invoke_tool("demo", "crash", {"code": 3})
+        assert (info.value.status_code, info.value.code) == (502, "upstream_error")
+        assert gw.tool_runs("demo", "crash") == 1
+        assert client.get_server("demo").health_status == "unhealthy"
+        assert client.invoke_tool("demo", "echo", {"text": "after"}).text == "after"
+        assert client.get_server("demo").health_status == "healthy"
+        with client.stream_events(types=["server_health"], last_event_id=0,
+                                  idle_timeout=PROMPT) as stream:
+            health = [next(stream).data for _ in range(3)]
+        client.close()
+    assert [(h["server"], h["status"]) for h in health] == [
+        ("demo", "healthy"), ("demo", "unhealthy"), ("demo", "healthy")]
+
+
+def test_a_local_server_crashing_mid_call_is_restarted_within_its_restart_policy(
+        gw: Hosted, make_client: Make) -> None:
+    """Steps: local_servers with RestartPolicy(max_restarts=1); demo/crash(3) exits the server
+    mid-call -> ProcessExitedError with exit code 3 and the server's last stderr line, one
+    attempt (crash is not retry-safe); the next echo restarts it; a second crash uses up the
+    budget, so the next call is refused without a restart."""
+    client = make_client(gw.url, local_servers={"tools": local_demo()},
+                         restart=sark_sync.RestartPolicy(max_restarts=1, backoff=0.05))
+    assert client.invoke_tool("tools", "echo", {"text": "before"}).text == "before"
+    with pytest.raises(sark_sync.ProcessExitedError) as info:
+        client.invoke_tool("tools", "crash", {"code": 3})
+    crashed = info.value
+    assert (crashed.returncode, crashed.attempts) == (3, 1)
+    assert crashed.stderr_tail.splitlines()[-1] == (
+        "demo server: crashing on purpose with exit code 3")
+    assert client.invoke_tool("tools", "echo", {"text": "back"}).text == "back"
+    with pytest.raises(sark_sync.ProcessExitedError):
+        client.invoke_tool("tools", "crash", {"code": 3})
+    with pytest.raises(sark_sync.ProcessExitedError, match="not restarting it again yet"):
+        client.invoke_tool("tools", "echo", {"text": "refused"})
+
+
+def test_a_crash_fails_the_other_pending_call_at_once_not_at_its_timeout(
+        gw: Hosted, make_client: Make) -> None:
+    """Steps: a session's slow call (5 s) is in flight (its first progress notification
+    arrived); a crash call on the same server -> both fail with ProcessExitedError (exit code
+    4) within a moment, long before the slow call's 5 s."""
+    client = make_client(gw.url)
+    in_flight = threading.Event()
+    with client.connect_local_server(demo_server_command(), env=child_env()) as session, \
+            ThreadPoolExecutor(1) as pool:
+        slow = pool.submit(session.call_tool, "slow", {"seconds": 5, "steps": 50},
+                           progress=lambda *progress: in_flight.set())
+        assert in_flight.wait(PROMPT)
+        started = time.monotonic()
+        with pytest.raises(sark_sync.ProcessExitedError) as crash:
+            session.call_tool("crash", {"code": 4})
+        with pytest.raises(sark_sync.ProcessExitedError) as pending:
+            slow.result(timeout=PROMPT)
+        assert time.monotonic() - started < 1.0
+    assert crash.value.returncode == pending.value.returncode == 4
+
+
+# =============================================================================================
+# An event stream that survives a gateway restart
+# =============================================================================================
+
+
+def test_an_event_stream_survives_a_gateway_restart_without_gap_or_duplicate(
+        make_client: Make) -> None:
+    """Steps: stream tool_invoked from gateway A; 5 invokes -> 5 events; A stops; gateway B
+    starts on the same port with first_event_id continuing A's ids; 5 invokes on B -> the same
+    stream yields their 5 events: the 10 request ids once each, in order, ids increasing
+    across the restart (B's after A's last), no stream_reset, at least one reconnect."""
+    def start(port: int = 0, first_event_id: int = 1) -> LocalGateway:
+        gw = LocalGateway(api_keys=(API_KEY,), port=port, first_event_id=first_event_id,
+                          event_retry=0.01).start()
+        gw.add_server("jobs")
+        gw.add_tool("jobs", "run", lambda parameters: parameters)
+        return gw
+
+    first = start()
+    port = int(first.url.rsplit(":", 1)[1])
+    client = make_client(first.url)
+    try:
+        with client.stream_events(types=["tool_invoked"], idle_timeout=PROMPT) as stream:
+            made = [client.invoke_tool("jobs", "run", {"n": n}).request_id for n in range(5)]
+            events = [next(stream) for _ in range(5)]
+            first.stop()
+            last_of_first = first.last_event_id
+            with start(port, last_of_first + 1):
+                made += [client.invoke_tool("jobs", "run", {"n": n}).request_id
+                         for n in range(5, 10)]
+                events += [next(stream) for _ in range(5)]
+            reconnects = stream.reconnects
+        client.close()
+    finally:
+        first.stop()
+    ids = [int(e.id or 0) for e in events]
+    assert ids == sorted(set(ids)) and len(ids) == 10
+    assert ids[4] <= last_of_first < ids[5]
+    assert [e.data["request_id"] for e in events] == made
+    assert {e.type for e in events} == {"tool_invoked"}
+    assert reconnects >= 1
+
+
+# =============================================================================================
+# A Celery-like fan-out, and forked workers
+# =============================================================================================
+
+
+@pytest.mark.stress
+def test_a_fan_out_of_200_calls_with_invoke_many_returns_every_result_in_order(
+        gw: Hosted, make_client: Make) -> None:
+    """Steps: invoke_many of 200 demo/add calls through the gateway (8 workers) -> 200
+    results in the order of the calls, each the right sum, 200 distinct request ids; the
+    gateway received exactly 200 invokes and the stdio tool ran 200 more times."""
+    client = make_client(gw.url, max_workers=8)
+    token = alice(gw)
+    runs = gw.tool_runs("demo", "add")
+    calls = [sark_sync.ToolCall("demo", "add", {"a": i, "b": 1000}, user_token=token)
+             for i in range(200)]
+    results = client.invoke_many(calls)
+    assert [r.structured for r in results] == [{"sum": i + 1000} for i in range(200)]
+    assert all(not r.is_error and r.attempts == 1 for r in results)
+    assert len({r.request_id for r in results}) == 200
+    assert len(invokes(gw)) == 200
+    assert gw.tool_runs("demo", "add") == runs + 200
+
+
+def test_a_fan_out_with_return_exceptions_keeps_each_failure_in_its_place(
+        gw: Hosted, make_client: Make) -> None:
+    """Steps: invoke_many of 30 calls where every third is denied (bob on vault) and every
+    fifth is a tool error, return_exceptions=True -> AuthorizationDenied instances exactly at
+    the denied positions, error results at the failing ones, the rest correct."""
+    client = make_client(gw.url, max_workers=4)
+    calls = []
+    for i in range(30):
+        if i % 3 == 0:
+            calls.append(sark_sync.ToolCall("vault", "read", {"i": i}, user_token=bob(gw)))
+        elif i % 5 == 0:
+            calls.append(sark_sync.ToolCall("records", "fail", {"i": i}, user_token=bob(gw)))
+        else:
+            calls.append(sark_sync.ToolCall("records", "store", {"i": i}, user_token=bob(gw)))
+    outcomes = client.invoke_many(calls, return_exceptions=True)
+    for i, outcome in enumerate(outcomes):
+        if i % 3 == 0:
+            assert isinstance(outcome, sark_sync.AuthorizationDenied), (i, outcome)
+        elif i % 5 == 0:
+            assert outcome.is_error, (i, outcome)
+        else:
+            assert outcome.json() == {"i": i}, (i, outcome)
+
+
+def children() -> set[int]:
+    """The pids of this process's children (Linux /proc)."""
+    pids: set[int] = set()
+    for task in os.listdir("/proc/self/task"):
+        with open(f"/proc/self/task/{task}/children") as listing:
+            pids.update(int(pid) for pid in listing.read().split())
+    return pids
+
+
+@pytest.mark.fork
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_a_forked_worker_calls_the_gateway_through_the_inherited_client_on_its_own_connection(
+        gw: Hosted, make_client: Make) -> None:
+    """Steps: the parent calls the gateway (one pooled connection); a forked child uses the
+    inherited client -> its call succeeds on a new connection (the gateway accepted one more)
+    and the parent's next call still succeeds."""
+    client = make_client(gw.url)
+    token = alice(gw)
+    assert client.invoke_tool("records", "store", {"who": "parent"}, user_token=token).json()
+    accepted = gw.connections_accepted
+
+    def child_work() -> Any:
+        result = client.invoke_tool("records", "store", {"who": "child"}, user_token=token)
+        client.close()
+        return result.json()
+
+    assert in_child(child_work) == {"who": "child"}
+    assert gw.connections_accepted == accepted + 1
+    assert client.invoke_tool("records", "store", {"who": "parent again"},
+                              user_token=token).json() == {"who": "parent again"}
+    assert gw.received == [{"who": "parent"}, {"who": "child"}, {"who": "parent again"}]
+
+
+@pytest.mark.fork
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_a_forked_worker_starts_its_own_local_server_and_leaves_the_parents_alone(
+        gw: Hosted, make_client: Make) -> None:
+    """Steps: the parent's client starts a local demo server; a forked child calls it by name
+    -> the child starts a server of its own (its one child process), gets the answer, and
+    closes it; the parent's server is still its child, and answers."""
+    client = make_client(gw.url, local_servers={"tools": local_demo()})
+    before = children()
+    assert client.invoke_tool("tools", "echo", {"text": "parent"}).text == "parent"
+    parents_server = children() - before
+    assert len(parents_server) == 1
+
+    def child_work() -> Any:
+        text = client.invoke_tool("tools", "echo", {"text": "child"}).text
+        own = sorted(children())
+        client.close()
+        return [text, own]
+
+    text, own = in_child(child_work)
+    assert text == "child" and len(own) == 1 and own[0] not in parents_server
+    assert parents_server <= children()
+    assert client.invoke_tool("tools", "echo", {"text": "again"}).text == "again"
