@@ -7,8 +7,9 @@ slots); governance is off, as in bench_http's ``sdk`` row. The raw side is one
 ``requests.Session`` shared by every thread, with an ``HTTPAdapter`` pool sized like the
 SDK's (``pool_maxsize=32``) and the very request the SDK sends: one shared session is what
 the SDK itself holds, so the ratio isolates the SDK's per-call work from the choice of
-connection strategy. It is the default session (bench_http's ``raw``), which re-reads proxy
-settings from the environment on every call.
+connection strategy. As in bench_http, two raw sides: ``raw`` is the default session, which
+re-reads proxy settings from the environment on every call, and ``raw_lean`` the same with
+``trust_env = False`` (which the SDK sets too), to show the SDK's own overhead.
 
 - **throughput**: 1, 8 and 32 threads share the client (or the session), ``--calls`` calls
   in all per side and round, started together at a barrier; calls/s is the median over
@@ -79,34 +80,45 @@ def latency_ms(runs: Runs) -> dict[str, float]:
     return {f"p{int(q * 100)}": percentile(samples, q) * 1e3 for q in (0.50, 0.95, 0.99)}
 
 
-def measure(calls: int, rounds: int, url: str) -> dict[str, Any]:
+def raw_caller(url: str, *, trust_env: bool) -> tuple[requests.Session, Call]:
+    """A session shared by the threads, its pool sized like the SDK's, and a call on it."""
     session = requests.Session()
+    session.trust_env = trust_env
     session.mount("http://", HTTPAdapter(pool_maxsize=POOL_SIZE))
     body = {"server": "demo", "tool": "echo", "parameters": PARAMETERS}
 
     def raw() -> Any:
-        # The very request the SDK sends, so the gateway does the same work for both sides.
+        # The very request the SDK sends, so the gateway does the same work for every side.
         headers = {"X-API-Key": API_KEY, "X-Request-ID": str(uuid.uuid4()),
                    "Idempotency-Key": str(uuid.uuid4())}
         response = session.post(url + "/api/v1/invoke", json=body, headers=headers)
         response.raise_for_status()
         return response.json()
 
-    with sark_sync.GatewayClient(url, api_key=API_KEY, max_workers=POOL_SIZE) as client:
+    return session, raw
+
+
+def measure(calls: int, rounds: int, url: str) -> dict[str, Any]:
+    session, raw = raw_caller(url, trust_env=True)
+    lean_session, raw_lean = raw_caller(url, trust_env=False)
+    with session, lean_session, sark_sync.GatewayClient(
+            url, api_key=API_KEY, max_workers=POOL_SIZE) as client:
 
         def sdk() -> Any:
             return client.invoke_tool("demo", "echo", PARAMETERS)
 
-        assert raw()["result"]["content"][0]["text"] == "hello" and sdk().text == "hello"
-        sides = {"raw": raw, "sdk": sdk}
+        for call in (raw, raw_lean):
+            assert call()["result"]["content"][0]["text"] == "hello"
+        assert sdk().text == "hello"
+        sides = {"raw": raw, "raw_lean": raw_lean, "sdk": sdk}
         throughput = {}
         for threads in THREAD_COUNTS:
             runs = alternating(sides, threads, calls, rounds)
             rates = {name: calls_per_s(side_runs) for name, side_runs in runs.items()}
             throughput[str(threads)] = {"calls_per_s": rates,
-                                        "ratio": rates["sdk"] / rates["raw"]}
+                                        "ratio": rates["sdk"] / rates["raw"],
+                                        "ratio_lean": rates["sdk"] / rates["raw_lean"]}
         runs = alternating(sides, FANOUT_THREADS, calls, rounds)
-    session.close()
     latency = {name: latency_ms(side_runs) for name, side_runs in runs.items()}
     return {
         "benchmark": "http_throughput",
@@ -120,6 +132,7 @@ def measure(calls: int, rounds: int, url: str) -> dict[str, Any]:
             "latency_ms": latency,
             "calls_per_s": {name: calls_per_s(side_runs) for name, side_runs in runs.items()},
             "ratio_p95": latency["sdk"]["p95"] / latency["raw"]["p95"],
+            "ratio_lean_p95": latency["sdk"]["p95"] / latency["raw_lean"]["p95"],
             "goal_p95_ms": FANOUT_P95_GOAL_MS,
         },
     }
@@ -128,20 +141,23 @@ def measure(calls: int, rounds: int, url: str) -> dict[str, Any]:
 def report(result: dict[str, Any]) -> None:
     print(f"invoke_tool vs requests.Session.post().json() under threads, {result['calls']} "
           f"calls per side and round, median of {result['rounds']} rounds")
-    print(f"{'threads':>8}{'raw calls/s':>14}{'sdk calls/s':>14}{'sdk/raw':>10}")
+    print(f"{'threads':>8}{'raw calls/s':>13}{'lean calls/s':>13}{'sdk calls/s':>13}"
+          f"{'sdk/raw':>9}{'sdk/lean':>9}")
     for threads, row in result["throughput"].items():
         rates = row["calls_per_s"]
-        print(f"{threads:>8}{rates['raw']:14.0f}{rates['sdk']:14.0f}{row['ratio']:10.3f}")
+        print(f"{threads:>8}{rates['raw']:13.0f}{rates['raw_lean']:13.0f}{rates['sdk']:13.0f}"
+              f"{row['ratio']:9.3f}{row['ratio_lean']:9.3f}")
     fanout = result["fanout"]
     print(f"\nfan-out: {fanout['threads']} threads each calling, {fanout['calls']} calls per "
           "side, latency of each full call in ms")
-    print(f"{'':6}{'p50':>9}{'p95':>9}{'p99':>9}{'calls/s':>10}")
+    print(f"{'':10}{'p50':>9}{'p95':>9}{'p99':>9}{'calls/s':>10}")
     for name, stats in fanout["latency_ms"].items():
-        print(f"{name:6}{stats['p50']:9.2f}{stats['p95']:9.2f}{stats['p99']:9.2f}"
+        print(f"{name:10}{stats['p50']:9.2f}{stats['p95']:9.2f}{stats['p99']:9.2f}"
               f"{fanout['calls_per_s'][name]:10.0f}")
     p95 = fanout["latency_ms"]["sdk"]["p95"]
     print(f"sdk p95 {p95:.2f} ms: {fanout['goal_p95_ms'] / p95:.0f}x below the "
-          f"{fanout['goal_p95_ms']:g} ms target; p95 sdk/raw {fanout['ratio_p95']:.3f}")
+          f"{fanout['goal_p95_ms']:g} ms target; p95 sdk/raw {fanout['ratio_p95']:.3f}, "
+          f"sdk/lean {fanout['ratio_lean_p95']:.3f}")
 
 
 def main(argv: list[str] | None = None) -> int:

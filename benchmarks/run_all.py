@@ -68,7 +68,8 @@ class Goal:
 @dataclass
 class Row:
     """One line of the table. ``comparison`` is ``sdk / raw`` (kind ``ratio``) or
-    ``sdk - raw`` (kind ``diff``); ``status`` is ``measured``, ``skipped`` or ``crashed``."""
+    ``sdk - raw`` (kind ``diff``); HTTP rows also compare with ``raw_lean``, a session with
+    ``trust_env = False``; ``status`` is ``measured``, ``skipped`` or ``crashed``."""
 
     key: str
     measure: str
@@ -77,15 +78,18 @@ class Row:
     raw: float | None = None
     comparison: float | None = None
     comparison_kind: str = "ratio"
+    raw_lean: float | None = None
+    lean_comparison: float | None = None
     goal: str | None = None
     goal_met: bool | None = None
     status: str = "measured"
 
 
-def row(key: str, measure: str, unit: str, sdk: float, raw: float, *,
+def row(key: str, measure: str, unit: str, sdk: float, raw: float, *, lean: float | None = None,
         kind: str = "ratio", goal: Goal | None = None) -> Row:
     comparison = sdk / raw if kind == "ratio" else sdk - raw
-    return Row(key, measure, unit, sdk, raw, comparison, kind,
+    return Row(key, measure, unit, sdk, raw, comparison, kind, lean,
+               None if lean is None else sdk / lean,
                goal.text if goal else None, goal.met(sdk, raw, comparison) if goal else None)
 
 
@@ -104,19 +108,17 @@ GOVERNED = {
 
 
 def http_rows(result: dict[str, Any]) -> Iterator[Row]:
-    """bench_http: the SDK and each governed side against the same default-Session baseline
-    (and the SDK against the lean session, for its own overhead)."""
-    sdk, raw, lean = (result[side]["p50_us"] for side in ("sdk", "raw", "raw_lean"))
-    yield row("http_p50", "HTTP invoke_tool, p50", "µs", sdk, raw, goal=HTTP_P50)
-    yield row("http_lean_p50", "HTTP invoke_tool, p50 vs a trust_env=False session", "µs",
-              sdk, lean)
+    """bench_http: the SDK and each governed side against the same two raw sessions."""
+    raw, lean = result["raw"]["p50_us"], result["raw_lean"]["p50_us"]
+    yield row("http_p50", "HTTP invoke_tool, p50", "µs", result["sdk"]["p50_us"], raw,
+              lean=lean, goal=HTTP_P50)
     for side, label in GOVERNED.items():
         if result["governed"] is None:
             yield Row(f"{side}_p50", f"HTTP governed invoke ({label}), p50", "µs",
                       status="skipped")
         else:
             yield row(f"{side}_p50", f"HTTP governed invoke ({label}), p50", "µs",
-                      result[side]["p50_us"], raw)
+                      result[side]["p50_us"], raw, lean=lean)
 
 
 def throughput_rows(result: dict[str, Any]) -> Iterator[Row]:
@@ -124,13 +126,14 @@ def throughput_rows(result: dict[str, Any]) -> Iterator[Row]:
         rates = figures["calls_per_s"]
         yield row(f"http_threads{threads}", f"HTTP throughput, {threads} thread"
                   f"{'s' if threads != '1' else ''} sharing a client", "calls/s",
-                  rates["sdk"], rates["raw"])
+                  rates["sdk"], rates["raw"], lean=rates["raw_lean"])
     fanout = result["fanout"]
     latency = fanout["latency_ms"]
     for quantile in ("p50", "p95", "p99"):
         yield row(f"fanout_{quantile}", f"Gateway call from a {fanout['threads']}-thread "
                   f"fan-out, {quantile}", "ms", latency["sdk"][quantile],
-                  latency["raw"][quantile], goal=FANOUT_P95 if quantile == "p95" else None)
+                  latency["raw"][quantile], lean=latency["raw_lean"][quantile],
+                  goal=FANOUT_P95 if quantile == "p95" else None)
 
 
 def stdio_rows(result: dict[str, Any]) -> Iterator[Row]:
@@ -206,6 +209,10 @@ def fmt(value: float | None, unit: str) -> str:
     return f"{value:,.0f} {unit}"
 
 
+def lean_text(r: Row) -> str:
+    return "" if r.lean_comparison is None else f"{r.lean_comparison:.2f}"
+
+
 def comparison_text(r: Row) -> str:
     if r.comparison is None:
         return r.status
@@ -232,14 +239,16 @@ def markdown(facts: dict[str, Any], rows: list[Row]) -> str:
         f"{facts['platform']}, commit {facts['commit']}, load average "
         f"{facts['load_average_before']} before the run and {facts['load_average_after']} "
         "after. SDK vs raw is SDK / raw (for a latency, below 1 is faster than raw; for a "
-        "throughput, above 1), or SDK - raw where it has a unit.",
+        "throughput, above 1), or SDK - raw where it has a unit. Raw is what people write; "
+        "for HTTP, lean raw is the same session with trust_env = False, as the SDK's.",
         "",
-        "| Measure | SDK | Raw | SDK vs raw | Goal | Met |",
-        "|---|---:|---:|---:|---|---|",
+        "| Measure | SDK | Raw | SDK vs raw | SDK vs lean raw | Goal | Met |",
+        "|---|---:|---:|---:|---:|---|---|",
     ]
     for r in rows:
         lines.append(f"| {r.measure} | {fmt(r.sdk, r.unit)} | {fmt(r.raw, r.unit)} | "
-                     f"{comparison_text(r)} | {r.goal or ''} | {met_text(r)} |")
+                     f"{comparison_text(r)} | {lean_text(r)} | {r.goal or ''} | "
+                     f"{met_text(r)} |")
     missed = misses(rows)
     lines += ["", "Goals missed: " + ("; ".join(missed) if missed else "none.")]
     fanout = next((r for r in rows if r.key == "fanout_p95" and r.sdk), None)

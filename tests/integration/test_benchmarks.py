@@ -94,12 +94,14 @@ def test_bench_throughput_measures_threads_and_a_16_thread_fanout_against_raw() 
     assert result["benchmark"] == "http_throughput" and result["pool_size"] == 32
     assert list(result["throughput"]) == ["1", "8", "32"]
     for row in result["throughput"].values():
-        assert set(row["calls_per_s"]) == {"raw", "sdk"}
-        assert all(rate > 0 for rate in row["calls_per_s"].values()) and row["ratio"] > 0
+        assert set(row["calls_per_s"]) == {"raw", "raw_lean", "sdk"}
+        assert all(rate > 0 for rate in row["calls_per_s"].values())
+        assert row["ratio"] > 0 and row["ratio_lean"] > 0
     fanout = result["fanout"]
     assert fanout["threads"] == 16 and fanout["calls"] == 160
     assert fanout["goal_p95_ms"] == 100.0 and fanout["ratio_p95"] > 0
-    for side in ("raw", "sdk"):
+    assert fanout["ratio_lean_p95"] > 0
+    for side in ("raw", "raw_lean", "sdk"):
         stats = fanout["latency_ms"][side]
         assert 0 < stats["p50"] <= stats["p95"] <= stats["p99"]
         assert fanout["calls_per_s"][side] > 0
@@ -120,7 +122,7 @@ def test_bench_sse_measures_throughput_and_latency_for_both_framings() -> None:
 
 #: run_all's rows, in its table's order; the ones with a goal say whether it was met.
 RUN_ALL_ROWS = [
-    "http_p50", "http_lean_p50", "audit_only_p50", "governed_cache_on_p50",
+    "http_p50", "audit_only_p50", "governed_cache_on_p50",
     "governed_cache_off_p50", "http_threads1", "http_threads8", "http_threads32",
     "fanout_p50", "fanout_p95", "fanout_p99", "stdio_p50", "stdio_sequential",
     "stdio_threads8", "sse_gateway_chunked", "sse_firehose_chunked", "sse_latency_chunked",
@@ -130,6 +132,9 @@ GOAL_ROWS = {"http_p50", "fanout_p95", "stdio_p50", *(
     f"sse_{kind}_{framing}" for kind in ("gateway", "firehose", "latency")
     for framing in ("chunked", "close"))}
 GOVERNED_ROWS = {"audit_only_p50", "governed_cache_on_p50", "governed_cache_off_p50"}
+#: The HTTP rows, which compare with a trust_env=False session too.
+LEAN_ROWS = {"http_p50", *GOVERNED_ROWS, "http_threads1", "http_threads8", "http_threads32",
+             "fanout_p50", "fanout_p95", "fanout_p99"}
 
 
 def run_all(out: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -162,10 +167,14 @@ def test_run_all_quick_writes_one_markdown_and_json_table_with_every_row(
         expected = row["sdk"] / row["raw"] if row["comparison_kind"] == "ratio" \
             else row["sdk"] - row["raw"]
         assert row["comparison"] == pytest.approx(expected), key
+        if key in LEAN_ROWS:
+            assert row["lean_comparison"] == pytest.approx(row["sdk"] / row["raw_lean"]), key
+        else:
+            assert row["raw_lean"] is None and row["lean_comparison"] is None, key
         assert (row["goal"] is not None) == (key in GOAL_ROWS), key
         assert isinstance(row["goal_met"], bool) == (key in GOAL_ROWS), key
         assert f"| {row['measure']} |" in markdown
-    assert "| Measure | SDK | Raw | SDK vs raw | Goal | Met |" in markdown
+    assert "| Measure | SDK | Raw | SDK vs raw | SDK vs lean raw | Goal | Met |" in markdown
     # The table went to stdout too, and each missed goal to stderr.
     assert markdown.split("\n\n", 1)[1] in completed.stdout
     missed = [row for row in rows.values() if row["goal_met"] is False]
