@@ -37,13 +37,14 @@ from .governance._audit_event import AuditEvent
 from .governance._audit_sinks import AuditSink, LoggingSink
 from .governance._decision import Decision
 from .governance._principal import PrincipalIdCache
-from .governance.audit import Auditor, _as_sink
+from .governance.audit import Auditor, HTTPSink, _as_sink
 
 if TYPE_CHECKING:
     from .transports.http import Response
 
 __all__ = ["AuditHook", "AuditRecorder", "CallOutcome", "Operation", "OperationOutcome",
-           "audit_hook", "audited_items", "quiet_check", "report", "resolve_audit", "silent"]
+           "audit_hook", "audited_items", "flush_for_close", "quiet_check", "report",
+           "resolve_audit", "silent"]
 
 log = logging.getLogger("sark_sync.governance")
 
@@ -304,6 +305,16 @@ def resolve_audit(audit: object) -> tuple[Auditor | None, bool]:
     return Auditor([_Borrowed(audit)]), True
 
 
+def flush_for_close(auditor: Auditor) -> None:
+    """Flush a caller's auditor when the client closes, boundedly: its HTTP sinks within the
+    longest of their ``close_timeout`` s (``Auditor.flush()`` alone would wait for every retry
+    while SARK is down). What is not delivered by then stays queued in the sink, whose own
+    close(), or exit hook, delivers it or hands it to the fallback."""
+    bound = max((sink.close_timeout for sink in auditor.sinks if isinstance(sink, HTTPSink)),
+                default=None)
+    auditor.flush(bound)
+
+
 class _Borrowed:
     """A caller's sink in a client-built auditor: closing the client flushes it, never closes
     it (it is the caller's, who may share it between clients)."""
@@ -315,6 +326,12 @@ class _Borrowed:
         self.sink.emit(event)
 
     def flush(self) -> None:
+        """Flush the sink; an HTTP sink within its ``close_timeout`` (the client's close()
+        must stay bounded while SARK is down: what is not delivered stays queued, the sink's
+        own close() or exit hook delivers it later)."""
+        if isinstance(self.sink, HTTPSink):
+            self.sink.flush(self.sink.close_timeout)
+            return
         flush = getattr(self.sink, "flush", None)
         if flush is not None:
             flush()

@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, TypeVar
 
 from . import _forksafety
-from ._auditing import Operation, audit_hook, resolve_audit
+from ._auditing import Operation, audit_hook, flush_for_close, resolve_audit
 from ._breaker import Breaker
 from ._config import (
     BreakerPolicy,
@@ -189,7 +189,7 @@ class GatewayClient(DiscoveryMixin, InvocationMixin, StreamingMixin):
             if self._owns_auditor:
                 auditor.close()
             else:
-                auditor.flush()
+                flush_for_close(auditor)
 
     @property
     def auditor(self) -> Auditor | None:

@@ -27,7 +27,9 @@ import pytest
 from support import child_env, reap, wait_until
 
 import sark_sync
+import sark_sync.governance
 from sark_sync.governance.audit import AuditEvent, HTTPSink
+from sark_sync.testing import LocalGateway
 
 API_KEY = "audit-itest-key-9f8e7d6c5b4a"
 FAST = sark_sync.RetryPolicy(attempts=4, backoff_base=0.01, backoff_max=0.05)
@@ -275,6 +277,38 @@ def test_close_is_bounded_when_the_server_never_answers(
     assert sorted(e["event_id"] for e in fallback_lines(caplog)) == sorted(
         e.event_id for e in sent)
     assert sink.dropped_to_fallback == 3 and sink.sent == 0
+
+
+@pytest.mark.parametrize("wrap", ["sink", "auditor"])
+def test_a_clients_close_flushes_a_callers_sink_within_its_close_timeout(
+    receiver: tuple[Receiver, str], caplog: pytest.LogCaptureFixture, wrap: str
+) -> None:
+    """Steps: SARK hangs; a client audits to the caller's HTTPSink (given as a sink, then
+    inside the caller's Auditor); the call is made; client.close() returns within about the
+    sink's close_timeout instead of waiting for every retry, and leaves the sink running;
+    SARK comes back and the caller's close() delivers the event: nothing is lost."""
+    state, url = receiver
+    state.plan.extend(["hang"] * 50)
+    sink = make(url, flush_interval=0, timeout=5.0, close_timeout=0.5)
+    audit: object = sink if wrap == "sink" else sark_sync.governance.Auditor([sink])
+    with LocalGateway(api_keys=("k",)) as gw:
+        gw.add_server("demo")
+        gw.add_tool("demo", "echo", lambda parameters: parameters)
+        client = sark_sync.GatewayClient(gw.url, api_key="k", audit=audit)
+        client.invoke_tool("demo", "echo", {"a": 1})
+        wait_until(lambda: state.paths, WAIT, message="the first audit request")
+        started = time.monotonic()
+        client.close()
+        elapsed = time.monotonic() - started
+    assert elapsed < 2.0
+    assert audit_threads() != []  # the caller's sink is still theirs, still running
+    with state.lock:
+        state.plan.clear()
+    state.release.set()  # SARK is back: the hung request fails, its retry is stored
+    sink.close(timeout=5.0)
+    delivered = [e["operation"] for batch in state.batches for e in batch.events]
+    assert delivered == ["invoke_tool"] and fallback_lines(caplog) == []
+    assert audit_threads() == []
 
 
 @pytest.mark.stress
