@@ -11,6 +11,7 @@ something start their own gateway or server.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import time
@@ -30,7 +31,13 @@ from support import (
 )
 
 import sark_sync
-from sark_sync.governance import OPAAuthorizer
+from sark_sync.governance import (
+    AuditEvent,
+    CallableSink,
+    JSONLinesSink,
+    LoggingSink,
+    OPAAuthorizer,
+)
 from sark_sync.testing import BuiltinPolicy, Fault, LocalGateway
 
 Make = Callable[..., sark_sync.GatewayClient]
@@ -1064,3 +1071,125 @@ def test_a_forked_worker_starts_its_own_local_server_and_leaves_the_parents_alon
     assert text == "child" and len(own) == 1 and own[0] not in parents_server
     assert parents_server <= children()
     assert client.invoke_tool("tools", "echo", {"text": "again"}).text == "again"
+
+
+# =============================================================================================
+# Audit trail completeness
+# =============================================================================================
+
+#: What identifies an audit event in these tests.
+Summary = tuple[Any, ...]
+
+
+def tool_events(events: list[AuditEvent]) -> list[AuditEvent]:
+    """The events of tool calls (not of discovery, health or streams)."""
+    return [e for e in events if e.event_type in ("tool_invocation", "authorization")]
+
+
+def summary(event: AuditEvent) -> Summary:
+    return (event.outcome, event.principal_id, event.server, event.tool, event.transport)
+
+
+def assert_no_secret(*texts: str, tokens: tuple[str, ...] = ()) -> None:
+    for text in texts:
+        for secret in (*SECRETS, API_KEY, *tokens):
+            assert secret not in text, f"{secret!r} leaked into: {text[:300]}"
+
+
+def test_the_audit_trail_of_the_whole_scenario_has_one_event_per_call_and_no_secret(
+        gw: Hosted, make_client: Make, gateway_opa_server: Any,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Steps: with audit=[CallableSink(list.append)] plus the logging sink, make every kind of
+    call: a success with secrets in its parameters, a tool error, a gateway denial, an
+    upstream error after retries, a local success and a local tool error over stdio, a
+    3-call invoke_many, and a client-side pre-check denial -> exactly one event per call (10),
+    each with the right outcome, principal, server, tool, transport, status and request id;
+    no parameter secret, API key or JWT in any event, log line or error message."""
+    caplog.set_level(logging.DEBUG)
+    events: list[AuditEvent] = []
+    sinks = [CallableSink(events.append), LoggingSink()]
+    client = make_client(gw.url, audit=sinks, local_servers={"tools": local_demo()})
+    checked = make_client(gw.url, audit=sinks, authorizer=OPAAuthorizer(gateway_opa_server.url))
+    token, viewer = alice(gw), bob(gw)
+    errors: list[BaseException] = []
+    results = [client.invoke_tool("records", "store", {
+        "user": "ada", "password": SECRETS[0], "nested": {"token": SECRETS[2]}},
+        user_token=token)]
+    results.append(client.invoke_tool("records", "fail", {"api_key": SECRETS[1]},
+                                      user_token=token))
+    with pytest.raises(sark_sync.AuthorizationDenied) as denied:
+        client.invoke_tool("vault", "read", {"password": SECRETS[0]}, user_token=viewer)
+    gw.add_fault(Fault(status=502, times=None, server="records"))
+    with pytest.raises(sark_sync.UpstreamError) as failed:
+        client.invoke_tool("records", "store", {"token": SECRETS[2]}, user_token=token)
+    gw.clear_faults()
+    results.append(client.invoke_tool("tools", "echo", {"text": "local"}, user_token=token))
+    results.append(client.invoke_tool("tools", "fail", {"message": "no", "secret": SECRETS[3]},
+                                      user_token=token))
+    many = client.invoke_many([sark_sync.ToolCall("records", "store", {"i": i, "token":
+                                                  SECRETS[4]}, user_token=token)
+                               for i in range(3)])
+    with pytest.raises(sark_sync.AuthorizationDenied) as pre_checked:
+        checked.invoke_tool("vault", "read", {"password": SECRETS[0]}, user_token=viewer)
+    errors += [denied.value, failed.value, pre_checked.value]
+    client.close()
+    checked.close()
+
+    calls = tool_events(events)
+    assert len(calls) == 10, [summary(e) for e in calls]
+    sequential, fanned, last = calls[:6], calls[6:9], calls[9]
+    assert [summary(e) for e in sequential] == [
+        ("success", "alice", "records", "store", "http"),
+        ("tool_error", "alice", "records", "fail", "http"),
+        ("denied", "bob", "vault", "read", "http"),
+        ("error", "alice", "records", "store", "http"),
+        ("success", "alice", "tools", "echo", "stdio"),
+        ("tool_error", "alice", "tools", "fail", "stdio"),
+    ]
+    assert [summary(e) for e in fanned] == [("success", "alice", "records", "store", "http")] * 3
+    assert summary(last) == ("denied", "bob", "vault", "read", "http")
+    gateway_denial, upstream = sequential[2], sequential[3]
+    assert (gateway_denial.decision, gateway_denial.status_code, gateway_denial.reason) == (
+        "deny", 403, denied.value.reason)
+    assert (upstream.error_type, upstream.status_code, upstream.attempts) == (
+        "UpstreamError", 502, failed.value.attempts)
+    assert (last.decision, last.status_code, last.reason) == (
+        "deny", None, pre_checked.value.reason)
+    assert [e.request_id for e in sequential[:2]] == [r.request_id for r in results[:2]]
+    assert sorted(e.request_id or "" for e in fanned) == sorted(r.request_id or ""
+                                                                 for r in many)
+    assert sequential[0].parameters["user"] == "ada"
+    assert_no_secret(*(e.to_json() for e in events), caplog.text,
+                     *(str(e) + repr(e) for e in errors), tokens=(token, viewer))
+    assert len([r for r in caplog.records if r.name == "sark_sync.audit"]) == len(events)
+
+
+def test_a_json_lines_audit_file_holds_one_line_per_call_and_no_secret(
+        gw: Hosted, make_client: Make, tmp_path: Any) -> None:
+    """Steps: audit to a JSONLinesSink; a success, a tool error, a denial, an unknown server
+    (404) and a local success -> five JSON lines (mode 0600) with those outcomes in order,
+    their parameters redacted, and no secret anywhere in the file."""
+    path = tmp_path / "audit.jsonl"
+    sink = JSONLinesSink(path)
+    client = make_client(gw.url, audit=[sink], local_servers={"tools": local_demo()})
+    token = alice(gw)
+    try:
+        client.invoke_tool("records", "store", {"password": SECRETS[0]}, user_token=token)
+        client.invoke_tool("records", "fail", {"token": SECRETS[2]}, user_token=token)
+        with pytest.raises(sark_sync.AuthorizationDenied):
+            client.invoke_tool("vault", "read", {"api_key": SECRETS[1]}, user_token=bob(gw))
+        with pytest.raises(sark_sync.NotFoundError):
+            client.invoke_tool("nope", "read", {"secret": SECRETS[3]}, user_token=token)
+        client.invoke_tool("tools", "echo", {"text": "local"})
+        client.close()
+    finally:
+        sink.close()
+    text = path.read_text()
+    lines = [json.loads(line) for line in text.splitlines()]
+    assert [(e["outcome"], e["server"], e["transport"]) for e in lines] == [
+        ("success", "records", "http"), ("tool_error", "records", "http"),
+        ("denied", "vault", "http"), ("error", "nope", "http"), ("success", "tools", "stdio")]
+    assert lines[0]["parameters"] == {"password": "[secure]"}
+    assert lines[3]["status_code"] == 404
+    assert os.stat(path).st_mode & 0o777 == 0o600
+    assert_no_secret(text, tokens=(token,))
