@@ -14,21 +14,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import nullcontext
-from typing import TYPE_CHECKING, Any, Callable, TypeVar
+from typing import Any, Callable, TypeVar
 from urllib.parse import quote
 
 from ._auditing import Operation, audited_items
+from ._client_base import ClientPipeline
 from ._config import Timeouts
 from ._deadline import Deadline
 from ._exceptions import ProtocolError, ServiceUnavailableError
 from ._models import Health, ServerInfo, ToolInfo
 from ._pagination import paginate, parse_page
 from ._validation import validate_name, validate_page
-
-if TYPE_CHECKING:
-    from ._governed import Governance
-    from ._local_pool import LocalServerPool
-    from .transports.http import Response
 
 __all__ = ["DiscoveryMixin"]
 
@@ -43,23 +39,8 @@ DISCOVERY, HEALTH = "discovery", "health"
 _QUIET = nullcontext()  # what an operation runs in when nobody audits it
 
 
-class DiscoveryMixin:
+class DiscoveryMixin(ClientPipeline):
     """What the gateway offers. Mixed into :class:`GatewayClient`."""
-
-    base_url: str
-    _retry_safe_tools: dict[tuple[str, str], bool]
-    _governance: Governance
-
-    if TYPE_CHECKING:
-        def _deadline(self, timeout: float | Timeouts | None) -> Deadline: ...
-        def _local(self, server: str | None) -> LocalServerPool | None: ...
-        def _send(
-            self, method: str, path: str, *, server: str | None, deadline: Deadline,
-            idempotent: bool = True, params: Mapping[str, Any] | None = None,
-            body: bytes | None = None, headers: dict[str, str] | None = None,
-            accept_statuses: frozenset[int] = frozenset(), tool: str | None = None,
-            audit: Operation | None = None,
-        ) -> Response: ...
 
     def health(self, *, timeout: float | Timeouts | None = None) -> Health:
         """``GET /health``. An unhealthy gateway (503 with a health body) is a result, not an

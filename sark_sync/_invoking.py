@@ -11,45 +11,24 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, Callable, cast
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any, cast
 
-from ._config import RetryPolicy, Timeouts
+from ._client_base import ClientPipeline
+from ._config import Timeouts
 from ._deadline import Deadline
 from ._exceptions import ConfigurationError, ProtocolError
 from ._invocation import Invocation, outcome, prepare
 from ._models import Principal, ToolCall, ToolResult
 
 if TYPE_CHECKING:
-    from ._auditing import Operation
     from ._client import GatewayClient
-    from ._governed import Governance
-    from ._local_pool import LocalServerPool
-    from .transports.http import Response
 
 __all__ = ["InvocationMixin"]
 
 
-class InvocationMixin:
+class InvocationMixin(ClientPipeline):
     """Tool calls. Mixed into :class:`GatewayClient`."""
-
-    retry: RetryPolicy
-    idempotency_keys: bool
-    _retry_safe_tools: dict[tuple[str, str], bool]
-    _governance: Governance
-
-    if TYPE_CHECKING:
-        def _deadline(self, timeout: float | Timeouts | None) -> Deadline: ...
-        def _local(self, server: str | None) -> LocalServerPool | None: ...
-        def _executor(self) -> ThreadPoolExecutor: ...
-        def _guard(self, server: str) -> Callable[[Callable[[], ToolResult]], ToolResult]: ...
-        def _send(
-            self, method: str, path: str, *, server: str | None, deadline: Deadline,
-            idempotent: bool = True, params: Mapping[str, Any] | None = None,
-            body: bytes | None = None, headers: dict[str, str] | None = None,
-            accept_statuses: frozenset[int] = frozenset(), tool: str | None = None,
-            audit: Operation | None = None,
-        ) -> Response: ...
 
     def invoke_tool(
         self, server: str, tool: str, parameters: Mapping[str, Any] | None = None, *,
