@@ -88,9 +88,11 @@ class Row:
 def row(key: str, measure: str, unit: str, sdk: float, raw: float, *, lean: float | None = None,
         kind: str = "ratio", goal: Goal | None = None) -> Row:
     comparison = sdk / raw if kind == "ratio" else sdk - raw
-    return Row(key, measure, unit, sdk, raw, comparison, kind, lean,
-               None if lean is None else sdk / lean,
-               goal.text if goal else None, goal.met(sdk, raw, comparison) if goal else None)
+    return Row(key, measure, unit, sdk=sdk, raw=raw, comparison=comparison,
+               comparison_kind=kind, raw_lean=lean,
+               lean_comparison=None if lean is None else sdk / lean,
+               goal=goal.text if goal else None,
+               goal_met=goal.met(sdk, raw, comparison) if goal else None)
 
 
 HTTP_P50 = Goal("≤ 1.15", lambda sdk, raw, ratio: ratio <= 1.15)
