@@ -50,10 +50,11 @@ never printed: messages name parameters by position or key, never by value.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Callable
 
@@ -184,7 +185,8 @@ def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespa
         given = [flags[0] for flags, _ in _CLIENT_OPTIONS
                  if getattr(args, flags[0][2:].replace("-", "_"), None) not in (None, False)]
         if given:
-            parser.error(f"{', '.join(given)} do(es) not apply to {args.command}")
+            verb = "does" if len(given) == 1 else "do"
+            parser.error(f"{', '.join(given)} {verb} not apply to {args.command}")
     return args
 
 
@@ -195,9 +197,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = _parse(parser, list(sys.argv[1:] if argv is None else argv))
     debug = bool(getattr(args, "debug", False))
-    if debug:
-        logging.basicConfig(level=logging.DEBUG, stream=sys.stderr,
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    with _debug_logging(debug):
+        return _run(args, debug)
+
+
+@contextlib.contextmanager
+def _debug_logging(enabled: bool) -> Iterator[None]:
+    """With --debug, every logger's DEBUG records go to standard error for this command (a
+    handler of our own, removed afterwards: main() may run inside another program)."""
+    if not enabled:
+        yield
+        return
+    root = logging.getLogger()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+
+
+def _run(args: argparse.Namespace, debug: bool) -> int:
     try:
         return COMMANDS[args.command].run(args)
     except KeyboardInterrupt:
