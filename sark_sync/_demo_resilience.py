@@ -111,9 +111,8 @@ def _parallel(tour: Tour, client: GatewayClient, gateway: LocalGateway, users: D
     sums = [r.structured["sum"] for r in results if r.structured is not None]
     if sums != [2 * n for n in range(PARALLEL_CALLS)]:
         raise DemoError("invoke_many returned results out of order")
-    tour.say(f"invoke_many({PARALLEL_CALLS} calls, max_workers={client.max_workers}) -> "
-             f"{PARALLEL_CALLS} results in order in {elapsed:.0f} ms: {sums[:5]} ... "
-             f"{sums[-2:]}")
+    tour.say(f"invoke_many({PARALLEL_CALLS} calls) on {client.max_workers} threads -> "
+             f"{PARALLEL_CALLS} results in order, {elapsed:.0f} ms: {sums[:3]} ... {sums[-1:]}")
     tour.say("One client is shared by every thread; it also survives fork() (Celery, gunicorn).")
 
 
