@@ -247,9 +247,10 @@ def test_the_gateway_denies_a_user_outside_the_authorized_teams(
 def test_the_gateway_denies_a_call_without_a_user_jwt(gw: Hosted, make_client: Make) -> None:
     """Steps: invoke demo/echo with the API key only -> AuthorizationDenied: the policy has no
     authenticated principal; the stdio tool never ran."""
+    runs = gw.tool_runs("demo", "echo")
     with pytest.raises(sark_sync.AuthorizationDenied, match="no authenticated principal"):
         make_client(gw.url).invoke_tool("demo", "echo", {"text": "hi"})
-    assert gw.tool_runs("demo", "echo") == 0
+    assert gw.tool_runs("demo", "echo") == runs
 
 
 def test_destructive_sql_hidden_after_a_select_is_denied_even_for_an_admin(
