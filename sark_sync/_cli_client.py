@@ -209,6 +209,8 @@ def run_events(args: argparse.Namespace) -> int:
 
 
 def configure_local(parser: argparse.ArgumentParser) -> None:
+    parser.usage = ("sark-sync local [options] [--call TOOL [key=value ...]] -- COMMAND "
+                    "[ARGS ...]")
     parser.add_argument("--call", metavar="TOOL",
                         help="call this tool (default: list the server's tools)")
     parser.add_argument("params", nargs="*", metavar="key=value",

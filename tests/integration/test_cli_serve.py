@@ -266,3 +266,41 @@ def test_serve_help_documents_the_event_options(capsys: pytest.CaptureFixture[st
     out = capsys.readouterr().out
     for option in ("--event-buffer", "--first-event-id", "--ping-interval", "--event-framing"):
         assert option in out
+
+
+def test_serve_demo_serves_the_demo_catalogue_and_prints_the_variables_for_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seen: dict[str, Any] = {}
+
+    def drive(url: str) -> None:
+        exports = dict(line.split(" ", 1)[1].split("   #")[0].split("=", 1)
+                       for line in sys.stderr.getvalue().splitlines()  # type: ignore[attr-defined]
+                       if line.startswith("export "))
+        seen["exports"] = exports
+        with requests.Session() as session:
+            session.trust_env = False
+            headers = {"X-API-Key": exports["SARK_API_KEY"]}
+            seen["servers"] = [s["server_name"] for s in session.get(
+                f"{url}/api/v1/servers", headers=headers).json()["servers"]]
+            body = {"server": "payroll", "tool": "salary_report", "parameters": {"dept": "x"}}
+            seen["statuses"] = [session.post(
+                f"{url}/api/v1/invoke", json=body,
+                headers={**headers, "Authorization": f"Bearer {exports[name]}"}).status_code
+                for name in ("SARK_USER_TOKEN", "VIEWER_TOKEN")]
+
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    serve_in_process(monkeypatch, ["--demo"], drive)
+    assert seen["exports"]["SARK_GATEWAY_URL"].startswith("http://127.0.0.1:")
+    assert seen["servers"] == ["demo", "tickets", "payroll"]
+    assert seen["statuses"] == [200, 403]  # alice clears payroll, bob (a viewer) does not
+
+
+@pytest.mark.parametrize("argv", [["--demo", "--policy", "builtin"],
+                                  ["--demo", "--config", "x.json"],
+                                  ["--demo", "--api-key", "k"]])
+def test_serve_demo_takes_no_other_option_but_port(
+    capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    assert cli.main(["serve", *argv]) == 2
+    assert capsys.readouterr().err.startswith("sark-sync serve: error: --demo takes no ")
