@@ -16,10 +16,9 @@ import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import pytest
-from conftest import Hosted
 from support import (
     API_KEY,
     FAST_RETRY,
@@ -39,6 +38,9 @@ from sark_sync.governance import (
     OPAAuthorizer,
 )
 from sark_sync.testing import BuiltinPolicy, Fault, LocalGateway
+
+if TYPE_CHECKING:  # the module gateway's type, from this folder's conftest.py
+    from conftest import Hosted
 
 Make = Callable[..., sark_sync.GatewayClient]
 
@@ -155,6 +157,22 @@ def test_iter_tools_of_every_server_in_pages_of_five_has_no_duplicate(
     assert len(tools) == len(set(tools)) == 21
     assert {server for server, _ in tools} == set(SERVERS)
     assert len([r for r in gw.requests if r.path == "/api/v1/tools"]) == 5
+
+
+def test_an_unhealthy_gateway_is_reported_as_a_health_result_not_an_error(
+        gw: Hosted, make_client: Make) -> None:
+    """Steps: the gateway reports itself unhealthy (503 with a health body) -> health() returns
+    Health(status="unhealthy"), healthy False, after one request (not retried); healthy
+    again afterwards."""
+    client = make_client(gw.url)
+    gw.set_health("unhealthy")
+    try:
+        health = client.health()
+    finally:
+        gw.set_health("healthy")
+    assert (health.status, health.healthy) == ("unhealthy", False)
+    assert paths(gw) == ["GET /health"]
+    assert client.health().healthy is True
 
 
 def test_a_wrong_api_key_is_an_authentication_error_after_one_request(
@@ -529,6 +547,24 @@ def test_a_connected_session_is_routed_by_name_until_it_is_closed(
         client.invoke_tool("scratch", "echo", {"text": "too late"})
 
 
+def test_the_client_pre_check_on_opa_governs_a_local_server_too(
+        gw: Hosted, make_client: Make, gateway_opa_server: Any) -> None:
+    """Steps: a client with OPAAuthorizer and a local demo server (medium by default): alice's
+    echo with a password -> answered, the password filtered before it reached the server;
+    bob (viewer) -> AuthorizationDenied for medium sensitivity; alice with "DROP TABLE" in a
+    parameter -> denied; the gateway saw no request at all."""
+    client = make_client(gw.url, local_servers={"tools": local_demo()},
+                         authorizer=OPAAuthorizer(gateway_opa_server.url))
+    result = client.invoke_tool("tools", "echo", {"text": "hi", "password": SECRETS[0]},
+                                user_token=alice(gw))
+    assert (result.text, result.filtered) == ("hi", ("password",))
+    with pytest.raises(sark_sync.AuthorizationDenied, match="insufficient clearance: medium"):
+        client.invoke_tool("tools", "echo", {"text": "hi"}, user_token=bob(gw))
+    with pytest.raises(sark_sync.AuthorizationDenied, match=r"destructive SQL \(DROP\)"):
+        client.invoke_tool("tools", "echo", {"text": "drop table users"}, user_token=alice(gw))
+    assert gw.requests == []
+
+
 # =============================================================================================
 # The same tool through the gateway and locally
 # =============================================================================================
@@ -800,13 +836,14 @@ def test_a_503_with_retry_after_on_discovery_is_honoured(gw: Hosted, make_client
 
 def test_a_deadline_across_retries_of_slow_answers_ends_the_call_in_time(
         gw: Hosted, make_client: Make) -> None:
-    """Steps: each answer is delayed 1 s; the client (up to 10 attempts) reads for 0.25 s
-    per attempt within a 0.8 s deadline -> read timeouts are retried (same key) until
-    DeadlineExceeded, raised within 0.8 s + slack, before the attempts ran out; its attempts
-    equal the invokes the gateway received (>= 3); the last error is a TransportTimeout."""
+    """Steps: each answer is delayed 1 s; the client (up to 10 attempts) reads for 0.3 s per
+    attempt within a 0.75 s deadline -> read timeouts are retried (same key) until
+    DeadlineExceeded, raised within 0.75 s + slack, before the attempts ran out; its attempts
+    (2 full reads and a third cut short, on a quiet machine) equal the invokes the gateway
+    received; the last error is a TransportTimeout."""
     # Answered 504 after the delay, to nobody: the tool never runs late, after the test.
     gw.add_fault(Fault(delay=1.0, status=504, server="vault", times=None))
-    timeouts = sark_sync.Timeouts(connect=0.5, read=0.25, deadline=0.8)
+    timeouts = sark_sync.Timeouts(connect=0.5, read=0.3, deadline=0.75)
     retry = sark_sync.RetryPolicy(attempts=10, backoff_base=0.01, backoff_max=0.05)
     started = time.monotonic()
     with pytest.raises(sark_sync.DeadlineExceeded) as info:
@@ -815,10 +852,12 @@ def test_a_deadline_across_retries_of_slow_answers_ends_the_call_in_time(
                                                                   ("security",)),
                                         timeout=timeouts)
     elapsed = time.monotonic() - started
-    assert 0.8 - 0.05 <= elapsed < 0.8 + SLACK, elapsed
+    assert 0.75 - 0.05 <= elapsed < 0.75 + SLACK, elapsed
     exceeded = info.value
-    assert 3 <= exceeded.attempts < 10
-    assert exceeded.attempts == len(invokes(gw))
+    assert 2 <= exceeded.attempts < 10
+    # The last request may still be on its way in when the client gives up on it.
+    wait_until(lambda: len(invokes(gw)) == exceeded.attempts, PROMPT,
+               message=lambda: f"{exceeded.attempts} invokes, got {len(invokes(gw))}")
     keys = {r.headers["Idempotency-Key"] for r in gw.requests if r.path == "/api/v1/invoke"}
     assert len(keys) == 1
     assert isinstance(exceeded.last_error, sark_sync.TransportTimeout)
