@@ -13,22 +13,18 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import selectors
-import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from _gateway_process import url_child
+
 TESTS = Path(__file__).resolve().parents[1] / "tests"
 OPA_SERVER = TESTS / "realcomp" / "opa_server.py"
 #: What the engine's log holds for each decision asked at the shipped policy's default path.
 DECISION_REQUEST = '"POST /v1/data/sark/gateway/decision '
-#: Seconds to wait for the engine to print its URL (it loads in 0.1-0.3 s), then to exit
-#: after SIGTERM (it exits at once).
-START_TIMEOUT = 15.0
-STOP_TIMEOUT = 5.0
 #: Dropped from the child's environment: the tools interpreter must not see our paths.
 SCRUBBED_ENV = ("PYTHONPATH", "PYTHONHOME", "PYTHONUNBUFFERED")
 
@@ -85,28 +81,9 @@ class OpaProcess:
 def opa_process(python: Path, log_path: Path) -> Iterator[OpaProcess]:
     """Start the engine with the shipped policy, its log to ``log_path``; yield it; stop it."""
     env = {k: v for k, v in os.environ.items() if k not in SCRUBBED_ENV}
-    with open(log_path, "wb") as log:
-        child = subprocess.Popen(
-            [str(python), str(OPA_SERVER), "--policy", str(shipped_policy())],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log, env=env, text=True,
-        )
-    try:
-        assert child.stdout is not None
-        with selectors.DefaultSelector() as selector:
-            selector.register(child.stdout, selectors.EVENT_READ)
-            if not selector.select(START_TIMEOUT):
-                raise RuntimeError(f"the OPA engine did not start in {START_TIMEOUT:g}s")
-        url = child.stdout.readline().strip()
-        if not url.startswith("http://127.0.0.1:"):
-            tail = log_path.read_text(encoding="utf-8", errors="replace")[-2000:]
-            raise RuntimeError(f"unexpected OPA engine output: {url!r}; its log:\n{tail}")
+    argv = [str(python), str(OPA_SERVER), "--policy", str(shipped_policy())]
+    with open(log_path, "wb") as log, url_child(
+            argv, "the OPA engine", stderr=log, env=env,
+            diagnose=lambda: "; its log:\n" + log_path.read_text(
+                encoding="utf-8", errors="replace")[-2000:]) as url:
         yield OpaProcess(url, log_path)
-    finally:
-        child.terminate()
-        try:
-            child.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait(STOP_TIMEOUT)
-        if child.stdout is not None:
-            child.stdout.close()

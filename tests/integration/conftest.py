@@ -10,6 +10,8 @@ import requests
 from support import API_KEY, FAST_RETRY, build_gateway
 
 import sark_sync
+from sark_sync._demo_gateway import DemoUsers, issue_users
+from sark_sync._demo_gateway import build_gateway as build_demo_gateway
 from sark_sync.testing import LocalGateway
 
 
@@ -47,3 +49,17 @@ def http() -> Iterator[requests.Session]:
     with requests.Session() as session:
         session.trust_env = False
         yield session
+
+
+@pytest.fixture(scope="module")
+def demo_gateway() -> Iterator[LocalGateway]:
+    """The gateway of ``sark-sync demo`` (policy 'builtin', the demo MCP server over stdio),
+    shared by a test module of the CLI."""
+    with build_demo_gateway() as gateway:
+        yield gateway
+
+
+@pytest.fixture(scope="module")
+def users(demo_gateway: LocalGateway) -> DemoUsers:
+    """Tokens of the demo's users (alice the developer, bob the viewer)."""
+    return issue_users(demo_gateway)

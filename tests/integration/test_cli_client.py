@@ -16,21 +16,11 @@ from typing import Any
 import pytest
 
 from sark_sync import cli
-from sark_sync._demo_gateway import API_KEY, DemoUsers, build_gateway, issue_users
+from sark_sync._demo_gateway import API_KEY, DemoUsers
 from sark_sync.testing import Fault, LocalGateway
 
 PASSWORD = "hunter2-do-not-print"
 
-
-@pytest.fixture(scope="module")
-def demo_gateway() -> Iterator[LocalGateway]:
-    with build_gateway() as gateway:
-        yield gateway
-
-
-@pytest.fixture(scope="module")
-def users(demo_gateway: LocalGateway) -> DemoUsers:
-    return issue_users(demo_gateway)
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,17 +20,6 @@ from test_cli_serve import read_line
 from sark_sync import cli
 from sark_sync._demo_gateway import API_KEY, DemoUsers, build_gateway, issue_users
 from sark_sync.testing import LocalGateway
-
-
-@pytest.fixture(scope="module")
-def demo_gateway() -> Iterator[LocalGateway]:
-    with build_gateway() as gateway:
-        yield gateway
-
-
-@pytest.fixture(scope="module")
-def users(demo_gateway: LocalGateway) -> DemoUsers:
-    return issue_users(demo_gateway)
 
 
 def child_env(gateway: LocalGateway, users: DemoUsers) -> dict[str, str]:
