@@ -45,15 +45,20 @@ class DemoError(Exception):
 
 
 class Tour:
-    """Numbered steps, indented text and tables on one output stream."""
+    """Numbered steps, indented text and tables on one output stream. A step's text is
+    indented as far as its number and dot, so that it lines up under the title's first word
+    (3 columns under "9. ", 4 under "10. ")."""
 
     def __init__(self, out: TextIO) -> None:
         self.out = out
         self.step = 0
+        self.indent = "   "
 
     def title(self, text: str) -> None:
         self.step += 1
-        self.out.write(f"\n{self.step}. {text}\n")
+        number = f"{self.step}. "
+        self.indent = " " * len(number)
+        self.out.write(f"\n{number}{text}\n")
 
     def say(self, text: str = "", *, wrap: bool = True) -> None:
         """One indented line; a long one is wrapped, its continuation indented further."""
@@ -63,7 +68,7 @@ class Tour:
         lines = textwrap.wrap(text, WIDTH, subsequent_indent="    ",
                               break_on_hyphens=False) if wrap else [text]
         for line in lines:
-            self.out.write(f"   {line}\n")
+            self.out.write(f"{self.indent}{line}\n")
 
     def code(self, *lines: str) -> None:
         """Python as typed at a prompt: ``>>>`` then ``...`` for continuation lines."""

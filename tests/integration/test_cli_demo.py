@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from sark_sync._demo import run_demo
+from sark_sync._demo import Tour, run_demo
 
 #: The marker of each step, in the order the tour must show them.
 STEP_TITLES = (
@@ -49,6 +49,18 @@ def test_demo_walks_through_every_step_in_order() -> None:
     assert "40 results in order" in text
     assert "Traceback" not in text
     assert text.rstrip().endswith("tools, invoke, events, local.")
+
+
+def test_a_steps_text_lines_up_under_its_title_past_step_9() -> None:
+    out = io.StringIO()
+    tour = Tour(out)
+    tour.title("One")
+    tour.say("under one")
+    tour.step = 9
+    tour.title("Ten")
+    tour.say("under ten")
+    tour.code("x = 1")
+    assert out.getvalue() == "\n1. One\n   under one\n\n10. Ten\n    under ten\n    >>> x = 1\n"
 
 
 def test_demo_command_exits_0_within_15_seconds() -> None:
