@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ._config import ENV_API_KEY, ENV_GATEWAY_URL
 from ._exceptions import (
     APIError,
     AuthenticationError,
@@ -65,10 +66,9 @@ EXIT_UNAVAILABLE = 6
 #: Interrupted by Ctrl-C (SIGINT), as shells report it (128 + 2).
 EXIT_INTERRUPTED = 130
 
+#: The CLI's own variables; the gateway URL and API key are the client's (:mod:`._config`).
 ENV_USER_TOKEN = "SARK_USER_TOKEN"
 ENV_TIMEOUT = "SARK_TIMEOUT"
-ENV_GATEWAY_URL = "SARK_GATEWAY_URL"
-ENV_API_KEY = "SARK_API_KEY"
 #: JSON-RPC codes that mean "your request is wrong" (invalid request, method, params).
 _RPC_USAGE_CODES = frozenset({-32600, -32601, -32602})
 
