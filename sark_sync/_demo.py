@@ -15,7 +15,7 @@ from __future__ import annotations
 import textwrap
 import time
 from collections.abc import Sequence
-from typing import Any, Callable, TextIO
+from typing import TextIO
 
 from ._cli_output import server_rows, table
 from ._client import GatewayClient
@@ -99,19 +99,14 @@ def run_demo(out: TextIO) -> int:
             client = GatewayClient(gateway.url, api_key=API_KEY, timeout=10,
                                    retry=RetryPolicy(backoff_base=0.05), audit=[],
                                    breaker=BreakerPolicy(failure_threshold=5))
-            context: dict[str, Any] = {}
             with client:
-                steps: list[Callable[[], None]] = [
-                    lambda: _gateway(tour, gateway),
-                    lambda: _discovery(tour, client),
-                    lambda: _allowed(tour, client, users),
-                    lambda: _denied(tour, client, users),
-                    lambda: _filtering(tour, client, users, context),
-                    lambda: _events(tour, client, context),
-                    lambda: _local(tour, client),
-                ]
-                for step in steps:
-                    step()
+                _gateway(tour, gateway)
+                _discovery(tour, client)
+                _allowed(tour, client, users)
+                _denied(tour, client, users)
+                filtered_request_id = _filtering(tour, client, users)
+                _events(tour, client, filtered_request_id)
+                _local(tour, client)
                 for resilience in RESILIENCE_STEPS:
                     resilience(tour, client, gateway, users)
     except (DemoError, AssertionError, GatewayError) as exc:
@@ -178,8 +173,8 @@ def _denied(tour: Tour, client: GatewayClient, users: DemoUsers) -> None:
         raise DemoError("bob's call to payroll was not denied")
 
 
-def _filtering(tour: Tour, client: GatewayClient, users: DemoUsers,
-               context: dict[str, Any]) -> None:
+def _filtering(tour: Tour, client: GatewayClient, users: DemoUsers) -> str | None:
+    """Show the password filtered out; return the call's request id (its event ends step 6)."""
     tour.title("Parameter filtering: secrets never reach the tool")
     tour.say("The policy removes sensitive keys (password, token, api_key ...) at any depth")
     tour.say("before the call runs; result.filtered names them, never their values.")
@@ -192,17 +187,16 @@ def _filtering(tour: Tour, client: GatewayClient, users: DemoUsers,
         raise DemoError(f"filtering did not happen: the tool got {received}")
     tour.say(f"the tool received: {', '.join(received)}   result.filtered: "
              f"{list(result.filtered)}")
-    context["last_request_id"] = result.request_id
+    return result.request_id
 
 
-def _events(tour: Tour, client: GatewayClient, context: dict[str, Any]) -> None:
+def _events(tour: Tour, client: GatewayClient, last_request_id: str | None) -> None:
     tour.title("Events: the gateway's own record of those calls")
     tour.say("stream_events() is a blocking iterator over the gateway's server-sent events;")
     tour.say("last_event_id=0 replays what the gateway still holds, then follows live ones.")
     tour.code('client.stream_events(["tool_invoked", "authorization_denied"], '
               'last_event_id=0)')
     rows: list[list[object]] = []
-    last = context.get("last_request_id")
     with client.stream_events(["tool_invoked", "authorization_denied"], last_event_id=0,
                               idle_timeout=EVENTS_IDLE_TIMEOUT, max_reconnects=0) as stream:
         for event in stream:
@@ -210,7 +204,7 @@ def _events(tour: Tour, client: GatewayClient, context: dict[str, Any]) -> None:
             detail = data.get("outcome") if event.type == "tool_invoked" else data.get("reason")
             rows.append([event.id, event.type, f"{data.get('server')}/{data.get('tool')}",
                          data.get("principal"), detail])
-            if data.get("request_id") == last:
+            if data.get("request_id") == last_request_id:
                 break
     if not any(row[1] == "authorization_denied" for row in rows):
         raise DemoError("the denied call has no authorization_denied event")
