@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from typing import Any, Callable
+from typing import Any
 
 from ..governance import AuthorizationInput, CallableAuthorizer, DecisionCache
 
@@ -96,19 +96,17 @@ class _Evaluation:
     """The rules of gateway.rego over one input; a value is ``_Undefined`` where OPA's is."""
 
     def __init__(self, document: object) -> None:
-        doc = document
-        self.doc = doc
-        self.is_object = isinstance(doc, dict)
-        self.principal = _get(doc, "principal")
-        self.server = _get(doc, "server")
-        self.tool = _get(doc, "tool")
+        self.doc = document
+        self.principal = _get(document, "principal")
+        self.server = _get(document, "server")
+        self.tool = _get(document, "tool")
         pid = _get(self.principal, "id")
         self.principal_id = pid if isinstance(pid, str) and pid != "" else _Undefined
         self.roles = _strings_or_empty(self.principal, "roles")
         self.teams = _strings_or_empty(self.principal, "teams")
         self.authorized_teams = _strings_or_empty(self.server, "authorized_teams")
         self.sensitive_params = _strings_or_empty(self.tool, "sensitive_params")
-        params = doc.get("parameters", {}) if isinstance(doc, dict) else _Undefined
+        params = document.get("parameters", {}) if isinstance(document, dict) else _Undefined
         self.parameters = params if isinstance(params, dict) else _Undefined
         self.server_level = _level(_get(self.server, "sensitivity_level"))
         self.tool_level = _level(_get(self.tool, "sensitivity_level"))
@@ -125,10 +123,10 @@ class _Evaluation:
     # -- deny ----------------------------------------------------------------------------
 
     def deny(self) -> set[str]:
-        reasons: set[str] = set()
-        if not self.is_object:
+        doc = self.doc
+        if not isinstance(doc, dict):
             return {"no input document (an object)"}
-        doc: dict[str, Any] = self.doc  # type: ignore[assignment]
+        reasons: set[str] = set()
         if doc.get("action", _Undefined) != ACTION:
             reasons.add(f"unsupported action {_v(doc.get('action'))} (only {ACTION})")
         if self.principal_id is _Undefined:
@@ -261,7 +259,7 @@ def _walk(value: Any, path: tuple[Any, ...]) -> Any:
 
 def _sql_statements(text: str) -> list[str]:
     stripped = _LINE_COMMENT.sub(" ", _BLOCK_COMMENT.sub(" ", text))
-    return [_trim_space(statement) for statement in _lower(stripped).split(";")]
+    return [statement.strip(_GO_SPACE) for statement in _lower(stripped).split(";")]
 
 
 def _statement_kinds(statement: str) -> set[str]:
@@ -315,10 +313,6 @@ def _lower_char(char: str) -> str:
 _SIMPLE_LOWER = {"\u0130": "i"}
 
 
-def _trim_space(text: str) -> str:
-    return text.strip(_GO_SPACE)
-
-
 def _v(value: Any) -> str:
     """``sprintf("%v", [value])`` as OPA prints it."""
     if isinstance(value, str):
@@ -348,10 +342,10 @@ def _term(value: Any) -> str:
 
 
 #: For tests: the tables that must equal the Rego file's.
-TABLES: dict[str, Callable[[], object]] = {
-    "levels": lambda: LEVELS,
-    "role_clearance": lambda: ROLE_CLEARANCE,
-    "allow_cache_ttl": lambda: ALLOW_CACHE_TTL,
-    "sensitive_key_suffixes": lambda: list(SENSITIVE_KEY_SUFFIXES),
-    "team_exempt_roles": lambda: sorted(TEAM_EXEMPT_ROLES),
+TABLES: dict[str, object] = {
+    "levels": LEVELS,
+    "role_clearance": ROLE_CLEARANCE,
+    "allow_cache_ttl": ALLOW_CACHE_TTL,
+    "sensitive_key_suffixes": list(SENSITIVE_KEY_SUFFIXES),
+    "team_exempt_roles": sorted(TEAM_EXEMPT_ROLES),
 }
