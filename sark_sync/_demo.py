@@ -19,7 +19,7 @@ from typing import TextIO
 
 from ._cli_output import server_rows, table
 from ._client import GatewayClient
-from ._config import BreakerPolicy, RetryPolicy
+from ._config import RetryPolicy
 from ._demo_gateway import (
     API_KEY,
     DemoUsers,
@@ -97,8 +97,7 @@ def run_demo(out: TextIO) -> int:
         with build_gateway() as gateway:
             users = issue_users(gateway)
             client = GatewayClient(gateway.url, api_key=API_KEY, timeout=10,
-                                   retry=RetryPolicy(backoff_base=0.05), audit=[],
-                                   breaker=BreakerPolicy(failure_threshold=5))
+                                   retry=RetryPolicy(backoff_base=0.05), audit=[])
             with client:
                 _gateway(tour, gateway)
                 _discovery(tour, client)

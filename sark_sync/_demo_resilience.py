@@ -13,7 +13,7 @@ import time
 from typing import Callable
 
 from ._client import GatewayClient
-from ._config import RetryPolicy
+from ._config import BreakerPolicy, RetryPolicy
 from ._demo import DemoError, Tour
 from ._demo_gateway import API_KEY, DemoUsers
 from ._exceptions import CircuitOpenError, DeadlineExceeded, GatewayError
@@ -24,6 +24,8 @@ __all__ = ["RESILIENCE_STEPS"]
 
 Step = Callable[[Tour, GatewayClient, LocalGateway, DemoUsers], None]
 
+#: Consecutive failures that open the breaker step's circuit.
+BREAKER_FAILURES = 5
 #: Calls of the parallel step.
 PARALLEL_CALLS = 40
 
@@ -72,10 +74,10 @@ def _deadline(tour: Tour, client: GatewayClient, gateway: LocalGateway, users: D
 def _breaker(tour: Tour, client: GatewayClient, gateway: LocalGateway, users: DemoUsers
              ) -> None:
     tour.title("A circuit breaker per server stops hammering a sick one")
-    gateway.add_fault(Fault(status=502, times=5, server="tickets"))
-    with GatewayClient(gateway.url, api_key=API_KEY, retry=RetryPolicy(attempts=1),
-                       audit=[]) as strict:
-        for _ in range(5):
+    gateway.add_fault(Fault(status=502, times=BREAKER_FAILURES, server="tickets"))
+    with GatewayClient(gateway.url, api_key=API_KEY, retry=RetryPolicy(attempts=1), audit=[],
+                       breaker=BreakerPolicy(failure_threshold=BREAKER_FAILURES)) as strict:
+        for _ in range(BREAKER_FAILURES):
             try:
                 strict.invoke_tool("tickets", "create_ticket", {"title": "x"},
                                    user_token=users.alice)
@@ -88,7 +90,8 @@ def _breaker(tour: Tour, client: GatewayClient, gateway: LocalGateway, users: De
         except CircuitOpenError as exc:
             if len(gateway.requests) != before:
                 raise DemoError("the open breaker let a request through") from None
-            tour.say("5 failures (502) in a row -> the next call fails fast, sending nothing:")
+            tour.say(f"{BREAKER_FAILURES} failures (502) in a row -> the next call fails "
+                     "fast, sending nothing:")
             tour.say(f"CircuitOpenError: {exc.failures} consecutive failures; it lets one "
                      "probe through after 30 s")
         else:
