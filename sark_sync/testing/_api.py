@@ -41,7 +41,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import unquote
 
-from .._models import Principal
+from .._models import Principal, _strings
 from . import _jwt
 from ._enforcement import Denied, Enforcement, Unavailable, tool_metadata
 from ._events import EventLog, Subscription, parse_last_event_id, parse_types
@@ -339,17 +339,14 @@ class Api:
 def _user(claims: dict[str, Any]) -> Principal | None:
     """The principal of verified JWT claims: ``sub`` (None without one), ``roles`` and
     ``teams`` (absent or null: none; 401 unless lists of strings, as the client reads them)."""
+    try:
+        roles, teams = _strings(claims, "roles"), _strings(claims, "teams")
+    except ValueError as exc:
+        raise ApiError(401, f"invalid user token: {exc}") from None
     subject = claims.get("sub")
-    lists = {}
-    for name in ("roles", "teams"):
-        value = claims.get(name)
-        value = [] if value is None else value
-        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-            raise ApiError(401, f"invalid user token: {name!r} must be a list of strings")
-        lists[name] = tuple(value)
     if not isinstance(subject, str) or not subject:
         return None
-    return Principal(subject, lists["roles"], lists["teams"])
+    return Principal(subject, roles, teams)
 
 
 def _invocation(body: bytes) -> tuple[str, str, dict[str, Any]]:
