@@ -16,8 +16,9 @@ import argparse
 import signal
 import sys
 import threading
+from collections.abc import Sequence
 from types import FrameType
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 from ._cli_common import (
     EXIT_OK,
@@ -51,6 +52,8 @@ __all__ = [
     "run_local", "run_servers", "run_tools",
 ]
 
+_T = TypeVar("_T")
+
 _PARAMS_HELP = ("tool parameters as key=value; a value that parses as JSON is that value "
                 "(a=2 is a number, ok=true a boolean, name='\"2\"' the string \"2\"), "
                 "anything else is text")
@@ -61,11 +64,14 @@ def _client(settings: Settings) -> GatewayClient:
                          timeout=settings.timeout)
 
 
-def _print_table(headers: list[str], rows: list[list[object]], empty: str) -> None:
-    if rows:
-        sys.stdout.write(table(headers, rows) + "\n")
+def _print_list(items: Sequence[_T], as_json: bool, to_json: Callable[[_T], dict[str, Any]],
+                to_rows: Callable[[Sequence[_T]], tuple[list[str], list[list[object]]]],
+                empty: str) -> None:
+    """A JSON array of ``items``, or their table (``empty`` when there are none)."""
+    if as_json:
+        dump_json([to_json(item) for item in items])
     else:
-        sys.stdout.write(empty + "\n")
+        sys.stdout.write((table(*to_rows(items)) if items else empty) + "\n")
 
 
 def _add_parameter_options(parser: argparse.ArgumentParser) -> None:
@@ -87,10 +93,7 @@ def run_servers(args: argparse.Namespace) -> int:
     settings = resolve_settings(args)
     with _client(settings) as client:
         servers = list(client.iter_servers())
-    if settings.json:
-        dump_json([server_json(s) for s in servers])
-    else:
-        _print_table(*server_rows(servers), empty="(no servers)")
+    _print_list(servers, settings.json, server_json, server_rows, empty="(no servers)")
     return EXIT_OK
 
 
@@ -104,10 +107,7 @@ def run_tools(args: argparse.Namespace) -> int:
         if args.server is not None:
             client.get_server(args.server)  # an unknown server is a 404, not an empty table
         tools = list(client.iter_tools(server=args.server))
-    if settings.json:
-        dump_json([tool_json(t) for t in tools])
-    else:
-        _print_table(*tool_rows(tools), empty="(no tools)")
+    _print_list(tools, settings.json, tool_json, tool_rows, empty="(no tools)")
     return EXIT_OK
 
 
@@ -251,10 +251,9 @@ def run_local(args: argparse.Namespace) -> int:
     with server.start():
         tools = server.list_tools()
         if args.call is None:
-            if settings.json:
-                dump_json([tool_json(t) for t in tools])
-            else:
-                _print_table(*tool_rows(tools, local=True), empty="(no tools)")
+            _print_list(tools, settings.json, tool_json,
+                        lambda local_tools: tool_rows(local_tools, local=True),
+                        empty="(no tools)")
             return EXIT_OK
         if args.call not in {t.tool_name for t in tools}:
             names = ", ".join(t.tool_name for t in tools) or "none"
