@@ -51,19 +51,22 @@ def principal_from_token(token: str) -> Principal:
     >>> principal_from_token("e30.eyJzdWIiOiJhbGljZSIsInJvbGVzIjpbImRldiJdfQ.c2ln")
     Principal(id='alice', roles=('dev',), teams=())
     """
-    if not isinstance(token, str):
-        raise ValidationError(f"user_token must be a str, not {type(token).__name__}")
-    parts = token.split(".")
-    if len(parts) != 3 or not all(_SEGMENT.match(part) for part in parts[:2]):
-        raise ValidationError("user_token is not a JWT (three base64url segments)")
-    claims = _payload(parts[1])
+    claims = _claims(token)
     subject = claims.get("sub")
     if not isinstance(subject, str) or not subject:
         raise ValidationError("user_token has no 'sub' claim: pass principal= to the call")
     return Principal(subject, _strings(claims, "roles"), _strings(claims, "teams"))
 
 
-def _payload(segment: str) -> dict[str, Any]:
+def _claims(token: object) -> dict[str, Any]:
+    """The payload of a compact JWT, unverified; ValidationError (never quoting the token)
+    for anything else."""
+    if not isinstance(token, str):
+        raise ValidationError(f"user_token must be a str, not {type(token).__name__}")
+    parts = token.split(".")
+    if len(parts) != 3 or not all(_SEGMENT.match(part) for part in parts[:2]):
+        raise ValidationError("user_token is not a JWT (three base64url segments)")
+    segment = parts[1]
     try:
         raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
         claims = json.loads(raw.decode("utf-8"))
@@ -107,13 +110,8 @@ def principal_id_from_token(token: object) -> str | None:
     >>> principal_id_from_token("not-a-jwt") is None
     True
     """
-    if not isinstance(token, str):
-        return None
-    parts = token.split(".")
-    if len(parts) != 3 or not all(_SEGMENT.match(part) for part in parts[:2]):
-        return None
     try:
-        subject = _payload(parts[1]).get("sub")
+        subject = _claims(token).get("sub")
     except ValidationError:
         return None
     return subject if isinstance(subject, str) and subject else None
