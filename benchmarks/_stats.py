@@ -11,7 +11,7 @@ import statistics
 import threading
 import time
 from collections.abc import Sequence
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 #: Calls per side before the next side takes its turn.
 BATCH = 50
@@ -19,6 +19,12 @@ BATCH = 50
 WARMUP = 200
 
 Runner = tuple[str, Callable[[], Any]]
+T = TypeVar("T")
+
+
+def taking_turns(sides: Sequence[T], round_: int) -> Sequence[T]:
+    """``sides`` in the order of round ``round_``: as given, reversed every other round."""
+    return sides if round_ % 2 == 0 else sides[::-1]
 
 
 def percentile(samples: Sequence[float], fraction: float) -> float:
@@ -45,7 +51,7 @@ def interleaved(runners: Sequence[Runner], calls: int, *, batch: int = BATCH,
     samples: dict[str, list[float]] = {name: [] for name, _ in runners}
     clock = time.perf_counter
     for round_ in range(max(1, calls // batch)):
-        for name, func in runners if round_ % 2 == 0 else runners[::-1]:
+        for name, func in taking_turns(runners, round_):
             bucket = samples[name]
             for _ in range(batch):
                 started = clock()

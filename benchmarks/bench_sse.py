@@ -26,7 +26,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from itertools import count
 from pathlib import Path
 from typing import Any, Callable
 
@@ -35,7 +34,7 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _event_server import API_KEY
-from _stats import percentile
+from _stats import percentile, taking_turns
 
 import sark_sync
 
@@ -136,10 +135,8 @@ def run_framing(framing: str, events: int, latency_events: int, pace: float) -> 
         rates: dict[str, dict[str, list[float]]] = {"gateway": {}, "firehose": {}}
         delays: dict[str, list[float]] = {name: [] for name in READERS}
         order = list(READERS)
-        for round_ in count():
-            if round_ == ROUNDS:
-                break
-            for name in order if round_ % 2 == 0 else order[::-1]:
+        for round_ in range(ROUNDS):
+            for name in taking_turns(order, round_):
                 reader = READERS[name]
                 rates["gateway"].setdefault(name, []).append(
                     throughput(reader, gateway_url, events))

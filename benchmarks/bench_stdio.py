@@ -27,7 +27,7 @@ import sark_sync
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _stats import interleaved, print_table, run_threads, summary
+from _stats import interleaved, print_table, run_threads, summary, taking_turns
 
 SERVER = [sys.executable, "-m", "sark_sync.testing.demo_server"]
 ARGS = {"text": "hello"}
@@ -94,9 +94,9 @@ def measure(calls: int) -> dict[str, Any]:
             assert sdk().text == "hello" and baseline()["content"][0]["text"] == "hello"
             samples = interleaved([("raw", baseline), ("sdk", sdk)], calls)
             rates: dict[str, list[float]] = {"raw": [], "sdk": []}
+            sides = [("raw", locked_baseline), ("sdk", sdk)]
             for round_ in range(THREAD_ROUNDS):
-                sides = [("raw", locked_baseline), ("sdk", sdk)]
-                for name, func in sides if round_ % 2 == 0 else sides[::-1]:
+                for name, func in taking_turns(sides, round_):
                     rates[name].append(throughput(func, threads=8, calls=calls))
     finally:
         raw.close()

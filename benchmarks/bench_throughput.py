@@ -39,7 +39,7 @@ from requests.adapters import HTTPAdapter
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _gateway_process import API_KEY, gateway_process
-from _stats import percentile, run_threads
+from _stats import percentile, run_threads, taking_turns
 
 import sark_sync
 
@@ -66,7 +66,7 @@ def alternating(sides: dict[str, Call], threads: int, calls: int, rounds: int
     runs: dict[str, Runs] = {name: [] for name in sides}
     order = list(sides)
     for round_ in range(rounds):
-        for name in order if round_ % 2 == 0 else order[::-1]:
+        for name in taking_turns(order, round_):
             runs[name].append(run_threads(sides[name], threads, calls))
     return runs
 
