@@ -42,14 +42,10 @@ GENERATED = 3000
 @pytest.fixture(scope="module")
 def engine(tools_python: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpaServer]:
     log_path = tmp_path_factory.mktemp("builtin_policy") / "opa_server.log"
-    server = OpaServer([shipped_policy("gateway.rego"), shipped_policy("gateway_test.rego")],
-                       tools_python, log_path)
-    try:
-        server.wait_for_url()
+    with OpaServer([shipped_policy("gateway.rego"), shipped_policy("gateway_test.rego")],
+                   tools_python, log_path) as server:
         assert server.put_policy("corpus", BATCH_MODULE)[0] == 200
         yield server
-    finally:
-        server.stop()
 
 
 def engine_decisions(engine: OpaServer, cases: list[Any]) -> list[Any]:

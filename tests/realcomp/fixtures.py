@@ -35,7 +35,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 import pytest
 
@@ -130,6 +130,18 @@ class _ServerProcess:
                                   self.log, self.exit_timeout)
         return self.url
 
+    def __enter__(self: _S) -> _S:
+        """Wait for its URL (stopping it if that fails); stop it on leaving the block."""
+        try:
+            self.wait_for_url()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
     def log(self) -> str:
         """The server's stderr so far."""
         try:
@@ -149,6 +161,25 @@ class _ServerProcess:
         if self.proc.stdout is not None:
             self.proc.stdout.close()
         return self.proc.returncode
+
+
+_S = TypeVar("_S", bound=_ServerProcess)
+
+
+def _start_each(make: Callable[[int, tuple[Any, ...]], _S]) -> Iterator[Callable[..., _S]]:
+    """The ``start(*args)`` of a function-scoped fixture: ``make(n, args)`` builds its n-th
+    server, which is waited for; every server started is stopped after the test."""
+    started: list[_S] = []
+
+    def start(*args: Any) -> _S:
+        server = make(len(started), args)
+        started.append(server)
+        server.wait_for_url()
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
 
 
 class SsePeer(_ServerProcess):
@@ -171,17 +202,8 @@ class SsePeer(_ServerProcess):
 def sse_peer(tools_python: Path, tmp_path: Path) -> Iterator[Callable[..., SsePeer]]:
     """Start tests/realcomp/sse_server.py with the given arguments: ``sse_peer("--events",
     "10").url``. Every peer started is stopped after the test."""
-    started: list[SsePeer] = []
-
-    def start(*args: str) -> SsePeer:
-        peer = SsePeer(list(args), tools_python, tmp_path / f"sse_server_{len(started)}.log")
-        started.append(peer)
-        peer.wait_for_url()
-        return peer
-
-    yield start
-    for peer in started:
-        peer.stop()
+    yield from _start_each(lambda n, args: SsePeer(
+        list(args), tools_python, tmp_path / f"sse_server_{n}.log"))
 
 
 def shipped_policy(name: str = "gateway.rego") -> Path:
@@ -238,18 +260,8 @@ class OpaServer(_ServerProcess):
 def opa_server(tools_python: Path, tmp_path: Path) -> Iterator[Callable[..., OpaServer]]:
     """Start tests/realcomp/opa_server.py with these Rego files loaded:
     ``opa_server(shipped_policy()).url``. Every server started is stopped after the test."""
-    started: list[OpaServer] = []
-
-    def start(*policies: Path) -> OpaServer:
-        log_path = tmp_path / f"opa_server_{len(started)}.log"
-        server = OpaServer(list(policies), tools_python, log_path)
-        started.append(server)
-        server.wait_for_url()
-        return server
-
-    yield start
-    for server in started:
-        server.stop()
+    yield from _start_each(lambda n, policies: OpaServer(
+        list(policies), tools_python, tmp_path / f"opa_server_{n}.log"))
 
 
 @pytest.fixture(scope="session")
@@ -259,9 +271,5 @@ def gateway_opa_server(
     """One OPA server for the session, the shipped gateway.rego loaded. Do not change its
     policies."""
     log_path = tmp_path_factory.mktemp("gateway_opa") / "opa_server.log"
-    server = OpaServer([shipped_policy("gateway.rego")], tools_python, log_path)
-    try:
-        server.wait_for_url()
+    with OpaServer([shipped_policy("gateway.rego")], tools_python, log_path) as server:
         yield server
-    finally:
-        server.stop()
