@@ -131,12 +131,7 @@ class Governance:
     def principal(self, principal: Principal | None, user_token: str | None
                   ) -> Principal | None:
         """Who a call is for; the token is read only when there is an authorizer to tell."""
-        if self.authorizer is None:
-            if principal is not None and not isinstance(principal, Principal):
-                raise ValidationError(
-                    f"principal must be a sark_sync.Principal, not {type(principal).__name__}")
-            return principal
-        return resolve_principal(principal, user_token)
+        return resolve_principal(principal, user_token if self.authorizer is not None else None)
 
     def operation(self, name: str, event_type: str, transport: str, *,
                   server: str | None = None, user_token: object = None, lazy: bool = False
