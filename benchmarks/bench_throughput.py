@@ -39,7 +39,7 @@ from requests.adapters import HTTPAdapter
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _gateway_process import API_KEY, gateway_process
-from _stats import percentile, run_threads, taking_turns
+from _stats import WARMUP, percentile, run_threads, taking_turns
 
 import sark_sync
 
@@ -48,8 +48,6 @@ THREAD_COUNTS = (1, 8, 32)
 FANOUT_THREADS = 16
 #: Both sides' pool: the most threads that ever call at once.
 POOL_SIZE = max(*THREAD_COUNTS, FANOUT_THREADS)
-#: Calls per side and thread count before measuring: connections opened, code paths warmed.
-WARMUP = 200
 #: The original target for a gateway call's p95 from the fan-out, in milliseconds.
 FANOUT_P95_GOAL_MS = 100.0
 
