@@ -652,6 +652,19 @@ def fail_five_times(client: sark_sync.GatewayClient, gw: LocalGateway, status: i
             client.invoke_tool("records", "store", {}, user_token=token)
 
 
+def half_open_breaker(gw: Hosted, make_client: Make, status: int, recovery_timeout: float
+                      ) -> tuple[sark_sync.GatewayClient, str, sark_sync.Breaker]:
+    """A client (no retries) whose ``records`` breaker five ``status`` answers opened and
+    that has turned half-open since; its user token; that breaker."""
+    client = make_client(gw.url, retry=NO_RETRY,
+                         breaker=sark_sync.BreakerPolicy(recovery_timeout=recovery_timeout))
+    token = alice(gw)
+    fail_five_times(client, gw, status, token)
+    breaker = client.breaker_for("records")
+    wait_until(lambda: breaker.state == "half_open", PROMPT, message="the breaker to half-open")
+    return client, token, breaker
+
+
 def test_five_502s_open_the_breaker_and_the_sixth_call_fails_fast_without_a_request(
         gw: Hosted, make_client: Make) -> None:
     """Steps: the gateway answers 502 five times (attempts=1) -> UpstreamError x5, breaker
@@ -679,12 +692,7 @@ def test_an_open_breaker_admits_exactly_one_probe_and_closes_when_it_succeeds(
     held 0.5 s by the gateway; five calls made meanwhile fail fast with CircuitOpenError and
     send nothing; the probe succeeds, the breaker closes, the next call goes through: the
     gateway saw exactly two invokes after the outage."""
-    client = make_client(gw.url, retry=NO_RETRY,
-                         breaker=sark_sync.BreakerPolicy(recovery_timeout=0.3))
-    token = alice(gw)
-    fail_five_times(client, gw, 503, token)
-    breaker = client.breaker_for("records")
-    wait_until(lambda: breaker.state == "half_open", PROMPT, message="the breaker to half-open")
+    client, token, breaker = half_open_breaker(gw, make_client, 503, 0.3)
     gw.clear_requests()
     gw.add_fault(Fault(delay=0.5, server="records"))
     with ThreadPoolExecutor(1) as pool:
@@ -704,12 +712,7 @@ def test_an_open_breaker_admits_exactly_one_probe_and_closes_when_it_succeeds(
 def test_a_failed_probe_opens_the_breaker_again(gw: Hosted, make_client: Make) -> None:
     """Steps: 5 x 502 open the breaker (recovery 0.2 s); half-open, the probe gets a sixth
     502 -> UpstreamError and the breaker is open again: the next call fails fast."""
-    client = make_client(gw.url, retry=NO_RETRY,
-                         breaker=sark_sync.BreakerPolicy(recovery_timeout=0.2))
-    token = alice(gw)
-    fail_five_times(client, gw, 502, token)
-    breaker = client.breaker_for("records")
-    wait_until(lambda: breaker.state == "half_open", PROMPT, message="the breaker to half-open")
+    client, token, breaker = half_open_breaker(gw, make_client, 502, 0.2)
     gw.add_fault(Fault(status=502, server="records"))
     with pytest.raises(sark_sync.UpstreamError):
         client.invoke_tool("records", "store", {}, user_token=token)
