@@ -43,8 +43,7 @@ if TYPE_CHECKING:
     from .transports.http import Response
 
 __all__ = ["AuditHook", "AuditRecorder", "CallOutcome", "Operation", "OperationOutcome",
-           "audit_hook", "audited_items", "flush_for_close", "quiet_check", "report",
-           "resolve_audit", "silent"]
+           "audited_items", "flush_for_close", "report", "resolve_audit", "silent"]
 
 log = logging.getLogger("sark_sync.governance")
 
@@ -241,10 +240,13 @@ class AuditRecorder:
 
     def __init__(self, auditor: Auditor) -> None:
         self.auditor = auditor
-        self._check = quiet_check(auditor)
+        sinks = auditor.sinks
+        self._logging: LoggingSink | None = (
+            sinks[0] if len(sinks) == 1 and type(sinks[0]) is LoggingSink else None)
 
     def quiet(self) -> bool:
-        return self._check is not None and self._check()
+        sink = self._logging
+        return sink is not None and not sink.logger.isEnabledFor(sink.level)
 
     def __call__(self, outcome: CallOutcome | OperationOutcome) -> None:
         if isinstance(outcome, OperationOutcome):
@@ -272,21 +274,6 @@ class AuditRecorder:
             reason=None if decision is None else decision.reason,
             request_id=outcome.request_id, attempts=attempts,
             latency_ms=outcome.latency_ms, parameters=parameters)
-
-
-def audit_hook(auditor: Auditor) -> AuditRecorder:
-    """The :class:`AuditRecorder` of ``auditor``."""
-    return AuditRecorder(auditor)
-
-
-def quiet_check(auditor: Auditor) -> Callable[[], bool] | None:
-    """For an auditor whose only sink is a :class:`LoggingSink`: a check that is true while
-    its logger is not enabled for its level (nobody listens, so no event is built)."""
-    sinks = auditor.sinks
-    if len(sinks) != 1 or type(sinks[0]) is not LoggingSink:
-        return None
-    sink = sinks[0]
-    return lambda: not sink.logger.isEnabledFor(sink.level)
 
 
 def resolve_audit(audit: object) -> tuple[Auditor | None, bool]:

@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, TypeVar
 
 from . import _forksafety
-from ._auditing import Operation, audit_hook, flush_for_close, resolve_audit
+from ._auditing import AuditRecorder, Operation, flush_for_close, resolve_audit
 from ._breaker import Breaker
 from ._config import (
     BreakerPolicy,
@@ -159,7 +159,7 @@ class GatewayClient(DiscoveryMixin, InvocationMixin, StreamingMixin):
         self._governance = Governance(authorizer)
         self._auditor, self._owns_auditor = resolve_audit(audit)
         if self._auditor is not None:
-            self._governance.audit_hook = audit_hook(self._auditor)
+            self._governance.audit_hook = AuditRecorder(self._auditor)
         self.restart = restart if restart is not None else RestartPolicy()
         local = LocalServerPool(local_servers, self.restart, startup_timeout=startup_timeout,
                                 on_notification=on_notification)
