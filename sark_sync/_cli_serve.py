@@ -64,7 +64,8 @@ _GATEWAY_OPTIONS = {
     "policy": str,
 }
 #: Command-line options that override config keys of the same name.
-_EVENT_ARGS = ("event_buffer", "first_event_id", "ping_interval", "event_framing", "policy")
+_OVERRIDING_ARGS = ("host", "port", "event_buffer", "first_event_id", "ping_interval",
+                    "event_framing", "policy")
 _SERVER_OPTIONS = {
     "name",
     "transport",
@@ -163,13 +164,9 @@ def _gateway_options(config: dict[str, Any], args: argparse.Namespace) -> dict[s
             if not isinstance(value, kinds) or (kind in (int, float) and isinstance(value, bool)):
                 raise ConfigError(f"config key {key!r} must be a {kind.__name__}")
             options[key] = value
-    for key in _EVENT_ARGS:
+    for key in _OVERRIDING_ARGS:
         if getattr(args, key) is not None:
             options[key] = getattr(args, key)
-    if args.host is not None:
-        options["host"] = args.host
-    if args.port is not None:
-        options["port"] = args.port
     if not all(isinstance(key, str) for key in options.get("api_keys", [])):
         raise ConfigError("config key 'api_keys' must be a list of strings")
     if args.api_keys:
