@@ -149,7 +149,8 @@ class Governance:
             user_token: str | None = None) -> ToolResult:
         """Authorize ``call``, send it with ``transmit`` and report the outcome (its
         principal, else ``user_token``'s, for the hook)."""
-        if self.authorizer is None and silent(self.audit_hook):
+        hook = None if silent(self.audit_hook) else self.audit_hook
+        if self.authorizer is None and hook is None:
             return transmit(call, deadline)
         started = time.perf_counter()
         decision: Decision | None = None
@@ -162,9 +163,9 @@ class Governance:
                 extra = tuple(k for k in result.filtered if k not in sent.filtered)
                 result = dataclasses.replace(result, filtered=sent.filtered + extra)
         except BaseException as exc:
-            self._report(call, sent, decision, None, exc, started, user_token)
+            self._report(hook, call, sent, decision, None, exc, started, user_token)
             raise
-        self._report(call, sent, decision, result, None, started, user_token)
+        self._report(hook, call, sent, decision, result, None, started, user_token)
         return result
 
     def _authorize(self, authorizer: Authorizer, client: GatewayClient, call: Invocation,
@@ -209,11 +210,10 @@ class Governance:
                 "the authorizer's filtered_parameters are not JSON", **where) from None
         return allowed, decision
 
-    def _report(self, call: Invocation, sent: Invocation, decision: Decision | None,
-                result: ToolResult | None, error: BaseException | None, started: float,
-                user_token: str | None) -> None:
-        hook = self.audit_hook
-        if hook is None or silent(hook):
+    def _report(self, hook: AuditHook | None, call: Invocation, sent: Invocation,
+                decision: Decision | None, result: ToolResult | None,
+                error: BaseException | None, started: float, user_token: str | None) -> None:
+        if hook is None:
             return
         if result is not None:
             outcome = "tool_error" if result.is_error else "success"
