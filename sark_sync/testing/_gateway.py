@@ -153,7 +153,8 @@ class LocalGateway:
         self._stopping = threading.Event()
         config = ApiConfig(keys, jwt_secret, require_user_token, version, idempotency_wait)
         authorizer = resolve_policy(policy)
-        self._enforcement = Enforcement(authorizer, self._events) if authorizer else None
+        self._enforcement = (
+            None if authorizer is None else Enforcement(authorizer, self._events))
         self._api = Api(config, self._registry, self._store, self._events, self._enforcement)
         self._context = HandlerContext(
             api=self._api,

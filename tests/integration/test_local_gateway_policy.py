@@ -20,6 +20,7 @@ from realcomp.fixtures import OpaServer
 from support import API_KEY, FAST_RETRY, JWT_SECRET, demo_server_command
 
 import sark_sync
+from sark_sync.governance import Decision
 from sark_sync.testing import BuiltinPolicy, LocalGateway, _jwt
 
 SECRETS = ("hunter2", "tok-1", "key-1", "dsn-1")
@@ -260,6 +261,25 @@ def test_a_decision_function_is_a_policy_and_its_failure_is_503(
         assert call("alice", {"x": 1}).json()["result"]["structuredContent"] == {"seen": True}
         assert call("bob", {}).json()["error"]["reason"] == "alice only"
         assert call("alice", {"boom": True}).status_code == 503
+
+
+def test_an_authorizer_that_is_falsy_still_enforces(http: requests.Session) -> None:
+    """An authorizer object whose ``len()`` is 0 (say, one with an empty decision cache) is a
+    policy all the same: its deny is a 403 and the tool does not run."""
+
+    class Empty:
+        def __len__(self) -> int:
+            return 0
+
+        def authorize(self, request: Any, *, timeout: float | None = None) -> Any:
+            return Decision(allow=False, reason="nobody")
+
+    with build(Empty()) as gw:
+        answer = http.post(gw.url + "/api/v1/invoke", headers={
+            "X-API-Key": API_KEY, "Authorization": f"Bearer {token(gw)}"}, json={
+            "server": "public", "tool": "echo", "parameters": {}})
+        assert answer.status_code == 403 and answer.json()["error"]["reason"] == "nobody"
+        assert gw.tool_runs("public", "echo") == 0
 
 
 def test_the_builtin_policy_is_a_client_pre_check_too() -> None:
