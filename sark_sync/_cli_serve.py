@@ -296,14 +296,11 @@ def _demo_gateway(args: argparse.Namespace) -> LocalGateway:
 def _print_demo_exports(gateway: LocalGateway) -> None:
     """The demo's own loopback-only credentials, for a second terminal (standard error, so
     that standard output stays the URL alone)."""
-    from ._demo_gateway import API_KEY, issue_users
+    from ._demo_gateway import demo_variables, issue_users
 
-    users = issue_users(gateway)
-    sys.stderr.write(
-        "# the demo gateway: paste these into another shell to try the CLI\n"
-        f"export SARK_GATEWAY_URL={gateway.url}\n"
-        f"export SARK_API_KEY={API_KEY}\n"
-        f"export SARK_USER_TOKEN={users.alice}   # alice: developer, team finance\n"
-        f"export VIEWER_TOKEN={users.bob}   # bob: viewer, team finance\n"
-    )
+    notes = {"SARK_USER_TOKEN": "   # alice: developer, team finance",
+             "VIEWER_TOKEN": "   # bob: viewer, team finance"}
+    sys.stderr.write("# the demo gateway: paste these into another shell to try the CLI\n")
+    for name, value in demo_variables(gateway, issue_users(gateway)).items():
+        sys.stderr.write(f"export {name}={value}{notes.get(name, '')}\n")
     sys.stderr.flush()

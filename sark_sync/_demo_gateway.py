@@ -24,7 +24,7 @@ from typing import Any
 from .testing import LocalGateway, ToolFailure
 
 __all__ = ["API_KEY", "DemoUsers", "build_gateway", "demo_server_command", "demo_server_env",
-           "issue_users"]
+           "demo_variables", "issue_users"]
 
 #: The X-API-Key the demo gateway accepts.
 API_KEY = "demo-api-key"
@@ -82,6 +82,13 @@ def issue_users(gateway: LocalGateway) -> DemoUsers:
         alice=gateway.issue_token("alice", roles=("developer",), teams=("finance",)),
         bob=gateway.issue_token("bob", roles=("viewer",), teams=("finance",)),
     )
+
+
+def demo_variables(gateway: LocalGateway, users: DemoUsers) -> dict[str, str]:
+    """The environment that points the CLI at the demo gateway as alice, with bob's token in
+    ``VIEWER_TOKEN`` (what ``sark-sync serve --demo`` prints for a second shell)."""
+    return {"SARK_GATEWAY_URL": gateway.url, "SARK_API_KEY": API_KEY,
+            "SARK_USER_TOKEN": users.alice, "VIEWER_TOKEN": users.bob}
 
 
 def _salary_report(parameters: dict[str, Any]) -> object:

@@ -37,7 +37,7 @@ from pathlib import Path
 import pytest
 
 from sark_sync import cli
-from sark_sync._demo_gateway import API_KEY, build_gateway, issue_users
+from sark_sync._demo_gateway import build_gateway, demo_variables, issue_users
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC_FILES = sorted([*ROOT.glob("docs/*.md"), *ROOT.glob("docs/gateway/*.md"),
@@ -118,11 +118,8 @@ def docs_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for name in [n for n in os.environ if n.startswith("SARK_")]:
         monkeypatch.delenv(name)
     with build_gateway() as gateway:
-        users = issue_users(gateway)
-        monkeypatch.setenv("SARK_GATEWAY_URL", gateway.url)
-        monkeypatch.setenv("SARK_API_KEY", API_KEY)
-        monkeypatch.setenv("SARK_USER_TOKEN", users.alice)
-        monkeypatch.setenv("VIEWER_TOKEN", users.bob)
+        for name, value in demo_variables(gateway, issue_users(gateway)).items():
+            monkeypatch.setenv(name, value)
         yield
 
 
