@@ -262,13 +262,10 @@ class AuditRecorder:
         attempts = result.attempts if result is not None else getattr(error, "attempts", None)
         parameters = (outcome.sent_parameters if outcome.sent_parameters is not None
                       else outcome.parameters)
-        principal_id = outcome.principal_id
-        if principal_id is None and outcome.principal is not None:
-            principal_id = outcome.principal.id
         self.auditor.record(
             "authorization" if outcome.outcome == "denied" else "tool_invocation",
             operation=INVOKE_OPERATION, outcome=outcome.outcome, error=error,
-            principal_id=principal_id, server=outcome.server, tool=outcome.tool,
+            principal_id=outcome.principal_id, server=outcome.server, tool=outcome.tool,
             transport=outcome.transport,
             decision=None if decision is None else ("allow" if decision.allow else "deny"),
             reason=None if decision is None else decision.reason,
