@@ -81,31 +81,6 @@ def mcp_sdk_server_command(tools_python: Path) -> list[str]:
     return [str(tools_python), str(MCP_SDK_SERVER)]
 
 
-def _read_url_line(proc: subprocess.Popen[bytes], timeout: float, what: str,
-                   log: Callable[[], str], exit_timeout: float) -> str:
-    """The first line a server prints on stdout (its URL); fail the test after ``timeout``
-    or if it exits first, quoting its log."""
-    assert proc.stdout is not None
-    fd = proc.stdout.fileno()
-    buffer = b""
-    deadline = time.monotonic() + timeout
-    with selectors.DefaultSelector() as selector:
-        selector.register(fd, selectors.EVENT_READ)
-        while b"\n" not in buffer:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                pytest.fail(f"{what} printed no URL within {timeout:g}s; "
-                            f"its log:\n{log()}", pytrace=False)
-            if selector.select(remaining):
-                chunk = os.read(fd, 4096)
-                if not chunk:
-                    proc.wait(exit_timeout)
-                    pytest.fail(f"{what} exited ({proc.returncode}) before "
-                                f"printing its URL; its log:\n{log()}", pytrace=False)
-                buffer += chunk
-    return buffer.split(b"\n", 1)[0].decode().strip()
-
-
 class _ServerProcess:
     """A server script run with the tools python: spawned without the test env's paths,
     stderr to ``log_path``; it prints its URL on stdout when ready (:meth:`wait_for_url`) and
@@ -125,9 +100,28 @@ class _ServerProcess:
         self.url = ""
 
     def wait_for_url(self, timeout: float | None = None) -> str:
-        """Read the URL line the server prints once it serves; fail after ``timeout``."""
-        self.url = _read_url_line(self.proc, timeout or self.start_timeout, self.what,
-                                  self.log, self.exit_timeout)
+        """Read the URL line the server prints once it serves; fail the test after
+        ``timeout`` (None: ``start_timeout``) or if it exits first, quoting its log."""
+        timeout = self.start_timeout if timeout is None else timeout
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        buffer = b""
+        deadline = time.monotonic() + timeout
+        with selectors.DefaultSelector() as selector:
+            selector.register(fd, selectors.EVENT_READ)
+            while b"\n" not in buffer:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    pytest.fail(f"{self.what} printed no URL within {timeout:g}s; "
+                                f"its log:\n{self.log()}", pytrace=False)
+                if selector.select(remaining):
+                    chunk = os.read(fd, 4096)
+                    if not chunk:
+                        self.proc.wait(self.exit_timeout)
+                        pytest.fail(f"{self.what} exited ({self.proc.returncode}) before "
+                                    f"printing its URL; its log:\n{self.log()}", pytrace=False)
+                    buffer += chunk
+        self.url = buffer.split(b"\n", 1)[0].decode().strip()
         return self.url
 
     def __enter__(self: _S) -> _S:
