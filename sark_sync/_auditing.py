@@ -100,7 +100,6 @@ class OperationOutcome:
     transport: str
     outcome: str
     server: str | None = None
-    tool: str | None = None
     principal_id: str | None = None
     error: BaseException | None = None
     request_id: str | None = None
@@ -142,12 +141,11 @@ class Operation:
 
     __slots__ = ("_done", "_hook", "_pending", "_principals", "_started", "_token", "attempts",
                  "event_type", "latency_ms", "lazy", "name", "request_id", "server",
-                 "status_code", "tool", "transport")
+                 "status_code", "transport")
 
     def __init__(self, hook: AuditHook, principals: PrincipalIdCache, name: str,
                  event_type: str, transport: str, *, server: str | None = None,
-                 tool: str | None = None, user_token: object = None, lazy: bool = False
-                 ) -> None:
+                 user_token: object = None, lazy: bool = False) -> None:
         self._hook = hook
         self._principals = principals
         self._token = user_token
@@ -155,7 +153,7 @@ class Operation:
         self._pending = False  # a request was sent and not answered
         self._started = 0.0
         self.name, self.event_type, self.transport = name, event_type, transport
-        self.server, self.tool, self.lazy = server, tool, lazy
+        self.server, self.lazy = server, lazy
         self.attempts: int | None = None
         self.request_id: str | None = None
         self.status_code: int | None = None
@@ -199,7 +197,7 @@ class Operation:
             status = code if code is not None or self._pending else status
             request_id = getattr(error, "request_id", None) or request_id
         report(self._hook, OperationOutcome(
-            self.name, self.event_type, self.transport, outcome, self.server, self.tool,
+            self.name, self.event_type, self.transport, outcome, self.server,
             self._principals.get(self._token) if self._token is not None else None, error,
             request_id, status, attempts, self.latency_ms), self.name)
 
@@ -253,7 +251,7 @@ class AuditRecorder:
             self.auditor.record(
                 outcome.event_type, operation=outcome.operation, outcome=outcome.outcome,
                 error=outcome.error, principal_id=outcome.principal_id, server=outcome.server,
-                tool=outcome.tool, transport=outcome.transport, request_id=outcome.request_id,
+                transport=outcome.transport, request_id=outcome.request_id,
                 status_code=outcome.status_code, attempts=outcome.attempts,
                 latency_ms=outcome.latency_ms)
             return

@@ -7,7 +7,7 @@ Per tool call: **deadline → authorize → breaker → retry → transport**, t
 1. the server's and tool's metadata (sensitivity, authorized teams, sensitive parameters,
    annotations) come from the :class:`MetadataCache`: a gateway server costs
    ``GET /api/v1/servers/{name}`` and ``GET /api/v1/tools?server=`` (1,000 tools a page) once
-   per ``metadata_ttl`` seconds (60 by default), through the breaker and within the first
+   per :data:`METADATA_TTL` seconds (60), through the breaker and within the first
    call's deadline; a local server's come from its ``tools/list``, with sensitivity
    ``"medium"`` and no teams. Concurrent calls share one fetch;
 2. the authorizer decides on the :class:`AuthorizationInput`, with what is left of the
@@ -117,13 +117,12 @@ class MetadataCache:
 class Governance:
     """A client's authorizer, metadata cache and audit hook."""
 
-    def __init__(self, authorizer: object = None, *, metadata_ttl: float = METADATA_TTL
-                 ) -> None:
+    def __init__(self, authorizer: object = None) -> None:
         self.authorizer: Authorizer | None = (
             as_authorizer(authorizer) if authorizer is not None else None)
         #: A hook with a ``quiet()`` method returning true is skipped, timing included.
         self.audit_hook: AuditHook | None = None
-        self.metadata = MetadataCache(metadata_ttl)
+        self.metadata = MetadataCache()
         #: The principal ids of the tokens seen, for the audit events.
         self.principal_ids = PrincipalIdCache()
         _forksafety.register(self)
