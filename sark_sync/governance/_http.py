@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import threading
 import time
 from collections.abc import Mapping
@@ -124,6 +123,8 @@ class EngineClient:
     def session(self) -> requests.Session:
         session = self._session
         if session is None or self._pid != os.getpid():
+            from .._client import _user_agent  # the client's, which imports this module
+
             with self._lock:
                 if self._pid != os.getpid():  # a fork the at-fork hook did not see
                     self._after_fork_in_child()
@@ -182,9 +183,3 @@ def _read(response: requests.Response, end: float, where: dict[str, Any]) -> byt
             f"answer broke off ({type(exc).__name__})"
         raise AuthorizationUnavailable(f"policy engine {what}",
                                        status_code=response.status_code, **where) from exc
-
-
-def _user_agent() -> str:
-    from .. import __version__
-
-    return f"sark-sync/{__version__} python/{platform.python_version()}"
