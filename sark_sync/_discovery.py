@@ -98,9 +98,17 @@ class DiscoveryMixin(ClientPipeline):
         deadline = self._deadline(timeout)
         audit = self._audit("get_server", server=name)
         with audit or _QUIET:
-            response = self._send("GET", f"/api/v1/servers/{quote(name, safe='')}",
-                                  server=name, deadline=deadline, audit=audit)
-            return _parse(ServerInfo.from_dict, response.data, "server", name)
+            return self._get_server(name, deadline, audit=audit)
+
+    def _get_server(self, name: str, deadline: Deadline, *, audit: Operation | None = None
+                    ) -> ServerInfo:
+        response = self._send("GET", f"/api/v1/servers/{quote(name, safe='')}", server=name,
+                              deadline=deadline, audit=audit)
+        try:
+            return ServerInfo.from_dict(response.data)
+        except ValueError as exc:
+            raise ProtocolError(f"malformed server response from {name}: {exc}",
+                                server=name) from None
 
     def list_tools(
         self, server: str | None = None, *, page: int = 1, page_size: int = 100,

@@ -36,7 +36,6 @@ import time
 import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Callable
-from urllib.parse import quote
 
 from . import _forksafety
 from ._auditing import AuditHook, CallOutcome, Operation, report, silent
@@ -45,7 +44,6 @@ from ._exceptions import (
     AuthorizationDenied,
     AuthorizationUnavailable,
     GatewayError,
-    ProtocolError,
     ValidationError,
 )
 from ._invocation import Invocation
@@ -246,13 +244,7 @@ def _discover(client: GatewayClient, server: str, local: bool, deadline: Deadlin
     if pool is not None:
         tools = pool.list_tools(server, deadline)
         return ServerInfo(server_name=server, transport="stdio"), {t.name: t for t in tools}
-    response = client._send("GET", f"/api/v1/servers/{quote(server, safe='')}", server=server,
-                            deadline=deadline)
-    try:
-        info = ServerInfo.from_dict(response.data)
-    except ValueError as exc:
-        raise ProtocolError(f"malformed server response for {server!r}: {exc}",
-                            server=server) from None
+    info = client._get_server(server, deadline)
     listing = paginate(lambda offset: client._tool_page(server, offset, TOOLS_PAGE, deadline),
                        key=lambda t: t.tool_name)
     return info, {t.tool_name: t for t in listing if t.server_name == server}
