@@ -6,7 +6,6 @@ token without an authorizer; nothing built while nobody listens."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from typing import Any, Callable
 
 import pytest
@@ -180,20 +179,10 @@ def test_a_local_servers_tools_are_discovered_over_stdio() -> None:
         ("discovery", "iter_tools", "local", "stdio", "success")]
 
 
-@pytest.fixture
-def nobody_listens() -> Iterator[None]:
-    logger = logging.getLogger("sark_sync.audit")
-    previous = logger.level
-    logger.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        logger.setLevel(previous)
-
-
 def test_nothing_is_built_while_the_default_audit_logger_is_off(
         gateway: LocalGateway, make_client: Make, monkeypatch: pytest.MonkeyPatch,
-        nobody_listens: None) -> None:
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="sark_sync.audit")  # nobody listens
     built: list[str] = []
     original = AuditEvent.create.__func__  # type: ignore[attr-defined]
 

@@ -255,20 +255,11 @@ def test_the_token_is_in_no_event(
 # -- the quiet path ------------------------------------------------------------------------
 
 
-@pytest.fixture
-def audit_logger_off() -> Iterator[None]:
-    logger = logging.getLogger("sark_sync.audit")
-    previous = logger.level
-    logger.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        logger.setLevel(previous)
-
-
 def test_nothing_is_built_nor_decoded_while_the_default_logger_is_off(
         mock: responses.RequestsMock, monkeypatch: pytest.MonkeyPatch,
-        audit_logger_off: None) -> None:
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="sark_sync.audit")  # nobody listens
+
     def refuse(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("built on the quiet path")
 
