@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import random
 from dataclasses import dataclass, field
 from typing import Union
 from urllib.parse import urlsplit
@@ -148,6 +149,14 @@ class RetryPolicy:
         except OverflowError:
             ceiling = self.backoff_max
         return min(self.backoff_max, ceiling)
+
+    def backoff(self, retry_number: int) -> float:
+        """The wait before retry ``retry_number``: full jitter below its ceiling."""
+        return self.jittered(self.backoff_ceiling(retry_number))
+
+    def jittered(self, ceiling: float) -> float:
+        """A wait of at most ``ceiling``: uniform in [0, ceiling] with ``jitter``, else it."""
+        return random.uniform(0.0, ceiling) if self.jitter else ceiling
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import collections
 import dataclasses
 import logging
-import random
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -172,8 +171,7 @@ class LocalServerPool:
                         server=name, tool=tool) from exc
                 if not self.retry_safe(name, tool) or attempts >= retry.attempts:
                     raise
-                ceiling = retry.backoff_ceiling(attempts)
-                wait = random.uniform(0.0, ceiling) if retry.jitter else ceiling
+                wait = retry.backoff(attempts)
                 if wait >= deadline.remaining():
                     raise deadline.exceeded(
                         f"before retrying {name}/{tool}", last_error=exc, attempts=attempts,

@@ -19,7 +19,6 @@ urllib3 parents with the policy's settings.
 
 from __future__ import annotations
 
-import random
 import time
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -169,8 +168,7 @@ class DeadlineRetry(Retry):
                 raise MaxRetryError(pool, url or "", None)  # type: ignore[arg-type]
             wait = retry_after
         else:
-            ceiling = self.policy.backoff_ceiling(len(new_retry.history))
-            wait = random.uniform(0.0, ceiling) if self.policy.jitter else ceiling
+            wait = self.policy.backoff(len(new_retry.history))
         if wait >= context.deadline.remaining():
             context.stopped = "deadline"
             error = kwargs.get("error")

@@ -32,7 +32,6 @@ from __future__ import annotations
 import atexit
 import math
 import os
-import random
 import threading
 import time
 import uuid
@@ -313,8 +312,7 @@ class HTTPSink:
             if retry_after is not None and retry_after > self.retry.retry_after_max:
                 why += f" with Retry-After {retry_after:g}s (longer than retry_after_max)"
                 break
-            ceiling = self.retry.backoff_ceiling(attempt)
-            wait = random.uniform(0.0, ceiling) if self.retry.jitter else ceiling
+            wait = self.retry.backoff(attempt)
             with self._lock:
                 self.retries += 1
             self._pause(wait if retry_after is None else retry_after)

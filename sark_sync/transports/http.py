@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -195,8 +194,7 @@ class HTTPTransport:
         """
         if not context.idempotent or context.attempts >= self._retry.attempts:
             raise error
-        ceiling = self._retry.backoff_ceiling(context.attempts)
-        wait = random.uniform(0.0, ceiling) if self._retry.jitter else ceiling
+        wait = self._retry.backoff(context.attempts)
         if wait >= context.deadline.remaining():
             context.stopped = "deadline"
             raise self._deadline_error(context, error, where)

@@ -31,7 +31,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import random
 import threading
 import uuid
 from collections.abc import Iterator
@@ -311,7 +310,7 @@ class EventStream(Iterator[Event]):
         base = self.retry_ms / 1000.0 if self.retry_ms is not None else policy.backoff_base
         cap = max(policy.backoff_max, base)
         ceiling = min(cap, base * policy.backoff_multiplier ** max(0, self._failures))
-        return random.uniform(0.0, ceiling) if policy.jitter else ceiling
+        return policy.jittered(ceiling)
 
     def _wait(self, seconds: float) -> bool:
         """Wait ``seconds`` unless closed first; False if closed."""
