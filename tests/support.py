@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -50,6 +51,17 @@ def build_gateway(**options: Any) -> LocalGateway:
         return "pong"
 
     return gateway
+
+
+def unsigned_jwt(claims: Any, header: Any = None) -> str:
+    """A compact JWT with these claims (a dict, or raw bytes for a broken payload) and a fake
+    signature: what the client reads unverified (the gateway would refuse it)."""
+
+    def segment(value: Any) -> str:
+        raw = value if isinstance(value, bytes) else json.dumps(value).encode()
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    return f"{segment(header or {'alg': 'HS256'})}.{segment(claims)}.c2lnbmF0dXJl"
 
 
 def paths(gateway: LocalGateway, prefix: str = "/api/v1/") -> list[str]:

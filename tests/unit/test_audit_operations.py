@@ -6,7 +6,6 @@ tests/integration/test_audit_discovery.py."""
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 from collections.abc import Iterator
@@ -14,6 +13,7 @@ from typing import Any
 
 import pytest
 import responses
+from support import unsigned_jwt
 
 from sark_sync import (
     AuthorizationDenied,
@@ -45,11 +45,6 @@ def server(name: str) -> dict[str, Any]:
 
 def page(items: list[dict[str, Any]], total: int, key: str = "servers") -> dict[str, Any]:
     return {key: items, "total": total}
-
-
-def jwt(claims: Any) -> str:
-    payload = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
-    return f"eyJhbGciOiJIUzI1NiJ9.{payload}.c2lnbmF0dXJl"
 
 
 @pytest.fixture
@@ -215,7 +210,7 @@ def test_the_hook_gets_an_operation_outcome(
 def test_without_an_authorizer_the_principal_id_is_the_tokens_sub(
         mock: responses.RequestsMock, client: GatewayClient, events: list[AuditEvent]) -> None:
     mock.add(responses.POST, INVOKE, json=OK)
-    token = jwt({"sub": "ada", "roles": ["dev"]})
+    token = unsigned_jwt({"sub": "ada", "roles": ["dev"]})
     client.invoke_tool("db", "query", {}, user_token=token)
     client.submit("db", "query", {}, user_token=token).result(timeout=10)
     client.invoke_many([ToolCall("db", "query", {}, user_token=token)])
@@ -226,13 +221,13 @@ def test_without_an_authorizer_the_principal_id_is_the_tokens_sub(
 def test_an_explicit_principal_wins_over_the_token(
         mock: responses.RequestsMock, client: GatewayClient, events: list[AuditEvent]) -> None:
     mock.add(responses.POST, INVOKE, json=OK)
-    client.invoke_tool("db", "query", {}, user_token=jwt({"sub": "ada"}),
+    client.invoke_tool("db", "query", {}, user_token=unsigned_jwt({"sub": "ada"}),
                        principal=Principal("bob"))
     assert [e.principal_id for e in events] == ["bob"]
     assert client._governance.principal_ids.decoded == 0
 
 
-@pytest.mark.parametrize("token", ["not-a-jwt", "e30.e30.c2ln", jwt({"sub": 42})])
+@pytest.mark.parametrize("token", ["not-a-jwt", "e30.e30.c2ln", unsigned_jwt({"sub": 42})])
 def test_a_malformed_token_gives_no_principal_and_fails_nothing(
         mock: responses.RequestsMock, client: GatewayClient, events: list[AuditEvent],
         token: str) -> None:
@@ -247,7 +242,7 @@ def test_a_malformed_token_gives_no_principal_and_fails_nothing(
 def test_the_token_is_in_no_event(
         mock: responses.RequestsMock, client: GatewayClient, events: list[AuditEvent]) -> None:
     mock.add(responses.POST, INVOKE, json=OK)
-    token = jwt({"sub": "ada"})
+    token = unsigned_jwt({"sub": "ada"})
     client.invoke_tool("db", "query", {"password": "pw"}, user_token=token)
     assert token not in events[0].to_json() and "pw" not in json.dumps(events[0].parameters)
 
@@ -281,6 +276,6 @@ def test_nothing_is_built_nor_decoded_while_the_default_logger_is_off(
             client.get_server("nope")
         client.list_tools()
         assert list(client.iter_tools()) == []
-        client.invoke_tool("db", "query", {}, user_token=jwt({"sub": "ada"}))
+        client.invoke_tool("db", "query", {}, user_token=unsigned_jwt({"sub": "ada"}))
         assert client.auditor is not None and client.auditor.emitted == 0
         assert client._governance.operation("list_servers", "discovery", "http") is None

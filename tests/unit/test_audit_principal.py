@@ -4,11 +4,11 @@ token through a bounded, thread-safe LRU (sark_sync.governance._principal)."""
 from __future__ import annotations
 
 import base64
-import json
 import threading
 from typing import Any
 
 import pytest
+from support import unsigned_jwt
 
 from sark_sync.governance import _principal
 from sark_sync.governance._principal import (
@@ -18,19 +18,15 @@ from sark_sync.governance._principal import (
 )
 
 
-def jwt(claims: Any) -> str:
-    payload = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
-    return f"eyJhbGciOiJIUzI1NiJ9.{payload}.c2lnbmF0dXJl"
-
-
 def test_the_id_is_the_sub_claim_whatever_the_other_claims() -> None:
-    assert principal_id_from_token(jwt({"sub": "ada", "roles": "not-a-list"})) == "ada"
+    assert principal_id_from_token(unsigned_jwt({"sub": "ada", "roles": "not-a-list"})) == "ada"
 
 
 @pytest.mark.parametrize("token", [
     None, 42, b"a.b.c", "", "not-a-jwt", "a.b", "a.b.c.d", "a+b.c/d.e", "e30.!!!.c2ln",
     "e30.bm90IGpzb24.c2ln",  # "not json"
-    jwt(["sub", "ada"]), jwt({"name": "ada"}), jwt({"sub": ""}), jwt({"sub": 7}),
+    unsigned_jwt(["sub", "ada"]), unsigned_jwt({"name": "ada"}), unsigned_jwt({"sub": ""}),
+    unsigned_jwt({"sub": 7}),
     "e30." + base64.urlsafe_b64encode(b"\xff\xfe").rstrip(b"=").decode() + ".c2ln",
 ])
 def test_anything_but_a_jwt_with_a_string_sub_gives_none(token: object) -> None:
@@ -39,7 +35,7 @@ def test_anything_but_a_jwt_with_a_string_sub_gives_none(token: object) -> None:
 
 def test_a_token_is_decoded_once_while_it_is_cached() -> None:
     cache = PrincipalIdCache(4)
-    token = jwt({"sub": "ada"})
+    token = unsigned_jwt({"sub": "ada"})
     assert [cache.get(token) for _ in range(5)] == ["ada"] * 5
     assert cache.decoded == 1 and len(cache) == 1
 
@@ -52,7 +48,7 @@ def test_a_malformed_token_is_remembered_as_none() -> None:
 
 def test_the_cache_is_bounded_and_forgets_the_least_recently_used() -> None:
     cache = PrincipalIdCache(3)
-    tokens = [jwt({"sub": f"user{i}"}) for i in range(4)]
+    tokens = [unsigned_jwt({"sub": f"user{i}"}) for i in range(4)]
     for token in tokens[:3]:
         cache.get(token)
     cache.get(tokens[0])  # now the most recently used
@@ -67,14 +63,14 @@ def test_the_cache_is_bounded_and_forgets_the_least_recently_used() -> None:
 
 def test_a_zero_size_cache_keeps_nothing() -> None:
     cache = PrincipalIdCache(0)
-    token = jwt({"sub": "ada"})
+    token = unsigned_jwt({"sub": "ada"})
     assert cache.get(token) == cache.get(token) == "ada"
     assert len(cache) == 0 and cache.decoded == 2
 
 
 def test_huge_tokens_are_decoded_but_never_kept() -> None:
     cache = PrincipalIdCache(4)
-    token = jwt({"sub": "ada", "pad": "x" * MAX_CACHED_TOKEN_CHARS})
+    token = unsigned_jwt({"sub": "ada", "pad": "x" * MAX_CACHED_TOKEN_CHARS})
     assert cache.get(token) == "ada" and len(cache) == 0
 
 
@@ -92,14 +88,14 @@ def test_the_size_must_be_an_int_from_zero(size: Any) -> None:
 
 def test_the_repr_shows_sizes_never_a_token() -> None:
     cache = PrincipalIdCache(8)
-    token = jwt({"sub": "ada"})
+    token = unsigned_jwt({"sub": "ada"})
     cache.get(token)
     assert repr(cache) == "<PrincipalIdCache 1 of 8>"
 
 
 def test_many_threads_share_the_cache_within_its_bound() -> None:
     cache = PrincipalIdCache(16)
-    tokens = [jwt({"sub": f"user{i}"}) for i in range(64)]
+    tokens = [unsigned_jwt({"sub": f"user{i}"}) for i in range(64)]
     start = threading.Barrier(8)
     wrong: list[str] = []
 
@@ -125,7 +121,7 @@ def test_after_fork_replaces_the_lock() -> None:
     held.acquire()  # as if another thread of the parent held it at fork time
     try:
         cache.after_fork()
-        assert cache.get(jwt({"sub": "ada"})) == "ada"
+        assert cache.get(unsigned_jwt({"sub": "ada"})) == "ada"
     finally:
         held.release()
 

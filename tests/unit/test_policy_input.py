@@ -3,28 +3,18 @@ the strict parsing of a decision, and the paths a filtering policy removed."""
 
 from __future__ import annotations
 
-import base64
-import json
 import re
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+from support import unsigned_jwt
 
 from sark_sync import Decision, Principal, ValidationError
 from sark_sync.governance import principal_from_token
 from sark_sync.governance._decision import removed_paths, utc_timestamp
 from sark_sync.governance._principal import resolve_principal
 from sark_sync.testing import _jwt
-
-
-def unsigned(claims: Any, header: Any = None) -> str:
-    def segment(value: Any) -> str:
-        raw = value if isinstance(value, bytes) else json.dumps(value).encode()
-        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-
-    return f"{segment(header or {'alg': 'HS256'})}.{segment(claims)}.c2lnbmF0dXJl"
-
 
 # -- the principal in a user token ---------------------------------------------------------------
 
@@ -42,7 +32,7 @@ def test_the_signature_is_not_checked_the_claims_are_advisory() -> None:
 
 
 def test_missing_roles_and_teams_are_empty() -> None:
-    assert principal_from_token(unsigned({"sub": "svc"})) == Principal("svc")
+    assert principal_from_token(unsigned_jwt({"sub": "svc"})) == Principal("svc")
 
 
 @pytest.mark.parametrize(
@@ -54,14 +44,14 @@ def test_missing_roles_and_teams_are_empty() -> None:
         "a.b!.c",
         "e30.%%%.c2ln",
         "e30..c2ln",
-        unsigned(b"\xff\xfe not utf-8"),
-        unsigned(b"not json"),
-        unsigned(["sub", "alice"]),
-        unsigned({"roles": ["admin"]}),
-        unsigned({"sub": ""}),
-        unsigned({"sub": 42}),
-        unsigned({"sub": "alice", "roles": "admin"}),
-        unsigned({"sub": "alice", "teams": ["data", 7]}),
+        unsigned_jwt(b"\xff\xfe not utf-8"),
+        unsigned_jwt(b"not json"),
+        unsigned_jwt(["sub", "alice"]),
+        unsigned_jwt({"roles": ["admin"]}),
+        unsigned_jwt({"sub": ""}),
+        unsigned_jwt({"sub": 42}),
+        unsigned_jwt({"sub": "alice", "roles": "admin"}),
+        unsigned_jwt({"sub": "alice", "teams": ["data", 7]}),
     ],
 )
 def test_a_malformed_token_is_a_validation_error_that_never_shows_it(token: str) -> None:
