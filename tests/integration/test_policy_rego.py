@@ -71,12 +71,8 @@ def rego_server(tools_python: Path, tmp_path_factory: pytest.TempPathFactory
     """An OPA server with gateway.rego and its tests, for this module."""
     log_path = tmp_path_factory.mktemp("rego_tests") / "opa_server.log"
     policies = [shipped_policy("gateway.rego"), shipped_policy("gateway_test.rego")]
-    server = OpaServer(policies, tools_python, log_path)
-    try:
-        server.wait_for_url()
+    with OpaServer(policies, tools_python, log_path) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def decide(server: OpaServer, document: Any) -> dict[str, Any]:
