@@ -298,7 +298,11 @@ class ToolResult:
         """``structured`` if the tool sent it, else the text content parsed as JSON."""
         if self.structured is not None:
             return self.structured
-        return json.loads(self.text)
+        text = self.text
+        try:
+            return json.loads(text)
+        except RecursionError:  # a ValueError like any other undecodable text
+            raise json.JSONDecodeError("nested too deeply to decode", text, 0) from None
 
     def raise_for_error(self) -> ToolResult:
         """Raise :class:`ToolExecutionError` if the tool reported an error; else return self."""

@@ -39,7 +39,6 @@ import weakref
 from collections import deque
 
 import requests
-from requests.adapters import HTTPAdapter
 
 from .. import _forksafety
 from .._config import RetryPolicy, resolve_base_url
@@ -47,6 +46,7 @@ from .._exceptions import ConfigurationError
 from .._redact import Secret
 from .._retry import parse_retry_after
 from ..transports._common import close_session, new_session
+from ..transports._guarded import Exchange, GuardedAdapter, guarded
 from ._audit_event import AuditEvent
 from ._audit_sinks import AuditSink, fallback_sink, log, to_fallback
 
@@ -127,6 +127,7 @@ class HTTPSink:
         self._thread: threading.Thread | None = None
         self._closed = False
         self._close_deadline = math.inf
+        self._exchange: Exchange | None = None  # the request in flight, cut at close()'s end
         self._overflowing = False
         self._enqueued = self._resolved = self._in_flight = self._flush_target = 0
         self.sent = self.dropped_to_fallback = self.failed_batches = self.retries = 0
@@ -187,6 +188,8 @@ class HTTPSink:
             if not self._closed:
                 self._closed = True
                 self._close_deadline = time.monotonic() + limit
+                if self._exchange is not None:
+                    self._exchange.tighten(self._close_deadline)
             _open_sinks.discard(self)
             if self._queue:
                 try:
@@ -252,7 +255,7 @@ class HTTPSink:
                     return
                 if session is None:
                     session = new_session(self.url, _user_agent(), self.verify,
-                                          HTTPAdapter(pool_connections=1, pool_maxsize=1))
+                                          GuardedAdapter(pool_connections=1, pool_maxsize=1))
                 self._deliver(session, batch)
                 self._resolve(batch)
                 batch = []
@@ -322,14 +325,24 @@ class HTTPSink:
               timeout: float) -> tuple[int | None, float | None, str]:
         """One attempt: (status or None, Retry-After, what went wrong, by type only)."""
         headers = dict(headers, **{"X-Gateway-Api-Key": self._api_key.reveal()})
-        try:
-            with session.post(self.url, data=body, headers=headers, allow_redirects=False,
-                              timeout=(min(timeout, 5.0), timeout)) as response:
-                status = response.status_code
-                retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            return status, retry_after, f"status {status}"
-        except requests.RequestException as exc:
-            return None, None, type(exc).__name__
+        with guarded(time.monotonic() + timeout) as exchange:
+            with self._lock:
+                self._exchange = exchange
+                if self._closed:  # close() came between _attempt_timeout and here
+                    exchange.tighten(self._close_deadline)
+            try:
+                with session.post(self.url, data=body, headers=headers, allow_redirects=False,
+                                  timeout=(min(timeout, 5.0), timeout)) as response:
+                    status = response.status_code
+                    retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                return status, retry_after, f"status {status}"
+            except requests.RequestException as exc:
+                if exchange.cut:
+                    return None, None, "the request outlived its time"
+                return None, None, type(exc).__name__
+            finally:
+                with self._lock:
+                    self._exchange = None
 
     def _attempt_timeout(self) -> float | None:
         """This attempt's request timeout: ``timeout``, cut to close()'s deadline; None when

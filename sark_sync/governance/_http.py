@@ -22,12 +22,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
-from requests.adapters import HTTPAdapter
 
 from .. import _forksafety
 from .._exceptions import AuthorizationUnavailable, ConfigurationError
 from .._redact import Secret
 from ..transports._common import close_session, new_session, socket_of
+from ..transports._guarded import GuardedAdapter, guarded
 
 __all__ = ["DEFAULT_TIMEOUT", "EngineClient", "check_timeout", "check_url"]
 
@@ -93,20 +93,23 @@ class EngineClient:
         except (TypeError, ValueError) as exc:  # parameters JSON cannot carry
             raise AuthorizationUnavailable(
                 f"the authorization input is not JSON: {type(exc).__name__}", **where) from None
-        try:
-            response = self.session().post(
-                self.url, data=body, headers=headers, allow_redirects=False, stream=True,
-                timeout=(min(CONNECT_TIMEOUT, timeout), timeout))
-        except requests.Timeout as exc:
-            raise AuthorizationUnavailable(
-                f"policy engine did not answer within {timeout:g}s", **where) from exc
-        except requests.RequestException as exc:
-            raise AuthorizationUnavailable(
-                f"could not reach the policy engine: {type(exc).__name__}", **where) from exc
-        try:
-            raw = _read(response, end, where)
-        finally:
-            response.close()
+        session = self.session()
+        with guarded(end) as exchange:
+            try:
+                response = session.post(
+                    self.url, data=body, headers=headers, allow_redirects=False, stream=True,
+                    timeout=(min(CONNECT_TIMEOUT, timeout), timeout))
+            except requests.RequestException as exc:
+                if isinstance(exc, requests.Timeout) or exchange.cut:
+                    raise AuthorizationUnavailable(
+                        f"policy engine did not answer within {timeout:g}s", **where) from exc
+                raise AuthorizationUnavailable(
+                    f"could not reach the policy engine: {type(exc).__name__}", **where
+                ) from exc
+            try:
+                raw = _read(response, end, where)
+            finally:
+                response.close()
         status = response.status_code
         if not 200 <= status < 300:
             raise AuthorizationUnavailable(
@@ -114,7 +117,7 @@ class EngineClient:
                 status_code=status, **where)
         try:
             return status, json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested too deeply
             kind = response.headers.get("Content-Type") or "no Content-Type"
             raise AuthorizationUnavailable(
                 f"policy engine's answer is not JSON ({len(raw)} bytes, {kind})",
@@ -130,9 +133,9 @@ class EngineClient:
                     self._after_fork_in_child()
                 if self._session is None:
                     self._session = new_session(self.url, _user_agent(), self._verify,
-                                                HTTPAdapter(pool_connections=1,
-                                                            pool_maxsize=POOL_SIZE,
-                                                            max_retries=0))
+                                                GuardedAdapter(pool_connections=1,
+                                                               pool_maxsize=POOL_SIZE,
+                                                               max_retries=0))
                 session = self._session
         return session
 
@@ -178,7 +181,8 @@ def _read(response: requests.Response, end: float, where: dict[str, Any]) -> byt
     except AuthorizationUnavailable:
         raise
     except Exception as exc:
-        timed_out = isinstance(exc, TimeoutError) or "timed out" in str(exc).lower()
+        timed_out = isinstance(exc, TimeoutError) or "timed out" in str(exc).lower() \
+            or time.monotonic() >= end
         what = "did not finish its answer in time" if timed_out else \
             f"answer broke off ({type(exc).__name__})"
         raise AuthorizationUnavailable(f"policy engine {what}",

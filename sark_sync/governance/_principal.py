@@ -70,7 +70,7 @@ def _claims(token: object) -> dict[str, Any]:
     try:
         raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
         claims = json.loads(raw.decode("utf-8"))
-    except (binascii.Error, ValueError):  # UnicodeDecodeError and JSONDecodeError included
+    except (binascii.Error, ValueError, RecursionError):  # UnicodeDecodeError, JSONDecodeError
         raise ValidationError("user_token's payload is not base64url JSON") from None
     if not isinstance(claims, dict):
         raise ValidationError("user_token's payload is not a JSON object")

@@ -15,7 +15,6 @@ import socket
 from typing import Any
 
 import requests
-from requests.adapters import HTTPAdapter
 from requests.utils import get_environ_proxies
 from urllib3.exceptions import (
     ConnectTimeoutError,
@@ -32,6 +31,7 @@ from .._exceptions import (
     error_for_status,
 )
 from .._retry import parse_retry_after
+from ._guarded import GuardedAdapter
 
 __all__ = [
     "close_session",
@@ -48,7 +48,7 @@ SNIPPET_CHARS = 200
 
 
 def new_session(base_url: str, user_agent: str, verify: bool | str | None,
-                adapter: HTTPAdapter, accept: str = "application/json") -> requests.Session:
+                adapter: GuardedAdapter, accept: str = "application/json") -> requests.Session:
     """A session for one gateway: no cookies, no redirects' credentials, environment read once.
 
     requests re-reads proxies and the CA bundle from the environment on every request while
@@ -99,7 +99,7 @@ def error_from_response(response: requests.Response, raw: bytes, where: dict[str
     try:
         envelope = json.loads(raw)
         error = envelope.get("error") if isinstance(envelope, dict) else None
-    except ValueError:
+    except (ValueError, RecursionError):
         error = None
     if isinstance(error, dict):
         code = _opt_str(error.get("code"))

@@ -26,11 +26,11 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Mapping
 from typing import Any
 
 import requests
-from requests.adapters import HTTPAdapter
 
 from .._config import RetryPolicy, Timeouts
 from .._deadline import Deadline
@@ -56,6 +56,7 @@ from ._common import (
     translate,
     translate_body_error,
 )
+from ._guarded import GuardedAdapter, guarded
 
 __all__ = ["HTTPTransport", "Response"]
 
@@ -108,7 +109,7 @@ class HTTPTransport:
         self._max_response_bytes = max_response_bytes
         self._retry = retry
         self._slots = threading.BoundedSemaphore(max_workers)
-        self._session = new_session(base_url, user_agent, verify, HTTPAdapter(
+        self._session = new_session(base_url, user_agent, verify, GuardedAdapter(
             pool_connections=4,
             pool_maxsize=max(10, max_workers),
             max_retries=DeadlineRetry.from_policy(retry),
@@ -147,18 +148,36 @@ class HTTPTransport:
             raise deadline.exceeded("waiting for a free connection slot", attempts=0, **where)
         token = current_attempt.set(context)
         try:
-            while True:
-                response = self._send(method, url, params, body, send_headers, context, where,
-                                      timeouts)
+            with guarded(time.monotonic() + deadline.remaining()) as exchange:
                 try:
-                    return self._finish(response, context, where, timeouts.read)
-                except _BodyLost as lost:
-                    self._before_body_retry(context, lost.error, where)
-                finally:
-                    response.close()
+                    response = self._exchange(method, url, params, body, send_headers, context,
+                                              where, timeouts)
+                except DeadlineExceeded:
+                    raise
+                except GatewayError as exc:
+                    if exchange.cut:
+                        raise self._deadline_error(context, exc, where) from exc
+                    raise
+                if exchange.cut:  # what came after the cut may be a truncated body
+                    raise self._deadline_error(context, None, where, "reading the response")
+                return response
         finally:
             current_attempt.reset(token)
             self._slots.release()
+
+    def _exchange(
+        self, method: str, url: str, params: Mapping[str, Any] | None, body: bytes | None,
+        headers: dict[str, str], context: AttemptContext, where: dict[str, Any],
+        timeouts: Timeouts,
+    ) -> Response:
+        while True:
+            response = self._send(method, url, params, body, headers, context, where, timeouts)
+            try:
+                return self._finish(response, context, where, timeouts.read)
+            except _BodyLost as lost:
+                self._before_body_retry(context, lost.error, where)
+            finally:
+                response.close()
 
     def _send(
         self, method: str, url: str, params: Mapping[str, Any] | None, body: bytes | None,
@@ -292,6 +311,11 @@ class HTTPTransport:
         except ValueError:
             raise ProtocolError(
                 f"response is not valid JSON ({len(raw)} bytes): {snippet(raw)}",
+                status_code=response.status_code, **where,
+            ) from None
+        except RecursionError:
+            raise ProtocolError(
+                f"response JSON is nested too deeply to decode ({len(raw)} bytes)",
                 status_code=response.status_code, **where,
             ) from None
 

@@ -40,7 +40,6 @@ from typing import Any
 import requests
 import sseclient
 import urllib3.exceptions
-from requests.adapters import HTTPAdapter
 
 from .._config import RetryPolicy
 from .._exceptions import (
@@ -49,6 +48,7 @@ from .._exceptions import (
     ConnectionFailed,
     GatewayError,
     ProtocolError,
+    TransportTimeout,
 )
 from .._models import Event
 from .._redact import Secret
@@ -61,6 +61,7 @@ from .._sse import (
     simple_fields,
 )
 from ._common import close_session, error_from_response, new_session, translate
+from ._guarded import GuardedAdapter, guarded_for
 
 __all__ = ["DEFAULT_IDLE_TIMEOUT", "DEFAULT_MAX_RECONNECTS", "EventStream"]
 
@@ -110,7 +111,7 @@ class EventStream(Iterator[Event]):
         self._max_event_bytes = max_event_bytes
         self._wanted = frozenset(types) if types else None
         self._session = new_session(base_url, user_agent, verify,
-                                    HTTPAdapter(pool_connections=1, pool_maxsize=1),
+                                    GuardedAdapter(pool_connections=1, pool_maxsize=1),
                                     accept="text/event-stream")
         self._lock = threading.Lock()  # held by the iterating thread; close() waits for it
         self._reader: int | None = None  # the thread inside next(), if any
@@ -223,23 +224,18 @@ class EventStream(Iterator[Event]):
         while self._wait(delay):
             self._connected_once = True
             try:
-                response = self._open()
+                opened = self._open()
             except GatewayError as exc:
                 self._failed(exc)
                 delay = self._backoff()
                 continue
-            if response.status_code == 200:
-                mime = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
-                if mime != "text/event-stream":
-                    response.close()
-                    raise ProtocolError(f"expected an event stream, got Content-Type "
-                                        f"{mime or 'none'!r}", url=self.url, status_code=200)
-                self._response = response
-                self._blocks = self._read_blocks(response)
+            if isinstance(opened, requests.Response):
+                self._response = opened
+                self._blocks = self._read_blocks(opened)
                 self._delivered = False
                 return
-            error = self._error(response)
-            status = response.status_code
+            error = opened
+            status = error.status_code or 0
             if status not in (408, 429) and status < 500:
                 raise error
             retry_after = error.retry_after if status in (429, 503) else None
@@ -248,7 +244,10 @@ class EventStream(Iterator[Event]):
             self._failed(error)
             delay = retry_after if retry_after is not None else self._backoff()
 
-    def _open(self) -> requests.Response:
+    def _open(self) -> requests.Response | GatewayError:
+        """One attempt: the 200 response of an event stream, or the error the gateway
+        answered. Connecting, the response headers and an error body must all arrive within
+        ``connect_timeout + idle_timeout``, however slowly the gateway sends them."""
         headers = {"Cache-Control": "no-cache", "Accept-Encoding": "identity",
                    "X-Request-ID": str(uuid.uuid4())}
         if self._api_key is not None:
@@ -258,12 +257,28 @@ class EventStream(Iterator[Event]):
         if self.last_event_id:
             headers["Last-Event-ID"] = self.last_event_id
         params = {"types": ",".join(self.types)} if self.types else None
-        try:
-            return self._session.get(self.url, params=params, headers=headers, stream=True,
-                                     timeout=self._timeout, allow_redirects=False)
-        except requests.RequestException as exc:
-            raise translate(exc, url=self.url, method="GET",
-                            request_id=headers["X-Request-ID"]) from exc
+        where: dict[str, Any] = {"url": self.url, "method": "GET",
+                                 "request_id": headers["X-Request-ID"]}
+        budget = self._timeout[0] + self._timeout[1]
+        with guarded_for(budget) as exchange:
+            try:
+                response = self._session.get(self.url, params=params, headers=headers,
+                                             stream=True, timeout=self._timeout,
+                                             allow_redirects=False)
+            except requests.RequestException as exc:
+                if exchange.cut:
+                    raise TransportTimeout(
+                        f"the gateway did not answer the event stream's request within "
+                        f"{budget:g}s (connect_timeout + idle_timeout)", **where) from exc
+                raise translate(exc, **where) from exc
+            if response.status_code != 200:
+                return self._error(response)
+            mime = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+            if mime != "text/event-stream":
+                response.close()  # fatal, as a 4xx: returned, not raised, so it is not retried
+                return ProtocolError(f"expected an event stream, got Content-Type "
+                                     f"{mime or 'none'!r}", status_code=200, **where)
+            return response
 
     def _error(self, response: requests.Response) -> GatewayError:
         where: dict[str, Any] = {"method": "GET", "url": self.url,
