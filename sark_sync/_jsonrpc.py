@@ -9,6 +9,12 @@ one-byte splits included.
 A line that is not a valid JSON-RPC 2.0 message raises :class:`FramingError` (a ``ValueError``)
 naming what is wrong, never echoing more than a short prefix of the line. Batches (JSON arrays)
 are not part of MCP since 2025-06-18 and are rejected.
+
+A peer controls every byte, so no line may raise anything else: a line nested deeper than the
+decoder's recursion limit, a number of more digits than ``int`` converts, or invalid UTF-8 is a
+:class:`FramingError` too, and when the line's top-level ``"id"`` can still be read from its
+first or last bytes the error carries it, so the one call it answered fails at once instead of
+waiting for its deadline. Encoding a message nested too deeply is :class:`NestingError`.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ __all__ = [
     "FramingError",
     "LineSplitter",
     "Message",
+    "NestingError",
     "Notification",
     "Oversize",
     "Request",
@@ -60,6 +67,11 @@ class FramingError(ValueError):
     def __init__(self, message: str, *, id: RequestId | None = None) -> None:
         super().__init__(message)
         self.id = id
+
+
+class NestingError(ValueError):
+    """A message to send is nested deeper than JSON encoding allows (a ``RecursionError`` in
+    the encoder, turned into a value error the caller can report)."""
 
 
 @dataclass(frozen=True)
@@ -94,8 +106,11 @@ Message = Union[Request, Notification, Response, ErrorResponse]
 
 def _line(obj: Mapping[str, Any]) -> bytes:
     # ensure_ascii keeps U+2028/U+2029 and every control character escaped: one physical line.
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=True,
-                      allow_nan=False).encode("ascii") + b"\n"
+    try:
+        text = json.dumps(obj, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    except RecursionError:
+        raise NestingError("nested too deeply for JSON") from None
+    return text.encode("ascii") + b"\n"
 
 
 def encode_request(
@@ -138,8 +153,13 @@ def parse_line(line: bytes | str) -> Message:
     """Parse one line (with or without its newline) into a message, or raise FramingError."""
     try:
         obj = json.loads(line)
-    except (ValueError, UnicodeDecodeError):
-        raise FramingError(f"not JSON: {_quote(line)}") from None
+    except RecursionError:
+        raise FramingError("nested too deeply to decode", id=salvage_id(line)) from None
+    except UnicodeDecodeError as exc:
+        raise FramingError(f"not valid UTF-8 (at byte {exc.start})",
+                           id=salvage_id(line)) from None
+    except ValueError:  # JSONDecodeError, or an integer of too many digits (Python >= 3.11)
+        raise FramingError(f"not JSON: {_quote(line)}", id=salvage_id(line)) from None
     if not isinstance(obj, dict):
         kind = "a batch" if isinstance(obj, list) else type(obj).__name__
         raise FramingError(f"a JSON-RPC message must be an object, got {kind}")
@@ -172,6 +192,62 @@ def parse_line(line: bytes | str) -> Message:
         return Response(msg_id, obj["result"])
     raise FramingError('neither a request ("method") nor a response ("result"/"error")',
                        id=msg_id)
+
+
+#: Tokens of JSON text that matter to find a top-level key: strings, brackets, separators,
+#: numbers (whitespace and literals fall between matches).
+_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}:,]|-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?')
+#: A top-level id written last, just before the closing brace.
+_LAST_ID = re.compile(rb'"id"\s*:\s*(-?\d{1,18}|"[^"\\]{0,200}")\s*}\s*$')
+#: Digits an id may have to be salvaged (ours are small counters; int() of a long run is slow).
+_ID_DIGITS = 18
+
+
+def _id_token(token: bytes) -> RequestId | None:
+    if token[:1] == b'"':
+        return token[1:-1].decode("utf-8", "replace") if len(token) <= 202 else None
+    digits = token.lstrip(b"-")
+    return int(token) if digits.isdigit() and len(digits) <= _ID_DIGITS else None
+
+
+def salvage_id(line: bytes | str, keep: int = 4096) -> RequestId | None:
+    """The top-level ``"id"`` of a response that could not be decoded, read from its first
+    ``keep`` bytes (at nesting depth 1 only) or its end (``"id": N}``); None when it cannot be
+    found, or when the line has a top-level ``"method"`` (a request or notification of the
+    peer, not an answer to one of ours). Never raises."""
+    raw = line.encode("utf-8", "surrogatepass") if isinstance(line, str) else line
+    head = raw[:keep]
+    depth, key, after_colon, found = 0, None, False, None
+    for match in _TOKEN.finditer(head):
+        token = match.group()
+        if token in (b"{", b"["):
+            if depth == 1 and after_colon:
+                key, after_colon = None, False
+            depth += 1
+        elif token in (b"}", b"]"):
+            depth -= 1
+            if depth <= 0:
+                break
+        elif depth != 1:
+            continue
+        elif token == b":":
+            after_colon = key is not None
+        elif token == b",":
+            key, after_colon = None, False
+        elif after_colon:
+            if key == b'"method"':
+                return None
+            if key == b'"id"' and found is None:
+                found = _id_token(token)
+            key, after_colon = None, False
+        elif token[:1] == b'"':
+            key = token
+    if b'"method"' in head and found is None and depth > 1:
+        return None  # undecidable; never guess an answer out of a peer's own message
+    if found is not None:
+        return found
+    tail = _LAST_ID.search(raw[-keep:])
+    return _id_token(tail.group(1)) if tail else None
 
 
 @dataclass(frozen=True)
