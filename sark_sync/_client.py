@@ -26,6 +26,8 @@ from . import _forksafety
 from ._auditing import AuditRecorder, Operation, flush_for_close, resolve_audit
 from ._breaker import Breaker
 from ._config import (
+    MAX_RESPONSE_BYTES,
+    MAX_WORKERS,
     BreakerPolicy,
     RestartPolicy,
     RetryPolicy,
@@ -40,6 +42,7 @@ from ._exceptions import (
     ConfigurationError,
     GatewayError,
     TransportNotAvailableError,
+    ValidationError,
 )
 from ._governed import Governance
 from ._invoking import InvocationMixin
@@ -49,6 +52,7 @@ from ._models import ToolResult
 from ._redact import Secret
 from ._resources import Resources
 from ._streaming import StreamingMixin
+from ._validation import describe, validate_name
 from .governance.audit import Auditor
 from .governance.policy import Authorizer, AuthorizerLike
 from .transports.http import DEFAULT_MAX_RESPONSE_BYTES, HTTPTransport, Response
@@ -76,13 +80,14 @@ class GatewayClient(DiscoveryMixin, InvocationMixin, StreamingMixin):
     :param retry: the :class:`RetryPolicy` (3 attempts, full-jitter backoff).
     :param breaker: the :class:`BreakerPolicy` (open after 5 failures, probe after 30 s).
     :param max_workers: threads for :meth:`submit`/:meth:`invoke_many`, and the most
-        connections open to the gateway at once.
+        connections open to the gateway at once: 1 to 1,024 (``MAX_WORKERS``).
     :param transport_mode: ``"auto"`` (default) or a single allowed transport.
     :param idempotency_keys: send an auto-generated ``Idempotency-Key`` with every invocation
         (the gateway deduplicates by it), which makes tool calls safe to retry. With False,
         only calls given a key or to tools annotated read-only/idempotent are retried.
-    :param verify: TLS verification (a bool or a CA bundle path); default: the
-        ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE`` environment, else on.
+    :param verify: TLS verification (a bool or the path of an existing CA bundle file or
+        directory); default: the ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE`` environment, else on.
+    :param max_response_bytes: the largest response body accepted, 1 byte to 1 GiB.
     :param local_servers: ``{"name": ["python", "server.py"]}`` (or ``{"name": {"command":
         [...], "env": {...}, "cwd": ...}}``): MCP servers run as child processes and called
         over stdio through the same pipeline as gateway servers, started on first use and
@@ -109,7 +114,9 @@ class GatewayClient(DiscoveryMixin, InvocationMixin, StreamingMixin):
     ...     client.invoke_tool("demo", "echo", {"text": "hi"}).text
     'hi'
 
-    Raises :class:`ConfigurationError` for invalid settings.
+    Raises :class:`ConfigurationError` for invalid settings, naming the argument and the rule
+    (never quoting a credential, nor a URL that may carry one). Every limit is a named
+    constant of :mod:`sark_sync._config`: durations up to ``MAX_SECONDS`` (24 h), and so on.
     """
 
     def __init__(
@@ -140,20 +147,21 @@ class GatewayClient(DiscoveryMixin, InvocationMixin, StreamingMixin):
         self.breaker = breaker if breaker is not None else BreakerPolicy()
         if not isinstance(self.retry, RetryPolicy) or not isinstance(self.breaker, BreakerPolicy):
             raise ConfigurationError("retry and breaker must be RetryPolicy and BreakerPolicy")
-        if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
-            raise ConfigurationError(f"max_workers must be an int >= 1, got {max_workers!r}")
-        if transport_mode not in TRANSPORT_MODES:
+        self.max_workers = _bounded("max_workers", max_workers, MAX_WORKERS)
+        if not isinstance(transport_mode, str) or transport_mode not in TRANSPORT_MODES:
+            shown = repr(transport_mode[:32]) if isinstance(transport_mode, str) else \
+                describe(transport_mode)
             raise ConfigurationError(
-                f"transport_mode must be one of {', '.join(TRANSPORT_MODES)}: {transport_mode!r}"
+                f"transport_mode must be one of {', '.join(TRANSPORT_MODES)}: {shown}"
             )
-        if isinstance(max_response_bytes, bool) or not isinstance(max_response_bytes, int) or \
-                max_response_bytes < 1:
-            raise ConfigurationError("max_response_bytes must be an int >= 1")
-        self.max_workers = max_workers
-        self.transport_mode = transport_mode
+        if not isinstance(idempotency_keys, bool):
+            raise ConfigurationError(
+                f"idempotency_keys must be a bool, not {type(idempotency_keys).__name__}")
+        self.transport_mode = str.__str__(transport_mode)
         self.idempotency_keys = idempotency_keys
-        self._verify = verify
-        self._max_response_bytes = max_response_bytes
+        self._verify = _check_verify(verify)
+        self._max_response_bytes = _bounded("max_response_bytes", max_response_bytes,
+                                            MAX_RESPONSE_BYTES)
         self._retry_safe_tools: dict[tuple[str, str], bool] = {}
         self._closed = False
         self._governance = Governance(authorizer)
@@ -251,7 +259,10 @@ class GatewayClient(DiscoveryMixin, InvocationMixin, StreamingMixin):
 
     def breaker_for(self, server: str | None = None) -> Breaker:
         """The breaker guarding ``server`` on this gateway (None: discovery and health), or
-        the local server of that name."""
+        the local server of that name. :class:`ValidationError` for an invalid name."""
+        return self._breaker(None if server is None else validate_name(server, "server"))
+
+    def _breaker(self, server: str | None) -> Breaker:
         resources = self._state()
         if server is not None and server in resources.local:
             name = f"local:{server}"
@@ -261,8 +272,17 @@ class GatewayClient(DiscoveryMixin, InvocationMixin, StreamingMixin):
 
     # -- the pipeline ------------------------------------------------------------------------
 
+    def _timeouts(self, timeout: float | Timeouts | None) -> Timeouts:
+        """A call's ``timeout`` argument checked: :class:`ValidationError` naming it."""
+        if timeout is None:
+            return self.timeouts
+        try:
+            return Timeouts.coerce(timeout)
+        except ConfigurationError as exc:
+            raise ValidationError(exc.message) from None
+
     def _deadline(self, timeout: float | Timeouts | None) -> Deadline:
-        timeouts = self.timeouts if timeout is None else Timeouts.coerce(timeout)
+        timeouts = self._timeouts(timeout)
         return Deadline(timeouts.deadline, timeouts=timeouts)
 
     def _send(
@@ -272,12 +292,26 @@ class GatewayClient(DiscoveryMixin, InvocationMixin, StreamingMixin):
         accept_statuses: frozenset[int] = frozenset(), tool: str | None = None,
         audit: Operation | None = None,
     ) -> Response:
+        return self._exchange(
+            method, path, _as_is, server=server, deadline=deadline, idempotent=idempotent,
+            params=params, body=body, headers=headers, accept_statuses=accept_statuses,
+            tool=tool, audit=audit)
+
+    def _exchange(
+        self, method: str, path: str, parse: Callable[[Response], T], *, server: str | None,
+        deadline: Deadline, idempotent: bool = True, params: Mapping[str, Any] | None = None,
+        body: bytes | None = None, headers: dict[str, str] | None = None,
+        accept_statuses: frozenset[int] = frozenset(), tool: str | None = None,
+        audit: Operation | None = None,
+    ) -> T:
+        """One request through the breaker, with ``parse`` run on the response inside it,
+        so that a malformed answer (``ProtocolError``) counts as the server's failure."""
         transport = self._http()
         send_headers = {"X-Request-ID": str(uuid.uuid4())}
         if headers:
             send_headers.update(headers)
 
-        def attempt() -> Response:
+        def attempt() -> T:
             if audit is not None:
                 audit.sent(send_headers["X-Request-ID"])
             response = transport.request(
@@ -287,12 +321,12 @@ class GatewayClient(DiscoveryMixin, InvocationMixin, StreamingMixin):
             )
             if audit is not None:
                 audit.received(response)
-            return response
+            return parse(response)
 
         try:
             if not self.breaker.enabled:
                 return attempt()
-            return self.breaker_for(server).call(attempt)
+            return self._breaker(server).call(attempt)
         except GatewayError as exc:
             exc._with(server=server, tool=tool)
             raise
@@ -300,7 +334,7 @@ class GatewayClient(DiscoveryMixin, InvocationMixin, StreamingMixin):
     def _guard(self, server: str) -> Callable[[Callable[[], ToolResult]], ToolResult]:
         if not self.breaker.enabled:
             return lambda attempt: attempt()
-        return self.breaker_for(server).call
+        return self._breaker(server).call
 
     # -- local servers (stdio) -----------------------------------------------------------------
 
@@ -323,6 +357,36 @@ class GatewayClient(DiscoveryMixin, InvocationMixin, StreamingMixin):
             timeout=self.timeouts.deadline if timeout is None else timeout,
             startup_timeout=startup_timeout, on_notification=on_notification,
         )
+
+
+def _as_is(response: Response) -> Response:
+    return response
+
+
+def _bounded(name: str, value: object, maximum: int) -> int:
+    """``value`` as a plain int from 1 to ``maximum``, else ConfigurationError."""
+    if isinstance(value, bool) or not isinstance(value, int) or \
+            not 1 <= int.__int__(value) <= maximum:
+        raise ConfigurationError(f"{name} must be an int from 1 to {maximum:,}, got "
+                                 f"{describe(value)}")
+    return int.__int__(value)
+
+
+def _check_verify(verify: object) -> bool | str | None:
+    """``verify`` as given if it is None, a bool, or the path of an existing CA bundle file
+    or directory (requests would otherwise fail at the first call, with an OSError)."""
+    if verify is None or isinstance(verify, bool):
+        return verify
+    if isinstance(verify, os.PathLike):
+        verify = os.fspath(verify)
+    if not isinstance(verify, str):
+        raise ConfigurationError(
+            f"verify must be a bool or a CA bundle path, not {type(verify).__name__}")
+    path = str.__str__(verify)
+    if not path or "\x00" in path or not os.path.exists(path):
+        raise ConfigurationError("verify is not the path of an existing CA bundle file or "
+                                 "directory")
+    return path
 
 
 def _user_agent() -> str:

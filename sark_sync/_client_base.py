@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 if TYPE_CHECKING:
     from ._auditing import Operation
@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
 __all__ = ["ClientPipeline"]
 
+T = TypeVar("T")
+
 
 class ClientPipeline:
     """The attributes and pipeline methods of :class:`GatewayClient` that its mixins use."""
@@ -34,6 +36,7 @@ class ClientPipeline:
     _governance: Governance
 
     if TYPE_CHECKING:
+        def _timeouts(self, timeout: float | Timeouts | None) -> Timeouts: ...
         def _deadline(self, timeout: float | Timeouts | None) -> Deadline: ...
         def _local(self, server: str | None) -> LocalServerPool | None: ...
         def _executor(self) -> ThreadPoolExecutor: ...
@@ -45,3 +48,11 @@ class ClientPipeline:
             accept_statuses: frozenset[int] = frozenset(), tool: str | None = None,
             audit: Operation | None = None,
         ) -> Response: ...
+        def _exchange(
+            self, method: str, path: str, parse: Callable[[Response], T], *,
+            server: str | None, deadline: Deadline, idempotent: bool = True,
+            params: Mapping[str, Any] | None = None, body: bytes | None = None,
+            headers: dict[str, str] | None = None,
+            accept_statuses: frozenset[int] = frozenset(), tool: str | None = None,
+            audit: Operation | None = None,
+        ) -> T: ...

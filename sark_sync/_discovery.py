@@ -66,8 +66,8 @@ class DiscoveryMixin(ClientPipeline):
     def list_servers(
         self, *, page: int = 1, page_size: int = 100, timeout: float | Timeouts | None = None
     ) -> list[ServerInfo]:
-        """One page of registered servers (``page`` from 1, ``page_size`` 1..1000)."""
-        validate_page(page, page_size)
+        """One page of registered servers (``page`` 1..1,000,000, ``page_size`` 1..1000)."""
+        page, page_size = validate_page(page, page_size)
         deadline = self._deadline(timeout)
         audit = self._audit("list_servers")
         with audit or _QUIET:
@@ -79,7 +79,8 @@ class DiscoveryMixin(ClientPipeline):
         self, *, page_size: int = 100, timeout: float | Timeouts | None = None
     ) -> Iterator[ServerInfo]:
         """Every registered server, fetched page by page (each page has its own deadline)."""
-        validate_page(1, page_size)
+        _, page_size = validate_page(1, page_size)
+        timeout = self._timeouts(timeout)  # checked now, not at the first page
         audit = self._audit("iter_servers", lazy=True)
 
         def fetch(offset: int) -> tuple[list[ServerInfo], int, int]:
@@ -94,7 +95,7 @@ class DiscoveryMixin(ClientPipeline):
     def get_server(self, name: str, *, timeout: float | Timeouts | None = None) -> ServerInfo:
         """One server by name; :class:`NotFoundError` if the gateway does not know it."""
 
-        validate_name(name, "server")
+        name = validate_name(name, "server")
         deadline = self._deadline(timeout)
         audit = self._audit("get_server", server=name)
         with audit or _QUIET:
@@ -117,8 +118,8 @@ class DiscoveryMixin(ClientPipeline):
         """One page of tools, of one server or of all gateway servers. For a local server the
         page is cut from its whole ``tools/list``."""
         if server is not None:
-            validate_name(server, "server")
-        validate_page(page, page_size)
+            server = validate_name(server, "server")
+        page, page_size = validate_page(page, page_size)
         deadline = self._deadline(timeout)
         local = self._local(server)
         audit = self._audit("list_tools", server=server,
@@ -137,8 +138,9 @@ class DiscoveryMixin(ClientPipeline):
     ) -> Iterator[ToolInfo]:
         """Every tool, of one server or of all gateway servers, fetched page by page."""
         if server is not None:
-            validate_name(server, "server")
-        validate_page(1, page_size)
+            server = validate_name(server, "server")
+        _, page_size = validate_page(1, page_size)
+        timeout = self._timeouts(timeout)  # checked now, not at the first page
         local = self._local(server)
         if local is not None and server is not None:
             with self._audit("iter_tools", server=server, transport="stdio") or _QUIET:

@@ -49,6 +49,7 @@ from ._exceptions import (
 from ._invocation import Invocation
 from ._models import Principal, ServerInfo, ToolInfo, ToolResult
 from ._pagination import paginate
+from ._validation import unencodable
 from .governance._decision import AuthorizationInput, Decision, removed_paths, utc_timestamp
 from .governance._principal import PrincipalIdCache, resolve_principal
 from .governance.policy import Authorizer, as_authorizer, release
@@ -183,6 +184,8 @@ class Governance:
                 raise deadline.exceeded("waiting for the authorizer", last_error=exc,
                                         attempts=0, **where) from exc
             raise
+        except RecursionError as exc:  # encoding the input: parameters nested too deeply
+            raise unencodable(exc)._with(**where) from None
         except Exception as exc:  # an authorizer object of the caller's that broke its contract
             raise AuthorizationUnavailable(
                 f"authorizer {type(authorizer).__name__} failed: {type(exc).__name__}",

@@ -7,7 +7,6 @@ same ``Idempotency-Key``.
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Mapping
 from concurrent.futures import Future
@@ -17,13 +16,15 @@ from typing import Any
 from ._deadline import Deadline
 from ._models import Principal, ToolResult
 from ._validation import (
+    decode_json,
     encode_arguments,
     encode_invocation,
+    json_copy,
     validate_header_value,
     validate_name,
 )
 
-__all__ = ["Invocation", "invoke_request", "outcome", "prepare"]
+__all__ = ["Invocation", "check_call", "invoke_request", "outcome", "prepare"]
 
 #: Seconds a waiter on a submitted call allows beyond its deadline for the worker to report.
 RESULT_GRACE = 1.0
@@ -83,20 +84,27 @@ def outcome(future: Future[ToolResult], deadline: Deadline) -> ToolResult | Base
         return exc
 
 
+def check_call(server: object, tool: object, user_token: object, idempotency_key: object
+               ) -> tuple[str, str, str | None, str | None]:
+    """A call's names and header values, checked (as plain str) before anything else reads
+    them; :class:`ValidationError` naming the argument, never quoting a header value."""
+    return (validate_name(server, "server"), validate_name(tool, "tool"),
+            None if user_token is None else validate_header_value(user_token, "user_token"),
+            None if idempotency_key is None else validate_header_value(
+                idempotency_key, "idempotency_key"))
+
+
 def invoke_request(
     server: str, tool: str, parameters: Mapping[str, Any] | None, user_token: str | None,
     idempotency_key: str | None,
 ) -> tuple[bytes, dict[str, str]]:
-    """Validate an invocation's arguments and build its body and headers."""
-    validate_name(server, "server")
-    validate_name(tool, "tool")
+    """An invocation's body and headers, from arguments :func:`check_call` passed (the
+    parameters are checked here, as they are encoded)."""
     body = encode_invocation(server, tool, parameters)
     headers: dict[str, str] = {}
     if user_token is not None:
-        validate_header_value(user_token, "user_token")
         headers["Authorization"] = f"Bearer {user_token}"
     if idempotency_key is not None:
-        validate_header_value(idempotency_key, "idempotency_key")
         headers["Idempotency-Key"] = idempotency_key
     return body, headers
 
@@ -106,7 +114,8 @@ def prepare(
     idempotency_key: str | None, *, local: bool, auto_key: bool, retry_safe: bool,
     principal: Principal | None, snapshot: bool,
 ) -> Invocation:
-    """Validate and encode a call for a local server or the gateway; nothing is sent.
+    """Encode a call for a local server or the gateway; nothing is sent. The names and header
+    values are those :func:`check_call` returned; the parameters are checked here.
 
     ``auto_key`` adds a generated ``Idempotency-Key`` when the caller gave none;
     ``retry_safe`` says the tool is annotated read-only or idempotent. With ``snapshot``
@@ -115,16 +124,16 @@ def prepare(
     judge other parameters than those sent.
     """
     if local:
-        validate_name(tool, "tool")
         arguments = encode_arguments(parameters)
         if snapshot:
-            arguments = json.loads(json.dumps(arguments))
+            arguments = json_copy(arguments)
         return Invocation(server, tool, b"", {}, False, local=True, arguments=arguments,
                           principal=principal)
     body, headers = invoke_request(server, tool, parameters, user_token, idempotency_key)
     if idempotency_key is None and auto_key:
         headers["Idempotency-Key"] = str(uuid.uuid4())
     idempotent = "Idempotency-Key" in headers or retry_safe
-    sent = json.loads(body)["parameters"] if snapshot else parameters
+    sent = decode_json(body)["parameters"] if snapshot else parameters
     return Invocation(server, tool, body, headers, idempotent, principal=principal,
                       arguments=sent)
+

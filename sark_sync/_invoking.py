@@ -10,19 +10,20 @@ live apart from the construction, lifecycle and transport selection in ``_client
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, cast
 
 from ._client_base import ClientPipeline
 from ._config import Timeouts
 from ._deadline import Deadline
-from ._exceptions import ConfigurationError, ProtocolError
-from ._invocation import Invocation, outcome, prepare
+from ._exceptions import ProtocolError, ValidationError
+from ._invocation import Invocation, check_call, outcome, prepare
 from ._models import Principal, ToolCall, ToolResult
 
 if TYPE_CHECKING:
     from ._client import GatewayClient
+    from .transports.http import Response
 
 __all__ = ["InvocationMixin"]
 
@@ -60,7 +61,11 @@ class InvocationMixin(ClientPipeline):
         self, server: str, tool: str, parameters: Mapping[str, Any] | None,
         user_token: str | None, idempotency_key: str | None, principal: Principal | None,
     ) -> Invocation:
-        """Validate and encode a call; nothing is sent yet."""
+        """Validate and encode a call; nothing is sent yet. The names and header values are
+        checked first, before anything (the local server lookup, the principal's token) reads
+        them."""
+        server, tool, user_token, idempotency_key = check_call(server, tool, user_token,
+                                                               idempotency_key)
         return prepare(
             server, tool, parameters, user_token, idempotency_key,
             local=self._local(server) is not None, auto_key=self.idempotency_keys,
@@ -80,18 +85,22 @@ class InvocationMixin(ClientPipeline):
             return local.invoke(call.server, call.tool, call.arguments, deadline, self.retry,
                                 self._guard(call.server))
         started = time.perf_counter()
-        response = self._send("POST", "/api/v1/invoke", server=call.server, tool=call.tool,
-                              deadline=deadline, idempotent=call.idempotent, body=call.body,
-                              headers=call.headers)
-        latency_ms = (time.perf_counter() - started) * 1000.0
-        try:
-            return ToolResult.from_invoke_response(
-                response.data, server=call.server, tool=call.tool, latency_ms=latency_ms,
-                attempts=response.attempts,
-            )
-        except ValueError as exc:
-            raise ProtocolError(f"malformed invoke response: {exc}", server=call.server,
-                                tool=call.tool, attempts=response.attempts) from None
+
+        def parse(response: Response) -> ToolResult:
+            # Inside the breaker: a malformed answer is the server's failure, not a success.
+            latency_ms = (time.perf_counter() - started) * 1000.0
+            try:
+                return ToolResult.from_invoke_response(
+                    response.data, server=call.server, tool=call.tool, latency_ms=latency_ms,
+                    attempts=response.attempts,
+                )
+            except ValueError as exc:
+                raise ProtocolError(f"malformed invoke response: {exc}", server=call.server,
+                                    tool=call.tool, attempts=response.attempts) from None
+
+        return self._exchange("POST", "/api/v1/invoke", parse, server=call.server,
+                              tool=call.tool, deadline=deadline, idempotent=call.idempotent,
+                              body=call.body, headers=call.headers)
 
     def submit(
         self, server: str, tool: str, parameters: Mapping[str, Any] | None = None, *,
@@ -114,17 +123,24 @@ class InvocationMixin(ClientPipeline):
         """Run many calls on the thread pool (at most ``max_workers`` at once); results come
         back in the order of ``calls``.
 
-        Every call is validated before any is sent: one bad item raises
-        :class:`ValidationError` (or :class:`ConfigurationError` for a non-ToolCall) and
-        nothing runs. With ``return_exceptions=True`` a failed call's exception takes its place
-        in the list; otherwise, once every call has finished, the first failure (in the order
-        of ``calls``) is raised. Each call's deadline starts now, so waiting is bounded.
+        Every call is validated before any is sent: one bad item (a non-ToolCall included)
+        raises :class:`ValidationError` and nothing runs. With ``return_exceptions=True`` a
+        failed call's exception takes its place in the list; otherwise, once every call has
+        finished, the first failure (in the order of ``calls``) is raised. Each call's
+        deadline starts now, so waiting is bounded.
         """
+        if isinstance(calls, (str, bytes, Mapping)) or not isinstance(calls, Iterable):
+            raise ValidationError(
+                f"invoke_many takes an iterable of ToolCall, not {type(calls).__name__}")
+        if not isinstance(return_exceptions, bool):
+            raise ValidationError("return_exceptions must be a bool, not "
+                                  f"{type(return_exceptions).__name__}")
         prepared: list[tuple[Invocation, Deadline, str | None]] = []
-        for call in calls:
+        for index, call in _items(calls):
             if not isinstance(call, ToolCall):
-                raise ConfigurationError(
-                    f"invoke_many takes ToolCall items, not {type(call).__name__}"
+                raise ValidationError(
+                    f"invoke_many takes ToolCall items, not {type(call).__name__} (item "
+                    f"{index})"
                 )
             prepared.append((
                 self._prepare(call.server, call.tool, call.parameters, call.user_token,
@@ -140,3 +156,20 @@ class InvocationMixin(ClientPipeline):
                 if isinstance(result, BaseException):
                     raise result
         return outcomes
+
+
+def _items(calls: Iterable[ToolCall]) -> Iterator[tuple[int, ToolCall]]:
+    """``enumerate(calls)``, with an exception of the caller's iterable turned into
+    :class:`ValidationError` naming its type (its message, the caller's, is not repeated)."""
+    iterator = iter(calls)
+    index = 0
+    while True:
+        try:
+            call = next(iterator)
+        except StopIteration:
+            return
+        except Exception as exc:
+            raise ValidationError(f"invoke_many could not iterate its calls: item {index} "
+                                  f"raised {type(exc).__name__}") from None
+        yield index, call
+        index += 1

@@ -2,7 +2,14 @@
 
 A bad name must never become a request (no path injection, no confusing 404), and a
 parameter that JSON cannot carry must fail here with a clear message, not as a half-sent body.
-Messages name the argument and the rule, never the value of a parameter or credential.
+Messages name the argument and the rule, never the value of a parameter or credential: a
+header value that breaks the rule is described by what is wrong and where (``user_token has a
+control character at index 12``), never by its characters.
+
+What a caller passes is taken at face value only as far as the builtin types go: a ``str``
+subclass is read as the plain ``str`` it holds (its ``__str__``, ``__eq__`` or ``__hash__``
+never reach a URL, a header or a dict key), and foreign exceptions raised while reading a
+caller's mapping become :class:`ValidationError` naming only their type.
 """
 
 from __future__ import annotations
@@ -15,10 +22,18 @@ from typing import Any
 from ._exceptions import ValidationError
 
 __all__ = [
+    "MAX_HEADER_VALUE_LENGTH",
+    "MAX_PAGE",
+    "MAX_PAGE_SIZE",
     "NAME_PATTERN",
     "check_arguments",
+    "decode_json",
+    "describe",
     "encode_arguments",
     "encode_invocation",
+    "header_value_problem",
+    "json_copy",
+    "plain_str",
     "unencodable",
     "validate_command",
     "validate_env",
@@ -31,13 +46,47 @@ __all__ = [
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 #: Largest page the gateway serves.
 MAX_PAGE_SIZE = 1000
+#: Highest page number: ``(page - 1) * page_size`` stays an offset a gateway can serve (10^9).
+MAX_PAGE = 1_000_000
+#: Longest header value accepted (API key, user token, idempotency key), in characters;
+#: common servers refuse a header line past 8 KiB, so a longer value could only fail later.
+MAX_HEADER_VALUE_LENGTH = 8192
+
+#: What a header value must be (RFC 9110 field-value, restricted to visible ASCII).
+HEADER_RULE = (f"header values are 1 to {MAX_HEADER_VALUE_LENGTH} visible ASCII characters, "
+               "with spaces allowed only between them")
+_HEADER_VALUE = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?")
+#: Characters of a value shown in a message, at most (names, bad page sizes).
+_SHOWN = 64
+
+
+def plain_str(value: str) -> str:
+    """``value`` as an exact ``str``: a subclass's overridden methods are left behind."""
+    return value if type(value) is str else str.__str__(value)
+
+
+def describe(value: object) -> str:
+    """A short, safe rendering of a rejected number or small value for a message: exact
+    numbers by value (a huge int by its size, since its repr may itself raise), anything
+    else by its type."""
+    if isinstance(value, bool) or value is None:
+        return repr(value)
+    if isinstance(value, int):
+        number = int.__int__(value)
+        bits = number.bit_length()
+        return repr(number) if bits <= 64 else f"an int of {bits} bits"
+    if isinstance(value, float):
+        return repr(float.__float__(value))
+    return f"a {type(value).__name__}"
 
 
 def validate_name(name: object, what: str) -> str:
+    """``name`` as a plain str if it is a valid server or tool name, else ValidationError."""
     if not isinstance(name, str):
         raise ValidationError(f"{what} name must be a str, not {type(name).__name__}")
+    name = plain_str(name)
     if NAME_PATTERN.fullmatch(name) is None:
-        shown = name if len(name) <= 64 else name[:64] + "..."
+        shown = name if len(name) <= _SHOWN else name[:_SHOWN] + "..."
         raise ValidationError(
             f"invalid {what} name {shown!r}: names are 1-128 characters of letters, digits, "
             "'.', '_' and '-', starting with a letter or digit"
@@ -45,13 +94,20 @@ def validate_name(name: object, what: str) -> str:
     return name
 
 
-def validate_page(page: object, page_size: object) -> None:
-    if isinstance(page, bool) or not isinstance(page, int) or page < 1:
-        raise ValidationError(f"page must be an int >= 1, got {page!r}")
-    if (isinstance(page_size, bool) or not isinstance(page_size, int)
-            or not 1 <= page_size <= MAX_PAGE_SIZE):
-        raise ValidationError(f"page_size must be an int from 1 to {MAX_PAGE_SIZE}, got "
-                              f"{page_size!r}")
+def validate_page(page: object, page_size: object) -> tuple[int, int]:
+    """``(page, page_size)`` as plain ints if ``page`` is from 1 to :data:`MAX_PAGE` and
+    ``page_size`` from 1 to :data:`MAX_PAGE_SIZE`, else ValidationError."""
+    return (_bounded_int("page", page, MAX_PAGE),
+            _bounded_int("page_size", page_size, MAX_PAGE_SIZE))
+
+
+def _bounded_int(name: str, value: object, maximum: int) -> int:
+    number = int.__int__(value) if isinstance(value, int) and not isinstance(value, bool) \
+        else None
+    if number is None or not 1 <= number <= maximum:
+        raise ValidationError(f"{name} must be an int from 1 to {maximum:,}, got "
+                              f"{describe(value)}")
+    return number
 
 
 def _check_mapping(parameters: Mapping[str, Any] | None) -> Mapping[str, Any]:
@@ -59,23 +115,65 @@ def _check_mapping(parameters: Mapping[str, Any] | None) -> Mapping[str, Any]:
         return {}
     if not isinstance(parameters, Mapping):
         raise ValidationError(f"parameters must be a mapping, not {type(parameters).__name__}")
-    for key in parameters:
-        if not isinstance(key, str):
-            raise ValidationError(f"parameter names must be str, not {type(key).__name__}")
+    try:
+        if not isinstance(parameters, dict):  # json encodes dicts only
+            parameters = dict(parameters.items())
+        for key in parameters:
+            if not isinstance(key, str):
+                raise ValidationError(f"parameter names must be str, not {type(key).__name__}")
+    except ValidationError:
+        raise
+    except Exception as exc:  # a caller's mapping whose iteration raises
+        raise ValidationError(
+            f"parameters could not be read: iterating them raised {type(exc).__name__}"
+        ) from None
     return parameters
 
 
-def unencodable(exc: TypeError | ValueError) -> ValidationError:
-    """The error for parameters that ``json.dumps`` refused (the value is not shown)."""
-    kind = "a value JSON cannot represent" if isinstance(exc, TypeError) else "NaN or infinity"
+def unencodable(exc: BaseException) -> ValidationError:
+    """The error for parameters that ``json.dumps`` refused (the value is never shown).
+
+    ``RecursionError`` means nesting deeper than the interpreter's recursion limit; a
+    ``ValueError`` a circular reference, NaN or infinity, or an int too long to print.
+    """
+    text = str(exc) if isinstance(exc, ValueError) else ""
+    if isinstance(exc, RecursionError):
+        return ValidationError(
+            "parameters are nested too deeply to encode as JSON (deeper than the interpreter's "
+            "recursion limit): RecursionError")
+    if "ircular reference" in text:
+        kind = "a circular reference"
+    elif "Out of range float" in text:
+        kind = "NaN or infinity"
+    elif isinstance(exc, (TypeError, ValueError)):
+        kind = "a value JSON cannot represent"
+    else:
+        return ValidationError(
+            f"parameters could not be encoded as JSON: reading them raised {type(exc).__name__}")
     return ValidationError(f"parameters contain {kind}: {type(exc).__name__}")
 
 
 def _dumps(value: Any) -> str:
     try:
         return json.dumps(value, separators=(",", ":"), allow_nan=False)
-    except (TypeError, ValueError) as exc:
+    except Exception as exc:  # RecursionError included; a caller's object may raise anything
         raise unencodable(exc) from None
+
+
+def decode_json(text: str | bytes) -> Any:
+    """JSON the client encoded from the caller's values, decoded again (a copy as the peer
+    will read it); ``RecursionError`` becomes :func:`unencodable`'s error, since decoding may
+    run deeper in the stack than encoding did."""
+    try:
+        return json.loads(text)
+    except RecursionError as exc:
+        raise unencodable(exc) from None
+
+
+def json_copy(value: Any) -> Any:
+    """A deep copy of JSON-encodable ``value`` made through JSON (what the peer will get), or
+    :func:`unencodable`'s error."""
+    return decode_json(_dumps(value))
 
 
 def encode_invocation(server: str, tool: str, parameters: Mapping[str, Any] | None) -> bytes:
@@ -98,11 +196,42 @@ def check_arguments(arguments: Mapping[str, Any] | None) -> Mapping[str, Any]:
     return _check_mapping(arguments)
 
 
+def header_value_problem(value: str) -> str | None:
+    """What makes ``value`` unfit for an HTTP header (None: nothing), worded to follow the
+    argument's name. Positions are given as indexes; characters never are.
+
+    The rule, stricter than RFC 9110's field-value: visible ASCII (``!`` to ``~``), spaces
+    inside only, no tab, no obs-text (bytes 0x80-0xFF, which requests would send as Latin-1
+    and a server may read otherwise), 1 to :data:`MAX_HEADER_VALUE_LENGTH` characters.
+    """
+    if not value:
+        return "is empty"
+    if len(value) > MAX_HEADER_VALUE_LENGTH:
+        return f"is longer than {MAX_HEADER_VALUE_LENGTH} characters"
+    if _HEADER_VALUE.fullmatch(value) is not None:
+        return None
+    if value[0].isspace():
+        return "starts with whitespace"
+    if value[-1].isspace():
+        return "ends with whitespace"
+    for index, char in enumerate(value):
+        code = ord(char)
+        if code < 0x20 or code == 0x7F:
+            return f"has a control character at index {index}"
+        if code > 0x7E:
+            return f"has a non-ASCII character at index {index}"
+    return "is not a valid header value"  # unreachable: the pattern covers every other case
+
+
 def validate_header_value(value: object, what: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise ValidationError(f"{what} must be a non-empty str")
-    if any(ch in value for ch in "\r\n\x00") or not value.isprintable():
-        raise ValidationError(f"{what} contains control characters")
+    """``value`` as a plain str if it may be sent as a header value, else ValidationError
+    saying what is wrong, never quoting it."""
+    if not isinstance(value, str):
+        raise ValidationError(f"{what} must be a non-empty str, not {type(value).__name__}")
+    value = plain_str(value)
+    problem = header_value_problem(value)
+    if problem is not None:
+        raise ValidationError(f"{what} {problem}; {HEADER_RULE}")
     return value
 
 

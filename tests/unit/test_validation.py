@@ -95,8 +95,8 @@ def test_a_valid_name_is_url_encoded_into_the_path(client: GatewayClient) -> Non
 
 
 @pytest.mark.parametrize(("page", "page_size"), [(1, 1), (1, 1000), (99, 100)])
-def test_valid_pages_are_accepted(page: int, page_size: int) -> None:
-    assert validate_page(page, page_size) is None
+def test_valid_pages_are_accepted_and_returned_as_plain_ints(page: int, page_size: int) -> None:
+    assert validate_page(page, page_size) == (page, page_size)
 
 
 @pytest.mark.parametrize(
