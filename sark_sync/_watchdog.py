@@ -86,10 +86,11 @@ class Watchdog:
             return len(self._heap)
 
     def _run(self) -> None:
-        heap = self._heap
+        # Its own references: a forked child replaces the attributes, never this thread's.
+        heap, cond = self._heap, self._cond
         while True:
             due: list[Watched] = []
-            with self._cond:
+            with cond:
                 while not due:
                     now = self._clock()
                     while heap and (heap[0][2].finished or heap[0][0] <= now):
@@ -99,26 +100,27 @@ class Watchdog:
                     if due:
                         break
                     if len(heap) >= PURGE_AT:
-                        self._purge()
+                        _purge(heap)
                     if heap:
-                        self._cond.wait(max(heap[0][0] - now, WATCHDOG_TICK))
+                        cond.wait(max(heap[0][0] - now, WATCHDOG_TICK))
                     else:
-                        self._cond.wait()
+                        cond.wait()
             for exchange in due:
                 try:
                     exchange.expire()
                 except Exception:  # an exchange's failure must not stop the watchdog
                     pass
 
-    def _purge(self) -> None:
-        live = [entry for entry in self._heap if not entry[2].finished]
-        if len(live) <= len(self._heap) // 2:
-            self._heap[:] = live
-            heapq.heapify(self._heap)
-
     def _after_fork_in_child(self) -> None:
         # The parent's thread does not exist here and its exchanges are not ours.
         self._init()
+
+
+def _purge(heap: list[tuple[float, int, Watched]]) -> None:
+    live = [entry for entry in heap if not entry[2].finished]
+    if len(live) <= len(heap) // 2:
+        heap[:] = live
+        heapq.heapify(heap)
 
 
 watchdog = Watchdog()

@@ -335,14 +335,15 @@ class HTTPSink:
                                   timeout=(min(timeout, 5.0), timeout)) as response:
                     status = response.status_code
                     retry_after = parse_retry_after(response.headers.get("Retry-After"))
-                return status, retry_after, f"status {status}"
             except requests.RequestException as exc:
-                if exchange.cut:
-                    return None, None, "the request outlived its time"
-                return None, None, type(exc).__name__
+                if not exchange.cut:
+                    return None, None, type(exc).__name__
             finally:
                 with self._lock:
                     self._exchange = None
+        if exchange.cut:  # a status read after the cut may stand on truncated headers
+            return None, None, "the request outlived its time"
+        return status, retry_after, f"status {status}"
 
     def _attempt_timeout(self) -> float | None:
         """This attempt's request timeout: ``timeout``, cut to close()'s deadline; None when

@@ -108,8 +108,16 @@ class EngineClient:
                 ) from exc
             try:
                 raw = _read(response, end, where)
+            except AuthorizationUnavailable as exc:
+                if not exchange.cut:
+                    raise
+                raise AuthorizationUnavailable(
+                    f"policy engine did not answer within {timeout:g}s", **where) from exc
             finally:
                 response.close()
+            if exchange.cut:  # an answer read after the cut may stand on truncated headers
+                raise AuthorizationUnavailable(
+                    f"policy engine did not answer within {timeout:g}s", **where)
         status = response.status_code
         if not 200 <= status < 300:
             raise AuthorizationUnavailable(

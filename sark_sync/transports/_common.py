@@ -31,7 +31,7 @@ from .._exceptions import (
     error_for_status,
 )
 from .._retry import parse_retry_after
-from ._guarded import GuardedAdapter
+from ._guarded import GuardedAdapter, was_cut
 
 __all__ = [
     "close_session",
@@ -135,6 +135,8 @@ def snippet(raw: bytes) -> str:
 
 def translate(exc: requests.RequestException, **context: Any) -> GatewayError:
     """requests' exceptions -> ours. The message names the failure, never a header value."""
+    if was_cut():
+        return TransportTimeout("timed out waiting for the gateway's response", **context)
     if isinstance(exc, requests.ConnectTimeout):
         return TransportTimeout("timed out connecting to the gateway", **context)
     if isinstance(exc, requests.ReadTimeout) or isinstance(_reason(exc), ReadTimeoutError):
@@ -161,7 +163,8 @@ def _reason(exc: BaseException) -> BaseException | None:
 
 def translate_body_error(exc: Exception, **context: Any) -> GatewayError:
     """A failure while reading a body: a timeout, or a body cut short or malformed."""
-    if isinstance(exc, (TimeoutError, socket.timeout)) or "timed out" in str(exc).lower():
+    if isinstance(exc, (TimeoutError, socket.timeout)) or "timed out" in str(exc).lower() \
+            or was_cut():
         return TransportTimeout("timed out reading the gateway's response body", **context)
     return ProtocolError(f"response body was cut short or malformed: {_root(exc)}", **context)
 

@@ -37,7 +37,7 @@ from urllib3.poolmanager import PoolManager, ProxyManager
 
 from .._watchdog import watchdog
 
-__all__ = ["Exchange", "GuardedAdapter", "guarded"]
+__all__ = ["Exchange", "GuardedAdapter", "guarded", "guarded_for", "was_cut"]
 
 
 class Exchange:
@@ -110,6 +110,13 @@ def guarded(at: float) -> Iterator[Exchange]:
     finally:
         exchange.finish()
         _current.reset(token)
+
+
+def was_cut() -> bool:
+    """True inside a :func:`guarded` block whose exchange the watchdog cut: whatever error
+    the cut caused (a reset, an EOF in the headers) is really a timeout."""
+    exchange = _current.get()
+    return exchange is not None and exchange.cut
 
 
 def guarded_for(seconds: float) -> contextlib.AbstractContextManager[Exchange]:

@@ -2,7 +2,7 @@
 
 :class:`EventStream` reads ``GET /api/v1/events`` over its own ``requests.Session`` (a stream
 holds its connection for hours; it must not take a slot of the pool that tool calls share).
-sseclient-py parses the fields of each event; reconnection, which it lacks, is done here:
+:mod:`sark_sync._sse` frames and reads the events; reconnection is done here:
 
 - **Short reads.** The body is read with ``read1``: whatever has arrived, at once. A
   fixed-size read (``iter_content(n)``) waits for n bytes, and with no size a body ended by
@@ -13,11 +13,18 @@ sseclient-py parses the fields of each event; reconnection, which it lacks, is d
 - **Backoff.** Full jitter: the wait before reconnect *n* is drawn from ``[0, min(cap,
   base * multiplier**(n-1))]``, with ``base`` the server's ``retry:`` when it sent one (else
   the policy's ``backoff_base``) and ``cap`` the larger of the policy's ``backoff_max`` and
-  ``base``. A 429 or 503 with ``Retry-After`` waits exactly that (up to the policy's
-  ``retry_after_max``; longer fails fast, with ``retry_after`` on the error).
+  ``base``. A server's ``retry:`` counts up to :data:`~sark_sync._sse.MAX_RETRY_MS` (60 s):
+  a gateway cannot park a client for hours, or overflow its timer. A 429 or 503 with
+  ``Retry-After`` waits exactly that (up to the policy's ``retry_after_max``; longer fails
+  fast, with ``retry_after`` on the error).
 - **Giving up.** After ``max_reconnects`` consecutive failed attempts; an attempt fails unless
   an event arrives on its connection (a bare connect that then drops counts as a failure, so a
   gateway that accepts and immediately closes cannot keep a client looping forever).
+- **Hostile fields.** ``id``, ``retry`` and ``data`` are read by
+  :class:`~sark_sync._sse.EventReader` as the HTML standard says; no field value raises, and
+  ``Last-Event-ID`` carries only what an HTTP header can (see
+  :func:`~sark_sync._sse.resume_header`). Nothing but a :class:`GatewayError` comes out of
+  the iterator.
 - **Fatal answers.** 3xx (credentials are never sent elsewhere), 401, 403, 404 and the other
   4xx end the stream with their typed error: reconnecting would not change them.
 
@@ -28,7 +35,6 @@ in progress by shutting the socket down (never closing it under the reader).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -38,7 +44,6 @@ from http.client import HTTPException
 from typing import Any
 
 import requests
-import sseclient
 import urllib3.exceptions
 
 from .._config import RetryPolicy
@@ -52,14 +57,7 @@ from .._exceptions import (
 )
 from .._models import Event
 from .._redact import Secret
-from .._sse import (
-    DEFAULT_MAX_EVENT_BYTES,
-    EventTooLarge,
-    SSEFramer,
-    fields_of,
-    has_data,
-    simple_fields,
-)
+from .._sse import DEFAULT_MAX_EVENT_BYTES, EventReader, EventTooLarge, SSEFramer
 from ._common import close_session, error_from_response, new_session, translate
 from ._guarded import GuardedAdapter, guarded_for
 
@@ -100,9 +98,8 @@ class EventStream(Iterator[Event]):
     ) -> None:
         self.url = base_url + path
         self.types = types
-        self.last_event_id = last_event_id
-        self.retry_ms: int | None = None
         self.reconnects = 0
+        self._fields = EventReader(last_event_id)
         self._api_key = api_key
         self._user_token = user_token
         self._timeout = (connect_timeout, idle_timeout)
@@ -129,6 +126,16 @@ class EventStream(Iterator[Event]):
                 self._release(final=True)
                 raise
 
+    @property
+    def last_event_id(self) -> str | None:
+        """The id of the last event that set one (``""`` after an empty ``id:``), as sent."""
+        return self._fields.last_event_id
+
+    @property
+    def retry_ms(self) -> int | None:
+        """The reconnection time the gateway set with ``retry:``, in ms (at most 60,000)."""
+        return self._fields.retry_ms
+
     # -- iteration -------------------------------------------------------------------------
 
     def __iter__(self) -> EventStream:
@@ -146,6 +153,12 @@ class EventStream(Iterator[Event]):
                 self._closed.set()  # given up, or a fatal answer: the stream is over
                 self._release(final=True)
                 raise
+            except Exception as exc:  # a bug, not the gateway: still only our errors come out
+                self._closed.set()
+                self._release(final=True)
+                raise ProtocolError(f"the event stream failed reading the gateway's answer "
+                                    f"({type(exc).__name__}); it is closed",
+                                    url=self.url) from exc
             finally:
                 self._reader = None
 
@@ -181,29 +194,7 @@ class EventStream(Iterator[Event]):
     def _event(self, block: bytes) -> Event | None:
         """The event of a block, or None for a block without data (its ``id`` and ``retry``
         still take effect, as the spec says)."""
-        fields = simple_fields(block)
-        if fields is None:
-            if not has_data(block):
-                event_id, retry_ms = fields_of(block)
-                if event_id is not None:
-                    self.last_event_id = event_id
-                if retry_ms is not None:
-                    self.retry_ms = retry_ms
-                return None
-            fields = _parse(block)
-            if fields is None:
-                return None
-        event_id, kind, text, retry_text = fields
-        if event_id is not None and "\0" not in event_id:
-            self.last_event_id = event_id
-        retry = int(retry_text) if retry_text and retry_text.isdigit() else None
-        if retry is not None:
-            self.retry_ms = retry
-        try:
-            data: Any = json.loads(text)
-        except ValueError:
-            data = text
-        return Event(id=self.last_event_id, type=kind, data=data, retry=retry)
+        return self._fields.read(block)
 
     def _read_blocks(self, response: requests.Response) -> Iterator[bytes]:
         """The event blocks of one connection, from short reads."""
@@ -248,17 +239,18 @@ class EventStream(Iterator[Event]):
         """One attempt: the 200 response of an event stream, or the error the gateway
         answered. Connecting, the response headers and an error body must all arrive within
         ``connect_timeout + idle_timeout``, however slowly the gateway sends them."""
-        headers = {"Cache-Control": "no-cache", "Accept-Encoding": "identity",
-                   "X-Request-ID": str(uuid.uuid4())}
+        request_id = str(uuid.uuid4())
+        headers: dict[str, str | bytes] = {
+            "Cache-Control": "no-cache", "Accept-Encoding": "identity", "X-Request-ID": request_id}
         if self._api_key is not None:
             headers["X-API-Key"] = self._api_key.reveal()
         if self._user_token is not None:
             headers["Authorization"] = "Bearer " + self._user_token.reveal()
-        if self.last_event_id:
-            headers["Last-Event-ID"] = self.last_event_id
+        if self._fields.resume is not None:
+            headers["Last-Event-ID"] = self._fields.resume  # UTF-8, as browsers send it
         params = {"types": ",".join(self.types)} if self.types else None
         where: dict[str, Any] = {"url": self.url, "method": "GET",
-                                 "request_id": headers["X-Request-ID"]}
+                                 "request_id": request_id}
         budget = self._timeout[0] + self._timeout[1]
         with guarded_for(budget) as exchange:
             try:
@@ -271,8 +263,18 @@ class EventStream(Iterator[Event]):
                         f"the gateway did not answer the event stream's request within "
                         f"{budget:g}s (connect_timeout + idle_timeout)", **where) from exc
                 raise translate(exc, **where) from exc
+            if exchange.cut:  # headers read after the cut may be truncated ones
+                response.close()
+                raise TransportTimeout(
+                    f"the gateway did not answer the event stream's request within "
+                    f"{budget:g}s (connect_timeout + idle_timeout)", **where)
             if response.status_code != 200:
-                return self._error(response)
+                error = self._error(response)
+                if exchange.cut:
+                    raise TransportTimeout(
+                        f"the gateway did not send the event stream's error answer within "
+                        f"{budget:g}s (connect_timeout + idle_timeout)", **where) from error
+                return error
             mime = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
             if mime != "text/event-stream":
                 response.close()  # fatal, as a 4xx: returned, not raised, so it is not retried
@@ -322,9 +324,13 @@ class EventStream(Iterator[Event]):
 
     def _backoff(self) -> float:
         policy = self._policy
-        base = self.retry_ms / 1000.0 if self.retry_ms is not None else policy.backoff_base
+        retry_ms = self._fields.retry_ms  # at most MAX_RETRY_MS
+        base = retry_ms / 1000.0 if retry_ms is not None else policy.backoff_base
         cap = max(policy.backoff_max, base)
-        ceiling = min(cap, base * policy.backoff_multiplier ** max(0, self._failures))
+        try:
+            ceiling = min(cap, base * policy.backoff_multiplier ** max(0, self._failures))
+        except OverflowError:  # thousands of failures in a row (max_reconnects is unbounded)
+            ceiling = cap if base > 0 else 0.0
         return policy.jittered(ceiling)
 
     def _wait(self, seconds: float) -> bool:
@@ -381,21 +387,3 @@ class EventStream(Iterator[Event]):
         state = "closed" if self.closed else "open"
         return f"<EventStream {self.url} last_event_id={self.last_event_id!r} {state}>"
 
-
-def _parse(block: bytes) -> tuple[str | None, str, str, str | None] | None:
-    """sseclient-py's reading of a block: (id, event, data, retry), or None if it dispatches
-    no event for it."""
-    if not block.isascii():
-        block = _valid_utf8(block)
-    item = next(sseclient.SSEClient(iter((block,))).events(), None)
-    return None if item is None else (item.id, item.event, item.data, item.retry)
-
-
-def _valid_utf8(block: bytes) -> bytes:
-    """The block, with invalid UTF-8 replaced by U+FFFD as the SSE spec decodes it (sseclient-py
-    would raise, and the same event would come back on every reconnect)."""
-    try:
-        block.decode("utf-8")
-        return block
-    except UnicodeDecodeError:
-        return block.decode("utf-8", "replace").encode("utf-8")

@@ -205,7 +205,7 @@ def _read_request(sock: socket.socket, buffer: bytes) -> tuple[Request | None, b
         buffer += data
     head, _, rest = buffer.partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
-    method, target, _ = (lines[0].split(" ", 2) + ["", ""])[:3]
+    method, target, _ = ([*lines[0].split(" ", 2), "", ""])[:3]
     headers = {}
     for line in lines[1:]:
         name, _, value = line.partition(":")
@@ -275,7 +275,7 @@ def trickle_body(interval: float = 0.2, *, chunked: bool = False) -> Handler:
                 yield b"0"
                 yield Pause(interval)
         yield (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-               b"Content-Length: 100000000\r\n\r\n")
+               b"Content-Length: 100000\r\n\r\n")
         while True:
             yield b" "
             yield Pause(interval)
