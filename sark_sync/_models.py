@@ -1,9 +1,10 @@
 """Values that cross the API: what the gateway describes and what a call returns.
 
-Every model parses leniently and forward-compatibly (DESIGN §4): unknown fields are ignored,
-missing optional fields take their defaults, and a value of the wrong type for a required field
-raises ``ValueError`` naming the field, so that one malformed item can be skipped while the
-rest of a page is kept. Models are frozen: safe to share between threads and to cache.
+Every model parses leniently and forward-compatibly, as the gateway contract asks: unknown
+fields are ignored, missing optional fields take their defaults, and a value of the wrong type
+for a required field raises ``ValueError`` naming the field, so that one malformed item can be
+skipped while the rest of a page is kept. Models are frozen: safe to share between threads
+and to cache.
 """
 
 from __future__ import annotations

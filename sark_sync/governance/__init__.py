@@ -1,7 +1,8 @@
-"""Governance of tool calls: the client's authorization pre-check (DESIGN §7).
+"""Governance of tool calls: the client's authorization pre-check (docs/gateway/AUTHORIZATION.md).
 
 ``GatewayClient(authorizer=...)`` asks an authorizer before every tool call, after the
-deadline starts and before the breaker, retries and transport (DESIGN §5). A deny raises
+deadline starts and before the breaker, retries and transport (the pipeline drawn in
+docs/gateway/ERROR_HANDLING.md). A deny raises
 :class:`~sark_sync.AuthorizationDenied` and nothing is sent; an engine that cannot decide
 raises :class:`~sark_sync.AuthorizationUnavailable` (fail closed) unless the authorizer was
 built with ``fail_open=True``; ``filtered_parameters`` replace the call's parameters. The

@@ -1,4 +1,6 @@
-"""The audit event: one immutable, JSON-ready record of a governed operation (DESIGN §7).
+"""The audit event: one immutable, JSON-ready record of a governed operation.
+
+Its fields are documented in docs/gateway/AUDIT.md.
 
 An :class:`AuditEvent` is safe to show anywhere by construction. Its ``__post_init__`` runs on
 every path that builds one (the constructor, :meth:`AuditEvent.create`,
@@ -243,7 +245,7 @@ class AuditEvent:
                    latency_ms=latency_ms, parameters=parameters)
 
     def to_dict(self) -> dict[str, Any]:
-        """Every field, in DESIGN §7 order, as a fresh JSON-ready dict (None included)."""
+        """Every field, in the documented order, as a fresh JSON-ready dict (None included)."""
         data = {f.name: getattr(self, f.name) for f in fields(self)}
         data["parameters"] = redact(self.parameters)  # a copy: the event stays unchanged
         return data

@@ -1,4 +1,6 @@
-"""The values an authorizer works with: its input document and its decision (DESIGN §7).
+"""The values an authorizer works with: its input document and its decision.
+
+Both are documented in docs/gateway/AUTHORIZATION.md.
 
 :class:`AuthorizationInput` is what the client knows about a call before sending it, and
 renders the policy engine's input document; it never holds the user's token, only the
@@ -136,7 +138,7 @@ class AuthorizationInput:
     action: str = ACTION
 
     def to_dict(self) -> dict[str, Any]:
-        """The input document of DESIGN §7 (what OPA receives as ``input``)."""
+        """The input document (docs/gateway/AUTHORIZATION.md) (what OPA receives as ``input``)."""
         principal = self.principal
         return {
             "action": self.action,

@@ -1,4 +1,4 @@
-"""Audit trail of governed operations (DESIGN §7): events, sinks, and the auditor.
+"""Audit trail of governed operations (docs/gateway/AUDIT.md): events, sinks, the auditor.
 
 Every operation and its outcome becomes an :class:`AuditEvent` (parameters redacted at
 construction) that an :class:`Auditor` fans out to its sinks:

@@ -1,4 +1,6 @@
-"""Authorizers: who decides, before a call leaves the process, whether it may (DESIGN §7).
+"""Authorizers: who decides, before a call leaves the process, whether it may.
+
+See docs/gateway/AUTHORIZATION.md.
 
 An authorizer is anything with ``authorize(request, *, timeout=None) -> Decision``, where
 ``request`` is an :class:`AuthorizationInput` and ``timeout`` the seconds the call's deadline
