@@ -322,7 +322,11 @@ def resolve_base_url(base_url: str | None, what: str = "gateway URL") -> str:
             f"{what} must be http:// or https:// with a host, got scheme "
             f"{parts.scheme or 'none'!r} and host {hostname or 'none'!r}"
         )
-    if not _valid_host(hostname, bracketed=parts.netloc.startswith("[")):
+    if parts.netloc.startswith("["):  # Python < 3.11.4 does not check the literal itself
+        if not _ipv6(hostname):
+            raise ConfigurationError(
+                f"{what} cannot be parsed: unbalanced brackets or an invalid IPv6 host")
+    elif not _valid_host(hostname):
         raise ConfigurationError(
             f"{what} has an invalid host: letters, digits, '.', '-' and '_', or an IP address")
     if port is not None and port < 1:
@@ -334,12 +338,14 @@ def resolve_base_url(base_url: str | None, what: str = "gateway URL") -> str:
     return url.rstrip("/")
 
 
-def _valid_host(host: str, *, bracketed: bool) -> bool:
-    if bracketed:
-        try:
-            return ipaddress.ip_address(host.split("%", 1)[0]).version == 6
-        except ValueError:
-            return False
+def _ipv6(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.split("%", 1)[0]).version == 6
+    except ValueError:
+        return False
+
+
+def _valid_host(host: str) -> bool:
     labels = host.split(".")
     return all(label and all(ch.isalnum() or ch in "-_" for ch in label)
                for label in (labels[:-1] if labels[-1] == "" else labels))
