@@ -89,8 +89,8 @@ class DiscoveryMixin(ClientPipeline):
                 return self._page("/api/v1/servers", "servers", ServerInfo.from_dict, offset,
                                   page_size, deadline, audit=audit)
 
-        return audited_items(paginate(fetch, key=lambda s: s.server_id or s.server_name),
-                             audit)
+        return audited_items(paginate(fetch, key=lambda s: s.server_id or s.server_name,
+                                      where="/api/v1/servers"), audit)
 
     def get_server(self, name: str, *, timeout: float | Timeouts | None = None) -> ServerInfo:
         """One server by name; :class:`NotFoundError` if the gateway does not know it."""
@@ -152,8 +152,8 @@ class DiscoveryMixin(ClientPipeline):
                 deadline = self._deadline(timeout)
                 return self._tool_page(server, offset, page_size, deadline, audit=audit)
 
-        return audited_items(paginate(fetch, key=lambda t: (t.server_name, t.tool_name)),
-                             audit)
+        return audited_items(paginate(fetch, key=lambda t: (t.server_name, t.tool_name),
+                                      where="/api/v1/tools"), audit)
 
     def _audit(self, name: str, event_type: str = DISCOVERY, *, server: str | None = None,
                transport: str = "http", lazy: bool = False) -> Operation | None:
