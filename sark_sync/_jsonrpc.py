@@ -13,8 +13,9 @@ are not part of MCP since 2025-06-18 and are rejected.
 A peer controls every byte, so no line may raise anything else: a line nested deeper than the
 decoder's recursion limit, a number of more digits than ``int`` converts, or invalid UTF-8 is a
 :class:`FramingError` too, and when the line's top-level ``"id"`` can still be read from its
-first or last bytes the error carries it, so the one call it answered fails at once instead of
-waiting for its deadline. Encoding a message nested too deeply is :class:`NestingError`.
+first or last bytes the error carries it (``salvaged_id``), so the one call it answered fails
+at once instead of waiting for its deadline. Encoding a message nested too deeply is
+:class:`NestingError`.
 """
 
 from __future__ import annotations
@@ -62,11 +63,17 @@ RequestId = Union[int, str]
 
 
 class FramingError(ValueError):
-    """A line is not a valid JSON-RPC 2.0 message; ``id`` is set when one could be read."""
+    """A line is not a valid JSON-RPC 2.0 message; ``id`` is set when one could be read.
 
-    def __init__(self, message: str, *, id: RequestId | None = None) -> None:
+    For a line that is not even JSON, ``id`` stays None (a parse error is answered with a null
+    id) and ``salvaged_id`` holds the top-level id found by :func:`salvage_id`, if any: a
+    client fails that one call with it."""
+
+    def __init__(self, message: str, *, id: RequestId | None = None,
+                 salvaged_id: RequestId | None = None) -> None:
         super().__init__(message)
         self.id = id
+        self.salvaged_id = id if salvaged_id is None else salvaged_id
 
 
 class NestingError(ValueError):
@@ -154,12 +161,14 @@ def parse_line(line: bytes | str) -> Message:
     try:
         obj = json.loads(line)
     except RecursionError:
-        raise FramingError("nested too deeply to decode", id=salvage_id(line)) from None
+        raise FramingError("nested too deeply to decode",
+                           salvaged_id=salvage_id(line)) from None
     except UnicodeDecodeError as exc:
         raise FramingError(f"not valid UTF-8 (at byte {exc.start})",
-                           id=salvage_id(line)) from None
+                           salvaged_id=salvage_id(line)) from None
     except ValueError:  # JSONDecodeError, or an integer of too many digits (Python >= 3.11)
-        raise FramingError(f"not JSON: {_quote(line)}", id=salvage_id(line)) from None
+        raise FramingError(f"not JSON: {_quote(line)}",
+                           salvaged_id=salvage_id(line)) from None
     if not isinstance(obj, dict):
         kind = "a batch" if isinstance(obj, list) else type(obj).__name__
         raise FramingError(f"a JSON-RPC message must be an object, got {kind}")

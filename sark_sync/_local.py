@@ -26,9 +26,17 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Callable, Optional, TypeVar
 
 from . import _jsonrpc
-from ._exceptions import ProtocolError, TransportTimeout
+from ._exceptions import ProtocolError, TransportTimeout, ValidationError
+from ._local_options import (
+    check_callback,
+    check_cwd,
+    check_env,
+    check_flag,
+    check_line_cap,
+    check_seconds,
+)
 from ._models import ToolInfo, ToolResult
-from ._validation import check_arguments, validate_command
+from ._validation import check_arguments, validate_command, validate_name
 from .transports.stdio import StdioTransport
 
 __all__ = ["LocalServer", "SUPPORTED_PROTOCOL_VERSIONS"]
@@ -84,18 +92,26 @@ class LocalServer:
         max_line_bytes: int = _jsonrpc.DEFAULT_MAX_LINE_BYTES,
         on_notification: NotificationHandler | None = None,
     ) -> None:
-        self.name = name or default_name(validate_command(command))
+        command = validate_command(command)
+        if name is not None:
+            validate_name(name, "local server")
+        self.name = name or default_name(command)
+        self.timeout = _seconds("timeout", timeout)
+        self.startup_timeout = _seconds("startup_timeout", startup_timeout)
+        self._on_notification = check_callback("on_notification", on_notification,
+                                               error=ValidationError)
         # The reader thread holds the transport; weak callbacks let this session be garbage
         # collected anyway, and the finalizer then stops the process (no orphan, no zombie).
         self._transport = StdioTransport(
-            command, name=self.name, env=env, inherit_env=inherit_env, cwd=cwd,
-            max_line_bytes=max_line_bytes, on_request=_weak(self._on_request),
+            command, name=self.name, env=check_env("env", env, error=ValidationError),
+            inherit_env=check_flag("inherit_env", inherit_env, error=ValidationError),
+            cwd=check_cwd("cwd", cwd, error=ValidationError),
+            max_line_bytes=check_line_cap("max_line_bytes", max_line_bytes,
+                                          error=ValidationError),
+            on_request=_weak(self._on_request),
             on_notification=_weak(self._on_notification_message),
         )
-        self._finalizer = weakref.finalize(self, self._transport.close)
-        self.timeout = timeout
-        self.startup_timeout = startup_timeout
-        self._on_notification = on_notification
+        self._finalizer = weakref.finalize(self, self._transport.release)
         self._progress: dict[str, ProgressHandler] = {}
         self._tokens = itertools.count(1)
         self.protocol_version: str | None = None
@@ -109,6 +125,7 @@ class LocalServer:
         """Spawn the server and complete the MCP handshake within ``startup_timeout``."""
         from . import __version__
 
+        deadline = time.monotonic() + self.startup_timeout
         self._transport.start()
         try:
             result = self._transport.request("initialize", {
@@ -117,14 +134,17 @@ class LocalServer:
                 "clientInfo": {"name": "sark-sync", "version": __version__},
             }, self.startup_timeout)
             self._accept_handshake(result)
-            self._transport.notify("notifications/initialized")
+            self._transport.notify("notifications/initialized",
+                                   timeout=max(0.0, deadline - time.monotonic()))
         except TransportTimeout:
-            self.close()
+            # The shutdown ladder may take seconds: it goes on in the background, so the
+            # failed start costs its caller no more than startup_timeout.
+            self._transport.abandon()
             raise TransportTimeout(
                 f"local MCP server {self.name!r} did not complete the MCP handshake within "
                 f"startup_timeout={self.startup_timeout:g}s", server=self.name) from None
         except BaseException:
-            self.close()
+            self._transport.abandon()
             raise
         log.debug("%s speaks MCP %s: %s", self.name, self.protocol_version, self.server_info)
         return self
@@ -147,8 +167,15 @@ class LocalServer:
 
     def close(self) -> None:
         """Stop the server (bounded: stdin close, SIGTERM, SIGKILL). Idempotent. A session
-        that is garbage-collected, or still open at interpreter exit, is closed too."""
+        that is garbage-collected, or still open at interpreter exit, is closed too. After a
+        failed ``start()`` or ``abandon()``, waits for the background shutdown to end."""
         self._finalizer()
+        self._transport.close()
+
+    def abandon(self) -> None:
+        """Give the server up without waiting: pending calls fail at once, and the shutdown
+        ladder (stdin close, SIGTERM, SIGKILL, reap) goes on in the background."""
+        self._transport.abandon()
 
     def forget_after_fork(self) -> None:
         self._transport.forget_after_fork()
@@ -236,6 +263,9 @@ class LocalServer:
         ``progress(progress, total, message)`` receives the server's progress notifications
         for this call. On timeout the server is sent ``notifications/cancelled``.
         """
+        if not isinstance(name, str) or not name:
+            raise ValidationError("tool name must be a non-empty str")
+        check_callback("progress", progress, error=ValidationError)
         params: dict[str, Any] = {"name": name, "arguments": check_arguments(arguments)}
         token = None
         if progress is not None:
@@ -257,7 +287,11 @@ class LocalServer:
                                 server=self.name, tool=name) from None
 
     def _timeout(self, timeout: float | None) -> float:
-        return self.timeout if timeout is None else timeout
+        if timeout is None:
+            return self.timeout
+        seconds = check_seconds("timeout", timeout, error=ValidationError, allow_zero=True)
+        assert seconds is not None
+        return seconds
 
     # -- what the server sends unasked --------------------------------------------------------
 
@@ -285,6 +319,12 @@ class LocalServer:
 
 #: Programs whose first non-option argument names the server better than they do.
 _LAUNCHERS = ("python", "python3", "node", "uv", "uvx", "npx", "deno", "bun", "ruby", "java")
+
+
+def _seconds(what: str, value: object) -> float:
+    seconds = check_seconds(what, value, error=ValidationError)
+    assert seconds is not None
+    return seconds
 
 
 def _weak(method: Callable[[T], None]) -> Callable[[T], None]:

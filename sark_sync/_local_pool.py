@@ -25,10 +25,20 @@ from ._exceptions import (
     ConfigurationError,
     ProcessExitedError,
     TransportTimeout,
+    ValidationError,
 )
 from ._local import LocalServer
+from ._local_options import (
+    check_callback,
+    check_cwd,
+    check_env,
+    check_flag,
+    check_local_servers,
+    check_restart,
+    check_seconds,
+)
 from ._models import ToolInfo, ToolResult
-from ._validation import validate_name
+from ._validation import validate_command, validate_name
 
 __all__ = ["LocalServerPool", "ServerSpec"]
 
@@ -36,46 +46,57 @@ log = logging.getLogger("sark_sync.stdio")
 
 
 class ServerSpec:
-    """How to start one local server: command, environment, working directory."""
+    """How to start one local server: command, environment, working directory.
+
+    Every argument is checked here, where it is given: :class:`ConfigurationError` names the
+    argument and the rule (``where`` says which server, e.g. ``local_servers['files']``) and
+    never quotes an environment value."""
 
     __slots__ = ("command", "cwd", "env", "inherit_env", "startup_timeout")
 
     def __init__(self, command: Sequence[str], env: Mapping[str, str] | None = None,
                  cwd: str | None = None, inherit_env: bool = False,
-                 startup_timeout: float | None = None) -> None:
-        self.command = list(command)
-        self.env = dict(env or {})
-        self.cwd = cwd
-        self.inherit_env = inherit_env
-        self.startup_timeout = startup_timeout
+                 startup_timeout: float | None = None, *, where: str = "ServerSpec") -> None:
+        try:
+            self.command = validate_command(command)
+        except ValidationError as exc:
+            raise ConfigurationError(f"{where}: {exc}") from None
+        self.env = check_env(f"{where}.env", env)
+        self.cwd = check_cwd(f"{where}.cwd", cwd)
+        self.inherit_env = check_flag(f"{where}.inherit_env", inherit_env)
+        self.startup_timeout = check_seconds(f"{where}.startup_timeout", startup_timeout,
+                                             allow_none=True)
 
     @classmethod
     def coerce(cls, name: str, value: object) -> ServerSpec:
         """A spec from a command list or a mapping ``{"command": [...], "env": {...}, ...}``."""
+        where = f"local_servers[{name!r}]"
         if isinstance(value, ServerSpec):
             return value
         if isinstance(value, Mapping):
-            unknown = set(value) - {"command", "env", "cwd", "inherit_env", "startup_timeout"}
+            unknown = {str(key) for key in value} - {
+                "command", "env", "cwd", "inherit_env", "startup_timeout"}
             if unknown or "command" not in value:
                 raise ConfigurationError(
-                    f"local_servers[{name!r}] needs 'command' and may have env, cwd, "
+                    f"{where} needs 'command' and may have env, cwd, "
                     f"inherit_env, startup_timeout (unknown: {sorted(unknown)})")
-            value = dict(value)
-            return cls(value.pop("command"), **value)
+            options = dict(value)
+            return cls(options.pop("command"), **options, where=where)
         if isinstance(value, (list, tuple)) and value and all(isinstance(p, str) for p in value):
-            return cls(value)
+            return cls(value, where=where)
         raise ConfigurationError(
-            f"local_servers[{name!r}] must be a command list like ['python', 'server.py'] or a "
+            f"{where} must be a command list like ['python', 'server.py'] or a "
             "mapping with 'command'")
 
 
 class _Entry:
-    __slots__ = ("lock", "managed", "restarts", "retry_safe", "server", "spec")
+    __slots__ = ("lock", "managed", "restarts", "retry_safe", "server", "spawned", "spec")
 
     def __init__(self, spec: ServerSpec, managed: bool) -> None:
         self.spec = spec
         self.managed = managed  # from local_servers (restartable), not a user-held session
-        self.server: LocalServer | None = None
+        self.server: LocalServer | None = None  # the last one spawned, alive or not
+        self.spawned = False  # every spawn after the first is a restart, failed or not
         self.lock = threading.Lock()
         self.restarts: collections.deque[float] = collections.deque()
         self.retry_safe: dict[str, bool] = {}
@@ -88,16 +109,22 @@ class LocalServerPool:
                  *, startup_timeout: float, on_notification: Callable[..., None] | None = None,
                  clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep) -> None:
-        self._restart = restart
-        self.startup_timeout = startup_timeout
-        self._on_notification = on_notification
+        self._restart = check_restart(restart)
+        startup = check_seconds("startup_timeout", startup_timeout)
+        assert startup is not None
+        self.startup_timeout = startup
+        self._on_notification = check_callback("on_notification", on_notification)
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
         self._entries: dict[str, _Entry] = {}
+        self._abandoned: list[LocalServer] = []  # given up on; close() waits for their end
         self._closed = False
-        for name, value in (specs or {}).items():
-            validate_name(name, "local server")
+        for name, value in check_local_servers(specs).items():
+            try:
+                validate_name(name, "local server")
+            except ValidationError as exc:
+                raise ConfigurationError(f"local_servers: {exc}") from None
             self._entries[name] = _Entry(ServerSpec.coerce(name, value), managed=True)
 
     def __contains__(self, name: object) -> bool:
@@ -131,6 +158,13 @@ class LocalServerPool:
         """Start a session the caller holds, and route calls for its name to it."""
         if name is not None:
             validate_name(name, "local server")
+        check_env("env", env, error=ValidationError)
+        check_cwd("cwd", cwd, error=ValidationError)
+        check_flag("inherit_env", inherit_env, error=ValidationError)
+        check_seconds("timeout", timeout, error=ValidationError)
+        check_seconds("startup_timeout", startup_timeout, error=ValidationError,
+                      allow_none=True)
+        check_callback("on_notification", on_notification, error=ValidationError)
         server = LocalServer(
             command, name=name, env=env, cwd=cwd, inherit_env=inherit_env, timeout=timeout,
             startup_timeout=self.startup_timeout if startup_timeout is None else startup_timeout,
@@ -214,16 +248,16 @@ class LocalServerPool:
                     "running; connect it again", server=name,
                     returncode=server.returncode if server else None,
                     stderr_tail=server.stderr_tail if server else "")
-            if server is not None:
+            if entry.spawned:
                 self._before_restart(name, entry, server, deadline)
-            entry.server = self._start(name, entry, deadline)
-            return entry.server
+            return self._start(name, entry, deadline)
         finally:
             entry.lock.release()
 
-    def _before_restart(self, name: str, entry: _Entry, dead: LocalServer,
+    def _before_restart(self, name: str, entry: _Entry, dead: LocalServer | None,
                         deadline: Deadline) -> None:
-        dead.close()  # reap it and its process group
+        if dead is not None:
+            self._abandon(dead)  # reaped in the background, within the shutdown ladder
         now = self._clock()
         while entry.restarts and now - entry.restarts[0] > self._restart.window:
             entry.restarts.popleft()
@@ -231,23 +265,31 @@ class LocalServerPool:
             raise ProcessExitedError(
                 f"local MCP server {name!r} exited and was restarted {len(entry.restarts)} "
                 f"times in {self._restart.window:g}s: not restarting it again yet",
-                server=name, returncode=dead.returncode, stderr_tail=dead.stderr_tail)
+                server=name, returncode=dead.returncode if dead else None,
+                stderr_tail=dead.stderr_tail if dead else "")
         wait = self._restart.backoff * 2 ** len(entry.restarts)
         if wait >= deadline.remaining():
             raise deadline.exceeded(f"before restarting local server {name!r}", attempts=0,
                                     server=name)
         self._sleep(wait)
         entry.restarts.append(self._clock())
-        log.warning("restarting local MCP server %s (exit code %s)", name, dead.returncode)
+        log.warning("restarting local MCP server %s (exit code %s)", name,
+                    dead.returncode if dead else None)
 
     def _start(self, name: str, entry: _Entry, deadline: Deadline) -> LocalServer:
+        """Spawn and initialize within the deadline. The spawn counts as soon as it is tried:
+        a server that dies in its handshake uses up the restart policy like any other."""
         spec = entry.spec
         startup = self.startup_timeout if spec.startup_timeout is None else spec.startup_timeout
+        if deadline.remaining() <= 0:
+            raise deadline.exceeded(f"before starting local server {name!r}", attempts=0,
+                                    server=name)
         server = LocalServer(
             spec.command, name=name, env=spec.env, inherit_env=spec.inherit_env, cwd=spec.cwd,
-            startup_timeout=min(startup, max(deadline.remaining(), 0.001)),
+            startup_timeout=min(startup, deadline.remaining()),
             on_notification=self._notify(name),
         )
+        entry.spawned, entry.server = True, server
         server.start()
         try:
             tools = server.list_tools(timeout=max(deadline.remaining(), 0.001))
@@ -262,16 +304,29 @@ class LocalServerPool:
             return None
         return lambda method, params: handler(name, method, params)
 
+    def _abandon(self, server: LocalServer) -> None:
+        server.abandon()
+        with self._lock:
+            self._abandoned = [s for s in self._abandoned if s.returncode is None]
+            self._abandoned.append(server)
+
     def close(self) -> None:
+        """Stop every server (each within the shutdown ladder), and wait for those given up
+        on earlier to be reaped: nothing of the pool outlives it."""
         with self._lock:
             self._closed = True
             servers = [e.server for e in self._entries.values() if e.server is not None]
+            servers += self._abandoned
+            self._abandoned = []
         for server in servers:
             server.close()
 
     def forget_after_fork(self) -> None:
         """In a forked child: drop the parent's processes; keep the specs to start our own."""
         self._lock = threading.Lock()
+        for server in self._abandoned:
+            server.forget_after_fork()
+        self._abandoned = []
         for entry in self._entries.values():
             if entry.server is not None:
                 entry.server.forget_after_fork()
@@ -280,5 +335,6 @@ class LocalServerPool:
                 entry.lock = threading.Lock()
                 continue
             entry.server = None
+            entry.spawned = False
             entry.lock = threading.Lock()
             entry.restarts.clear()

@@ -1,37 +1,39 @@
 """The stdio transport: one local MCP server process, newline-delimited JSON-RPC over pipes.
 
-Lifecycle (DESIGN §6), and why every step is bounded:
+Lifecycle (the process side lives in ``_stdio_process``), and why every step is bounded:
 
 - **Spawn** in its own process group (so shutdown reaches any grandchildren),
   ``close_fds=True``, and an environment built from an allow-list: the
   parent's secrets are not the server's business.
 - **Read**: one reader thread owns stdout. It splits lines under a cap (a 20 MiB line is
   discarded, the request it answered fails with :class:`ProtocolError`, and the transport stays
-  usable), and demultiplexes responses by id into waiting calls. Server requests and
-  notifications go to callbacks, on the reader thread.
+  usable), and demultiplexes responses by id into waiting calls. A line that cannot be decoded
+  (nested too deeply, invalid UTF-8 ...) fails the call whose id it carries, never the thread.
+  Server requests and notifications go to callbacks, on the reader thread.
 - **Stderr**: a second thread drains it into ``logging.getLogger("sark_sync.stdio")`` and keeps
   the last 100 lines for error messages; an undrained stderr pipe deadlocks a chatty child
   after ~64 KiB.
 - **Write**: serialised by a lock, non-blocking with a deadline: a child that stops reading
   its stdin cannot block a caller forever.
-- **Exit**: when stdout reaches EOF, every pending call fails at once with
-  :class:`ProcessExitedError` (exit code, stderr tail).
-- **Shutdown**: close stdin, wait 2 s; SIGTERM the process group, wait 2 s; SIGKILL it; reap.
-  No zombies, no orphans, and nothing is ever done to a process inherited across ``fork()``.
+- **Exit**: both readers watch the process, not only their pipe: when it exits (even while a
+  grandchild still holds its stdout), what it wrote is drained and every pending call fails at
+  once with :class:`ProcessExitedError` (exit code, stderr tail). A server that closes its
+  stdout or stdin fails them the same way, and is no longer ``alive``.
+- **Shutdown** (``close()``): close stdin, wait 2 s; SIGTERM, wait 2 s; SIGKILL; reap; empty
+  the process group; then wake the readers and join them, and only then close their fds.
+  ``abandon()`` runs the same ladder on the background reaper, so a failed start or restart
+  returns within its caller's deadline. No zombies, no orphans, no fd closed under a thread.
+- **Fork**: a forked child closes its copies of the pipes at once (a parent's ``close()`` then
+  still ends in a clean stdin EOF), and never signals or waits for the parent's process.
 """
 
 from __future__ import annotations
 
 import collections
 import copy
-import errno
 import itertools
 import logging
 import os
-import select
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -40,42 +42,30 @@ from typing import Any, Callable
 from .. import _jsonrpc
 from .._exceptions import (
     ProcessExitedError,
-    ProcessStartError,
     ProtocolError,
     RPCError,
     TransportTimeout,
+    ValidationError,
 )
 from .._validation import unencodable, validate_command, validate_env
+from ._stdio_pipes import ProcessClosed, ServerProcess
+from ._stdio_process import KILL_TIMEOUT, STDIN_CLOSE_TIMEOUT, TERMINATE_TIMEOUT
 
-__all__ = ["ENV_ALLOW_LIST", "StdioTransport", "child_environment"]
+__all__ = ["ENV_ALLOW_LIST", "KILL_TIMEOUT", "STDIN_CLOSE_TIMEOUT", "TERMINATE_TIMEOUT",
+           "StdioTransport", "child_environment"]
 
 log = logging.getLogger("sark_sync.stdio")
 
 #: Parent environment variables a child inherits unless the caller says otherwise.
 ENV_ALLOW_LIST = ("HOME", "LOGNAME", "PATH", "SHELL", "TERM", "USER", "LANG")
-#: Grace period for the server to exit after its stdin closes.
-STDIN_CLOSE_TIMEOUT = 2.0
-#: Grace period after SIGTERM before SIGKILL.
-TERMINATE_TIMEOUT = 2.0
-#: Longest wait for the kernel to reap a SIGKILLed process.
-KILL_TIMEOUT = 2.0
 #: Lines of stderr kept for error messages.
 STDERR_TAIL_LINES = 100
-#: Bytes per read from the child's pipes: the size of a pipe's buffer. Larger reads cost more
-#: than they save: from 128 KiB, glibc serves each buffer with mmap/munmap, measured here at
-#: +40 µs per round trip.
-READ_CHUNK = 64 * 1024
+#: Longest stderr line kept whole (a longer one is logged as its size).
+STDERR_LINE_BYTES = 64 * 1024
 #: Longest a write to the child's stdin may block when the caller gives no deadline.
 WRITE_TIMEOUT = 10.0
 
 Callback = Callable[[Any], None]
-
-#: The child leads its own process group. On Python >= 3.11 without a new session: Linux
-#: schedules every session as its own autogroup, and a child in another autogroup measured
-#: 15-25 µs slower per round trip (bench_stdio). Older Pythons can only make a new session
-#: safely (``preexec_fn`` is not safe with threads), which is as correct, only slower.
-_OWN_GROUP: dict[str, Any] = (
-    {"process_group": 0} if sys.version_info >= (3, 11) else {"start_new_session": True})
 
 
 def child_environment(env: Mapping[str, str] | None, inherit: bool = False) -> dict[str, str]:
@@ -139,92 +129,79 @@ class StdioTransport:
         self._ids = itertools.count(1)
         self._pending: dict[_jsonrpc.RequestId, _Pending] = {}
         self._lock = threading.Lock()  # guards _pending and _exit_error
-        self._write_lock = threading.Lock()
         self._stderr_tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
         self._exit_error: ProcessExitedError | None = None
-        self._process: subprocess.Popen[bytes] | None = None
-        self._threads: list[threading.Thread] = []
+        self._proc: ServerProcess | None = None
         self._owner_pid = os.getpid()
-        self._closed = False
+        self._stdout_lines = _jsonrpc.LineSplitter(max_line_bytes)
+        self._stderr_lines = _jsonrpc.LineSplitter(STDERR_LINE_BYTES)
 
     # -- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> None:
         """Spawn the process and its reader threads; :class:`ProcessStartError` if it cannot."""
-        try:
-            process = subprocess.Popen(
-                self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE, env=self._env, cwd=self._cwd, close_fds=True,
-                bufsize=0, **_OWN_GROUP,
-            )
-        except (OSError, ValueError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            raise ProcessStartError(
-                f"could not start local MCP server {self.name!r}: {reason}: {self.command[0]!r}",
-                command=self.command[0],
-            ) from exc
-        assert process.stdin is not None
-        os.set_blocking(process.stdin.fileno(), False)
-        self._process = process
-        for target, role in ((self._read_stdout, "reader"), (self._read_stderr, "stderr")):
-            thread = threading.Thread(target=target, name=f"sark-sync-stdio-{self.name}-{role}",
-                                      daemon=True)
-            thread.start()
-            self._threads.append(thread)
-        log.debug("started %s (pid %d): %s", self.name, process.pid, self.command)
+        self._proc = ServerProcess(
+            self.command, name=self.name, env=self._env, cwd=self._cwd,
+            on_stdout=self._on_stdout, on_stderr=self._on_stderr, on_stdout_end=self._on_eof)
+        log.debug("started %s (pid %d): %s", self.name, self._proc.process.pid, self.command)
+
+    @property
+    def _process(self) -> Any:
+        """The ``subprocess.Popen`` of the server (None before ``start()``)."""
+        return self._proc.process if self._proc is not None else None
 
     @property
     def pid(self) -> int | None:
-        return self._process.pid if self._process is not None else None
+        return self._proc.process.pid if self._proc is not None else None
 
     @property
     def returncode(self) -> int | None:
-        return self._process.poll() if self._process is not None else None
+        return self._proc.process.poll() if self._proc is not None else None
 
     @property
     def alive(self) -> bool:
-        return self._process is not None and self._exit_error is None and \
-            self._process.poll() is None
+        return self._proc is not None and self._exit_error is None and \
+            self._proc.process.poll() is None
 
     @property
     def stderr_tail(self) -> str:
         return "\n".join(self._stderr_tail)
 
     def close(self) -> None:
-        """Stop the process (stdin close → SIGTERM → SIGKILL, each bounded) and its threads.
+        """Stop the process (stdin close → SIGTERM → SIGKILL, each bounded), then its reader
+        threads, then close its pipes. Idempotent; if the shutdown runs already (``abandon()``,
+        another thread's ``close()``), waits for its end (at most the ladder's bound). In a
+        process forked from the owner it does nothing: the parent still owns the process."""
+        if self._stopping():
+            assert self._proc is not None
+            self._proc.close()
 
-        Idempotent. In a process forked from the owner, it only forgets the child: the parent
-        still owns it.
-        """
-        if self._closed:
-            return
-        self._closed = True
-        process = self._process
-        if process is None or os.getpid() != self._owner_pid:
-            return
+    def abandon(self) -> None:
+        """Fail pending calls at once and leave the shutdown to the background reaper, which
+        ends and reaps the process within the same ladder: for a server given up on within a
+        caller's deadline. ``close()`` afterwards waits for the reaper to finish."""
+        if self._stopping():
+            assert self._proc is not None
+            self._proc.abandon()
+
+    def release(self) -> None:
+        """``close()`` for a finalizer: never waits for a shutdown already under way."""
+        if self._stopping():
+            assert self._proc is not None
+            self._proc.release()
+
+    def _stopping(self) -> bool:
+        if self._proc is None or os.getpid() != self._owner_pid:
+            return False
         self._fail_all(ProcessExitedError(
             f"local MCP server {self.name!r} was closed", returncode=None, server=self.name))
-        _close_quietly(process.stdin)
-        if not _wait(process, STDIN_CLOSE_TIMEOUT):
-            _signal_group(process, signal.SIGTERM)
-            if not _wait(process, TERMINATE_TIMEOUT):
-                _signal_group(process, signal.SIGKILL)
-                _wait(process, KILL_TIMEOUT)
-        # Grandchildren left in the group would hold our pipes open: end them too, and wait
-        # (bounded) until the group is empty, so nothing outlives close().
-        _signal_group(process, signal.SIGKILL)
-        _wait_group_gone(process.pid, KILL_TIMEOUT)
-        for thread in self._threads:
-            thread.join(KILL_TIMEOUT)
-        _close_quietly(process.stdout)
-        _close_quietly(process.stderr)
-        log.debug("stopped %s (exit code %s)", self.name, process.returncode)
+        return True
 
     def forget_after_fork(self) -> None:
-        """In a forked child: drop every handle without touching the parent's process."""
-        self._closed = True
-        self._process = None
-        self._threads = []
+        """In a forked child: close our copies of the pipes, never touching the parent's
+        process (the at-fork hook does it already; this covers forks that bypass it)."""
+        if self._proc is not None:
+            self._proc._after_fork_in_child()
 
     # -- requests ------------------------------------------------------------------------------
 
@@ -237,10 +214,7 @@ class StdioTransport:
         :class:`TransportTimeout` after sending ``notifications/cancelled`` on a timeout.
         """
         request_id = next(self._ids)
-        try:
-            line = _jsonrpc.encode_request(request_id, method, params)
-        except (TypeError, ValueError) as exc:
-            raise unencodable(exc) from None
+        line = _encode(lambda: _jsonrpc.encode_request(request_id, method, params))
         pending = _Pending(method)
         with self._lock:
             if self._exit_error is not None:
@@ -265,10 +239,10 @@ class StdioTransport:
 
     def notify(self, method: str, params: Mapping[str, Any] | None = None,
                timeout: float = WRITE_TIMEOUT) -> None:
-        self._write(_jsonrpc.encode_notification(method, params), timeout)
+        self._write(_encode(lambda: _jsonrpc.encode_notification(method, params)), timeout)
 
     def respond(self, request_id: _jsonrpc.RequestId, result: Any) -> None:
-        self._write(_jsonrpc.encode_response(request_id, result), WRITE_TIMEOUT)
+        self._write(_encode(lambda: _jsonrpc.encode_response(request_id, result)), WRITE_TIMEOUT)
 
     def respond_error(self, request_id: _jsonrpc.RequestId | None, code: int, message: str
                       ) -> None:
@@ -283,59 +257,40 @@ class StdioTransport:
 
     def _write(self, data: bytes, timeout: float) -> None:
         """Write all of ``data`` to stdin within ``timeout``, one writer at a time."""
-        process = self._process
-        if process is None or process.stdin is None:
+        proc = self._proc
+        if proc is None:
             raise ProcessExitedError(f"local MCP server {self.name!r} is not running",
                                      server=self.name)
         if os.getpid() != self._owner_pid:
             raise ProcessExitedError(
                 f"local MCP server {self.name!r} belongs to the process that started it (pid "
                 f"{self._owner_pid}); start a new one after fork()", server=self.name)
-        deadline = time.monotonic() + timeout
-        fd = process.stdin.fileno() if not process.stdin.closed else -1
-        view = memoryview(data)
-        if not self._write_lock.acquire(timeout=max(0.0, timeout)):
-            raise TransportTimeout(f"timed out waiting to write to {self.name!r}",
-                                   server=self.name)
         try:
-            while view:
-                try:
-                    written = os.write(fd, view)
-                    view = view[written:]
-                    continue
-                except BlockingIOError:
-                    pass
-                except OSError as exc:  # EPIPE, EBADF: the process is gone
-                    raise self._exited_error(exc) from exc
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TransportTimeout(
-                        f"local MCP server {self.name!r} stopped reading its stdin",
-                        server=self.name)
-                select.select([], [fd], [], remaining)
-        finally:
-            self._write_lock.release()
+            proc.write(data, timeout)
+        except ProcessClosed:
+            with self._lock:
+                error = self._exit_error
+            raise copy.copy(error) if error is not None else ProcessExitedError(
+                f"local MCP server {self.name!r} was closed", server=self.name) from None
+        except OSError as exc:  # EPIPE: it closed its stdin, or exited
+            error = self._exited_error(exc)
+            self._fail_all(error)  # it cannot be used any more: no longer alive
+            raise error from exc
 
     # -- reading -------------------------------------------------------------------------------
 
-    def _read_stdout(self) -> None:
-        process = self._process
-        assert process is not None and process.stdout is not None
-        fd = process.stdout.fileno()
-        splitter = _jsonrpc.LineSplitter(self._max_line_bytes)
-        try:
-            while True:
-                chunk = _read(fd)
-                if not chunk:
-                    break
-                for line in splitter.feed(chunk):
-                    self._dispatch(line)
-            for line in splitter.finish():
-                self._dispatch(line)
-        except Exception:  # a bug here must not leave callers waiting forever
-            log.exception("stdio reader of %s failed", self.name)
-        finally:
-            self._on_eof()
+    def _on_stdout(self, chunk: bytes) -> None:
+        lines = self._stdout_lines.feed(chunk) if chunk else self._stdout_lines.finish()
+        for line in lines:
+            self._dispatch(line)
+
+    def _on_stderr(self, chunk: bytes) -> None:
+        lines = self._stderr_lines.feed(chunk) if chunk else self._stderr_lines.finish()
+        for line in lines:
+            text = (line.decode("utf-8", "replace") if isinstance(line, bytes)
+                    else f"[a {line.size}-byte line]")
+            self._stderr_tail.append(text)
+            log.info("[%s] %s", self.name, text)
 
     def _dispatch(self, line: bytes | _jsonrpc.Oversize) -> None:
         if isinstance(line, _jsonrpc.Oversize):
@@ -345,8 +300,8 @@ class StdioTransport:
             message = _jsonrpc.parse_line(line)
         except _jsonrpc.FramingError as exc:
             log.warning("%s wrote a line that is not JSON-RPC (ignored): %s", self.name, exc)
-            if exc.id is not None:
-                self._resolve(exc.id, error=ProtocolError(
+            if exc.salvaged_id is not None:
+                self._resolve(exc.salvaged_id, error=ProtocolError(
                     f"unreadable answer from {self.name!r}: {exc}", server=self.name))
             return
         if isinstance(message, _jsonrpc.Response):
@@ -364,13 +319,15 @@ class StdioTransport:
                 self._on_request if isinstance(message, _jsonrpc.Request)
                 else self._on_notification
             )
-            if callback is not None:
-                try:
+            try:
+                if callback is not None:
                     callback(message)
-                except Exception:
-                    log.exception("callback for %s from %s failed", message.method, self.name)
-            elif isinstance(message, _jsonrpc.Request):
-                self.respond_error(message.id, _jsonrpc.METHOD_NOT_FOUND, "method not found")
+                elif isinstance(message, _jsonrpc.Request):
+                    self.respond_error(message.id, _jsonrpc.METHOD_NOT_FOUND, "method not found")
+            except (ProcessExitedError, TransportTimeout) as exc:
+                log.debug("could not answer %s of %s: %s", message.method, self.name, exc)
+            except Exception:
+                log.exception("callback for %s from %s failed", message.method, self.name)
 
     def _on_oversize(self, line: _jsonrpc.Oversize) -> None:
         request_id = line.find_id()
@@ -393,35 +350,16 @@ class StdioTransport:
                 return
         log.debug("%s answered unknown or abandoned request %r", self.name, request_id)
 
-    def _read_stderr(self) -> None:
-        process = self._process
-        assert process is not None and process.stderr is not None
-        fd = process.stderr.fileno()
-        splitter = _jsonrpc.LineSplitter(64 * 1024)
-        while True:
-            chunk = _read(fd)
-            lines = splitter.feed(chunk) if chunk else splitter.finish()
-            for line in lines:
-                text = (line.decode("utf-8", "replace") if isinstance(line, bytes)
-                        else f"[a {line.size}-byte line]")
-                self._stderr_tail.append(text)
-                log.info("[%s] %s", self.name, text)
-            if not chunk:
-                return
-
     def _on_eof(self) -> None:
-        process = self._process
-        if process is not None:
-            _wait(process, 1.0)  # it is exiting: give the kernel a moment to report the code
-        for thread in self._threads[1:]:
-            thread.join(0.5)  # the stderr tail explains the exit
-        error = self._exited_error(None)
-        self._fail_all(error)
+        """Stdout is over (the process exited, or closed it): nothing more will answer."""
+        self._fail_all(self._exited_error(None))
 
     def _exited_error(self, cause: BaseException | None) -> ProcessExitedError:
         code = self._process.poll() if self._process is not None else None
         how = f"exited with code {code}" if code is not None and code >= 0 else (
-            f"was killed by signal {-code}" if code is not None else "closed its pipes")
+            f"was killed by signal {-code}" if code is not None else
+            "closed its stdin while running" if cause is not None else
+            "closed its stdout while running")
         return ProcessExitedError(f"local MCP server {self.name!r} {how}", returncode=code,
                                   stderr_tail=self.stderr_tail, server=self.name)
 
@@ -434,47 +372,11 @@ class StdioTransport:
                 waiter.settle(None, copy.copy(error))
 
 
-def _read(fd: int) -> bytes:
-    while True:
-        try:
-            return os.read(fd, READ_CHUNK)
-        except InterruptedError:
-            continue
-        except OSError as exc:
-            if exc.errno in (errno.EBADF, errno.EIO):
-                return b""
-            raise
-
-
-def _wait(process: subprocess.Popen[bytes], timeout: float) -> bool:
+def _encode(build: Callable[[], bytes]) -> bytes:
+    """A message as a line, or the ValidationError of parameters JSON cannot carry."""
     try:
-        process.wait(timeout)
-        return True
-    except subprocess.TimeoutExpired:
-        return False
-
-
-def _signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
-    try:
-        os.killpg(process.pid, signum)  # its own group: the group id is the pid
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _wait_group_gone(pgid: int, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(pgid, 0)
-        except (ProcessLookupError, PermissionError):
-            return
-        time.sleep(0.005)
-    log.warning("process group %d still has members after SIGKILL", pgid)
-
-
-def _close_quietly(stream: Any) -> None:
-    try:
-        if stream is not None:
-            stream.close()
-    except OSError:
-        pass
+        return build()
+    except _jsonrpc.NestingError:
+        raise ValidationError("parameters are nested too deeply for JSON") from None
+    except (TypeError, ValueError) as exc:
+        raise unencodable(exc) from None

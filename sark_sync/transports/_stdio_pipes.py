@@ -1,0 +1,349 @@
+"""A local server's process and its three pipes, as bytes: spawn, read, write, shut down.
+
+:class:`ServerProcess` owns every OS resource of one server: the process, its pipes, a pidfd,
+two wakers and the two reader threads. It knows nothing of JSON-RPC: the stdout and stderr
+readers hand chunks to callbacks. Its contract:
+
+- a reader returns when its pipe reaches EOF, when ``close()`` wakes it, or as soon as the
+  process exits (even if a grandchild still holds the pipe), after draining what is left;
+- a write blocks at most its timeout, and a closing caller wakes it out of its ``select``;
+- no fd is closed while a thread of ours may still use it: stdin under the writers' lock,
+  the read side by the last of {the closing caller, the readers} to be done with it;
+- after ``fork()`` the child closes its copies of the fds and never signals or waits for the
+  parent's process.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import select
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable
+
+from .. import _forksafety
+from .._exceptions import ProcessStartError, TransportTimeout
+from ._stdio_process import (
+    EXIT_POLL_INTERVAL,
+    LADDER_BOUND,
+    READER_JOIN_TIMEOUT,
+    TICK,
+    Waker,
+    open_pidfd,
+    process_steps,
+    reaper,
+    run_ladder,
+)
+
+if TYPE_CHECKING:
+    from ._stdio_process import Ladder
+
+__all__ = ["ProcessClosed", "ServerProcess"]
+
+log = logging.getLogger("sark_sync.stdio")
+
+#: Bytes per read from the child's pipes: the size of a pipe's buffer. Larger reads cost more
+#: than they save: from 128 KiB, glibc serves each buffer with mmap/munmap, measured here at
+#: +40 µs per round trip.
+READ_CHUNK = 64 * 1024
+#: After the process exits, at most this much more is read from each pipe: what it wrote
+#: before exiting fits in a pipe buffer (<= 1 MiB), and a grandchild holding the pipe may
+#: write for ever.
+EXIT_DRAIN_BYTES = 1024 * 1024
+#: After stdout's EOF, how long to wait for the exit code and the stderr tail that explain it.
+EXIT_CODE_GRACE = 0.25
+#: Longest a closing caller waits for writers to leave once woken (they only leave a select).
+WRITER_STOP_TIMEOUT = 1.0
+
+#: The child leads its own process group. On Python >= 3.11 without a new session: Linux
+#: schedules every session as its own autogroup, and a child in another autogroup measured
+#: 15-25 µs slower per round trip (bench_stdio). Older Pythons can only make a new session
+#: safely (``preexec_fn`` is not safe with threads), which is as correct, only slower.
+_OWN_GROUP: dict[str, Any] = (
+    {"process_group": 0} if sys.version_info >= (3, 11) else {"start_new_session": True})
+
+
+class ProcessClosed(Exception):
+    """A write found the server closed (by us): the caller reports why it is gone."""
+
+
+class ServerProcess:
+    """A spawned server; ``on_stdout``/``on_stderr`` get its output, ``on_stdout_end`` is called
+    once stdout is over unless ``close()`` ended it."""
+
+    def __init__(self, command: Sequence[str], *, name: str, env: Mapping[str, str],
+                 cwd: str | os.PathLike[str] | None, on_stdout: Callable[[bytes], None],
+                 on_stderr: Callable[[bytes], None], on_stdout_end: Callable[[], None]) -> None:
+        try:
+            process = subprocess.Popen(
+                list(command), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE, env=dict(env), cwd=cwd, close_fds=True, bufsize=0,
+                **_OWN_GROUP,
+            )
+        except (OSError, ValueError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise ProcessStartError(
+                f"could not start local MCP server {name!r}: {reason}: {command[0]!r}",
+                command=command[0],
+            ) from exc
+        assert process.stdin and process.stdout and process.stderr
+        self.process = process
+        self.name = name
+        self.owner_pid = os.getpid()
+        self.pidfd = open_pidfd(process.pid)  # before anyone may reap it
+        for stream in (process.stdin, process.stdout, process.stderr):
+            os.set_blocking(stream.fileno(), False)
+        self._stop_readers, self._stop_writers = Waker(), Waker()
+        self._lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._stdin_closed = False
+        self._readers_alive = 2
+        self._release_wanted = self._released = False
+        self._shutdown: threading.Event | None = None  # set when the ladder is over
+        self._stderr_done = threading.Event()
+        self._on_stdout_end = on_stdout_end
+        _forksafety.register(self)
+        self.threads = [
+            threading.Thread(target=self._pump, args=(process.stdout, on_stdout, True),
+                             name=f"sark-sync-stdio-{name}-reader", daemon=True),
+            threading.Thread(target=self._pump, args=(process.stderr, on_stderr, False),
+                             name=f"sark-sync-stdio-{name}-stderr", daemon=True),
+        ]
+        for thread in self.threads:
+            thread.start()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop_readers.is_set
+
+    # -- shutdown ------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Run the ladder here; if it runs already, wait for its end (bounded)."""
+        ladder = self._begin_shutdown()
+        if ladder is not None:
+            run_ladder(ladder, self.process)
+        elif self._shutdown is not None and os.getpid() == self.owner_pid:
+            self._shutdown.wait(LADDER_BOUND)
+
+    def abandon(self) -> None:
+        """Leave the ladder to the background reaper."""
+        ladder = self._begin_shutdown()
+        if ladder is not None:
+            assert self._shutdown is not None
+            reaper.abandon(ladder, self.process, self._shutdown)
+
+    def release(self) -> None:
+        """``close()`` for a finalizer: never waits for a ladder already under way."""
+        ladder = self._begin_shutdown()
+        if ladder is not None:
+            run_ladder(ladder, self.process)
+
+    def _begin_shutdown(self) -> Ladder | None:
+        with self._lock:
+            if self._shutdown is not None or os.getpid() != self.owner_pid:
+                return None
+            self._shutdown = threading.Event()
+        return self._ladder(self._shutdown)
+
+    def _ladder(self, done: threading.Event) -> Ladder:
+        try:
+            self._close_stdin()
+            yield from process_steps(self.process)
+            self._stop_readers.set()
+            end = time.monotonic() + READER_JOIN_TIMEOUT
+            current = threading.current_thread()
+            while any(t.is_alive() for t in self.threads if t is not current):
+                if time.monotonic() >= end:
+                    log.warning("a reader of %s is still busy (in a callback?): it closes its "
+                                "pipes when it returns", self.name)
+                    break
+                yield time.monotonic() + TICK, False
+            with self._lock:
+                self._release_wanted = True
+            self._release_fds()
+            log.debug("stopped %s (exit code %s)", self.name, self.process.returncode)
+        finally:
+            done.set()
+
+    def _close_stdin(self) -> None:
+        """Close stdin once no writer can be using it: wake the writers, take their lock."""
+        self._stop_writers.set()
+        if not self._write_lock.acquire(timeout=WRITER_STOP_TIMEOUT):
+            log.warning("a writer to %s did not stop; its stdin stays open", self.name)
+            return
+        try:
+            if not self._stdin_closed:
+                self._stdin_closed = True
+                _close_quietly(self.process.stdin)
+        finally:
+            self._write_lock.release()
+
+    def _release_fds(self) -> None:
+        """Close the read side once close() asked for it and no reader is left to use it
+        (called by the ladder and by each reader on its way out: the last one closes)."""
+        with self._lock:
+            if not self._release_wanted or self._readers_alive > 0 or self._released:
+                return
+            self._released = True
+        _close_quietly(self.process.stdout)
+        _close_quietly(self.process.stderr)
+        if self.pidfd >= 0:
+            _close_fd(self.pidfd)
+            self.pidfd = -1
+        self._stop_readers.close()
+        if self._stdin_closed:
+            self._stop_writers.close()  # no writer reaches it once stdin is closed
+
+    def _after_fork_in_child(self) -> None:
+        """In a forked child (single-threaded; locks may be held by parent threads that do
+        not exist here): close our copies of the fds, so the parent's close() still ends in a
+        clean EOF for the server; never signal or wait for the parent's process."""
+        if os.getpid() == self.owner_pid or self._released:
+            return
+        self._lock, self._write_lock = threading.Lock(), threading.Lock()
+        for stream in (self.process.stdin, self.process.stdout, self.process.stderr):
+            _close_quietly(stream)
+        if self.pidfd >= 0:
+            _close_fd(self.pidfd)
+            self.pidfd = -1
+        self._stop_readers.close_after_fork()
+        self._stop_writers.close_after_fork()
+        self._stdin_closed = self._released = True
+        self._shutdown = threading.Event()  # nothing to shut down here
+        self.threads = []
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def write(self, data: bytes, timeout: float) -> None:
+        """Write all of ``data`` within ``timeout``, one writer at a time. Raises
+        :class:`TransportTimeout`, :class:`ProcessClosed` (closed by us) or the ``OSError`` of
+        a broken pipe."""
+        deadline = time.monotonic() + timeout
+        view = memoryview(data)
+        if not self._write_lock.acquire(timeout=max(0.0, timeout)):
+            raise TransportTimeout(f"timed out waiting to write to {self.name!r}",
+                                   server=self.name)
+        try:
+            if self._stdin_closed or self._stop_writers.is_set:
+                raise ProcessClosed()
+            assert self.process.stdin is not None
+            fd, stop = self.process.stdin.fileno(), self._stop_writers.fileno()
+            while view:
+                try:
+                    view = view[os.write(fd, view):]
+                    continue
+                except BlockingIOError:
+                    pass
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TransportTimeout(
+                        f"local MCP server {self.name!r} stopped reading its stdin",
+                        server=self.name)
+                readable, _, _ = select.select([stop], [fd], [], remaining)
+                if readable:
+                    raise ProcessClosed()
+        finally:
+            self._write_lock.release()
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def _pump(self, stream: Any, deliver: Callable[[bytes], None], is_stdout: bool) -> None:
+        try:
+            for chunk in self._chunks(stream.fileno()):
+                deliver(chunk)
+            deliver(b"")
+        except Exception:  # a bug here must not leave callers waiting forever
+            log.exception("stdio reader of %s failed", self.name)
+        finally:
+            try:
+                if is_stdout:
+                    self._stdout_over()
+                else:
+                    self._stderr_done.set()
+            finally:
+                with self._lock:
+                    self._readers_alive -= 1
+                self._release_fds()
+
+    def _stdout_over(self) -> None:
+        if self.stopping:
+            return  # close() failed the calls already
+        if self.process.poll() is None:
+            # EOF usually means exit: wait (briefly) for the code that explains it.
+            if self.pidfd >= 0:
+                select.select([self.pidfd], [], [], EXIT_CODE_GRACE)
+            else:
+                try:
+                    self.process.wait(EXIT_CODE_GRACE)
+                except subprocess.TimeoutExpired:
+                    pass
+        if self.process.poll() is not None:
+            self._stderr_done.wait(EXIT_CODE_GRACE)  # the stderr tail explains the exit
+        self._on_stdout_end()
+
+    def _chunks(self, fd: int) -> Iterator[bytes]:
+        """What ``fd`` delivers until EOF, until close() wakes the readers, or until the
+        process exits (then what is left in the pipe, up to EXIT_DRAIN_BYTES)."""
+        stop, pidfd = self._stop_readers.fileno(), self.pidfd
+        watched = [fd, stop] + ([pidfd] if pidfd >= 0 else [])
+        timeout = None if pidfd >= 0 else EXIT_POLL_INTERVAL
+        next_poll = time.monotonic() + EXIT_POLL_INTERVAL
+        while True:
+            ready, _, _ = select.select(watched, [], [], timeout)
+            if stop in ready:
+                return
+            if fd in ready:
+                chunk = _read(fd)
+                if chunk == b"":
+                    return
+                if chunk:
+                    yield chunk
+            if pidfd >= 0:
+                exited = pidfd in ready
+            elif time.monotonic() >= next_poll:
+                exited = self.process.poll() is not None
+                next_poll = time.monotonic() + EXIT_POLL_INTERVAL
+            else:
+                exited = False
+            if exited:
+                left = EXIT_DRAIN_BYTES
+                while left > 0:
+                    chunk = _read(fd)
+                    if not chunk:
+                        return
+                    left -= len(chunk)
+                    yield chunk
+                return
+
+
+def _read(fd: int) -> bytes | None:
+    """A chunk; b"" at EOF (or a closed fd); None when nothing is there yet."""
+    try:
+        return os.read(fd, READ_CHUNK)
+    except BlockingIOError:
+        return None
+    except OSError as exc:
+        if exc.errno in (errno.EBADF, errno.EIO):
+            return b""
+        raise
+
+
+def _close_quietly(stream: Any) -> None:
+    try:
+        if stream is not None:
+            stream.close()
+    except OSError:
+        pass
+
+
+def _close_fd(fd: int) -> None:
+    try:
+        os.close(fd)
+    except OSError:
+        pass
