@@ -274,15 +274,12 @@ class ServerProcess:
     def _stdout_over(self) -> None:
         if self.stopping:
             return  # close() failed the calls already
-        if self.process.poll() is None:
-            # EOF usually means exit: wait (briefly) for the code that explains it.
-            if self.pidfd >= 0:
-                select.select([self.pidfd], [], [], EXIT_CODE_GRACE)
-            else:
-                try:
-                    self.process.wait(EXIT_CODE_GRACE)
-                except subprocess.TimeoutExpired:
-                    pass
+        try:
+            # EOF usually means exit: wait (briefly) for the code that explains it. wait(),
+            # not poll(): poll() says None while another thread holds Popen's waitpid lock.
+            self.process.wait(EXIT_CODE_GRACE)
+        except subprocess.TimeoutExpired:
+            pass
         if self.process.poll() is not None:
             self._stderr_done.wait(EXIT_CODE_GRACE)  # the stderr tail explains the exit
         self._on_stdout_end()
