@@ -295,3 +295,36 @@ def nested_json(depth: int = 100_000, status: int = 200) -> Handler:
     recursive parser)."""
     body = b"[" * depth + b"]" * depth
     return lambda request: [answer(status, body)]
+
+
+# -- event stream scripts -------------------------------------------------------------------------
+
+def sse_head(content_type: str = "text/event-stream", *, length: int | None = None) -> bytes:
+    """The head of a 200 event stream response. Without ``length`` the body has no length: it
+    ends when the peer closes the connection, as a long-lived stream does."""
+    lines = ["HTTP/1.1 200 OK", f"Content-Type: {content_type}", "Cache-Control: no-cache"]
+    if length is not None:
+        lines.append(f"Content-Length: {length}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def sse_script(*connections: Iterable[Item], head: bytes | None = None) -> Handler:
+    """An event stream: the n-th request gets ``head`` (default :func:`sse_head`) and the items
+    of the n-th argument, then the connection closes; requests past the last argument get the
+    last one again. An argument may be a generator (made once, played once)."""
+    answers = [list(items) if not isinstance(items, Iterator) else items
+               for items in connections]
+    count = [0]
+
+    def script(request: Request) -> Iterator[Item]:
+        index = min(count[0], len(answers) - 1)
+        count[0] += 1
+        yield sse_head() if head is None else head
+        yield from answers[index]
+        yield CLOSE
+    return script
+
+
+def sse_stall() -> list[Item]:
+    """Items for :func:`sse_script`: nothing more until the peer stops (the stream stays open)."""
+    return [Pause(3600)]
