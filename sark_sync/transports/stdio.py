@@ -45,7 +45,6 @@ from .._exceptions import (
     ProtocolError,
     RPCError,
     TransportTimeout,
-    ValidationError,
 )
 from .._validation import unencodable, validate_command, validate_env
 from ._stdio_pipes import ProcessClosed, ServerProcess
@@ -373,10 +372,11 @@ class StdioTransport:
 
 
 def _encode(build: Callable[[], bytes]) -> bytes:
-    """A message as a line, or the ValidationError of parameters JSON cannot carry."""
+    """A message as a line, or the ValidationError of parameters JSON cannot carry (the same
+    words as on the gateway path)."""
     try:
         return build()
     except _jsonrpc.NestingError:
-        raise ValidationError("parameters are nested too deeply for JSON") from None
-    except (TypeError, ValueError) as exc:
+        raise unencodable(RecursionError()) from None
+    except Exception as exc:  # a caller's object may raise anything while it is encoded
         raise unencodable(exc) from None
