@@ -32,6 +32,7 @@ from ._config import (
     RestartPolicy,
     RetryPolicy,
     Timeouts,
+    check_count,
     resolve_api_key,
     resolve_base_url,
 )
@@ -147,7 +148,7 @@ class GatewayClient(DiscoveryMixin, InvocationMixin, StreamingMixin):
         self.breaker = breaker if breaker is not None else BreakerPolicy()
         if not isinstance(self.retry, RetryPolicy) or not isinstance(self.breaker, BreakerPolicy):
             raise ConfigurationError("retry and breaker must be RetryPolicy and BreakerPolicy")
-        self.max_workers = _bounded("max_workers", max_workers, MAX_WORKERS)
+        self.max_workers = check_count("max_workers", max_workers, 1, MAX_WORKERS)
         if not isinstance(transport_mode, str) or transport_mode not in TRANSPORT_MODES:
             shown = repr(transport_mode[:32]) if isinstance(transport_mode, str) else \
                 describe(transport_mode)
@@ -160,8 +161,8 @@ class GatewayClient(DiscoveryMixin, InvocationMixin, StreamingMixin):
         self.transport_mode = str.__str__(transport_mode)
         self.idempotency_keys = idempotency_keys
         self._verify = _check_verify(verify)
-        self._max_response_bytes = _bounded("max_response_bytes", max_response_bytes,
-                                            MAX_RESPONSE_BYTES)
+        self._max_response_bytes = check_count("max_response_bytes", max_response_bytes, 1,
+                                               MAX_RESPONSE_BYTES)
         self._retry_safe_tools: dict[tuple[str, str], bool] = {}
         self._closed = False
         self._governance = Governance(authorizer)
@@ -361,15 +362,6 @@ class GatewayClient(DiscoveryMixin, InvocationMixin, StreamingMixin):
 
 def _as_is(response: Response) -> Response:
     return response
-
-
-def _bounded(name: str, value: object, maximum: int) -> int:
-    """``value`` as a plain int from 1 to ``maximum``, else ConfigurationError."""
-    if isinstance(value, bool) or not isinstance(value, int) or \
-            not 1 <= int.__int__(value) <= maximum:
-        raise ConfigurationError(f"{name} must be an int from 1 to {maximum:,}, got "
-                                 f"{describe(value)}")
-    return int.__int__(value)
 
 
 def _check_verify(verify: object) -> bool | str | None:

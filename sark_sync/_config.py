@@ -99,7 +99,7 @@ def _check_seconds(name: str, value: object, *, allow_zero: bool, allow_none: bo
     _seconds(name, value, allow_zero=allow_zero, allow_none=allow_none, maximum=maximum)
 
 
-def _count(name: str, value: object, low: int, high: int) -> int:
+def check_count(name: str, value: object, low: int, high: int) -> int:
     """``value`` as a plain int from ``low`` to ``high``, else ConfigurationError."""
     if isinstance(value, bool) or not isinstance(value, int) or \
             not low <= int.__int__(value) <= high:
@@ -187,7 +187,7 @@ class RetryPolicy:
     statuses: frozenset[int] = field(default=DEFAULT_RETRY_STATUSES)
 
     def __post_init__(self) -> None:
-        _normalise(self, "attempts", _count("RetryPolicy.attempts (1 disables retries)",
+        _normalise(self, "attempts", check_count("RetryPolicy.attempts (1 disables retries)",
                                             self.attempts, 1, MAX_ATTEMPTS))
         for name in ("backoff_base", "backoff_max", "retry_after_max"):
             _normalise(self, name, _seconds(f"RetryPolicy.{name}", getattr(self, name),
@@ -240,7 +240,7 @@ class BreakerPolicy:
     enabled: bool = True
 
     def __post_init__(self) -> None:
-        _normalise(self, "failure_threshold", _count(
+        _normalise(self, "failure_threshold", check_count(
             "BreakerPolicy.failure_threshold", self.failure_threshold, 1, MAX_FAILURE_THRESHOLD))
         _normalise(self, "recovery_timeout", _seconds(
             "BreakerPolicy.recovery_timeout", self.recovery_timeout, allow_zero=True))
