@@ -102,6 +102,7 @@ class ServerProcess:
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._stdin_closed = False
+        self.torn = False
         self._readers_alive = 2
         self._release_wanted = self._released = False
         self._shutdown: threading.Event | None = None  # set when the ladder is over
@@ -223,7 +224,8 @@ class ServerProcess:
     def write(self, data: bytes, timeout: float) -> None:
         """Write all of ``data`` within ``timeout``, one writer at a time. Raises
         :class:`TransportTimeout`, :class:`ProcessClosed` (closed by us) or the ``OSError`` of
-        a broken pipe."""
+        a broken pipe. A timeout after part of ``data`` went out sets :attr:`torn`: the
+        server's stdin now ends in half a message, and nothing more can be framed on it."""
         deadline = time.monotonic() + timeout
         view = memoryview(data)
         if not self._write_lock.acquire(timeout=max(0.0, timeout)):
@@ -242,6 +244,7 @@ class ServerProcess:
                     pass
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
+                    self.torn = len(view) < len(data)
                     raise TransportTimeout(
                         f"local MCP server {self.name!r} stopped reading its stdin",
                         server=self.name)

@@ -221,14 +221,12 @@ class StdioTransport:
             self._pending[request_id] = pending
         started = time.monotonic()
         try:
-            self._write(line, timeout)
+            self._write(line, timeout)  # a timeout here: not sent (whole), nothing to cancel
             if not pending.wait(timeout - (time.monotonic() - started)):
+                self._cancel(request_id, "timeout")
                 raise TransportTimeout(
                     f"local MCP server {self.name!r} did not answer {method} within "
                     f"{timeout:.3g}s", server=self.name)
-        except TransportTimeout:
-            self._cancel(request_id, "timeout")
-            raise
         finally:
             with self._lock:
                 self._pending.pop(request_id, None)
@@ -248,9 +246,11 @@ class StdioTransport:
         self._write(_jsonrpc.encode_error(request_id, code, message), WRITE_TIMEOUT)
 
     def _cancel(self, request_id: int, reason: str) -> None:
+        """Tell the server, if its stdin takes it at once: the call's time is up. (A line
+        this short is written whole or not at all: pipes write <= 4 KiB atomically.)"""
         try:
             self.notify("notifications/cancelled", {"requestId": request_id, "reason": reason},
-                        timeout=0.5)
+                        timeout=0.0)
         except (ProcessExitedError, TransportTimeout):
             pass
 
@@ -266,6 +266,12 @@ class StdioTransport:
                 f"{self._owner_pid}); start a new one after fork()", server=self.name)
         try:
             proc.write(data, timeout)
+        except TransportTimeout:  # a TimeoutError, so an OSError: not a broken pipe
+            if proc.torn:  # half a message went out: no later one can be framed
+                self._fail_all(ProcessExitedError(
+                    f"local MCP server {self.name!r} stopped reading its stdin in the middle "
+                    "of a message; start it again", server=self.name))
+            raise
         except ProcessClosed:
             with self._lock:
                 error = self._exit_error

@@ -18,15 +18,16 @@ Modes (the fault strikes on the first ``tools/call`` unless said otherwise):
   30); writes its pid to ``--record``; then exits 5 without answering.
 - ``stdout_closed_ignore_term``: ignores SIGTERM, closes stdout at once (before the
   handshake; ``--after-init``: after answering initialize) and keeps running, even at EOF.
-- ``close_stdin``: after the handshake, closes its stdin and keeps running and answering
-  nothing (until killed, or ``--hold`` seconds).
+- ``close_stdin``: once the handshake is complete (``notifications/initialized``), closes its
+  stdin and keeps running, answering nothing (until killed, or ``--hold`` seconds).
 - ``deep_response``: answers a call with a result nested ``--depth`` arrays deep (default
   100,000), the next calls normally.
 - ``deep_notification``: before answering each call, sends a notification whose params are
   nested ``--depth`` deep.
 - ``deep_request``: before answering each call, sends the client a request nested that deep.
 - ``trickle``: writes each answer one byte at a time, ``--delay`` seconds apart (default 0.01).
-- ``stderr_flood``: writes to stderr without pause from the start, until killed.
+- ``stderr_flood``: from the start, a thread writes 6 KB lines to stderr without pause, while
+  the peer serves normally.
 - ``invalid_utf8``: answers the first call with a line holding invalid UTF-8.
 - ``partial_then_exit``: answers the first call with half a line, no newline, and exits 4.
 - ``wrong_id``: answers the first call with id+1000, then never again.
@@ -49,6 +50,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -79,6 +81,11 @@ def peer_command(mode: str, *args: str) -> list[str]:
 
 def _line(message: dict[str, Any]) -> bytes:
     return json.dumps(message, separators=(",", ":")).encode() + b"\n"
+
+
+def _flood_stderr() -> None:
+    while True:
+        os.write(2, b"flood " * 1000 + b"\n")
 
 
 def _nested(depth: int) -> bytes:
@@ -113,15 +120,19 @@ class Peer:
         if mode == "stdout_closed_ignore_term" and not self.options.after_init:
             os.close(1)
         if mode == "stderr_flood":
-            while True:
-                os.write(2, b"flood " * 1000 + b"\n")
+            threading.Thread(target=_flood_stderr, daemon=True).start()
         stdin = os.fdopen(0, "rb", buffering=0, closefd=False)
         for raw in iter(stdin.readline, b""):
             if not raw.strip() or mode == "never_initialize":
                 continue
             message = json.loads(raw)
-            if mode == "exit_after_init" and message.get("method") == "notifications/initialized":
-                os._exit(6)
+            if message.get("method") == "notifications/initialized":
+                if mode == "exit_after_init":
+                    os._exit(6)
+                if mode == "close_stdin":
+                    os.close(0)
+                    time.sleep(self.options.hold)
+                    return 0
             if "method" not in message or "id" not in message:
                 continue
             code = self.handle(message["id"], message["method"], message.get("params") or {})
@@ -148,9 +159,7 @@ class Peer:
                 os.close(1)
             if mode == "sigstop":
                 os.kill(os.getpid(), signal.SIGSTOP)
-            if mode == "close_stdin":
-                os.close(0)
-            if mode in ("close_stdin", "no_read"):
+            if mode == "no_read":
                 time.sleep(self.options.hold)
                 return 0
             return None
