@@ -32,6 +32,7 @@ from ._exceptions import (
     ToolExecutionError,
     TransportNotAvailableError,
 )
+from ._validation import HEADER_RULE, header_value_problem
 
 __all__ = [
     "EXIT_AUTH",
@@ -144,10 +145,16 @@ def resolve_settings(args: argparse.Namespace, environ: Mapping[str, str] | None
         timeout = _seconds(env[ENV_TIMEOUT], ENV_TIMEOUT)
     else:
         timeout = None
+    user_token = getattr(args, "user_token", None)
+    if user_token is None and env.get(ENV_USER_TOKEN):
+        user_token = env[ENV_USER_TOKEN]
+        problem = header_value_problem(user_token)
+        if problem is not None:  # named as the variable it came from, never quoted
+            raise UsageError(f"{ENV_USER_TOKEN} {problem}; {HEADER_RULE}")
     return Settings(
         url=getattr(args, "url", None) or env.get(ENV_GATEWAY_URL) or None,
         api_key=getattr(args, "api_key", None) or env.get(ENV_API_KEY) or None,
-        user_token=getattr(args, "user_token", None) or env.get(ENV_USER_TOKEN) or None,
+        user_token=user_token or None,
         timeout=timeout,
         json=bool(getattr(args, "json", False)),
         debug=bool(getattr(args, "debug", False)),

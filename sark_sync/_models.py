@@ -16,8 +16,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from ._exceptions import ToolExecutionError
+from ._config import Timeouts
+from ._exceptions import ConfigurationError, ToolExecutionError, ValidationError
 from ._redact import redact
+from ._validation import validate_header_value, validate_name
 
 __all__ = ["Event", "Health", "Principal", "ServerInfo", "ToolAnnotations", "ToolCall",
            "ToolInfo", "ToolResult"]
@@ -259,6 +261,27 @@ class ToolCall:
     timeout: float | None = None
     idempotency_key: str | None = None
     principal: Principal | None = None
+
+    def __post_init__(self) -> None:
+        # Checked where the call is built, not when invoke_many reaches it; never quoting a
+        # header value (the token and the key may be secrets).
+        validate_name(self.server, "server")
+        validate_name(self.tool, "tool")
+        if self.user_token is not None:
+            validate_header_value(self.user_token, "user_token")
+        if self.idempotency_key is not None:
+            validate_header_value(self.idempotency_key, "idempotency_key")
+        if self.parameters is not None and not isinstance(self.parameters, Mapping):
+            raise ValidationError(
+                f"parameters must be a mapping, not {type(self.parameters).__name__}")
+        if self.timeout is not None:
+            try:
+                Timeouts.coerce(self.timeout)
+            except ConfigurationError as exc:
+                raise ValidationError(exc.message) from None
+        if self.principal is not None and not isinstance(self.principal, Principal):
+            raise ValidationError(
+                f"principal must be a Principal, not {type(self.principal).__name__}")
 
     def __repr__(self) -> str:
         token = ", user_token=[secure]" if self.user_token else ""

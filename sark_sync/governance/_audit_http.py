@@ -45,6 +45,7 @@ from .._config import RetryPolicy, resolve_base_url
 from .._exceptions import ConfigurationError
 from .._redact import Secret
 from .._retry import parse_retry_after
+from .._validation import HEADER_RULE, header_value_problem, plain_str
 from ..transports._common import close_session, new_session
 from ..transports._guarded import Exchange, GuardedAdapter, guarded
 from ._audit_event import AuditEvent
@@ -96,10 +97,14 @@ class HTTPSink:
                  max_queue: int = DEFAULT_MAX_QUEUE, retry: RetryPolicy = DEFAULT_RETRY,
                  timeout: float = DEFAULT_TIMEOUT, close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
                  verify: bool | str | None = None, fallback: AuditSink | None = None) -> None:
-        self.url = resolve_base_url(url) + AUDIT_PATH
+        self.url = resolve_base_url(url, what="HTTPSink url") + AUDIT_PATH
         key = api_key.reveal() if isinstance(api_key, Secret) else api_key
-        if not isinstance(key, str) or not key or "\n" in key or "\r" in key:
-            raise ConfigurationError("HTTPSink api_key must be a non-empty single-line str")
+        if not isinstance(key, str):
+            raise ConfigurationError(f"HTTPSink api_key must be a str, not {type(key).__name__}")
+        key = plain_str(key)
+        problem = header_value_problem(key)
+        if problem is not None:  # never quoting the key
+            raise ConfigurationError(f"HTTPSink api_key {problem}; {HEADER_RULE}")
         self._api_key = Secret(key)
         _check_int("batch_size", batch_size)
         _check_int("max_queue", max_queue)

@@ -85,8 +85,8 @@ class Gate:
     [
         ({"url": "ftp://sark.example"}, "must be http:// or https://"),
         ({"url": "https://user:pw@sark.example"}, "must not carry credentials"),
-        ({"api_key": ""}, "api_key must be a non-empty single-line str"),
-        ({"api_key": "a\nb"}, "api_key must be a non-empty single-line str"),
+        ({"api_key": ""}, "api_key is empty"),
+        ({"api_key": "a\nb"}, "api_key has a control character at index 1"),
         ({"batch_size": 0}, "batch_size must be an int >= 1"),
         ({"max_queue": 1.5}, "max_queue must be an int >= 1"),
         ({"flush_interval": -1}, "flush_interval must be >= 0"),
