@@ -14,7 +14,8 @@ HTML standard ("Parsing an event stream") says:
   stream is an ordinary character (a line ``\\ufeffdata: x`` is an unknown field).
 - **Size.** An event still unfinished after ``max_event_bytes`` raises
   :class:`EventTooLarge` instead of growing a buffer without bound; the framer holds at most
-  that many bytes between reads, and reading an endless line costs linear time.
+  that many bytes between reads (or the first two bytes of a BOM cut short, whatever the cap),
+  and reading an endless line costs linear time.
 - **``id`` and ``retry``** are read line by line, each in turn, also in blocks without data (a
   lone ``retry:`` on connect): an ``id`` containing NUL is ignored, an empty one resets the
   last id, and a ``retry`` of anything but ASCII digits (``²``, ``-1``, ``1.5``) is ignored.
