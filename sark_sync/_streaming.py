@@ -70,11 +70,19 @@ class StreamingMixin:
         :param types: event types wanted (e.g. ``["tool_invoked"]``, or one type as a str);
             the gateway filters, and so does the client. ``stream_reset`` always comes through.
         :param last_event_id: resume after this id: the gateway replays what followed it.
+            It travels in ``Last-Event-ID`` as its UTF-8 bytes (as browsers send it), without
+            surrounding spaces; the stream then resumes from each event id it receives, except
+            one no HTTP header can carry (control characters, over 4 KiB): a reconnect then
+            resumes from the last id that can, so events are replayed rather than lost.
         :param idle_timeout: seconds without a byte (events or ``: ping``) before the
             connection counts as stalled and is replaced.
         :param max_reconnects: consecutive failed attempts before giving up with the last
             error; the count restarts at every event received.
         :param max_event_bytes: larger events end the stream with :class:`ProtocolError`.
+
+        Events whose data is not JSON (or is JSON nested too deeply to decode) are delivered
+        with their text as ``data``; a ``retry:`` from the gateway counts up to 60 s; a field
+        value never raises.
 
         Raises :class:`AuthenticationError`, :class:`AuthorizationDenied`,
         :class:`NotFoundError` and other 4xx errors at once (here or while iterating), and

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from sark_sync import Event
+from sark_sync import Event, RetryPolicy
 from sark_sync._sse import (
     MAX_RESUME_ID_BYTES,
     MAX_RETRY_MS,
@@ -25,6 +25,7 @@ from sark_sync._sse import (
     resume_header,
     retry_of,
 )
+from sark_sync.transports.sse import EventStream
 
 
 def read_all(stream: bytes, reader: EventReader | None = None) -> list[Event]:
@@ -216,3 +217,28 @@ def test_a_blank_line_flood_between_events_is_skipped_quickly() -> None:
         b"data: a\n\n", b"data: b\n\n"]
     assert time.perf_counter() - started < 1.0
     assert framer.pending == 0
+
+
+# -- reconnect wait ----------------------------------------------------------------------------
+
+
+def _backoff(retry_ms: int | None, failures: int, policy: RetryPolicy) -> float:
+    """EventStream._backoff of a stream in this state (built without connecting)."""
+    stream = EventStream.__new__(EventStream)
+    stream._fields = EventReader()
+    stream._fields.retry_ms = retry_ms
+    stream._policy = policy
+    stream._failures = failures
+    return stream._backoff()
+
+
+@pytest.mark.parametrize(
+    ("retry_ms", "failures", "expected"),
+    [(None, 0, 0.5), (None, 3, 4.0), (None, 5000, 8.0),  # 2.0**5000 overflows a float
+     (MAX_RETRY_MS, 0, 60.0), (MAX_RETRY_MS, 5000, 60.0), (0, 5000, 0.0), (250, 1, 0.5)],
+)
+def test_the_reconnect_wait_is_capped_and_never_overflows(
+    retry_ms: int | None, failures: int, expected: float
+) -> None:
+    policy = RetryPolicy(backoff_base=0.5, backoff_multiplier=2.0, backoff_max=8.0, jitter=False)
+    assert _backoff(retry_ms, failures, policy) == expected
