@@ -62,7 +62,11 @@ def test_an_endless_stderr_flood_neither_blocks_the_server_nor_grows_the_tail(
     assert len(peer.stderr_tail.splitlines()) == 100
     started = time.monotonic()
     peer.close()  # it exits at stdin EOF while its flood thread still writes
-    assert time.monotonic() - started < _stdio_process.STDIN_CLOSE_TIMEOUT
+    elapsed = time.monotonic() - started
+    # Well before SIGKILL: a flood that blocked the shutdown would only end there. (Usually
+    # ~20 ms, by stdin EOF; on a loaded machine its interpreter may need the SIGTERM rung.)
+    assert elapsed < _stdio_process.STDIN_CLOSE_TIMEOUT + _stdio_process.TERMINATE_TIMEOUT
+    assert peer.returncode in (0, -15)
 
 
 @pytest.mark.timeout(30)
