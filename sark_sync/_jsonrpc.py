@@ -214,7 +214,13 @@ _ID_DIGITS = 18
 
 def _id_token(token: bytes) -> RequestId | None:
     if token[:1] == b'"':
-        return token[1:-1].decode("utf-8", "replace") if len(token) <= 202 else None
+        if len(token) > 202:
+            return None
+        try:
+            text = json.loads(token)  # unescapes, and refuses invalid UTF-8
+        except ValueError:
+            return None
+        return text if isinstance(text, str) else None
     digits = token.lstrip(b"-")
     return int(token) if digits.isdigit() and len(digits) <= _ID_DIGITS else None
 
