@@ -9,7 +9,10 @@ Two mechanisms, so that neither can be missed:
 
 - ``os.register_at_fork(after_in_child=...)`` runs in the child right after ``fork()``, while
   it is single-threaded, and tells every live owner to drop (never close: the parent still
-  uses them) its resources and replace its locks;
+  uses them) its resources and replace its locks. One exception: a local server's pipes are
+  closed in the child, since only the child's copies close and a copy left open would keep
+  the server from seeing EOF on its stdin when the parent closes it (no parent thread exists
+  in the child, so nothing of ours is reading them there);
 - each owner also records its pid and compares it on use, for forks that bypass the hook
   (``os.fork`` always runs it; a raw ``fork()`` from C code may not).
 
