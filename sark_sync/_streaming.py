@@ -21,6 +21,7 @@ from ._config import RetryPolicy, Timeouts
 from ._exceptions import ClientClosedError, ValidationError
 from ._redact import Secret
 from ._sse import DEFAULT_MAX_EVENT_BYTES
+from ._validation import validate_header_value
 from .transports.sse import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_RECONNECTS, EventStream
 
 if TYPE_CHECKING:
@@ -86,10 +87,14 @@ class StreamingMixin:
 
         Raises :class:`AuthenticationError`, :class:`AuthorizationDenied`,
         :class:`NotFoundError` and other 4xx errors at once (here or while iterating), and
-        the last connection error after ``max_reconnects`` failed attempts in a row.
+        the last connection error after ``max_reconnects`` failed attempts in a row;
+        :class:`ValidationError` before anything is sent for an invalid argument (a
+        ``user_token`` that is no valid header value included, without quoting it).
         """
         self._require("sse")
         wanted = _types(types)
+        if user_token:  # sent as a header: checked as invoke_tool checks it, never quoted
+            user_token = validate_header_value(user_token, "user_token")
         if isinstance(last_event_id, bool) or not isinstance(last_event_id, (str, int, type(None))):
             raise ValidationError("last_event_id must be a str, an int or None")
         resume = None if last_event_id is None else str(last_event_id)

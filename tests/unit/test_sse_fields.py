@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from sark_sync import Event, RetryPolicy
+from sark_sync import Event, GatewayClient, RetryPolicy, ValidationError
 from sark_sync._sse import (
     MAX_RESUME_ID_BYTES,
     MAX_RETRY_MS,
@@ -242,3 +242,26 @@ def test_the_reconnect_wait_is_capped_and_never_overflows(
 ) -> None:
     policy = RetryPolicy(backoff_base=0.5, backoff_multiplier=2.0, backoff_max=8.0, jitter=False)
     assert _backoff(retry_ms, failures, policy) == expected
+
+
+# -- stream_events arguments ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("token", "problem"),
+    [("€" * 20, "has a non-ASCII character at index 0"),
+     ("tok\nen-0123456789", "has a control character at index 3"),
+     (" token-0123456789", "starts with whitespace")],
+    ids=["euro", "newline", "leading-space"],
+)
+def test_a_user_token_no_header_can_carry_is_a_validation_error_that_never_quotes_it(
+    token: str, problem: str
+) -> None:
+    """It used to escape as a raw UnicodeEncodeError, or as a ProtocolError quoting it."""
+    with GatewayClient("http://127.0.0.1:9", api_key="k" * 20) as client:
+        with pytest.raises(ValidationError) as caught:
+            client.stream_events(user_token=token)
+    assert str(caught.value) == (
+        f"user_token {problem}; header values are 1 to 8192 visible ASCII characters, with "
+        "spaces allowed only between them")
+    assert token.strip() not in str(caught.value) and token not in repr(caught.value)
