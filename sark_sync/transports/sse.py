@@ -280,8 +280,9 @@ class EventStream(Iterator[Event]):
             mime = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
             if mime != "text/event-stream":
                 response.close()  # fatal, as a 4xx: returned, not raised, so it is not retried
+                shown = mime if len(mime) <= 80 else mime[:80] + "..."  # a hostile 64 KiB
                 return ProtocolError(f"expected an event stream, got Content-Type "
-                                     f"{mime or 'none'!r}", status_code=200, **where)
+                                     f"{shown or 'none'!r}", status_code=200, **where)
             return response
 
     def _error(self, response: requests.Response) -> GatewayError:

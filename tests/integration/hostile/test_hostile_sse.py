@@ -260,6 +260,17 @@ def test_another_content_type_is_a_protocol_error_at_once(peer_client: Start) ->
 
 
 @pytest.mark.timeout(20)
+def test_a_content_type_of_60_kib_is_cut_short_in_the_error(peer_client: Start) -> None:
+    head = sse_head("text/" + "x" * 60_000 + "\x01")
+    peer, client = peer_client(sse_script([b"data: ok\n\n"], head=head))
+    with pytest.raises(sark_sync.ProtocolError) as caught:
+        client.stream_events(idle_timeout=5.0)
+    assert caught.value.message == (
+        "expected an event stream, got Content-Type '" + "text/" + "x" * 75 + "...'")
+    assert len(peer.requests) == 1
+
+
+@pytest.mark.timeout(20)
 def test_a_200_with_content_length_0_is_a_failed_attempt_each_time(peer_client: Start) -> None:
     peer, client = peer_client(sse_script([], head=sse_head(length=0)))
     with client.stream_events(idle_timeout=5.0, max_reconnects=2) as stream:
