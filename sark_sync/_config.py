@@ -64,6 +64,8 @@ MAX_WORKERS = 1_024
 MAX_RESPONSE_BYTES = 1024 * 1024 * 1024
 #: Longest gateway URL, in characters.
 MAX_URL_LENGTH = 2_048
+#: Most consecutive failed attempts an event stream may be told to make before giving up.
+MAX_RECONNECTS = 10_000
 
 ENV_GATEWAY_URL = "SARK_GATEWAY_URL"
 ENV_API_KEY = "SARK_API_KEY"
@@ -97,6 +99,12 @@ def _seconds(name: str, value: object, *, allow_zero: bool, allow_none: bool = F
 def _check_seconds(name: str, value: object, *, allow_zero: bool, allow_none: bool = False,
                    maximum: float | None = MAX_SECONDS) -> None:
     _seconds(name, value, allow_zero=allow_zero, allow_none=allow_none, maximum=maximum)
+
+
+def check_seconds(name: str, value: object, *, allow_zero: bool = False) -> float:
+    """``value`` as a float if it is a number of seconds up to :data:`MAX_SECONDS`, else
+    ConfigurationError naming ``name`` and the rule."""
+    return float(_seconds(name, value, allow_zero=allow_zero) or 0)
 
 
 def check_count(name: str, value: object, low: int, high: int) -> int:

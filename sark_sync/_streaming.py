@@ -17,8 +17,15 @@ from collections.abc import Iterable
 from contextlib import nullcontext
 from typing import TYPE_CHECKING
 
-from ._config import RetryPolicy, Timeouts
-from ._exceptions import ClientClosedError, ValidationError
+from ._config import (
+    MAX_RECONNECTS,
+    MAX_RESPONSE_BYTES,
+    RetryPolicy,
+    Timeouts,
+    check_count,
+    check_seconds,
+)
+from ._exceptions import ClientClosedError, ConfigurationError, ValidationError
 from ._redact import Secret
 from ._sse import DEFAULT_MAX_EVENT_BYTES
 from ._validation import validate_header_value
@@ -100,14 +107,13 @@ class StreamingMixin:
         resume = None if last_event_id is None else str(last_event_id)
         if resume is not None and (not resume.isprintable() or len(resume) > 1024):
             raise ValidationError("last_event_id must be printable, at most 1024 characters")
-        if isinstance(idle_timeout, bool) or not isinstance(idle_timeout, (int, float)) or \
-                not 0 < idle_timeout < float("inf"):
-            raise ValidationError(f"idle_timeout must be a number of seconds > 0, got "
-                                  f"{idle_timeout!r}")
-        for name, value, low in (("max_reconnects", max_reconnects, 0),
-                                 ("max_event_bytes", max_event_bytes, 1)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValidationError(f"{name} must be an int >= {low}, got {value!r}")
+        try:
+            idle_timeout = check_seconds("idle_timeout", idle_timeout)
+            max_reconnects = check_count("max_reconnects", max_reconnects, 0, MAX_RECONNECTS)
+            max_event_bytes = check_count("max_event_bytes", max_event_bytes, 1,
+                                          MAX_RESPONSE_BYTES)
+        except ConfigurationError as exc:  # a per-call argument
+            raise ValidationError(exc.message) from None
         from ._client import _user_agent
 
         audit = self._governance.operation("stream_events", EVENT_STREAM, "sse",

@@ -75,3 +75,20 @@ def test_the_clis_user_token_variable_is_checked_and_named_never_quoted() -> Non
 
 def test_an_empty_user_token_variable_counts_as_unset() -> None:
     assert resolve_settings(argparse.Namespace(), {"SARK_USER_TOKEN": ""}).user_token is None
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"idle_timeout": 1e10}, "idle_timeout must be at most 86400 seconds (24 h)"),
+    ({"idle_timeout": True}, "idle_timeout must be a number of seconds, not bool"),
+    ({"idle_timeout": 0}, "idle_timeout must be > 0"),
+    ({"max_reconnects": 10**9}, "max_reconnects must be an int from 0 to 10,000"),
+    ({"max_reconnects": -1}, "max_reconnects must be an int from 0 to 10,000"),
+    ({"max_event_bytes": 0}, "max_event_bytes must be an int from 1 to 1,073,741,824"),
+    ({"max_event_bytes": 2**40}, "max_event_bytes must be an int from 1 to 1,073,741,824"),
+])
+def test_stream_events_refuses_values_beyond_their_limits_before_connecting(
+        options: dict[str, object], message: str) -> None:
+    with sark_sync.GatewayClient("http://127.0.0.1:9", api_key="k") as client:
+        with pytest.raises(sark_sync.ValidationError) as info:
+            client.stream_events(**options)  # type: ignore[arg-type]
+    assert str(info.value).startswith(message)
