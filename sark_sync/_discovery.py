@@ -25,6 +25,7 @@ from ._exceptions import ProtocolError, ServiceUnavailableError
 from ._models import Health, ServerInfo, ToolInfo
 from ._pagination import paginate, parse_page
 from ._validation import validate_name, validate_page
+from .transports.http import Response
 
 __all__ = ["DiscoveryMixin"]
 
@@ -51,8 +52,11 @@ class DiscoveryMixin(ClientPipeline):
             return self._health(deadline, audit)
 
     def _health(self, deadline: Deadline, audit: Operation | None) -> Health:
-        response = self._send("GET", "/health", server=None, deadline=deadline,
-                              accept_statuses=frozenset({503}), audit=audit)
+        # Parsed inside the breaker: a malformed answer counts as the gateway's failure.
+        return self._exchange("GET", "/health", self._read_health, server=None,
+                              deadline=deadline, accept_statuses=frozenset({503}), audit=audit)
+
+    def _read_health(self, response: Response) -> Health:
         if response.status_code == 200:
             return _parse(Health.from_dict, response.data, "health", "/health")
         try:
@@ -103,13 +107,15 @@ class DiscoveryMixin(ClientPipeline):
 
     def _get_server(self, name: str, deadline: Deadline, *, audit: Operation | None = None
                     ) -> ServerInfo:
-        response = self._send("GET", f"/api/v1/servers/{quote(name, safe='')}", server=name,
-                              deadline=deadline, audit=audit)
-        try:
-            return ServerInfo.from_dict(response.data)
-        except ValueError as exc:
-            raise ProtocolError(f"malformed server response from {name}: {exc}",
-                                server=name) from None
+        def read(response: Response) -> ServerInfo:
+            try:
+                return ServerInfo.from_dict(response.data)
+            except ValueError as exc:
+                raise ProtocolError(f"malformed server response from {name}: {exc}",
+                                    server=name) from None
+
+        return self._exchange("GET", f"/api/v1/servers/{quote(name, safe='')}", read,
+                              server=name, deadline=deadline, audit=audit)
 
     def list_tools(
         self, server: str | None = None, *, page: int = 1, page_size: int = 100,
@@ -180,9 +186,9 @@ class DiscoveryMixin(ClientPipeline):
         audit: Operation | None = None,
     ) -> tuple[list[T], int, int]:
         params: dict[str, Any] = {"offset": offset, "limit": limit, **(extra or {})}
-        response = self._send("GET", path, server=server, deadline=deadline, params=params,
-                              audit=audit)
-        return parse_page(response.data, key, parse, offset, path)
+        return self._exchange(
+            "GET", path, lambda response: parse_page(response.data, key, parse, offset, path),
+            server=server, deadline=deadline, params=params, audit=audit)
 
 
 def _parse(parse: Callable[[object], T], data: object, what: str, where: str) -> T:

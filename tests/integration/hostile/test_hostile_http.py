@@ -299,3 +299,20 @@ def test_a_healthy_gateway_is_unaffected(gateway: LocalGateway) -> None:
         for _ in range(50):
             assert client.invoke_tool("demo", "echo", {"n": 1}, timeout=2).json() == {"n": 1}
 
+
+
+@pytest.mark.parametrize(("body", "call"), [
+    (b'{"status": 5}', lambda c: c.health(timeout=2)),
+    (b'["not a server"]', lambda c: c.get_server("demo", timeout=2)),
+    (b'{"servers": "nope", "total": 1}', lambda c: c.list_servers(timeout=2)),
+])
+def test_a_malformed_discovery_answer_counts_as_a_breaker_failure(
+        peer_client: Any, body: bytes, call: Callable[[sark_sync.GatewayClient], Any]) -> None:
+    peer, client = peer_client(lambda r: [answer(200, body)],
+                               breaker=sark_sync.BreakerPolicy(failure_threshold=2))
+    for _ in range(2):
+        with pytest.raises(sark_sync.ProtocolError):
+            call(client)
+    with pytest.raises(sark_sync.CircuitOpenError):
+        call(client)
+    assert len(peer.requests) == 2
