@@ -236,6 +236,9 @@ class ServerProcess:
                 raise ProcessClosed()
             assert self.process.stdin is not None
             fd, stop = self.process.stdin.fileno(), self._stop_writers.fileno()
+            poller = select.poll()  # not select(): it fails on fd numbers >= 1024
+            poller.register(fd, select.POLLOUT)
+            poller.register(stop, select.POLLIN)
             while view:
                 try:
                     view = view[os.write(fd, view):]
@@ -248,8 +251,8 @@ class ServerProcess:
                     raise TransportTimeout(
                         f"local MCP server {self.name!r} stopped reading its stdin",
                         server=self.name)
-                readable, _, _ = select.select([stop], [fd], [], remaining)
-                if readable:
+                events = dict(poller.poll(_milliseconds(remaining)))
+                if stop in events:
                     raise ProcessClosed()
         finally:
             self._write_lock.release()
@@ -291,11 +294,14 @@ class ServerProcess:
         """What ``fd`` delivers until EOF, until close() wakes the readers, or until the
         process exits (then what is left in the pipe, up to EXIT_DRAIN_BYTES)."""
         stop, pidfd = self._stop_readers.fileno(), self.pidfd
-        watched = [fd, stop] + ([pidfd] if pidfd >= 0 else [])
-        timeout = None if pidfd >= 0 else EXIT_POLL_INTERVAL
+        poller = select.poll()  # not select(): it fails on fd numbers >= 1024
+        for watched in (fd, stop, pidfd):
+            if watched >= 0:
+                poller.register(watched, select.POLLIN)
+        timeout = None if pidfd >= 0 else _milliseconds(EXIT_POLL_INTERVAL)
         next_poll = time.monotonic() + EXIT_POLL_INTERVAL
         while True:
-            ready, _, _ = select.select(watched, [], [], timeout)
+            ready = {ready_fd for ready_fd, _ in poller.poll(timeout)}
             if stop in ready:
                 return
             if fd in ready:
@@ -320,6 +326,11 @@ class ServerProcess:
                     left -= len(chunk)
                     yield chunk
                 return
+
+
+def _milliseconds(seconds: float) -> int:
+    """A poll() timeout: rounded up, so a wait never ends before its deadline."""
+    return max(0, int(seconds * 1000) + 1)
 
 
 def _read(fd: int) -> bytes | None:

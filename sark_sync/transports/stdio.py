@@ -1,6 +1,7 @@
 """The stdio transport: one local MCP server process, newline-delimited JSON-RPC over pipes.
 
-Lifecycle (the process side lives in ``_stdio_process``), and why every step is bounded:
+Lifecycle, and why every step is bounded (the process, its pipes and its reader threads live
+in ``_stdio_pipes``; the shutdown ladder and the background reaper in ``_stdio_process``):
 
 - **Spawn** in its own process group (so shutdown reaches any grandchildren),
   ``close_fds=True``, and an environment built from an allow-list: the
@@ -14,7 +15,10 @@ Lifecycle (the process side lives in ``_stdio_process``), and why every step is 
   the last 100 lines for error messages; an undrained stderr pipe deadlocks a chatty child
   after ~64 KiB.
 - **Write**: serialised by a lock, non-blocking with a deadline: a child that stops reading
-  its stdin cannot block a caller forever.
+  its stdin cannot block a caller forever. A write cut by its deadline in the middle of a
+  message leaves half a line in the pipe: the session is then dead (nothing more can be
+  framed), so a pool starts a new one. On a call's timeout, ``notifications/cancelled`` is
+  sent only if the pipe takes it at once: the timeout is the call's whole bound.
 - **Exit**: both readers watch the process, not only their pipe: when it exits (even while a
   grandchild still holds its stdout), what it wrote is drained and every pending call fails at
   once with :class:`ProcessExitedError` (exit code, stderr tail). A server that closes its
