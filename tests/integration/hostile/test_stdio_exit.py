@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
+import select
 import signal
 import threading
 import time
@@ -44,6 +46,23 @@ def gone(pid: int) -> bool:
         return stat.read().rsplit(b")", 1)[1].split()[0] == b"Z"
 
 
+def watch_exit(pid: int) -> queue.Queue[float]:
+    """A queue that receives the instant ``pid`` exits, seen through a pidfd of our own (the
+    transport's reaping does not hide an exit from it)."""
+    pidfd = os.pidfd_open(pid)
+    seen: queue.Queue[float] = queue.Queue()
+
+    def watch() -> None:
+        try:
+            select.select([pidfd], [], [], 15)
+            seen.put(time.monotonic())
+        finally:
+            os.close(pidfd)
+
+    threading.Thread(target=watch, name="test-exit-watch", daemon=True).start()
+    return seen
+
+
 @pytest.fixture
 def grandchild(tmp_path: Path) -> Iterator[Path]:
     """Where the peer records its grandchild's pid; the grandchild is killed after the test
@@ -70,14 +89,14 @@ def test_a_call_fails_at_the_exit_while_a_grandchild_holds_the_pipes(
         env=child_env(), name="holder").start()
     pid = server.pid
     assert pid is not None
-    started = time.monotonic()
+    exited_at = watch_exit(pid)
     with pytest.raises(sark_sync.ProcessExitedError) as caught:
         server.call_tool("echo", {}, timeout=15)
-    failed_after = time.monotonic() - started
+    failed_at = time.monotonic()
     assert str(caught.value).startswith("local MCP server 'holder' exited with code 5")
     assert caught.value.returncode == 5
-    # The exit itself: the peer exits right after spawning; 15 s is the call's own timeout.
-    assert failed_after < EXIT_BOUND + 0.5, failed_after
+    exit_time = exited_at.get(timeout=5)
+    assert failed_at - exit_time < EXIT_BOUND, failed_at - exit_time
     assert not server.alive
     grandchild_pid = int(wait_until(lambda: grandchild.exists() and grandchild.read_text(), 5))
     assert not gone(grandchild_pid)  # still holding the pipes

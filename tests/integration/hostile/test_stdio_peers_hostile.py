@@ -178,3 +178,24 @@ def test_a_stopped_server_is_ended_by_sigterm_not_left_for_sigkill(
     elapsed = time.monotonic() - started
     assert elapsed < _stdio_process.STDIN_CLOSE_TIMEOUT + 1.0, elapsed
     assert peer.returncode == -15
+
+
+@pytest.mark.timeout(30)
+def test_a_program_with_more_than_1024_open_fds_can_still_use_local_servers() -> None:
+    """select() cannot watch fd numbers >= 1024, so a busy program (many sockets, files) would
+    have its server's pipes numbered out of its reach; the transport waits with poll()."""
+    import os
+
+    held = []
+    try:
+        while not held or held[-1] < 1100:
+            held.append(os.open(os.devnull, os.O_RDONLY))
+        with sark_sync.LocalServer(peer_command("normal"), env=child_env(), name="high") as s:
+            stdin_fd = s._transport._process.stdin.fileno()
+            assert stdin_fd > 1024
+            assert s.call_tool("echo", {"n": 1}, timeout=10).text == '{"n": 1}'
+            assert s.call_tool("echo", {"blob": "x" * 300_000}, timeout=10).text.endswith('x"}')
+        assert s.returncode == 0
+    finally:
+        for fd in held:
+            os.close(fd)
