@@ -196,23 +196,28 @@ class Tally:
 
     def __init__(self) -> None:
         self.outcomes: Counter[str] = Counter()
+        self.late: Counter[str] = Counter()  # calls past the overrun goal, by outcome
+        self.overruns: dict[str, float] = {}  # the largest overrun, by outcome
         self.untyped: dict[str, str] = {}
         self.max_overrun = float("-inf")
         self.worst = ""
 
     def merge(self, other: Tally) -> None:
         self.outcomes.update(other.outcomes)
+        self.late.update(other.late)
+        for key, overrun in other.overruns.items():
+            self.overruns[key] = max(overrun, self.overruns.get(key, overrun))
         for name, trace in other.untyped.items():
             self.untyped.setdefault(name, trace)
         if other.max_overrun > self.max_overrun:
             self.max_overrun, self.worst = other.max_overrun, other.worst
 
 
-def call_loop(client: GatewayClient, index: int, calls: int, seed: int,
+def call_loop(client: GatewayClient, index: int, args: argparse.Namespace,
               start: threading.Barrier, tally: Tally, progress: list[int]) -> None:
-    rng = random.Random(seed * 100_003 + index)
+    rng = random.Random(args.seed * 100_003 + index)
     start.wait()
-    for n in range(calls):
+    for n in range(args.calls):
         timeout = rng.uniform(*TIMEOUTS)
         local = rng.random() < LOCAL_SHARE
         tool = "crash" if local and rng.random() < CRASH_SHARE else "echo"
@@ -228,7 +233,11 @@ def call_loop(client: GatewayClient, index: int, calls: int, seed: int,
             outcome = f"UNTYPED {type(exc).__name__}"
             tally.untyped.setdefault(type(exc).__name__, traceback.format_exc())
         overrun = time.perf_counter() - started - timeout
-        tally.outcomes[f"{server}/{tool} {outcome}"] += 1
+        key = f"{server}/{tool} {outcome}"
+        tally.outcomes[key] += 1
+        tally.overruns[key] = max(overrun, tally.overruns.get(key, overrun))
+        if overrun > args.max_overrun:
+            tally.late[key] += 1
         if overrun > tally.max_overrun:
             tally.max_overrun = overrun
             tally.worst = f"{server}/{tool} -> {outcome}, timeout {timeout:.3f}s"
@@ -258,7 +267,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
         progress = [0] * args.threads
         start = threading.Barrier(args.threads + 1)
         threads = [threading.Thread(target=call_loop, name=f"soak-{i}", args=(
-            client, i, args.calls, args.seed, start, tallies[i], progress))
+            client, i, args, start, tallies[i], progress))
             for i in range(args.threads)]
         for thread in threads:
             thread.start()
@@ -297,6 +306,9 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
         "benchmark": "soak", "sark_sync": sark_sync.__version__, "seed": args.seed,
         "threads": args.threads, "calls_per_thread": args.calls, "calls": total,
         "wall_s": round(wall, 1), "outcomes": dict(sorted(tally.outcomes.items())),
+        "max_overrun_ms_by_outcome": {key: round(value * 1000, 1)
+                                      for key, value in sorted(tally.overruns.items())},
+        "late_calls": dict(sorted(tally.late.items())),
         "untyped_errors": untyped, "untyped_tracebacks": tally.untyped,
         "max_overrun_s": round(tally.max_overrun, 4), "worst_call": tally.worst,
         "before": {key: (len(value) if isinstance(value, list) else value)
@@ -311,9 +323,10 @@ def report(result: dict[str, Any], max_overrun: float) -> None:
     print(f"soak: {result['threads']} threads x {result['calls_per_thread']} calls = "
           f"{result['calls']} calls in {result['wall_s']}s (seed {result['seed']}, "
           f"sark_sync {result['sark_sync']})")
-    print("outcomes (server/tool outcome: calls):")
+    print("outcomes (server/tool outcome: calls, max overrun, calls past the goal):")
     for key, count in result["outcomes"].items():
-        print(f"  {key}: {count}")
+        print(f"  {key}: {count}, {result['max_overrun_ms_by_outcome'][key]:.1f} ms, "
+              f"{result['late_calls'].get(key, 0)}")
     print(f"untyped errors: {result['untyped_errors']}")
     for name, trace in result["untyped_tracebacks"].items():
         print(f"--- first {name}:\n{trace}")

@@ -100,7 +100,8 @@ def _parse_or_framing_error(line: bytes | str) -> rpc.Message | rpc.FramingError
     try:
         message = rpc.parse_line(line)
     except rpc.FramingError as exc:
-        assert exc.id is None or (isinstance(exc.id, (int, str)) and not isinstance(exc.id, bool))
+        for found in (exc.id, exc.salvaged_id):
+            assert found is None or (isinstance(found, (int, str)) and not isinstance(found, bool))
         assert len(str(exc)) < 400, "a framing error quotes only a short prefix of the line"
         return exc
     assert isinstance(message, (rpc.Request, rpc.Notification, rpc.Response, rpc.ErrorResponse))
@@ -148,7 +149,7 @@ def test_parse_line_refuses_invalid_utf8_with_a_framing_error_naming_the_id(tail
     line = b'{"jsonrpc":"2.0","id":1,"result":"\xff\xfe' + tail + b'"}'
     with pytest.raises(rpc.FramingError, match=r"^not valid UTF-8 \(at byte 34\)$") as info:
         rpc.parse_line(line)
-    assert info.value.id == 1
+    assert (info.value.id, info.value.salvaged_id) == (None, 1)
 
 
 def test_parse_line_on_a_number_too_long_to_convert_is_a_framing_error_or_a_response() -> None:
@@ -159,7 +160,7 @@ def test_parse_line_on_a_number_too_long_to_convert_is_a_framing_error_or_a_resp
         return
     with pytest.raises(rpc.FramingError, match=r"^not JSON: ") as info:
         rpc.parse_line(line)
-    assert info.value.id == 3
+    assert (info.value.id, info.value.salvaged_id) == (None, 3)
 
 
 @pytest.mark.parametrize("depth", [1_000, 100_000])
@@ -168,7 +169,7 @@ def test_parse_line_refuses_a_line_nested_too_deeply_with_a_framing_error(depth:
     try:
         message = rpc.parse_line(line)
     except rpc.FramingError as exc:
-        assert str(exc) == "nested too deeply to decode" and exc.id == "a"
+        assert str(exc) == "nested too deeply to decode" and exc.salvaged_id == "a"
     else:  # shallow enough for this interpreter's recursion limit
         assert depth < 10_000 and isinstance(message, rpc.Response)
 
