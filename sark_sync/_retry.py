@@ -19,6 +19,7 @@ urllib3 parents with the policy's settings.
 
 from __future__ import annotations
 
+import re
 import time
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -38,21 +39,44 @@ __all__ = ["AttemptContext", "DeadlineRetry", "DeadlineStop", "DeadlineTimeout",
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 #: Statuses whose Retry-After header is honoured.
 RETRY_AFTER_STATUSES = frozenset({429, 503})
+#: Largest Retry-After read from a peer, in seconds (24 h, the longest duration accepted
+#: anywhere): a larger value, or a date further ahead, reads as this.
+MAX_RETRY_AFTER = 86_400.0
+
+_DELTA_SECONDS = re.compile(r"[0-9]+(?:\.[0-9]+)?", re.ASCII)
+#: An HTTP date's year: four ASCII digits between spaces (RFC 9110 IMF-fixdate).
+_YEAR = re.compile(r"\s[0-9]{4}\s", re.ASCII)
 
 
 def parse_retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or an HTTP date); None if absent or
-    unparsable (an unparsable value falls back to the backoff)."""
+    """Seconds from a Retry-After header, or None if absent or unparsable (the backoff then
+    applies).
+
+    RFC 9110 allows delta-seconds (ASCII digits; a fraction is tolerated) or an HTTP date.
+    Anything else (``inf``, ``1e400``, ``+5``, ``1_0``, non-ASCII digits) is unparsable. A
+    value above :data:`MAX_RETRY_AFTER` (a date far ahead included) is read as that cap: still
+    "longer than any call may wait", never an infinity a caller's ``time.sleep`` would reject.
+    """
     if value is None:
         return None
     value = value.strip()
+    if _DELTA_SECONDS.fullmatch(value):
+        whole = value.split(".", 1)[0]
+        if len(whole) > len(str(int(MAX_RETRY_AFTER))):  # no huge int conversions
+            return MAX_RETRY_AFTER
+        return min(float(value), MAX_RETRY_AFTER)
     try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+        when = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    written = _YEAR.search(value + " ")
+    if written is not None and int(written.group()) < when.year:
+        # email.utils reads a four-digit year below 100 as two digits (0068 -> 2068): the
+        # date written is in the distant past, which means "now".
+        return 0.0
+    try:
+        return min(max(0.0, when.timestamp() - time.time()), MAX_RETRY_AFTER)
+    except (ValueError, OverflowError):
         return None
 
 

@@ -45,6 +45,9 @@ __all__ = [
 
 #: How much of a non-JSON body an error message quotes.
 SNIPPET_CHARS = 200
+#: Longest code, message, reason or audit id taken from an error envelope: a peer's 1 MB
+#: message must not become a 1 MB exception (nor a 1 MB log line).
+ENVELOPE_FIELD_CHARS = 1000
 
 
 def new_session(base_url: str, user_agent: str, verify: bool | str | None,
@@ -125,7 +128,10 @@ def socket_of(raw: Any) -> socket.socket | None:
 
 
 def _opt_str(value: object) -> str | None:
-    return value if isinstance(value, str) and value else None
+    """A non-empty str field of an error envelope, cut to :data:`ENVELOPE_FIELD_CHARS`."""
+    if not isinstance(value, str) or not value:
+        return None
+    return value if len(value) <= ENVELOPE_FIELD_CHARS else value[:ENVELOPE_FIELD_CHARS] + "..."
 
 
 def snippet(raw: bytes) -> str:

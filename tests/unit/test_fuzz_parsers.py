@@ -46,11 +46,11 @@ from sark_sync import (
 from sark_sync import _jsonrpc as rpc
 from sark_sync._models import ToolAnnotations
 from sark_sync._pagination import parse_page
-from sark_sync._retry import parse_retry_after
+from sark_sync._retry import MAX_RETRY_AFTER, parse_retry_after
 from sark_sync._sse import EventTooLarge, SSEFramer, fields_of, has_data, simple_fields
 from sark_sync.governance._decision import Decision
 from sark_sync.governance._principal import principal_from_token, principal_id_from_token
-from sark_sync.transports._common import error_from_response
+from sark_sync.transports._common import ENVELOPE_FIELD_CHARS, error_from_response
 
 FUZZ = settings(max_examples=150, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -258,7 +258,9 @@ def test_parse_retry_after_reads_any_http_date_as_seconds_from_now(when: Any) ->
     after = time.time()
     assert seconds is not None and math.isfinite(seconds)
     expected = when.timestamp()
-    assert max(0.0, expected - after) - 1e-3 <= seconds <= max(0.0, expected - before) + 1e-3
+    low, high = max(0.0, expected - after), max(0.0, expected - before)
+    # A date further ahead than MAX_RETRY_AFTER reads as that cap.
+    assert min(low, MAX_RETRY_AFTER) - 1e-3 <= seconds <= min(high, MAX_RETRY_AFTER) + 1e-3
 
 
 # -- JWT claims ------------------------------------------------------------------------------
@@ -537,3 +539,29 @@ def test_the_http_transport_on_any_response_raises_only_gateway_errors(data: Any
                 assert isinstance(result, (list, GatewayError))
                 result = _only_gateway_errors(lambda: client.health())
                 assert isinstance(result, (Health, GatewayError))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=40) | st.sampled_from(["inf", "Infinity", "1e400", "+inf", "nan"]))
+def test_parse_retry_after_is_none_or_a_finite_number_of_seconds(value: str) -> None:
+    seconds = parse_retry_after(value)
+    assert seconds is None or (math.isfinite(seconds) and 0 <= seconds <= MAX_RETRY_AFTER)
+
+
+@pytest.mark.parametrize(("value", "seconds"), [
+    ("inf", None), ("1e400", None), ("+5", None), ("1_0", None), ("\u0661\u0662", None),
+    ("-5", None), ("12", 12.0), ("0.5", 0.5), ("9" * 5000, MAX_RETRY_AFTER),
+    ("Sat, 01 Jan 0068 00:00:00 GMT", 0.0), ("Wed, 21 Oct 9999 07:28:00 GMT", MAX_RETRY_AFTER),
+])
+def test_parse_retry_after_reads_only_what_rfc_9110_allows(value: str,
+                                                          seconds: float | None) -> None:
+    assert parse_retry_after(value) == seconds
+
+
+def test_an_error_envelopes_fields_are_cut_to_a_bounded_length() -> None:
+    body = json.dumps({"error": {"code": "c" * 5000, "message": "m" * 1_000_000,
+                                 "reason": "r" * 5000}}).encode()
+    error = error_from_response(_stub_response(500, "Internal Server Error", {}), body, {})
+    assert len(str(error)) < 5 * ENVELOPE_FIELD_CHARS  # code (twice), message, context
+    assert "m" * (ENVELOPE_FIELD_CHARS + 1) not in str(error)
+    assert error.code == "c" * ENVELOPE_FIELD_CHARS + "..."
