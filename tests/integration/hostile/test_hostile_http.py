@@ -33,13 +33,14 @@ from support import API_KEY
 
 import sark_sync
 from sark_sync import AuditEvent, OPAAuthorizer
+from sark_sync._watchdog import DEADLINE_MARGIN
 from sark_sync.governance import AuthorizationInput, HTTPSink
 from sark_sync.testing import LocalGateway
 
 pytestmark = pytest.mark.timeout(30)
 
 #: The documented bound: no exchange outlives its deadline by more than this.
-MARGIN = 0.1
+MARGIN = DEADLINE_MARGIN
 #: A retry policy that keeps tests short without changing what is retried.
 QUICK = sark_sync.RetryPolicy(backoff_base=0.01, backoff_max=0.02)
 
