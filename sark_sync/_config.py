@@ -273,7 +273,9 @@ class RestartPolicy:
     ``max_restarts`` times within ``window`` seconds, waiting ``backoff * 2**(n-1)`` (within
     the call's deadline) before restart *n* of the window. Past that, calls fail with
     :class:`ProcessExitedError` until the window moves on. ``max_restarts=0`` never restarts.
-    An idle server is never stopped for being idle.
+    Every spawn after the first counts, a start whose handshake failed included, so a server
+    that dies while starting cannot be spawned once per call. An idle server is never stopped
+    for being idle.
     """
 
     max_restarts: int = DEFAULT_MAX_RESTARTS

@@ -113,6 +113,7 @@ class StdioHost:
         self._closed = False
         self._failed = False
         self._restarts: collections.deque[float] = collections.deque()
+        self._abandoned: list[LocalServer] = []  # dead servers shut down in the background
 
     def __repr__(self) -> str:
         return f"<StdioHost {self.name!r} {self.health()}>"
@@ -130,8 +131,11 @@ class StdioHost:
         with self._state_lock:
             self._closed = True
             server, self._server = self._server, None
+            abandoned, self._abandoned = self._abandoned, []
         if server is not None:
             server.close()
+        for dead in abandoned:  # waits (bounded) for their ladders: no zombie outlives us
+            dead.close()
 
     def health(self) -> str:
         """``"healthy"`` while the process runs, ``"unhealthy"`` once it exited or failed to
@@ -199,7 +203,12 @@ class StdioHost:
             code = dead.returncode if dead is not None else None
             self._report("unhealthy")
             if dead is not None:
-                dead.close()  # reap it and its process group
+                # Its shutdown ladder (a server that ignores SIGTERM takes seconds) goes on in
+                # the background: the caller only waits for the new start.
+                dead.abandon()
+                with self._state_lock:
+                    self._abandoned = [s for s in self._abandoned if s.returncode is None]
+                    self._abandoned.append(dead)
             now = self._clock()
             while self._restarts and now - self._restarts[0] > RESTART_WINDOW:
                 self._restarts.popleft()

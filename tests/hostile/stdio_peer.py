@@ -17,7 +17,8 @@ Modes (the fault strikes on the first ``tools/call`` unless said otherwise):
   stdout and stderr, writes ``--noise`` to both every 20 ms for ``--hold`` seconds (default
   30); writes its pid to ``--record``; then exits 5 without answering.
 - ``stdout_closed_ignore_term``: ignores SIGTERM, closes stdout at once (before the
-  handshake; ``--after-init``: after answering initialize) and keeps running, even at EOF.
+  handshake; ``--after-init``: after answering initialize; ``--on-call``: at the first
+  ``tools/call``, unanswered) and keeps running, even at EOF.
 - ``close_stdin``: once the handshake is complete (``notifications/initialized``), closes its
   stdin and keeps running, answering nothing (until killed, or ``--hold`` seconds).
 - ``deep_response``: answers a call with a result nested ``--depth`` arrays deep (default
@@ -117,7 +118,8 @@ class Peer:
         mode = self.mode
         if mode == "stdout_closed_ignore_term":
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        if mode == "stdout_closed_ignore_term" and not self.options.after_init:
+        closes_later = self.options.after_init or self.options.on_call
+        if mode == "stdout_closed_ignore_term" and not closes_later:
             os.close(1)
         if mode == "stderr_flood":
             threading.Thread(target=_flood_stderr, daemon=True).start()
@@ -183,6 +185,9 @@ class Peer:
         if mode == "grandchild_holds_pipes":
             self.spawn_grandchild()
             return 5
+        if first and mode == "stdout_closed_ignore_term" and self.options.on_call:
+            os.close(1)
+            return None
         if mode == "deep_notification":
             self.write(b'{"jsonrpc":"2.0","method":"notifications/message","params":{"data":'
                        + _nested(self.options.depth) + b"}}\n")
@@ -240,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mode", choices=MODES, default="normal")
     parser.add_argument("--record", default=None)
     parser.add_argument("--hold", type=float, default=30.0)
+    parser.add_argument("--on-call", action="store_true")
     parser.add_argument("--depth", type=int, default=100_000)
     parser.add_argument("--delay", type=float, default=0.01)
     parser.add_argument("--noise", default="grandchild-noise")
