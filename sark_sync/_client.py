@@ -165,13 +165,14 @@ class GatewayClient(DiscoveryMixin, InvocationMixin, StreamingMixin):
                                                MAX_RESPONSE_BYTES)
         self._retry_safe_tools: dict[tuple[str, str], bool] = {}
         self._closed = False
+        self.restart = restart if restart is not None else RestartPolicy()
+        # Checked before the auditor exists: a bad option must not leave a sink behind.
+        local = LocalServerPool(local_servers, self.restart, startup_timeout=startup_timeout,
+                                on_notification=on_notification)
         self._governance = Governance(authorizer)
         self._auditor, self._owns_auditor = resolve_audit(audit)
         if self._auditor is not None:
             self._governance.audit_hook = AuditRecorder(self._auditor)
-        self.restart = restart if restart is not None else RestartPolicy()
-        local = LocalServerPool(local_servers, self.restart, startup_timeout=startup_timeout,
-                                on_notification=on_notification)
         self._resources = Resources(local)
         self._finalizer = weakref.finalize(self, self._resources.close)
         _forksafety.register(self)
