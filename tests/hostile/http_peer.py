@@ -20,9 +20,11 @@ own handler.
 from __future__ import annotations
 
 import json
+import select
 import socket
 import struct
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Callable, Union
@@ -30,6 +32,7 @@ from urllib.parse import parse_qs, urlsplit
 
 __all__ = [
     "CLOSE",
+    "AwaitRequest",
     "RESET",
     "HostilePeer",
     "Pause",
@@ -57,6 +60,14 @@ class Pause:
     seconds: float
 
 
+@dataclass(frozen=True)
+class AwaitRequest:
+    """Wait until the client sends more bytes on this connection (its next request), at most
+    ``seconds``: what follows then races that request's own answer."""
+
+    seconds: float = 5.0
+
+
 class _Action:
     def __init__(self, name: str) -> None:
         self.name = name
@@ -70,7 +81,7 @@ CLOSE = _Action("CLOSE")
 #: Reset the connection (RST: SO_LINGER 0, then close).
 RESET = _Action("RESET")
 
-Item = Union[bytes, Pause, _Action]
+Item = Union[bytes, Pause, AwaitRequest, _Action]
 Handler = Callable[["Request"], Iterable[Item]]
 
 
@@ -185,6 +196,11 @@ class HostilePeer:
             if isinstance(item, Pause):
                 if self._stop.wait(item.seconds):
                     return False
+            elif isinstance(item, AwaitRequest):
+                deadline = time.monotonic() + item.seconds
+                while not select.select([sock], [], [], 0.05)[0]:
+                    if self._stop.is_set() or time.monotonic() > deadline:
+                        return False
             elif item is CLOSE:
                 return False
             elif item is RESET:

@@ -18,6 +18,7 @@ import pytest
 from hostile.http_peer import (
     CLOSE,
     RESET,
+    AwaitRequest,
     HostilePeer,
     Request,
     answer,
@@ -250,14 +251,43 @@ def test_a_gzip_bomb_is_refused_at_the_size_limit_without_inflating_it_all(
     assert "exceeds the 33554432-byte limit" in str(error)
 
 
-def test_an_extra_response_after_the_answer_never_reaches_the_next_call(peer_client: Any) -> None:
+def test_an_extra_response_in_the_same_write_never_reaches_the_next_call(
+        peer_client: Any) -> None:
     first = b'{"status": "healthy", "version": "first", "servers": 1}'
     smuggled = b'{"status": "healthy", "version": "smuggled", "servers": 9}'
     second = b'{"status": "healthy", "version": "second", "servers": 2}'
-    answers = iter([[answer(200, first), answer(200, smuggled)], [answer(200, second)]])
+    answers = iter([[answer(200, first) + answer(200, smuggled)], [answer(200, second)]])
     _peer, client = peer_client(lambda r: next(answers))
     assert client.health(timeout=2).version == "first"
     assert client.health(timeout=2).version == "second"
+
+
+def test_a_late_extra_response_is_refused_as_another_requests_answer(peer_client: Any) -> None:
+    # The extra answer is sent once the next request is on its way over the same pooled
+    # connection, so it reads as that request's answer: the echoed X-Request-ID tells the
+    # client it is not its own.
+    def echo(request: Request, version: str) -> bytes:
+        body = b'{"status": "healthy", "version": "%s", "servers": 1}' % version.encode()
+        return answer(200, body, headers={"X-Request-ID": request.headers["x-request-id"]})
+
+    calls = iter(range(100))
+
+    def script(request: Request) -> Any:
+        n = next(calls)
+        if n == 0:
+            return [echo(request, "first"), AwaitRequest(), echo(request, "smuggled")]
+        return [echo(request, f"call-{n}")]
+
+    _peer, client = peer_client(script, retry=sark_sync.RetryPolicy(attempts=1))
+    assert client.health(timeout=2).version == "first"
+    versions = []
+    for _ in range(2):
+        try:
+            versions.append(client.health(timeout=2).version)
+        except sark_sync.ProtocolError as exc:
+            assert "answer is for another request" in str(exc)
+            versions.append("refused")
+    assert versions == ["refused", "call-2"]
 
 
 @pytest.mark.parametrize("value", ["1e400", "nan", "-5", "inf", "99999999999999999999",
