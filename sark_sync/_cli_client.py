@@ -167,8 +167,10 @@ def configure_events(parser: argparse.ArgumentParser) -> None:
                         help="stop after N events (default: stream until Ctrl-C)")
 
 
-class _Stop(Exception):
-    """SIGTERM while streaming: end like Ctrl-C does."""
+class _Stop(BaseException):
+    """SIGTERM while streaming: end like Ctrl-C does. A BaseException, as KeyboardInterrupt
+    is: raised by a signal handler wherever the main thread is, it must not be caught by an
+    ``except Exception`` on its way out."""
 
 
 def run_events(args: argparse.Namespace) -> int:

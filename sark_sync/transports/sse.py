@@ -153,14 +153,6 @@ class EventStream(Iterator[Event]):
                 self._closed.set()  # given up, or a fatal answer: the stream is over
                 self._release(final=True)
                 raise
-            except StopIteration:
-                raise
-            except Exception as exc:  # a bug, not the gateway: still only our errors come out
-                self._closed.set()
-                self._release(final=True)
-                raise ProtocolError(f"the event stream failed reading the gateway's answer "
-                                    f"({type(exc).__name__}); it is closed",
-                                    url=self.url) from exc
             finally:
                 self._reader = None
 

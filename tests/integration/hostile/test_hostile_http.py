@@ -11,7 +11,6 @@ import gzip
 import logging
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any, Callable
 
 import pytest
@@ -42,26 +41,6 @@ pytestmark = pytest.mark.timeout(30)
 
 #: The documented bound: no exchange outlives its deadline by more than this.
 MARGIN = DEADLINE_MARGIN
-#: A retry policy that keeps tests short without changing what is retried.
-QUICK = sark_sync.RetryPolicy(backoff_base=0.01, backoff_max=0.02)
-
-
-@pytest.fixture
-def peer_client() -> Iterator[Callable[..., tuple[HostilePeer, sark_sync.GatewayClient]]]:
-    """Start a peer with a script and a client pointed at it; both stopped after the test."""
-    opened: list[Any] = []
-
-    def start(handler: Any, **options: Any) -> tuple[HostilePeer, sark_sync.GatewayClient]:
-        peer = HostilePeer(handler)
-        opened.append(peer)
-        options.setdefault("retry", QUICK)
-        client = sark_sync.GatewayClient(peer.url, api_key=API_KEY, **options)
-        opened.append(client)
-        return peer, client
-
-    yield start
-    for thing in reversed(opened):
-        thing.close() if isinstance(thing, sark_sync.GatewayClient) else thing.stop()
 
 
 def timed(call: Callable[[], Any]) -> tuple[BaseException, float]:

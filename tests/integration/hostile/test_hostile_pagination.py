@@ -13,15 +13,12 @@ from typing import Any, Callable
 
 import pytest
 from hostile.http_peer import HostilePeer, Request, json_answer
-from support import API_KEY
 
 import sark_sync
 from sark_sync._pagination import MAX_BARREN_PAGES
 
 pytestmark = pytest.mark.timeout(20)
 
-#: Retries that keep tests short without changing what is retried.
-QUICK = sark_sync.RetryPolicy(backoff_base=0.01, backoff_max=0.02)
 #: A walk the gateway cuts short ends within this many seconds (a page is ~1-5 ms here).
 QUICKLY = 2.0
 
@@ -29,21 +26,10 @@ Start = Callable[[Callable[[Request], Any]], tuple[HostilePeer, sark_sync.Gatewa
 
 
 @pytest.fixture
-def listing() -> Iterator[Start]:
+def listing(peer_client: Callable[..., Any]) -> Start:
     """Start a peer answering each request with the JSON of ``handler(request)``, and a
-    client pointed at it; both stopped after the test."""
-    opened: list[Any] = []
-
-    def start(handler: Callable[[Request], Any]) -> tuple[HostilePeer, sark_sync.GatewayClient]:
-        peer = HostilePeer(json_answer(handler))
-        opened.append(peer)
-        client = sark_sync.GatewayClient(peer.url, api_key=API_KEY, retry=QUICK)
-        opened.append(client)
-        return peer, client
-
-    yield start
-    for thing in reversed(opened):
-        thing.close() if isinstance(thing, sark_sync.GatewayClient) else thing.stop()
+    client pointed at it."""
+    return lambda handler: peer_client(json_answer(handler))
 
 
 def servers(*names: str) -> list[dict[str, Any]]:

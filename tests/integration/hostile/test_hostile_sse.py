@@ -8,6 +8,8 @@ the bound, and what the peer saw (the ``Last-Event-ID`` of each reconnect).
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -25,37 +27,18 @@ from hostile.http_peer import (
     sse_stall,
     trickle_headers,
 )
-from support import API_KEY, wait_until
+from support import API_KEY, FAST_RETRY, wait_until
 
 import sark_sync
 from sark_sync import Event
 from sark_sync._sse import MAX_RETRY_MS
+from sark_sync._watchdog import DEADLINE_MARGIN
 from sark_sync.transports.sse import EventStream
-
-#: The documented bound: no wait outlives its timeout by more than this.
-MARGIN = 0.1
-#: Retries that keep tests short without changing what is retried.
-QUICK = sark_sync.RetryPolicy(backoff_base=0.01, backoff_max=0.02)
 
 Start = Callable[..., tuple[HostilePeer, sark_sync.GatewayClient]]
 
-
-@pytest.fixture
-def peer_client() -> Iterator[Start]:
-    """Start a peer with a script and a client pointed at it; both stopped after the test."""
-    opened: list[Any] = []
-
-    def start(handler: Any, **options: Any) -> tuple[HostilePeer, sark_sync.GatewayClient]:
-        peer = HostilePeer(handler)
-        opened.append(peer)
-        options.setdefault("retry", QUICK)
-        client = sark_sync.GatewayClient(peer.url, api_key=API_KEY, **options)
-        opened.append(client)
-        return peer, client
-
-    yield start
-    for thing in reversed(opened):
-        thing.close() if isinstance(thing, sark_sync.GatewayClient) else thing.stop()
+#: The documented bound: no wait outlives its timeout by more than this.
+MARGIN = DEADLINE_MARGIN
 
 
 def take(stream: EventStream, count: int) -> list[Event]:
@@ -105,7 +88,7 @@ def test_data_of_100000_nested_arrays_is_delivered_as_text_and_the_stream_goes_o
 
 @pytest.mark.timeout(20)
 @pytest.mark.parametrize(("field", "retry_ms", "ceiling"), [
-    (b"retry: \xc2\xb2", None, QUICK.backoff_base),  # superscript two: not an ASCII digit
+    (b"retry: \xc2\xb2", None, FAST_RETRY.backoff_base),  # superscript two: not an ASCII digit
     (b"retry: " + b"9" * 300, MAX_RETRY_MS, 60.0),
     (b"retry: " + b"1" * 5000, MAX_RETRY_MS, 60.0),  # past int()'s digit limit on 3.11
     (b"retry: 9999999999", MAX_RETRY_MS, 60.0),
@@ -169,7 +152,7 @@ def test_trickled_headers_fail_each_attempt_within_connect_plus_idle_timeout(
     elapsed = time.monotonic() - started
     attempts = max_reconnects + 1
     # Each attempt is cut at the budget; between two, one backoff of at most backoff_max.
-    assert budget * attempts <= elapsed <= (budget + MARGIN) * attempts + QUICK.backoff_max
+    assert budget * attempts <= elapsed <= (budget + MARGIN) * attempts + FAST_RETRY.backoff_max
     assert len(peer.requests) == attempts
     error = caught.value
     assert error.message == (
@@ -340,3 +323,32 @@ def test_close_from_another_thread_ends_a_stream_blocked_on_an_endless_comment(
     reader.join(5.0)
     assert not reader.is_alive() and time.monotonic() - started < 1.0
     assert len(outcome) == 1 and isinstance(outcome[0], StopIteration)
+
+
+class SoftTimeLimit(Exception):
+    """What a task runner's signal handler raises in the middle of whatever the task does."""
+
+
+@pytest.mark.timeout(20)
+def test_an_exception_a_signal_handler_raises_while_iterating_passes_through_unchanged(
+        peer_client: Start) -> None:
+    # Celery's soft time limit raises an Exception subclass from a signal handler: it must
+    # reach the task as itself, not as a ProtocolError of the stream it interrupted.
+    _peer, client = peer_client(sse_script([b"id: 1\ndata: a\n\n", *sse_stall()]))
+
+    def on_signal(signum: int, frame: Any) -> None:
+        raise SoftTimeLimit
+
+    previous = signal.signal(signal.SIGUSR1, on_signal)
+    try:
+        with client.stream_events(idle_timeout=30) as stream:
+            assert next(stream).data == "a"
+            timer = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGUSR1))
+            timer.start()
+            try:
+                with pytest.raises(SoftTimeLimit):
+                    next(stream)  # blocked reading the stalled stream when the signal comes
+            finally:
+                timer.join()
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
