@@ -26,7 +26,7 @@ import requests
 from .. import _forksafety
 from .._exceptions import AuthorizationUnavailable, ConfigurationError
 from .._redact import Secret
-from ..transports._common import close_session, new_session, socket_of
+from ..transports._common import READ_FAILURES, close_session, new_session, socket_of
 from ..transports._guarded import GuardedAdapter, guarded
 
 __all__ = ["DEFAULT_TIMEOUT", "EngineClient", "check_timeout", "check_url"]
@@ -188,7 +188,7 @@ def _read(response: requests.Response, end: float, where: dict[str, Any]) -> byt
             chunks.append(chunk)
     except AuthorizationUnavailable:
         raise
-    except Exception as exc:
+    except READ_FAILURES as exc:
         timed_out = isinstance(exc, TimeoutError) or "timed out" in str(exc).lower() \
             or time.monotonic() >= end
         what = "did not finish its answer in time" if timed_out else \

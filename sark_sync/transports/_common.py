@@ -12,9 +12,11 @@ import http.cookiejar
 import json
 import os
 import socket
+from http.client import HTTPException
 from typing import Any
 
 import requests
+import urllib3.exceptions
 from requests.utils import get_environ_proxies
 from urllib3.exceptions import (
     ConnectTimeoutError,
@@ -36,6 +38,7 @@ from ._guarded import GuardedAdapter, was_cut
 __all__ = [
     "close_session",
     "error_from_response",
+    "READ_FAILURES",
     "new_session",
     "snippet",
     "socket_of",
@@ -43,6 +46,12 @@ __all__ = [
     "translate_body_error",
 ]
 
+#: What reading a response body may raise when the peer breaks off, lies or is cut: the
+#: socket's errors, http.client's and urllib3's, and the ValueError of a file closed under the
+#: read. Anything else (an exception a signal handler raised, such as Celery's soft time
+#: limit) is not the peer's doing and passes through unchanged.
+READ_FAILURES: tuple[type[Exception], ...] = (
+    OSError, ValueError, AttributeError, HTTPException, urllib3.exceptions.HTTPError)
 #: How much of a non-JSON body an error message quotes.
 SNIPPET_CHARS = 200
 #: Longest code, message, reason or audit id taken from an error envelope: a peer's 1 MB

@@ -48,6 +48,7 @@ from .._retry import (
     current_attempt,
 )
 from ._common import (
+    READ_FAILURES,
     close_session,
     error_from_response,
     new_session,
@@ -296,9 +297,9 @@ class HTTPTransport:
                         status_code=response.status_code, **where,
                     )
                 chunks.append(chunk)
-        except GatewayError:
+        except GatewayError:  # ours, some of them OSErrors (DeadlineExceeded, ...)
             raise
-        except Exception as exc:
+        except READ_FAILURES as exc:
             error = translate_body_error(exc, status_code=response.status_code, **where)
             if deadline.expired:
                 raise self._deadline_error(context, error, where, "reading the response") from exc

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import gzip
 import logging
+import os
+import signal
 import threading
 import time
 from typing import Any, Callable
@@ -326,3 +328,32 @@ def test_a_malformed_discovery_answer_counts_as_a_breaker_failure(
     with pytest.raises(sark_sync.CircuitOpenError):
         call(client)
     assert len(peer.requests) == 2
+
+
+class SoftTimeLimit(Exception):
+    """Shaped like Celery's SoftTimeLimitExceeded: raised by a signal handler mid-call."""
+
+
+@pytest.mark.parametrize("script", [
+    pytest.param(trickle_headers(0.05), id="waiting-for-headers"),
+    pytest.param(trickle_body(0.05), id="reading-the-body"),
+])
+def test_an_exception_a_signal_handler_raises_mid_call_passes_through_unchanged(
+        peer_client: Any, script: Any) -> None:
+    _peer, client = peer_client(script)
+
+    def on_signal(signum: int, frame: Any) -> None:
+        raise SoftTimeLimit
+
+    previous = signal.signal(signal.SIGUSR1, on_signal)
+    timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGUSR1))
+    try:
+        timer.start()
+        with pytest.raises(SoftTimeLimit):
+            client.invoke_tool("demo", "echo", {}, timeout=5)
+    finally:
+        timer.join()
+        signal.signal(signal.SIGUSR1, previous)
+    # The client is still usable: the interrupted exchange released its slot and connection.
+    error, _ = timed(lambda: client.health(timeout=0.3))
+    assert isinstance(error, sark_sync.DeadlineExceeded)
