@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Callable, NoReturn
 
+import hypothesis
 import leak_guard
 import pytest
 
@@ -40,6 +41,11 @@ INTEGRATION_DIR = TESTS_DIR / "integration"
 
 def pytest_configure(config: pytest.Config) -> None:
     leak_guard.record_spawns()
+    # The fuzz tests explore new inputs on a developer's machine; CI replays the same ones
+    # every run (derandomized), so a red CI is a regression, never a coin toss. A bug a
+    # developer's run finds is kept in .hypothesis/ and replayed there.
+    hypothesis.settings.register_profile("ci", derandomize=True, print_blob=True)
+    hypothesis.settings.load_profile("ci" if os.environ.get("CI") else "default")
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

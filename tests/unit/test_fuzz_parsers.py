@@ -541,7 +541,7 @@ def test_the_http_transport_on_any_response_raises_only_gateway_errors(data: Any
                 assert isinstance(result, (Health, GatewayError))
 
 
-@settings(max_examples=300, deadline=None)
+@FUZZ
 @given(st.text(max_size=40) | st.sampled_from(["inf", "Infinity", "1e400", "+inf", "nan"]))
 def test_parse_retry_after_is_none_or_a_finite_number_of_seconds(value: str) -> None:
     seconds = parse_retry_after(value)

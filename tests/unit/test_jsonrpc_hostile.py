@@ -11,7 +11,7 @@ import sys
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sark_sync import _jsonrpc as rpc
@@ -105,7 +105,8 @@ def test_encoding_too_deep_a_message_is_a_nesting_error_not_a_recursion_error(
     assert str(caught.value) == "nested too deeply for JSON"
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(st.binary(max_size=200), st.integers(min_value=0, max_value=3000))
 def test_parse_line_and_salvage_id_raise_nothing_else_on_hostile_bytes(
     tail: bytes, depth: int,
