@@ -19,8 +19,9 @@ decorator forms go through it):
 - nothing is registered globally (the client owns its breakers); the clock is injectable, so
   tests move time instead of sleeping.
 
-What counts as a failure (DESIGN §5): connection errors, timeouts, 5xx, 429 and malformed
-responses (:class:`ProtocolError`), and a deadline that ran out after at least one request.
+What counts as a failure (docs/gateway/ERROR_HANDLING.md): connection errors, timeouts, 5xx,
+429 and malformed responses (:class:`ProtocolError`), and a deadline that ran out after at least
+one request.
 An answer of the server that is not a failure (other 4xx, a gateway policy denial, a JSON-RPC
 error, a tool error) is proof the server answered, so it closes the breaker like a success.
 """
