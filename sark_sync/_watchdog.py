@@ -74,13 +74,20 @@ class Watchdog:
         if self._pid != os.getpid():  # a fork that bypassed the at-fork hook
             self._init()
         with self._cond:
+            if self._thread is None:
+                thread = threading.Thread(
+                    target=self._run, name="sark_sync-singleton-watchdog", daemon=True)
+                try:
+                    thread.start()
+                except RuntimeError:
+                    # No new thread at interpreter shutdown (an atexit flush of an audit
+                    # sink): the exchange goes unwatched, each read still bounded by its
+                    # socket timeout, rather than failing.
+                    return
+                self._thread = thread
             earliest = self._heap[0][0] if self._heap else None
             heapq.heappush(self._heap, (at, next(self._order), exchange))
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="sark_sync-singleton-watchdog", daemon=True)
-                self._thread.start()
-            elif earliest is None or at < earliest:
+            if earliest is None or at < earliest:
                 self._cond.notify()
 
     def pending(self) -> int:
