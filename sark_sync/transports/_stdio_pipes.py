@@ -303,6 +303,9 @@ class ServerProcess:
         while True:
             ready = {ready_fd for ready_fd, _ in poller.poll(timeout)}
             if stop in ready:
+                # close() stops the readers once the process is gone: what it wrote before
+                # (an answer to a call in flight) is still read, as at an exit.
+                yield from _drain(fd)
                 return
             if fd in ready:
                 chunk = _read(fd)
@@ -318,14 +321,19 @@ class ServerProcess:
             else:
                 exited = False
             if exited:
-                left = EXIT_DRAIN_BYTES
-                while left > 0:
-                    chunk = _read(fd)
-                    if not chunk:
-                        return
-                    left -= len(chunk)
-                    yield chunk
+                yield from _drain(fd)
                 return
+
+
+def _drain(fd: int) -> Iterator[bytes]:
+    """What is in the pipe now, up to EXIT_DRAIN_BYTES, without waiting for more."""
+    left = EXIT_DRAIN_BYTES
+    while left > 0:
+        chunk = _read(fd)
+        if not chunk:
+            return
+        left -= len(chunk)
+        yield chunk
 
 
 def _milliseconds(seconds: float) -> int:

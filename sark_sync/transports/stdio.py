@@ -354,8 +354,9 @@ class StdioTransport:
                  error: BaseException | None = None) -> None:
         with self._lock:
             pending = self._pending.get(request_id)
-            if pending is not None:
-                pending.settle(result, error)
+            # A call already failed (closed, timed out) may still be in the table until its
+            # thread wakes up: its late answer is an abandoned one too.
+            if pending is not None and pending.settle(result, error):
                 return
         log.debug("%s answered unknown or abandoned request %r", self.name, request_id)
 
