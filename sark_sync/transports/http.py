@@ -230,16 +230,18 @@ class HTTPTransport:
     ) -> Response:
         status = response.status_code
         where = dict(where, attempts=context.attempts)
-        raw = self._read_body(response, context, where, read_timeout)
         echoed = response.headers.get("X-Request-ID")
         if echoed is not None and where["request_id"] is not None \
                 and echoed != where["request_id"]:
             # A gateway that sent one answer too many puts a keep-alive connection out of
-            # step: this answer is another request's. Never hand it to the caller.
-            response.raw.close()  # the connection is dropped, not reused
+            # step: this answer is another request's. Never hand it to the caller, and drop
+            # the connection before its body is read (a body read to the end would hand the
+            # connection back to the pool, still out of step).
+            response.raw.close()
             raise ProtocolError(
                 "the gateway's answer is for another request (its X-Request-ID differs): "
                 "the connection was out of step and is closed", status_code=status, **where)
+        raw = self._read_body(response, context, where, read_timeout)
         if 300 <= status < 400:
             location = response.headers.get("Location", "?")
             raise APIError(

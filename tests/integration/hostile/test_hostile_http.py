@@ -259,7 +259,7 @@ def test_a_late_extra_response_is_refused_as_another_requests_answer(peer_client
             return [echo(request, "first"), AwaitRequest(), echo(request, "smuggled")]
         return [echo(request, f"call-{n}")]
 
-    _peer, client = peer_client(script, retry=sark_sync.RetryPolicy(attempts=1))
+    peer, client = peer_client(script, retry=sark_sync.RetryPolicy(attempts=1))
     assert client.health(timeout=2).version == "first"
     versions = []
     for _ in range(2):
@@ -269,6 +269,7 @@ def test_a_late_extra_response_is_refused_as_another_requests_answer(peer_client
             assert "answer is for another request" in str(exc)
             versions.append("refused")
     assert versions == ["refused", "call-2"]
+    assert peer.connections == 2  # the connection out of step was closed, never reused
 
 
 @pytest.mark.parametrize("value", ["1e400", "nan", "-5", "inf", "99999999999999999999",
