@@ -14,8 +14,7 @@ Every wait is bounded by a per-call deadline; failures raise one exception tree 
 
 import logging
 
-from ._breaker import Breaker
-from ._client import GatewayClient
+from .__version__ import __version__
 from ._config import BreakerPolicy, RestartPolicy, RetryPolicy, Timeouts
 from ._exceptions import (
     APIError,
@@ -47,7 +46,6 @@ from ._exceptions import (
     UpstreamTimeoutError,
     ValidationError,
 )
-from ._local import LocalServer
 from ._models import (
     Event,
     Health,
@@ -58,6 +56,7 @@ from ._models import (
     ToolInfo,
     ToolResult,
 )
+from .client._client import GatewayClient
 from .governance import (
     AuditEvent,
     Auditor,
@@ -66,9 +65,9 @@ from .governance import (
     OPAAuthorizer,
     SarkAuthorizer,
 )
+from .resilience._breaker import Breaker
+from .transports._mcp_session import LocalServer
 from .transports.sse import EventStream
-
-__version__ = "0.1.0"
 
 __all__ = [
     "APIError",

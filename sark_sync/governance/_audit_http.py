@@ -40,12 +40,13 @@ from collections import deque
 
 import requests
 
-from .. import _forksafety
 from .._config import RetryPolicy, resolve_base_url
 from .._exceptions import ConfigurationError
 from .._redact import Secret
-from .._retry import parse_retry_after
+from .._useragent import user_agent
 from .._validation import HEADER_RULE, header_value_problem, plain_str
+from ..resilience import _forksafety
+from ..resilience._retrying import parse_retry_after
 from ..transports._common import close_session, new_session
 from ..transports._guarded import Exchange, GuardedAdapter, guarded
 from ._audit_event import AuditEvent
@@ -259,7 +260,7 @@ class HTTPSink:
                 if not batch:
                     return
                 if session is None:
-                    session = new_session(self.url, _user_agent(), self.verify,
+                    session = new_session(self.url, user_agent("audit"), self.verify,
                                           GuardedAdapter(pool_connections=1, pool_maxsize=1))
                 self._deliver(session, batch)
                 self._resolve(batch)
@@ -380,11 +381,6 @@ class HTTPSink:
                     "went to the fallback sink", len(batch), self.url, attempts, why)
         to_fallback(self.fallback, batch)
 
-
-def _user_agent() -> str:
-    from .. import __version__
-
-    return f"sark-sync/{__version__} audit"
 
 
 def _check_int(name: str, value: object) -> None:

@@ -19,8 +19,8 @@ import threading
 from collections.abc import Iterable
 from typing import Any, Callable, Protocol, Union
 
-from .. import _forksafety
 from .._exceptions import ConfigurationError
+from ..resilience import _forksafety
 from ._audit_event import AuditEvent
 
 __all__ = ["DEFAULT_LOGGER", "FALLBACK_LOGGER", "AuditSink", "CallableSink", "JSONLinesSink",

@@ -23,9 +23,10 @@ from urllib.parse import urlsplit
 
 import requests
 
-from .. import _forksafety
 from .._exceptions import AuthorizationUnavailable, ConfigurationError
 from .._redact import Secret
+from .._useragent import user_agent
+from ..resilience import _forksafety
 from ..transports._common import READ_FAILURES, close_session, new_session, socket_of
 from ..transports._guarded import GuardedAdapter, guarded
 
@@ -134,13 +135,12 @@ class EngineClient:
     def session(self) -> requests.Session:
         session = self._session
         if session is None or self._pid != os.getpid():
-            from .._client import _user_agent  # the client's, which imports this module
 
             with self._lock:
                 if self._pid != os.getpid():  # a fork the at-fork hook did not see
                     self._after_fork_in_child()
                 if self._session is None:
-                    self._session = new_session(self.url, _user_agent(), self._verify,
+                    self._session = new_session(self.url, user_agent(), self._verify,
                                                 GuardedAdapter(pool_connections=1,
                                                                pool_maxsize=POOL_SIZE,
                                                                max_retries=0))

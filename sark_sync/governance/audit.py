@@ -60,8 +60,8 @@ import threading
 from collections.abc import Iterable
 from typing import Any, cast
 
-from .. import _forksafety
 from .._exceptions import ConfigurationError
+from ..resilience import _forksafety
 from ._audit_event import DECISIONS, EVENT_TYPES, OUTCOMES, TRANSPORTS, AuditEvent, rfc3339
 from ._audit_http import AUDIT_PATH, HTTPSink
 from ._audit_sinks import (

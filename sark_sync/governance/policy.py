@@ -44,10 +44,10 @@ from collections.abc import Hashable, Mapping
 from typing import Any, Callable, Protocol, TypeVar, Union
 from urllib.parse import quote
 
-from .. import _forksafety
 from .._config import resolve_api_key
 from .._exceptions import AuthorizationUnavailable, ConfigurationError, GatewayError
 from .._redact import Secret
+from ..resilience import _forksafety
 from ._decision import AuthorizationInput, Decision
 from ._http import DEFAULT_TIMEOUT, EngineClient, check_timeout, check_url
 

@@ -25,11 +25,11 @@ an OPA server instead.
 
 from __future__ import annotations
 
-from ._builtin_policy import BuiltinPolicy
-from ._faults import Fault
-from ._gateway import LocalGateway
-from ._recording import RecordedHeaders, RecordedRequest
-from ._registry import ToolFailure, ToolFunction
+from .gateway._faults import Fault
+from .gateway._gateway import LocalGateway
+from .gateway._recording import RecordedHeaders, RecordedRequest
+from .gateway._registry import ToolFailure, ToolFunction
+from .policy._builtin_policy import BuiltinPolicy
 
 __all__ = [
     "BuiltinPolicy",

@@ -32,7 +32,7 @@ from .._exceptions import (
     TransportTimeout,
     error_for_status,
 )
-from .._retry import parse_retry_after
+from ..resilience._retrying import parse_retry_after
 from ._guarded import GuardedAdapter, was_cut
 
 __all__ = [

@@ -26,8 +26,8 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Callable
 
-from .. import _forksafety
 from .._exceptions import ProcessStartError, TransportTimeout
+from ..resilience import _forksafety
 from ._stdio_process import (
     EXIT_POLL_INTERVAL,
     LADDER_BOUND,

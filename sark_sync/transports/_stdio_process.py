@@ -33,7 +33,7 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Callable
 
-from .. import _forksafety
+from ..resilience import _forksafety
 
 __all__ = [
     "EXIT_POLL_INTERVAL", "KILL_TIMEOUT", "LADDER_BOUND", "STDIN_CLOSE_TIMEOUT",

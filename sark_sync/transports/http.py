@@ -40,7 +40,7 @@ from .._exceptions import (
     GatewayError,
     ProtocolError,
 )
-from .._retry import (
+from ..resilience._retrying import (
     AttemptContext,
     DeadlineRetry,
     DeadlineStop,

@@ -57,7 +57,7 @@ from .._exceptions import (
 )
 from .._models import Event
 from .._redact import Secret
-from .._sse import DEFAULT_MAX_EVENT_BYTES, EventReader, EventTooLarge, SSEFramer
+from ..wire._sse import DEFAULT_MAX_EVENT_BYTES, EventReader, EventTooLarge, SSEFramer
 from ._common import close_session, error_from_response, new_session, translate
 from ._guarded import GuardedAdapter, guarded_for
 

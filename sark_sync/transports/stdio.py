@@ -43,7 +43,6 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Callable
 
-from .. import _jsonrpc
 from .._exceptions import (
     ProcessExitedError,
     ProtocolError,
@@ -51,6 +50,7 @@ from .._exceptions import (
     TransportTimeout,
 )
 from .._validation import unencodable, validate_command, validate_env
+from ..wire import _jsonrpc
 from ._stdio_pipes import ProcessClosed, ServerProcess
 from ._stdio_process import KILL_TIMEOUT, STDIN_CLOSE_TIMEOUT, TERMINATE_TIMEOUT
 

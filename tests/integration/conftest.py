@@ -10,8 +10,8 @@ import requests
 from support import API_KEY, FAST_RETRY, build_gateway
 
 import sark_sync
-from sark_sync._demo_gateway import DemoUsers, issue_users
-from sark_sync._demo_gateway import build_gateway as build_demo_gateway
+from sark_sync.cli._demo_gateway import DemoUsers, issue_users
+from sark_sync.cli._demo_gateway import build_gateway as build_demo_gateway
 from sark_sync.testing import LocalGateway
 
 

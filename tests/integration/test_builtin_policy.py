@@ -1,6 +1,7 @@
 """The LocalGateway's built-in rules decide exactly as gateway.rego on the real OPA engine.
 
-The built-in rules (``sark_sync/testing/_builtin_policy.py``) are a Python port of the shipped
+The built-in rules (``sark_sync/testing/policy/_builtin_policy.py``)
+are a Python port of the shipped
 policy, for gateways without OPA. Equivalence is checked three ways, each decision object
 compared whole (allow, reason, filtered_parameters, cache_ttl):
 
@@ -24,8 +25,8 @@ from typing import Any, Callable
 import pytest
 from realcomp.fixtures import OpaServer, shipped_policy
 
-from sark_sync.testing import _builtin_policy
-from sark_sync.testing._builtin_policy import evaluate
+from sark_sync.testing.policy import _builtin_policy
+from sark_sync.testing.policy._builtin_policy import evaluate
 
 pytestmark = pytest.mark.realcomp
 

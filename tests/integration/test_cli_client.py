@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from sark_sync import cli
-from sark_sync._demo_gateway import API_KEY, DemoUsers
+from sark_sync.cli import _main as cli
+from sark_sync.cli._demo_gateway import API_KEY, DemoUsers
 from sark_sync.testing import Fault, LocalGateway
 
 PASSWORD = "hunter2-do-not-print"

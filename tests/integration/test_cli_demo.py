@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from sark_sync._demo import Tour, run_demo
+from sark_sync.cli._demo import Tour, run_demo
 
 #: The marker of each step, in the order the tour must show them.
 STEP_TITLES = (
@@ -81,8 +81,7 @@ def test_a_step_that_misbehaves_ends_the_demo_with_1_and_a_one_line_reason(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """bob stands in for alice: her filtering call is denied, which step 5 does not expect."""
-    from sark_sync import _demo
-
+    from sark_sync.cli import _demo
     real = _demo.issue_users
     monkeypatch.setattr(_demo, "issue_users",
                         lambda gw: _demo.DemoUsers(alice=real(gw).bob, bob=real(gw).bob))

@@ -8,7 +8,7 @@ import json
 import pytest
 from support import child_env, demo_server_command
 
-from sark_sync import cli
+from sark_sync.cli import _main as cli
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

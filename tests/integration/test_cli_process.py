@@ -17,8 +17,8 @@ from local_gateway_helpers import WAIT
 from support import wait_until
 from test_cli_serve import read_line
 
-from sark_sync import cli
-from sark_sync._demo_gateway import API_KEY, DemoUsers, build_gateway, issue_users
+from sark_sync.cli import _main as cli
+from sark_sync.cli._demo_gateway import API_KEY, DemoUsers, build_gateway, issue_users
 from sark_sync.testing import LocalGateway
 
 

@@ -21,7 +21,7 @@ from local_gateway_helpers import (
 )
 from test_local_gateway_events import SSE, EventReader
 
-from sark_sync import cli
+from sark_sync.cli import _main as cli
 
 # -- sark-sync serve -------------------------------------------------------------------------
 

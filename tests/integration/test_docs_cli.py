@@ -36,8 +36,8 @@ from pathlib import Path
 
 import pytest
 
-from sark_sync import cli
-from sark_sync._demo_gateway import build_gateway, demo_variables, issue_users
+from sark_sync.cli import _main as cli
+from sark_sync.cli._demo_gateway import build_gateway, demo_variables, issue_users
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC_FILES = sorted([*ROOT.glob("docs/*.md"), *ROOT.glob("docs/gateway/*.md"),

@@ -21,7 +21,8 @@ from support import API_KEY, FAST_RETRY, JWT_SECRET, demo_server_command
 
 import sark_sync
 from sark_sync.governance import Decision
-from sark_sync.testing import BuiltinPolicy, LocalGateway, _jwt
+from sark_sync.testing import BuiltinPolicy, LocalGateway
+from sark_sync.testing.policy import _jwt
 
 SECRETS = ("hunter2", "tok-1", "key-1", "dsn-1")
 

@@ -27,10 +27,10 @@ from local_gateway_helpers import AUTH, KEY, WAIT, error_of, gateway_threads, wa
 from support import FAST_RETRY, child_env
 
 import sark_sync
-from sark_sync import cli
+from sark_sync.cli import _main as cli
 from sark_sync.testing import LocalGateway
-from sark_sync.testing._demo_server import BUILTIN_TOOLS
-from sark_sync.testing._stdio_hosting import MAX_RESTARTS
+from sark_sync.testing.stdio._demo_server import BUILTIN_TOOLS
+from sark_sync.testing.stdio._hosting import MAX_RESTARTS
 
 DEMO = [sys.executable, "-m", "sark_sync.testing.demo_server"]
 #: Seconds the demo server's ``slow`` tool may take in these tests before the gateway gives up.

@@ -1,5 +1,6 @@
 """Audit events of the operations other than tool calls, and the principal of tool-call events
-without an authorizer, with `responses` standing in for the gateway (sark_sync._auditing).
+without an authorizer, with `responses` standing in for the gateway
+(sark_sync.governance._audit_recorder).
 
 `responses` bypasses urllib3, which counts the attempts: they are checked over real sockets in
 tests/integration/test_audit_discovery.py."""
@@ -25,8 +26,8 @@ from sark_sync import (
     ServiceUnavailableError,
     ToolCall,
 )
-from sark_sync._auditing import Operation, OperationOutcome
 from sark_sync.governance import AuditEvent
+from sark_sync.governance._audit_recorder import Operation, OperationOutcome
 from sark_sync.governance._principal import PrincipalIdCache
 
 BASE = "http://gateway.test"

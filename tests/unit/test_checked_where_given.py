@@ -9,7 +9,7 @@ import traceback
 import pytest
 
 import sark_sync
-from sark_sync._cli_common import UsageError, resolve_settings
+from sark_sync.cli._common import UsageError, resolve_settings
 from sark_sync.governance import HTTPSink
 
 SECRET = "s3cr3t-\u00e9-value"

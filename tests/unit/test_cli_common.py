@@ -8,15 +8,15 @@ import argparse
 import pytest
 
 import sark_sync
-from sark_sync import cli
-from sark_sync._cli_common import (
+from sark_sync.cli import _main as cli
+from sark_sync.cli._common import (
     Settings,
     UsageError,
     exit_code_for,
     parse_parameters,
     resolve_settings,
 )
-from sark_sync._cli_output import table
+from sark_sync.cli._output import table
 
 E = sark_sync
 

@@ -36,8 +36,9 @@ def documented_rows() -> list[tuple[str, str, str]]:
 def test_the_section_documents_every_kind_of_bound() -> None:
     constants = {constant for _, _, constant in documented_rows()}
     assert len(constants) >= 30
-    for needed in ("sark_sync._watchdog.DEADLINE_MARGIN", "sark_sync._sse.MAX_RETRY_MS",
-                   "sark_sync._pagination.MAX_PAGES", "sark_sync._config.MAX_WORKERS",
+    for needed in ("sark_sync.resilience._watchdog.DEADLINE_MARGIN",
+                   "sark_sync.wire._sse.MAX_RETRY_MS",
+                   "sark_sync.wire._pagination.MAX_PAGES", "sark_sync._config.MAX_WORKERS",
                    "sark_sync._config.MAX_SECONDS",
                    "sark_sync._validation.MAX_HEADER_VALUE_LENGTH"):
         assert needed in constants

@@ -1,4 +1,5 @@
-"""The LocalGateway's event log (``sark_sync.testing._events``): ids, frames, the ring buffer,
+"""The LocalGateway's event log (``sark_sync.testing.gateway._events``):
+ids, frames, the ring buffer,
 resuming after ``Last-Event-ID`` and the parsers of the request; plus the validation of the
 event options and of stream faults. Pure: no sockets, no processes."""
 
@@ -11,7 +12,7 @@ import time
 import pytest
 
 from sark_sync.testing import Fault, LocalGateway
-from sark_sync.testing._events import (
+from sark_sync.testing.gateway._events import (
     MIN_BUFFER,
     EventLog,
     StreamReset,

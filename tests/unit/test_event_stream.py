@@ -1,4 +1,4 @@
-"""The writer of one event stream (``sark_sync.testing._event_stream``) against a recording
+"""The writer of one event stream (``sark_sync.testing.gateway._event_stream``) against a recording
 ``send``: the order of what it writes, framing, filtering, pings, stream faults and how it
 ends. No sockets: ``send`` appends to a list, and the stop event ends the stream."""
 
@@ -11,8 +11,8 @@ from collections.abc import Callable
 import pytest
 
 from sark_sync.testing import Fault
-from sark_sync.testing._event_stream import LAST_CHUNK, EventStream, StreamSettings
-from sark_sync.testing._events import (
+from sark_sync.testing.gateway._event_stream import LAST_CHUNK, EventStream, StreamSettings
+from sark_sync.testing.gateway._events import (
     Event,
     EventLog,
     StreamReset,

@@ -43,14 +43,14 @@ from sark_sync import (
     ToolResult,
     ValidationError,
 )
-from sark_sync import _jsonrpc as rpc
 from sark_sync._models import ToolAnnotations
-from sark_sync._pagination import parse_page
-from sark_sync._retry import MAX_RETRY_AFTER, parse_retry_after
-from sark_sync._sse import EventTooLarge, SSEFramer, fields_of, has_data, simple_fields
 from sark_sync.governance._decision import Decision
 from sark_sync.governance._principal import principal_from_token, principal_id_from_token
+from sark_sync.resilience._retrying import MAX_RETRY_AFTER, parse_retry_after
 from sark_sync.transports._common import ENVELOPE_FIELD_CHARS, error_from_response
+from sark_sync.wire import _jsonrpc as rpc
+from sark_sync.wire._pagination import parse_page
+from sark_sync.wire._sse import EventTooLarge, SSEFramer, fields_of, has_data, simple_fields
 
 FUZZ = settings(max_examples=150, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

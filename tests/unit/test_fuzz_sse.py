@@ -25,8 +25,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from sark_sync import Event, ProtocolError, ServerInfo
-from sark_sync._pagination import MAX_BARREN_PAGES, paginate, parse_page
-from sark_sync._sse import (
+from sark_sync.wire._pagination import MAX_BARREN_PAGES, paginate, parse_page
+from sark_sync.wire._sse import (
     MAX_RESUME_ID_BYTES,
     MAX_RETRY_MS,
     EventReader,

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from sark_sync import _jsonrpc as rpc
+from sark_sync.wire import _jsonrpc as rpc
 
 
 def test_encoded_messages_are_single_ascii_lines() -> None:

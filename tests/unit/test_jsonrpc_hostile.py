@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sark_sync import _jsonrpc as rpc
+from sark_sync.wire import _jsonrpc as rpc
 
 DEEP = 100_000
 

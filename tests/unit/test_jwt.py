@@ -1,4 +1,4 @@
-"""HS256 JWT encoding and verification of the LocalGateway (sark_sync.testing._jwt)."""
+"""HS256 JWT encoding and verification of the LocalGateway (sark_sync.testing.policy._jwt)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from sark_sync.testing._jwt import JWTError, b64url_decode, b64url_encode, decode, encode
+from sark_sync.testing.policy._jwt import JWTError, b64url_decode, b64url_encode, decode, encode
 
 SECRET = "unit-secret"
 NOW = 1_700_000_000.0

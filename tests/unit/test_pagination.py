@@ -8,7 +8,7 @@ from typing import Any, Callable
 import pytest
 
 from sark_sync import ProtocolError, ServerInfo
-from sark_sync._pagination import paginate, parse_page
+from sark_sync.wire._pagination import paginate, parse_page
 
 WHERE = "/api/v1/servers"
 

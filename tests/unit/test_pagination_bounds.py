@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from sark_sync import ProtocolError, ServerInfo
-from sark_sync._pagination import MAX_BARREN_PAGES, MAX_PAGES, paginate, parse_page
+from sark_sync.wire._pagination import MAX_BARREN_PAGES, MAX_PAGES, paginate, parse_page
 
 WHERE = "/api/v1/servers"
 Page = tuple[list[str], int, int]
@@ -91,7 +91,7 @@ def test_a_run_of_malformed_items_shorter_than_the_bound_does_not_end_the_walk()
 
 
 def test_endless_new_items_end_at_max_pages(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("sark_sync._pagination.MAX_PAGES", 50)
+    monkeypatch.setattr("sark_sync.wire._pagination.MAX_PAGES", 50)
     fetch = Script(lambda n, offset: ([f"s{offset}", f"s{offset + 1}"], 2, 10**400))
     with pytest.raises(ProtocolError) as caught:
         assert len(walk(fetch)) == 100

@@ -14,7 +14,7 @@ from sark_sync import Decision, Principal, ValidationError
 from sark_sync.governance import principal_from_token
 from sark_sync.governance._decision import removed_paths, utc_timestamp
 from sark_sync.governance._principal import resolve_principal
-from sark_sync.testing import _jwt
+from sark_sync.testing.policy import _jwt
 
 # -- the principal in a user token ---------------------------------------------------------------
 

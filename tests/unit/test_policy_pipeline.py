@@ -25,9 +25,9 @@ from sark_sync import (
     ToolCall,
     ValidationError,
 )
-from sark_sync._governed import CallOutcome
+from sark_sync.client._governance_stage import CallOutcome
 from sark_sync.governance import CallableAuthorizer
-from sark_sync.testing import _jwt
+from sark_sync.testing.policy import _jwt
 
 BASE = "http://gateway.test"
 INVOKE = f"{BASE}/api/v1/invoke"

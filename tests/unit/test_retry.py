@@ -17,7 +17,7 @@ from urllib3.response import HTTPResponse
 
 from sark_sync import RetryPolicy
 from sark_sync._deadline import Deadline
-from sark_sync._retry import (
+from sark_sync.resilience._retrying import (
     AttemptContext,
     DeadlineRetry,
     DeadlineStop,

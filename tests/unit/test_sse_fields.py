@@ -15,7 +15,8 @@ import time
 import pytest
 
 from sark_sync import Event, GatewayClient, RetryPolicy, ValidationError
-from sark_sync._sse import (
+from sark_sync.transports.sse import EventStream
+from sark_sync.wire._sse import (
     MAX_RESUME_ID_BYTES,
     MAX_RETRY_MS,
     EventReader,
@@ -25,7 +26,6 @@ from sark_sync._sse import (
     resume_header,
     retry_of,
 )
-from sark_sync.transports.sse import EventStream
 
 
 def read_all(stream: bytes, reader: EventReader | None = None) -> list[Event]:

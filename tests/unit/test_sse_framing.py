@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 import pytest
 import sseclient
 
-from sark_sync._sse import EventTooLarge, SSEFramer, fields_of, has_data, simple_fields
+from sark_sync.wire._sse import EventTooLarge, SSEFramer, fields_of, has_data, simple_fields
 
 Parsed = tuple[str, str, "str | None"]  # (type, data, id)
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from sark_sync._watchdog import PURGE_AT, WATCHDOG_TICK, Watchdog
+from sark_sync.resilience._watchdog import PURGE_AT, WATCHDOG_TICK, Watchdog
 from sark_sync.transports._guarded import Exchange, guarded, was_cut
 
 pytestmark = pytest.mark.timeout(20)

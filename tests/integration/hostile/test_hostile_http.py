@@ -35,8 +35,8 @@ from support import API_KEY
 
 import sark_sync
 from sark_sync import AuditEvent, OPAAuthorizer
-from sark_sync._watchdog import DEADLINE_MARGIN
 from sark_sync.governance import AuthorizationInput, HTTPSink
+from sark_sync.resilience._watchdog import DEADLINE_MARGIN
 from sark_sync.testing import LocalGateway
 
 pytestmark = pytest.mark.timeout(30)

@@ -15,7 +15,7 @@ import pytest
 from hostile.http_peer import HostilePeer, Request, json_answer
 
 import sark_sync
-from sark_sync._pagination import MAX_BARREN_PAGES
+from sark_sync.wire._pagination import MAX_BARREN_PAGES
 
 pytestmark = pytest.mark.timeout(20)
 

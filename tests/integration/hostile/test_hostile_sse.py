@@ -31,9 +31,9 @@ from support import API_KEY, FAST_RETRY, wait_until
 
 import sark_sync
 from sark_sync import Event
-from sark_sync._sse import MAX_RETRY_MS
-from sark_sync._watchdog import DEADLINE_MARGIN
+from sark_sync.resilience._watchdog import DEADLINE_MARGIN
 from sark_sync.transports.sse import EventStream
+from sark_sync.wire._sse import MAX_RETRY_MS
 
 Start = Callable[..., tuple[HostilePeer, sark_sync.GatewayClient]]
 

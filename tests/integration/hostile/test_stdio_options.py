@@ -17,7 +17,7 @@ from hostile.stdio_peer import peer_command
 from support import child_env
 
 import sark_sync
-from sark_sync._local_pool import ServerSpec
+from sark_sync.transports._mcp_pool import ServerSpec
 
 SECRET = "hunter2-env-secret"
 URL = "http://127.0.0.1:9"

@@ -38,7 +38,7 @@ import sys
 import threading
 from typing import Any, BinaryIO
 
-from sark_sync import _jsonrpc as rpc
+from sark_sync.wire import _jsonrpc as rpc
 
 MODES = (
     "crash_mid_call", "hang", "non_json", "huge_line", "stderr_flood", "ignore_sigterm",

@@ -1,0 +1,1 @@
+"""The client: :class:`GatewayClient` and the pipeline every call runs through."""

@@ -1,0 +1,1 @@
+"""Resilience: the retry loop, breakers, the deadline watchdog and fork safety."""

@@ -1,0 +1,1 @@
+"""The LocalGateway: an embedded SARK gateway for development, tests and the demo."""
