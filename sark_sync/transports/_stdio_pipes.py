@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 from .._exceptions import ProcessStartError, TransportTimeout
 from ..resilience import _forksafety
@@ -33,15 +33,13 @@ from ._stdio_process import (
     LADDER_BOUND,
     READER_JOIN_TIMEOUT,
     TICK,
+    Ladder,
     Waker,
     open_pidfd,
     process_steps,
     reaper,
     run_ladder,
 )
-
-if TYPE_CHECKING:
-    from ._stdio_process import Ladder
 
 __all__ = ["ProcessClosed", "ServerProcess"]
 

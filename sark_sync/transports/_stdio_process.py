@@ -31,14 +31,14 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 from ..resilience import _forksafety
 
 __all__ = [
     "EXIT_POLL_INTERVAL", "KILL_TIMEOUT", "LADDER_BOUND", "STDIN_CLOSE_TIMEOUT",
-    "TERMINATE_TIMEOUT", "Waker", "open_pidfd", "process_steps", "reaper", "run_ladder",
-    "signal_process",
+    "TERMINATE_TIMEOUT", "Ladder", "Step", "Waker", "open_pidfd", "process_steps", "reaper",
+    "run_ladder", "signal_process",
 ]
 
 log = logging.getLogger("sark_sync.stdio")
@@ -58,11 +58,11 @@ READER_JOIN_TIMEOUT = 2.0
 #: The whole ladder, end to end: what a caller waiting for an abandoned server may wait.
 LADDER_BOUND = STDIN_CLOSE_TIMEOUT + TERMINATE_TIMEOUT + 2 * KILL_TIMEOUT + READER_JOIN_TIMEOUT
 
-if TYPE_CHECKING:
-    #: One step of a ladder: wait until this monotonic time, or (when the flag is set) until
-    #: the process exits, whichever comes first.
-    Step = tuple[float, bool]
-    Ladder = Iterator[Step]
+#: One step of a ladder: wait until this monotonic time, or (when the flag is set) until the
+#: process exits, whichever comes first.
+Step = tuple[float, bool]
+#: The shutdown of one server, as the waits between its rungs (see :func:`process_steps`).
+Ladder = Iterator[Step]
 
 
 class Waker:
