@@ -7,7 +7,8 @@ The sinks here never raise from ``emit``: an event a sink cannot take goes to it
 the failure by exception type only: an exception's message may quote a value.
 
 Every sink is thread-safe, and fork-safe: locks are replaced in a forked child (see
-``sark_sync._forksafety``), so a lock held by a parent thread at ``fork()`` cannot hang it.
+``sark_sync.resilience.forksafety``), so a lock held by a parent thread at ``fork()`` cannot
+hang it.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from collections.abc import Iterable
 from typing import Any, Callable, Protocol, Union
 
 from .._exceptions import ConfigurationError
-from ..resilience import _forksafety
+from ..resilience import forksafety
 from ._audit_event import AuditEvent
 
 __all__ = ["DEFAULT_LOGGER", "FALLBACK_LOGGER", "AuditSink", "CallableSink", "JSONLinesSink",
@@ -117,7 +118,7 @@ class JSONLinesSink:
             raise ConfigurationError(f"cannot open the audit file {self.path!r}: "
                                      f"{type(exc).__name__} ({_errno_name(exc)})") from exc
         self._lock = threading.Lock()
-        _forksafety.register(self)
+        forksafety.register(self)
 
     def emit(self, event: AuditEvent) -> None:
         line = (event.to_json() + "\n").encode("ascii")
@@ -205,7 +206,7 @@ class CallableSink:
         self.errors = 0
         self.dropped_to_fallback = 0
         self._lock = threading.Lock()
-        _forksafety.register(self)
+        forksafety.register(self)
 
     def emit(self, event: AuditEvent) -> None:
         try:

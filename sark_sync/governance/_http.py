@@ -26,7 +26,7 @@ import requests
 from .._exceptions import AuthorizationUnavailable, ConfigurationError
 from .._redact import Secret
 from .._useragent import user_agent
-from ..resilience import _forksafety
+from ..resilience import forksafety
 from ..transports._common import READ_FAILURES, close_session, new_session, socket_of
 from ..transports._guarded import GuardedAdapter, guarded
 
@@ -77,7 +77,7 @@ class EngineClient:
         self._lock = threading.Lock()
         self._session: requests.Session | None = None
         self._pid = os.getpid()
-        _forksafety.register(self)
+        forksafety.register(self)
 
     def post(self, document: Mapping[str, Any], timeout: float) -> tuple[int, Any]:
         """POST ``document`` and return ``(status, decoded JSON)`` of a 2xx answer within

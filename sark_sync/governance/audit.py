@@ -61,7 +61,7 @@ from collections.abc import Iterable
 from typing import Any, cast
 
 from .._exceptions import ConfigurationError
-from ..resilience import _forksafety
+from ..resilience import forksafety
 from ._audit_event import DECISIONS, EVENT_TYPES, OUTCOMES, TRANSPORTS, AuditEvent, rfc3339
 from ._audit_http import AUDIT_PATH, HTTPSink
 from ._audit_sinks import (
@@ -119,7 +119,7 @@ class Auditor:
         self.emitted = self.sink_errors = self.dropped_to_fallback = self.invalid_events = 0
         self._closed = False
         self._lock = threading.Lock()
-        _forksafety.register(self)
+        forksafety.register(self)
 
     def record(self, event_type: str = "tool_invocation", **fields: Any) -> AuditEvent | None:
         """Build an event with :meth:`AuditEvent.create` (``fields`` are its keyword

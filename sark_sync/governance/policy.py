@@ -47,7 +47,7 @@ from urllib.parse import quote
 from .._config import resolve_api_key
 from .._exceptions import AuthorizationUnavailable, ConfigurationError, GatewayError
 from .._redact import Secret
-from ..resilience import _forksafety
+from ..resilience import forksafety
 from ._decision import AuthorizationInput, Decision
 from ._http import DEFAULT_TIMEOUT, EngineClient, check_timeout, check_url
 
@@ -103,7 +103,7 @@ class DecisionCache:
         self._clock = clock
         self._lock = threading.Lock()
         self._entries: OrderedDict[Hashable, tuple[float, Decision]] = OrderedDict()
-        _forksafety.register(self)
+        forksafety.register(self)
 
     def get(self, key: Hashable) -> Decision | None:
         """The live decision for ``key``, or None (an expired one is dropped)."""

@@ -1,1 +1,38 @@
-"""Resilience: the retry loop, breakers, the deadline watchdog and fork safety."""
+"""Resilience: the retry loop, breakers, the deadline watchdog and fork safety.
+
+This is the face other packages import from (docs/ARCHITECTURE.md, "What may import what"):
+the modules behind it are private. Fork safety is re-exported as the namespace
+``forksafety`` (``forksafety.register(owner)``), since a bare ``register`` would not say what
+it registers for.
+"""
+
+from __future__ import annotations
+
+from . import _forksafety as forksafety
+from ._breaker import Breaker, is_counted_failure, is_server_answer
+from ._retrying import (
+    MAX_RETRY_AFTER,
+    Retrying,
+    mark_sent,
+    mark_unsent,
+    parse_retry_after,
+    retryable,
+)
+from ._watchdog import DEADLINE_MARGIN, WATCHDOG_TICK, Watched, watchdog
+
+__all__ = [
+    "Breaker",
+    "DEADLINE_MARGIN",
+    "MAX_RETRY_AFTER",
+    "Retrying",
+    "WATCHDOG_TICK",
+    "Watched",
+    "forksafety",
+    "is_counted_failure",
+    "is_server_answer",
+    "mark_sent",
+    "mark_unsent",
+    "parse_retry_after",
+    "retryable",
+    "watchdog",
+]
