@@ -1,4 +1,16 @@
-"""Helpers shared by the integration tests (imported as ``support``; tests/ is on sys.path)."""
+"""The test suite's shared vocabulary (imported as ``support``; tests/ is on sys.path).
+
+- **Credentials.** Every test gateway accepts ONE API key, :data:`API_KEY`, and signs user
+  tokens with :data:`JWT_SECRET`; the users are :data:`USERS` (``token(gateway, "alice")``).
+  :data:`OTHER_KEY` is a second key, accepted only where a test passes
+  ``api_keys=(API_KEY, OTHER_KEY)`` to tell two callers apart.
+- **Gateways.** :func:`build_gateway` is the one builder of test gateways (one of the
+  :data:`CATALOGUES`, or a test's own); the ``make_gateway``/``gateway``/``client`` fixtures of
+  ``tests/integration/conftest.py`` start and stop what it builds.
+- **Waiting.** :func:`wait_for` is the one way a test waits for a state: it polls with a
+  deadline and fails saying what it waited for. Threads are made to overlap with a
+  :class:`threading.Barrier` or an :class:`threading.Event`, never a sleep.
+"""
 
 from __future__ import annotations
 
@@ -10,27 +22,40 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, TypeVar, Union
 
 import sark_sync
 from sark_sync.testing import LocalGateway, ToolFailure
 
+#: The one API key of every test gateway.
 API_KEY = "itest-api-key-0123456789"
+#: A second key, for the few tests that tell two callers apart: pass
+#: ``api_keys=(API_KEY, OTHER_KEY)`` to the gateway; no gateway accepts it by default.
+OTHER_KEY = "itest-other-key-9876543210"
+#: The secret the test gateways sign and check user tokens with.
 JWT_SECRET = "itest-jwt-secret"
+#: The users of the test gateways: name -> (roles, teams). alice, a developer of team data,
+#: clears low and medium and may use servers of team data; bob, a viewer of team ml, clears
+#: low only.
+USERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "alice": (("developer",), ("data",)),
+    "bob": (("viewer",), ("ml",)),
+}
 
 #: Fast retries: the behaviour under test is which requests are retried, not how long apart.
 FAST_RETRY = sark_sync.RetryPolicy(backoff_base=0.01, backoff_max=0.05)
 
-#: How long :func:`wait_until` pauses between two checks: short, so a test waits hardly longer
+#: The default bound of :func:`wait_for`: never reached when the code is right, generous for
+#: a loaded 2-core machine.
+WAIT = 10.0
+#: How long :func:`wait_for` pauses between two checks: short, so a test waits hardly longer
 #: than the condition takes; long enough not to starve the threads under test on 2 cores.
 POLL_INTERVAL = 0.01
 
 T = TypeVar("T")
 
 
-def build_gateway(**options: Any) -> LocalGateway:
-    """A gateway with two servers and a few tools, not yet started."""
-    gateway = LocalGateway(api_keys=(API_KEY,), jwt_secret=JWT_SECRET, **options)
+def _client_catalogue(gateway: LocalGateway) -> None:
     gateway.add_server("demo", sensitivity_level="low")
     gateway.add_server("other", sensitivity_level="medium", authorized_teams=("data",))
 
@@ -50,7 +75,66 @@ def build_gateway(**options: Any) -> LocalGateway:
     def ping(parameters: dict[str, Any]) -> Any:
         return "pong"
 
+
+def _local_gateway_catalogue(gateway: LocalGateway) -> None:
+    gateway.add_server("demo", transport="stdio", sensitivity_level="low")
+    gateway.add_server("data-mcp", sensitivity_level="high", authorized_teams=("data",))
+
+    @gateway.tool("demo", description="Echo the parameters.",
+                  annotations={"readOnlyHint": True})
+    def echo(parameters: dict[str, Any]) -> object:
+        return parameters
+
+    @gateway.tool("demo")
+    def text(parameters: dict[str, Any]) -> object:
+        return f"hello {parameters.get('name', 'world')}"
+
+    @gateway.tool("data-mcp", name="query", sensitive_params=("password",))
+    def run_query(parameters: dict[str, Any]) -> object:
+        """Run a query."""
+        return {"rows": [[1]]}
+
+
+def _no_server(gateway: LocalGateway) -> None:
+    pass
+
+
+#: The named catalogues of :func:`build_gateway`.
+#:
+#: - ``"client"`` (what the client tests call): ``demo`` (low) with ``echo`` (returns its
+#:   parameters), ``read_only`` (read-only hint, returns ``{"ok": True}``) and ``fail`` (a tool
+#:   error); ``other`` (medium, team data) with ``ping`` (returns ``"pong"``).
+#: - ``"local_gateway"`` (what the LocalGateway's own tests inspect): ``demo`` (labelled stdio,
+#:   low) with ``echo`` (read-only, returns its parameters) and ``text`` (``hello {name}``);
+#:   ``data-mcp`` (high, team data) with ``query`` (``password`` sensitive, returns one row).
+#: - ``"empty"``: no server.
+CATALOGUES: dict[str, Callable[[LocalGateway], None]] = {
+    "client": _client_catalogue,
+    "local_gateway": _local_gateway_catalogue,
+    "empty": _no_server,
+}
+
+Catalogue = Union[str, Callable[[LocalGateway], None]]
+
+
+def build_gateway(catalogue: Catalogue = "client", **options: Any) -> LocalGateway:
+    """A test gateway, not yet started: :data:`API_KEY` and :data:`JWT_SECRET` (unless
+    ``options`` say otherwise; the rest of ``options`` go to :class:`LocalGateway`) and the
+    servers of ``catalogue``: a name in :data:`CATALOGUES`, or a function that registers the
+    test's own servers on the gateway it is given."""
+    options.setdefault("api_keys", (API_KEY,))
+    options.setdefault("jwt_secret", JWT_SECRET)
+    gateway = LocalGateway(**options)
+    populate = CATALOGUES[catalogue] if isinstance(catalogue, str) else catalogue
+    populate(gateway)
     return gateway
+
+
+def token(gateway: LocalGateway, user: str = "alice", **options: Any) -> str:
+    """A token ``gateway`` issues for ``user`` of :data:`USERS` (``options``: more claims or
+    ``ttl``, as :meth:`LocalGateway.issue_token` takes them)."""
+    roles, teams = USERS[user]
+    return gateway.issue_token(user, roles, teams, **options)
 
 
 def unsigned_jwt(claims: Any, header: Any = None) -> str:
@@ -88,39 +172,51 @@ def child_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def wait_until(
-    condition: Callable[[], T | None],
-    timeout: float,
+def wait_for(
+    predicate: Callable[[], T | None],
+    timeout: float = WAIT,
     *,
+    what: str | Callable[[], str] | None = None,
     interval: float = POLL_INTERVAL,
-    message: str | Callable[[], str] | None = None,
 ) -> T:
-    """Poll ``condition`` until it returns a truthy value, and return that value.
+    """Poll ``predicate`` until it returns a truthy value, and return that value: the one
+    wait helper of the suite.
 
-    ``condition`` is called at once, then every ``interval`` seconds, and once more when
-    ``timeout`` seconds have passed; only then does the wait fail. ``message`` says what is
+    ``predicate`` is called at once, then every ``interval`` seconds, and once more when
+    ``timeout`` seconds have passed; only then does the wait fail. ``what`` says what is
     awaited, for the failure ("the child to exit"); a callable is called only on failure, so it
-    can report the state at that moment. Without it, the failure names the condition's function.
+    can report the state at that moment. Without it, the failure names the predicate's function.
     The pauses are bounded waits on a private :class:`threading.Event`: no thread is started.
 
-    Raises :class:`AssertionError` ``timed out after {timeout}s waiting for {message}``.
+    Raises :class:`AssertionError` ``timed out after {timeout}s waiting for {what}``.
 
-    >>> wait_until(lambda: 42, 1.0)
+    >>> wait_for(lambda: 42, 1.0)
     42
     """
     deadline = time.monotonic() + timeout
     pause = threading.Event()  # never set: each wait lasts its timeout
     while True:
-        value = condition()
+        value = predicate()
         if value:
             return value
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            awaited = message() if callable(message) else message
+            awaited = what() if callable(what) else what
             if awaited is None:
-                awaited = f"{getattr(condition, '__qualname__', condition)} to hold"
+                awaited = f"{getattr(predicate, '__qualname__', predicate)} to hold"
             raise AssertionError(f"timed out after {timeout:g}s waiting for {awaited}")
         pause.wait(min(interval, remaining))
+
+
+def wait_until(
+    condition: Callable[[], T | None],
+    timeout: float = WAIT,
+    *,
+    message: str | Callable[[], str] | None = None,
+) -> T:
+    """:func:`wait_for` under its old name, kept only while tests/integration/
+    test_client_breaker.py still calls it; new code calls :func:`wait_for`."""
+    return wait_for(condition, timeout, what=message)
 
 
 def reap(pid: int, timeout: float) -> int:
@@ -137,7 +233,7 @@ def reap(pid: int, timeout: float) -> int:
         return (done, status) if done else None  # a tuple: truthy even for status 0
 
     try:
-        _, status = wait_until(exited, timeout, message=f"child process {pid} to exit")
+        _, status = wait_for(exited, timeout, what=f"child process {pid} to exit")
     except AssertionError as exc:
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
