@@ -6,20 +6,17 @@ shipped policy's rules, the demo MCP server hosted over stdio) and walks through
 an allowed call, a denied call, parameter filtering, the events of those calls, a local stdio
 server, then resilience (:mod:`._demo_resilience`), explaining each step in a sentence or two.
 It finishes in a few seconds and returns 0, or 1 with a one-line reason if a step did not
-behave as shown (a :class:`DemoError`, an ``AssertionError`` or a
+behave as shown (a :class:`~._tour.DemoError`, an ``AssertionError`` or a
 :class:`~sark_sync.GatewayError`); it never prints a traceback.
 """
 
 from __future__ import annotations
 
-import textwrap
 import time
-from collections.abc import Sequence
 from typing import TextIO
 
 from .._config import RetryPolicy
 from .._exceptions import AuthorizationDenied, GatewayError
-from .._models import ToolResult
 from ..client._client import GatewayClient
 from ..testing import LocalGateway
 from ._demo_gateway import (
@@ -30,66 +27,18 @@ from ._demo_gateway import (
     demo_server_env,
     issue_users,
 )
-from ._output import server_rows, table
+from ._demo_resilience import RESILIENCE_STEPS
+from ._output import server_rows
+from ._tour import DemoError, Tour
 
-__all__ = ["DemoError", "Tour", "run_demo"]
+__all__ = ["run_demo"]
 
-#: Columns of the tour's text (tables and code are not wrapped).
-WIDTH = 92
 #: Seconds without a byte before the events step gives up (the events are already there).
 EVENTS_IDLE_TIMEOUT = 3.0
 
 
-class DemoError(Exception):
-    """A step did not behave as the tour says it does."""
-
-
-class Tour:
-    """Numbered steps, indented text and tables on one output stream. A step's text is
-    indented as far as its number and dot, so that it lines up under the title's first word
-    (3 columns under "9. ", 4 under "10. ")."""
-
-    def __init__(self, out: TextIO) -> None:
-        self.out = out
-        self.step = 0
-        self.indent = "   "
-
-    def title(self, text: str) -> None:
-        self.step += 1
-        number = f"{self.step}. "
-        self.indent = " " * len(number)
-        self.out.write(f"\n{number}{text}\n")
-
-    def say(self, text: str = "", *, wrap: bool = True) -> None:
-        """One indented line; a long one is wrapped, its continuation indented further."""
-        if not text:
-            self.out.write("\n")
-            return
-        lines = textwrap.wrap(text, WIDTH, subsequent_indent="    ",
-                              break_on_hyphens=False) if wrap else [text]
-        for line in lines:
-            self.out.write(f"{self.indent}{line}\n")
-
-    def code(self, *lines: str) -> None:
-        """Python as typed at a prompt: ``>>>`` then ``...`` for continuation lines."""
-        for index, line in enumerate(lines):
-            self.say(f"{'>>>' if index == 0 else '...'} {line}", wrap=False)
-
-    def table(self, headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
-        for line in table(headers, rows).splitlines():
-            self.say(line, wrap=False)
-
-    def result(self, result: ToolResult) -> None:
-        shown = result.structured if result.structured is not None else result.text
-        flag = "tool error: " if result.is_error else ""
-        attempts = "1 attempt" if result.attempts == 1 else f"{result.attempts} attempts"
-        self.say(f"{flag}{shown!r}   ({result.latency_ms:.1f} ms, {attempts})")
-
-
 def run_demo(out: TextIO) -> int:
     """Run the tour, writing to ``out``; return the exit status (0, or 1 with a reason)."""
-    from ._demo_resilience import RESILIENCE_STEPS
-
     started = time.monotonic()
     tour = Tour(out)
     out.write("sark_sync demo: governed MCP tool calls that block, never hang, and say why\n")

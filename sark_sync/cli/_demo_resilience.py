@@ -3,7 +3,7 @@ circuit breaker and parallel calls, each against a fault the demo gateway inject
 
 Each step is a function ``(tour, client, gateway, users)`` in :data:`RESILIENCE_STEPS`, run
 after the governance steps of :mod:`._demo`; a step that does not behave as it says raises
-:class:`~._demo.DemoError`. Faults target server ``tickets`` (built-in tools, so a fault never
+:class:`~._tour.DemoError`. Faults target server ``tickets`` (built-in tools, so a fault never
 waits on a child process), and every step leaves no fault armed behind it.
 """
 
@@ -17,8 +17,8 @@ from .._exceptions import CircuitOpenError, DeadlineExceeded, GatewayError
 from .._models import ToolCall
 from ..client._client import GatewayClient
 from ..testing import Fault, LocalGateway
-from ._demo import DemoError, Tour
 from ._demo_gateway import API_KEY, DemoUsers
+from ._tour import DemoError, Tour
 
 __all__ = ["RESILIENCE_STEPS"]
 

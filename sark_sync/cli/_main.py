@@ -75,6 +75,7 @@ from ._client import (
     run_tools,
 )
 from ._common import EXIT_INTERRUPTED, EXIT_TOOL_ERROR, UsageError, exit_code_for
+from ._demo import run_demo
 from ._serve import configure_serve, run_serve
 
 __all__ = ["COMMANDS", "Command", "main"]
@@ -112,8 +113,6 @@ def _configure_demo(parser: argparse.ArgumentParser) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from ._demo import run_demo
-
     return run_demo(sys.stdout)
 
 

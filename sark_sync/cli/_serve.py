@@ -45,6 +45,7 @@ from typing import Any
 from .._exceptions import GatewayError
 from ..testing import LocalGateway
 from ..testing.gateway._builtin_tools import BUILTIN_TOOLS
+from ._demo_gateway import build_gateway, demo_variables, issue_users
 
 __all__ = ["ConfigError", "configure_serve", "run_serve"]
 
@@ -281,8 +282,6 @@ def run_serve(args: argparse.Namespace) -> int:
 
 
 def _demo_gateway(args: argparse.Namespace) -> LocalGateway:
-    from ._demo_gateway import build_gateway
-
     others = [option for option, value in (
         ("--config", args.config), ("--host", args.host), ("--api-key", args.api_keys),
         ("--policy", args.policy), ("--event-buffer", args.event_buffer),
@@ -296,8 +295,6 @@ def _demo_gateway(args: argparse.Namespace) -> LocalGateway:
 def _print_demo_exports(gateway: LocalGateway) -> None:
     """The demo's own loopback-only credentials, for a second terminal (standard error, so
     that standard output stays the URL alone)."""
-    from ._demo_gateway import demo_variables, issue_users
-
     notes = {"SARK_USER_TOKEN": "   # alice: developer, team finance",
              "VIEWER_TOKEN": "   # bob: viewer, team finance"}
     sys.stderr.write("# the demo gateway: paste these into another shell to try the CLI\n")

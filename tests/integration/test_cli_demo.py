@@ -11,7 +11,8 @@ import time
 
 import pytest
 
-from sark_sync.cli._demo import Tour, run_demo
+from sark_sync.cli._demo import run_demo
+from sark_sync.cli._tour import Tour
 
 #: The marker of each step, in the order the tour must show them.
 STEP_TITLES = (
