@@ -75,17 +75,9 @@ __all__ = [
     "error_for_status",
 ]
 
-_CONTEXT_FIELDS = (
-    "method",
-    "url",
-    "status_code",
-    "code",
-    "request_id",
-    "server",
-    "tool",
-    "attempts",
-    "retry_after",
-)
+#: The context every error may carry, in the order ``str(error)`` shows it.
+_CONTEXT_FIELDS = ("method", "url", "status_code", "code", "request_id", "server", "tool",
+                   "attempts", "retry_after")
 
 
 class GatewayError(Exception):
@@ -202,14 +194,8 @@ class ProcessExitedError(TransportError):
     A negative ``returncode`` is the signal that ended it (as in ``subprocess``).
     """
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        returncode: int | None = None,
-        stderr_tail: str = "",
-        **context: Any,
-    ) -> None:
+    def __init__(self, message: str, *, returncode: int | None = None, stderr_tail: str = "",
+                 **context: Any) -> None:
         super().__init__(message, **context)
         self.returncode = returncode
         self.stderr_tail = stderr_tail
@@ -228,10 +214,8 @@ class RPCError(GatewayError):
     ``rpc_message`` the server's own message and ``data`` its optional data.
     """
 
-    def __init__(
-        self, message: str, *, code: int, rpc_message: str = "", data: Any = None,
-        **context: Any,
-    ) -> None:
+    def __init__(self, message: str, *, code: int, rpc_message: str = "", data: Any = None,
+                 **context: Any) -> None:
         super().__init__(message, code=code, **context)
         self.rpc_message = rpc_message
         self.data = data
@@ -244,15 +228,8 @@ class DeadlineExceeded(GatewayError, TimeoutError):
     Retry-After waits, ``last_error`` the error of the last attempt (or None).
     """
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        timeout: float | None = None,
-        slept: float = 0.0,
-        last_error: BaseException | None = None,
-        **context: Any,
-    ) -> None:
+    def __init__(self, message: str, *, timeout: float | None = None, slept: float = 0.0,
+                 last_error: BaseException | None = None, **context: Any) -> None:
         super().__init__(message, **context)
         self.timeout = timeout
         self.slept = slept
@@ -276,16 +253,8 @@ class CircuitOpenError(GatewayError):
     admit the next probe, ``failures`` the consecutive failures that opened it.
     """
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        breaker: str,
-        opened_at: Any = None,
-        probe_at: Any = None,
-        failures: int = 0,
-        **context: Any,
-    ) -> None:
+    def __init__(self, message: str, *, breaker: str, opened_at: Any = None,
+                 probe_at: Any = None, failures: int = 0, **context: Any) -> None:
         super().__init__(message, **context)
         self.breaker = breaker
         self.opened_at = opened_at
@@ -296,14 +265,8 @@ class CircuitOpenError(GatewayError):
 class AuthorizationDenied(GatewayError, PermissionError):
     """The policy denied the call (403 ``policy_denied``, or the client's pre-check)."""
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        reason: str | None = None,
-        audit_id: str | None = None,
-        **context: Any,
-    ) -> None:
+    def __init__(self, message: str, *, reason: str | None = None, audit_id: str | None = None,
+                 **context: Any) -> None:
         super().__init__(message, **context)
         self.reason = reason
         self.audit_id = audit_id
@@ -387,14 +350,8 @@ STATUS_ERRORS: dict[int, type[APIError]] = {
 }
 
 
-def error_for_status(
-    status_code: int,
-    message: str,
-    *,
-    reason: str | None = None,
-    audit_id: str | None = None,
-    **context: Any,
-) -> GatewayError:
+def error_for_status(status_code: int, message: str, *, reason: str | None = None,
+                     audit_id: str | None = None, **context: Any) -> GatewayError:
     """Build the exception for a non-2xx gateway response (403 becomes AuthorizationDenied)."""
     if status_code == 403:
         return AuthorizationDenied(
