@@ -27,7 +27,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Callable
 
 from .._exceptions import ProcessStartError, TransportTimeout
-from ..resilience import _forksafety
+from ..resilience import forksafety
 from ._stdio_process import (
     EXIT_POLL_INTERVAL,
     LADDER_BOUND,
@@ -106,7 +106,7 @@ class ServerProcess:
         self._shutdown: threading.Event | None = None  # set when the ladder is over
         self._stderr_done = threading.Event()
         self._on_stdout_end = on_stdout_end
-        _forksafety.register(self)
+        forksafety.register(self)
         self.threads = [
             threading.Thread(target=self._pump, args=(process.stdout, on_stdout, True),
                              name=f"sark-sync-stdio-{name}-reader", daemon=True),

@@ -33,7 +33,7 @@ import time
 from collections.abc import Iterator
 from typing import Callable
 
-from ..resilience import _forksafety
+from ..resilience import forksafety
 
 __all__ = [
     "EXIT_POLL_INTERVAL", "KILL_TIMEOUT", "LADDER_BOUND", "STDIN_CLOSE_TIMEOUT",
@@ -266,7 +266,7 @@ class _Reaper:
 
 
 reaper = _Reaper()
-_forksafety.register(reaper)
+forksafety.register(reaper)
 atexit.register(reaper.wait_idle, LADDER_BOUND)
 
 

@@ -50,7 +50,7 @@ from .._exceptions import (
     TransportTimeout,
 )
 from .._validation import unencodable, validate_command, validate_env
-from ..wire import _jsonrpc
+from ..wire import jsonrpc
 from ._stdio_pipes import ProcessClosed, ServerProcess
 from ._stdio_process import KILL_TIMEOUT, STDIN_CLOSE_TIMEOUT, TERMINATE_TIMEOUT
 
@@ -118,9 +118,9 @@ class StdioTransport:
         env: Mapping[str, str] | None = None,
         inherit_env: bool = False,
         cwd: str | os.PathLike[str] | None = None,
-        max_line_bytes: int = _jsonrpc.DEFAULT_MAX_LINE_BYTES,
-        on_request: Callable[[_jsonrpc.Request], None] | None = None,
-        on_notification: Callable[[_jsonrpc.Notification], None] | None = None,
+        max_line_bytes: int = jsonrpc.DEFAULT_MAX_LINE_BYTES,
+        on_request: Callable[[jsonrpc.Request], None] | None = None,
+        on_notification: Callable[[jsonrpc.Notification], None] | None = None,
     ) -> None:
         self.command = validate_command(command)
         self.name = name or os.path.basename(self.command[0])
@@ -130,14 +130,14 @@ class StdioTransport:
         self._on_request = on_request
         self._on_notification = on_notification
         self._ids = itertools.count(1)
-        self._pending: dict[_jsonrpc.RequestId, _Pending] = {}
+        self._pending: dict[jsonrpc.RequestId, _Pending] = {}
         self._lock = threading.Lock()  # guards _pending and _exit_error
         self._stderr_tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
         self._exit_error: ProcessExitedError | None = None
         self._proc: ServerProcess | None = None
         self._owner_pid = os.getpid()
-        self._stdout_lines = _jsonrpc.LineSplitter(max_line_bytes)
-        self._stderr_lines = _jsonrpc.LineSplitter(STDERR_LINE_BYTES)
+        self._stdout_lines = jsonrpc.LineSplitter(max_line_bytes)
+        self._stderr_lines = jsonrpc.LineSplitter(STDERR_LINE_BYTES)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -217,7 +217,7 @@ class StdioTransport:
         :class:`TransportTimeout` after sending ``notifications/cancelled`` on a timeout.
         """
         request_id = next(self._ids)
-        line = _encode(lambda: _jsonrpc.encode_request(request_id, method, params))
+        line = _encode(lambda: jsonrpc.encode_request(request_id, method, params))
         pending = _Pending(method)
         with self._lock:
             if self._exit_error is not None:
@@ -240,14 +240,14 @@ class StdioTransport:
 
     def notify(self, method: str, params: Mapping[str, Any] | None = None,
                timeout: float = WRITE_TIMEOUT) -> None:
-        self._write(_encode(lambda: _jsonrpc.encode_notification(method, params)), timeout)
+        self._write(_encode(lambda: jsonrpc.encode_notification(method, params)), timeout)
 
-    def respond(self, request_id: _jsonrpc.RequestId, result: Any) -> None:
-        self._write(_encode(lambda: _jsonrpc.encode_response(request_id, result)), WRITE_TIMEOUT)
+    def respond(self, request_id: jsonrpc.RequestId, result: Any) -> None:
+        self._write(_encode(lambda: jsonrpc.encode_response(request_id, result)), WRITE_TIMEOUT)
 
-    def respond_error(self, request_id: _jsonrpc.RequestId | None, code: int, message: str
+    def respond_error(self, request_id: jsonrpc.RequestId | None, code: int, message: str
                       ) -> None:
-        self._write(_jsonrpc.encode_error(request_id, code, message), WRITE_TIMEOUT)
+        self._write(jsonrpc.encode_error(request_id, code, message), WRITE_TIMEOUT)
 
     def _cancel(self, request_id: int, reason: str) -> None:
         """Tell the server, if its stdin takes it at once: the call's time is up. (A line
@@ -301,21 +301,21 @@ class StdioTransport:
             self._stderr_tail.append(text)
             log.info("[%s] %s", self.name, text)
 
-    def _dispatch(self, line: bytes | _jsonrpc.Oversize) -> None:
-        if isinstance(line, _jsonrpc.Oversize):
+    def _dispatch(self, line: bytes | jsonrpc.Oversize) -> None:
+        if isinstance(line, jsonrpc.Oversize):
             self._on_oversize(line)
             return
         try:
-            message = _jsonrpc.parse_line(line)
-        except _jsonrpc.FramingError as exc:
+            message = jsonrpc.parse_line(line)
+        except jsonrpc.FramingError as exc:
             log.warning("%s wrote a line that is not JSON-RPC (ignored): %s", self.name, exc)
             if exc.salvaged_id is not None:
                 self._resolve(exc.salvaged_id, error=ProtocolError(
                     f"unreadable answer from {self.name!r}: {exc}", server=self.name))
             return
-        if isinstance(message, _jsonrpc.Response):
+        if isinstance(message, jsonrpc.Response):
             self._resolve(message.id, result=message.result)
-        elif isinstance(message, _jsonrpc.ErrorResponse):
+        elif isinstance(message, jsonrpc.ErrorResponse):
             error = RPCError(f"{self.name!r} answered error {message.code}: {message.message}",
                              code=message.code, rpc_message=message.message, data=message.data,
                              server=self.name)
@@ -325,20 +325,20 @@ class StdioTransport:
                 self._resolve(message.id, error=error)
         else:
             callback: Callable[[Any], None] | None = (
-                self._on_request if isinstance(message, _jsonrpc.Request)
+                self._on_request if isinstance(message, jsonrpc.Request)
                 else self._on_notification
             )
             try:
                 if callback is not None:
                     callback(message)
-                elif isinstance(message, _jsonrpc.Request):
-                    self.respond_error(message.id, _jsonrpc.METHOD_NOT_FOUND, "method not found")
+                elif isinstance(message, jsonrpc.Request):
+                    self.respond_error(message.id, jsonrpc.METHOD_NOT_FOUND, "method not found")
             except (ProcessExitedError, TransportTimeout) as exc:
                 log.debug("could not answer %s of %s: %s", message.method, self.name, exc)
             except Exception:
                 log.exception("callback for %s from %s failed", message.method, self.name)
 
-    def _on_oversize(self, line: _jsonrpc.Oversize) -> None:
+    def _on_oversize(self, line: jsonrpc.Oversize) -> None:
         request_id = line.find_id()
         with self._lock:
             if request_id is None and len(self._pending) == 1:
@@ -350,7 +350,7 @@ class StdioTransport:
                 f"the answer of {self.name!r} is a {line.size}-byte line, over the "
                 f"{self._max_line_bytes}-byte limit (max_line_bytes)", server=self.name))
 
-    def _resolve(self, request_id: _jsonrpc.RequestId, *, result: Any = None,
+    def _resolve(self, request_id: jsonrpc.RequestId, *, result: Any = None,
                  error: BaseException | None = None) -> None:
         with self._lock:
             pending = self._pending.get(request_id)
@@ -387,7 +387,7 @@ def _encode(build: Callable[[], bytes]) -> bytes:
     words as on the gateway path)."""
     try:
         return build()
-    except _jsonrpc.NestingError:
+    except jsonrpc.NestingError:
         raise unencodable(RecursionError()) from None
     except Exception as exc:  # a caller's object may raise anything while it is encoded
         raise unencodable(exc) from None

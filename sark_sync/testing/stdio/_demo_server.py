@@ -35,7 +35,7 @@ from collections.abc import Mapping, Sequence
 from typing import IO, Any, Optional, Union
 
 from ...__version__ import __version__
-from ...wire import _jsonrpc as rpc
+from ...wire import jsonrpc as rpc
 
 __all__ = ["SUPPORTED_VERSIONS", "DemoServer", "main"]
 
