@@ -2,9 +2,10 @@
 
 Design: each model has one JSON form here (:func:`server_json`, :func:`tool_json`,
 :func:`result_json`, :func:`event_json`, :func:`health_json`), using the field names of the
-wire contract (DESIGN §4) so that ``sark-sync ... --json`` reads like the gateway's own
-answers, and one table or line form for people. Output goes to the stream given (standard
-output by default) and is flushed per line, so a pipe sees each event as it comes.
+SARK Gateway API v1's JSON (``server_name``, ``tool_name``, ``structuredContent`` ...) so that
+``sark-sync ... --json`` reads like the gateway's own answers, and one table or line form for
+people. Output goes to the stream given (standard output by default) and is flushed per line,
+so a pipe sees each event as it comes.
 """
 
 from __future__ import annotations

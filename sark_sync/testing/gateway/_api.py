@@ -1,4 +1,5 @@
-"""The REST endpoints of the LocalGateway: DESIGN §4 as a function from request to response.
+"""The REST endpoints of the LocalGateway: the SARK Gateway API v1 as a function from request
+to response.
 
 :class:`Api` knows nothing about sockets: it takes a :class:`RecordedRequest` and returns a
 :class:`Response`, so routing, authentication, pagination, validation and idempotency are one
@@ -7,7 +8,7 @@ readable unit. The HTTP handler reads and writes bytes and applies faults around
 Order of checks, which decides which error a request with several problems gets:
 route exists (404) → method allowed (405) → API key (401) → user JWT (401) → query and body
 shape (400) → names known (404) → policy (403, or 503 when it cannot decide) → idempotency
-(409) → the tool runs, with the parameters the policy filtered (:mod:`._enforcement`).
+(409) → the tool runs, with the parameters the policy filtered (:mod:`..policy._enforcement`).
 
 ``GET /api/v1/events`` is answered with a :class:`~._events.Subscription` instead of a
 :class:`Response` once it passed the same checks (``?types=`` is validated: 400), and the
@@ -52,7 +53,7 @@ from ._wire import Response, error_response, json_bytes
 
 __all__ = ["Api", "ApiConfig", "ApiError"]
 
-#: Pagination bounds (DESIGN §4).
+#: Pagination bounds: the page size when ``limit`` is absent, and the largest accepted.
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 #: Longest Idempotency-Key accepted.

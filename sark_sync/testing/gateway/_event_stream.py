@@ -49,7 +49,8 @@ __all__ = [
     "peer_closed",
 ]
 
-#: Seconds of silence on a stream before a ``: ping`` comment (DESIGN §4): proxies and
+#: Seconds of silence on a stream before a ``: ping`` comment (docs/gateway/SSE_TRANSPORT.md,
+#: "Idle timeout and pings"): proxies and
 #: clients with read timeouts then know the connection is alive.
 PING_INTERVAL = 15.0
 #: Reconnection delay sent to clients as ``retry: 1000``: long enough not to hammer a gateway

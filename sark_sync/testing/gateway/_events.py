@@ -55,7 +55,7 @@ __all__ = [
     "validate_event",
 ]
 
-#: Events kept for replay by default (DESIGN §4: a ring buffer).
+#: Events kept for replay by default, in a ring buffer (docs/gateway/SSE_TRANSPORT.md).
 DEFAULT_BUFFER = 10_000
 #: The smallest buffer accepted: a client reconnecting after a few seconds must not lose
 #: events to a busy test; tests of expiry publish more than this many events instead.

@@ -1,4 +1,4 @@
-"""LocalGateway: the SARK Gateway API v1 (DESIGN §4) served on loopback, for tests and demos.
+"""LocalGateway: the SARK Gateway API v1 served on loopback, for tests and demos.
 
 Design: a :class:`LocalGateway` owns one :class:`~._server.GatewayHTTPServer`, one accept
 thread and one thread per connection; the catalogue (:class:`~._registry.Registry`), the
@@ -13,14 +13,14 @@ shuts down every connection, idle keep-alive ones included, and joins every thre
 within ``stop_timeout`` seconds. A thread stuck in a user's tool function cannot be
 interrupted; it is reported in a warning log and left as a daemon.
 
-Events (DESIGN §4, ``GET /api/v1/events``): one :class:`~._events.EventLog` per gateway, fed by
-the :class:`~._catalogue.Catalogue` (``server_registered``, ``server_unregistered``,
-``server_health``), by the API (``tool_invoked``) and by :meth:`LocalGateway.publish_event`;
-each stream is served by its connection's thread (:mod:`._event_stream`) and ends when
-``stop()`` closes the log.
+Events (``GET /api/v1/events``, docs/gateway/SSE_TRANSPORT.md): one
+:class:`~._events.EventLog` per gateway, fed by the :class:`~._catalogue.Catalogue`
+(``server_registered``, ``server_unregistered``, ``server_health``), by the API
+(``tool_invoked``) and by :meth:`LocalGateway.publish_event`; each stream is served by its
+connection's thread (:mod:`._event_stream`) and ends when ``stop()`` closes the log.
 
 Stdio MCP servers (:meth:`LocalGateway.add_stdio_server`) are hosted through sark_sync's own
-:class:`~sark_sync.LocalServer` (see :mod:`._stdio_hosting`): started, and their tools listed,
+:class:`~sark_sync.LocalServer` (see :mod:`..stdio._hosting`): started, and their tools listed,
 before the gateway serves, so its catalogue is complete when ``url`` is known; closed by
 ``stop()`` before the HTTP side, which fails their calls in flight at once (502) instead of
 leaving handler threads waiting for a server that is going away.
@@ -93,7 +93,7 @@ class LocalGateway:
     :param event_retry: seconds sent to stream clients as ``retry: <ms>`` (>= 0).
     :param event_framing: ``"chunked"`` (Transfer-Encoding: chunked) or ``"close"`` (the body
         ends when the connection closes). The event wire format is in :mod:`._events`.
-    :param policy: who authorizes each invoke (DESIGN §7, :mod:`._enforcement`): None (the
+    :param policy: who authorizes each invoke (:mod:`..policy._enforcement`): None (the
         default: every authenticated call runs), ``"builtin"`` (the shipped gateway.rego's
         rules, built in), an OPA base URL (``"http://127.0.0.1:8181"``: asks
         ``sark/gateway/decision``), or an authorizer or decision function. The principal is

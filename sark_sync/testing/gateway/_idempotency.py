@@ -1,10 +1,11 @@
 """Idempotency-Key deduplication for POST /api/v1/invoke.
 
-Contract (DESIGN §5): the first request with a key runs and its response (status, headers,
-body) is stored; a repeat with the same key and the same request fingerprint gets the stored
-response without running anything; the same key with another fingerprint is a conflict; a
-repeat arriving while the first is still running waits for it, bounded by ``wait`` seconds and
-by :meth:`IdempotencyStore.close`, then replays. Keys are scoped (per API key) by the caller.
+Contract (docs/gateway/CLIENT_USAGE.md, "Retries and idempotency"): the first request with a
+key runs and its response (status, headers, body) is stored; a repeat with the same key and the
+same request fingerprint gets the stored response without running anything; the same key with
+another fingerprint is a conflict; a repeat arriving while the first is still running waits for
+it, bounded by ``wait`` seconds and by :meth:`IdempotencyStore.close`, then replays. Keys are
+scoped (per API key) by the caller.
 
 The store is bounded: at most ``capacity`` finished entries, each kept ``ttl`` seconds after
 it finished; the oldest finished entries go first. Entries still running are never evicted:
@@ -27,7 +28,7 @@ __all__ = ["DEFAULT_CAPACITY", "DEFAULT_TTL", "Claim", "IdempotencyStore", "Outc
 
 #: Finished keys kept at most.
 DEFAULT_CAPACITY = 10_000
-#: Seconds a finished key is kept (24 h, as DESIGN §5).
+#: Seconds a finished key is kept: 24 h, longer than any client's retries of one call.
 DEFAULT_TTL = 24 * 3600.0
 
 

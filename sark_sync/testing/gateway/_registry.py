@@ -49,7 +49,8 @@ __all__ = [
 
 logger = logging.getLogger("sark_sync.testing")
 
-#: Server and tool names accepted on the wire (DESIGN §4).
+#: Server and tool names accepted on the wire: the pattern the client checks before it sends
+#: (``sark_sync._validation.NAME_PATTERN``), so no name can inject a path.
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
 TRANSPORTS = ("http", "sse", "stdio")
 SENSITIVITY_LEVELS = ("low", "medium", "high", "critical")

@@ -1,9 +1,10 @@
 """Wire-level values of the SARK Gateway API v1: responses and the error envelope.
 
 Every non-2xx answer carries ``{"error": {"code", "message", "request_id"}}`` with
-``Content-Type: application/json``; the code follows from the status by the table of
-DESIGN §4 (:data:`ERROR_CODES`). Statuses outside the table get a generic code so a fault can
-inject any status and still send a well-formed envelope.
+``Content-Type: application/json``; the code follows from the status by :data:`ERROR_CODES`
+(the codes docs/gateway/ERROR_HANDLING.md lists for ``GatewayError.code``). Statuses outside
+the table get a generic code so a fault can inject any status and still send a well-formed
+envelope.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ __all__ = ["ERROR_CODES", "JSON", "Response", "error_code", "error_response", "j
 
 JSON = "application/json"
 
-#: Status -> error code, exactly as the table of DESIGN §4.
+#: Status -> error code of the SARK Gateway API v1; the client maps them back in
+#: ``sark_sync._exceptions.STATUS_ERRORS``.
 ERROR_CODES = {
     400: "invalid_request",
     401: "unauthenticated",

@@ -1,4 +1,5 @@
-"""The LocalGateway's policy enforcement: the gateway side of DESIGN §7.
+"""The LocalGateway's policy enforcement (docs/gateway/AUTHORIZATION.md, "The LocalGateway
+enforces too").
 
 The client's pre-check is advisory; this is where a decision is binding. For each
 ``POST /api/v1/invoke`` that names a known tool, the gateway builds the same input document a

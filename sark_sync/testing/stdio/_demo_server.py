@@ -1,9 +1,9 @@
 """A small, real MCP server over stdio, for ``sark-sync demo``, the LocalGateway and tests.
 
-Contract (DESIGN §4, stdio): newline-delimited JSON-RPC 2.0 on stdin/stdout, UTF-8, logs on
-stderr only (``sys.stdout`` is pointed at stderr so a stray ``print`` cannot corrupt the
-protocol). Every line written is flushed at once, so the server behaves the same with or without
-``PYTHONUNBUFFERED``.
+Contract (MCP's stdio transport, docs/gateway/STDIO_TRANSPORT.md): newline-delimited JSON-RPC
+2.0 on stdin/stdout, UTF-8, logs on stderr only (``sys.stdout`` is pointed at stderr so a stray
+``print`` cannot corrupt the protocol). Every line written is flushed at once, so the server
+behaves the same with or without ``PYTHONUNBUFFERED``.
 
 - ``initialize`` answers the client's ``protocolVersion`` when it is a supported one, else the
   latest (``--protocol-version V`` forces ``V``). Other requests before it get -32600 "server
