@@ -42,7 +42,8 @@ __all__ = [
     "validate_page",
 ]
 
-#: Server and tool names (DESIGN §4).
+#: Server and tool names: what the gateway accepts in a URL path segment, so a name can never
+#: inject a path (docs/gateway/ERROR_HANDLING.md, "The call pipeline").
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 #: Largest page the gateway serves.
 MAX_PAGE_SIZE = 1000

@@ -1,7 +1,7 @@
 # sark_sync's gateway policy: may this principal invoke this tool with these parameters?
 #
 # Query data.sark.gateway.decision (OPAAuthorizer's default path, sark/gateway/decision) with
-# the input document of DESIGN §7:
+# the input document of docs/gateway/AUTHORIZATION.md ("The input document"):
 #
 #   {"action": "gateway:tool:invoke",
 #    "principal": {"id": "alice", "roles": ["developer"], "teams": ["data"]},
@@ -47,7 +47,8 @@
 # filtered_parameters: when allowed, always an object: the parameters with every sensitive
 # key removed at any depth (inside objects and arrays), equal to the parameters when nothing
 # was sensitive, {} when everything was. The SDK sends the filtered object to the tool
-# (DESIGN §7: when not null it replaces the parameters, even when empty). A key is sensitive
+# (docs/gateway/AUTHORIZATION.md, "The decision": when not null it replaces the parameters,
+# even when empty). A key is sensitive
 # when, lower-cased and stripped of "_", "-", "." and spaces, it ends with one of
 # sensitive_key_suffixes (password, db_password, clientSecret, X-API-Key,
 # aws_secret_access_key, refresh_token ...; not max_tokens or token_count), or equals one of

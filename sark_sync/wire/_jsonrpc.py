@@ -1,10 +1,10 @@
 """JSON-RPC 2.0 framing for MCP's stdio transport: pure functions over bytes, no I/O.
 
 MCP's stdio framing is one JSON-RPC message per line, UTF-8, ``\\n``-terminated, with no
-embedded newlines (DESIGN §4). This module turns messages into lines and lines into typed
-messages, and splits a byte stream into lines under a size cap (:class:`LineSplitter`), so the
-transport's reader thread only moves bytes and every parsing rule is testable with chunk lists,
-one-byte splits included.
+embedded newlines (docs/gateway/STDIO_TRANSPORT.md). This module turns messages into lines
+and lines into typed messages, and splits a byte stream into lines under a size cap
+(:class:`LineSplitter`), so the transport's reader thread only moves bytes and every parsing
+rule is testable with chunk lists, one-byte splits included.
 
 A line that is not a valid JSON-RPC 2.0 message raises :class:`FramingError` (a ``ValueError``)
 naming what is wrong, never echoing more than a short prefix of the line. Batches (JSON arrays)
@@ -54,7 +54,8 @@ METHOD_NOT_FOUND = -32601
 INVALID_PARAMS = -32602
 INTERNAL_ERROR = -32603
 
-#: Largest line accepted by default (DESIGN §6): far above any sane message, far below memory.
+#: Largest line accepted by default (docs/gateway/ERROR_HANDLING.md, "Bounds"): far above any
+#: sane message, far below memory.
 DEFAULT_MAX_LINE_BYTES = 16 * 1024 * 1024
 #: How much of a bad line an error message quotes.
 _QUOTE = 80

@@ -1,4 +1,4 @@
-"""Offset/limit pagination over gateway listings (DESIGN §4).
+"""Offset/limit pagination over gateway listings (``offset``, ``limit``, ``total``).
 
 :func:`parse_page` reads one page leniently: a malformed item is logged and skipped, never
 fatal, and it still occupies its offset. :func:`paginate` walks the pages lazily, holding one
