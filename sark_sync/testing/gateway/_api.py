@@ -48,7 +48,8 @@ from ..policy._enforcement import Denied, Enforcement, Unavailable, tool_metadat
 from ._events import EventLog, Subscription, parse_last_event_id, parse_types
 from ._idempotency import IdempotencyStore, Outcome
 from ._recording import RecordedRequest
-from ._registry import Registry, UnknownName, UpstreamFailure, valid_name
+from ._registry import Registry, UnknownName, valid_name
+from ._tool_calls import UpstreamFailure
 from ._wire import Response, error_response, json_bytes
 
 __all__ = ["Api", "ApiConfig", "ApiError"]

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._registry import ToolFailure, ToolFunction
+from ._tool_calls import ToolFailure, ToolFunction
 
 __all__ = ["BUILTIN_TOOLS", "BuiltinTool"]
 

@@ -1,7 +1,7 @@
 """What a LocalGateway serves, and the events that say when it changes.
 
 Design: :class:`Catalogue` joins the :class:`~._registry.Registry` (servers and tools), the
-:class:`~._stdio_hosting.StdioHosting` (the processes behind stdio servers) and the
+:class:`~..stdio._hosting.StdioHosting` (the processes behind stdio servers) and the
 :class:`~._events.EventLog`, so that every change of the catalogue publishes its event in one
 place, after the change succeeded:
 
@@ -10,7 +10,7 @@ place, after the change succeeded:
 - ``server_unregistered`` {server} when it leaves (and when a stdio server added to a running
   gateway is taken out again because its process could not start);
 - ``server_health`` {server, status} when a server's health changes: a stdio server's as its
-  host reports it (:mod:`._stdio_hosting`), another's through :meth:`Catalogue.set_health`.
+  host reports it (:mod:`..stdio._hosting`), another's through :meth:`Catalogue.set_health`.
 
 The gateway serialises :meth:`Catalogue.add_stdio_server` with its own start and stop.
 """

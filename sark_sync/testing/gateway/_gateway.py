@@ -13,17 +13,13 @@ shuts down every connection, idle keep-alive ones included, and joins every thre
 within ``stop_timeout`` seconds. A thread stuck in a user's tool function cannot be
 interrupted; it is reported in a warning log and left as a daemon.
 
-Events (``GET /api/v1/events``, docs/gateway/SSE_TRANSPORT.md): one
-:class:`~._events.EventLog` per gateway, fed by the :class:`~._catalogue.Catalogue`
-(``server_registered``, ``server_unregistered``, ``server_health``), by the API
-(``tool_invoked``) and by :meth:`LocalGateway.publish_event`; each stream is served by its
-connection's thread (:mod:`._event_stream`) and ends when ``stop()`` closes the log.
+Events (``GET /api/v1/events``, docs/gateway/SSE_TRANSPORT.md) go through one
+:class:`~._events.EventLog`; ``stop()`` closes it, which ends every stream.
 
-Stdio MCP servers (:meth:`LocalGateway.add_stdio_server`) are hosted through sark_sync's own
-:class:`~sark_sync.LocalServer` (see :mod:`..stdio._hosting`): started, and their tools listed,
-before the gateway serves, so its catalogue is complete when ``url`` is known; closed by
-``stop()`` before the HTTP side, which fails their calls in flight at once (502) instead of
-leaving handler threads waiting for a server that is going away.
+Stdio MCP servers (:mod:`..stdio._hosting`) start, and list their tools, before the gateway
+serves, so its catalogue is complete when ``url`` is known; ``stop()`` closes them before the
+HTTP side, which fails their calls in flight at once (502) instead of leaving handler threads
+waiting for a server that is going away.
 
 It is a test double and must never pass for production: it binds loopback addresses only.
 """
@@ -41,7 +37,7 @@ from typing import Any, Callable, TypeVar
 
 from ..policy import _jwt
 from ..policy._enforcement import Enforcement, resolve_policy
-from ..stdio._hosting import StdioHosting
+from ..stdio._hosting import CALL_TIMEOUT, STARTUP_TIMEOUT, StdioHosting
 from ._api import Api, ApiConfig
 from ._catalogue import Catalogue
 from ._event_stream import EVENT_RETRY, PING_INTERVAL, StreamSettings
@@ -50,8 +46,9 @@ from ._faults import Fault, FaultSet
 from ._handler import HandlerContext
 from ._idempotency import IdempotencyStore
 from ._recording import RecordedRequest, RequestLog
-from ._registry import Registry, ToolFunction
+from ._registry import Registry
 from ._server import GatewayHTTPServer, loopback
+from ._tool_calls import ToolFunction
 
 __all__ = ["LocalGateway"]
 
@@ -67,10 +64,6 @@ STOP_TIMEOUT = 5.0
 IDEMPOTENCY_WAIT = 30.0
 #: Seconds an idle keep-alive connection is kept open (None: until stop()).
 IDLE_TIMEOUT = 120.0
-#: Seconds a hosted stdio server may take from spawn to the end of the MCP handshake.
-STDIO_STARTUP_TIMEOUT = 10.0
-#: Seconds a hosted stdio server may take to answer one tool call (then 504).
-STDIO_CALL_TIMEOUT = 30.0
 
 
 class LocalGateway:
@@ -222,12 +215,8 @@ class LocalGateway:
             return self
         return self.start()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         self.stop()
 
     @property
@@ -249,16 +238,9 @@ class LocalGateway:
 
     # -- catalogue -------------------------------------------------------------------------
 
-    def add_server(
-        self,
-        name: str,
-        transport: str = "http",
-        sensitivity_level: str = "medium",
-        authorized_teams: Iterable[str] = (),
-        health_status: str = "healthy",
-        *,
-        server_url: str | None = None,
-    ) -> dict[str, Any]:
+    def add_server(self, name: str, transport: str = "http", sensitivity_level: str = "medium",
+                   authorized_teams: Iterable[str] = (), health_status: str = "healthy", *,
+                   server_url: str | None = None) -> dict[str, Any]:
         """Register a server, publish ``server_registered`` and return its ServerInfo JSON;
         ``ValueError`` for a bad name, a duplicate or an unknown transport, sensitivity level
         or health status."""
@@ -268,26 +250,19 @@ class LocalGateway:
             server_url=server_url,
         )
 
-    def add_stdio_server(
-        self,
-        name: str,
-        command: Sequence[str],
-        *,
-        env: Mapping[str, str] | None = None,
-        cwd: str | os.PathLike[str] | None = None,
-        inherit_env: bool = False,
-        sensitivity_level: str = "medium",
-        authorized_teams: Iterable[str] = (),
-        startup_timeout: float = STDIO_STARTUP_TIMEOUT,
-        call_timeout: float = STDIO_CALL_TIMEOUT,
-    ) -> dict[str, Any]:
+    def add_stdio_server(self, name: str, command: Sequence[str], *,
+                         env: Mapping[str, str] | None = None,
+                         cwd: str | os.PathLike[str] | None = None, inherit_env: bool = False,
+                         sensitivity_level: str = "medium", authorized_teams: Iterable[str] = (),
+                         startup_timeout: float = STARTUP_TIMEOUT,
+                         call_timeout: float = CALL_TIMEOUT) -> dict[str, Any]:
         """Host a stdio MCP server as server ``name``; return its ServerInfo JSON.
 
         It starts with the gateway (at once if it is running); its tools, with their MCP
         ``inputSchema`` and ``annotations``, become the server's. Invokes are forwarded with
         ``tools/call``: a tool error is a 200, a crash or JSON-RPC error a 502, no answer in
         ``call_timeout`` a 504. A crashed server is "unhealthy" until the next invoke
-        restarts it (at most 3 times in 60 s; see :mod:`._stdio_hosting`). Publishes
+        restarts it (at most 3 times in 60 s; see :mod:`..stdio._hosting`). Publishes
         ``server_registered`` at once, and ``server_health`` when it starts ("healthy") and
         each time its health changes.
 
@@ -324,17 +299,10 @@ class LocalGateway:
         """Append any JSON value to the server list as is (to test malformed items)."""
         self._registry.add_raw(obj)
 
-    def add_tool(
-        self,
-        server: str,
-        name: str,
-        func: ToolFunction,
-        description: str = "",
-        input_schema: Mapping[str, Any] | None = None,
-        annotations: Mapping[str, Any] | None = None,
-        sensitivity_level: str = "low",
-        sensitive_params: Iterable[str] = (),
-    ) -> dict[str, Any]:
+    def add_tool(self, server: str, name: str, func: ToolFunction, description: str = "",
+                 input_schema: Mapping[str, Any] | None = None,
+                 annotations: Mapping[str, Any] | None = None, sensitivity_level: str = "low",
+                 sensitive_params: Iterable[str] = ()) -> dict[str, Any]:
         """Register ``func`` as tool ``name`` of ``server``; return its ToolInfo JSON.
 
         ``description`` defaults to the first line of the function's docstring,
@@ -387,26 +355,15 @@ class LocalGateway:
 
     # -- credentials -----------------------------------------------------------------------
 
-    def issue_token(
-        self,
-        subject: str = "alice",
-        roles: Iterable[str] = ("developer",),
-        teams: Iterable[str] = ("data",),
-        ttl: float | None = 3600,
-        **extra_claims: Any,
-    ) -> str:
+    def issue_token(self, subject: str = "alice", roles: Iterable[str] = ("developer",),
+                    teams: Iterable[str] = ("data",), ttl: float | None = 3600,
+                    **extra_claims: Any) -> str:
         """Return an HS256 user JWT signed with ``jwt_secret``.
 
         ``ttl`` seconds until ``exp`` (negative: already expired; ``None``: no ``exp``);
         ``extra_claims`` are added last and may override the others.
         """
-        now = int(time.time())
-        claims: dict[str, Any] = {"sub": subject, "roles": list(roles), "teams": list(teams)}
-        claims["iat"] = now
-        if ttl is not None:
-            claims["exp"] = now + int(ttl)
-        claims.update(extra_claims)
-        return _jwt.encode(claims, self._jwt_secret)
+        return _jwt.user_token(self._jwt_secret, subject, roles, teams, ttl, extra_claims)
 
     def verify_token(self, token: str) -> dict[str, Any]:
         """Return the claims of a user JWT, as the gateway checks it; ``ValueError`` if bad."""

@@ -1,31 +1,23 @@
-"""The servers and tools a LocalGateway exposes, and how tool functions become MCP results.
+"""The servers and tools a LocalGateway exposes: its catalogue.
 
 Design: one :class:`Registry` per gateway, guarded by one lock that is held only while the
 catalogue is read or changed, never while a tool function runs (functions run in the HTTP
 handler thread and may block). Listings are built from a snapshot, in insertion order, so
 pagination is stable while the catalogue does not change.
 
-Contract for tool functions: they take the ``parameters`` dict and return
+A server added with ``add_server`` holds Python tool functions; how a call of one becomes a
+``CallToolResult`` is :mod:`._tool_calls`.
 
-- a dict with a ``"content"`` key: an MCP ``CallToolResult``, used as is;
-- a ``str``: one text block, ``isError: false``;
-- any other JSON value: one text block holding its JSON, plus ``structuredContent`` when it
-  is a dict.
-
-Raising :class:`ToolFailure` (or any exception) yields a text block with the message and
-``isError: true``: a tool error is a result, not an HTTP error.
-
-A server may instead be backed by an :class:`Upstream` (a hosted stdio MCP server): its tools
-are what the upstream listed, a call is forwarded to it (even for a tool it did not list: the
-server, not the catalogue, is the authority on its tools), its health is read from it on every
-listing, and a failure to reach it is :class:`UpstreamFailure`, an HTTP error (502/504).
+A server may instead be backed by an :class:`~._tool_calls.Upstream` (a hosted stdio MCP
+server): its tools are what the upstream listed, a call is forwarded to it (even for a tool it
+did not list: the server, not the catalogue, is the authority on its tools), and its health is
+read from it on every listing.
 """
 
 from __future__ import annotations
 
 import copy
 import inspect
-import json
 import logging
 import re
 import threading
@@ -34,17 +26,18 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable, Protocol
+from typing import Any
+
+from ._tool_calls import ToolFailure, ToolFunction, Upstream, call_tool_result, forwarder
 
 __all__ = [
     "NAME_PATTERN",
     "Registry",
+    "UnknownName",
+    "valid_name",
+    # Defined in ._tool_calls; re-exported here for sark_sync.testing's __init__.
     "ToolFailure",
     "ToolFunction",
-    "UnknownName",
-    "Upstream",
-    "UpstreamFailure",
-    "call_tool_result",
 ]
 
 logger = logging.getLogger("sark_sync.testing")
@@ -56,43 +49,9 @@ TRANSPORTS = ("http", "sse", "stdio")
 SENSITIVITY_LEVELS = ("low", "medium", "high", "critical")
 HEALTH_STATUSES = ("healthy", "degraded", "unhealthy", "unknown")
 
-ToolFunction = Callable[[dict[str, Any]], object]
-
-
-class ToolFailure(Exception):
-    """Raise from a tool function to answer an MCP tool error (``isError: true``)."""
-
 
 class UnknownName(LookupError):
     """A server or tool that the registry does not hold; ``str()`` is the 404 message."""
-
-
-class UpstreamFailure(Exception):
-    """The upstream of a server could not answer a call: ``status`` is 502 (it failed or
-    exited), 504 (it did not answer in time) or 400 (it refused the arguments); ``str()`` is
-    the message for the client.
-
-    ``reached``: the call reached the upstream, so its tool may have run (a crash mid-call, a
-    timeout) or it gave its final answer (a JSON-RPC error). Such an answer is stored under
-    the request's Idempotency-Key and replayed to a retry, which must never run the tool a
-    second time. A call that never reached it (the server could not be started) is not
-    stored: a retry with the same key may run it.
-    """
-
-    def __init__(self, status: int, message: str, *, reached: bool = False) -> None:
-        super().__init__(message)
-        self.status = status
-        self.reached = reached
-
-
-class Upstream(Protocol):
-    """What backs a server whose tools run elsewhere (see :mod:`._stdio_hosting`)."""
-
-    def call(self, tool: str, parameters: dict[str, Any]) -> dict[str, Any]:
-        """Return the CallToolResult of ``tool``; raise :class:`UpstreamFailure`."""
-
-    def health(self) -> str:
-        """One of :data:`HEALTH_STATUSES`, read at the time of the call."""
 
 
 def valid_name(name: object) -> bool:
@@ -112,41 +71,6 @@ def _check_choice(value: str, choices: tuple[str, ...], what: str) -> None:
 
 def _now_rfc3339() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _text_result(text: str, *, is_error: bool) -> dict[str, Any]:
-    return {"content": [{"type": "text", "text": text}], "isError": is_error}
-
-
-def call_tool_result(func: ToolFunction, parameters: dict[str, Any]) -> dict[str, Any]:
-    """Run ``func(parameters)`` and shape what it returns or raises as a CallToolResult."""
-    try:
-        value = func(parameters)
-    except Exception as exc:  # any failure of user code is a tool error, by contract
-        logger.debug("tool function %r raised", getattr(func, "__name__", func), exc_info=True)
-        return _text_result(str(exc) or type(exc).__name__, is_error=True)
-    if isinstance(value, dict) and "content" in value:
-        return value
-    if isinstance(value, str):
-        return _text_result(value, is_error=False)
-    try:
-        text = json.dumps(value)
-    except (TypeError, ValueError) as exc:
-        return _text_result(f"tool returned a value that is not JSON: {exc}", is_error=True)
-    result = _text_result(text, is_error=False)
-    if isinstance(value, dict):
-        result["structuredContent"] = value
-    return result
-
-
-def _forwarder(upstream: Upstream, tool: str) -> ToolFunction:
-    """The function of an upstream tool: the call goes to the upstream."""
-
-    def forward(parameters: dict[str, Any]) -> object:
-        return upstream.call(tool, parameters)
-
-    forward.__name__ = tool
-    return forward
 
 
 @dataclass
@@ -326,7 +250,7 @@ class Registry:
             description = item.get("description")
             taken[name] = _Tool(
                 name=name,
-                func=_forwarder(upstream, name),
+                func=forwarder(upstream, name),
                 description=description if isinstance(description, str) else "",
                 input_schema=copy.deepcopy(schema) if isinstance(schema, dict) else {},
                 annotations=copy.deepcopy(annotations) if isinstance(annotations, dict) else {},

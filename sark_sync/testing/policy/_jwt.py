@@ -7,7 +7,8 @@ never choose how it is verified.
 
 Contract:
 
-- :func:`encode` returns ``header.payload.signature`` in unpadded base64url.
+- :func:`encode` returns ``header.payload.signature`` in unpadded base64url;
+  :func:`user_token` the claims of an end user's token as the LocalGateway issues them.
 - :func:`decode` returns the claims or raises :class:`JWTError` (a ``ValueError``) for a
   malformed token, a foreign algorithm, a bad signature, a non-object payload, an expired
   token (``exp <= now - leeway``) or one not yet valid (``nbf > now + leeway``).
@@ -23,10 +24,10 @@ import hmac
 import json
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Callable, Union
 
-__all__ = ["JWTError", "b64url_decode", "b64url_encode", "decode", "encode"]
+__all__ = ["JWTError", "b64url_decode", "b64url_encode", "decode", "encode", "user_token"]
 
 #: The only algorithm produced and accepted.
 ALGORITHM = "HS256"
@@ -82,6 +83,20 @@ def encode(claims: Mapping[str, Any], secret: Secret) -> str:
     signing_input = f"{_json_segment({'alg': ALGORITHM, 'typ': 'JWT'})}.{_json_segment(claims)}"
     signature = _sign(signing_input.encode("ascii"), secret)
     return f"{signing_input}.{b64url_encode(signature)}"
+
+
+def user_token(secret: Secret, subject: str, roles: Iterable[str], teams: Iterable[str],
+               ttl: float | None, extra_claims: Mapping[str, Any]) -> str:
+    """An end user's token: ``sub``, ``roles``, ``teams``, ``iat`` and, unless ``ttl`` is
+    None, ``exp`` ``ttl`` seconds later (negative: already expired); ``extra_claims`` last,
+    so they may override the others."""
+    now = int(time.time())
+    claims: dict[str, Any] = {"sub": subject, "roles": list(roles), "teams": list(teams),
+                              "iat": now}
+    if ttl is not None:
+        claims["exp"] = now + int(ttl)
+    claims.update(extra_claims)
+    return encode(claims, secret)
 
 
 def _object(segment: str, what: str) -> dict[str, Any]:

@@ -2,10 +2,10 @@
 
 Design: one :class:`StdioHost` per hosted server holds how to start it (command, environment,
 working directory, timeouts) and the running :class:`~sark_sync.LocalServer`. It is the
-server's :class:`~._registry.Upstream`: the registry forwards every invoke of the server to
-:meth:`StdioHost.call` and reads :meth:`StdioHost.health` on every listing, so a crash shows as
-``"unhealthy"`` at once, without a watcher thread. :class:`StdioHosting` holds the hosts of one
-gateway and starts and closes them with it.
+server's :class:`~..gateway._tool_calls.Upstream`: the registry forwards every invoke of the
+server to :meth:`StdioHost.call` and reads :meth:`StdioHost.health` on every listing, so a
+crash shows as ``"unhealthy"`` at once, without a watcher thread. :class:`StdioHosting` holds
+the hosts of one gateway and starts and closes them with it.
 
 Contract of a call, as the gateway answers it:
 
@@ -49,9 +49,10 @@ from ..._exceptions import (
 )
 from ..._validation import validate_command, validate_env
 from ...transports._mcp_session import LocalServer
-from ..gateway._registry import UpstreamFailure
+from ..gateway._tool_calls import UpstreamFailure
 
-__all__ = ["MAX_RESTARTS", "RESTART_WINDOW", "StdioHost", "StdioHosting"]
+__all__ = ["CALL_TIMEOUT", "MAX_RESTARTS", "RESTART_WINDOW", "STARTUP_TIMEOUT", "StdioHost",
+           "StdioHosting"]
 
 log = logging.getLogger("sark_sync.testing")
 
@@ -61,6 +62,10 @@ INVALID_PARAMS = -32602
 MAX_RESTARTS = 3
 #: The window, in seconds, in which restarts are counted.
 RESTART_WINDOW = 60.0
+#: Default seconds a hosted server may take from spawn to the end of the MCP handshake.
+STARTUP_TIMEOUT = 10.0
+#: Default seconds a hosted server may take to answer one tool call (then 504).
+CALL_TIMEOUT = 30.0
 
 
 ToolsListed = Callable[[str, Sequence[Mapping[str, Any]]], object]
