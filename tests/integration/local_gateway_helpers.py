@@ -1,55 +1,24 @@
-"""Helpers shared by the LocalGateway integration tests: a populated gateway, plain-HTTP calls
-and assertions on the error envelope."""
+"""Helpers of the LocalGateway's own integration tests: plain-HTTP calls and assertions on
+the error envelope. Their gateway is ``make_gateway("local_gateway", ...)`` (see
+tests/integration/conftest.py), with ``support.API_KEY``."""
 
 from __future__ import annotations
 
 import json
 import socket
 import threading
-from typing import Any, Callable
+from typing import Any
 
 import requests
-import support
+from support import API_KEY, WAIT
 
 from sark_sync.testing import LocalGateway
 
-KEY = "lg-test-key"
-OTHER_KEY = "lg-other-key"
-SECRET = "lg-jwt-secret"
-AUTH = {"X-API-Key": KEY}
-#: Upper bound of every wait in these tests (never reached when the code is right).
-WAIT = 10.0
-
-
-def wait_until(predicate: Callable[[], object], timeout: float = WAIT) -> None:
-    """:func:`support.wait_until` with these tests' bound, ``WAIT``, as the default."""
-    support.wait_until(predicate, timeout)
+AUTH = {"X-API-Key": API_KEY}
 
 
 def gateway_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith("sark-local-gateway")]
-
-
-def build(**options: Any) -> LocalGateway:
-    options.setdefault("api_keys", (KEY, OTHER_KEY))
-    gw = LocalGateway(jwt_secret=SECRET, **options)
-    gw.add_server("demo", transport="stdio", sensitivity_level="low")
-    gw.add_server("data-mcp", sensitivity_level="high", authorized_teams=("data",))
-
-    @gw.tool("demo", description="Echo the parameters.", annotations={"readOnlyHint": True})
-    def echo(parameters: dict[str, Any]) -> object:
-        return parameters
-
-    @gw.tool("demo")
-    def text(parameters: dict[str, Any]) -> object:
-        return f"hello {parameters.get('name', 'world')}"
-
-    @gw.tool("data-mcp", name="query", sensitive_params=("password",))
-    def run_query(parameters: dict[str, Any]) -> object:
-        """Run a query."""
-        return {"rows": [[1]]}
-
-    return gw
 
 
 def invoke(
@@ -79,7 +48,7 @@ def invoke_request(gw: LocalGateway) -> bytes:
     body = json.dumps({"server": "demo", "tool": "echo", "parameters": {}}).encode()
     head = (
         "POST /api/v1/invoke HTTP/1.1\r\nHost: x\r\n"
-        f"X-API-Key: {KEY}\r\nContent-Length: {len(body)}\r\n\r\n"
+        f"X-API-Key: {API_KEY}\r\nContent-Length: {len(body)}\r\n\r\n"
     )
     return head.encode() + body
 

@@ -10,61 +10,51 @@ import json
 import socket
 import time
 import uuid
-from collections.abc import Iterator
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 import requests
-from local_gateway_helpers import (
-    AUTH,
-    KEY,
-    OTHER_KEY,
-    WAIT,
-    build,
-    error_of,
-    gateway_threads,
-    invoke,
-    raw_exchange,
-    wait_until,
-)
+from local_gateway_helpers import AUTH, error_of, gateway_threads, invoke, raw_exchange
+from support import API_KEY, OTHER_KEY, WAIT, build_gateway, wait_for
 
 from sark_sync.testing import Fault, LocalGateway, ToolFailure
 
 
 @pytest.fixture
-def gw() -> Iterator[LocalGateway]:
-    with build() as gateway:
-        yield gateway
+def gateway(make_gateway: Callable[..., LocalGateway]) -> LocalGateway:
+    return make_gateway("local_gateway")
 
 
 # -- /health ---------------------------------------------------------------------------------
 
 
-def test_health_needs_no_api_key(gw: LocalGateway, http: requests.Session) -> None:
-    response = http.get(f"{gw.url}/health")
+def test_health_needs_no_api_key(gateway: LocalGateway, http: requests.Session) -> None:
+    response = http.get(f"{gateway.url}/health")
     assert response.status_code == 200
     assert response.json() == {"status": "healthy", "version": "0.1.0-local", "servers": 2}
     assert response.headers["Content-Length"] == str(len(response.content))
 
 
 def test_health_answers_503_with_the_same_shape_when_unhealthy(
-    gw: LocalGateway, http: requests.Session
+    gateway: LocalGateway, http: requests.Session
 ) -> None:
-    gw.set_health("unhealthy")
-    response = http.get(f"{gw.url}/health")
+    gateway.set_health("unhealthy")
+    response = http.get(f"{gateway.url}/health")
     assert response.status_code == 503
     assert response.json() == {"status": "unhealthy", "version": "0.1.0-local", "servers": 2}
-    gw.set_health("healthy")
-    assert http.get(f"{gw.url}/health").status_code == 200
+    gateway.set_health("healthy")
+    assert http.get(f"{gateway.url}/health").status_code == 200
     with pytest.raises(ValueError):
-        gw.set_health("sick")
+        gateway.set_health("sick")
 
 
 # -- servers ---------------------------------------------------------------------------------
 
 
-def test_list_servers_returns_server_info_items(gw: LocalGateway, http: requests.Session) -> None:
-    response = http.get(f"{gw.url}/api/v1/servers", headers=AUTH)
+def test_list_servers_returns_server_info_items(
+    gateway: LocalGateway, http: requests.Session
+) -> None:
+    response = http.get(f"{gateway.url}/api/v1/servers", headers=AUTH)
     assert response.status_code == 200
     body = response.json()
     assert (body["total"], body["offset"], body["limit"]) == (2, 0, 100)
@@ -88,12 +78,12 @@ def test_list_servers_returns_server_info_items(gw: LocalGateway, http: requests
 
 
 def test_add_server_returns_the_server_info_the_api_serves(
-    gw: LocalGateway, http: requests.Session
+    gateway: LocalGateway, http: requests.Session
 ) -> None:
-    info = gw.add_server(
+    info = gateway.add_server(
         "pg", transport="sse", sensitivity_level="critical", health_status="degraded"
     )
-    assert http.get(f"{gw.url}/api/v1/servers/pg", headers=AUTH).json() == info
+    assert http.get(f"{gateway.url}/api/v1/servers/pg", headers=AUTH).json() == info
     assert (info["transport"], info["health_status"], info["tools_count"]) == ("sse", "degraded", 0)
 
 
@@ -111,10 +101,10 @@ def test_add_server_returns_the_server_info_the_api_serves(
 def test_servers_paginate_by_offset_and_limit(
     http: requests.Session, query: str, names: list[str], offset: int, limit: int
 ) -> None:
-    with LocalGateway(api_keys=()) as gw:
+    with LocalGateway(api_keys=()) as gateway:
         for i in range(5):
-            gw.add_server(f"s{i}")
-        body = http.get(f"{gw.url}/api/v1/servers?{query}").json()
+            gateway.add_server(f"s{i}")
+        body = http.get(f"{gateway.url}/api/v1/servers?{query}").json()
     assert [s["server_name"] for s in body["servers"]] == names
     assert (body["total"], body["offset"], body["limit"]) == (5, offset, limit)
 
@@ -135,51 +125,53 @@ def test_servers_paginate_by_offset_and_limit(
 )
 @pytest.mark.parametrize("path", ["/api/v1/servers", "/api/v1/tools"])
 def test_pagination_out_of_bounds_is_invalid_request(
-    gw: LocalGateway, http: requests.Session, path: str, query: str
+    gateway: LocalGateway, http: requests.Session, path: str, query: str
 ) -> None:
-    error_of(http.get(f"{gw.url}{path}?{query}", headers=AUTH), 400, "invalid_request")
+    error_of(http.get(f"{gateway.url}{path}?{query}", headers=AUTH), 400, "invalid_request")
 
 
-def test_raw_server_items_are_listed_as_is(gw: LocalGateway, http: requests.Session) -> None:
-    gw.add_raw_server({"server_name": 7, "junk": True})
-    gw.add_raw_server("not an object")
-    body = http.get(f"{gw.url}/api/v1/servers?offset=1", headers=AUTH).json()
+def test_raw_server_items_are_listed_as_is(gateway: LocalGateway, http: requests.Session) -> None:
+    gateway.add_raw_server({"server_name": 7, "junk": True})
+    gateway.add_raw_server("not an object")
+    body = http.get(f"{gateway.url}/api/v1/servers?offset=1", headers=AUTH).json()
     assert body["total"] == 4
     assert body["servers"][1:] == [{"server_name": 7, "junk": True}, "not an object"]
-    assert http.get(f"{gw.url}/health").json()["servers"] == 4
+    assert http.get(f"{gateway.url}/health").json()["servers"] == 4
 
 
-def test_get_server_decodes_the_url_encoded_name(gw: LocalGateway, http: requests.Session) -> None:
-    response = http.get(f"{gw.url}/api/v1/servers/data%2Dmcp", headers=AUTH)
+def test_get_server_decodes_the_url_encoded_name(
+    gateway: LocalGateway, http: requests.Session
+) -> None:
+    response = http.get(f"{gateway.url}/api/v1/servers/data%2Dmcp", headers=AUTH)
     assert response.status_code == 200
     assert response.json()["server_name"] == "data-mcp"
 
 
 @pytest.mark.parametrize("raw", ["a%2Fb", "%2E%2E", ".hidden", "a%20b", "a/b", "x" * 129])
 def test_get_server_with_an_invalid_name_is_invalid_request(
-    gw: LocalGateway, http: requests.Session, raw: str
+    gateway: LocalGateway, http: requests.Session, raw: str
 ) -> None:
-    error_of(http.get(f"{gw.url}/api/v1/servers/{raw}", headers=AUTH), 400, "invalid_request")
+    error_of(http.get(f"{gateway.url}/api/v1/servers/{raw}", headers=AUTH), 400, "invalid_request")
 
 
 def test_unknown_and_removed_servers_are_not_found(
-    gw: LocalGateway, http: requests.Session
+    gateway: LocalGateway, http: requests.Session
 ) -> None:
-    error_of(http.get(f"{gw.url}/api/v1/servers/nope", headers=AUTH), 404, "not_found")
-    gw.remove_server("demo")
-    error_of(http.get(f"{gw.url}/api/v1/servers/demo", headers=AUTH), 404, "not_found")
-    error_of(invoke(http, gw), 404, "not_found")
+    error_of(http.get(f"{gateway.url}/api/v1/servers/nope", headers=AUTH), 404, "not_found")
+    gateway.remove_server("demo")
+    error_of(http.get(f"{gateway.url}/api/v1/servers/demo", headers=AUTH), 404, "not_found")
+    error_of(invoke(http, gateway), 404, "not_found")
     with pytest.raises(KeyError):
-        gw.remove_server("demo")
+        gateway.remove_server("demo")
 
 
 # -- tools -----------------------------------------------------------------------------------
 
 
 def test_list_tools_returns_tool_info_of_every_server(
-    gw: LocalGateway, http: requests.Session
+    gateway: LocalGateway, http: requests.Session
 ) -> None:
-    body = http.get(f"{gw.url}/api/v1/tools", headers=AUTH).json()
+    body = http.get(f"{gateway.url}/api/v1/tools", headers=AUTH).json()
     assert (body["total"], body["offset"], body["limit"]) == (3, 0, 100)
     assert [(t["server_name"], t["tool_name"]) for t in body["tools"]] == [
         ("demo", "echo"),
@@ -200,31 +192,33 @@ def test_list_tools_returns_tool_info_of_every_server(
 
 
 def test_list_tools_filters_by_server_and_paginates(
-    gw: LocalGateway, http: requests.Session
+    gateway: LocalGateway, http: requests.Session
 ) -> None:
-    body = http.get(f"{gw.url}/api/v1/tools?server=demo&offset=1&limit=1", headers=AUTH).json()
+    body = http.get(f"{gateway.url}/api/v1/tools?server=demo&offset=1&limit=1", headers=AUTH).json()
     assert [t["tool_name"] for t in body["tools"]] == ["text"]
     assert (body["total"], body["offset"], body["limit"]) == (2, 1, 1)
 
 
 def test_list_tools_of_an_unknown_server_is_not_found(
-    gw: LocalGateway, http: requests.Session
+    gateway: LocalGateway, http: requests.Session
 ) -> None:
-    error_of(http.get(f"{gw.url}/api/v1/tools?server=nope", headers=AUTH), 404, "not_found")
-    error_of(http.get(f"{gw.url}/api/v1/tools?server=a%2Fb", headers=AUTH), 400, "invalid_request")
+    error_of(http.get(f"{gateway.url}/api/v1/tools?server=nope", headers=AUTH), 404, "not_found")
+    error_of(
+        http.get(f"{gateway.url}/api/v1/tools?server=a%2Fb", headers=AUTH), 400, "invalid_request"
+    )
 
 
-def test_add_tool_validates_its_arguments(gw: LocalGateway) -> None:
+def test_add_tool_validates_its_arguments(gateway: LocalGateway) -> None:
     with pytest.raises(KeyError):
-        gw.add_tool("nope", "t", lambda p: p)
+        gateway.add_tool("nope", "t", lambda p: p)
     with pytest.raises(ValueError):
-        gw.add_tool("demo", "bad name", lambda p: p)
+        gateway.add_tool("demo", "bad name", lambda p: p)
     with pytest.raises(ValueError):
-        gw.add_tool("demo", "echo", lambda p: p)
+        gateway.add_tool("demo", "echo", lambda p: p)
     with pytest.raises(ValueError):
-        gw.add_server("demo")
+        gateway.add_server("demo")
     with pytest.raises(ValueError):
-        gw.add_server("x", transport="carrier-pigeon")
+        gateway.add_server("x", transport="carrier-pigeon")
 
 
 # -- invoke ----------------------------------------------------------------------------------
@@ -255,10 +249,10 @@ class _Unserialisable:
     ],
 )
 def test_invoke_shapes_the_return_value_as_a_call_tool_result(
-    gw: LocalGateway, http: requests.Session, returned: object, result: dict[str, Any]
+    gateway: LocalGateway, http: requests.Session, returned: object, result: dict[str, Any]
 ) -> None:
-    gw.add_tool("demo", "shaped", lambda parameters: returned)
-    response = invoke(http, gw, "shaped", headers={"X-Request-ID": "req-1"})
+    gateway.add_tool("demo", "shaped", lambda parameters: returned)
+    response = invoke(http, gateway, "shaped", headers={"X-Request-ID": "req-1"})
     assert response.status_code == 200
     assert response.json() == {
         "request_id": "req-1",
@@ -279,48 +273,47 @@ def test_invoke_shapes_the_return_value_as_a_call_tool_result(
     ],
 )
 def test_a_raising_tool_is_an_error_result_with_status_200(
-    gw: LocalGateway, http: requests.Session, exc: Exception, text: str
+    gateway: LocalGateway, http: requests.Session, exc: Exception, text: str
 ) -> None:
     def failing(parameters: dict[str, Any]) -> object:
         raise exc
 
-    gw.add_tool("demo", "failing", failing)
-    response = invoke(http, gw, "failing")
+    gateway.add_tool("demo", "failing", failing)
+    response = invoke(http, gateway, "failing")
     assert response.status_code == 200
     assert response.json()["result"] == {
         "content": [{"type": "text", "text": text}],
         "isError": True,
     }
-    assert gw.tool_runs("demo", "failing") == 1
+    assert gateway.tool_runs("demo", "failing") == 1
 
 
 def test_a_non_json_return_value_is_an_error_result(
-    gw: LocalGateway, http: requests.Session
+    gateway: LocalGateway, http: requests.Session
 ) -> None:
-    gw.add_tool("demo", "odd", lambda parameters: _Unserialisable())
-    result = invoke(http, gw, "odd").json()["result"]
+    gateway.add_tool("demo", "odd", lambda parameters: _Unserialisable())
+    result = invoke(http, gateway, "odd").json()["result"]
     assert result["isError"] is True
     assert result["content"][0]["text"].startswith("tool returned a value that is not JSON")
 
 
 def test_invoke_passes_the_parameters_and_counts_runs(
-    gw: LocalGateway, http: requests.Session
+    gateway: LocalGateway, http: requests.Session
 ) -> None:
-    response = invoke(http, gw, "text", {"name": "ada"})
+    response = invoke(http, gateway, "text", {"name": "ada"})
     assert response.json()["result"]["content"] == [{"type": "text", "text": "hello ada"}]
-    assert invoke(http, gw, "query", server="data-mcp").json()["result"]["structuredContent"] == {
-        "rows": [[1]]
-    }
-    assert (gw.tool_runs("demo", "text"), gw.tool_runs("demo", "echo")) == (1, 0)
-    assert gw.tool_runs("data-mcp", "query") == 1
-    assert gw.tool_runs("nope", "nothing") == 0
+    query = invoke(http, gateway, "query", server="data-mcp")
+    assert query.json()["result"]["structuredContent"] == {"rows": [[1]]}
+    assert (gateway.tool_runs("demo", "text"), gateway.tool_runs("demo", "echo")) == (1, 0)
+    assert gateway.tool_runs("data-mcp", "query") == 1
+    assert gateway.tool_runs("nope", "nothing") == 0
 
 
 def test_invoke_without_parameters_passes_an_empty_dict(
-    gw: LocalGateway, http: requests.Session
+    gateway: LocalGateway, http: requests.Session
 ) -> None:
     body = {"server": "demo", "tool": "echo"}
-    response = http.post(f"{gw.url}/api/v1/invoke", json=body, headers=AUTH)
+    response = http.post(f"{gateway.url}/api/v1/invoke", json=body, headers=AUTH)
     assert response.json()["result"]["structuredContent"] == {}
 
 
@@ -342,18 +335,18 @@ def test_invoke_without_parameters_passes_an_empty_dict(
     ],
 )
 def test_malformed_invocations_are_invalid_requests(
-    gw: LocalGateway, http: requests.Session, body: bytes
+    gateway: LocalGateway, http: requests.Session, body: bytes
 ) -> None:
-    response = http.post(f"{gw.url}/api/v1/invoke", data=body, headers=AUTH)
+    response = http.post(f"{gateway.url}/api/v1/invoke", data=body, headers=AUTH)
     error_of(response, 400, "invalid_request")
-    assert gw.tool_runs("demo", "echo") == 0
+    assert gateway.tool_runs("demo", "echo") == 0
 
 
 @pytest.mark.parametrize(("server", "tool"), [("nope", "echo"), ("demo", "nope")])
 def test_invoking_an_unknown_server_or_tool_is_not_found(
-    gw: LocalGateway, http: requests.Session, server: str, tool: str
+    gateway: LocalGateway, http: requests.Session, server: str, tool: str
 ) -> None:
-    error = error_of(invoke(http, gw, tool, server=server), 404, "not_found")
+    error = error_of(invoke(http, gateway, tool, server=server), 404, "not_found")
     assert repr("nope") in error["message"]
 
 
@@ -370,61 +363,66 @@ def test_invoking_an_unknown_server_or_tool_is_not_found(
         ("GET", "/api/v1/events"),
     ],
 )
-@pytest.mark.parametrize("key", [None, "wrong-key", KEY + "x", "", "clé"])
+@pytest.mark.parametrize("key", [None, "wrong-key", API_KEY + "x", "", "clé"])
 def test_api_routes_need_a_valid_api_key(
-    gw: LocalGateway, http: requests.Session, method: str, path: str, key: str | None
+    gateway: LocalGateway, http: requests.Session, method: str, path: str, key: str | None
 ) -> None:
     headers = {"X-Request-ID": "rid-401"}
     if key is not None:
         headers["X-API-Key"] = key
     body = {"server": "demo", "tool": "echo", "parameters": {}}
-    response = http.request(method, f"{gw.url}{path}", json=body, headers=headers)
+    response = http.request(method, f"{gateway.url}{path}", json=body, headers=headers)
     error = error_of(response, 401, "unauthenticated")
     assert error["request_id"] == "rid-401"
     assert (key or "<none>") not in response.text or key in ("", "wrong-key")
-    assert gw.tool_runs("demo", "echo") == 0
+    assert gateway.tool_runs("demo", "echo") == 0
 
 
-def test_every_configured_api_key_is_accepted(gw: LocalGateway, http: requests.Session) -> None:
-    for key in (KEY, OTHER_KEY):
-        assert http.get(f"{gw.url}/api/v1/servers", headers={"X-API-Key": key}).ok
+def test_every_configured_api_key_is_accepted(
+    make_gateway: Callable[..., LocalGateway], http: requests.Session
+) -> None:
+    gateway = make_gateway("local_gateway", api_keys=(API_KEY, OTHER_KEY))
+    for key in (API_KEY, OTHER_KEY):
+        assert http.get(f"{gateway.url}/api/v1/servers", headers={"X-API-Key": key}).ok
 
 
 def test_no_api_key_is_needed_when_none_is_configured(http: requests.Session) -> None:
-    with LocalGateway(api_keys=()) as gw:
-        gw.add_server("demo")
-        assert http.get(f"{gw.url}/api/v1/servers").status_code == 200
-        assert http.get(f"{gw.url}/api/v1/servers", headers={"X-API-Key": "any"}).status_code == 200
+    with LocalGateway(api_keys=()) as gateway:
+        gateway.add_server("demo")
+        assert http.get(f"{gateway.url}/api/v1/servers").status_code == 200
+        any_key = {"X-API-Key": "any"}
+        assert http.get(f"{gateway.url}/api/v1/servers", headers=any_key).status_code == 200
 
 
 def test_error_request_id_echoes_x_request_id_or_is_a_fresh_uuid4(
-    gw: LocalGateway, http: requests.Session
+    gateway: LocalGateway, http: requests.Session
 ) -> None:
     echoed = error_of(
-        http.get(f"{gw.url}/api/v1/servers/nope", headers={**AUTH, "X-Request-ID": "abc-123"}),
+        http.get(f"{gateway.url}/api/v1/servers/nope", headers={**AUTH, "X-Request-ID": "abc-123"}),
         404,
         "not_found",
     )
     assert echoed["request_id"] == "abc-123"
-    first = error_of(http.get(f"{gw.url}/api/v1/servers/nope", headers=AUTH), 404, "not_found")
-    second = error_of(http.get(f"{gw.url}/api/v1/servers/nope", headers=AUTH), 404, "not_found")
+    nope = f"{gateway.url}/api/v1/servers/nope"
+    first = error_of(http.get(nope, headers=AUTH), 404, "not_found")
+    second = error_of(http.get(nope, headers=AUTH), 404, "not_found")
     assert uuid.UUID(first["request_id"]).version == 4
     assert first["request_id"] != second["request_id"]
-    assert [r.request_id for r in gw.requests] == [
+    assert [r.request_id for r in gateway.requests] == [
         "abc-123",
         first["request_id"],
         second["request_id"],
     ]
 
 
-def test_user_tokens_are_verified_when_sent(gw: LocalGateway, http: requests.Session) -> None:
-    good = gw.issue_token("alice", roles=("developer",), teams=("data",))
-    assert gw.verify_token(good)["sub"] == "alice"
-    assert invoke(http, gw, headers={"Authorization": f"Bearer {good}"}).status_code == 200
+def test_user_tokens_are_verified_when_sent(gateway: LocalGateway, http: requests.Session) -> None:
+    good = gateway.issue_token("alice", roles=("developer",), teams=("data",))
+    assert gateway.verify_token(good)["sub"] == "alice"
+    assert invoke(http, gateway, headers={"Authorization": f"Bearer {good}"}).status_code == 200
     assert http.get(
-        f"{gw.url}/api/v1/servers", headers={**AUTH, "Authorization": f"bearer {good}"}
+        f"{gateway.url}/api/v1/servers", headers={**AUTH, "Authorization": f"bearer {good}"}
     ).ok
-    expired = gw.issue_token(ttl=-10)
+    expired = gateway.issue_token(ttl=-10)
     forged = LocalGateway(jwt_secret="another-secret").issue_token()
     for authorization in (
         f"Bearer {expired}",
@@ -433,144 +431,149 @@ def test_user_tokens_are_verified_when_sent(gw: LocalGateway, http: requests.Ses
         f"Basic {good}",
         "Bearer ",
     ):
-        response = invoke(http, gw, headers={"Authorization": authorization})
+        response = invoke(http, gateway, headers={"Authorization": authorization})
         error_of(response, 401, "unauthenticated")
         assert good not in response.text and expired not in response.text
-    assert gw.tool_runs("demo", "echo") == 1
+    assert gateway.tool_runs("demo", "echo") == 1
 
 
 def test_require_user_token_makes_invoke_need_a_jwt(http: requests.Session) -> None:
-    with build(require_user_token=True) as gw:
-        error_of(invoke(http, gw), 401, "unauthenticated")
-        assert http.get(f"{gw.url}/api/v1/servers", headers=AUTH).status_code == 200
-        token = gw.issue_token("bob", roles=("admin",), teams=(), tenant="acme")
-        assert gw.verify_token(token)["tenant"] == "acme"
-        assert invoke(http, gw, headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    with build_gateway("local_gateway", require_user_token=True) as gateway:
+        error_of(invoke(http, gateway), 401, "unauthenticated")
+        assert http.get(f"{gateway.url}/api/v1/servers", headers=AUTH).status_code == 200
+        token = gateway.issue_token("bob", roles=("admin",), teams=(), tenant="acme")
+        assert gateway.verify_token(token)["tenant"] == "acme"
+        bearer = {"Authorization": f"Bearer {token}"}
+        assert invoke(http, gateway, headers=bearer).status_code == 200
 
 
 def test_oversized_bodies_are_payload_too_large_and_close_the_connection(
     http: requests.Session,
 ) -> None:
-    with build(max_request_bytes=1000) as gw:
+    with build_gateway("local_gateway", max_request_bytes=1000) as gateway:
         big = {"server": "demo", "tool": "echo", "parameters": {"x": "y" * 2000}}
-        response = http.post(f"{gw.url}/api/v1/invoke", json=big, headers=AUTH)
+        response = http.post(f"{gateway.url}/api/v1/invoke", json=big, headers=AUTH)
         error_of(response, 413, "payload_too_large")
         assert response.headers["Connection"] == "close"
-        assert gw.tool_runs("demo", "echo") == 0
-        assert gw.requests[-1].body == b""
-        assert invoke(http, gw, parameters={"x": "y" * 900}).status_code == 200
-        assert gw.connections_accepted == 2
+        assert gateway.tool_runs("demo", "echo") == 0
+        assert gateway.requests[-1].body == b""
+        assert invoke(http, gateway, parameters={"x": "y" * 900}).status_code == 200
+        assert gateway.connections_accepted == 2
 
 
-def test_chunked_request_bodies_are_read(gw: LocalGateway, http: requests.Session) -> None:
+def test_chunked_request_bodies_are_read(gateway: LocalGateway, http: requests.Session) -> None:
     parts = [b'{"server": "demo", ', b'"tool": "echo", ', b'"parameters": {"n": 1}}']
-    response = http.post(f"{gw.url}/api/v1/invoke", data=iter(parts), headers=AUTH)
+    response = http.post(f"{gateway.url}/api/v1/invoke", data=iter(parts), headers=AUTH)
     assert response.json()["result"]["structuredContent"] == {"n": 1}
-    assert gw.requests[-1].headers["Transfer-Encoding"] == "chunked"
-    assert gw.requests[-1].body == b"".join(parts)
+    assert gateway.requests[-1].headers["Transfer-Encoding"] == "chunked"
+    assert gateway.requests[-1].body == b"".join(parts)
 
 
 def test_unknown_paths_are_not_found_and_wrong_methods_not_allowed(
-    gw: LocalGateway, http: requests.Session
+    gateway: LocalGateway, http: requests.Session
 ) -> None:
-    error_of(http.get(f"{gw.url}/nope"), 404, "not_found")
-    error_of(http.get(f"{gw.url}/api/v1/nope", headers=AUTH), 404, "not_found")
-    response = http.get(f"{gw.url}/api/v1/invoke", headers=AUTH)
+    error_of(http.get(f"{gateway.url}/nope"), 404, "not_found")
+    error_of(http.get(f"{gateway.url}/api/v1/nope", headers=AUTH), 404, "not_found")
+    response = http.get(f"{gateway.url}/api/v1/invoke", headers=AUTH)
     error_of(response, 405, "method_not_allowed")
     assert response.headers["Allow"] == "POST"
-    response = http.delete(f"{gw.url}/api/v1/servers/demo", headers=AUTH)
+    response = http.delete(f"{gateway.url}/api/v1/servers/demo", headers=AUTH)
     assert (
         error_of(response, 405, "method_not_allowed") and response.headers["Allow"] == "GET, HEAD"
     )
 
 
 def test_head_gets_headers_without_a_body_on_a_kept_alive_connection(
-    gw: LocalGateway, http: requests.Session
+    gateway: LocalGateway, http: requests.Session
 ) -> None:
-    head = http.head(f"{gw.url}/health")
+    head = http.head(f"{gateway.url}/health")
     assert head.status_code == 200 and head.content == b""
-    assert int(head.headers["Content-Length"]) == len(http.get(f"{gw.url}/health").content)
-    assert gw.connections_accepted == 1
+    assert int(head.headers["Content-Length"]) == len(http.get(f"{gateway.url}/health").content)
+    assert gateway.connections_accepted == 1
 
 
 def test_requests_are_recorded_in_order_with_their_details(
-    gw: LocalGateway, http: requests.Session
+    gateway: LocalGateway, http: requests.Session
 ) -> None:
-    http.get(f"{gw.url}/api/v1/tools?server=demo&limit=5", headers=AUTH)
-    invoke(http, gw, parameters={"a": 1}, headers={"Idempotency-Key": "k1"})
-    first, second = gw.requests
+    http.get(f"{gateway.url}/api/v1/tools?server=demo&limit=5", headers=AUTH)
+    invoke(http, gateway, parameters={"a": 1}, headers={"Idempotency-Key": "k1"})
+    first, second = gateway.requests
     assert (first.method, first.path, first.query) == (
         "GET",
         "/api/v1/tools",
         {"server": "demo", "limit": "5"},
     )
-    assert first.body == b"" and first.headers["x-api-key"] == KEY
+    assert first.body == b"" and first.headers["x-api-key"] == API_KEY
     assert (second.method, second.path, second.query) == ("POST", "/api/v1/invoke", {})
     assert second.json() == {"server": "demo", "tool": "echo", "parameters": {"a": 1}}
-    assert second.headers["IDEMPOTENCY-KEY"] == "k1" and "Idempotency-Key" in list(second.headers)
+    assert second.headers["IDEMPOTENCY-KEY"] == "k1"
+    assert "Idempotency-Key" in list(second.headers)
     assert first.received_at <= second.received_at <= time.monotonic()
-    assert KEY not in repr(second) and "[secure]" in repr(second)
-    gw.clear_requests()
-    assert gw.requests == []
+    assert API_KEY not in repr(second) and "[secure]" in repr(second)
+    gateway.clear_requests()
+    assert gateway.requests == []
 
 
 # -- connections and lifecycle ---------------------------------------------------------------
 
 
 def test_keep_alive_serves_many_requests_over_one_connection(
-    gw: LocalGateway, http: requests.Session
+    gateway: LocalGateway, http: requests.Session
 ) -> None:
     for _ in range(20):
-        assert http.get(f"{gw.url}/api/v1/servers", headers=AUTH).status_code == 200
-        assert invoke(http, gw).status_code == 200
-    assert (gw.connections_accepted, gw.max_open_connections, gw.open_connections) == (1, 1, 1)
+        assert http.get(f"{gateway.url}/api/v1/servers", headers=AUTH).status_code == 200
+        assert invoke(http, gateway).status_code == 200
+    counts = (gateway.connections_accepted, gateway.max_open_connections,
+              gateway.open_connections)
+    assert counts == (1, 1, 1)
 
 
-def test_keep_alive_adds_no_nagle_stall(gw: LocalGateway, http: requests.Session) -> None:
-    http.get(f"{gw.url}/health")
+def test_keep_alive_adds_no_nagle_stall(gateway: LocalGateway, http: requests.Session) -> None:
+    http.get(f"{gateway.url}/health")
     started = time.perf_counter()
     for _ in range(200):
-        http.get(f"{gw.url}/health")
+        http.get(f"{gateway.url}/health")
     assert time.perf_counter() - started < 2.0
-    assert gw.connections_accepted == 1
+    assert gateway.connections_accepted == 1
 
 
-def test_responses_are_written_in_one_piece_with_content_length(gw: LocalGateway) -> None:
+def test_responses_are_written_in_one_piece_with_content_length(gateway: LocalGateway) -> None:
     request = b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    status, headers, body = raw_exchange(gw, request)
+    status, headers, body = raw_exchange(gateway, request)
     assert status == 200 and headers["content-length"] == str(len(body))
     assert headers["connection"] == "close" and json.loads(body)["status"] == "healthy"
 
 
-def test_a_malformed_request_line_gets_the_json_envelope(gw: LocalGateway) -> None:
-    status, headers, body = raw_exchange(gw, b"NONSENSE\r\n\r\n")
+def test_a_malformed_request_line_gets_the_json_envelope(gateway: LocalGateway) -> None:
+    status, headers, body = raw_exchange(gateway, b"NONSENSE\r\n\r\n")
     assert status == 400 and headers["content-type"] == "application/json"
     assert json.loads(body)["error"]["code"] == "invalid_request"
 
 
 def test_stop_closes_idle_keep_alive_connections_and_joins_every_thread() -> None:
-    gw = build().start()
-    port = int(gw.url.rsplit(":", 1)[1])
+    gateway = build_gateway("local_gateway").start()
+    port = int(gateway.url.rsplit(":", 1)[1])
     with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as sock:
         sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
         assert sock.recv(65536).startswith(b"HTTP/1.1 200 OK\r\n")
-        wait_until(lambda: gw.open_connections == 1)
+        wait_for(lambda: gateway.open_connections == 1)
         assert len(gateway_threads()) == 2  # the accept loop and the idle connection
-        gw.stop()
+        gateway.stop()
         assert gateway_threads() == []
-        assert gw.open_connections == 0
+        assert gateway.open_connections == 0
         assert sock.recv(1) == b""
-    gw.stop()  # idempotent
+    gateway.stop()  # idempotent
     with pytest.raises(RuntimeError):
-        gw.start()
+        gateway.start()
 
 
 def test_url_needs_a_started_gateway() -> None:
-    gw = LocalGateway()
+    gateway = LocalGateway()
     with pytest.raises(RuntimeError):
-        gw.url  # noqa: B018 - the property raises
-    assert gw.connections_accepted == gw.open_connections == gw.max_open_connections == 0
-    gw.stop()
+        gateway.url  # noqa: B018 - the property raises
+    assert (gateway.connections_accepted, gateway.open_connections,
+            gateway.max_open_connections) == (0, 0, 0)
+    gateway.stop()
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.10", "10.0.0.1", "example.com", ""])
@@ -581,24 +584,24 @@ def test_only_loopback_hosts_are_accepted(host: str) -> None:
 
 @pytest.mark.parametrize("host", ["localhost", "127.0.0.1", "127.0.0.2"])
 def test_loopback_hosts_serve(host: str, http: requests.Session) -> None:
-    with LocalGateway(host=host) as gw:
-        assert gw.url.startswith(f"http://{'127.0.0.1' if host == 'localhost' else host}:")
-        assert http.get(f"{gw.url}/health").status_code == 200
+    with LocalGateway(host=host) as gateway:
+        assert gateway.url.startswith(f"http://{'127.0.0.1' if host == 'localhost' else host}:")
+        assert http.get(f"{gateway.url}/health").status_code == 200
 
 
 def test_ipv6_loopback_serves(http: requests.Session) -> None:
     # The machines this project runs on (developers' and CI's) have IPv6 loopback.
-    with LocalGateway(host="::1") as gw:
-        assert gw.url.startswith("http://[::1]:")
-        assert http.get(f"{gw.url}/health").status_code == 200
+    with LocalGateway(host="::1") as gateway:
+        assert gateway.url.startswith("http://[::1]:")
+        assert http.get(f"{gateway.url}/health").status_code == 200
 
 
 def test_the_gateway_logs_nothing_to_stderr(
-    gw: LocalGateway, http: requests.Session, capfd: pytest.CaptureFixture[str]
+    gateway: LocalGateway, http: requests.Session, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    gw.add_fault(Fault(drop=True))
+    gateway.add_fault(Fault(drop=True))
     with pytest.raises(requests.ConnectionError):
-        invoke(http, gw)
-    http.get(f"{gw.url}/health")
-    raw_exchange(gw, b"BROKEN\r\n\r\n")
+        invoke(http, gateway)
+    http.get(f"{gateway.url}/health")
+    raw_exchange(gateway, b"BROKEN\r\n\r\n")
     assert capfd.readouterr().err == ""

@@ -14,13 +14,13 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 import requests
-from local_gateway_helpers import AUTH, KEY, SECRET, WAIT, error_of, gateway_threads, wait_until
+from local_gateway_helpers import AUTH, error_of, gateway_threads
+from support import API_KEY, WAIT, build_gateway, wait_for
 
 from sark_sync.testing import Fault, LocalGateway
 
@@ -53,7 +53,7 @@ class EventReader:
         self,
         url: str,
         *,
-        key: str | None = KEY,
+        key: str | None = API_KEY,
         last_event_id: str | int | None = None,
         types: str | None = None,
         version: str = "HTTP/1.1",
@@ -218,19 +218,14 @@ class EventReader:
             return True
 
 
-def start(**options: Any) -> LocalGateway:
-    options.setdefault("api_keys", (KEY,))
-    return LocalGateway(jwt_secret=SECRET, **options).start()
-
-
 @pytest.fixture
-def gw() -> Iterator[LocalGateway]:
-    with start() as gateway:
-        yield gateway
+def gateway(make_gateway: Callable[..., LocalGateway]) -> LocalGateway:
+    """A gateway without servers: no ``server_registered`` events, ids start at 1."""
+    return make_gateway("empty")
 
 
-def publish(gw: LocalGateway, count: int, type: str = "custom", start: int = 0) -> list[int]:
-    return [gw.publish_event(type, {"n": n}) for n in range(start, start + count)]
+def publish(gateway: LocalGateway, count: int, type: str = "custom", start: int = 0) -> list[int]:
+    return [gateway.publish_event(type, {"n": n}) for n in range(start, start + count)]
 
 
 def ids(events: list[SSE]) -> list[int | None]:
@@ -242,42 +237,44 @@ def ids(events: list[SSE]) -> list[int | None]:
 
 @pytest.mark.parametrize("key", [None, "wrong-key"])
 def test_a_stream_needs_a_valid_api_key(
-    gw: LocalGateway, http: requests.Session, key: str | None
+    gateway: LocalGateway, http: requests.Session, key: str | None
 ) -> None:
     headers = {"X-API-Key": key} if key else {}
-    error_of(http.get(f"{gw.url}/api/v1/events", headers=headers), 401, "unauthenticated")
-    with EventReader(gw.url, key=key) as reader:
+    error_of(http.get(f"{gateway.url}/api/v1/events", headers=headers), 401, "unauthenticated")
+    with EventReader(gateway.url, key=key) as reader:
         assert reader.status == 401
         assert reader.headers["content-type"] == "application/json"
 
 
 def test_a_stream_is_200_event_stream_no_cache_chunked_and_starts_with_retry(
-    gw: LocalGateway,
+    gateway: LocalGateway,
 ) -> None:
-    with EventReader(gw.url) as reader:
+    with EventReader(gateway.url) as reader:
         assert reader.status == 200
         assert reader.headers["content-type"] == "text/event-stream"
         assert reader.headers["cache-control"] == "no-cache"
         assert reader.headers["transfer-encoding"] == "chunked"
         assert "content-length" not in reader.headers
         assert reader.headers["x-request-id"]
-        gw.publish_event("custom", {"n": 1})
+        gateway.publish_event("custom", {"n": 1})
         assert reader.next() == SSE(1, "custom", '{"n":1}')
         assert reader.retry == [1000]
         assert reader.chunks[0] == b"retry: 1000\nid: 0\n\n"
 
 
 def test_retry_is_configurable_in_seconds_and_sent_in_milliseconds() -> None:
-    with start(event_retry=0.25) as gw, EventReader(gw.url) as reader:
-        gw.publish_event("custom", {})
+    with build_gateway("empty", event_retry=0.25) as gateway, EventReader(gateway.url) as reader:
+        gateway.publish_event("custom", {})
         reader.take(1)
         assert reader.chunks[0] == b"retry: 250\nid: 0\n\n"
 
 
-def test_each_event_is_one_chunk_with_its_id_type_and_one_line_of_json(gw: LocalGateway) -> None:
+def test_each_event_is_one_chunk_with_its_id_type_and_one_line_of_json(
+    gateway: LocalGateway
+) -> None:
     data = {"text": "two\nlines\r\nand a\u2028separator", "é": [1, None, True]}
-    with EventReader(gw.url) as reader:
-        event_id = gw.publish_event("custom_event", data)
+    with EventReader(gateway.url) as reader:
+        event_id = gateway.publish_event("custom_event", data)
         event = reader.next()
         assert event is not None and event.json() == data
         assert reader.chunks[-1] == (
@@ -287,17 +284,17 @@ def test_each_event_is_one_chunk_with_its_id_type_and_one_line_of_json(gw: Local
         assert b"\r" not in reader.chunks[-1] and reader.chunks[-1].count(b"\n") == 4
 
 
-def test_a_stream_request_is_recorded_like_any_other(gw: LocalGateway) -> None:
-    with EventReader(gw.url, last_event_id=0, types="custom") as reader:
+def test_a_stream_request_is_recorded_like_any_other(gateway: LocalGateway) -> None:
+    with EventReader(gateway.url, last_event_id=0, types="custom") as reader:
         assert reader.status == 200
-    recorded = gw.requests[-1]
+    recorded = gateway.requests[-1]
     assert (recorded.method, recorded.path, recorded.query) == (
         "GET", "/api/v1/events", {"types": "custom"})
     assert recorded.headers["Last-Event-ID"] == "0"
 
 
-def test_head_answers_the_stream_headers_without_a_body(gw: LocalGateway) -> None:
-    with EventReader(gw.url, method="HEAD") as reader:
+def test_head_answers_the_stream_headers_without_a_body(gateway: LocalGateway) -> None:
+    with EventReader(gateway.url, method="HEAD") as reader:
         assert reader.status == 200
         assert reader.headers["content-type"] == "text/event-stream"
         assert reader.rest() == [] and reader.chunks == []
@@ -307,71 +304,71 @@ def test_head_answers_the_stream_headers_without_a_body(gw: LocalGateway) -> Non
 
 
 def test_ids_increase_strictly_from_first_event_id() -> None:
-    with start(first_event_id=500) as gw:
-        assert gw.last_event_id == 499
-        assert publish(gw, 3) == [500, 501, 502]
-        assert gw.last_event_id == 502
-        with EventReader(gw.url, last_event_id=499) as reader:
+    with build_gateway("empty", first_event_id=500) as gateway:
+        assert gateway.last_event_id == 499
+        assert publish(gateway, 3) == [500, 501, 502]
+        assert gateway.last_event_id == 502
+        with EventReader(gateway.url, last_event_id=499) as reader:
             assert ids(reader.take(3)) == [500, 501, 502]
 
 
 def test_without_last_event_id_only_events_published_after_connecting_come(
-    gw: LocalGateway,
+    gateway: LocalGateway,
 ) -> None:
-    publish(gw, 3)
-    with EventReader(gw.url) as reader:
+    publish(gateway, 3)
+    with EventReader(gateway.url) as reader:
         assert reader.quiet(0.1) and not reader.eof  # no replay of the buffer
-        publish(gw, 2, start=3)
+        publish(gateway, 2, start=3)
         events = reader.take(2)
         assert ids(events) == [4, 5] and [e.json()["n"] for e in events] == [3, 4]
 
 
 def test_last_event_id_zero_replays_the_whole_buffer_then_live_events_follow(
-    gw: LocalGateway,
+    gateway: LocalGateway,
 ) -> None:
-    publish(gw, 3)
-    with EventReader(gw.url, last_event_id=0) as reader:
+    publish(gateway, 3)
+    with EventReader(gateway.url, last_event_id=0) as reader:
         assert [e.json()["n"] for e in reader.take(3)] == [0, 1, 2]
-        publish(gw, 2, start=3)
+        publish(gateway, 2, start=3)
         assert ids(reader.take(2)) == [4, 5]
 
 
-def test_last_event_id_replays_only_later_events(gw: LocalGateway) -> None:
-    publish(gw, 10)
-    with EventReader(gw.url, last_event_id=7) as reader:
+def test_last_event_id_replays_only_later_events(gateway: LocalGateway) -> None:
+    publish(gateway, 10)
+    with EventReader(gateway.url, last_event_id=7) as reader:
         assert ids(reader.take(3)) == [8, 9, 10]
         assert reader.quiet(0.1)
 
 
 def test_last_event_id_of_the_newest_event_replays_nothing_and_streams_what_follows(
-    gw: LocalGateway,
+    gateway: LocalGateway,
 ) -> None:
-    publish(gw, 4)
-    with EventReader(gw.url, last_event_id=4) as reader:
+    publish(gateway, 4)
+    with EventReader(gateway.url, last_event_id=4) as reader:
         assert reader.quiet(0.1)
-        publish(gw, 1)
+        publish(gateway, 1)
         assert ids(reader.take(1)) == [5]
 
 
 def test_an_id_that_fell_out_of_the_buffer_gets_stream_reset_then_the_whole_buffer(
-    gw: LocalGateway,
+    gateway: LocalGateway,
 ) -> None:
-    publish(gw, 10_050)  # the buffer keeps the last 10,000: ids 51..10050
-    with EventReader(gw.url, last_event_id=10) as reader:
+    publish(gateway, 10_050)  # the buffer keeps the last 10,000: ids 51..10050
+    with EventReader(gateway.url, last_event_id=10) as reader:
         reset, *replayed = reader.take(10_001)
     assert reset == SSE(None, "stream_reset", reset.data)
     assert reset.json() == {"last_event_id": 10, "oldest_available": 51, "reason": "expired"}
     assert ids(replayed) == list(range(51, 10_051))
-    with EventReader(gw.url, last_event_id=50) as reader:  # nothing lost after 50
+    with EventReader(gateway.url, last_event_id=50) as reader:  # nothing lost after 50
         assert ids(reader.take(1)) == [51]
 
 
 @pytest.mark.parametrize(("published", "oldest"), [(3, 1), (0, None)])
 def test_an_id_from_the_future_gets_stream_reset_then_the_whole_buffer(
-    gw: LocalGateway, published: int, oldest: int | None
+    gateway: LocalGateway, published: int, oldest: int | None
 ) -> None:
-    publish(gw, published)
-    with EventReader(gw.url, last_event_id=99) as reader:
+    publish(gateway, published)
+    with EventReader(gateway.url, last_event_id=99) as reader:
         reset = reader.take(1)[0]
         assert (reset.id, reset.event) == (None, "stream_reset")
         assert reset.json() == {"last_event_id": 99, "oldest_available": oldest,
@@ -381,33 +378,33 @@ def test_an_id_from_the_future_gets_stream_reset_then_the_whole_buffer(
 
 @pytest.mark.parametrize("value", ["abc", "-1", "1.5", "0x10", "9" * 31])
 def test_a_malformed_last_event_id_gets_stream_reset_then_the_whole_buffer(
-    gw: LocalGateway, value: str
+    gateway: LocalGateway, value: str
 ) -> None:
-    publish(gw, 2)
-    with EventReader(gw.url, last_event_id=value) as reader:
+    publish(gateway, 2)
+    with EventReader(gateway.url, last_event_id=value) as reader:
         reset, *replayed = reader.take(3)
     assert reset.json() == {"last_event_id": None, "oldest_available": 1, "reason": "malformed"}
     assert ids(replayed) == [1, 2]
 
 
-def test_an_empty_last_event_id_is_absent(gw: LocalGateway) -> None:
-    publish(gw, 1)
-    with EventReader(gw.url, last_event_id="") as reader:
+def test_an_empty_last_event_id_is_absent(gateway: LocalGateway) -> None:
+    publish(gateway, 1)
+    with EventReader(gateway.url, last_event_id="") as reader:
         assert reader.opening() == b"retry: 1000\nid: 1\n\n"  # no reset: as if absent
         assert reader.quiet(0.1) and not reader.eof
-        publish(gw, 1)
+        publish(gateway, 1)
         assert [(e.id, e.event) for e in reader.take(1)] == [(2, "custom")]
 
 
 def test_a_restarted_gateway_binds_the_same_port_and_continues_ids_for_its_clients() -> None:
-    with start() as first:
+    with build_gateway("empty") as first:
         publish(first, 5)
         port = int(first.url.rsplit(":", 1)[1])
         # Open at stop(): its connection ends in TIME_WAIT.
         reader = EventReader(first.url, last_event_id=0)
         reader.take(5)
     reader.close()
-    with start(port=port, first_event_id=6) as second:
+    with build_gateway("empty", port=port, first_event_id=6) as second:
         assert second.url == first.url
         publish(second, 2, start=5)
         with EventReader(second.url, last_event_id=5) as resumed:
@@ -420,11 +417,11 @@ def test_a_restarted_gateway_binds_the_same_port_and_continues_ids_for_its_clien
 # -- where a stream starts: the opening block ------------------------------------------------
 
 
-def test_a_fresh_stream_gets_no_old_event_but_every_new_one(gw: LocalGateway) -> None:
-    publish(gw, 5)
-    with EventReader(gw.url) as reader:
+def test_a_fresh_stream_gets_no_old_event_but_every_new_one(gateway: LocalGateway) -> None:
+    publish(gateway, 5)
+    with EventReader(gateway.url) as reader:
         assert reader.opening() == b"retry: 1000\nid: 5\n\n"  # subscribed from here on
-        publish(gw, 3, type="fresh")
+        publish(gateway, 3, type="fresh")
         events = reader.take(3)
         assert [(e.id, e.event) for e in events] == [(6, "fresh"), (7, "fresh"), (8, "fresh")]
         assert reader.quiet(0.1) and not reader.eof
@@ -439,22 +436,22 @@ def test_a_fresh_stream_gets_no_old_event_but_every_new_one(gw: LocalGateway) ->
 def test_the_opening_block_is_retry_and_the_id_after_which_events_are_due(
     framing: str, last_event_id: int | str | None, position: int
 ) -> None:
-    with start(event_framing=framing) as gw:
-        publish(gw, 3)
-        with EventReader(gw.url, last_event_id=last_event_id) as reader:
+    with build_gateway("empty", event_framing=framing) as gateway:
+        publish(gateway, 3)
+        with EventReader(gateway.url, last_event_id=last_event_id) as reader:
             assert reader.opening() == b"retry: 1000\nid: %d\n\n" % position
             assert reader.chunks[:1] == ([b"retry: 1000\nid: %d\n\n" % position]
                                          if framing == "chunked" else [])
             assert reader.last_id == str(position)
             assert ids(reader.take(3 - position)) == list(range(position + 1, 4))
-            publish(gw, 1)
+            publish(gateway, 1)
             assert ids(reader.take(1)) == [4]
 
 
 def test_a_fresh_stream_of_a_gateway_continuing_ids_opens_at_the_id_before_its_first() -> None:
-    with start(first_event_id=500) as gw, EventReader(gw.url) as reader:
+    with build_gateway("empty", first_event_id=500) as gateway, EventReader(gateway.url) as reader:
         assert reader.opening() == b"retry: 1000\nid: 499\n\n"
-        publish(gw, 1)
+        publish(gateway, 1)
         assert ids(reader.take(1)) == [500]
 
 
@@ -464,9 +461,10 @@ def test_a_fresh_stream_of_a_gateway_continuing_ids_opens_at_the_id_before_its_f
 def test_the_opening_block_has_no_id_when_a_stream_reset_follows(
     last_event_id: int | str, reason: str
 ) -> None:
-    with start(first_event_id=10) as gw:  # ids 10..12: 99 is ahead, 2 fell out
-        publish(gw, 3)
-        with EventReader(gw.url, last_event_id=last_event_id) as reader:
+    # ids 10..12: 99 is ahead, 2 fell out
+    with build_gateway("empty", first_event_id=10) as gateway:
+        publish(gateway, 3)
+        with EventReader(gateway.url, last_event_id=last_event_id) as reader:
             assert reader.opening() == b"retry: 1000\n\n"
             reset = reader.take(1)[0]
             assert (reset.id, reset.event, reset.json()["reason"]) == (
@@ -479,23 +477,23 @@ def test_the_opening_block_has_no_id_when_a_stream_reset_follows(
 
 @pytest.mark.parametrize("ending", ["drop_after_events", "client_closes"])
 def test_a_stream_lost_before_its_first_event_resumes_from_its_opening_id_losing_nothing(
-    gw: LocalGateway, ending: str
+    gateway: LocalGateway, ending: str
 ) -> None:
-    publish(gw, 3)
+    publish(gateway, 3)
     if ending == "drop_after_events":
-        gw.add_fault(Fault(path="/api/v1/events", drop_after_events=0))
-    with EventReader(gw.url) as first:
+        gateway.add_fault(Fault(path="/api/v1/events", drop_after_events=0))
+    with EventReader(gateway.url) as first:
         assert first.opening() == b"retry: 1000\nid: 3\n\n"
         if ending == "drop_after_events":
             assert first.rest() == [] and first.eof and not first.last_chunk
     position = first.last_id
     assert position == "3"
-    publish(gw, 2, start=3)  # while the client is away
-    with EventReader(gw.url, last_event_id=position) as resumed:
+    publish(gateway, 2, start=3)  # while the client is away
+    with EventReader(gateway.url, last_event_id=position) as resumed:
         events = resumed.take(2)
         assert ids(events) == [4, 5] and [e.json()["n"] for e in events] == [3, 4]
         assert resumed.quiet(0.1) and not resumed.eof  # nothing older, nothing twice
-    with EventReader(gw.url) as fresh:  # what reconnecting without the id would have lost
+    with EventReader(gateway.url) as fresh:  # what reconnecting without the id would have lost
         assert fresh.opening() == b"retry: 1000\nid: 5\n\n"
         assert fresh.quiet(0.1)
 
@@ -504,16 +502,16 @@ def test_a_stream_lost_before_its_first_event_resumes_from_its_opening_id_losing
 
 
 def test_types_filter_events_on_the_server_but_stream_reset_is_always_sent(
-    gw: LocalGateway,
+    gateway: LocalGateway,
 ) -> None:
     for type in ("alpha", "beta", "gamma", "beta", "alpha"):
-        gw.publish_event(type, {})
-    with EventReader(gw.url, types="alpha,gamma", last_event_id=1000) as reader:
+        gateway.publish_event(type, {})
+    with EventReader(gateway.url, types="alpha,gamma", last_event_id=1000) as reader:
         events = reader.take(4)
         assert [(e.id, e.event) for e in events] == [
             (None, "stream_reset"), (1, "alpha"), (3, "gamma"), (5, "alpha")]
-        gw.publish_event("beta", {})
-        gw.publish_event("gamma", {})
+        gateway.publish_event("beta", {})
+        gateway.publish_event("gamma", {})
         assert [(e.id, e.event) for e in reader.take(1)] == [(7, "gamma")]
 
 
@@ -521,14 +519,14 @@ def test_types_filter_events_on_the_server_but_stream_reset_is_always_sent(
     "types", ["", "A", "alpha,,beta", "alpha,", "tool-invoked", "a" * 65, "alpha,Beta", "é"]
 )
 def test_bad_types_are_400_invalid_request(
-    gw: LocalGateway, http: requests.Session, types: str
+    gateway: LocalGateway, http: requests.Session, types: str
 ) -> None:
-    response = http.get(f"{gw.url}/api/v1/events", params={"types": types}, headers=AUTH)
+    response = http.get(f"{gateway.url}/api/v1/events", params={"types": types}, headers=AUTH)
     assert "types" in error_of(response, 400, "invalid_request")["message"]
 
 
 def test_an_idle_stream_gets_a_ping_every_ping_interval() -> None:
-    with start(ping_interval=0.1) as gw, EventReader(gw.url) as reader:
+    with build_gateway("empty", ping_interval=0.1) as gateway, EventReader(gateway.url) as reader:
         opened = time.monotonic()
         assert reader.quiet(0.55)
         assert 4 <= len(reader.pings) <= 6
@@ -542,7 +540,8 @@ def test_an_idle_stream_gets_a_ping_every_ping_interval() -> None:
 
 @pytest.mark.parametrize("framing", ["chunked", "close"])
 def test_an_event_published_mid_stream_arrives_within_200ms(framing: str) -> None:
-    with start(event_framing=framing) as gw, EventReader(gw.url) as reader:
+    with build_gateway("empty", event_framing=framing) as gateway, \
+            EventReader(gateway.url) as reader:
         if framing == "close":
             assert reader.headers["connection"] == "close"
             assert "transfer-encoding" not in reader.headers
@@ -550,60 +549,60 @@ def test_an_event_published_mid_stream_arrives_within_200ms(framing: str) -> Non
         for n in range(5):
             assert reader.quiet(0.02)
             published = time.monotonic()
-            gw.publish_event("custom", {"n": n})
+            gateway.publish_event("custom", {"n": n})
             event = reader.next(DELIVERY)
             assert event is not None and event.json() == {"n": n}
             assert time.monotonic() - published < DELIVERY
 
 
-def test_an_http_1_0_client_gets_the_close_framing(gw: LocalGateway) -> None:
-    publish(gw, 2)
-    with EventReader(gw.url, version="HTTP/1.0", last_event_id=0) as reader:
+def test_an_http_1_0_client_gets_the_close_framing(gateway: LocalGateway) -> None:
+    publish(gateway, 2)
+    with EventReader(gateway.url, version="HTTP/1.0", last_event_id=0) as reader:
         assert "transfer-encoding" not in reader.headers
         assert ids(reader.take(2)) == [1, 2]
 
 
 @pytest.mark.parametrize("framing", ["chunked", "close"])
 def test_stop_ends_every_open_stream_promptly_and_frees_its_thread(framing: str) -> None:
-    gw = start(event_framing=framing, ping_interval=60)
-    readers = [EventReader(gw.url) for _ in range(3)]
+    gateway = build_gateway("empty", event_framing=framing, ping_interval=60).start()
+    readers = [EventReader(gateway.url) for _ in range(3)]
     try:
-        publish(gw, 1)
+        publish(gateway, 1)
         for reader in readers:
             reader.take(1)
-        assert gw.open_connections == 3
+        assert gateway.open_connections == 3
         began = time.monotonic()
-        gw.stop()
+        gateway.stop()
         assert time.monotonic() - began < 2.0
         for reader in readers:
             assert reader.rest(2.0) == [] and reader.eof
         assert gateway_threads() == []
     finally:
-        gw.stop()
+        gateway.stop()
         for reader in readers:
             reader.close()
 
 
 def test_a_client_that_disconnects_frees_its_stream_thread() -> None:
-    with start(ping_interval=60) as gw:
-        reader = EventReader(gw.url)
+    with build_gateway("empty", ping_interval=60) as gateway:
+        reader = EventReader(gateway.url)
         reader.take(0)
-        wait_until(lambda: gw.open_connections == 1)
+        wait_for(lambda: gateway.open_connections == 1)
         threads = len(gateway_threads())
         reader.close()
         began = time.monotonic()
-        wait_until(lambda: gw.open_connections == 0)
+        wait_for(lambda: gateway.open_connections == 0)
         assert time.monotonic() - began < 2.0
         assert len(gateway_threads()) == threads - 1
 
 
-def test_ten_concurrent_streams_each_get_every_event(gw: LocalGateway) -> None:
-    readers = [EventReader(gw.url) for _ in range(10)]
+def test_ten_concurrent_streams_each_get_every_event(gateway: LocalGateway) -> None:
+    readers = [EventReader(gateway.url) for _ in range(10)]
     try:
-        publish(gw, 100)
+        publish(gateway, 100)
         for reader in readers:
             assert ids(reader.take(100)) == list(range(1, 101))
-        publish(gw, 1)
+        publish(gateway, 1)
         for reader in readers:
             assert ids(reader.take(1)) == [101]
     finally:
@@ -612,16 +611,16 @@ def test_ten_concurrent_streams_each_get_every_event(gw: LocalGateway) -> None:
 
 
 def test_5000_events_from_four_threads_arrive_complete_in_order_without_duplicates(
-    gw: LocalGateway,
+    gateway: LocalGateway,
 ) -> None:
     per_thread, go = 1250, threading.Event()
 
     def produce(name: str) -> None:
         go.wait(WAIT)
         for seq in range(per_thread):
-            gw.publish_event("load", {"producer": name, "seq": seq})
+            gateway.publish_event("load", {"producer": name, "seq": seq})
 
-    with EventReader(gw.url) as reader:
+    with EventReader(gateway.url) as reader:
         producers = [threading.Thread(target=produce, args=(f"p{i}",)) for i in range(4)]
         for producer in producers:
             producer.start()
@@ -640,10 +639,10 @@ def test_a_reader_that_falls_a_buffer_behind_gets_stream_reset_lagged() -> None:
     # The stream's writer runs ahead of a reader that does not read only as far as the socket
     # buffers allow (a few MiB, far less than 25,000 events of 1 KiB), and the publisher
     # outruns the writer: events after the writer's position are overwritten meanwhile.
-    with start() as gw, EventReader(gw.url) as reader:
+    with build_gateway("empty") as gateway, EventReader(gateway.url) as reader:
         padding = "x" * 1024
         for n in range(25_000):
-            gw.publish_event("big", {"n": n, "padding": padding})
+            gateway.publish_event("big", {"n": n, "padding": padding})
         events = [reader.take(1, timeout=30)[0]]
         while events[-1].id != 25_000:
             events.append(reader.take(1, timeout=30)[0])
@@ -665,47 +664,47 @@ def test_a_reader_that_falls_a_buffer_behind_gets_stream_reset_lagged() -> None:
 
 
 def test_drop_after_events_closes_every_stream_abruptly_after_that_many_events(
-    gw: LocalGateway,
+    gateway: LocalGateway,
 ) -> None:
-    fault = gw.add_fault(Fault(path="/api/v1/events", drop_after_events=3, times=None))
-    publish(gw, 5)
-    with EventReader(gw.url, last_event_id=0) as reader:
+    fault = gateway.add_fault(Fault(path="/api/v1/events", drop_after_events=3, times=None))
+    publish(gateway, 5)
+    with EventReader(gateway.url, last_event_id=0) as reader:
         assert ids(reader.rest()) == [1, 2, 3]
         assert reader.eof and not reader.last_chunk
-    with EventReader(gw.url, last_event_id=3) as resumed:
+    with EventReader(gateway.url, last_event_id=3) as resumed:
         assert ids(resumed.take(2)) == [4, 5]
         assert resumed.quiet(0.1) and not resumed.eof  # two events so far: still open
-        publish(gw, 2)
+        publish(gateway, 2)
         assert ids(resumed.rest()) == [6]
         assert resumed.eof and not resumed.last_chunk
     assert fault.hits == 2
 
 
-def test_drop_after_zero_events_closes_right_after_retry(gw: LocalGateway) -> None:
-    gw.add_fault(Fault(path="/api/v1/events", drop_after_events=0))
-    publish(gw, 2)
-    with EventReader(gw.url, last_event_id=0) as reader:  # two events due, none sent
+def test_drop_after_zero_events_closes_right_after_retry(gateway: LocalGateway) -> None:
+    gateway.add_fault(Fault(path="/api/v1/events", drop_after_events=0))
+    publish(gateway, 2)
+    with EventReader(gateway.url, last_event_id=0) as reader:  # two events due, none sent
         assert reader.rest() == [] and reader.retry == [1000] and not reader.last_chunk
-    with EventReader(gw.url, last_event_id=0) as reader:  # the fault applied once
+    with EventReader(gateway.url, last_event_id=0) as reader:  # the fault applied once
         assert ids(reader.take(2)) == [1, 2]
 
 
-def test_drop_counts_only_events_the_stream_sent(gw: LocalGateway) -> None:
-    gw.add_fault(Fault(path="/api/v1/events", drop_after_events=2))
-    gw.publish_event("alpha", {})
-    gw.publish_event("beta", {})
-    with EventReader(gw.url, types="beta", last_event_id=77) as reader:
-        gw.publish_event("beta", {})
-        gw.publish_event("beta", {})
+def test_drop_counts_only_events_the_stream_sent(gateway: LocalGateway) -> None:
+    gateway.add_fault(Fault(path="/api/v1/events", drop_after_events=2))
+    gateway.publish_event("alpha", {})
+    gateway.publish_event("beta", {})
+    with EventReader(gateway.url, types="beta", last_event_id=77) as reader:
+        gateway.publish_event("beta", {})
+        gateway.publish_event("beta", {})
         assert [(e.id, e.event) for e in reader.rest()] == [
             (None, "stream_reset"), (2, "beta"), (3, "beta")]
 
 
 def test_stall_sends_nothing_not_even_pings_for_stall_seconds_then_closes() -> None:
-    with start(ping_interval=0.05) as gw:
-        gw.add_fault(Fault(path="/api/v1/events", stall_after_events=2, stall=0.6))
-        publish(gw, 4)
-        with EventReader(gw.url, last_event_id=0) as reader:
+    with build_gateway("empty", ping_interval=0.05) as gateway:
+        gateway.add_fault(Fault(path="/api/v1/events", stall_after_events=2, stall=0.6))
+        publish(gateway, 4)
+        with EventReader(gateway.url, last_event_id=0) as reader:
             began = time.monotonic()
             assert ids(reader.take(2)) == [1, 2]
             assert reader.rest(WAIT) == []
@@ -714,42 +713,42 @@ def test_stall_sends_nothing_not_even_pings_for_stall_seconds_then_closes() -> N
 
 
 def test_a_stall_without_end_lasts_until_stop() -> None:
-    gw = start(ping_interval=0.05)
+    gateway = build_gateway("empty", ping_interval=0.05).start()
     try:
-        gw.add_fault(Fault(path="/api/v1/events", stall_after_events=0))
-        with EventReader(gw.url) as reader:
-            publish(gw, 1)
+        gateway.add_fault(Fault(path="/api/v1/events", stall_after_events=0))
+        with EventReader(gateway.url) as reader:
+            publish(gateway, 1)
             assert reader.quiet(0.3) and not reader.eof
             began = time.monotonic()
-            gw.stop()
+            gateway.stop()
             assert reader.rest(2.0) == [] and time.monotonic() - began < 2.0
     finally:
-        gw.stop()
+        gateway.stop()
 
 
 def test_a_503_fault_with_retry_after_turns_a_stream_away_once(
-    gw: LocalGateway, http: requests.Session
+    gateway: LocalGateway, http: requests.Session
 ) -> None:
-    gw.add_fault(Fault(path="/api/v1/events", status=503, retry_after=2))
-    response = http.get(f"{gw.url}/api/v1/events", headers=AUTH)
+    gateway.add_fault(Fault(path="/api/v1/events", status=503, retry_after=2))
+    response = http.get(f"{gateway.url}/api/v1/events", headers=AUTH)
     error_of(response, 503, "unavailable")
     assert response.headers["Retry-After"] == "2"
-    publish(gw, 1)
-    with EventReader(gw.url, last_event_id=0) as reader:
+    publish(gateway, 1)
+    with EventReader(gateway.url, last_event_id=0) as reader:
         assert ids(reader.take(1)) == [1]
 
 
-def test_a_401_fault_and_a_delay_apply_to_streams_too(gw: LocalGateway) -> None:
-    gw.add_fault(Fault(path="/api/v1/events", status=401))
-    gw.add_fault(Fault(path="/api/v1/events", delay=0.3))
-    with EventReader(gw.url) as reader:
+def test_a_401_fault_and_a_delay_apply_to_streams_too(gateway: LocalGateway) -> None:
+    gateway.add_fault(Fault(path="/api/v1/events", status=401))
+    gateway.add_fault(Fault(path="/api/v1/events", delay=0.3))
+    with EventReader(gateway.url) as reader:
         assert reader.status == 401
     began = time.monotonic()
-    with EventReader(gw.url) as reader:
+    with EventReader(gateway.url) as reader:
         assert reader.status == 200 and time.monotonic() - began >= 0.3
 
 
-def test_a_content_type_fault_changes_the_stream_content_type(gw: LocalGateway) -> None:
-    gw.add_fault(Fault(path="/api/v1/events", content_type="application/json"))
-    with EventReader(gw.url) as reader:
+def test_a_content_type_fault_changes_the_stream_content_type(gateway: LocalGateway) -> None:
+    gateway.add_fault(Fault(path="/api/v1/events", content_type="application/json"))
+    with EventReader(gateway.url) as reader:
         assert reader.headers["content-type"] == "application/json"

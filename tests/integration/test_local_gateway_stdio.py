@@ -17,14 +17,13 @@ import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 import requests
-from local_gateway_helpers import AUTH, KEY, WAIT, error_of, gateway_threads, wait_until
-from support import FAST_RETRY, child_env
+from local_gateway_helpers import AUTH, error_of, gateway_threads
+from support import API_KEY, WAIT, build_gateway, child_env, wait_for
 
 import sark_sync
 from sark_sync.cli import _main as cli
@@ -37,38 +36,34 @@ DEMO = [sys.executable, "-m", "sark_sync.testing.demo_server"]
 CALL_TIMEOUT = 0.5
 
 
-@pytest.fixture
-def gw() -> Iterator[LocalGateway]:
-    gateway = LocalGateway(api_keys=(KEY,))
+def _demo_over_stdio(gateway: LocalGateway) -> None:
     gateway.add_stdio_server(
         "demo", DEMO, env=child_env(), sensitivity_level="low", authorized_teams=("data",),
         call_timeout=CALL_TIMEOUT,
     )
-    with gateway:
-        yield gateway
 
 
 @pytest.fixture
-def client(gw: LocalGateway) -> Iterator[sark_sync.GatewayClient]:
-    with sark_sync.GatewayClient(gw.url, api_key=KEY, retry=FAST_RETRY) as made:
-        yield made
+def gateway(make_gateway: Callable[..., LocalGateway]) -> LocalGateway:
+    """A gateway hosting only the demo MCP server over stdio (low, team data)."""
+    return make_gateway(_demo_over_stdio)
 
 
-def invoke(http: requests.Session, gw: LocalGateway, tool: str, parameters: Any = None,
+def invoke(http: requests.Session, gateway: LocalGateway, tool: str, parameters: Any = None,
            **headers: str) -> requests.Response:
     body = {"server": "demo", "tool": tool, "parameters": parameters or {}}
-    return http.post(f"{gw.url}/api/v1/invoke", json=body, headers={**AUTH, **headers})
+    return http.post(f"{gateway.url}/api/v1/invoke", json=body, headers={**AUTH, **headers})
 
 
-def server_info(http: requests.Session, gw: LocalGateway) -> dict[str, Any]:
-    info: dict[str, Any] = http.get(f"{gw.url}/api/v1/servers/demo", headers=AUTH).json()
-    listed = http.get(f"{gw.url}/api/v1/servers", headers=AUTH).json()["servers"]
+def server_info(http: requests.Session, gateway: LocalGateway) -> dict[str, Any]:
+    info: dict[str, Any] = http.get(f"{gateway.url}/api/v1/servers/demo", headers=AUTH).json()
+    listed = http.get(f"{gateway.url}/api/v1/servers", headers=AUTH).json()["servers"]
     assert [s["health_status"] for s in listed] == [info["health_status"]]
     return info
 
 
-def demo_pid(gw: LocalGateway) -> int:
-    host = gw._hosting.get("demo")
+def demo_pid(gateway: LocalGateway) -> int:
+    host = gateway._hosting.get("demo")
     assert host is not None and host.pid is not None
     return host.pid
 
@@ -82,21 +77,21 @@ def gone(pid: int) -> bool:
 
 
 def test_stdio_server_info_reports_transport_tools_count_and_health(
-    gw: LocalGateway, http: requests.Session
+    gateway: LocalGateway, http: requests.Session
 ) -> None:
-    info = server_info(http, gw)
+    info = server_info(http, gateway)
     assert info["transport"] == "stdio"
     assert info["server_url"] == "stdio://local/demo"
     assert info["tools_count"] == len(BUILTIN_TOOLS)
     assert info["health_status"] == "healthy"
     assert (info["sensitivity_level"], info["authorized_teams"]) == ("low", ["data"])
-    assert http.get(f"{gw.url}/health").json()["servers"] == 1
+    assert http.get(f"{gateway.url}/health").json()["servers"] == 1
 
 
 def test_stdio_tools_carry_the_servers_input_schema_and_camelcase_annotations(
-    gw: LocalGateway, http: requests.Session
+    gateway: LocalGateway, http: requests.Session
 ) -> None:
-    page = http.get(f"{gw.url}/api/v1/tools", params={"server": "demo"}, headers=AUTH).json()
+    page = http.get(f"{gateway.url}/api/v1/tools", params={"server": "demo"}, headers=AUTH).json()
     assert page["total"] == len(BUILTIN_TOOLS)
     assert [t["tool_name"] for t in page["tools"]] == [t["name"] for t in BUILTIN_TOOLS]
     for listed, declared in zip(page["tools"], BUILTIN_TOOLS):
@@ -119,12 +114,12 @@ def test_gateway_client_lists_stdio_tools_with_parsed_annotations(
 
 
 def test_invoke_echo_and_add_return_the_servers_call_tool_result(
-    gw: LocalGateway, http: requests.Session
+    gateway: LocalGateway, http: requests.Session
 ) -> None:
-    echo = invoke(http, gw, "echo", {"text": "hi"})
+    echo = invoke(http, gateway, "echo", {"text": "hi"})
     assert echo.status_code == 200
     assert echo.json()["result"] == {"content": [{"type": "text", "text": "hi"}], "isError": False}
-    add = invoke(http, gw, "add", {"a": 2, "b": 3.5}).json()
+    add = invoke(http, gateway, "add", {"a": 2, "b": 3.5}).json()
     assert (add["server"], add["tool"], add["filtered"]) == ("demo", "add", [])
     assert add["result"] == {
         "content": [{"type": "text", "text": "5.5"}],
@@ -134,9 +129,9 @@ def test_invoke_echo_and_add_return_the_servers_call_tool_result(
 
 
 def test_a_tool_error_is_a_200_result_with_is_error(
-    gw: LocalGateway, http: requests.Session, client: sark_sync.GatewayClient
+    gateway: LocalGateway, http: requests.Session, client: sark_sync.GatewayClient
 ) -> None:
-    response = invoke(http, gw, "fail", {"message": "nope"})
+    response = invoke(http, gateway, "fail", {"message": "nope"})
     assert response.status_code == 200
     assert response.json()["result"] == {
         "content": [{"type": "text", "text": "nope"}], "isError": True,
@@ -165,105 +160,105 @@ def test_the_same_tool_through_the_gateway_and_a_local_session_gives_the_same_re
 
 
 def test_arguments_the_server_refuses_are_a_400_not_retried(
-    gw: LocalGateway, http: requests.Session, client: sark_sync.GatewayClient
+    gateway: LocalGateway, http: requests.Session, client: sark_sync.GatewayClient
 ) -> None:
     """JSON-RPC -32602 (invalid params; the demo server's answer to an unknown tool, which
     the catalogue let through here) is the caller's fault: 400, and the client does not
     retry it."""
-    error = error_of(invoke(http, gw, "no_such_tool"), 400, "invalid_request")
+    error = error_of(invoke(http, gateway, "no_such_tool"), 400, "invalid_request")
     assert "-32602" in error["message"] and "no_such_tool" in error["message"]
     with pytest.raises(sark_sync.BadRequestError) as info:
         client.invoke_tool("demo", "no_such_tool")
     assert info.value.attempts == 1
-    assert server_info(http, gw)["health_status"] == "healthy"
+    assert server_info(http, gateway)["health_status"] == "healthy"
 
 
 def test_a_call_slower_than_call_timeout_is_a_504_and_the_server_stays_up(
-    gw: LocalGateway, http: requests.Session
+    gateway: LocalGateway, http: requests.Session
 ) -> None:
-    error = error_of(invoke(http, gw, "slow", {"seconds": 10}), 504, "upstream_timeout")
+    error = error_of(invoke(http, gateway, "slow", {"seconds": 10}), 504, "upstream_timeout")
     assert f"{CALL_TIMEOUT:g}s" in error["message"]
-    assert invoke(http, gw, "echo", {"text": "still here"}).status_code == 200
-    assert server_info(http, gw)["health_status"] == "healthy"
+    assert invoke(http, gateway, "echo", {"text": "still here"}).status_code == 200
+    assert server_info(http, gateway)["health_status"] == "healthy"
 
 
 def test_a_server_that_exits_mid_call_is_a_502_with_the_exit_code_but_not_its_stderr(
-    gw: LocalGateway, http: requests.Session
+    gateway: LocalGateway, http: requests.Session
 ) -> None:
-    pid = demo_pid(gw)
-    error = error_of(invoke(http, gw, "crash", {"code": 7}), 502, "upstream_error")
+    pid = demo_pid(gateway)
+    error = error_of(invoke(http, gateway, "crash", {"code": 7}), 502, "upstream_error")
     assert "exited with code 7" in error["message"]
     assert "crashing on purpose" not in error["message"]  # the demo server's stderr line
-    assert server_info(http, gw)["health_status"] == "unhealthy"
-    wait_until(lambda: gone(pid))  # reaped: the gateway keeps no zombie
+    assert server_info(http, gateway)["health_status"] == "unhealthy"
+    wait_for(lambda: gone(pid))  # reaped: the gateway keeps no zombie
 
 
 def test_the_next_invoke_restarts_a_crashed_server_and_it_is_healthy_again(
-    gw: LocalGateway, http: requests.Session
+    gateway: LocalGateway, http: requests.Session
 ) -> None:
-    first = demo_pid(gw)
-    assert invoke(http, gw, "crash").status_code == 502
-    assert server_info(http, gw)["health_status"] == "unhealthy"
-    response = invoke(http, gw, "echo", {"text": "back"})
+    first = demo_pid(gateway)
+    assert invoke(http, gateway, "crash").status_code == 502
+    assert server_info(http, gateway)["health_status"] == "unhealthy"
+    response = invoke(http, gateway, "echo", {"text": "back"})
     assert response.status_code == 200, response.text
     assert response.json()["result"]["content"] == [{"type": "text", "text": "back"}]
-    assert demo_pid(gw) != first
-    info = server_info(http, gw)
+    assert demo_pid(gateway) != first
+    info = server_info(http, gateway)
     assert (info["health_status"], info["tools_count"]) == ("healthy", len(BUILTIN_TOOLS))
 
 
 def test_past_the_restart_budget_invokes_answer_502_without_restarting(
-    gw: LocalGateway, http: requests.Session
+    gateway: LocalGateway, http: requests.Session
 ) -> None:
-    assert invoke(http, gw, "crash").status_code == 502
+    assert invoke(http, gateway, "crash").status_code == 502
     for _ in range(MAX_RESTARTS):  # each invoke restarts the server, which crashes again
-        assert invoke(http, gw, "crash").status_code == 502
-    last = demo_pid(gw)
-    error = error_of(invoke(http, gw, "echo", {"text": "x"}), 502, "upstream_error")
+        assert invoke(http, gateway, "crash").status_code == 502
+    last = demo_pid(gateway)
+    error = error_of(invoke(http, gateway, "echo", {"text": "x"}), 502, "upstream_error")
     assert "not restarting it again yet" in error["message"]
-    assert demo_pid(gw) == last and gone(last)
-    assert server_info(http, gw)["health_status"] == "unhealthy"
-    assert gw.tool_runs("demo", "crash") == MAX_RESTARTS + 1
+    assert demo_pid(gateway) == last and gone(last)
+    assert server_info(http, gateway)["health_status"] == "unhealthy"
+    assert gateway.tool_runs("demo", "crash") == MAX_RESTARTS + 1
 
 
 def test_an_idempotency_key_reused_on_a_stdio_tool_runs_it_once(
-    gw: LocalGateway, http: requests.Session
+    gateway: LocalGateway, http: requests.Session
 ) -> None:
     key = str(uuid.uuid4())
-    first = invoke(http, gw, "echo", {"text": "once"}, **{"Idempotency-Key": key})
-    second = invoke(http, gw, "echo", {"text": "once"}, **{"Idempotency-Key": key})
+    first = invoke(http, gateway, "echo", {"text": "once"}, **{"Idempotency-Key": key})
+    second = invoke(http, gateway, "echo", {"text": "once"}, **{"Idempotency-Key": key})
     assert first.status_code == second.status_code == 200
     assert second.headers["Idempotent-Replayed"] == "true"
     assert second.json() == first.json()
-    assert gw.tool_runs("demo", "echo") == 1
-    invoke(http, gw, "echo", {"text": "once"})  # no key: runs again
-    assert gw.tool_runs("demo", "echo") == 2
+    assert gateway.tool_runs("demo", "echo") == 1
+    invoke(http, gateway, "echo", {"text": "once"})  # no key: runs again
+    assert gateway.tool_runs("demo", "echo") == 2
 
 
 def test_a_failure_after_the_call_reached_the_tool_is_replayed_never_run_again(
-    gw: LocalGateway, http: requests.Session, client: sark_sync.GatewayClient
+    gateway: LocalGateway, http: requests.Session, client: sark_sync.GatewayClient
 ) -> None:
     """A crash mid-call may have done the tool's work: the 502 is stored under the
     Idempotency-Key, so the retry gets it replayed and the tool runs once."""
     key = str(uuid.uuid4())
-    first = invoke(http, gw, "crash", **{"Idempotency-Key": key})
-    again = invoke(http, gw, "crash", **{"Idempotency-Key": key})
+    first = invoke(http, gateway, "crash", **{"Idempotency-Key": key})
+    again = invoke(http, gateway, "crash", **{"Idempotency-Key": key})
     assert (first.status_code, again.status_code) == (502, 502)
     assert again.headers.get("Idempotent-Replayed") == "true"
     assert again.json() == first.json()
-    assert gw.tool_runs("demo", "crash") == 1
+    assert gateway.tool_runs("demo", "crash") == 1
     # Through the client (automatic key, 502 retried): three attempts, one run.
     with pytest.raises(sark_sync.UpstreamError) as info:
         client.invoke_tool("demo", "crash")
     assert info.value.attempts == 3
-    assert gw.tool_runs("demo", "crash") == 2
+    assert gateway.tool_runs("demo", "crash") == 2
 
 
 # -- lifecycle -------------------------------------------------------------------------------
 
 
 def test_a_server_added_before_start_is_unknown_until_the_gateway_starts() -> None:
-    gateway = LocalGateway(api_keys=(KEY,))
+    gateway = build_gateway("empty")
     info = gateway.add_stdio_server("demo", DEMO, env=child_env())
     assert (info["transport"], info["health_status"], info["tools_count"]) == (
         "stdio", "unknown", 0)
@@ -273,7 +268,7 @@ def test_a_server_added_before_start_is_unknown_until_the_gateway_starts() -> No
 def test_adding_a_stdio_server_to_a_running_gateway_starts_it_at_once(
     http: requests.Session,
 ) -> None:
-    with LocalGateway(api_keys=(KEY,)) as gateway:
+    with build_gateway("empty") as gateway:
         info = gateway.add_stdio_server("late", DEMO, env=child_env())
         assert (info["health_status"], info["tools_count"]) == ("healthy", len(BUILTIN_TOOLS))
         body = {"server": "late", "tool": "echo", "parameters": {"text": "hi"}}
@@ -282,14 +277,14 @@ def test_adding_a_stdio_server_to_a_running_gateway_starts_it_at_once(
 
 
 def test_a_stdio_server_that_cannot_start_is_not_registered(http: requests.Session) -> None:
-    with LocalGateway(api_keys=(KEY,)) as gateway:
+    with build_gateway("empty") as gateway:
         with pytest.raises(sark_sync.ProcessStartError):
             gateway.add_stdio_server("broken", ["/nonexistent/mcp-server"])
         assert http.get(f"{gateway.url}/api/v1/servers", headers=AUTH).json()["total"] == 0
 
 
 def test_start_fails_and_leaves_nothing_running_when_a_stdio_server_cannot_start() -> None:
-    gateway = LocalGateway(api_keys=(KEY,))
+    gateway = build_gateway("empty")
     gateway.add_stdio_server("demo", DEMO, env=child_env())
     gateway.add_stdio_server("broken", [sys.executable, "-c", "import sys; sys.exit(4)"])
     with pytest.raises(sark_sync.ProcessExitedError):
@@ -309,7 +304,7 @@ def test_bad_stdio_arguments_are_value_errors() -> None:
 
 
 def test_stop_closes_every_stdio_server_and_leaves_no_child() -> None:
-    gateway = LocalGateway(api_keys=(KEY,))
+    gateway = build_gateway("empty")
     for name in ("one", "two"):
         gateway.add_stdio_server(name, DEMO, env=child_env())
     gateway.start()
@@ -320,12 +315,14 @@ def test_stop_closes_every_stdio_server_and_leaves_no_child() -> None:
     assert gateway_threads() == []
 
 
-def test_remove_server_closes_its_stdio_server(gw: LocalGateway, http: requests.Session) -> None:
-    pid = demo_pid(gw)
-    gw.remove_server("demo")
+def test_remove_server_closes_its_stdio_server(
+    gateway: LocalGateway, http: requests.Session
+) -> None:
+    pid = demo_pid(gateway)
+    gateway.remove_server("demo")
     assert gone(pid)
-    error_of(invoke(http, gw, "echo", {"text": "x"}), 404, "not_found")
-    assert http.get(f"{gw.url}/health").json()["servers"] == 0
+    error_of(invoke(http, gateway, "echo", {"text": "x"}), 404, "not_found")
+    assert http.get(f"{gateway.url}/health").json()["servers"] == 0
 
 
 # -- sark-sync serve -------------------------------------------------------------------------
@@ -361,7 +358,7 @@ def test_serve_with_a_command_server_answers_and_stops_its_child_on_sigterm(
 ) -> None:
     config = tmp_path / "gateway.json"
     config.write_text(json.dumps({
-        "api_keys": [KEY],
+        "api_keys": [API_KEY],
         "servers": [{"name": "demo", "command": DEMO, "env": child_env(), "call_timeout": 5}],
     }))
     command = [sys.executable, "-m", "sark_sync.cli", "serve", "--config", str(config)]
