@@ -6,10 +6,18 @@ import base64
 import hashlib
 import hmac
 import json
+import time
 
 import pytest
 
-from sark_sync.testing.policy._jwt import JWTError, b64url_decode, b64url_encode, decode, encode
+from sark_sync.testing.policy._jwt import (
+    JWTError,
+    b64url_decode,
+    b64url_encode,
+    decode,
+    encode,
+    user_token,
+)
 
 SECRET = "unit-secret"
 NOW = 1_700_000_000.0
@@ -147,3 +155,27 @@ def test_b64url_round_trip_without_padding(data: bytes) -> None:
 def test_b64url_decode_refuses_other_alphabets_and_impossible_lengths(segment: str) -> None:
     with pytest.raises(JWTError):
         b64url_decode(segment)
+
+
+def test_user_token_carries_the_user_then_issued_at_and_expiry_ttl_seconds_later() -> None:
+    before = int(time.time())
+    token = user_token(SECRET, "bob", ("viewer",), ["finance"], 60, {})
+    after = int(time.time())
+    claims = decode(token, SECRET)
+    assert set(claims) == {"sub", "roles", "teams", "iat", "exp"}
+    assert (claims["sub"], claims["roles"], claims["teams"]) == ("bob", ["viewer"], ["finance"])
+    assert before <= claims["iat"] <= after
+    assert claims["exp"] == claims["iat"] + 60
+
+
+def test_user_token_without_ttl_never_expires_and_extra_claims_override() -> None:
+    token = user_token(SECRET, "bob", (), (), None, {"sub": "carol", "tenant": "t1"})
+    claims = decode(token, SECRET, clock=lambda: NOW + 10 * 365 * 86400)
+    assert "exp" not in claims
+    assert (claims["sub"], claims["tenant"], claims["roles"]) == ("carol", "t1", [])
+
+
+def test_user_token_with_a_negative_ttl_is_already_expired() -> None:
+    token = user_token(SECRET, "bob", (), (), -1, {})
+    with pytest.raises(JWTError, match="expired"):
+        decode(token, SECRET, leeway=0)
