@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+import time
 from pathlib import Path
-from typing import Any
+from typing import Callable
 
 import pytest
-from support import API_KEY, FAST_RETRY, build_gateway, child_env, demo_server_command
+from support import API_KEY, FAST_RETRY, child_env, demo_server_command
 
 import sark_sync
 from sark_sync.governance import AuditEvent, Auditor, JSONLinesSink, LoggingSink
@@ -21,27 +21,19 @@ from sark_sync.testing import Fault, LocalGateway
 SECRET = "hunter2-secret"
 
 
-@pytest.fixture
-def gw() -> Iterator[LocalGateway]:
-    with build_gateway() as gateway:
-        yield gateway
+Make = Callable[..., sark_sync.GatewayClient]
 
 
-def client_for(gw: LocalGateway, **options: Any) -> sark_sync.GatewayClient:
-    options.setdefault("retry", FAST_RETRY)
-    options.setdefault("api_key", API_KEY)
-    return sark_sync.GatewayClient(gw.url, **options)
-
-
-def test_success_tool_error_and_error_each_make_one_event(gw: LocalGateway) -> None:
+def test_success_tool_error_and_error_each_make_one_event(
+    gateway: LocalGateway, make_client: Make
+) -> None:
     events: list[AuditEvent] = []
-    with client_for(gw, audit=events.append) as client:
+    with make_client(audit=events.append) as client:
+        started = time.monotonic()
         result = client.invoke_tool("demo", "echo", {"text": "hi", "password": SECRET})
-        try:
-            client.invoke_tool("demo", "fail", {"x": 1})
-        except sark_sync.GatewayError:
-            pass
-        gw.add_fault(Fault(status=500, times=None))
+        elapsed_ms = (time.monotonic() - started) * 1000
+        assert client.invoke_tool("demo", "fail", {"x": 1}).is_error
+        gateway.add_fault(Fault(status=500, times=None))
         with pytest.raises(sark_sync.GatewayError) as caught:
             client.invoke_tool("demo", "echo", {"x": 2})
     assert [e.outcome for e in events] == ["success", "tool_error", "error"]
@@ -49,26 +41,28 @@ def test_success_tool_error_and_error_each_make_one_event(gw: LocalGateway) -> N
     assert (ok.event_type, ok.operation, ok.server, ok.tool, ok.transport) == (
         "tool_invocation", "invoke_tool", "demo", "echo", "http")
     assert ok.request_id == result.request_id and ok.attempts == 1
-    assert ok.latency_ms is not None and ok.latency_ms >= 0
+    assert ok.latency_ms is not None and 0 < ok.latency_ms <= elapsed_ms
     assert ok.parameters["text"] == "hi" and ok.parameters["password"] != SECRET
     assert tool_error.tool == "fail" and tool_error.event_type == "tool_invocation"
     assert error.error_type == type(caught.value).__name__
     assert error.status_code == 500 and error.attempts == caught.value.attempts
 
 
-def test_unknown_server_is_an_error_event(gw: LocalGateway) -> None:
+def test_unknown_server_is_an_error_event(make_client: Make) -> None:
     events: list[AuditEvent] = []
-    with client_for(gw, audit=[events.append]) as client:
+    with make_client(audit=[events.append]) as client:
         with pytest.raises(sark_sync.NotFoundError):
             client.invoke_tool("nope", "echo", {})
     assert [(e.outcome, e.status_code, e.server) for e in events] == [("error", 404, "nope")]
 
 
-def test_a_denial_is_an_authorization_event_with_the_reason(gw: LocalGateway) -> None:
+def test_a_denial_is_an_authorization_event_with_the_reason(
+    gateway: LocalGateway, make_client: Make
+) -> None:
     events: list[AuditEvent] = []
-    token = gw.issue_token("ada", roles=("developer",), teams=("data",))
-    with client_for(gw, audit=events.append,
-                    authorizer=lambda request: {"allow": False, "reason": "no"}) as client:
+    token = gateway.issue_token("ada", roles=("developer",), teams=("data",))
+    with make_client(audit=events.append,
+                     authorizer=lambda request: {"allow": False, "reason": "no"}) as client:
         with pytest.raises(sark_sync.AuthorizationDenied):
             client.invoke_tool("demo", "echo", {"password": SECRET}, user_token=token)
     assert len(events) == 1
@@ -77,14 +71,16 @@ def test_a_denial_is_an_authorization_event_with_the_reason(gw: LocalGateway) ->
         "authorization", "denied", "deny", "no")
     assert event.principal_id == "ada" and event.transport == "http"
     assert event.status_code is None
-    assert [r for r in gw.requests if r.path == "/api/v1/invoke"] == []
+    assert [r for r in gateway.requests if r.path == "/api/v1/invoke"] == []
 
 
-def test_an_allowed_call_records_the_decision_and_the_parameters_sent(gw: LocalGateway) -> None:
+def test_an_allowed_call_records_the_decision_and_the_parameters_sent(
+    gateway: LocalGateway, make_client: Make
+) -> None:
     events: list[AuditEvent] = []
-    token = gw.issue_token("ada", roles=("developer",))
+    token = gateway.issue_token("ada", roles=("developer",))
     decision = {"allow": True, "reason": "fine", "filtered_parameters": {"text": "hi"}}
-    with client_for(gw, audit=events.append, authorizer=lambda request: decision) as client:
+    with make_client(audit=events.append, authorizer=lambda request: decision) as client:
         client.invoke_tool("demo", "echo", {"text": "hi", "extra": "dropped"}, user_token=token)
     (event,) = events
     assert (event.decision, event.reason, event.principal_id) == ("allow", "fine", "ada")
@@ -92,23 +88,21 @@ def test_an_allowed_call_records_the_decision_and_the_parameters_sent(gw: LocalG
 
 
 def test_no_secret_reaches_an_event_or_a_log_line(
-        gw: LocalGateway, caplog: pytest.LogCaptureFixture) -> None:
+    gateway: LocalGateway, make_client: Make, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     events: list[AuditEvent] = []
-    token = gw.issue_token("ada", roles=("developer",))
-    with client_for(gw, audit=[LoggingSink(), events.append],
-                    authorizer=lambda request: {"allow": True}) as client:
+    token = gateway.issue_token("ada", roles=("developer",))
+    with make_client(audit=[LoggingSink(), events.append],
+                     authorizer=lambda request: {"allow": True}) as client:
         client.invoke_tool("demo", "echo", {"password": SECRET, "nested": {"token": SECRET}},
                            user_token=token)
-        try:
-            client.invoke_tool("demo", "fail", {"password": SECRET}, user_token=token)
-        except sark_sync.GatewayError:
-            pass
-    with client_for(gw, audit=[LoggingSink(), events.append],
-                    authorizer=lambda request: {"allow": False, "reason": "no"}) as client:
+        assert client.invoke_tool("demo", "fail", {"password": SECRET}, user_token=token).is_error
+    with make_client(audit=[LoggingSink(), events.append],
+                     authorizer=lambda request: {"allow": False, "reason": "no"}) as client:
         with pytest.raises(sark_sync.AuthorizationDenied):
             client.invoke_tool("demo", "echo", {"password": SECRET}, user_token=token)
-    with client_for(gw, audit=[LoggingSink(), events.append]) as client:
+    with make_client(audit=[LoggingSink(), events.append]) as client:
         client.invoke_tool("demo", "echo", {"password": SECRET}, user_token=token)
         client.health()
         client.list_servers()
@@ -116,7 +110,7 @@ def test_no_secret_reaches_an_event_or_a_log_line(
         with pytest.raises(sark_sync.NotFoundError):
             client.get_server("nope")
         client.stream_events(user_token=token).close()
-    with client_for(gw, api_key=SECRET, audit=[LoggingSink(), events.append]) as client:
+    with make_client(api_key=SECRET, audit=[LoggingSink(), events.append]) as client:
         with pytest.raises(sark_sync.AuthenticationError):
             client.list_servers()
         with pytest.raises(sark_sync.AuthenticationError):
@@ -131,9 +125,10 @@ def test_no_secret_reaches_an_event_or_a_log_line(
 
 
 def test_the_default_is_logging_and_costs_nothing_when_nobody_listens(
-        gw: LocalGateway, caplog: pytest.LogCaptureFixture) -> None:
+    make_client: Make, caplog: pytest.LogCaptureFixture
+) -> None:
     audit_logger = logging.getLogger("sark_sync.audit")
-    with client_for(gw) as client:
+    with make_client() as client:
         assert isinstance(client.auditor, Auditor)
         previous = audit_logger.level
         audit_logger.setLevel(logging.WARNING)
@@ -159,15 +154,15 @@ def test_local_servers_are_audited_over_stdio() -> None:
         ("stdio", "demo", "add", "success")]
 
 
-def test_a_jsonlines_file_gets_one_valid_line_per_call(gw: LocalGateway, tmp_path: Path) -> None:
+def test_a_jsonlines_file_gets_one_valid_line_per_call(make_client: Make, tmp_path: Path) -> None:
     path = tmp_path / "audit.jsonl"
     sink = JSONLinesSink(path)
     try:
-        with client_for(gw, audit=sink) as client:
+        with make_client(audit=sink) as client:
             client.invoke_tool("demo", "echo", {"password": SECRET})
             client.invoke_tool("demo", "echo", {"x": 1})
         # the caller's sink stays open after the client closed: it is the caller's
-        client2 = client_for(gw, audit=[sink])
+        client2 = make_client(audit=[sink])
         client2.invoke_tool("demo", "read_only", {})
         client2.close()
     finally:
@@ -178,21 +173,21 @@ def test_a_jsonlines_file_gets_one_valid_line_per_call(gw: LocalGateway, tmp_pat
     assert SECRET not in path.read_text()
 
 
-def test_close_closes_a_client_built_auditor_not_a_callers(gw: LocalGateway) -> None:
-    client = client_for(gw, audit=[lambda event: None])
+def test_close_closes_a_client_built_auditor_not_a_callers(make_client: Make) -> None:
+    client = make_client(audit=[lambda event: None])
     built = client.auditor
-    assert built is not None
+    assert isinstance(built, Auditor)
     client.close()
     assert built._closed
     mine = Auditor([lambda event: None])
-    client = client_for(gw, audit=mine)
+    client = make_client(audit=mine)
     client.invoke_tool("demo", "echo", {})
     client.close()
     assert not mine._closed and mine.emitted == 1
     mine.close()
 
 
-def test_no_audit_with_an_empty_list(gw: LocalGateway) -> None:
-    with client_for(gw, audit=[]) as client:
+def test_no_audit_with_an_empty_list(make_client: Make) -> None:
+    with make_client(audit=[]) as client:
         assert client.auditor is None
         client.invoke_tool("demo", "echo", {})
