@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-from support import API_KEY, FAST_RETRY, JWT_SECRET, wait_until
+from support import wait_for
 
 import sark_sync
 from sark_sync.governance import OPAAuthorizer
@@ -146,20 +146,22 @@ class OPAStandIn:
 # -- fixtures --------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def gw() -> Iterator[LocalGateway]:
-    gateway = LocalGateway(api_keys=(API_KEY,), jwt_secret=JWT_SECRET)
-    gateway.add_server("public", sensitivity_level="low")
-    gateway.add_server("finance", sensitivity_level="high", authorized_teams=("finance",))
-
+def _public_and_finance(gateway: LocalGateway) -> None:
     def echo(parameters: dict[str, Any]) -> Any:
         return {"received": parameters}
 
+    gateway.add_server("public", sensitivity_level="low")
+    gateway.add_server("finance", sensitivity_level="high", authorized_teams=("finance",))
     gateway.add_tool("public", "echo", echo)
     gateway.add_tool("finance", "pay", echo, sensitivity_level="high",
                      sensitive_params=("card",))
-    with gateway:
-        yield gateway
+
+
+@pytest.fixture
+def gateway(make_gateway: Callable[..., LocalGateway]) -> LocalGateway:
+    """``public`` (low, tool ``echo``) and ``finance`` (high, team finance, tool ``pay`` with
+    ``card`` sensitive); both tools answer ``{"received": parameters}``."""
+    return make_gateway(_public_and_finance)
 
 
 @pytest.fixture
@@ -168,24 +170,11 @@ def opa() -> Iterator[OPAStandIn]:
         yield stand_in
 
 
-@pytest.fixture
-def make(gw: LocalGateway) -> Iterator[Callable[..., sark_sync.GatewayClient]]:
-    made: list[sark_sync.GatewayClient] = []
-
-    def build(authorizer: Any = None, **options: Any) -> sark_sync.GatewayClient:
-        options.setdefault("retry", FAST_RETRY)
-        client = sark_sync.GatewayClient(gw.url, api_key=API_KEY, authorizer=authorizer,
-                                         **options)
-        made.append(client)
-        return client
-
-    yield build
-    for client in made:
-        client.close()
+Make = Callable[..., sark_sync.GatewayClient]
 
 
-def invokes(gw: LocalGateway) -> list[Any]:
-    return [r.json() for r in gw.requests if r.path == "/api/v1/invoke"]
+def invokes(gateway: LocalGateway) -> list[Any]:
+    return [r.json() for r in gateway.requests if r.path == "/api/v1/invoke"]
 
 
 def received(result: sark_sync.ToolResult) -> Any:
@@ -196,23 +185,25 @@ def received(result: sark_sync.ToolResult) -> Any:
 
 
 def test_a_pre_check_deny_raises_the_policys_reason_and_sends_no_invoke(
-        gw: LocalGateway, opa: OPAStandIn, make: Callable[..., sark_sync.GatewayClient]) -> None:
-    client = make(OPAAuthorizer(opa.url))
-    token = gw.issue_token("ian", roles=("intern",), teams=("finance",))
+    gateway: LocalGateway, opa: OPAStandIn, make_client: Make
+) -> None:
+    client = make_client(authorizer=OPAAuthorizer(opa.url))
+    token = gateway.issue_token("ian", roles=("intern",), teams=("finance",))
     with pytest.raises(sark_sync.AuthorizationDenied) as info:
         client.invoke_tool("finance", "pay", {"amount": 5}, user_token=token)
     assert info.value.reason == "sensitivity high needs a higher role"
     assert (info.value.code, info.value.status_code, info.value.server) == (
         "policy_denied", None, "finance")
-    assert invokes(gw) == [] and gw.tool_runs("finance", "pay") == 0
+    assert invokes(gateway) == [] and gateway.tool_runs("finance", "pay") == 0
     assert opa.paths == ["/v1/data/sark/gateway/decision"]
     assert opa.inputs[0]["principal"] == {"id": "ian", "roles": ["intern"], "teams": ["finance"]}
     assert token not in json.dumps(opa.inputs[0])
 
 
 def test_the_input_document_carries_the_gateways_metadata(
-        gw: LocalGateway, opa: OPAStandIn, make: Callable[..., sark_sync.GatewayClient]) -> None:
-    client = make(OPAAuthorizer(opa.url))
+    gateway: LocalGateway, opa: OPAStandIn, make_client: Make
+) -> None:
+    client = make_client(authorizer=OPAAuthorizer(opa.url))
     client.invoke_tool("finance", "pay", {"amount": 5},
                        principal=sark_sync.Principal("ann", ("analyst",), ("finance",)))
     [document] = opa.inputs
@@ -229,66 +220,71 @@ def test_the_input_document_carries_the_gateways_metadata(
         "parameters": {"amount": 5},
         "context": {},
     }
-    [invoke] = [r for r in gw.requests if r.path == "/api/v1/invoke"]
+    [invoke] = [r for r in gateway.requests if r.path == "/api/v1/invoke"]
     assert invoke.headers["X-Request-ID"] == request_id
 
 
 def test_team_restrictions_deny_outsiders(
-        gw: LocalGateway, opa: OPAStandIn, make: Callable[..., sark_sync.GatewayClient]) -> None:
-    client = make(OPAAuthorizer(opa.url))
+    gateway: LocalGateway, opa: OPAStandIn, make_client: Make
+) -> None:
+    client = make_client(authorizer=OPAAuthorizer(opa.url))
     with pytest.raises(sark_sync.AuthorizationDenied, match="restricted to teams finance"):
         client.invoke_tool("finance", "pay", {},
                            principal=sark_sync.Principal("ann", ("admin",), ("data",)))
-    assert invokes(gw) == []
+    assert invokes(gateway) == []
 
 
 def test_without_a_principal_the_policy_decides_for_nobody(
-        gw: LocalGateway, make: Callable[..., sark_sync.GatewayClient]) -> None:
+    gateway: LocalGateway, make_client: Make
+) -> None:
     def anonymous_low_only(document: Mapping[str, Any]) -> Any:
         nobody = document["principal"] == {"id": None, "roles": [], "teams": []}
         return {"allow": nobody and document["server"]["sensitivity_level"] == "low"}
 
     with OPAStandIn(anonymous_low_only) as opa:
-        client = make(OPAAuthorizer(opa.url))
+        client = make_client(authorizer=OPAAuthorizer(opa.url))
         assert received(client.invoke_tool("public", "echo", {"a": 1})) == {"a": 1}
         with pytest.raises(sark_sync.AuthorizationDenied):
             client.invoke_tool("finance", "pay", {})
-    assert len(invokes(gw)) == 1
+    assert len(invokes(gateway)) == 1
 
 
 # -- the gateway's own denial ------------------------------------------------------------------
 
 
 def test_a_gateway_403_with_the_pre_check_off_is_one_request_and_no_breaker_count(
-        gw: LocalGateway, make: Callable[..., sark_sync.GatewayClient]) -> None:
-    client = make()
+    gateway: LocalGateway, make_client: Make
+) -> None:
+    client = make_client()
     for _ in range(6):  # more than the breaker's threshold
-        gw.add_fault(Fault(status=403))
+        gateway.add_fault(Fault(status=403))
         with pytest.raises(sark_sync.AuthorizationDenied) as info:
             client.invoke_tool("public", "echo", {"a": 1})
         assert info.value.status_code == 403 and info.value.reason == "injected fault"
         assert info.value.audit_id and info.value.attempts == 1
-    assert len(invokes(gw)) == 6  # one request each: never retried
+    assert len(invokes(gateway)) == 6  # one request each: never retried
     breaker = client.breaker_for("public")
     assert (breaker.state, breaker.failure_count) == ("closed", 0)
     assert received(client.invoke_tool("public", "echo", {"a": 2})) == {"a": 2}
 
 
 def test_a_gateway_403_after_a_pre_check_allow_is_a_denial_too(
-        gw: LocalGateway, opa: OPAStandIn, make: Callable[..., sark_sync.GatewayClient]) -> None:
-    client = make(OPAAuthorizer(opa.url))
-    gw.add_fault(Fault(status=403))
+    gateway: LocalGateway, opa: OPAStandIn, make_client: Make
+) -> None:
+    client = make_client(authorizer=OPAAuthorizer(opa.url))
+    gateway.add_fault(Fault(status=403))
     with pytest.raises(sark_sync.AuthorizationDenied) as info:
         client.invoke_tool("public", "echo", {}, principal=sark_sync.Principal("a", ("admin",)))
-    assert info.value.status_code == 403 and len(invokes(gw)) == 1
+    assert info.value.status_code == 403 and len(invokes(gateway)) == 1
 
 
 # -- parameter filtering ---------------------------------------------------------------------
 
 
 def test_sensitive_keys_are_filtered_at_any_depth_before_they_leave_the_process(
-        gw: LocalGateway, opa: OPAStandIn, make: Callable[..., sark_sync.GatewayClient]) -> None:
-    client = make(OPAAuthorizer(opa.url))
+    gateway: LocalGateway, opa: OPAStandIn, make_client: Make
+) -> None:
+    client = make_client(authorizer=OPAAuthorizer(opa.url))
     parameters = {
         "user": "alice", "password": "hunter2", "api_key": "k-1", "token": "t-1",
         "db": {"host": "h", "password": "p", "options": {"secret": "s", "ssl": True}},
@@ -299,34 +295,34 @@ def test_sensitive_keys_are_filtered_at_any_depth_before_they_leave_the_process(
     expected = {"user": "alice", "db": {"host": "h", "options": {"ssl": True}},
                 "items": [{"name": "a"}, {"name": "b"}]}
     assert received(result) == expected
-    assert invokes(gw) == [{"server": "public", "tool": "echo", "parameters": expected}]
+    assert invokes(gateway) == [{"server": "public", "tool": "echo", "parameters": expected}]
     assert result.filtered == ("password", "api_key", "token", "db.password",
                                "db.options.secret", "items[0].auth_token")
-    assert not any(secret in gw.requests[-1].body for secret in (b"hunter2", b"k-1", b"t-1"))
+    assert not any(secret in gateway.requests[-1].body for secret in (b"hunter2", b"k-1", b"t-1"))
 
 
-def test_a_tools_sensitive_params_are_filtered(
-        gw: LocalGateway, opa: OPAStandIn, make: Callable[..., sark_sync.GatewayClient]) -> None:
-    client = make(OPAAuthorizer(opa.url))
+def test_a_tools_sensitive_params_are_filtered(opa: OPAStandIn, make_client: Make) -> None:
+    client = make_client(authorizer=OPAAuthorizer(opa.url))
     result = client.invoke_tool("finance", "pay", {"amount": 5, "card": "4111"},
                                 principal=sark_sync.Principal("a", ("analyst",), ("finance",)))
     assert received(result) == {"amount": 5} and result.filtered == ("card",)
 
 
 def test_when_every_parameter_is_filtered_the_tool_receives_an_empty_object(
-        gw: LocalGateway, opa: OPAStandIn, make: Callable[..., sark_sync.GatewayClient]) -> None:
-    client = make(OPAAuthorizer(opa.url))
+    gateway: LocalGateway, opa: OPAStandIn, make_client: Make
+) -> None:
+    client = make_client(authorizer=OPAAuthorizer(opa.url))
     result = client.invoke_tool("public", "echo", {"password": "x", "token": "y"},
                                 principal=sark_sync.Principal("dev", ("developer",)))
     assert received(result) == {}
-    assert invokes(gw)[0]["parameters"] == {}
+    assert invokes(gateway)[0]["parameters"] == {}
     assert result.filtered == ("password", "token")
 
 
-def test_null_filtered_parameters_send_the_parameters_unchanged(
-        gw: LocalGateway, make: Callable[..., sark_sync.GatewayClient]) -> None:
+def test_null_filtered_parameters_send_the_parameters_unchanged(make_client: Make) -> None:
     with OPAStandIn(lambda document: {"allow": True, "filtered_parameters": None}) as opa:
-        result = make(OPAAuthorizer(opa.url)).invoke_tool("public", "echo", {"password": "x"})
+        client = make_client(authorizer=OPAAuthorizer(opa.url))
+        result = client.invoke_tool("public", "echo", {"password": "x"})
     assert received(result) == {"password": "x"} and result.filtered == ()
 
 
@@ -339,14 +335,13 @@ def _closed_port() -> str:
         return f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
-def test_an_engine_that_is_down_fails_closed(
-        gw: LocalGateway, make: Callable[..., sark_sync.GatewayClient]) -> None:
+def test_an_engine_that_is_down_fails_closed(gateway: LocalGateway, make_client: Make) -> None:
     url = _closed_port()
-    client = make(OPAAuthorizer(url))
+    client = make_client(authorizer=OPAAuthorizer(url))
     with pytest.raises(sark_sync.AuthorizationUnavailable, match="could not reach") as info:
         client.invoke_tool("public", "echo", {})
     assert info.value.url == f"{url}/v1/data/sark/gateway/decision"
-    assert invokes(gw) == []
+    assert invokes(gateway) == []
 
 
 @pytest.mark.parametrize(
@@ -358,50 +353,51 @@ def test_an_engine_that_is_down_fails_closed(
     ids=["garbage", "500", "allow-not-bool", "bare-bool"],
 )
 def test_an_engine_answering_garbage_fails_closed(
-        gw: LocalGateway, opa: OPAStandIn, make: Callable[..., sark_sync.GatewayClient],
-        raw: tuple[int, bytes], message: str) -> None:
+    gateway: LocalGateway, opa: OPAStandIn, make_client: Make, raw: tuple[int, bytes], message: str
+) -> None:
     opa.raw = raw
     with pytest.raises(sark_sync.AuthorizationUnavailable, match=message):
-        make(OPAAuthorizer(opa.url)).invoke_tool("public", "echo", {})
-    assert invokes(gw) == []
+        make_client(authorizer=OPAAuthorizer(opa.url)).invoke_tool("public", "echo", {})
+    assert invokes(gateway) == []
 
 
-def test_an_undefined_decision_is_a_deny(
-        gw: LocalGateway, make: Callable[..., sark_sync.GatewayClient]) -> None:
+def test_an_undefined_decision_is_a_deny(gateway: LocalGateway, make_client: Make) -> None:
     with OPAStandIn(lambda document: None) as opa:
         with pytest.raises(sark_sync.AuthorizationDenied, match="undefined"):
-            make(OPAAuthorizer(opa.url)).invoke_tool("public", "echo", {})
-    assert invokes(gw) == []
+            make_client(authorizer=OPAAuthorizer(opa.url)).invoke_tool("public", "echo", {})
+    assert invokes(gateway) == []
 
 
 def test_fail_open_allows_when_the_engine_is_down_or_answers_garbage(
-        gw: LocalGateway, opa: OPAStandIn, make: Callable[..., sark_sync.GatewayClient],
-        caplog: pytest.LogCaptureFixture) -> None:
-    down = make(OPAAuthorizer(_closed_port(), fail_open=True))
+    gateway: LocalGateway, opa: OPAStandIn, make_client: Make, caplog: pytest.LogCaptureFixture
+) -> None:
+    down = make_client(authorizer=OPAAuthorizer(_closed_port(), fail_open=True))
     assert received(down.invoke_tool("public", "echo", {"password": "x"})) == {"password": "x"}
     opa.raw = (200, b"garbage")
-    garbage = make(OPAAuthorizer(opa.url, fail_open=True))
+    garbage = make_client(authorizer=OPAAuthorizer(opa.url, fail_open=True))
     assert received(garbage.invoke_tool("public", "echo", {"a": 1})) == {"a": 1}
-    assert len(invokes(gw)) == 2
+    assert len(invokes(gateway)) == 2
     warnings = [r for r in caplog.records if r.name == "sark_sync.governance"]
     assert len(warnings) == 2 and all("fail_open=True" in r.getMessage() for r in warnings)
 
 
 def test_fail_open_still_honours_a_deny(
-        gw: LocalGateway, opa: OPAStandIn, make: Callable[..., sark_sync.GatewayClient]) -> None:
+    gateway: LocalGateway, opa: OPAStandIn, make_client: Make
+) -> None:
     with pytest.raises(sark_sync.AuthorizationDenied):
-        make(OPAAuthorizer(opa.url, fail_open=True)).invoke_tool(
+        make_client(authorizer=OPAAuthorizer(opa.url, fail_open=True)).invoke_tool(
             "finance", "pay", {}, principal=sark_sync.Principal("ian", ("intern",)))
-    assert invokes(gw) == []
+    assert invokes(gateway) == []
 
 
 # -- the decision cache ----------------------------------------------------------------------
 
 
 def test_within_its_ttl_a_decision_is_not_asked_again(
-        gw: LocalGateway, make: Callable[..., sark_sync.GatewayClient]) -> None:
+    gateway: LocalGateway, make_client: Make
+) -> None:
     with OPAStandIn(lambda document: gateway_rule(document, cache_ttl=60)) as opa:
-        client = make(OPAAuthorizer(opa.url))
+        client = make_client(authorizer=OPAAuthorizer(opa.url))
         alice = sark_sync.Principal("alice", ("developer",))
         for _ in range(3):
             client.invoke_tool("public", "echo", {"q": 1}, principal=alice)
@@ -412,13 +408,12 @@ def test_within_its_ttl_a_decision_is_not_asked_again(
         client.invoke_tool("public", "echo", {"q": 1},
                            principal=sark_sync.Principal("alice", ("developer", "admin")))
         assert [d["principal"]["id"] for d in opa.inputs] == ["alice", "alice", "bob", "alice"]
-    assert len(invokes(gw)) == 6
+    assert len(invokes(gateway)) == 6
 
 
-def test_a_cached_filtering_decision_keeps_filtering(
-        gw: LocalGateway, make: Callable[..., sark_sync.GatewayClient]) -> None:
+def test_a_cached_filtering_decision_keeps_filtering(make_client: Make) -> None:
     with OPAStandIn(lambda document: gateway_rule(document, cache_ttl=60)) as opa:
-        client = make(OPAAuthorizer(opa.url))
+        client = make_client(authorizer=OPAAuthorizer(opa.url))
         results = [client.invoke_tool("public", "echo", {"q": 1, "token": "t"},
                                       principal=sark_sync.Principal("d", ("developer",)))
                    for _ in range(2)]
@@ -427,22 +422,22 @@ def test_a_cached_filtering_decision_keeps_filtering(
     assert [r.filtered for r in results] == [("token",), ("token",)]
 
 
-def test_ttl_zero_asks_for_every_call(
-        gw: LocalGateway, opa: OPAStandIn, make: Callable[..., sark_sync.GatewayClient]) -> None:
-    client = make(OPAAuthorizer(opa.url))
+def test_ttl_zero_asks_for_every_call(opa: OPAStandIn, make_client: Make) -> None:
+    client = make_client(authorizer=OPAAuthorizer(opa.url))
     for _ in range(3):
         client.invoke_tool("public", "echo", {}, principal=sark_sync.Principal("d", ("admin",)))
     assert len(opa.inputs) == 3
 
 
 def test_server_metadata_costs_two_requests_per_server_not_per_call(
-        gw: LocalGateway, opa: OPAStandIn, make: Callable[..., sark_sync.GatewayClient]) -> None:
-    client = make(OPAAuthorizer(opa.url))
+    gateway: LocalGateway, opa: OPAStandIn, make_client: Make
+) -> None:
+    client = make_client(authorizer=OPAAuthorizer(opa.url))
     admin = sark_sync.Principal("root", ("admin",), ("finance",))
     for _ in range(3):
         client.invoke_tool("public", "echo", {}, principal=admin)
         client.invoke_tool("finance", "pay", {}, principal=admin)
-    discovery = [r.path for r in gw.requests if r.path != "/api/v1/invoke"]
+    discovery = [r.path for r in gateway.requests if r.path != "/api/v1/invoke"]
     assert sorted(discovery) == ["/api/v1/servers/finance", "/api/v1/servers/public",
                                  "/api/v1/tools", "/api/v1/tools"]
 
@@ -451,14 +446,15 @@ def test_server_metadata_costs_two_requests_per_server_not_per_call(
 
 
 def test_many_threads_share_a_governed_client(
-        gw: LocalGateway, opa: OPAStandIn, make: Callable[..., sark_sync.GatewayClient]) -> None:
-    client = make(OPAAuthorizer(opa.url), max_workers=8)
+    gateway: LocalGateway, opa: OPAStandIn, make_client: Make
+) -> None:
+    client = make_client(authorizer=OPAAuthorizer(opa.url), max_workers=8)
     calls = [sark_sync.ToolCall("public", "echo", {"n": n, "password": "p"},
                                 principal=sark_sync.Principal(f"u{n % 4}", ("developer",)))
              for n in range(64)]
     results = client.invoke_many(calls)
     assert [received(r) for r in results] == [{"n": n} for n in range(64)]
-    assert len(opa.inputs) == 64 and len(invokes(gw)) == 64
+    assert len(opa.inputs) == 64 and len(invokes(gateway)) == 64
 
 
 ECHO_ARGS_SERVER = r'''
@@ -488,7 +484,8 @@ for line in sys.stdin:
 
 
 def test_local_servers_are_governed_with_default_metadata_and_their_annotations(
-        tmp_path: Path, opa: OPAStandIn) -> None:
+    tmp_path: Path, opa: OPAStandIn
+) -> None:
     script = tmp_path / "echo_args.py"
     script.write_text(ECHO_ARGS_SERVER)
     client = sark_sync.GatewayClient(
@@ -508,8 +505,9 @@ def test_local_servers_are_governed_with_default_metadata_and_their_annotations(
 
 
 def test_the_authorization_wait_counts_against_the_calls_deadline(
-        gw: LocalGateway, opa: OPAStandIn, make: Callable[..., sark_sync.GatewayClient]) -> None:
-    client = make(OPAAuthorizer(opa.url, timeout=30))
+    gateway: LocalGateway, opa: OPAStandIn, make_client: Make
+) -> None:
+    client = make_client(authorizer=OPAAuthorizer(opa.url, timeout=30))
     client.invoke_tool("public", "echo", {}, principal=sark_sync.Principal("d", ("admin",)))
     opa.delay = 5.0
     started = time.monotonic()
@@ -519,26 +517,28 @@ def test_the_authorization_wait_counts_against_the_calls_deadline(
     assert time.monotonic() - started < 2.0
     assert info.value.attempts == 0
     assert isinstance(info.value.last_error, sark_sync.AuthorizationUnavailable)
-    assert len(invokes(gw)) == 1
+    assert len(invokes(gateway)) == 1
     assert client.breaker_for("public").failure_count == 0
 
 
 def test_an_authorizer_timeout_shorter_than_the_deadline_fails_closed(
-        gw: LocalGateway, opa: OPAStandIn, make: Callable[..., sark_sync.GatewayClient]) -> None:
+    gateway: LocalGateway, opa: OPAStandIn, make_client: Make
+) -> None:
     opa.delay = 5.0
-    client = make(OPAAuthorizer(opa.url, timeout=0.3))
+    client = make_client(authorizer=OPAAuthorizer(opa.url, timeout=0.3))
     with pytest.raises(sark_sync.AuthorizationUnavailable, match=r"within 0\.3s"):
         client.invoke_tool("public", "echo", {}, timeout=10)
-    assert invokes(gw) == []
+    assert invokes(gateway) == []
 
 
 def test_submit_authorizes_on_the_worker_within_the_deadline(
-        gw: LocalGateway, opa: OPAStandIn, make: Callable[..., sark_sync.GatewayClient]) -> None:
-    client = make(OPAAuthorizer(opa.url))
+    opa: OPAStandIn, make_client: Make
+) -> None:
+    client = make_client(authorizer=OPAAuthorizer(opa.url))
     future = client.submit("public", "echo", {"api_key": "k", "x": 1},
                            principal=sark_sync.Principal("d", ("developer",)))
     assert received(future.result(timeout=10)) == {"x": 1}
     denied = client.submit("finance", "pay", {}, principal=sark_sync.Principal("i", ("intern",)))
     with pytest.raises(sark_sync.AuthorizationDenied):
         denied.result(timeout=10)
-    wait_until(lambda: len(opa.inputs) == 2, timeout=5)
+    wait_for(lambda: len(opa.inputs) == 2, timeout=5)
