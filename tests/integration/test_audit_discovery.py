@@ -1,4 +1,4 @@
-"""Audit events of discovery, health and event streams over real sockets (DESIGN §7): one
+"""Audit events of discovery, health and event streams over real sockets: one
 event per public operation (a listing walked page by page included), with the request ids the
 gateway saw, the attempts it took, the status it answered; the principal read from the user
 token without an authorizer; nothing built while nobody listens."""

@@ -1,4 +1,4 @@
-"""The client's audit trail over real sockets (DESIGN §7): one event per tool call, whatever
+"""The client's audit trail over real sockets: one event per tool call, whatever
 happened, with the parameters redacted; local servers audited with transport "stdio"; no
 secret in any event or log line, of tool calls or of the other operations (whose events are
 tested in test_audit_discovery.py)."""

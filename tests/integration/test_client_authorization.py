@@ -1,5 +1,5 @@
 """The client's authorization pre-check against an OPA-compatible Data API over 127.0.0.1,
-and the gateway's own denials (DESIGN §5, §7).
+and the gateway's own denials (docs/gateway/AUTHORIZATION.md).
 
 :class:`OPAStandIn` serves ``POST /v1/data/<path>`` from a ``http.server`` thread (keep-alive,
 TCP_NODELAY) and evaluates :func:`gateway_rule`, a small Python rule (roles against

@@ -1,4 +1,5 @@
-"""The client's pre-check on the real OPA engine with the shipped policy (DESIGN §7, §9).
+"""The client's pre-check on the real OPA engine with the shipped policy
+(docs/gateway/AUTHORIZATION.md, "The shipped policy").
 
 ``gateway_opa_server`` serves ``sark_sync/policies/gateway.rego`` from OPA v1.20
 (tests/realcomp/opa_server.py); :class:`~sark_sync.governance.OPAAuthorizer` asks it over

@@ -1,4 +1,4 @@
-"""Circuit breakers per (gateway, server), over real sockets (DESIGN §5)."""
+"""Circuit breakers per (gateway, server), over real sockets (docs/gateway/ERROR_HANDLING.md)."""
 
 from __future__ import annotations
 

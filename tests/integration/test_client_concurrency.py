@@ -1,4 +1,4 @@
-"""One client shared by many threads, and by forked children (DESIGN §2, §5)."""
+"""One client shared by many threads, and by forked children (docs/gateway/CLIENT_USAGE.md)."""
 
 from __future__ import annotations
 

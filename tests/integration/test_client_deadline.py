@@ -1,4 +1,4 @@
-"""One deadline per call bounds every attempt and every wait (DESIGN §5)."""
+"""One deadline per call bounds every attempt and every wait (docs/gateway/ERROR_HANDLING.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Every endpoint of the wire contract (DESIGN §4), round-tripped through GatewayClient."""
+"""Every endpoint of the SARK Gateway API v1, round-tripped through GatewayClient."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Secrets never show, and a closed client leaves nothing behind (DESIGN §1)."""
+"""Secrets never show, and a closed client leaves nothing behind."""
 
 from __future__ import annotations
 

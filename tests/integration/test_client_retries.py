@@ -1,4 +1,7 @@
-"""Which requests are retried, how often, and how long the client waits (DESIGN §5)."""
+"""Which requests are retried, how often, and how long the client waits.
+
+The rules: docs/gateway/ERROR_HANDLING.md, "What is retried, and when".
+"""
 
 from __future__ import annotations
 

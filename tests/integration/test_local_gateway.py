@@ -1,4 +1,4 @@
-"""LocalGateway over real loopback sockets: the wire contract of DESIGN §4 (endpoints,
+"""LocalGateway over real loopback sockets: the SARK Gateway API v1 (endpoints,
 authentication, pagination, validation, the error envelope), request recording, keep-alive
 and shutdown. Tests talk plain HTTP (``requests``, or a raw socket where framing matters), so
 they pin the gateway's behaviour independently of sark_sync's client.

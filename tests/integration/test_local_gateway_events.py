@@ -1,4 +1,4 @@
-"""LocalGateway event streams (``GET /api/v1/events``, DESIGN §4) over real loopback sockets:
+"""LocalGateway event streams (``GET /api/v1/events``) over real loopback sockets:
 headers, ``retry``, ids, replay after ``Last-Event-ID``, ``stream_reset``, type filtering, pings,
 both framings, stream faults, stop and disconnect, concurrency.
 

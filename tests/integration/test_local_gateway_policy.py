@@ -1,4 +1,4 @@
-"""The LocalGateway enforces a policy: the gateway side of DESIGN §7, over real sockets.
+"""The LocalGateway enforces a policy, over real sockets (docs/gateway/AUTHORIZATION.md).
 
 ``LocalGateway(policy=...)`` with the built-in rules, with the real OPA engine (the shipped
 gateway.rego behind tests/realcomp/opa_server.py), and with a decision function. The clients

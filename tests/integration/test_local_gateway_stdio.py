@@ -1,9 +1,9 @@
-"""LocalGateway hosting stdio MCP servers (DESIGN §8): the demo MCP server as a real child
+"""LocalGateway hosting stdio MCP servers: the demo MCP server as a real child
 process behind real loopback sockets, seen through plain HTTP and through GatewayClient.
 
 Pinned here: the catalogue carries the server's own ``inputSchema`` and ``annotations``;
 results, tool errors and upstream failures (502 crash / JSON-RPC error, 504 timeout) map as
-DESIGN §4 says; a crashed server is reported unhealthy and restarted by the next invoke within
+the API says; a crashed server is reported unhealthy and restarted by the next invoke within
 its budget; Idempotency-Key deduplication sits above the stdio call; and no process outlives
 ``stop()``, ``remove_server()`` or ``sark-sync serve``.
 """

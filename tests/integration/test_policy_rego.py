@@ -7,7 +7,7 @@ test`` runner, so each ``test_`` rule of ``gateway_test.rego`` is evaluated on i
 when the rule is ``true``, as under ``opa test``. A coverage run (the bindings' ``cover``
 tracer) checks that those tests reach every rule of the policy.
 
-Then the decisions as sark_sync's ``OPAAuthorizer`` gets them: the DESIGN §7 input document
+Then the decisions as sark_sync's ``OPAAuthorizer`` gets them: the policy input document
 posted over HTTP to ``/v1/data/sark/gateway/decision``, checked against a Python table of
 the roles and levels, and for the deny rules, the filtering and the fail-closed cases.
 """
@@ -87,7 +87,7 @@ def decide(server: OpaServer, document: Any) -> dict[str, Any]:
 
 
 def request(**changes: Any) -> dict[str, Any]:
-    """The DESIGN §7 input document of an allowed call, with top-level parts replaced:
+    """The policy input document of an allowed call, with top-level parts replaced:
     ``request(principal={...})``; ``principal_roles=[...]`` etc. replace one field."""
     document: dict[str, Any] = {
         "action": "gateway:tool:invoke",

@@ -1,4 +1,4 @@
-"""AuditEvent: fields, defaults, validation and redaction at construction (DESIGN §7)."""
+"""AuditEvent: fields, defaults, validation and redaction when built (docs/gateway/AUDIT.md)."""
 
 from __future__ import annotations
 
