@@ -214,6 +214,12 @@ class RetryPolicy:
                 f"RetryPolicy.jitter must be a bool, not {type(self.jitter).__name__}")
         _normalise(self, "statuses", _statuses(self.statuses))
 
+    def retryable_status(self, status_code: int) -> bool:
+        """Whether an answer with ``status_code`` may be retried: the one rule, used by every
+        path that retries (gateway calls, the event stream, the audit sink). Idempotency is
+        checked separately: see :func:`sark_sync.resilience.retryable`."""
+        return status_code in self.statuses
+
     def backoff_ceiling(self, retry_number: int) -> float:
         """The largest wait before retry ``retry_number`` (1 for the first retry)."""
         exponent = max(0, retry_number - 1)

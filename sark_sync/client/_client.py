@@ -1,74 +1,48 @@
-"""GatewayClient: the operations, transport selection and the call pipeline.
+"""GatewayClient: every operation of the client, in one class.
 
-Every operation runs the same pipeline (DESIGN §5; tool calls are authorized first when the
-client has an authorizer, see :mod:`._governed`)::
-
-    deadline -> validate -> [authorize] -> breaker(gateway, server) -> transport -> result
-
-The deadline is created when the call is made (for :meth:`GatewayClient.submit`, when it is
-submitted) and bounds everything after it. Arguments are validated before anything touches the
-network, so a bad name never becomes a request. One client is meant to be shared: by every
-thread of a process, and across ``fork()`` (a forked child rebuilds what it needs lazily).
+The public methods check their arguments (a bad name never becomes a request) and hand the call
+to the client's :class:`~._pipeline.Pipeline`, built here, which runs the same stages in the same
+order for every transport: deadline -> authorize -> breaker -> retry -> transport -> audit. One
+client is meant to be shared: by every thread of a process, and across ``fork()`` (a forked
+child rebuilds what it needs lazily). See ``docs/ARCHITECTURE.md``.
 """
 
 from __future__ import annotations
 
-import logging
-import os
-import uuid
 import weakref
-from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, TypeVar
+from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import Future
+from contextlib import nullcontext
+from typing import Any, Callable
 
-from .._config import (
-    MAX_RESPONSE_BYTES,
-    MAX_WORKERS,
-    BreakerPolicy,
-    RestartPolicy,
-    RetryPolicy,
-    Timeouts,
-    check_count,
-    resolve_api_key,
-    resolve_base_url,
-)
+from .._config import BreakerPolicy, RestartPolicy, RetryPolicy, Timeouts
 from .._deadline import Deadline
-from .._exceptions import (
-    ClientClosedError,
-    ConfigurationError,
-    GatewayError,
-    TransportNotAvailableError,
-    ValidationError,
-)
-from .._models import ToolResult
-from .._redact import Secret
-from .._useragent import user_agent
-from .._validation import describe, validate_name
-from ..governance._audit_recorder import AuditRecorder, Operation, flush_for_close, resolve_audit
+from .._exceptions import ClientClosedError, TransportNotAvailableError, ValidationError
+from .._models import Health, Principal, ServerInfo, ToolCall, ToolInfo, ToolResult
+from .._validation import validate_name, validate_page
+from ..governance._audit_recorder import AuditRecorder, flush_for_close, resolve_audit
 from ..governance.audit import Auditor
 from ..governance.policy import Authorizer, AuthorizerLike
 from ..resilience import _forksafety
 from ..resilience._breaker import Breaker
+from ..transports._base import GatewayTransport
 from ..transports._mcp_pool import LocalServerPool
 from ..transports._mcp_session import DEFAULT_STARTUP_TIMEOUT, LocalServer
-from ..transports.http import DEFAULT_MAX_RESPONSE_BYTES, HTTPTransport, Response
-from ._discovery import DiscoveryMixin
+from ..transports.http import DEFAULT_MAX_RESPONSE_BYTES
+from ..transports.sse import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_RECONNECTS, EventStream
+from ..wire._sse import DEFAULT_MAX_EVENT_BYTES
+from . import _discovery as discovery
 from ._governance_stage import Governance
-from ._invoking import InvocationMixin
+from ._invocation import Invocation, items, outcome
+from ._options import Options
+from ._pipeline import Pipeline
 from ._resources import Resources
-from ._streaming import StreamingMixin
+from ._streaming import open_stream
 
 __all__ = ["GatewayClient"]
 
-log = logging.getLogger("sark_sync")
 
-T = TypeVar("T")
-
-#: Transport modes: "auto" picks per operation; the others allow only that transport.
-TRANSPORT_MODES = ("auto", "http", "sse", "stdio")
-
-
-class GatewayClient(DiscoveryMixin, InvocationMixin, StreamingMixin):
+class GatewayClient:
     """A blocking, thread-safe client for MCP tool calls through the SARK gateway.
 
     :param base_url: the gateway, ``http(s)://host[:port]``; default ``$SARK_GATEWAY_URL``.
@@ -97,8 +71,8 @@ class GatewayClient(DiscoveryMixin, InvocationMixin, StreamingMixin):
     :param authorizer: asked before every tool call, gateway or local: an
         :class:`OPAAuthorizer`, :class:`SarkAuthorizer` or a callable ``(AuthorizationInput)
         -> Decision | Mapping``; a deny raises :class:`AuthorizationDenied`, nothing is sent.
-        Costs two discovery requests per server a minute (see :mod:`sark_sync._governed`).
-    :param audit: where one audit event per operation goes (DESIGN §7: each tool call, each
+        Costs two discovery requests per server a minute (``docs/gateway/AUTHORIZATION.md``).
+    :param audit: where one audit event per operation goes (each tool call, each
         discovery call or listing walked, ``health()``, each event stream opened): an
         :class:`~sark_sync.governance.Auditor`, a sink (``LoggingSink``, ``JSONLinesSink``,
         ``HTTPSink``, ``CallableSink`` or a callable ``func(event)``) or a list of them; ``[]``
@@ -107,6 +81,11 @@ class GatewayClient(DiscoveryMixin, InvocationMixin, StreamingMixin):
         the client built (None, a sink, a list) is closed by :meth:`close`, which flushes
         the caller's sinks but never closes them; an ``Auditor`` passed in is the caller's to
         close (:meth:`close` only flushes it).
+    :param transport: the gateway transport (a :class:`~sark_sync.transports.GatewayTransport`:
+        ``send(request, *, deadline, accept_statuses) -> Response``), instead of HTTP to
+        ``base_url``: for example :class:`sark_sync.testing.MockTransport` in a unit test. Every
+        stage above it (deadline, authorization, breaker, retries, audit) runs unchanged;
+        ``base_url`` then only names the gateway. The client closes it on :meth:`close`.
 
     >>> client = GatewayClient("http://127.0.0.1:8080", api_key="k")  # doctest: +SKIP
     >>> with client:                                                  # doctest: +SKIP
@@ -116,62 +95,54 @@ class GatewayClient(DiscoveryMixin, InvocationMixin, StreamingMixin):
     Raises :class:`ConfigurationError` for invalid settings, naming the argument and the rule
     (never quoting a credential, nor a URL that may carry one). Every limit is a named
     constant of :mod:`sark_sync._config`: durations up to ``MAX_SECONDS`` (24 h), and so on.
+
+    Every operation runs one pipeline, in one order for every transport: deadline ->
+    authorize -> breaker -> retry -> transport -> audit (see ``docs/ARCHITECTURE.md``).
     """
 
     def __init__(
-        self,
-        base_url: str | None = None,
-        *,
-        api_key: str | None = None,
-        timeout: float | Timeouts | None = None,
-        retry: RetryPolicy | None = None,
-        breaker: BreakerPolicy | None = None,
-        max_workers: int = 8,
-        transport_mode: str = "auto",
-        idempotency_keys: bool = True,
-        verify: bool | str | None = None,
-        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
-        local_servers: Mapping[str, Any] | None = None,
-        restart: RestartPolicy | None = None,
+        self, base_url: str | None = None, *, api_key: str | None = None,
+        timeout: float | Timeouts | None = None, retry: RetryPolicy | None = None,
+        breaker: BreakerPolicy | None = None, max_workers: int = 8,
+        transport_mode: str = "auto", idempotency_keys: bool = True,
+        verify: bool | str | None = None, max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        local_servers: Mapping[str, Any] | None = None, restart: RestartPolicy | None = None,
         startup_timeout: float = DEFAULT_STARTUP_TIMEOUT,
         on_notification: Callable[[str, str, Mapping[str, Any]], None] | None = None,
-        authorizer: AuthorizerLike | None = None,
-        audit: object = None,
+        authorizer: AuthorizerLike | None = None, audit: object = None,
+        transport: GatewayTransport | None = None,
     ) -> None:
-        self.base_url = resolve_base_url(base_url)
-        key = resolve_api_key(api_key)
-        self._api_key = Secret(key) if key is not None else None
-        self.timeouts = Timeouts.coerce(timeout)
-        self.retry = retry if retry is not None else RetryPolicy()
-        self.breaker = breaker if breaker is not None else BreakerPolicy()
-        if not isinstance(self.retry, RetryPolicy) or not isinstance(self.breaker, BreakerPolicy):
-            raise ConfigurationError("retry and breaker must be RetryPolicy and BreakerPolicy")
-        self.max_workers = check_count("max_workers", max_workers, 1, MAX_WORKERS)
-        if not isinstance(transport_mode, str) or transport_mode not in TRANSPORT_MODES:
-            shown = repr(transport_mode[:32]) if isinstance(transport_mode, str) else \
-                describe(transport_mode)
-            raise ConfigurationError(
-                f"transport_mode must be one of {', '.join(TRANSPORT_MODES)}: {shown}"
-            )
-        if not isinstance(idempotency_keys, bool):
-            raise ConfigurationError(
-                f"idempotency_keys must be a bool, not {type(idempotency_keys).__name__}")
-        self.transport_mode = str.__str__(transport_mode)
-        self.idempotency_keys = idempotency_keys
-        self._verify = _check_verify(verify)
-        self._max_response_bytes = check_count("max_response_bytes", max_response_bytes, 1,
-                                               MAX_RESPONSE_BYTES)
-        self._retry_safe_tools: dict[tuple[str, str], bool] = {}
+        options = Options.check(
+            base_url, api_key=api_key, timeout=timeout, retry=retry, breaker=breaker,
+            restart=restart, max_workers=max_workers, transport_mode=transport_mode,
+            idempotency_keys=idempotency_keys, verify=verify,
+            max_response_bytes=max_response_bytes, transport=transport)
+        self._options = options
+        self.base_url, self.timeouts, self.retry = options.base_url, options.timeouts, options.retry
+        self.breaker, self.restart = options.breaker, options.restart
+        self.max_workers, self.transport_mode = options.max_workers, options.transport_mode
+        self.idempotency_keys = options.idempotency_keys
+        self._api_key = options.api_key
         self._closed = False
-        self.restart = restart if restart is not None else RestartPolicy()
+        self._custom_transport = transport is not None
         # Checked before the auditor exists: a bad option must not leave a sink behind.
-        local = LocalServerPool(local_servers, self.restart, startup_timeout=startup_timeout,
+        local = LocalServerPool(local_servers, options.restart, startup_timeout=startup_timeout,
                                 on_notification=on_notification)
-        self._governance = Governance(authorizer)
+        pipeline: Pipeline
+        self._governance = Governance(authorizer, metadata=lambda server, is_local, deadline: (
+            discovery.server_metadata(pipeline, server, is_local, deadline)))
         self._auditor, self._owns_auditor = resolve_audit(audit)
         if self._auditor is not None:
             self._governance.audit_hook = AuditRecorder(self._auditor)
         self._resources = Resources(local)
+        gateway: Callable[[], GatewayTransport] = options.http_transport if transport is None \
+            else (lambda: transport)
+        pipeline = self._pipeline = Pipeline(
+            options.base_url, timeouts=options.timeouts, retry=options.retry,
+            breaker=options.breaker, max_workers=options.max_workers,
+            transport_mode=options.transport_mode, idempotency_keys=options.idempotency_keys,
+            resources=self._resources, governance=self._governance, gateway=gateway,
+            check_open=self._check_open)
         self._finalizer = weakref.finalize(self, self._resources.close)
         _forksafety.register(self)
 
@@ -186,8 +157,13 @@ class GatewayClient(DiscoveryMixin, InvocationMixin, StreamingMixin):
         """The authorizer asked before each tool call (a callable is wrapped in one)."""
         return self._governance.authorizer
 
+    @property
+    def auditor(self) -> Auditor | None:
+        """Where the audit events go (None with ``audit=[]``)."""
+        return self._auditor
+
     def close(self) -> None:
-        """Release every connection and thread. Idempotent; later calls raise
+        """Release every connection, thread and local server. Idempotent; later calls raise
         :class:`ClientClosedError`. In-flight submitted calls finish within their deadlines."""
         self._closed = True
         self._finalizer()
@@ -198,11 +174,6 @@ class GatewayClient(DiscoveryMixin, InvocationMixin, StreamingMixin):
                 auditor.close()
             else:
                 flush_for_close(auditor)
-
-    @property
-    def auditor(self) -> Auditor | None:
-        """Where the audit events go (None with ``audit=[]``)."""
-        return self._auditor
 
     def __enter__(self) -> GatewayClient:
         self._check_open()
@@ -224,119 +195,190 @@ class GatewayClient(DiscoveryMixin, InvocationMixin, StreamingMixin):
             raise ClientClosedError("this GatewayClient is closed")
 
     def _state(self) -> Resources:
-        resources = self._resources
-        if resources.pid != os.getpid():  # a fork the at-fork hook did not see
-            resources.drop_after_fork()
-        return resources
-
-    def _require(self, transport: str) -> None:
-        self._check_open()
-        if self.transport_mode not in ("auto", transport):
-            raise TransportNotAvailableError(
-                f"this operation needs the {transport} transport, but transport_mode is "
-                f"{self.transport_mode!r}"
-            )
-
-    def _local(self, server: str | None) -> LocalServerPool | None:
-        """The local server pool if ``server`` is one of its servers (stdio), else None."""
-        local = self._state().local
-        if server is not None and server in local:
-            self._require("stdio")
-            return local
-        return None
-
-    def _http(self) -> HTTPTransport:
-        self._require("http")
-        return self._state().http(lambda: HTTPTransport(
-            self.base_url, api_key=self._api_key, timeouts=self.timeouts, retry=self.retry,
-            max_workers=self.max_workers, user_agent=user_agent(), verify=self._verify,
-            max_response_bytes=self._max_response_bytes,
-        ), self._check_open)
-
-    def _executor(self) -> ThreadPoolExecutor:
-        self._check_open()
-        return self._state().executor_for(self.max_workers, self._check_open)
+        return self._pipeline.state()
 
     def breaker_for(self, server: str | None = None) -> Breaker:
         """The breaker guarding ``server`` on this gateway (None: discovery and health), or
         the local server of that name. :class:`ValidationError` for an invalid name."""
-        return self._breaker(None if server is None else validate_name(server, "server"))
+        return self._pipeline.breaker(
+            None if server is None else validate_name(server, "server"))
 
-    def _breaker(self, server: str | None) -> Breaker:
-        resources = self._state()
-        if server is not None and server in resources.local:
-            name = f"local:{server}"
-        else:
-            name = self.base_url if server is None else f"{self.base_url}/{server}"
-        return resources.breaker(name, self.breaker)
+    # -- discovery -------------------------------------------------------------------------------
 
-    # -- the pipeline ------------------------------------------------------------------------
+    def health(self, *, timeout: float | Timeouts | None = None) -> Health:
+        """``GET /health``. An unhealthy gateway (503 with a health body) is a result, not an
+        error, and is not retried; a 503 without one raises :class:`ServiceUnavailableError`."""
+        deadline = self._pipeline.deadline(timeout)
+        audit = self._pipeline.operation("health", "health")
+        with audit or nullcontext():
+            return discovery.health(self._pipeline, deadline, audit)
 
-    def _timeouts(self, timeout: float | Timeouts | None) -> Timeouts:
-        """A call's ``timeout`` argument checked: :class:`ValidationError` naming it."""
-        if timeout is None:
-            return self.timeouts
-        try:
-            return Timeouts.coerce(timeout)
-        except ConfigurationError as exc:
-            raise ValidationError(exc.message) from None
+    def list_servers(self, *, page: int = 1, page_size: int = 100,
+                     timeout: float | Timeouts | None = None) -> list[ServerInfo]:
+        """One page of registered servers (``page`` 1..1,000,000, ``page_size`` 1..1000)."""
+        page, page_size = validate_page(page, page_size)
+        deadline = self._pipeline.deadline(timeout)
+        audit = self._pipeline.operation("list_servers")
+        with audit or nullcontext():
+            found, _, _ = discovery.page(
+                self._pipeline, discovery.SERVERS, "servers", ServerInfo.from_dict,
+                (page - 1) * page_size, page_size, deadline, audit=audit)
+        return found
 
-    def _deadline(self, timeout: float | Timeouts | None) -> Deadline:
-        timeouts = self._timeouts(timeout)
-        return Deadline(timeouts.deadline, timeouts=timeouts)
+    def iter_servers(self, *, page_size: int = 100, timeout: float | Timeouts | None = None
+                     ) -> Iterator[ServerInfo]:
+        """Every registered server, fetched page by page (each page has its own deadline)."""
+        _, page_size = validate_page(1, page_size)
+        timeouts = self._pipeline.call_timeouts(timeout)  # checked now, not at the first page
+        audit = self._pipeline.operation("iter_servers", lazy=True)
+        return discovery.iter_pages(self._pipeline, None, page_size, timeouts, audit, tools=False)
 
-    def _send(
-        self, method: str, path: str, *, server: str | None, deadline: Deadline,
-        idempotent: bool = True, params: Mapping[str, Any] | None = None,
-        body: bytes | None = None, headers: dict[str, str] | None = None,
-        accept_statuses: frozenset[int] = frozenset(), tool: str | None = None,
-        audit: Operation | None = None,
-    ) -> Response:
-        return self._exchange(
-            method, path, _as_is, server=server, deadline=deadline, idempotent=idempotent,
-            params=params, body=body, headers=headers, accept_statuses=accept_statuses,
-            tool=tool, audit=audit)
+    def get_server(self, name: str, *, timeout: float | Timeouts | None = None) -> ServerInfo:
+        """One server by name; :class:`NotFoundError` if the gateway does not know it."""
+        name = validate_name(name, "server")
+        deadline = self._pipeline.deadline(timeout)
+        audit = self._pipeline.operation("get_server", server=name)
+        with audit or nullcontext():
+            return discovery.get_server(self._pipeline, name, deadline, audit=audit)
 
-    def _exchange(
-        self, method: str, path: str, parse: Callable[[Response], T], *, server: str | None,
-        deadline: Deadline, idempotent: bool = True, params: Mapping[str, Any] | None = None,
-        body: bytes | None = None, headers: dict[str, str] | None = None,
-        accept_statuses: frozenset[int] = frozenset(), tool: str | None = None,
-        audit: Operation | None = None,
-    ) -> T:
-        """One request through the breaker, with ``parse`` run on the response inside it,
-        so that a malformed answer (``ProtocolError``) counts as the server's failure."""
-        transport = self._http()
-        send_headers = {"X-Request-ID": str(uuid.uuid4())}
-        if headers:
-            send_headers.update(headers)
+    def list_tools(self, server: str | None = None, *, page: int = 1, page_size: int = 100,
+                   timeout: float | Timeouts | None = None) -> list[ToolInfo]:
+        """One page of tools, of one server or of all gateway servers. For a local server the
+        page is cut from its whole ``tools/list``."""
+        server = None if server is None else validate_name(server, "server")
+        page, page_size = validate_page(page, page_size)
+        return discovery.list_tools(self._pipeline, server, page, page_size,
+                                    self._pipeline.deadline(timeout))
 
-        def attempt() -> T:
-            if audit is not None:
-                audit.sent(send_headers["X-Request-ID"])
-            response = transport.request(
-                method, path, deadline=deadline, idempotent=idempotent, params=params,
-                body=body, headers=send_headers, accept_statuses=accept_statuses,
-                timeouts=deadline.timeouts,
-            )
-            if audit is not None:
-                audit.received(response)
-            return parse(response)
+    def iter_tools(self, server: str | None = None, *, page_size: int = 100,
+                   timeout: float | Timeouts | None = None) -> Iterator[ToolInfo]:
+        """Every tool, of one server or of all gateway servers, fetched page by page."""
+        server = None if server is None else validate_name(server, "server")
+        _, page_size = validate_page(1, page_size)
+        timeouts = self._pipeline.call_timeouts(timeout)  # checked now, not at the first page
+        return discovery.iter_tools(self._pipeline, server, page_size, timeouts)
 
-        try:
-            if not self.breaker.enabled:
-                return attempt()
-            return self._breaker(server).call(attempt)
-        except GatewayError as exc:
-            exc._with(server=server, tool=tool)
-            raise
+    # -- tool calls ------------------------------------------------------------------------------
 
-    def _guard(self, server: str) -> Callable[[Callable[[], ToolResult]], ToolResult]:
-        if not self.breaker.enabled:
-            return lambda attempt: attempt()
-        return self._breaker(server).call
+    def invoke_tool(
+        self, server: str, tool: str, parameters: Mapping[str, Any] | None = None, *,
+        user_token: str | None = None, timeout: float | Timeouts | None = None,
+        idempotency_key: str | None = None, principal: Principal | None = None,
+    ) -> ToolResult:
+        """Call ``tool`` on ``server`` and return its :class:`ToolResult`.
 
-    # -- local servers (stdio) -----------------------------------------------------------------
+        :param parameters: the tool's arguments, a JSON-serialisable mapping.
+        :param user_token: the end user's JWT, sent as ``Authorization: Bearer``.
+        :param timeout: this call's deadline (seconds or :class:`Timeouts`).
+        :param idempotency_key: deduplicates retries at the gateway; generated when absent
+            (unless the client was made with ``idempotency_keys=False``).
+        :param principal: who the call is for, for the client's authorizer; by default read
+            (unverified, advisory) from ``user_token``'s claims ``sub``, ``roles``, ``teams``.
+
+        A tool error is a result (``is_error``); call ``raise_for_error()`` to raise it.
+        Raises :class:`ValidationError` for bad arguments (before any request; a malformed
+        ``user_token`` too when there is an authorizer), :class:`AuthorizationDenied`,
+        :class:`AuthorizationUnavailable`, :class:`CircuitOpenError`,
+        :class:`DeadlineExceeded`, or another :class:`GatewayError`.
+        """
+        deadline = self._pipeline.deadline(timeout)
+        call = self._pipeline.prepare(server, tool, parameters, user_token, idempotency_key,
+                                      principal)
+        return self._pipeline.invoke(call, deadline, user_token)
+
+    def submit(
+        self, server: str, tool: str, parameters: Mapping[str, Any] | None = None, *,
+        user_token: str | None = None, timeout: float | Timeouts | None = None,
+        idempotency_key: str | None = None, principal: Principal | None = None,
+    ) -> Future[ToolResult]:
+        """Run :meth:`invoke_tool` on the client's thread pool and return its future.
+
+        Arguments are validated now (a bad name raises here, not from the future). The
+        deadline starts now too, so time spent queued counts against it.
+        """
+        deadline = self._pipeline.deadline(timeout)
+        call = self._pipeline.prepare(server, tool, parameters, user_token, idempotency_key,
+                                      principal)
+        return self._pipeline.executor().submit(self._pipeline.invoke, call, deadline,
+                                                user_token)
+
+    def invoke_many(self, calls: Iterable[ToolCall], *, return_exceptions: bool = False
+                    ) -> list[Any]:
+        """Run many calls on the thread pool (at most ``max_workers`` at once); results come
+        back in the order of ``calls``.
+
+        Every call is validated before any is sent: one bad item (a non-ToolCall included)
+        raises :class:`ValidationError` and nothing runs. With ``return_exceptions=True`` a
+        failed call's exception takes its place in the list; otherwise, once every call has
+        finished, the first failure (in the order of ``calls``) is raised. Each call's
+        deadline starts now, so waiting is bounded.
+        """
+        if not isinstance(return_exceptions, bool):
+            raise ValidationError("return_exceptions must be a bool, not "
+                                  f"{type(return_exceptions).__name__}")
+        pipeline = self._pipeline
+        prepared: list[tuple[Invocation, Deadline, str | None]] = [
+            (pipeline.prepare(call.server, call.tool, call.parameters, call.user_token,
+                              call.idempotency_key, call.principal),
+             pipeline.deadline(call.timeout), call.user_token)
+            for _, call in items(calls)]
+        executor = pipeline.executor()
+        pending = [(executor.submit(pipeline.invoke, invocation, deadline, token), deadline)
+                   for invocation, deadline, token in prepared]
+        outcomes = [outcome(future, deadline) for future, deadline in pending]
+        if not return_exceptions:
+            for result in outcomes:
+                if isinstance(result, BaseException):
+                    raise result
+        return outcomes
+
+    # -- event streams ---------------------------------------------------------------------------
+
+    def stream_events(
+        self, types: Iterable[str] | str | None = None, last_event_id: str | int | None = None,
+        *, user_token: str | None = None, idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+        max_reconnects: int = DEFAULT_MAX_RECONNECTS,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+    ) -> EventStream:
+        """Stream the gateway's events (``GET /api/v1/events``), reconnecting as needed.
+
+        Connects before returning, so no event published from now on is missed; iterate the
+        returned :class:`~sark_sync.transports.sse.EventStream` (a context manager; ``close()``
+        may be called from any thread) to get :class:`~sark_sync.Event` objects.
+
+        :param types: event types wanted (e.g. ``["tool_invoked"]``, or one type as a str);
+            the gateway filters, and so does the client. ``stream_reset`` always comes through.
+        :param last_event_id: resume after this id: the gateway replays what followed it.
+            It travels in ``Last-Event-ID`` as its UTF-8 bytes (as browsers send it), without
+            surrounding spaces; the stream then resumes from each event id it receives, except
+            one no HTTP header can carry (control characters, over 4 KiB): a reconnect then
+            resumes from the last id that can, so events are replayed rather than lost.
+        :param idle_timeout: seconds without a byte (events or ``: ping``) before the
+            connection counts as stalled and is replaced.
+        :param max_reconnects: consecutive failed attempts before giving up with the last
+            error; the count restarts at every event received.
+        :param max_event_bytes: larger events end the stream with :class:`ProtocolError`.
+
+        Events whose data is not JSON (or is JSON nested too deeply to decode) are delivered
+        with their text as ``data``; a ``retry:`` from the gateway counts up to 60 s; a field
+        value never raises. Raises :class:`AuthenticationError`, :class:`AuthorizationDenied`,
+        :class:`NotFoundError` and other 4xx errors at once (here or while iterating), and
+        the last connection error after ``max_reconnects`` failed attempts in a row;
+        :class:`ValidationError` before anything is sent for an invalid argument;
+        :class:`TransportNotAvailableError` for a client made with its own ``transport``.
+        """
+        if self._custom_transport:
+            self._check_open()
+            raise TransportNotAvailableError(
+                "event streams need the gateway's HTTP transport; this client was given its "
+                "own transport")
+        return open_stream(
+            self._pipeline, api_key=self._api_key, verify=self._options.verify, types=types,
+            last_event_id=last_event_id, user_token=user_token, idle_timeout=idle_timeout,
+            max_reconnects=max_reconnects, max_event_bytes=max_event_bytes,
+            closed=lambda: self._closed)
+
+    # -- local servers (stdio) -------------------------------------------------------------------
 
     def connect_local_server(
         self, command: list[str], *, env: Mapping[str, str] | None = None,
@@ -351,31 +393,8 @@ class GatewayClient(DiscoveryMixin, InvocationMixin, StreamingMixin):
         caller has not. See :class:`LocalServer` for the arguments; ``timeout`` defaults to the
         client's deadline.
         """
-        self._require("stdio")
+        self._pipeline.require("stdio")
         return self._state().local.connect(
             command, env=env, cwd=cwd, name=name, inherit_env=inherit_env,
             timeout=self.timeouts.deadline if timeout is None else timeout,
-            startup_timeout=startup_timeout, on_notification=on_notification,
-        )
-
-
-def _as_is(response: Response) -> Response:
-    return response
-
-
-def _check_verify(verify: object) -> bool | str | None:
-    """``verify`` as given if it is None, a bool, or the path of an existing CA bundle file
-    or directory (requests would otherwise fail at the first call, with an OSError)."""
-    if verify is None or isinstance(verify, bool):
-        return verify
-    if isinstance(verify, os.PathLike):
-        verify = os.fspath(verify)
-    if not isinstance(verify, str):
-        raise ConfigurationError(
-            f"verify must be a bool or a CA bundle path, not {type(verify).__name__}")
-    path = str.__str__(verify)
-    if not path or "\x00" in path or not os.path.exists(path):
-        raise ConfigurationError("verify is not the path of an existing CA bundle file or "
-                                 "directory")
-    return path
-
+            startup_timeout=startup_timeout, on_notification=on_notification)

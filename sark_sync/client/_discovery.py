@@ -1,13 +1,10 @@
-"""Discovery operations of GatewayClient: health, servers and tools (DESIGN §4).
+"""Discovery requests of the client: health, servers, tools, and a server's metadata.
 
-A mixin, as requests' ``SessionRedirectMixin`` is: these methods only read from the gateway
-(or list a local server's tools) through the client's pipeline (``_send``), so they live apart
-from the construction, lifecycle and invocation code in ``_client.py``. Listings are lenient
-(a malformed item is skipped with a warning) and iterators hold one page at a time.
-
-Each public method is one audited operation (event type ``"discovery"``, ``"health"`` for
-:meth:`~DiscoveryMixin.health`; see :mod:`._auditing`): an iterator's pages make one event
-between them. Arguments refused before anything is sent are not audited, as for tool calls.
+Functions over the :class:`~._pipeline.Pipeline`, called by :class:`GatewayClient`'s public
+methods and by the governance stage (which needs a server's metadata for the authorizer's
+input). Each request runs the pipeline's breaker -> retry -> transport; the answer is parsed
+inside the breaker, so a malformed one counts as the server's failure. Listings are lenient (a
+malformed item is skipped with a warning) and iterators hold one page at a time.
 """
 
 from __future__ import annotations
@@ -21,42 +18,26 @@ from .._config import Timeouts
 from .._deadline import Deadline
 from .._exceptions import ProtocolError, ServiceUnavailableError
 from .._models import Health, ServerInfo, ToolInfo
-from .._validation import validate_name, validate_page
 from ..governance._audit_recorder import Operation, audited_items
-from ..transports.http import Response
+from ..transports._base import Response
 from ..wire._pagination import paginate, parse_page
-from ._client_base import ClientPipeline
+from ._governance_stage import Metadata
+from ._pipeline import MAX_REMEMBERED_TOOLS, Pipeline
 
-__all__ = ["DiscoveryMixin"]
+__all__ = ["get_server", "health", "iter_pages", "iter_tools", "list_tools", "page",
+           "server_metadata", "tool_page"]
 
 T = TypeVar("T")
 
-#: Tools whose annotations the client remembers for retry safety.
-MAX_REMEMBERED_TOOLS = 10_000
-
-#: The audit event types of these operations.
-DISCOVERY, HEALTH = "discovery", "health"
-
-_QUIET = nullcontext()  # what an operation runs in when nobody audits it
+#: Tools asked per page when fetching a server's metadata.
+TOOLS_PAGE = 1_000
+SERVERS, TOOLS = "/api/v1/servers", "/api/v1/tools"
 
 
-class DiscoveryMixin(ClientPipeline):
-    """What the gateway offers. Mixed into :class:`GatewayClient`."""
+def health(pipeline: Pipeline, deadline: Deadline, audit: Operation | None) -> Health:
+    """``GET /health``: a 503 with a health body is a result (not retried, not an error)."""
 
-    def health(self, *, timeout: float | Timeouts | None = None) -> Health:
-        """``GET /health``. An unhealthy gateway (503 with a health body) is a result, not an
-        error, and is not retried; a 503 without one raises :class:`ServiceUnavailableError`."""
-        deadline = self._deadline(timeout)
-        audit = self._audit("health", HEALTH)
-        with audit or _QUIET:
-            return self._health(deadline, audit)
-
-    def _health(self, deadline: Deadline, audit: Operation | None) -> Health:
-        # Parsed inside the breaker: a malformed answer counts as the gateway's failure.
-        return self._exchange("GET", "/health", self._read_health, server=None,
-                              deadline=deadline, accept_statuses=frozenset({503}), audit=audit)
-
-    def _read_health(self, response: Response) -> Health:
+    def read(response: Response) -> Health:
         if response.status_code == 200:
             return _parse(Health.from_dict, response.data, "health", "/health")
         try:
@@ -64,131 +45,113 @@ class DiscoveryMixin(ClientPipeline):
         except ValueError:
             raise ServiceUnavailableError(
                 "gateway unavailable (503) without a health report", status_code=503,
-                method="GET", url=self.base_url + "/health", attempts=response.attempts,
+                method="GET", url=pipeline.base_url + "/health", attempts=response.attempts,
             ) from None
 
-    def list_servers(
-        self, *, page: int = 1, page_size: int = 100, timeout: float | Timeouts | None = None
-    ) -> list[ServerInfo]:
-        """One page of registered servers (``page`` 1..1,000,000, ``page_size`` 1..1000)."""
-        page, page_size = validate_page(page, page_size)
-        deadline = self._deadline(timeout)
-        audit = self._audit("list_servers")
-        with audit or _QUIET:
-            items, _, _ = self._page("/api/v1/servers", "servers", ServerInfo.from_dict,
-                                     (page - 1) * page_size, page_size, deadline, audit=audit)
-        return items
+    return pipeline.request("GET", "/health", read, server=None, deadline=deadline,
+                            accept_statuses=frozenset({503}), audit=audit)
 
-    def iter_servers(
-        self, *, page_size: int = 100, timeout: float | Timeouts | None = None
-    ) -> Iterator[ServerInfo]:
-        """Every registered server, fetched page by page (each page has its own deadline)."""
-        _, page_size = validate_page(1, page_size)
-        timeout = self._timeouts(timeout)  # checked now, not at the first page
-        audit = self._audit("iter_servers", lazy=True)
 
-        def fetch(offset: int) -> tuple[list[ServerInfo], int, int]:
-            with audit or _QUIET:
-                deadline = self._deadline(timeout)
-                return self._page("/api/v1/servers", "servers", ServerInfo.from_dict, offset,
-                                  page_size, deadline, audit=audit)
+def get_server(pipeline: Pipeline, name: str, deadline: Deadline, *,
+               audit: Operation | None = None) -> ServerInfo:
+    def read(response: Response) -> ServerInfo:
+        try:
+            return ServerInfo.from_dict(response.data)
+        except ValueError as exc:
+            raise ProtocolError(f"malformed server response from {name}: {exc}",
+                                server=name) from None
 
-        return audited_items(paginate(fetch, key=lambda s: s.server_id or s.server_name,
-                                      where="/api/v1/servers"), audit)
+    return pipeline.request("GET", f"{SERVERS}/{quote(name, safe='')}", read, server=name,
+                            deadline=deadline, audit=audit)
 
-    def get_server(self, name: str, *, timeout: float | Timeouts | None = None) -> ServerInfo:
-        """One server by name; :class:`NotFoundError` if the gateway does not know it."""
 
-        name = validate_name(name, "server")
-        deadline = self._deadline(timeout)
-        audit = self._audit("get_server", server=name)
-        with audit or _QUIET:
-            return self._get_server(name, deadline, audit=audit)
+def page(
+    pipeline: Pipeline, path: str, key: str, parse: Callable[[object], T], offset: int,
+    limit: int, deadline: Deadline, *, server: str | None = None,
+    extra: Mapping[str, str] | None = None, audit: Operation | None = None,
+) -> tuple[list[T], int, int]:
+    """One page of a listing: its items, the total and the next offset."""
+    params: dict[str, Any] = {"offset": offset, "limit": limit, **(extra or {})}
+    return pipeline.request(
+        "GET", path, lambda response: parse_page(response.data, key, parse, offset, path),
+        server=server, deadline=deadline, params=params, audit=audit)
 
-    def _get_server(self, name: str, deadline: Deadline, *, audit: Operation | None = None
-                    ) -> ServerInfo:
-        def read(response: Response) -> ServerInfo:
-            try:
-                return ServerInfo.from_dict(response.data)
-            except ValueError as exc:
-                raise ProtocolError(f"malformed server response from {name}: {exc}",
-                                    server=name) from None
 
-        return self._exchange("GET", f"/api/v1/servers/{quote(name, safe='')}", read,
-                              server=name, deadline=deadline, audit=audit)
+def tool_page(pipeline: Pipeline, server: str | None, offset: int, limit: int,
+              deadline: Deadline, *, audit: Operation | None = None
+              ) -> tuple[list[ToolInfo], int, int]:
+    """One page of tools; their annotations are remembered (a read-only or idempotent tool is
+    safe to retry without an idempotency key)."""
+    extra = {"server": server} if server is not None else {}
+    found = page(pipeline, TOOLS, "tools", ToolInfo.from_dict, offset, limit, deadline,
+                 server=server, extra=extra, audit=audit)
+    remembered = pipeline.retry_safe
+    if len(remembered) > MAX_REMEMBERED_TOOLS:
+        remembered.clear()
+    for info in found[0]:
+        remembered[(info.server_name, info.tool_name)] = info.annotations.retry_safe
+    return found
 
-    def list_tools(
-        self, server: str | None = None, *, page: int = 1, page_size: int = 100,
-        timeout: float | Timeouts | None = None,
-    ) -> list[ToolInfo]:
-        """One page of tools, of one server or of all gateway servers. For a local server the
-        page is cut from its whole ``tools/list``."""
-        if server is not None:
-            server = validate_name(server, "server")
-        page, page_size = validate_page(page, page_size)
-        deadline = self._deadline(timeout)
-        local = self._local(server)
-        audit = self._audit("list_tools", server=server,
-                            transport="http" if local is None else "stdio")
-        with audit or _QUIET:
-            if local is not None and server is not None:
-                start = (page - 1) * page_size
-                return local.list_tools(server, deadline)[start:start + page_size]
-            items, _, _ = self._tool_page(server, (page - 1) * page_size, page_size, deadline,
-                                          audit=audit)
-        return items
 
-    def iter_tools(
-        self, server: str | None = None, *, page_size: int = 100,
-        timeout: float | Timeouts | None = None,
-    ) -> Iterator[ToolInfo]:
-        """Every tool, of one server or of all gateway servers, fetched page by page."""
-        if server is not None:
-            server = validate_name(server, "server")
-        _, page_size = validate_page(1, page_size)
-        timeout = self._timeouts(timeout)  # checked now, not at the first page
-        local = self._local(server)
+def iter_pages(pipeline: Pipeline, server: str | None, page_size: int, timeout: Timeouts,
+               audit: Operation | None, *, tools: bool) -> Iterator[Any]:
+    """Every server (``tools=False``) or tool, page by page, each page with its own deadline;
+    one audit event for the whole walk."""
+
+    def fetch(offset: int) -> tuple[list[Any], int, int]:
+        with audit or nullcontext():
+            deadline = pipeline.deadline(timeout)
+            if tools:
+                return tool_page(pipeline, server, offset, page_size, deadline, audit=audit)
+            return page(pipeline, SERVERS, "servers", ServerInfo.from_dict, offset, page_size,
+                        deadline, audit=audit)
+
+    if tools:
+        key: Callable[[Any], object] = lambda t: (t.server_name, t.tool_name)  # noqa: E731
+    else:
+        key = lambda s: s.server_id or s.server_name  # noqa: E731
+    return audited_items(paginate(fetch, key=key, where=TOOLS if tools else SERVERS), audit)
+
+
+def list_tools(pipeline: Pipeline, server: str | None, page: int, page_size: int,
+               deadline: Deadline) -> list[ToolInfo]:
+    """One audited page of tools: a gateway page, or a slice of a local server's list."""
+    local = pipeline.local(server)
+    audit = pipeline.operation("list_tools", server=server,
+                               transport="http" if local is None else "stdio")
+    with audit or nullcontext():
+        start = (page - 1) * page_size
         if local is not None and server is not None:
-            with self._audit("iter_tools", server=server, transport="stdio") or _QUIET:
-                return iter(local.list_tools(server, self._deadline(timeout)))
-        audit = self._audit("iter_tools", server=server, lazy=True)
+            return local.list_tools(server, deadline)[start:start + page_size]
+        found, _, _ = tool_page(pipeline, server, start, page_size, deadline, audit=audit)
+    return found
 
-        def fetch(offset: int) -> tuple[list[ToolInfo], int, int]:
-            with audit or _QUIET:
-                deadline = self._deadline(timeout)
-                return self._tool_page(server, offset, page_size, deadline, audit=audit)
 
-        return audited_items(paginate(fetch, key=lambda t: (t.server_name, t.tool_name),
-                                      where="/api/v1/tools"), audit)
+def iter_tools(pipeline: Pipeline, server: str | None, page_size: int, timeout: Timeouts
+               ) -> Iterator[ToolInfo]:
+    """Every tool: the gateway's page by page, or a local server's whole list at once."""
+    local = pipeline.local(server)
+    if local is not None and server is not None:
+        with pipeline.operation("iter_tools", server=server, transport="stdio") \
+                or nullcontext():
+            return iter(local.list_tools(server, pipeline.deadline(timeout)))
+    audit = pipeline.operation("iter_tools", server=server, lazy=True)
+    return iter_pages(pipeline, server, page_size, timeout, audit, tools=True)
 
-    def _audit(self, name: str, event_type: str = DISCOVERY, *, server: str | None = None,
-               transport: str = "http", lazy: bool = False) -> Operation | None:
-        return self._governance.operation(name, event_type, transport, server=server,
-                                          lazy=lazy)
 
-    def _tool_page(
-        self, server: str | None, offset: int, limit: int, deadline: Deadline, *,
-        audit: Operation | None = None,
-    ) -> tuple[list[ToolInfo], int, int]:
-        extra = {"server": server} if server is not None else {}
-        page = self._page("/api/v1/tools", "tools", ToolInfo.from_dict, offset, limit, deadline,
-                          server=server, extra=extra, audit=audit)
-        remembered = self._retry_safe_tools
-        if len(remembered) > MAX_REMEMBERED_TOOLS:
-            remembered.clear()
-        for info in page[0]:
-            remembered[(info.server_name, info.tool_name)] = info.annotations.retry_safe
-        return page
-
-    def _page(
-        self, path: str, key: str, parse: Callable[[object], T], offset: int, limit: int,
-        deadline: Deadline, *, server: str | None = None, extra: Mapping[str, str] | None = None,
-        audit: Operation | None = None,
-    ) -> tuple[list[T], int, int]:
-        params: dict[str, Any] = {"offset": offset, "limit": limit, **(extra or {})}
-        return self._exchange(
-            "GET", path, lambda response: parse_page(response.data, key, parse, offset, path),
-            server=server, deadline=deadline, params=params, audit=audit)
+def server_metadata(pipeline: Pipeline, server: str, local: bool, deadline: Deadline
+                    ) -> Metadata:
+    """A server's metadata for the authorizer: the gateway's catalogue (the server and all
+    its tools), or a local server's tool list (sensitivity ``"medium"``, no teams)."""
+    pool = pipeline.local(server) if local else None
+    if pool is not None:
+        listed = pool.list_tools(server, deadline)
+        return ServerInfo(server_name=server, transport="stdio"), {t.name: t for t in listed}
+    info = get_server(pipeline, server, deadline)
+    listing = paginate(
+        lambda offset: tool_page(pipeline, server, offset, TOOLS_PAGE, deadline),
+        key=lambda t: t.tool_name)
+    return info, {t.tool_name: t for t in listing if t.server_name == server}
 
 
 def _parse(parse: Callable[[object], T], data: object, what: str, where: str) -> T:

@@ -1,11 +1,12 @@
 """The governance step of the call pipeline, and the hook where every call's outcome is
-reported (DESIGN §5, §7).
+reported (see ``docs/ARCHITECTURE.md``, "The pipeline", and ``docs/gateway/AUTHORIZATION.md``).
 
 Per tool call: **deadline → authorize → breaker → retry → transport**, then the outcome hook.
 :meth:`Governance.run` is that order. With an authorizer:
 
 1. the server's and tool's metadata (sensitivity, authorized teams, sensitive parameters,
-   annotations) come from the :class:`MetadataCache`: a gateway server costs
+   annotations) come from the :class:`MetadataCache`, filled by the ``metadata`` callable the
+   client gives (its discovery, :func:`._discovery.server_metadata`): a gateway server costs
    ``GET /api/v1/servers/{name}`` and ``GET /api/v1/tools?server=`` (1,000 tools a page) once
    per :data:`METADATA_TTL` seconds (60), through the breaker and within the first
    call's deadline; a local server's come from its ``tools/list``, with sensitivity
@@ -19,9 +20,9 @@ Per tool call: **deadline → authorize → breaker → retry → transport**, t
    ``X-Request-ID``, to join the client's decision with the gateway's logs.
 
 **Audit hook.** :attr:`Governance.audit_hook`, when set, is called once per call with a
-:class:`~sark_sync._auditing.CallOutcome`, whatever happened (allowed, denied, failed, tool
-error), and once per other operation with an :class:`~sark_sync._auditing.OperationOutcome`
-(see :meth:`Governance.operation` and :mod:`._auditing`). It runs in the calling thread, after
+``CallOutcome``, whatever happened (allowed, denied, failed, tool error), and once per other
+operation with an ``OperationOutcome`` (see :meth:`Governance.operation` and
+:mod:`sark_sync.governance._audit_recorder`). It runs in the calling thread, after
 the call; its exceptions are logged and swallowed: a failing hook never fails a call.
 ``parameters`` there are the caller's, unredacted: the hook must redact. The principal id it
 gets is the principal's, else the ``user_token``'s ``sub``, decoded only for a hook that is
@@ -35,7 +36,7 @@ import threading
 import time
 import uuid
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 from .._deadline import Deadline
 from .._exceptions import (
@@ -51,22 +52,19 @@ from ..governance._decision import AuthorizationInput, Decision, removed_paths, 
 from ..governance._principal import PrincipalIdCache, resolve_principal
 from ..governance.policy import Authorizer, as_authorizer, release
 from ..resilience import _forksafety
-from ..wire._pagination import paginate
 from ._invocation import Invocation
 
-if TYPE_CHECKING:
-    from ._client import GatewayClient
-
-__all__ = ["METADATA_TTL", "CallOutcome", "Governance", "MetadataCache"]
+__all__ = ["METADATA_TTL", "CallOutcome", "Governance", "Metadata", "MetadataCache",
+           "MetadataSource"]
 
 #: Seconds the client reuses a server's metadata (sensitivity, teams, tools) for decisions.
 METADATA_TTL = 60.0
 #: Servers whose metadata is kept at most (all are forgotten past it).
 MAX_SERVERS = 1_000
-#: Tools asked per page when fetching a server's metadata.
-TOOLS_PAGE = 1_000
 
 Metadata = tuple[ServerInfo, Mapping[str, ToolInfo]]
+#: Fetches a server's metadata: ``(server, local, deadline) -> (ServerInfo, {tool: ToolInfo})``.
+MetadataSource = Callable[[str, bool, Deadline], Metadata]
 
 
 class MetadataCache:
@@ -116,7 +114,10 @@ class MetadataCache:
 class Governance:
     """A client's authorizer, metadata cache and audit hook."""
 
-    def __init__(self, authorizer: object = None) -> None:
+    def __init__(self, authorizer: object = None, *, metadata: MetadataSource | None = None
+                 ) -> None:
+        #: Where the metadata of a server comes from (the client's discovery).
+        self.metadata_source = metadata
         self.authorizer: Authorizer | None = (
             as_authorizer(authorizer) if authorizer is not None else None)
         #: A hook with a ``quiet()`` method returning true is skipped, timing included.
@@ -142,7 +143,7 @@ class Governance:
         return Operation(hook, self.principal_ids, name, event_type, transport, server=server,
                          user_token=user_token, lazy=lazy)
 
-    def run(self, client: GatewayClient, call: Invocation, deadline: Deadline,
+    def run(self, call: Invocation, deadline: Deadline,
             transmit: Callable[[Invocation, Deadline], ToolResult],
             user_token: str | None = None) -> ToolResult:
         """Authorize ``call``, send it with ``transmit`` and report the outcome (its
@@ -155,7 +156,7 @@ class Governance:
         sent = call
         try:
             if self.authorizer is not None:
-                sent, decision = self._authorize(self.authorizer, client, call, deadline)
+                sent, decision = self._authorize(self.authorizer, call, deadline)
             result = transmit(sent, deadline)
             if sent.filtered:
                 extra = tuple(k for k in result.filtered if k not in sent.filtered)
@@ -166,11 +167,15 @@ class Governance:
         self._report(hook, call, sent, decision, result, None, started, user_token)
         return result
 
-    def _authorize(self, authorizer: Authorizer, client: GatewayClient, call: Invocation,
-                   deadline: Deadline) -> tuple[Invocation, Decision]:
+    def _authorize(self, authorizer: Authorizer, call: Invocation, deadline: Deadline
+                   ) -> tuple[Invocation, Decision]:
         server, tool = call.server, call.tool
+        source = self.metadata_source
+        if source is None:
+            raise AuthorizationUnavailable("no metadata source for the authorizer's input",
+                                           server=server, tool=tool)
         server_info, tools = self.metadata.get(
-            server, deadline, lambda: _discover(client, server, call.local, deadline))
+            server, deadline, lambda: source(server, call.local, deadline))
         request_id = call.headers.get("X-Request-ID") or str(uuid.uuid4())
         request = AuthorizationInput(
             server_info, tools.get(tool) or ToolInfo(tool_name=tool, server_name=server),
@@ -239,15 +244,3 @@ class Governance:
         self.metadata.after_fork()
         self.principal_ids.after_fork()
 
-
-def _discover(client: GatewayClient, server: str, local: bool, deadline: Deadline
-              ) -> Metadata:
-    """A server's metadata: from the gateway's catalogue, or a local server's tool list."""
-    pool = client._local(server) if local else None
-    if pool is not None:
-        tools = pool.list_tools(server, deadline)
-        return ServerInfo(server_name=server, transport="stdio"), {t.name: t for t in tools}
-    info = client._get_server(server, deadline)
-    listing = paginate(lambda offset: client._tool_page(server, offset, TOOLS_PAGE, deadline),
-                       key=lambda t: t.tool_name)
-    return info, {t.tool_name: t for t in listing if t.server_name == server}

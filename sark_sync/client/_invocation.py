@@ -8,13 +8,14 @@ same ``Idempotency-Key``.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 from .._deadline import Deadline
-from .._models import Principal, ToolResult
+from .._exceptions import ValidationError
+from .._models import Principal, ToolCall, ToolResult
 from .._validation import (
     decode_json,
     encode_arguments,
@@ -24,7 +25,7 @@ from .._validation import (
     validate_name,
 )
 
-__all__ = ["Invocation", "check_call", "invoke_request", "outcome", "prepare"]
+__all__ = ["Invocation", "check_call", "invoke_request", "items", "outcome", "prepare"]
 
 #: Seconds a waiter on a submitted call allows beyond its deadline for the worker to report.
 RESULT_GRACE = 1.0
@@ -137,3 +138,27 @@ def prepare(
     return Invocation(server, tool, body, headers, idempotent, principal=principal,
                       arguments=sent)
 
+
+
+def items(calls: object) -> Iterator[tuple[int, ToolCall]]:
+    """``enumerate(calls)`` for ``invoke_many``, each item checked to be a :class:`ToolCall`;
+    an exception of the caller's iterable becomes :class:`ValidationError` naming its type
+    (its message, the caller's, is not repeated)."""
+    if isinstance(calls, (str, bytes, Mapping)) or not isinstance(calls, Iterable):
+        raise ValidationError(
+            f"invoke_many takes an iterable of ToolCall, not {type(calls).__name__}")
+    iterator = iter(calls)
+    index = 0
+    while True:
+        try:
+            call = next(iterator)
+        except StopIteration:
+            return
+        except Exception as exc:
+            raise ValidationError(f"invoke_many could not iterate its calls: item {index} "
+                                  f"raised {type(exc).__name__}") from None
+        if not isinstance(call, ToolCall):
+            raise ValidationError(
+                f"invoke_many takes ToolCall items, not {type(call).__name__} (item {index})")
+        yield index, call
+        index += 1

@@ -1,4 +1,5 @@
-"""What a GatewayClient owns, kept apart from it: the transport, the executor, the breakers.
+"""What a GatewayClient owns, kept apart from it: the gateway transport, the executor, the
+breakers, the local servers and the open event streams.
 
 Apart, so that ``weakref.finalize`` can release them when the client is garbage-collected or
 the interpreter exits without keeping the client alive, and so that a forked child can drop
@@ -15,8 +16,8 @@ from typing import Callable
 
 from .._config import BreakerPolicy
 from ..resilience._breaker import Breaker
+from ..transports._base import GatewayTransport
 from ..transports._mcp_pool import LocalServerPool
-from ..transports.http import HTTPTransport
 from ..transports.sse import EventStream
 
 __all__ = ["Resources"]
@@ -28,15 +29,16 @@ class Resources:
     def __init__(self, local: LocalServerPool) -> None:
         self.lock = threading.Lock()
         self.pid = os.getpid()
-        self.transport: HTTPTransport | None = None
+        self.transport: GatewayTransport | None = None
         self.executor: ThreadPoolExecutor | None = None
         self.breakers: dict[str, Breaker] = {}
         self.local = local
         self.streams: weakref.WeakSet[EventStream] = weakref.WeakSet()
 
-    def http(self, build: Callable[[], HTTPTransport], check: Callable[[], None]
-             ) -> HTTPTransport:
-        """The transport, built on first use (``check`` raises if the client closed)."""
+    def gateway(self, build: Callable[[], GatewayTransport], check: Callable[[], None]
+                ) -> GatewayTransport:
+        """The gateway transport, built on first use in this process (``check`` raises if the
+        client closed)."""
         transport = self.transport
         if transport is None:
             with self.lock:

@@ -1,43 +1,43 @@
-"""A deadline-aware urllib3 ``Retry`` and ``Timeout`` for the HTTP transport.
+"""The one retry loop of the package, and the one rule for what may be retried.
 
-urllib3 retries inside ``urlopen``, below requests, where sark_sync cannot see. To keep one
-deadline per call across every attempt, the transport puts an :class:`AttemptContext` in a
-context variable for the duration of a request, and two urllib3 classes read it:
+Every path that retries (a gateway request, a local server's tool call, the event stream's
+reconnections, the audit sink's batches) runs :class:`Retrying`: it counts attempts, draws the
+full-jitter backoff of a :class:`RetryPolicy` (or honours a ``Retry-After`` up to the policy's
+cap), and never starts a wait that would cross the call's :class:`Deadline`: it raises
+``DeadlineExceeded`` at once instead, carrying the attempts, the time slept and the last error.
+Its sleep is injectable, so tests never sleep, and a stream can make its wait end on close.
 
-- :class:`DeadlineTimeout` is cloned by urllib3 once per attempt; the clone carries
-  ``min(configured, time left)`` as connect, read and total timeouts, and counts the attempt.
-  An attempt that would start with no time left raises :class:`DeadlineStop` instead.
-- :class:`DeadlineRetry` decides what is safe to retry (the context says whether the request
-  is idempotent), draws the full-jitter backoff or honours ``Retry-After`` (capped by the
-  policy), and refuses a wait that would cross the deadline: it then ends the retries, records
-  why in the context, and the transport raises ``DeadlineExceeded`` at once.
-
-The context is per thread (a ``ContextVar``), so one session and one Retry object serve all
-threads. Without a context (a request made outside sark_sync), the classes act like their
-urllib3 parents with the policy's settings.
+What may be retried is decided in one place, :func:`retryable`, from two facts: how far the
+failed exchange got (a transport marks its errors with :func:`mark_unsent` or
+:func:`mark_sent`: a request that never left may always be sent again, one that may have been
+processed only if it is idempotent) and, for an answer, its status
+(:meth:`RetryPolicy.retryable_status`; a 429 says the request was not processed).
 """
 
 from __future__ import annotations
 
 import re
 import time
-from contextvars import ContextVar
-from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from typing import Any, Callable
-
-from urllib3.exceptions import MaxRetryError
-from urllib3.util import Retry, Timeout
+from typing import Callable, TypeVar
 
 from .._config import RetryPolicy
 from .._deadline import Deadline
+from .._exceptions import (
+    APIError,
+    ConnectionFailed,
+    DeadlineExceeded,
+    GatewayError,
+    ProcessExitedError,
+    TransportTimeout,
+)
 
-__all__ = ["AttemptContext", "DeadlineRetry", "DeadlineStop", "DeadlineTimeout", "current_attempt",
-           "parse_retry_after"]
+__all__ = ["MAX_RETRY_AFTER", "Retrying", "mark_sent", "mark_unsent", "parse_retry_after",
+           "retryable"]
 
-#: Methods that are safe to repeat whatever the request says.
-IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
-#: Statuses whose Retry-After header is honoured.
+T = TypeVar("T")
+
+#: Statuses whose Retry-After replaces the backoff.
 RETRY_AFTER_STATUSES = frozenset({429, 503})
 #: Largest Retry-After read from a peer, in seconds (24 h, the longest duration accepted
 #: anywhere): a larger value, or a date further ahead, reads as this.
@@ -80,136 +80,144 @@ def parse_retry_after(value: str | None) -> float | None:
         return None
 
 
-class DeadlineStop(Exception):
-    """Internal: an attempt or a wait would cross the call's deadline."""
+#: How far a failed exchange got, as a transport marks it on the error it raises.
+_EXCHANGE = "_sark_exchange"
 
 
-@dataclass
-class AttemptContext:
-    """The mutable state of one logical request, read and written by the urllib3 hooks."""
-
-    deadline: Deadline
-    idempotent: bool
-    accept_statuses: frozenset[int] = frozenset()
-    attempts: int = 0
-    slept: float = 0.0
-    next_wait: float = 0.0
-    #: Why the retries stopped early: "deadline" (a wait would cross it) or None.
-    stopped: str | None = None
-    retry_after_refused: float | None = None
-    sleep: Callable[[float], None] = field(default=time.sleep)
+def mark_unsent(error: GatewayError) -> GatewayError:
+    """Mark ``error`` as a failure before the request left (no connection was made): any
+    request may be sent again."""
+    error.__dict__[_EXCHANGE] = "unsent"
+    return error
 
 
-_current: ContextVar[AttemptContext | None] = ContextVar("sark_sync_attempt", default=None)
-current_attempt = _current
+def mark_sent(error: GatewayError, *, retryable: bool = True) -> GatewayError:
+    """Mark ``error`` as a failure after the request may have been processed (a connection
+    broken mid-exchange, a read timeout, a body cut short): sent again only if idempotent, and
+    never with ``retryable=False`` (a TLS failure, an answer for another request)."""
+    error.__dict__[_EXCHANGE] = "sent" if retryable else "final"
+    return error
 
 
-class DeadlineTimeout(Timeout):
-    """A urllib3 Timeout whose per-attempt clone is bounded by the call's deadline."""
+def retryable(error: BaseException, *, idempotent: bool, policy: RetryPolicy) -> bool:
+    """The one rule: may the request that failed with ``error`` be tried again?
 
-    def __init__(self, context: AttemptContext, connect: float, read: float) -> None:
-        super().__init__(connect=connect, read=read)
-        self._context = context
-        self._attempt_connect = connect
-        self._attempt_read = read
+    Never for a deadline, nor for anything that is not a :class:`GatewayError`. A request that
+    never left: always. An answer: when the policy lists its status
+    (:meth:`RetryPolicy.retryable_status`) and the request is idempotent, or the status is 429
+    (the gateway did not process it). A broken exchange (connection lost, timeout, a local
+    server that died mid-call): only an idempotent request.
+    """
+    if not isinstance(error, GatewayError) or isinstance(error, DeadlineExceeded):
+        return False
+    exchange = error.__dict__.get(_EXCHANGE)
+    if exchange == "unsent":
+        return True
+    if exchange == "final":
+        return False
+    status = error.status_code
+    if isinstance(error, APIError) and status is not None:
+        return policy.retryable_status(status) and (status == 429 or idempotent)
+    if exchange == "sent" or isinstance(error, (ConnectionFailed, TransportTimeout,
+                                                ProcessExitedError)):
+        return idempotent
+    return False
 
-    def clone(self) -> Timeout:
-        context = self._context
-        remaining = context.deadline.remaining()
-        if remaining <= 0:
-            context.stopped = "deadline"
-            raise DeadlineStop("no time left for another attempt")
-        context.attempts += 1
-        connect = min(self._attempt_connect, remaining)
-        read = min(self._attempt_read, remaining)
-        return Timeout(connect=connect, read=read, total=remaining)
 
 
-class DeadlineRetry(Retry):
-    """urllib3 ``Retry`` driven by a :class:`RetryPolicy` and the current call's deadline."""
+class Retrying:
+    """Attempts of one logical operation, within a policy and (optionally) a deadline.
 
-    policy: RetryPolicy = RetryPolicy()
+    ``retryable(error)`` says whether a failed attempt may be repeated (default: never);
+    ``attempts`` overrides the policy's count (the event stream's ``max_reconnects + 1``);
+    ``backoff(n)`` overrides the policy's wait before retry ``n`` (the event stream's base is the
+    server's ``retry:``); ``sleep(seconds)`` waits (a stream's returns early when it is closed).
 
-    @classmethod
-    def from_policy(cls, policy: RetryPolicy) -> DeadlineRetry:
-        retry = cls(
-            total=policy.attempts - 1,
-            connect=None,
-            read=None,
-            status=None,
-            other=0,
-            redirect=0,
-            raise_on_redirect=False,
-            raise_on_status=False,
-            respect_retry_after_header=True,
-            status_forcelist=policy.statuses,
-            allowed_methods=None,
-            backoff_factor=0,
-        )
-        retry.policy = policy
-        return retry
+    >>> retrying = Retrying(RetryPolicy(attempts=2, jitter=False), Deadline(5.0),
+    ...                     retryable=lambda error: True, sleep=lambda seconds: None)
+    >>> retrying.call(lambda: "ok"), retrying.attempts
+    ('ok', 1)
+    """
 
-    def new(self, **kw: Any) -> DeadlineRetry:
-        retry = super().new(**kw)
-        retry.policy = self.policy
-        return retry
+    __slots__ = ("_backoff", "_retryable", "_sleep", "attempts", "deadline", "exhausted",
+                 "max_attempts", "policy", "slept", "what")
 
-    def _is_method_retryable(self, method: str) -> bool:
-        context = _current.get()
-        if context is not None:
-            return context.idempotent
-        return method.upper() in IDEMPOTENT_METHODS
+    def __init__(
+        self, policy: RetryPolicy, deadline: Deadline | None = None, *,
+        retryable: Callable[[GatewayError], bool] = lambda error: False,
+        attempts: int | None = None, backoff: Callable[[int], float] | None = None,
+        sleep: Callable[[float], None] = time.sleep, what: str = "",
+    ) -> None:
+        self.policy = policy
+        self.deadline = deadline
+        self.max_attempts = policy.attempts if attempts is None else attempts
+        self.what = what
+        self._retryable = retryable
+        self._backoff = policy.backoff if backoff is None else backoff
+        self._sleep = sleep
+        #: Attempts made so far (consecutive ones, after :meth:`reset`).
+        self.attempts = 0
+        #: Seconds spent waiting between attempts.
+        self.slept = 0.0
+        #: True once the attempts ran out (the last error was raised as it was).
+        self.exhausted = False
 
-    def is_retry(self, method: str, status_code: int, has_retry_after: bool = False) -> bool:
-        context = _current.get()
-        if context is not None and status_code in context.accept_statuses:
-            return False
-        if not self.status_forcelist or status_code not in self.status_forcelist:
-            return False
-        # A 429 means the gateway did not process the request: safe to repeat for any method.
-        return status_code == 429 or self._is_method_retryable(method)
+    def call(self, attempt: Callable[[], T]) -> T:
+        """``attempt()`` until it returns, or raise: the error of an attempt that may not be
+        repeated, the last error when the attempts run out, or ``DeadlineExceeded``."""
+        while True:
+            self.attempts += 1
+            try:
+                return attempt()
+            except GatewayError as exc:
+                self.failed(exc)
 
-    def increment(self, method: str | None = None, url: str | None = None, *args: Any,
-                  **kwargs: Any) -> DeadlineRetry:
-        new_retry: DeadlineRetry = super().increment(method, url, *args, **kwargs)
-        context = _current.get()
-        if context is None:
-            return new_retry
-        response = kwargs.get("response")
-        pool = kwargs.get("_pool")
-        if context.attempts >= self.policy.attempts:
-            # The transport re-sends requests whose body was lost; the policy's attempts bound
-            # all of them together.
-            raise MaxRetryError(pool, url or "", kwargs.get("error"))  # type: ignore[arg-type]
-        retry_after = None
-        if response is not None and response.status in RETRY_AFTER_STATUSES:
-            # Parsed here, not by urllib3, which caps the value it reports.
-            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+    def failed(self, error: GatewayError) -> None:
+        """After a failed attempt: wait before the next one, or raise (``error`` itself, or
+        ``DeadlineExceeded`` when the wait would cross the deadline)."""
+        error._with(attempts=self.attempts)
+        deadline = self.deadline
+        if isinstance(error, DeadlineExceeded):  # a transport cut by the deadline
+            error.attempts = self.attempts
+            error.slept = error.slept or self.slept
+            raise error
+        if deadline is not None and deadline.expired and isinstance(error, TransportTimeout):
+            raise self.deadline_error(error) from error
+        if not self._retryable(error):
+            raise error
+        if self.attempts >= self.max_attempts:
+            self.exhausted = True
+            raise error
+        wait = self._backoff(self.attempts)
+        retry_after = error.retry_after if error.status_code in RETRY_AFTER_STATUSES else None
         if retry_after is not None:
             if retry_after > self.policy.retry_after_max:
-                # Too long to wait out: hand the response back; the caller sees retry_after.
-                context.retry_after_refused = retry_after
-                raise MaxRetryError(pool, url or "", None)  # type: ignore[arg-type]
+                raise error  # too long to wait out: the caller sees retry_after
             wait = retry_after
-        else:
-            wait = self.policy.backoff(len(new_retry.history))
-        if wait >= context.deadline.remaining():
-            context.stopped = "deadline"
-            error = kwargs.get("error")
-            raise MaxRetryError(pool, url or "", error)  # type: ignore[arg-type]
-        context.next_wait = wait
-        return new_retry
-
-    def sleep(self, response: Any = None) -> None:
-        context = _current.get()
-        if context is None:
-            super().sleep(response)
-            return
-        wait = context.deadline.bound(context.next_wait)
-        context.next_wait = 0.0
+        if deadline is not None and wait >= deadline.remaining():
+            raise self.deadline_error(error) from error
         if wait > 0:
-            context.sleep(wait)
-            context.slept += wait
+            self._sleep(wait)
+            self.slept += wait
 
-    def __repr__(self) -> str:
-        return f"DeadlineRetry(total={self.total}, attempts={self.policy.attempts})"
+    def reset(self) -> None:
+        """Start counting again (an event stream that received an event)."""
+        self.attempts = 0
+        self.exhausted = False
+
+    def deadline_error(self, last_error: GatewayError | None, what: str = ""
+                       ) -> DeadlineExceeded:
+        """``DeadlineExceeded`` for this operation: attempts, time slept, the last error."""
+        assert self.deadline is not None
+        attempts = self.attempts
+        what = what or self.what or \
+            f"after {attempts} attempt{'s' if attempts != 1 else ''}"
+        context = last_error.context() if last_error is not None else {}
+        context.pop("retry_after", None)
+        context["attempts"] = attempts
+        if last_error is not None:
+            what += f"; last error: {type(last_error).__name__}: {last_error.message}"
+        error = self.deadline.exceeded(what, slept=self.slept, last_error=last_error, **context)
+        if last_error is not None:
+            error.__cause__ = last_error
+        return error

@@ -1,6 +1,6 @@
 """Testing helpers for sark_sync: an embedded SARK gateway to test clients against.
 
-:class:`LocalGateway` serves the SARK Gateway API v1 (DESIGN §4) on a loopback port from a
+:class:`LocalGateway` serves the SARK Gateway API v1 on a loopback port from a
 background thread, records every request, deduplicates ``Idempotency-Key``s, streams events
 (``GET /api/v1/events``: what it does, plus :meth:`LocalGateway.publish_event`) and injects
 scripted :class:`Fault` s. Standard library only, so it can run anywhere the client runs::
@@ -18,6 +18,10 @@ scripted :class:`Fault` s. Standard library only, so it can run anywhere the cli
         gw.add_fault(Fault(path="/api/v1/events", drop_after_events=10))  # cut a stream
         ...                                               # point a client at gw.url
 
+:class:`MockTransport` answers a client's requests with a function instead
+(``GatewayClient(transport=MockTransport(handler))``): the client's pipeline runs unchanged,
+without a socket.
+
 ``LocalGateway(policy="builtin")`` enforces the shipped policy's rules on every invoke
 (:class:`BuiltinPolicy`, also usable as a client's ``authorizer``); ``policy=<OPA URL>`` asks
 an OPA server instead.
@@ -25,6 +29,7 @@ an OPA server instead.
 
 from __future__ import annotations
 
+from ._mock import MockResponse, MockTransport
 from .gateway._faults import Fault
 from .gateway._gateway import LocalGateway
 from .gateway._recording import RecordedHeaders, RecordedRequest
@@ -35,6 +40,8 @@ __all__ = [
     "BuiltinPolicy",
     "Fault",
     "LocalGateway",
+    "MockResponse",
+    "MockTransport",
     "RecordedHeaders",
     "RecordedRequest",
     "ToolFailure",

@@ -1,1 +1,52 @@
-"""Transports: how a call reaches the gateway (HTTP now; SSE and stdio follow the same shape)."""
+"""Transports: how a call reaches its peer, behind small Protocols (see :mod:`._base`).
+
+- :mod:`.http`: the gateway's REST API over a ``requests`` session (one attempt per request);
+- :mod:`.sse`: the gateway's event stream over ``sseclient``-style short reads;
+- :mod:`.stdio`: JSON-RPC 2.0 over a child process's pipes, with the MCP session that runs
+  over it (``LocalServer``) and the client's pool of local servers.
+
+Every HTTP client of the package (these transports, the OPA and SARK authorizers, the audit
+sink) builds its session with :func:`new_session` and a :class:`GuardedAdapter`, so the
+deadline watchdog bounds every exchange. Other packages import from here, never from the
+private modules.
+"""
+
+from ._base import EventSource, GatewayTransport, MessageChannel, Request, Response
+from ._common import (
+    READ_FAILURES,
+    close_session,
+    error_from_answer,
+    new_session,
+    socket_of,
+)
+from ._guarded import GuardedAdapter, guarded, guarded_for
+from ._mcp_pool import LocalServerPool
+from ._mcp_session import DEFAULT_STARTUP_TIMEOUT, LocalServer
+from .http import DEFAULT_MAX_RESPONSE_BYTES, HTTPTransport
+from .sse import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_RECONNECTS, EventStream
+from .stdio import StdioTransport
+
+__all__ = [
+    "DEFAULT_IDLE_TIMEOUT",
+    "DEFAULT_MAX_RECONNECTS",
+    "DEFAULT_MAX_RESPONSE_BYTES",
+    "DEFAULT_STARTUP_TIMEOUT",
+    "READ_FAILURES",
+    "EventSource",
+    "EventStream",
+    "GatewayTransport",
+    "GuardedAdapter",
+    "HTTPTransport",
+    "LocalServer",
+    "LocalServerPool",
+    "MessageChannel",
+    "Request",
+    "Response",
+    "StdioTransport",
+    "close_session",
+    "error_from_answer",
+    "guarded",
+    "guarded_for",
+    "new_session",
+    "socket_of",
+]

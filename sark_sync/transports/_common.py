@@ -12,6 +12,7 @@ import http.cookiejar
 import json
 import os
 import socket
+from collections.abc import Mapping
 from http.client import HTTPException
 from typing import Any
 
@@ -32,11 +33,12 @@ from .._exceptions import (
     TransportTimeout,
     error_for_status,
 )
-from ..resilience._retrying import parse_retry_after
+from ..resilience._retrying import mark_sent, mark_unsent, parse_retry_after
 from ._guarded import GuardedAdapter, was_cut
 
 __all__ = [
     "close_session",
+    "error_from_answer",
     "error_from_response",
     "READ_FAILURES",
     "new_session",
@@ -103,10 +105,16 @@ def close_session(session: requests.Session) -> None:
 
 def error_from_response(response: requests.Response, raw: bytes, where: dict[str, Any]
                         ) -> GatewayError:
-    """The exception for a non-2xx response, from the gateway's error envelope if it sent
-    one (code, message, reason, audit id) and its Retry-After."""
-    status = response.status_code
-    code = message = reason = audit_id = None
+    """The exception for a non-2xx ``requests`` response (see :func:`error_from_answer`)."""
+    return error_from_answer(response.status_code, raw, response.headers, where,
+                             reason=response.reason or "")
+
+
+def error_from_answer(status: int, raw: bytes, headers: Mapping[str, str],
+                      where: Mapping[str, Any], *, reason: str = "") -> GatewayError:
+    """The exception for a non-2xx answer, from the gateway's error envelope if it sent one
+    (code, message, reason, audit id) and its Retry-After."""
+    code = message = why = audit_id = None
     request_id = where.get("request_id")
     try:
         envelope = json.loads(raw)
@@ -117,15 +125,15 @@ def error_from_response(response: requests.Response, raw: bytes, where: dict[str
         code = _opt_str(error.get("code"))
         message = _opt_str(error.get("message"))
         request_id = _opt_str(error.get("request_id")) or request_id
-        reason = _opt_str(error.get("reason"))
+        why = _opt_str(error.get("reason"))
         audit_id = _opt_str(error.get("audit_id"))
-    text = message or f"gateway answered {status} {response.reason or ''}".strip()
+    text = message or f"gateway answered {status} {reason}".strip()
     if code:
         text = f"{code}: {text}"
     context = dict(where, request_id=request_id)
     return error_for_status(
-        status, text, code=code, reason=reason, audit_id=audit_id,
-        retry_after=parse_retry_after(response.headers.get("Retry-After")), **context,
+        status, text, code=code, reason=why, audit_id=audit_id,
+        retry_after=parse_retry_after(headers.get("Retry-After")), **context,
     )
 
 
@@ -149,23 +157,30 @@ def snippet(raw: bytes) -> str:
 
 
 def translate(exc: requests.RequestException, **context: Any) -> GatewayError:
-    """requests' exceptions -> ours. The message names the failure, never a header value."""
+    """requests' exceptions -> ours, marked for the retry rule: a connection never made is
+    unsent (any request may be repeated), a broken exchange is sent (idempotent requests only),
+    a TLS failure or an invalid request is final. The message names the failure, never a
+    header value."""
     if was_cut():
-        return TransportTimeout("timed out waiting for the gateway's response", **context)
-    if isinstance(exc, requests.ConnectTimeout):
-        return TransportTimeout("timed out connecting to the gateway", **context)
-    if isinstance(exc, requests.ReadTimeout) or isinstance(_reason(exc), ReadTimeoutError):
-        return TransportTimeout("timed out waiting for the gateway's response", **context)
+        return mark_sent(TransportTimeout("timed out waiting for the gateway's response",
+                                          **context))
     reason = _reason(exc)
-    if isinstance(reason, ConnectTimeoutError) and not isinstance(reason, NewConnectionError):
-        return TransportTimeout("timed out connecting to the gateway", **context)
+    if isinstance(exc, requests.ConnectTimeout) or (
+            isinstance(reason, ConnectTimeoutError) and not isinstance(reason, NewConnectionError)):
+        return mark_unsent(TransportTimeout("timed out connecting to the gateway", **context))
+    if isinstance(exc, requests.ReadTimeout) or isinstance(reason, ReadTimeoutError):
+        return mark_sent(TransportTimeout("timed out waiting for the gateway's response",
+                                          **context))
     if isinstance(exc, requests.exceptions.SSLError):
-        return ConnectionFailed(f"TLS error talking to the gateway: {_root(exc)}", **context)
+        return mark_sent(ConnectionFailed(f"TLS error talking to the gateway: {_root(exc)}",
+                                          **context), retryable=False)
     if isinstance(exc, requests.ConnectionError):
-        return ConnectionFailed(f"could not reach the gateway: {_root(exc)}", **context)
+        error = ConnectionFailed(f"could not reach the gateway: {_root(exc)}", **context)
+        return mark_unsent(error) if isinstance(reason, NewConnectionError) else mark_sent(error)
     if isinstance(exc, (requests.exceptions.InvalidHeader, requests.exceptions.InvalidURL)):
-        return ProtocolError(f"invalid request or response: {_root(exc)}", **context)
-    return ConnectionFailed(f"request failed: {_root(exc)}", **context)
+        return mark_sent(ProtocolError(f"invalid request or response: {_root(exc)}", **context),
+                         retryable=False)
+    return mark_sent(ConnectionFailed(f"request failed: {_root(exc)}", **context))
 
 
 def _reason(exc: BaseException) -> BaseException | None:
@@ -177,11 +192,14 @@ def _reason(exc: BaseException) -> BaseException | None:
 
 
 def translate_body_error(exc: Exception, **context: Any) -> GatewayError:
-    """A failure while reading a body: a timeout, or a body cut short or malformed."""
+    """A failure while reading a body: a timeout, or a body cut short or malformed; the
+    request was sent, so only an idempotent one may be repeated."""
     if isinstance(exc, (TimeoutError, socket.timeout)) or "timed out" in str(exc).lower() \
             or was_cut():
-        return TransportTimeout("timed out reading the gateway's response body", **context)
-    return ProtocolError(f"response body was cut short or malformed: {_root(exc)}", **context)
+        return mark_sent(TransportTimeout("timed out reading the gateway's response body",
+                                          **context))
+    return mark_sent(ProtocolError(f"response body was cut short or malformed: {_root(exc)}",
+                                   **context))
 
 
 def _root(exc: BaseException) -> str:

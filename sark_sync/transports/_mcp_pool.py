@@ -11,20 +11,18 @@ signalling or waiting on them) and starts its own on first use.
 from __future__ import annotations
 
 import collections
-import dataclasses
 import logging
 import threading
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Callable
 
-from .._config import RestartPolicy, RetryPolicy
+from .._config import RestartPolicy
 from .._deadline import Deadline
 from .._exceptions import (
     ClientClosedError,
     ConfigurationError,
     ProcessExitedError,
-    TransportTimeout,
     ValidationError,
 )
 from .._models import ToolInfo, ToolResult
@@ -115,7 +113,8 @@ class LocalServerPool:
         self.startup_timeout = startup
         self._on_notification = check_callback("on_notification", on_notification)
         self._clock = clock
-        self._sleep = sleep
+        #: How the retry loop waits between attempts at a tool (injectable for tests).
+        self.sleep = sleep
         self._lock = threading.Lock()
         self._entries: dict[str, _Entry] = {}
         self._abandoned: list[LocalServer] = []  # given up on; close() waits for their end
@@ -182,38 +181,10 @@ class LocalServerPool:
         entry = self._entries.get(name)
         return bool(entry and entry.retry_safe.get(tool, False))
 
-    def invoke(
-        self, name: str, tool: str, arguments: Mapping[str, Any], deadline: Deadline,
-        retry: RetryPolicy, guard: Callable[[Callable[[], ToolResult]], ToolResult],
-    ) -> ToolResult:
-        """Call ``tool`` on ``name`` under the deadline, retrying a crash or a timeout only
-        when the tool is annotated read-only or idempotent (stdio has no idempotency keys).
-
-        ``guard`` runs each attempt (the client passes its breaker).
-        """
-        attempts = 0
-        while True:
-            attempts += 1
-            try:
-                result = guard(lambda: self._attempt(name, tool, arguments, deadline))
-                return dataclasses.replace(result, attempts=attempts)
-            except (ProcessExitedError, TransportTimeout) as exc:
-                exc._with(attempts=attempts, tool=tool)
-                if isinstance(exc, TransportTimeout) and deadline.expired:
-                    raise deadline.exceeded(
-                        f"waiting for {name}/{tool}", last_error=exc, attempts=attempts,
-                        server=name, tool=tool) from exc
-                if not self.retry_safe(name, tool) or attempts >= retry.attempts:
-                    raise
-                wait = retry.backoff(attempts)
-                if wait >= deadline.remaining():
-                    raise deadline.exceeded(
-                        f"before retrying {name}/{tool}", last_error=exc, attempts=attempts,
-                        server=name, tool=tool) from exc
-                self._sleep(wait)
-
-    def _attempt(self, name: str, tool: str, arguments: Mapping[str, Any],
-                 deadline: Deadline) -> ToolResult:
+    def call_tool(self, name: str, tool: str, arguments: Mapping[str, Any],
+                  deadline: Deadline) -> ToolResult:
+        """One attempt at ``tool`` on ``name`` (started or restarted first, as the restart
+        policy allows), within the deadline; the client's pipeline retries."""
         server = self.get(name, deadline)
         timeouts = deadline.timeouts
         budget = deadline.remaining() if timeouts is None else deadline.bound(timeouts.read)
@@ -271,7 +242,7 @@ class LocalServerPool:
         if wait >= deadline.remaining():
             raise deadline.exceeded(f"before restarting local server {name!r}", attempts=0,
                                     server=name)
-        self._sleep(wait)
+        self.sleep(wait)
         entry.restarts.append(self._clock())
         log.warning("restarting local MCP server %s (exit code %s)", name,
                     dead.returncode if dead else None)

@@ -57,6 +57,7 @@ from .._exceptions import (
 )
 from .._models import Event
 from .._redact import Secret
+from ..resilience._retrying import Retrying, mark_sent, retryable
 from ..wire._sse import DEFAULT_MAX_EVENT_BYTES, EventReader, EventTooLarge, SSEFramer
 from ._common import close_session, error_from_response, new_session, translate
 from ._guarded import GuardedAdapter, guarded_for
@@ -82,11 +83,16 @@ STREAM_RESET = "stream_reset"
 _BROKEN = (OSError, HTTPException, urllib3.exceptions.HTTPError, requests.RequestException)
 
 
+class _Closed(Exception):
+    """Internal: the stream was closed during a wait between attempts."""
+
+
 class EventStream(Iterator[Event]):
     """An iterator of :class:`~sark_sync.Event` from the gateway, reconnecting as needed.
 
-    Made by :meth:`GatewayClient.stream_events`, which connects before returning (events from
-    then on are not missed). A context manager; :meth:`close` ends iteration from any thread.
+    Made by :meth:`GatewayClient.stream_events`, which calls :meth:`connect` before returning
+    (events from then on are not missed). A context manager; :meth:`close` ends iteration
+    from any thread.
     """
 
     def __init__(
@@ -116,15 +122,27 @@ class EventStream(Iterator[Event]):
         self._owner_pid = os.getpid()
         self._response: requests.Response | None = None
         self._blocks: Iterator[bytes] | None = None
-        self._failures = 0
         self._delivered = False  # an event arrived on the current connection
         self._connected_once = False
+        #: Consecutive failed attempts, counted by the package's one retry loop: an attempt
+        #: fails unless an event arrives on its connection.
+        self._retrying = Retrying(retry, None, attempts=max_reconnects + 1,
+                                  retryable=self._retryable, backoff=self._backoff,
+                                  sleep=self._sleep)
+
+    def connect(self) -> EventStream:
+        """Open the first connection, retrying within the policy, so that nothing published
+        from now on is missed; raise a fatal answer, or the last error when giving up (the
+        stream is then closed)."""
         with self._lock:
             try:
-                self._connect()
+                if self._blocks is None and not self._closed.is_set():
+                    self._connect()
             except BaseException:
+                self._closed.set()
                 self._release(final=True)
                 raise
+        return self
 
     @property
     def last_event_id(self) -> str | None:
@@ -180,7 +198,7 @@ class EventStream(Iterator[Event]):
             event = self._event(block)
             if event is None:
                 continue
-            self._failures = 0
+            self._retrying.reset()
             self._delivered = True
             if self._wanted is None or event.type in self._wanted or event.type == STREAM_RESET:
                 return event
@@ -205,34 +223,36 @@ class EventStream(Iterator[Event]):
     def _connect(self) -> None:
         """Open a connection, retrying within the policy; return with ``_blocks`` set, or
         with the stream closed; raise a fatal error, or the last one when giving up."""
-        delay = self._backoff() if self._connected_once else 0.0
-        while self._wait(delay):
+        retrying = self._retrying
+        try:
+            if self._connected_once and retrying.attempts == 0:
+                self._sleep(self._backoff(0))  # the reconnection time, after a good connection
             self._connected_once = True
-            try:
-                opened = self._open()
-            except GatewayError as exc:
-                self._failed(exc)
-                delay = self._backoff()
-                continue
-            if isinstance(opened, requests.Response):
-                self._response = opened
-                self._blocks = self._read_blocks(opened)
-                self._delivered = False
-                return
-            error = opened
-            status = error.status_code or 0
-            if status not in (408, 429) and status < 500:
-                raise error
-            retry_after = error.retry_after if status in (429, 503) else None
-            if retry_after is not None and retry_after > self._policy.retry_after_max:
-                raise error
-            self._failed(error)
-            delay = retry_after if retry_after is not None else self._backoff()
+            response = retrying.call(self._open)
+        except _Closed:
+            return
+        except GatewayError as error:
+            if retrying.exhausted:
+                error.message = (f"{error.message} (the event stream gave up after "
+                                 f"{retrying.attempts} consecutive failed attempts)")
+                error.args = (error.message,)
+            raise
+        self._response = response
+        self._blocks = self._read_blocks(response)
+        self._delivered = False
 
-    def _open(self) -> requests.Response | GatewayError:
-        """One attempt: the 200 response of an event stream, or the error the gateway
-        answered. Connecting, the response headers and an error body must all arrive within
-        ``connect_timeout + idle_timeout``, however slowly the gateway sends them."""
+    def _retryable(self, error: GatewayError) -> bool:
+        if not retryable(error, idempotent=True, policy=self._policy):
+            return False
+        log.info("event stream %s: %s; reconnecting (attempt %d of %d)", self.url, error,
+                 self._retrying.attempts + 1, self._max_reconnects + 1)
+        return True
+
+    def _open(self) -> requests.Response:
+        """One attempt: the 200 response of an event stream, or raise the error the gateway
+        answered (marked for the retry rule). Connecting, the response headers and an error
+        body must all arrive within ``connect_timeout + idle_timeout``, however slowly the
+        gateway sends them."""
         request_id = str(uuid.uuid4())
         headers: dict[str, str | bytes] = {
             "Cache-Control": "no-cache", "Accept-Encoding": "identity", "X-Request-ID": request_id}
@@ -268,16 +288,18 @@ class EventStream(Iterator[Event]):
                     raise TransportTimeout(
                         f"the gateway did not send the event stream's error answer within "
                         f"{budget:g}s (connect_timeout + idle_timeout)", **where) from error
-                return error
+                raise error
             mime = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
             if mime != "text/event-stream":
-                response.close()  # fatal, as a 4xx: returned, not raised, so it is not retried
+                response.close()  # fatal, as a 4xx: reconnecting would not change it
                 shown = mime if len(mime) <= 80 else mime[:80] + "..."  # a hostile 64 KiB
-                return ProtocolError(f"expected an event stream, got Content-Type "
-                                     f"{shown or 'none'!r}", status_code=200, **where)
+                raise mark_sent(ProtocolError(f"expected an event stream, got Content-Type "
+                                              f"{shown or 'none'!r}", status_code=200, **where),
+                                retryable=False)
             return response
 
     def _error(self, response: requests.Response) -> GatewayError:
+        """The error of a non-200 answer, its body read for the gateway's envelope."""
         where: dict[str, Any] = {"method": "GET", "url": self.url,
                                  "request_id": response.request.headers.get("X-Request-ID")}
         try:
@@ -292,16 +314,6 @@ class EventStream(Iterator[Event]):
                             "URL", status_code=response.status_code, **where)
         return error_from_response(response, raw, where)
 
-    def _failed(self, error: GatewayError) -> None:
-        self._failures += 1
-        if self._failures > self._max_reconnects:
-            error.message = (f"{error.message} (the event stream gave up after "
-                             f"{self._failures} consecutive failed attempts)")
-            error.args = (error.message,)
-            raise error
-        log.info("event stream %s: %s; reconnecting (attempt %d of %d)", self.url, error,
-                 self._failures + 1, self._max_reconnects + 1)
-
     def _dropped(self, cause: BaseException | None) -> None:
         """The connection ended: count it as a failure unless it delivered an event."""
         self._release()
@@ -315,25 +327,37 @@ class EventStream(Iterator[Event]):
                                  url=self.url)
         if cause is not None:
             error.__cause__ = cause
-        self._failed(error)
+        try:
+            self._retrying.failed(error)  # waits before the next attempt, or gives up
+        except _Closed:
+            return
+        except GatewayError:
+            if self._retrying.exhausted:
+                error.message = (f"{error.message} (the event stream gave up after "
+                                 f"{self._retrying.attempts} consecutive failed attempts)")
+                error.args = (error.message,)
+            raise
 
-    def _backoff(self) -> float:
+    def _backoff(self, failures: int) -> float:
+        """Full jitter below ``base * multiplier**failures`` (capped), with ``base`` the
+        server's ``retry:`` when it sent one."""
         policy = self._policy
         retry_ms = self._fields.retry_ms  # at most MAX_RETRY_MS
         base = retry_ms / 1000.0 if retry_ms is not None else policy.backoff_base
         cap = max(policy.backoff_max, base)
         try:
-            ceiling = min(cap, base * policy.backoff_multiplier ** max(0, self._failures))
+            ceiling = min(cap, base * policy.backoff_multiplier ** max(0, failures))
         except OverflowError:  # thousands of failures in a row (max_reconnects is unbounded)
             ceiling = cap if base > 0 else 0.0
         return policy.jittered(ceiling)
 
-    def _wait(self, seconds: float) -> bool:
-        """Wait ``seconds`` unless closed first; False if closed."""
+    def _sleep(self, seconds: float) -> None:
+        """Wait ``seconds`` unless closed first (then :class:`_Closed` ends the attempts)."""
         if seconds > 0:
             log.debug("event stream %s: reconnecting in %.3fs", self.url, seconds)
             self._closed.wait(seconds)
-        return not self._closed.is_set()
+        if self._closed.is_set():
+            raise _Closed
 
     # -- closing ---------------------------------------------------------------------------
 

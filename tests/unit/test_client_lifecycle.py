@@ -162,7 +162,7 @@ def test_invoke_many_rejects_a_bad_item_before_starting_any_call(
 ) -> None:
     executor = RecordingExecutor()
     with _client() as client:
-        monkeypatch.setattr(client, "_executor", lambda: executor)
+        monkeypatch.setattr(client._pipeline, "executor", lambda: executor)
         with pytest.raises(ConfigurationError, match="invoke_many takes ToolCall items"):
             client.invoke_many([ToolCall("srv", "delete_rows", {"table": "t"}), "bad"])
     assert executor.submitted == []

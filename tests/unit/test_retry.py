@@ -1,31 +1,30 @@
-"""DeadlineRetry and DeadlineTimeout: what is retried, how long it waits, the deadline.
-
-urllib3 calls these hooks from inside ``urlopen``; here they are called directly, with an
-:class:`AttemptContext` in the context variable, a fake clock and a fake sleep.
-"""
+"""The one retry loop (``Retrying``) and the one retry rule (``retryable``), on a fake clock:
+what is retried, how long each wait is, and that no wait crosses the deadline."""
 
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
+from typing import Any, Callable
 
 import pytest
-from urllib3.exceptions import MaxRetryError
-from urllib3.response import HTTPResponse
 
-from sark_sync import RetryPolicy
-from sark_sync._deadline import Deadline
-from sark_sync.resilience._retrying import (
-    AttemptContext,
-    DeadlineRetry,
-    DeadlineStop,
-    DeadlineTimeout,
-    current_attempt,
+from sark_sync import (
+    BadRequestError,
+    ConnectionFailed,
+    DeadlineExceeded,
+    GatewayError,
+    NotFoundError,
+    ProcessExitedError,
+    ProtocolError,
+    RateLimitError,
+    RetryPolicy,
+    ServerError,
+    ServiceUnavailableError,
+    TransportTimeout,
 )
-
-URL = "/api/v1/invoke"
+from sark_sync._deadline import Deadline
+from sark_sync._exceptions import error_for_status
+from sark_sync.resilience._retrying import Retrying, mark_sent, mark_unsent, retryable
 
 
 class FakeClock:
@@ -56,26 +55,6 @@ def sleep(clock: FakeClock) -> FakeSleep:
     return FakeSleep(clock)
 
 
-def _context(clock: FakeClock, sleep: FakeSleep, *, idempotent: bool = True,
-             deadline: float = 30.0, accept: frozenset[int] = frozenset()) -> AttemptContext:
-    return AttemptContext(deadline=Deadline(deadline, clock=clock), idempotent=idempotent,
-                          accept_statuses=accept, sleep=sleep)
-
-
-@contextmanager
-def active(context: AttemptContext) -> Iterator[AttemptContext]:
-    token = current_attempt.set(context)
-    try:
-        yield context
-    finally:
-        current_attempt.reset(token)
-
-
-def _response(status: int, retry_after: str | None = None) -> HTTPResponse:
-    headers = {"Retry-After": retry_after} if retry_after is not None else {}
-    return HTTPResponse(status=status, headers=headers, body=b"")
-
-
 @pytest.fixture
 def uniform(monkeypatch: pytest.MonkeyPatch) -> list[tuple[float, float]]:
     """Record the bounds of every full-jitter draw; each draw returns 40% of the ceiling."""
@@ -89,217 +68,224 @@ def uniform(monkeypatch: pytest.MonkeyPatch) -> list[tuple[float, float]]:
     return draws
 
 
-def _retry(**policy: Any) -> DeadlineRetry:
-    return DeadlineRetry.from_policy(RetryPolicy(**policy))
+def status(code: int, retry_after: float | None = None) -> GatewayError:
+    return error_for_status(code, f"answered {code}", retry_after=retry_after)
 
 
-# -- what is retried -------------------------------------------------------------------------------
+def failing(*errors: GatewayError, result: str = "ok") -> Callable[[], str]:
+    """An attempt that raises ``errors`` in turn, then returns ``result``."""
+    queue = list(errors)
+
+    def attempt() -> str:
+        if queue:
+            raise queue.pop(0)
+        return result
+
+    return attempt
+
+
+def loop(clock: FakeClock, sleep: FakeSleep, *, idempotent: bool = True,
+         deadline: float = 30.0, **policy: Any) -> Retrying:
+    rules = RetryPolicy(**policy)
+    return Retrying(rules, Deadline(deadline, clock=clock), sleep=sleep,
+                    retryable=lambda error: retryable(error, idempotent=idempotent,
+                                                      policy=rules))
+
+
+# -- the rule: what is retried -------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("idempotent", [True, False])
-@pytest.mark.parametrize("method", ["GET", "POST"])
-def test_429_is_retried_for_any_method(clock: FakeClock, sleep: FakeSleep, idempotent: bool,
-                                       method: str) -> None:
-    with active(_context(clock, sleep, idempotent=idempotent)):
-        assert _retry().is_retry(method, 429) is True
+def test_429_is_retried_whether_or_not_the_request_is_idempotent(idempotent: bool) -> None:
+    assert retryable(status(429), idempotent=idempotent, policy=RetryPolicy())
 
 
-@pytest.mark.parametrize("status", [502, 503, 504])
-def test_gateway_errors_are_retried_when_the_request_is_idempotent(
-    clock: FakeClock, sleep: FakeSleep, status: int
-) -> None:
-    with active(_context(clock, sleep, idempotent=True)):
-        assert _retry().is_retry("POST", status) is True
+@pytest.mark.parametrize("code", [408, 502, 503, 504])
+def test_listed_statuses_are_retried_only_when_the_request_is_idempotent(code: int) -> None:
+    assert retryable(status(code), idempotent=True, policy=RetryPolicy())
+    assert not retryable(status(code), idempotent=False, policy=RetryPolicy())
 
 
-@pytest.mark.parametrize("status", [502, 503, 504])
-@pytest.mark.parametrize("method", ["GET", "POST"])
-def test_gateway_errors_are_not_retried_when_the_request_is_not_idempotent(
-    clock: FakeClock, sleep: FakeSleep, status: int, method: str
-) -> None:
-    with active(_context(clock, sleep, idempotent=False)):
-        assert _retry().is_retry(method, status) is False
+@pytest.mark.parametrize("code", [400, 401, 403, 404, 409, 500, 501])
+def test_client_errors_and_500_are_never_retried(code: int) -> None:
+    assert not retryable(status(code), idempotent=True, policy=RetryPolicy())
 
 
-@pytest.mark.parametrize("status", [400, 401, 403, 404, 409, 413, 422, 500])
-def test_client_errors_and_500_are_never_retried(clock: FakeClock, sleep: FakeSleep,
-                                                 status: int) -> None:
-    with active(_context(clock, sleep, idempotent=True)):
-        assert _retry().is_retry("GET", status) is False
+def test_the_policy_decides_which_statuses_are_retryable() -> None:
+    policy = RetryPolicy(statuses=frozenset({500}))
+    assert policy.retryable_status(500) and not policy.retryable_status(503)
+    assert retryable(status(500), idempotent=True, policy=policy)
+    assert not retryable(status(503), idempotent=True, policy=policy)
 
 
-def test_an_accepted_status_is_not_retried(clock: FakeClock, sleep: FakeSleep) -> None:
-    with active(_context(clock, sleep, accept=frozenset({503}))):
-        assert _retry().is_retry("GET", 503) is False
+def test_a_request_that_never_left_is_retried_even_when_not_idempotent() -> None:
+    error = mark_unsent(ConnectionFailed("refused"))
+    assert retryable(error, idempotent=False, policy=RetryPolicy())
 
 
-@pytest.mark.parametrize(
-    ("method", "status", "expected"),
-    [("GET", 503, True), ("get", 502, True), ("POST", 503, False), ("POST", 429, True),
-     ("GET", 404, False)],
-)
-def test_without_a_context_only_idempotent_methods_are_retried(method: str, status: int,
-                                                               expected: bool) -> None:
-    assert current_attempt.get() is None
-    assert _retry().is_retry(method, status) is expected
+@pytest.mark.parametrize("error", [ConnectionFailed("reset"), TransportTimeout("read"),
+                                   ProcessExitedError("died"),
+                                   mark_sent(ProtocolError("body cut short"))])
+def test_a_broken_exchange_is_retried_only_when_idempotent(error: GatewayError) -> None:
+    assert retryable(error, idempotent=True, policy=RetryPolicy())
+    assert not retryable(error, idempotent=False, policy=RetryPolicy())
+
+
+@pytest.mark.parametrize("error", [
+    DeadlineExceeded("late"), ProtocolError("not JSON"), BadRequestError("bad"),
+    mark_sent(ConnectionFailed("TLS"), retryable=False), GatewayError("other")])
+def test_final_failures_are_never_retried(error: GatewayError) -> None:
+    assert not retryable(error, idempotent=True, policy=RetryPolicy())
+
+
+def test_a_foreign_exception_is_never_retried() -> None:
+    assert not retryable(ValueError("x"), idempotent=True, policy=RetryPolicy())
+
+
+# -- the loop -------------------------------------------------------------------------------------
 
 
 def test_attempts_3_allow_exactly_2_retries(clock: FakeClock, sleep: FakeSleep) -> None:
-    retry = _retry(attempts=3, jitter=False, backoff_base=0)
-    with active(_context(clock, sleep)):
-        retry = retry.increment("GET", URL, response=_response(503))
-        retry = retry.increment("GET", URL, response=_response(503))
-        with pytest.raises(MaxRetryError):
-            retry.increment("GET", URL, response=_response(503))
+    retrying = loop(clock, sleep, attempts=3, jitter=False)
+    errors = [status(503), status(503), status(503)]
+    with pytest.raises(ServiceUnavailableError) as caught:
+        retrying.call(failing(*errors))
+    assert caught.value is errors[2]
+    assert caught.value.attempts == 3 and retrying.attempts == 3 and retrying.exhausted
+    assert len(sleep.calls) == 2
 
 
-def test_a_derived_retry_keeps_the_policy() -> None:
-    policy = RetryPolicy(attempts=4, backoff_base=0.25)
-    retry = DeadlineRetry.from_policy(policy)
-    assert (retry.total, retry.new().policy) == (3, policy)
+def test_a_success_after_failures_reports_the_attempts(clock: FakeClock,
+                                                       sleep: FakeSleep) -> None:
+    retrying = loop(clock, sleep, attempts=3, jitter=False)
+    assert retrying.call(failing(status(502), status(504), result="done")) == "done"
+    assert retrying.attempts == 3 and retrying.slept == sum(sleep.calls) == 0.5 + 1.0
 
 
-# -- how long it waits -----------------------------------------------------------------------------
+def test_an_error_that_may_not_be_repeated_is_raised_at_once(clock: FakeClock,
+                                                             sleep: FakeSleep) -> None:
+    retrying = loop(clock, sleep, idempotent=False)
+    with pytest.raises(ServiceUnavailableError) as caught:
+        retrying.call(failing(status(503)))
+    assert caught.value.attempts == 1 and sleep.calls == [] and not retrying.exhausted
+
+
+def test_the_default_rule_retries_nothing(clock: FakeClock, sleep: FakeSleep) -> None:
+    retrying = Retrying(RetryPolicy(), Deadline(30.0, clock=clock), sleep=sleep)
+    with pytest.raises(ConnectionFailed):
+        retrying.call(failing(ConnectionFailed("x")))
+    assert retrying.attempts == 1 and sleep.calls == []
 
 
 def test_backoff_is_full_jitter_below_the_ceiling_of_each_retry(
-    clock: FakeClock, sleep: FakeSleep, uniform: list[tuple[float, float]]
-) -> None:
-    retry = _retry(attempts=4)
-    with active(_context(clock, sleep)) as context:
-        for _ in range(3):
-            retry = retry.increment("GET", URL, response=_response(503))
-            retry.sleep()
+        clock: FakeClock, sleep: FakeSleep, uniform: list[tuple[float, float]]) -> None:
+    retrying = loop(clock, sleep, attempts=4, backoff_base=0.5, backoff_multiplier=2.0,
+                    backoff_max=8.0)
+    retrying.call(failing(status(503), status(503), status(503)))
     assert uniform == [(0.0, 0.5), (0.0, 1.0), (0.0, 2.0)]
     assert sleep.calls == pytest.approx([0.2, 0.4, 0.8])
-    assert context.slept == pytest.approx(1.4)
 
 
-def test_jittered_waits_stay_within_zero_and_the_ceiling(clock: FakeClock,
-                                                         sleep: FakeSleep) -> None:
-    random.seed(1234)
-    with active(_context(clock, sleep, deadline=1e6)) as context:
-        waits = []
-        for _ in range(200):
-            _retry().increment("GET", URL, response=_response(503))
-            waits.append(context.next_wait)
-    assert all(0.0 <= wait <= 0.5 for wait in waits)
-    assert len(set(waits)) > 100  # drawn, not constant
+def test_the_ceiling_stops_at_backoff_max(clock: FakeClock, sleep: FakeSleep) -> None:
+    retrying = loop(clock, sleep, attempts=5, jitter=False, backoff_base=1.0, backoff_max=2.5,
+                    deadline=100.0)
+    retrying.call(failing(*(status(503) for _ in range(4))))
+    assert sleep.calls == [1.0, 2.0, 2.5, 2.5]
 
 
-def test_without_jitter_the_wait_is_the_ceiling(clock: FakeClock, sleep: FakeSleep) -> None:
-    retry = _retry(attempts=3, jitter=False)
-    with active(_context(clock, sleep)):
-        retry = retry.increment("GET", URL, response=_response(502))
-        retry.sleep()
-        retry = retry.increment("GET", URL, response=_response(502))
-        retry.sleep()
-    assert sleep.calls == [0.5, 1.0]
-
-
-def test_retry_after_replaces_the_backoff(clock: FakeClock, sleep: FakeSleep,
-                                          uniform: list[tuple[float, float]]) -> None:
-    retry = _retry()
-    with active(_context(clock, sleep)) as context:
-        retry = retry.increment("POST", URL, response=_response(429, "1"))
-        assert context.next_wait == 1
-        retry.sleep()
-    assert (sleep.calls, uniform, context.slept) == ([1], [], 1)
+def test_retry_after_replaces_the_backoff(clock: FakeClock, sleep: FakeSleep) -> None:
+    retrying = loop(clock, sleep, idempotent=False)
+    retrying.call(failing(status(429, retry_after=3.0)))
+    assert sleep.calls == [3.0]
 
 
 def test_retry_after_on_503_is_honoured(clock: FakeClock, sleep: FakeSleep) -> None:
-    with active(_context(clock, sleep)):
-        _retry().increment("GET", URL, response=_response(503, "3")).sleep()
-    assert sleep.calls == [3]
+    loop(clock, sleep).call(failing(status(503, retry_after=2.0)))
+    assert sleep.calls == [2.0]
 
 
-def test_unparsable_retry_after_falls_back_to_the_backoff(clock: FakeClock, sleep: FakeSleep,
-                                                          uniform: list[tuple[float, float]]
-                                                          ) -> None:
-    with active(_context(clock, sleep)):
-        _retry().increment("GET", URL, response=_response(429, "soon")).sleep()
-    assert (uniform, sleep.calls) == ([(0.0, 0.5)], [0.2])
+def test_retry_after_on_another_status_is_ignored(clock: FakeClock, sleep: FakeSleep) -> None:
+    loop(clock, sleep, jitter=False).call(failing(status(502, retry_after=9.0)))
+    assert sleep.calls == [0.5]
 
 
-def test_retry_after_longer_than_the_cap_fails_fast(clock: FakeClock, sleep: FakeSleep) -> None:
-    with active(_context(clock, sleep)) as context:
-        with pytest.raises(MaxRetryError):
-            _retry().increment("POST", URL, response=_response(429, "600"))
-    assert (context.retry_after_refused, context.stopped, sleep.calls) == (600, None, [])
-
-
-def test_refused_retry_after_is_reported_as_the_gateway_sent_it(clock: FakeClock,
-                                                                sleep: FakeSleep) -> None:
-    # A day: longer than the 6 h cap urllib3's own Retry-After parser applies.
-    with active(_context(clock, sleep)) as context:
-        with pytest.raises(MaxRetryError):
-            _retry().increment("POST", URL, response=_response(429, "86400"))
-    assert context.retry_after_refused == 86400
-
-
-def test_retry_after_cap_is_the_policys(clock: FakeClock, sleep: FakeSleep) -> None:
-    with active(_context(clock, sleep)) as context:
-        _retry(retry_after_max=5).increment("GET", URL, response=_response(503, "5")).sleep()
-        with pytest.raises(MaxRetryError):
-            _retry(retry_after_max=5).increment("GET", URL, response=_response(503, "6"))
-    assert (sleep.calls, context.retry_after_refused) == ([5], 6)
-
-
-# -- the deadline ----------------------------------------------------------------------------------
+def test_retry_after_longer_than_the_cap_fails_fast_with_it(clock: FakeClock,
+                                                            sleep: FakeSleep) -> None:
+    retrying = loop(clock, sleep, retry_after_max=10.0)
+    with pytest.raises(RateLimitError) as caught:
+        retrying.call(failing(status(429, retry_after=11.0)))
+    assert caught.value.retry_after == 11.0 and sleep.calls == []
 
 
 def test_a_backoff_that_would_cross_the_deadline_is_not_taken(clock: FakeClock,
                                                               sleep: FakeSleep) -> None:
-    with active(_context(clock, sleep, deadline=0.4)) as context:
-        with pytest.raises(MaxRetryError):
-            _retry(jitter=False).increment("GET", URL, response=_response(503))
-    assert (context.stopped, context.next_wait, context.slept, sleep.calls) == (
-        "deadline", 0.0, 0.0, [])
+    retrying = loop(clock, sleep, jitter=False, backoff_base=5.0, deadline=4.0)
+    cause = status(503)
+    with pytest.raises(DeadlineExceeded) as caught:
+        retrying.call(failing(cause))
+    error = caught.value
+    assert sleep.calls == [] and error.last_error is cause and error.__cause__ is cause
+    assert error.attempts == 1 and error.status_code == 503 and error.slept == 0.0
+    assert "after 1 attempt; last error: ServiceUnavailableError" in error.message
 
 
 def test_a_retry_after_that_would_cross_the_deadline_is_not_taken(clock: FakeClock,
                                                                   sleep: FakeSleep) -> None:
-    with active(_context(clock, sleep, deadline=2.0)) as context:
-        with pytest.raises(MaxRetryError):
-            _retry().increment("POST", URL, response=_response(429, "5"))
-    assert (context.stopped, context.retry_after_refused, sleep.calls) == ("deadline", None, [])
+    retrying = loop(clock, sleep, deadline=2.0)
+    with pytest.raises(DeadlineExceeded) as caught:
+        retrying.call(failing(status(429, retry_after=2.5)))
+    assert sleep.calls == [] and caught.value.attempts == 1
 
 
-def test_the_deadline_check_carries_the_connection_error(clock: FakeClock,
+def test_the_deadline_error_counts_the_time_slept(clock: FakeClock, sleep: FakeSleep) -> None:
+    retrying = loop(clock, sleep, attempts=5, jitter=False, backoff_base=1.0, deadline=2.5)
+    with pytest.raises(DeadlineExceeded) as caught:
+        retrying.call(failing(*(status(503) for _ in range(5))))
+    assert sleep.calls == [1.0] and caught.value.slept == 1.0 and caught.value.attempts == 2
+
+
+def test_a_timeout_after_the_deadline_is_the_deadline(clock: FakeClock, sleep: FakeSleep) -> None:
+    retrying = loop(clock, sleep, idempotent=False, deadline=1.0)
+    timeout = TransportTimeout("read")
+
+    def late() -> str:
+        clock.now += 1.0
+        raise timeout
+
+    with pytest.raises(DeadlineExceeded) as caught:
+        retrying.call(late)
+    assert caught.value.last_error is timeout
+
+
+def test_a_transport_deadline_gets_the_attempts_and_waits(clock: FakeClock,
                                                          sleep: FakeSleep) -> None:
-    error = ConnectionRefusedError("refused")
-    with active(_context(clock, sleep, deadline=0.1)):
-        with pytest.raises(MaxRetryError) as info:
-            _retry(jitter=False).increment("GET", URL, error=error)
-    assert info.value.reason is error
+    retrying = loop(clock, sleep, jitter=False)
+    cut = DeadlineExceeded("cut")
+    with pytest.raises(DeadlineExceeded) as caught:
+        retrying.call(failing(status(503), cut))
+    assert caught.value is cut and cut.attempts == 2 and cut.slept == 0.5
 
 
-def test_sleep_is_bounded_by_the_time_left(clock: FakeClock, sleep: FakeSleep) -> None:
-    with active(_context(clock, sleep, deadline=10.0)) as context:
-        retry = _retry(jitter=False, backoff_base=4).increment("GET", URL, response=_response(503))
-        clock.now += 7.5  # the attempt's response took a while to handle
-        retry.sleep()
-    assert (sleep.calls, context.slept) == ([2.5], 2.5)
+def test_a_not_found_keeps_its_type_and_counts_one_attempt(clock: FakeClock,
+                                                           sleep: FakeSleep) -> None:
+    with pytest.raises(NotFoundError) as caught:
+        loop(clock, sleep).call(failing(status(404)))
+    assert caught.value.attempts == 1
 
 
-def test_timeout_clone_is_bounded_by_the_time_left_and_counts_attempts(clock: FakeClock,
-                                                                       sleep: FakeSleep) -> None:
-    context = _context(clock, sleep, deadline=10.0)
-    timeout = DeadlineTimeout(context, connect=5.0, read=30.0)
-    first = timeout.clone()
-    assert (first.connect_timeout, first.read_timeout, first.total, context.attempts) == (
-        5.0, 10.0, 10.0, 1)
-    clock.now += 8.0
-    second = timeout.clone()
-    assert (second.connect_timeout, second.read_timeout, second.total, context.attempts) == (
-        2.0, 2.0, 2.0, 2)
+def test_reset_starts_counting_again(clock: FakeClock, sleep: FakeSleep) -> None:
+    retrying = Retrying(RetryPolicy(jitter=False), None, attempts=2, sleep=sleep,
+                        retryable=lambda error: True)
+    retrying.call(failing(ServerError("x")))
+    assert retrying.attempts == 2
+    retrying.reset()
+    retrying.failed(ConnectionFailed("dropped"))  # the first failure again: it waits
+    assert retrying.attempts == 0 and sleep.calls == [0.5, 0.5]
 
 
-def test_timeout_clone_with_no_time_left_raises_deadline_stop(clock: FakeClock,
-                                                              sleep: FakeSleep) -> None:
-    context = _context(clock, sleep, deadline=1.0)
-    timeout = DeadlineTimeout(context, connect=5.0, read=30.0)
-    clock.now += 1.0
-    with pytest.raises(DeadlineStop):
-        timeout.clone()
-    assert (context.attempts, context.stopped) == (0, "deadline")
+def test_a_custom_backoff_and_attempt_count_are_used(clock: FakeClock, sleep: FakeSleep) -> None:
+    retrying = Retrying(RetryPolicy(), None, attempts=4, backoff=lambda n: n * 10.0,
+                        sleep=sleep, retryable=lambda error: True)
+    with pytest.raises(ConnectionFailed):
+        retrying.call(failing(*(ConnectionFailed(str(n)) for n in range(4))))
+    assert sleep.calls == [10.0, 20.0, 30.0] and retrying.exhausted

@@ -228,8 +228,7 @@ def _backoff(retry_ms: int | None, failures: int, policy: RetryPolicy) -> float:
     stream._fields = EventReader()
     stream._fields.retry_ms = retry_ms
     stream._policy = policy
-    stream._failures = failures
-    return stream._backoff()
+    return stream._backoff(failures)
 
 
 @pytest.mark.parametrize(
