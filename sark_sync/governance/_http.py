@@ -27,8 +27,14 @@ from .._exceptions import AuthorizationUnavailable, ConfigurationError
 from .._redact import Secret
 from .._useragent import user_agent
 from ..resilience import forksafety
-from ..transports._common import READ_FAILURES, close_session, new_session, socket_of
-from ..transports._guarded import GuardedAdapter, guarded
+from ..transports import (
+    READ_FAILURES,
+    GuardedAdapter,
+    close_session,
+    guarded,
+    new_session,
+    socket_of,
+)
 
 __all__ = ["DEFAULT_TIMEOUT", "EngineClient", "check_timeout", "check_url"]
 
