@@ -8,14 +8,15 @@ that reconnecting cannot fix; ``close()`` from any thread, promptly, releasing t
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-from support import API_KEY, build_gateway, in_child, wait_until
+from support import API_KEY, build_gateway, in_child, wait_for
 
 import sark_sync
 from sark_sync.testing import Fault, LocalGateway
@@ -28,24 +29,19 @@ PROMPT = 5.0
 Make = Callable[..., sark_sync.GatewayClient]
 
 
-def quiet(**options: Any) -> LocalGateway:
+@pytest.fixture
+def gateway(make_gateway: Callable[..., LocalGateway]) -> LocalGateway:
     """A gateway without servers: no ``server_registered`` events, so ids start at the
     first event a test publishes."""
-    options.setdefault("event_retry", RETRY)
-    return LocalGateway(api_keys=(API_KEY,), **options)
+    return make_gateway("empty", event_retry=RETRY)
 
 
-@pytest.fixture
-def gateway() -> Iterator[LocalGateway]:
-    with quiet() as gw:
-        yield gw
-
-
-@pytest.fixture
-def tool_gateway() -> Iterator[LocalGateway]:
-    """A gateway with the tools of support.build_gateway."""
-    with build_gateway(event_retry=RETRY) as gw:
-        yield gw
+def blocked_in_a_read(thread: threading.Thread) -> bool:
+    """Whether ``thread`` is blocked reading a socket (its innermost Python frame is
+    ``SocketIO.readinto``): the state a test waits for instead of sleeping."""
+    frame = sys._current_frames().get(thread.ident or -1)
+    return frame is not None and (frame.f_code.co_name, Path(frame.f_code.co_filename).name) \
+        == ("readinto", "socket.py")
 
 
 def take(stream: sark_sync.EventStream, count: int) -> list[sark_sync.Event]:
@@ -53,12 +49,13 @@ def take(stream: sark_sync.EventStream, count: int) -> list[sark_sync.Event]:
 
 
 def test_events_of_real_invocations_arrive_once_in_order_across_a_drop_every_100(
-    tool_gateway: LocalGateway
+    make_gateway: Callable[..., LocalGateway]
 ) -> None:
     """5,000 tool_invoked events from real invokes by 8 workers, the stream cut every 100
     events: the client yields each one exactly once, in order, and resumes 49 times."""
-    tool_gateway.add_fault(Fault(path="/api/v1/events", drop_after_events=100, times=None))
-    client = sark_sync.GatewayClient(tool_gateway.url, api_key=API_KEY, max_workers=8)
+    gateway = make_gateway(event_retry=RETRY)
+    gateway.add_fault(Fault(path="/api/v1/events", drop_after_events=100, times=None))
+    client = sark_sync.GatewayClient(gateway.url, api_key=API_KEY, max_workers=8)
     calls = [sark_sync.ToolCall("demo", "echo", {"n": i}) for i in range(5000)]
     with client.stream_events(types=["tool_invoked"]) as stream, \
             ThreadPoolExecutor(1) as producer:
@@ -79,7 +76,7 @@ def test_events_of_real_invocations_arrive_once_in_order_across_a_drop_every_100
 def test_a_gateway_restarted_on_the_same_port_is_followed_and_ids_continue(
     make_client: Make,
 ) -> None:
-    first = quiet().start()
+    first = build_gateway("empty", event_retry=RETRY).start()
     port = int(first.url.rsplit(":", 1)[1])
     client = make_client(url=first.url)
     try:
@@ -87,7 +84,8 @@ def test_a_gateway_restarted_on_the_same_port_is_followed_and_ids_continue(
             ids = [first.publish_event("tick", {"n": n}) for n in range(10)]
             assert [e.id for e in take(stream, 10)] == [str(i) for i in ids]
             first.stop()
-            with quiet(port=port, first_event_id=ids[-1] + 1) as second:
+            with build_gateway("empty", event_retry=RETRY, port=port,
+                               first_event_id=ids[-1] + 1) as second:
                 later = [second.publish_event("tick", {"n": n}) for n in range(10, 20)]
                 events = take(stream, 10)
         assert [e.id for e in events] == [str(i) for i in later]
@@ -97,7 +95,7 @@ def test_a_gateway_restarted_on_the_same_port_is_followed_and_ids_continue(
 
 
 def test_a_restarted_gateway_that_lost_the_ids_sends_stream_reset_first(make_client: Make) -> None:
-    first = quiet().start()
+    first = build_gateway("empty", event_retry=RETRY).start()
     port = int(first.url.rsplit(":", 1)[1])
     client = make_client(url=first.url)
     try:
@@ -105,7 +103,7 @@ def test_a_restarted_gateway_that_lost_the_ids_sends_stream_reset_first(make_cli
             last = [first.publish_event("tick", {"n": n}) for n in range(5)][-1]
             assert take(stream, 5)[-1].id == str(last)
             first.stop()
-            with quiet(port=port) as second:  # ids from 1 again
+            with build_gateway("empty", event_retry=RETRY, port=port) as second:  # ids from 1 again
                 after_id = second.publish_event("tick", {"n": "after"})
                 reset, after = take(stream, 2)
         assert after_id < last
@@ -152,9 +150,9 @@ def test_a_stalled_stream_is_replaced_after_the_idle_timeout_without_a_gap(
 
 
 def test_pings_keep_a_quiet_stream_alive_and_never_become_events(make_client: Make) -> None:
-    with quiet(ping_interval=0.05) as gw:
-        with make_client(url=gw.url).stream_events(idle_timeout=0.3) as stream:
-            timer = threading.Timer(1.0, gw.publish_event, ("tick", {"n": "late"}))
+    with build_gateway("empty", event_retry=RETRY, ping_interval=0.05) as gateway:
+        with make_client(url=gateway.url).stream_events(idle_timeout=0.3) as stream:
+            timer = threading.Timer(1.0, gateway.publish_event, ("tick", {"n": "late"}))
             timer.start()
             try:
                 event = next(stream)  # one second of pings: nothing to yield, no stall either
@@ -169,12 +167,12 @@ def test_each_event_is_yielded_at_once_whatever_the_framing(framing: str, make_c
                                                             ) -> None:
     """No read waits for a buffer to fill: each event published alone arrives promptly (a
     fixed-size read would hold it until more bytes came, up to the end of the body)."""
-    with quiet(event_framing=framing) as gw, \
-            make_client(url=gw.url).stream_events() as stream:
+    with build_gateway("empty", event_retry=RETRY, event_framing=framing) as gateway, \
+            make_client(url=gateway.url).stream_events() as stream:
         delays = []
         for n in range(20):
             sent = time.monotonic()
-            gw.publish_event("tick", {"n": n})
+            gateway.publish_event("tick", {"n": n})
             assert next(stream).data == {"n": n}
             delays.append(time.monotonic() - sent)
     assert sorted(delays)[-2] < 0.1, delays  # generous for CI; typically well under 1 ms
@@ -184,7 +182,7 @@ def test_close_from_another_thread_ends_iteration_at_once_and_releases_the_conne
     gateway: LocalGateway, make_client: Make
 ) -> None:
     stream = make_client().stream_events()
-    wait_until(lambda: gateway.open_connections == 1, PROMPT, message="the stream to connect")
+    wait_for(lambda: gateway.open_connections == 1, PROMPT, what="the stream to connect")
     outcome: list[Any] = []
 
     def iterate() -> None:
@@ -192,14 +190,14 @@ def test_close_from_another_thread_ends_iteration_at_once_and_releases_the_conne
 
     reader = threading.Thread(target=iterate)
     reader.start()
-    time.sleep(0.2)  # let the reader block in its read (nothing to wait on: it is blocked)
+    wait_for(lambda: blocked_in_a_read(reader), PROMPT, what="the reader to block in its read")
     started = time.monotonic()
     stream.close()
     reader.join(PROMPT)
     assert not reader.is_alive() and outcome == []
     assert time.monotonic() - started < 1.0
     assert stream.closed
-    wait_until(lambda: gateway.open_connections == 0, PROMPT, message="the connection to close")
+    wait_for(lambda: gateway.open_connections == 0, PROMPT, what="the connection to close")
 
 
 def test_closing_the_client_closes_its_streams(gateway: LocalGateway, make_client: Make) -> None:
@@ -208,7 +206,7 @@ def test_closing_the_client_closes_its_streams(gateway: LocalGateway, make_clien
     client.close()
     assert all(s.closed for s in streams)
     assert [list(s) for s in streams] == [[], []]
-    wait_until(lambda: gateway.open_connections == 0, PROMPT, message="the connections to close")
+    wait_for(lambda: gateway.open_connections == 0, PROMPT, what="the connections to close")
 
 
 def test_types_filter_on_the_gateway_and_in_the_client_but_never_stream_reset(
@@ -269,13 +267,13 @@ def test_a_retry_after_beyond_the_policy_fails_fast_with_retry_after(
 
 
 def test_it_gives_up_after_max_reconnects_consecutive_failures(make_client: Make) -> None:
-    with quiet() as gw:
-        url = gw.url
-        gw.add_fault(Fault(path="/api/v1/events", status=502, times=None))
+    with build_gateway("empty", event_retry=RETRY) as gateway:
+        url = gateway.url
+        gateway.add_fault(Fault(path="/api/v1/events", status=502, times=None))
         with pytest.raises(sark_sync.ServerError, match="gave up after 3 consecutive") as info:
             make_client(url=url).stream_events(max_reconnects=2)
         assert info.value.status_code == 502
-        assert len([r for r in gw.requests if r.path == "/api/v1/events"]) == 3
+        assert len([r for r in gateway.requests if r.path == "/api/v1/events"]) == 3
 
 
 def test_the_failure_count_restarts_at_every_event_never_at_a_bare_connect(
@@ -325,18 +323,23 @@ def test_a_client_restricted_to_http_refuses_event_streams(make_client: Make) ->
         make_client(transport_mode="http").stream_events()
 
 
-def test_tool_invoked_events_describe_the_call(tool_gateway: LocalGateway) -> None:
-    token = tool_gateway.issue_token("alice", roles=["analyst"])
-    with sark_sync.GatewayClient(tool_gateway.url, api_key=API_KEY) as client, \
+def test_tool_invoked_events_describe_the_call(
+    make_gateway: Callable[..., LocalGateway]
+) -> None:
+    gateway = make_gateway(event_retry=RETRY)
+    token = gateway.issue_token("alice", roles=["analyst"])
+    with sark_sync.GatewayClient(gateway.url, api_key=API_KEY) as client, \
             client.stream_events(types=["tool_invoked"]) as stream:
         ok = client.invoke_tool("demo", "echo", {"password": "hunter2"}, user_token=token)
+        started = time.monotonic()
         failed = client.invoke_tool("demo", "fail")
+        elapsed_ms = (time.monotonic() - started) * 1000
         first, second = take(stream, 2)
     assert first.data["request_id"] == ok.request_id
     assert (first.data["principal"], first.data["outcome"]) == ("alice", "success")
     assert (second.data["request_id"], second.data["outcome"]) == (failed.request_id,
                                                                    "tool_error")
-    assert second.data["latency_ms"] >= 0
+    assert 0 <= second.data["latency_ms"] <= elapsed_ms  # the gateway's side of the call
     assert "hunter2" not in repr(first) + repr(second)
 
 
@@ -348,11 +351,11 @@ def test_event_repr_hides_sensitive_values() -> None:
 def test_the_default_retry_policy_waits_the_gateways_retry(make_client: Make) -> None:
     """The gateway's ``retry:`` (here 0.3 s) is the base of the backoff: a reconnect is
     neither immediate hammering nor the policy's own base."""
-    with quiet(event_retry=0.3) as gw:
-        gw.add_fault(Fault(path="/api/v1/events", drop_after_events=1, times=1))
+    with build_gateway("empty", event_retry=0.3) as gateway:
+        gateway.add_fault(Fault(path="/api/v1/events", drop_after_events=1, times=1))
         for n in range(2):
-            gw.publish_event("tick", {"n": n})
-        client = make_client(url=gw.url, retry=sark_sync.RetryPolicy(jitter=False,
+            gateway.publish_event("tick", {"n": n})
+        client = make_client(url=gateway.url, retry=sark_sync.RetryPolicy(jitter=False,
                                                                       backoff_base=5.0))
         started = time.monotonic()
         with client.stream_events(last_event_id=0) as stream:
@@ -399,11 +402,11 @@ def test_a_client_closed_while_a_stream_connects_closes_that_stream_too(
 
     worker = threading.Thread(target=connect)
     worker.start()
-    wait_until(lambda: gateway.requests, PROMPT, message="the stream request")
+    wait_for(lambda: gateway.requests, PROMPT, what="the stream request")
     client.close()
     worker.join(PROMPT)
     assert [type(e) for e in outcome] == [sark_sync.ClientClosedError]
-    wait_until(lambda: gateway.open_connections == 0, PROMPT, message="the connection to close")
+    wait_for(lambda: gateway.open_connections == 0, PROMPT, what="the connection to close")
 
 
 def test_close_from_a_signal_handler_of_the_reading_thread_ends_iteration_at_once(
@@ -423,4 +426,4 @@ def test_close_from_a_signal_handler_of_the_reading_thread_ends_iteration_at_onc
         signal.signal(signal.SIGUSR1, previous)
     assert time.monotonic() - started < 1.5
     assert stream.closed
-    wait_until(lambda: gateway.open_connections == 0, PROMPT, message="the connection to close")
+    wait_for(lambda: gateway.open_connections == 0, PROMPT, what="the connection to close")
