@@ -24,7 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from support import child_env, reap, wait_until
+from support import child_env, reap, wait_for
 
 import sark_sync
 import sark_sync.governance
@@ -181,11 +181,11 @@ def test_every_event_is_delivered_once_in_order_in_batches(
     assert audit_threads() == []
 
 
-def test_first_attempts_failing_with_503_and_500_lose_and_duplicate_nothing(
+def test_first_attempts_failing_with_503_502_and_429_lose_and_duplicate_nothing(
     receiver: tuple[Receiver, str], caplog: pytest.LogCaptureFixture
 ) -> None:
     state, url = receiver
-    state.plan.extend(["503", "500", "429"])
+    state.plan.extend(["503", "502", "429"])
     sent = events(30)
     sink = make(url, batch_size=10, flush_interval=60)
     for one in sent:
@@ -234,7 +234,7 @@ def test_events_are_sent_after_the_flush_interval_without_close(
     sink = make(url, flush_interval=0.05)
     try:
         sink.emit(only := events(1)[0])
-        wait_until(state.event_ids, WAIT, message="the event to arrive")
+        wait_for(state.event_ids, WAIT, what="the event to arrive")
         assert state.event_ids() == [only.event_id]
     finally:
         sink.close()
@@ -268,7 +268,7 @@ def test_close_is_bounded_when_the_server_never_answers(
     sink = make(url, flush_interval=0, timeout=0.5)
     for one in sent:
         sink.emit(one)
-    wait_until(lambda: state.paths, WAIT, message="the first request")
+    wait_for(lambda: state.paths, WAIT, what="the first request")
     started = time.monotonic()
     sink.close(timeout=0.3)
     elapsed = time.monotonic() - started
@@ -296,7 +296,7 @@ def test_a_clients_close_flushes_a_callers_sink_within_its_close_timeout(
         gw.add_tool("demo", "echo", lambda parameters: parameters)
         client = sark_sync.GatewayClient(gw.url, api_key="k", audit=audit)
         client.invoke_tool("demo", "echo", {"a": 1})
-        wait_until(lambda: state.paths, WAIT, message="the first audit request")
+        wait_for(lambda: state.paths, WAIT, what="the first audit request")
         started = time.monotonic()
         client.close()
         elapsed = time.monotonic() - started

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from local_gateway_helpers import WAIT
-from support import wait_until
+from support import wait_for
 from test_cli_serve import read_line
 
 from sark_sync.cli import _main as cli
@@ -78,7 +78,7 @@ def test_events_streams_until_ctrl_c_then_exits_0_without_a_traceback(
 
             reader = threading.Thread(target=lambda: seen.append(read_line(proc.stdout)))
             reader.start()
-            wait_until(one_event, WAIT)
+            wait_for(one_event, WAIT)
             reader.join(WAIT)
             event = json.loads(seen[0])
             assert event["type"] == "tool_invoked" and event["data"]["tool"] == "echo"
@@ -99,7 +99,7 @@ def test_ctrl_c_during_a_call_exits_130_without_a_traceback() -> None:
         stderr=subprocess.PIPE, text=True,
     ) as proc:  # a gateway of its own: stopping it ends the slow call it is running
         try:
-            wait_until(lambda: gateway.tool_runs("demo", "slow") > 0, WAIT)
+            wait_for(lambda: gateway.tool_runs("demo", "slow") > 0, WAIT)
             proc.send_signal(signal.SIGINT)
             assert proc.wait(timeout=WAIT) == 130
             out, err = proc.communicate(timeout=WAIT)

@@ -9,7 +9,7 @@ import threading
 from typing import Callable
 
 import pytest
-from support import API_KEY, wait_until
+from support import API_KEY, wait_for
 
 import sark_sync
 from sark_sync.testing import Fault, LocalGateway
@@ -77,8 +77,8 @@ def test_close_releases_every_thread_socket_and_fd(make_client: Make, gateway: L
     # linger a moment; the client's must be gone at once.
     client_threads = [t for t in threading.enumerate() if t.name.startswith("sark-sync")]
     assert client_threads == []
-    wait_until(lambda: not (_fds() - fds_before or gateway.open_connections), timeout=3,
-               message=lambda: f"the fds and connections to close: new fds "
+    wait_for(lambda: not (_fds() - fds_before or gateway.open_connections), timeout=3,
+               what=lambda: f"the fds and connections to close: new fds "
                                f"{_fds() - fds_before}, {gateway.open_connections} open")
     with pytest.raises(sark_sync.ClientClosedError):
         client.list_servers()
@@ -90,5 +90,5 @@ def test_garbage_collected_client_releases_its_connections(gateway: LocalGateway
     client.list_servers()
     del client
     gc.collect()
-    wait_until(lambda: not _fds() - fds_before, timeout=3,
-               message=lambda: f"the fds to close: new fds {_fds() - fds_before}")
+    wait_for(lambda: not _fds() - fds_before, timeout=3,
+               what=lambda: f"the fds to close: new fds {_fds() - fds_before}")

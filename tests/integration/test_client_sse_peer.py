@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from realcomp.fixtures import SsePeer
-from support import FAST_RETRY, wait_until
+from support import FAST_RETRY, wait_for
 
 import sark_sync
 from sark_sync import Event
@@ -363,9 +363,9 @@ def test_close_from_another_thread_ends_a_blocked_iteration(
     reader = threading.Thread(target=iterate, name="sse-peer-reader")
     reader.start()
     try:
-        wait_until(lambda: events, 5.0, message="the first event")
-        wait_until(lambda: _blocked_in_socket_read(reader), 5.0,
-                   message="the reader to block in a socket read")
+        wait_for(lambda: events, 5.0, what="the first event")
+        wait_for(lambda: _blocked_in_socket_read(reader), 5.0,
+                   what="the reader to block in a socket read")
         started = time.monotonic()
         stream.close()
         reader.join(2.0)
@@ -379,8 +379,8 @@ def test_close_from_another_thread_ends_a_blocked_iteration(
     assert errors == []
     assert ids(events) == [1]
     assert stream.closed
-    wait_until(lambda: peer.stats()["disconnects"] == 1, 3.0,
-               message="the server to see the client leave")
+    wait_for(lambda: peer.stats()["disconnects"] == 1, 3.0,
+               what="the server to see the client leave")
 
 
 @pytest.mark.parametrize("server_filters", [False, True], ids=["client-filters", "both"])

@@ -13,7 +13,7 @@ import subprocess
 import sys
 
 import leak_guard
-from support import wait_until
+from support import wait_for
 
 #: The grandchild sleeps this long unless killed (the test kills it at once).
 SLEEP = 60
@@ -39,4 +39,4 @@ def test_an_orphan_left_in_a_spawned_session_is_reported() -> None:
         assert f"(in the process group or session of spawned pid {leader.pid})" in reported[0]
     finally:
         os.kill(orphan, signal.SIGKILL)
-    wait_until(lambda: not leak_guard.find_leaks(before)[0], 10, message="the orphan to go")
+    wait_for(lambda: not leak_guard.find_leaks(before)[0], 10, what="the orphan to go")

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import child_env, misbehave_command, wait_until
+from support import child_env, misbehave_command, wait_for
 
 import sark_sync
 
@@ -74,8 +74,8 @@ def test_hung_call_times_out_and_sends_cancelled(spawned: list[sark_sync.LocalSe
     with pytest.raises(sark_sync.TransportTimeout):
         server.call_tool("echo", {}, timeout=0.5)
     assert 0.45 <= time.monotonic() - started < 1.0
-    wait_until(lambda: record.exists() and "notifications/cancelled" in record.read_text(),
-               timeout=5, message="notifications/cancelled to arrive")
+    wait_for(lambda: record.exists() and "notifications/cancelled" in record.read_text(),
+               timeout=5, what="notifications/cancelled to arrive")
     received = [json.loads(line) for line in record.read_text().splitlines()]
     call = next(m for m in received if m.get("method") == "tools/call")
     cancel = next(m for m in received if m.get("method") == "notifications/cancelled")
@@ -152,7 +152,7 @@ def test_grandchildren_are_killed_with_the_server(spawned: list[sark_sync.LocalS
     record = tmp_path / "grandchild.pid"
     server = start(spawned, "spawn_grandchild", "--record", str(record))
     assert server.call_tool("echo", {}).is_error is False
-    wait_until(record.exists, timeout=5, message="the grandchild's pid file")
+    wait_for(record.exists, timeout=5, what="the grandchild's pid file")
     grandchild = int(record.read_text())
     assert grandchild in group_members(server.pid or 0)
     server.close()

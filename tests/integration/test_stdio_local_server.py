@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from support import child_env, demo_server_command, wait_until
+from support import child_env, demo_server_command, wait_for
 
 import sark_sync
 
@@ -109,8 +109,8 @@ def test_timeout_sends_cancelled_and_the_server_stays_usable(server: sark_sync.L
         server.call_tool("slow", {"seconds": 10}, timeout=0.3)
     assert time.monotonic() - started < 0.6
     assert server.call_tool("echo", {"text": "still here"}).text == "still here"
-    wait_until(lambda: "cancelling call" in server.stderr_tail, timeout=5,
-               message=lambda: f"the cancellation in the server's log: {server.stderr_tail!r}")
+    wait_for(lambda: "cancelling call" in server.stderr_tail, timeout=5,
+               what=lambda: f"the cancellation in the server's log: {server.stderr_tail!r}")
     assert "timeout" in server.stderr_tail.splitlines()[-1]
 
 

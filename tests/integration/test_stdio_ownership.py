@@ -14,7 +14,7 @@ import subprocess
 from typing import Any
 
 import pytest
-from support import child_env, demo_server_command, in_child, wait_until
+from support import child_env, demo_server_command, in_child, wait_for
 
 import sark_sync
 
@@ -60,7 +60,7 @@ def test_a_session_nobody_holds_is_stopped_when_collected() -> None:
     del server
     gc.collect()
     assert process is not None
-    wait_until(lambda: process.poll() is not None, 10, message=f"process {pid} to exit")
+    wait_for(lambda: process.poll() is not None, 10, what=f"process {pid} to exit")
     assert process.returncode == 0  # closed by the finalizer: stdin closed, a clean exit
 
 

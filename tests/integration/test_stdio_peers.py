@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import demo_server_command, misbehave_command, wait_until
+from support import demo_server_command, misbehave_command, wait_for
 
 import sark_sync
 
@@ -564,7 +564,7 @@ def test_misbehave_spawn_grandchild_leaves_an_orphan_unless_the_group_is_killed(
     with misbehave("spawn_grandchild", "--record", str(record)) as p:
         try:
             p.initialize()
-            wait_until(record.exists, PROMPT, message="the pid file")
+            wait_for(record.exists, PROMPT, what="the pid file")
             grandchild = int(record.read_text())
             assert _alive(grandchild)
             assert os.getpgid(grandchild) == p.proc.pid  # same group as the server
@@ -574,4 +574,4 @@ def test_misbehave_spawn_grandchild_leaves_an_orphan_unless_the_group_is_killed(
         finally:
             with suppress(OSError):
                 os.killpg(p.proc.pid, signal.SIGKILL)
-        wait_until(lambda: not _alive(grandchild), PROMPT, message="the grandchild to die")
+        wait_for(lambda: not _alive(grandchild), PROMPT, what="the grandchild to die")

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from typing import Callable
 
 import pytest
-from support import paths, wait_until
+from support import paths, wait_for
 
 import sark_sync
 from sark_sync.testing import Fault, LocalGateway
@@ -69,7 +69,7 @@ def half_open(gateway: LocalGateway, make_client: Make
     with pytest.raises(sark_sync.ServiceUnavailableError):
         client.invoke_tool("demo", "echo")
     breaker = client.breaker_for("demo")
-    wait_until(lambda: breaker.state == "half_open", 5, message="the breaker to half-open")
+    wait_for(lambda: breaker.state == "half_open", 5, what="the breaker to half-open")
     gateway.clear_requests()
     yield client, breaker
 

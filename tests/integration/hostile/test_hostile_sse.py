@@ -27,7 +27,7 @@ from hostile.http_peer import (
     sse_stall,
     trickle_headers,
 )
-from support import API_KEY, FAST_RETRY, wait_until
+from support import API_KEY, FAST_RETRY, wait_for
 
 import sark_sync
 from sark_sync import Event
@@ -317,7 +317,7 @@ def test_close_from_another_thread_ends_a_stream_blocked_on_an_endless_comment(
 
     reader = threading.Thread(target=read)
     reader.start()
-    wait_until(lambda: stream._reader is not None, 5.0, message="the reader inside next()")
+    wait_for(lambda: stream._reader is not None, 5.0, what="the reader inside next()")
     started = time.monotonic()
     stream.close()
     reader.join(5.0)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 from hostile.stdio_peer import peer_command
-from support import child_env, wait_until
+from support import child_env, wait_for
 
 import sark_sync
 
@@ -75,7 +75,7 @@ def grandchild(tmp_path: Path) -> Iterator[Path]:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-        wait_until(lambda: gone(pid), 5, message=f"grandchild {pid} to go")
+        wait_for(lambda: gone(pid), 5, what=f"grandchild {pid} to go")
 
 
 @pytest.mark.timeout(20)
@@ -98,7 +98,7 @@ def test_a_call_fails_at_the_exit_while_a_grandchild_holds_the_pipes(
     exit_time = exited_at.get(timeout=5)
     assert failed_at - exit_time < EXIT_BOUND, failed_at - exit_time
     assert not server.alive
-    grandchild_pid = int(wait_until(lambda: grandchild.exists() and grandchild.read_text(), 5))
+    grandchild_pid = int(wait_for(lambda: grandchild.exists() and grandchild.read_text(), 5))
     assert not gone(grandchild_pid)  # still holding the pipes
 
     started = time.monotonic()
@@ -142,7 +142,7 @@ def test_exit_with_a_grandchild_holding_the_pipes_through_the_client(grandchild:
 def test_exit_right_after_the_handshake_fails_the_next_call_with_the_exit_code() -> None:
     with sark_sync.LocalServer(peer_command("exit_after_init"), env=child_env(),
                                name="quitter") as server:
-        wait_until(lambda: not server.alive, 5, message="the exit to be noticed")
+        wait_for(lambda: not server.alive, 5, what="the exit to be noticed")
         with pytest.raises(sark_sync.ProcessExitedError) as caught:
             server.call_tool("echo", {}, timeout=5)
         assert str(caught.value) == "local MCP server 'quitter' exited with code 6 (server=quitter)"
@@ -160,7 +160,7 @@ def test_half_a_line_then_exit_fails_the_call_as_an_unreadable_answer() -> None:
             server.call_tool("echo", {"x": 1}, timeout=10)
         assert time.monotonic() - started < EXIT_BOUND + 0.5
         assert str(caught.value).startswith("unreadable answer from 'cut': not JSON: ")
-        wait_until(lambda: not server.alive, 5, message="the exit to be noticed")
+        wait_for(lambda: not server.alive, 5, what="the exit to be noticed")
         with pytest.raises(sark_sync.ProcessExitedError, match="exited with code 4"):
             server.call_tool("echo", {}, timeout=5)
 
@@ -181,7 +181,7 @@ def test_close_while_a_call_waits_fails_it_at_once_and_leaves_no_thread() -> Non
     caller = threading.Thread(target=call)
     caller.start()
     waiting.wait(5)
-    wait_until(lambda: server._transport._pending, 5, message="the call to be pending")
+    wait_for(lambda: server._transport._pending, 5, what="the call to be pending")
     started = time.monotonic()
     server.close()
     caller.join(5)

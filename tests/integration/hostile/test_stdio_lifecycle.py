@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from hostile.stdio_peer import peer_command
-from support import child_env, wait_until
+from support import child_env, wait_for
 
 import sark_sync
 from sark_sync.transports import _stdio_process
@@ -101,13 +101,13 @@ def test_an_abandoned_server_is_reaped_in_the_background_within_the_ladder() -> 
             client.invoke_tool("srv", "echo", {}, timeout=5)  # restarts: abandons the first
         assert time.monotonic() - abandoned_at < 2.0  # did not wait for the ladder
         assert [t.daemon for t in reaper_threads()] == [True]
-        wait_until(lambda: reaped(first.pid or 0), LADDER + 1.0,
-                   message="the abandoned server to be reaped")
+        wait_for(lambda: reaped(first.pid or 0), LADDER + 1.0,
+                   what="the abandoned server to be reaped")
         assert time.monotonic() - abandoned_at < LADDER + 1.0
         assert first.returncode == -9  # it ignored SIGTERM: the ladder ended in SIGKILL
     finally:
         client.close()
-    wait_until(lambda: not reaper_threads(), 5, message="the idle reaper to end")
+    wait_for(lambda: not reaper_threads(), 5, what="the idle reaper to end")
 
 
 @pytest.mark.timeout(20)

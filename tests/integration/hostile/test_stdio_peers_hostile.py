@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 from hostile.stdio_peer import peer_command
-from support import child_env, wait_until
+from support import child_env, wait_for
 
 import sark_sync
 from sark_sync.transports import _stdio_process
@@ -59,8 +59,8 @@ def test_an_endless_stderr_flood_neither_blocks_the_server_nor_grows_the_tail(
     caplog.set_level(logging.WARNING, logger="sark_sync.stdio")  # not 6 KB INFO lines by 1000s
     for n in range(5):
         assert peer.call_tool("echo", {"n": n}, timeout=10).text == f'{{"n": {n}}}'
-    lines = wait_until(lambda: len(peer.stderr_tail.splitlines()) >= 100 and
-                       len(peer.stderr_tail.splitlines()), 10, message="100 lines of stderr")
+    lines = wait_for(lambda: len(peer.stderr_tail.splitlines()) >= 100 and
+                       len(peer.stderr_tail.splitlines()), 10, what="100 lines of stderr")
     assert lines == 100  # the tail, never more, while the flood goes on
     started = time.monotonic()
     peer.close()  # it exits at stdin EOF while its flood thread still writes
@@ -121,7 +121,7 @@ def test_an_answer_with_a_5000_digit_id_is_dropped_and_the_real_one_is_taken(
 def test_a_server_that_closes_its_stdin_fails_the_call_and_is_no_longer_alive(
     peer: sark_sync.LocalServer,
 ) -> None:
-    wait_until(lambda: _stdin_closed_by_peer(peer), 5, message="the peer to close its stdin")
+    wait_for(lambda: _stdin_closed_by_peer(peer), 5, what="the peer to close its stdin")
     with pytest.raises(sark_sync.ProcessExitedError) as caught:
         peer.call_tool("echo", {"n": 1}, timeout=10)
     assert str(caught.value) == ("local MCP server 'close_stdin' closed its stdin while running "
