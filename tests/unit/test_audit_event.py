@@ -193,7 +193,10 @@ def test_events_are_frozen_and_hashable() -> None:
     event = AuditEvent(parameters={"a": [1]})
     with pytest.raises(dataclasses.FrozenInstanceError):
         event.server = "other"  # type: ignore[misc]
-    assert hash(event) == hash(event)
+    same = dataclasses.replace(event)
+    other = dataclasses.replace(event, parameters={"a": [2]})
+    assert same is not event and same == event and hash(same) == hash(event)
+    assert other != event and len({event, same, other}) == 2
 
 
 def test_create_takes_type_status_request_id_and_attempts_from_a_gateway_error() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import inspect
 import re
 import types
 
@@ -34,9 +35,14 @@ def test_all_equals_the_public_names_of_the_package() -> None:
     assert set(sark_sync.__all__) == _public_names()
 
 
-@pytest.mark.parametrize("name", sark_sync.__all__)
-def test_every_exported_name_resolves(name: str) -> None:
-    assert getattr(sark_sync, name) is not None
+@pytest.mark.parametrize("name", sorted(set(sark_sync.__all__) - {"__version__"}))
+def test_every_exported_name_is_a_sark_sync_class_or_function_under_its_own_name(
+    name: str,
+) -> None:
+    value = getattr(sark_sync, name)
+    assert inspect.isclass(value) or inspect.isfunction(value), type(value)
+    assert value.__name__ == name  # no alias: the name a user imports is the one in tracebacks
+    assert value.__module__.startswith("sark_sync.")
 
 
 def test_version_is_a_dotted_string() -> None:
