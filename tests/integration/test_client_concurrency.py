@@ -6,11 +6,10 @@ import json
 import logging
 import os
 import threading
-import time
 from typing import Callable
 
 import pytest
-from support import reap
+from support import WAIT, reap
 
 import sark_sync
 from sark_sync.testing import LocalGateway
@@ -82,6 +81,9 @@ def test_invoke_many_runs_at_most_max_workers_calls_at_once(
     running = 0
     most = 0
     lock = threading.Lock()
+    # Each call holds its worker until three calls run at once: 12 calls pass in 4 rounds
+    # only if 3 overlap; a 4th running at once would show in ``most``.
+    three_at_once = threading.Barrier(3, timeout=WAIT)
 
     @gateway.tool("demo")
     def slow(parameters: dict[str, object]) -> object:
@@ -89,7 +91,7 @@ def test_invoke_many_runs_at_most_max_workers_calls_at_once(
         with lock:
             running += 1
             most = max(most, running)
-        time.sleep(0.02)  # a slow tool: holds its worker long enough for the calls to overlap
+        three_at_once.wait()
         with lock:
             running -= 1
         return "done"

@@ -31,7 +31,7 @@ from hostile.http_peer import (
     trickle_body,
     trickle_headers,
 )
-from support import API_KEY
+from support import API_KEY, wait_for
 
 import sark_sync
 from sark_sync import AuditEvent, OPAAuthorizer
@@ -130,10 +130,7 @@ def test_an_audit_sink_close_cuts_a_trickling_request_and_hands_the_batch_to_the
                         close_timeout=1.0)
         event = AuditEvent(server="demo", tool="echo", outcome="success")
         sink.emit(event)
-        deadline = time.monotonic() + 5
-        while not peer.requests and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert peer.requests, "the sink never posted"
+        wait_for(lambda: peer.requests, 5, what="the sink to post")
         started = time.monotonic()
         sink.close()
         elapsed = time.monotonic() - started
