@@ -56,7 +56,7 @@ from ._models import (
     ToolInfo,
     ToolResult,
 )
-from .client._client import GatewayClient
+from .client import GatewayClient
 from .governance import (
     AuditEvent,
     Auditor,
@@ -65,9 +65,8 @@ from .governance import (
     OPAAuthorizer,
     SarkAuthorizer,
 )
-from .resilience._breaker import Breaker
-from .transports._mcp_session import LocalServer
-from .transports.sse import EventStream
+from .resilience import Breaker
+from .transports import EventStream, LocalServer
 
 __all__ = [
     "APIError",

@@ -20,17 +20,20 @@ from .._deadline import Deadline
 from .._exceptions import ClientClosedError, TransportNotAvailableError, ValidationError
 from .._models import Health, Principal, ServerInfo, ToolCall, ToolInfo, ToolResult
 from .._validation import validate_name, validate_page
-from ..governance._audit_recorder import AuditRecorder, flush_for_close, resolve_audit
-from ..governance.audit import Auditor
-from ..governance.policy import Authorizer, AuthorizerLike
-from ..resilience import _forksafety
-from ..resilience._breaker import Breaker
-from ..transports._base import GatewayTransport
-from ..transports._mcp_pool import LocalServerPool
-from ..transports._mcp_session import DEFAULT_STARTUP_TIMEOUT, LocalServer
-from ..transports.http import DEFAULT_MAX_RESPONSE_BYTES
-from ..transports.sse import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_RECONNECTS, EventStream
-from ..wire._sse import DEFAULT_MAX_EVENT_BYTES
+from ..governance import Auditor, AuditRecorder, Authorizer, flush_for_close, resolve_audit
+from ..governance.policy import AuthorizerLike
+from ..resilience import Breaker, forksafety
+from ..transports import (
+    DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_RECONNECTS,
+    DEFAULT_MAX_RESPONSE_BYTES,
+    DEFAULT_STARTUP_TIMEOUT,
+    EventStream,
+    GatewayTransport,
+    LocalServer,
+    LocalServerPool,
+)
+from ..wire import DEFAULT_MAX_EVENT_BYTES
 from . import _discovery as discovery
 from ._governance_stage import Governance
 from ._invocation import Invocation, items, outcome
@@ -144,7 +147,7 @@ class GatewayClient:
             resources=self._resources, governance=self._governance, gateway=gateway,
             check_open=self._check_open)
         self._finalizer = weakref.finalize(self, self._resources.close)
-        _forksafety.register(self)
+        forksafety.register(self)
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -359,13 +362,10 @@ class GatewayClient:
             error; the count restarts at every event received.
         :param max_event_bytes: larger events end the stream with :class:`ProtocolError`.
 
-        Events whose data is not JSON (or is JSON nested too deeply to decode) are delivered
-        with their text as ``data``; a ``retry:`` from the gateway counts up to 60 s; a field
-        value never raises. Raises :class:`AuthenticationError`, :class:`AuthorizationDenied`,
-        :class:`NotFoundError` and other 4xx errors at once (here or while iterating), and
-        the last connection error after ``max_reconnects`` failed attempts in a row;
-        :class:`ValidationError` before anything is sent for an invalid argument;
-        :class:`TransportNotAvailableError` for a client made with its own ``transport``.
+        Data that is not JSON comes as text; see ``docs/gateway/SSE_TRANSPORT.md``. Raises
+        4xx errors at once (here or while iterating), the last connection error after
+        ``max_reconnects`` failed attempts in a row, :class:`ValidationError` before anything
+        is sent, :class:`TransportNotAvailableError` for a client given its own ``transport``.
         """
         if self._custom_transport:
             self._check_open()

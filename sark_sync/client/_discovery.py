@@ -18,9 +18,9 @@ from .._config import Timeouts
 from .._deadline import Deadline
 from .._exceptions import ProtocolError, ServiceUnavailableError
 from .._models import Health, ServerInfo, ToolInfo
-from ..governance._audit_recorder import Operation, audited_items
-from ..transports._base import Response
-from ..wire._pagination import paginate, parse_page
+from ..governance import Operation, audited_items
+from ..transports import Response
+from ..wire import paginate, parse_page
 from ._governance_stage import Metadata
 from ._pipeline import MAX_REMEMBERED_TOOLS, Pipeline
 

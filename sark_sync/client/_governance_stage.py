@@ -47,11 +47,21 @@ from .._exceptions import (
 )
 from .._models import Principal, ServerInfo, ToolInfo, ToolResult
 from .._validation import unencodable
-from ..governance._audit_recorder import AuditHook, CallOutcome, Operation, report, silent
-from ..governance._decision import AuthorizationInput, Decision, removed_paths, utc_timestamp
-from ..governance._principal import PrincipalIdCache, resolve_principal
+from ..governance import (
+    AuditHook,
+    AuthorizationInput,
+    CallOutcome,
+    Decision,
+    Operation,
+    PrincipalIdCache,
+    removed_paths,
+    report,
+    resolve_principal,
+    silent,
+    utc_timestamp,
+)
 from ..governance.policy import Authorizer, as_authorizer, release
-from ..resilience import _forksafety
+from ..resilience import forksafety
 from ._invocation import Invocation
 
 __all__ = ["METADATA_TTL", "CallOutcome", "Governance", "Metadata", "MetadataCache",
@@ -125,7 +135,7 @@ class Governance:
         self.metadata = MetadataCache()
         #: The principal ids of the tokens seen, for the audit events.
         self.principal_ids = PrincipalIdCache()
-        _forksafety.register(self)
+        forksafety.register(self)
 
     def principal(self, principal: Principal | None, user_token: str | None
                   ) -> Principal | None:

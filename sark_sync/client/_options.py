@@ -25,8 +25,7 @@ from .._exceptions import ConfigurationError
 from .._redact import Secret
 from .._useragent import user_agent
 from .._validation import describe
-from ..transports._base import GatewayTransport
-from ..transports.http import HTTPTransport
+from ..transports import GatewayTransport, HTTPTransport
 
 __all__ = ["TRANSPORT_MODES", "Options"]
 

@@ -43,11 +43,9 @@ from .._exceptions import (
     ValidationError,
 )
 from .._models import Principal, ToolResult
-from ..governance._audit_recorder import Operation
-from ..resilience._breaker import Breaker
-from ..resilience._retrying import Retrying, retryable
-from ..transports._base import GatewayTransport, Request, Response
-from ..transports._mcp_pool import LocalServerPool
+from ..governance import Operation
+from ..resilience import Breaker, Retrying, retryable
+from ..transports import GatewayTransport, LocalServerPool, Request, Response
 from ._governance_stage import Governance
 from ._invocation import Invocation, check_call, prepare
 from ._resources import Resources

@@ -15,10 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 from .._config import BreakerPolicy
-from ..resilience._breaker import Breaker
-from ..transports._base import GatewayTransport
-from ..transports._mcp_pool import LocalServerPool
-from ..transports.sse import EventStream
+from ..resilience import Breaker
+from ..transports import EventStream, GatewayTransport, LocalServerPool
 
 __all__ = ["Resources"]
 

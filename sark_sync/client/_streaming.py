@@ -22,7 +22,7 @@ from .._exceptions import ClientClosedError, ConfigurationError, ValidationError
 from .._redact import Secret
 from .._useragent import user_agent
 from .._validation import validate_header_value
-from ..transports.sse import EventStream
+from ..transports import EventStream
 from ._pipeline import Pipeline
 
 __all__ = ["open_stream"]

@@ -26,8 +26,21 @@ handling.
 
 from __future__ import annotations
 
+from ._audit_recorder import AuditHook as AuditHook
+from ._audit_recorder import AuditRecorder as AuditRecorder
+from ._audit_recorder import CallOutcome as CallOutcome
+from ._audit_recorder import Operation as Operation
+from ._audit_recorder import audited_items as audited_items
+from ._audit_recorder import flush_for_close as flush_for_close
+from ._audit_recorder import report as report
+from ._audit_recorder import resolve_audit as resolve_audit
+from ._audit_recorder import silent as silent
 from ._decision import AuthorizationInput, Decision
+from ._decision import removed_paths as removed_paths
+from ._decision import utc_timestamp as utc_timestamp
+from ._principal import PrincipalIdCache as PrincipalIdCache
 from ._principal import principal_from_token
+from ._principal import resolve_principal as resolve_principal
 from .audit import (
     AuditEvent,
     Auditor,
@@ -46,6 +59,9 @@ from .policy import (
     as_authorizer,
 )
 
+# The names imported "as" themselves above are for the client's pipeline (its audit hook, the
+# authorizer's input, the principal cache): the package's face for it, not public API, so
+# they are not in __all__.
 __all__ = [
     "AuditEvent",
     "AuditSink",

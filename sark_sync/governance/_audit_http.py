@@ -1,14 +1,12 @@
 """The HTTP audit sink: batches of events posted to SARK by one background thread.
 
-``emit`` only appends to a bounded in-memory queue and returns; a worker thread, started on
-the first event, posts batches ``{"events": [...]}`` to ``POST <url>/api/v1/gateway/audit``
-with the ``X-Gateway-Api-Key`` header. Contract:
+``emit`` appends to a bounded queue; a worker thread, started on the first event, posts batches
+``{"events": [...]}`` to ``POST <url>/api/v1/gateway/audit`` with ``X-Gateway-Api-Key``:
 
-- **At-least-once**, in emit order. A batch is retried (full-jitter backoff of the
-  ``RetryPolicy``, ``Retry-After`` honoured up to ``retry_after_max``) after a connection error
-  or timeout, a 5xx, a 408 or a 429. A batch the server stored but whose answer was lost is
-  sent again: receivers deduplicate by ``event_id`` (a uuid4), or by the batch's
-  ``Idempotency-Key`` header, the same on every attempt of one batch.
+- **At-least-once**, in emit order. The package's one retry loop retries a batch after a
+  connection error, a timeout or a status the policy retries (408, 429, 502-504 by default),
+  honouring ``Retry-After``. A batch stored but unanswered is sent again: receivers dedupe by
+  ``event_id`` (a uuid4), or by the batch's ``Idempotency-Key``, the same on every attempt.
 - **Never silently dropped.** An event that cannot be delivered goes to the fallback sink
   (WARNING records on ``sark_sync.audit.fallback``) and is counted in ``dropped_to_fallback``:
   when the queue is full (``max_queue``), when a batch's attempts are exhausted, when the
@@ -19,12 +17,11 @@ with the ``X-Gateway-Api-Key`` header. Contract:
 - **``close()`` delivers what was emitted before it**, within ``close_timeout`` seconds
   (backoff waits and request timeouts are cut to fit), then joins the thread. What is left
   when the time is up goes to the fallback. ``flush()`` waits for the same without closing.
-- **The thread is a daemon**, so a sink that was never closed cannot hang interpreter exit; an
-  ``atexit`` hook closes such sinks (flushing them) instead. Close sinks explicitly anyway.
-- **Fork-safe.** A forked child never uses the parent's thread, session or locks: the child
-  forgets the parent's queue (the parent delivers it), resets its counters, and starts its own
-  thread and session at its first event. A child that ends with ``os._exit`` must ``close()``
-  first, or what it emitted is lost.
+- **The thread is a daemon**, so an unclosed sink cannot hang interpreter exit; an ``atexit``
+  hook closes (flushes) such sinks instead. Close sinks explicitly anyway.
+- **Fork-safe.** A forked child never uses the parent's thread, session or locks: it forgets
+  the parent's queue (the parent delivers it), resets its counters, and starts its own thread
+  and session at its first event; it must ``close()`` before ``os._exit``, or that is lost.
 """
 
 from __future__ import annotations
@@ -41,14 +38,18 @@ from collections import deque
 import requests
 
 from .._config import RetryPolicy, resolve_base_url
-from .._exceptions import ConfigurationError
+from .._exceptions import (
+    ConfigurationError,
+    ConnectionFailed,
+    GatewayError,
+    TransportTimeout,
+    error_for_status,
+)
 from .._redact import Secret
 from .._useragent import user_agent
 from .._validation import HEADER_RULE, header_value_problem, plain_str
-from ..resilience import _forksafety
-from ..resilience._retrying import parse_retry_after
-from ..transports._common import close_session, new_session
-from ..transports._guarded import Exchange, GuardedAdapter, guarded
+from ..resilience import Retrying, forksafety, mark_sent, parse_retry_after, retryable
+from ..transports import Exchange, GuardedAdapter, close_session, guarded, new_session
 from ._audit_event import AuditEvent
 from ._audit_sinks import AuditSink, fallback_sink, log, to_fallback
 
@@ -68,8 +69,7 @@ DEFAULT_TIMEOUT = 10.0
 DEFAULT_CLOSE_TIMEOUT = 10.0
 #: Audit delivery is worth more patience than a call: 5 attempts over up to ~7.5 s of backoff.
 DEFAULT_RETRY = RetryPolicy(attempts=5)
-#: Seconds ``close()`` waits for the thread past its deadline, for the request in progress
-#: to notice it (the request's own timeout was cut to the deadline when it started).
+#: Seconds ``close()`` waits past its deadline for the request in progress to notice it.
 JOIN_GRACE = 1.0
 
 _open_sinks: weakref.WeakSet[HTTPSink] = weakref.WeakSet()
@@ -86,18 +86,20 @@ class HTTPSink:
     request; ``close_timeout`` >= 0 bounds ``close()``. ``verify`` is requests' (None: the
     environment's CA bundle, else the system's). Invalid values raise ``ConfigurationError``.
 
-    Counters (of this process): ``sent``, ``dropped_to_fallback``, ``failed_batches``
-    (batches given up), ``retries``; ``pending`` is what is queued or being sent.
+    Counters (this process's): ``sent``, ``dropped_to_fallback``, ``failed_batches``,
+    ``retries``; ``pending`` is what is queued or being sent.
 
     >>> with HTTPSink("https://sark.example", api_key=key) as sink:  # doctest: +SKIP
     ...     sink.emit(AuditEvent(server="demo", tool="echo", outcome="success"))
     """
 
-    def __init__(self, url: str, *, api_key: str | Secret, batch_size: int = DEFAULT_BATCH_SIZE,
-                 flush_interval: float = DEFAULT_FLUSH_INTERVAL,
-                 max_queue: int = DEFAULT_MAX_QUEUE, retry: RetryPolicy = DEFAULT_RETRY,
-                 timeout: float = DEFAULT_TIMEOUT, close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
-                 verify: bool | str | None = None, fallback: AuditSink | None = None) -> None:
+    def __init__(
+        self, url: str, *, api_key: str | Secret, batch_size: int = DEFAULT_BATCH_SIZE,
+        flush_interval: float = DEFAULT_FLUSH_INTERVAL, max_queue: int = DEFAULT_MAX_QUEUE,
+        retry: RetryPolicy = DEFAULT_RETRY, timeout: float = DEFAULT_TIMEOUT,
+        close_timeout: float = DEFAULT_CLOSE_TIMEOUT, verify: bool | str | None = None,
+        fallback: AuditSink | None = None,
+    ) -> None:
         self.url = resolve_base_url(url, what="HTTPSink url") + AUDIT_PATH
         key = api_key.reveal() if isinstance(api_key, Secret) else api_key
         if not isinstance(key, str):
@@ -116,11 +118,10 @@ class HTTPSink:
             raise ConfigurationError("HTTPSink retry must be a RetryPolicy")
         self.batch_size, self.max_queue, self.retry = batch_size, max_queue, retry
         self.flush_interval, self.timeout = flush_interval, timeout
-        self.close_timeout = close_timeout
-        self.verify = verify
+        self.close_timeout, self.verify = close_timeout, verify
         self.fallback: AuditSink = fallback if fallback is not None else fallback_sink()
         self._init_state()
-        _forksafety.register(self)
+        forksafety.register(self)
         _open_sinks.add(self)
 
     def _init_state(self) -> None:
@@ -299,37 +300,37 @@ class HTTPSink:
             self._progress.notify_all()
 
     def _deliver(self, session: requests.Session, batch: list[AuditEvent]) -> None:
+        """Post ``batch`` within the retry policy (the package's one retry loop and rule: a
+        batch is idempotent, its events deduplicated by id), or give it to the fallback."""
         body = ('{"events":[' + ",".join(e.to_json() for e in batch) + "]}").encode("ascii")
         headers = {"Content-Type": "application/json", "Idempotency-Key": str(uuid.uuid4())}
-        why = "no attempt made"
+        retrying = Retrying(self.retry, None, sleep=self._pause, retryable=lambda error: (
+            retryable(error, idempotent=True, policy=self.retry)))
         made = 0
-        for attempt in range(1, self.retry.attempts + 1):
+
+        def attempt() -> None:
+            nonlocal made
             timeout = self._attempt_timeout()
             if timeout is None:
-                why = "close() timed out"
-                break
-            made = attempt
-            status, retry_after, why = self._post(session, body, headers, timeout)
-            if status is not None and 200 <= status < 300:
-                with self._lock:
-                    self.sent += len(batch)
-                return
-            if status is not None and not (status >= 500 or status in self.retry.statuses):
-                break
-            if attempt == self.retry.attempts:
-                break
-            if retry_after is not None and retry_after > self.retry.retry_after_max:
-                why += f" with Retry-After {retry_after:g}s (longer than retry_after_max)"
-                break
-            wait = self.retry.backoff(attempt)
+                raise mark_sent(GatewayError("close() timed out"), retryable=False)
             with self._lock:
-                self.retries += 1
-            self._pause(wait if retry_after is None else retry_after)
-        self._give_up(batch, why, made)
+                self.retries += 1 if made else 0
+            made += 1
+            self._post(session, body, headers, timeout)
+
+        try:
+            retrying.call(attempt)
+        except GatewayError as error:
+            late = error.retry_after is not None and error.retry_after > self.retry.retry_after_max
+            self._give_up(batch, error.message + (f" with Retry-After {error.retry_after:g}s "
+                          "(longer than retry_after_max)" if late else ""), made)
+            return
+        with self._lock:
+            self.sent += len(batch)
 
     def _post(self, session: requests.Session, body: bytes, headers: dict[str, str],
-              timeout: float) -> tuple[int | None, float | None, str]:
-        """One attempt: (status or None, Retry-After, what went wrong, by type only)."""
+              timeout: float) -> None:
+        """One attempt; raises what went wrong, named by type or status only."""
         headers = dict(headers, **{"X-Gateway-Api-Key": self._api_key.reveal()})
         with guarded(time.monotonic() + timeout) as exchange:
             with self._lock:
@@ -343,13 +344,14 @@ class HTTPSink:
                     retry_after = parse_retry_after(response.headers.get("Retry-After"))
             except requests.RequestException as exc:
                 if not exchange.cut:
-                    return None, None, type(exc).__name__
+                    raise ConnectionFailed(type(exc).__name__) from None
             finally:
                 with self._lock:
                     self._exchange = None
         if exchange.cut:  # a status read after the cut may stand on truncated headers
-            return None, None, "the request outlived its time"
-        return status, retry_after, f"status {status}"
+            raise TransportTimeout("the request outlived its time")
+        if not 200 <= status < 300:
+            raise error_for_status(status, f"status {status}", retry_after=retry_after)
 
     def _attempt_timeout(self) -> float | None:
         """This attempt's request timeout: ``timeout``, cut to close()'s deadline; None when
@@ -364,15 +366,12 @@ class HTTPSink:
         """Wait ``seconds`` before a retry, or less if close()'s deadline comes first."""
         end = time.monotonic() + seconds
         with self._lock:
-            while True:
-                limit = min(end, self._close_deadline) if self._closed else end
-                remaining = limit - time.monotonic()
-                if remaining <= 0:
-                    return
+            while (remaining := (min(end, self._close_deadline) if self._closed else end)
+                   - time.monotonic()) > 0:
                 self._has_work.wait(remaining)
 
     def _give_up(self, batch: list[AuditEvent], why: str, attempts: int) -> None:
-        if not batch:
+        if not batch:  # the thread failed between batches
             return
         with self._lock:
             self.failed_batches += 1
@@ -380,7 +379,6 @@ class HTTPSink:
         log.warning("audit batch of %d events not delivered to %s after %d attempts (%s); it "
                     "went to the fallback sink", len(batch), self.url, attempts, why)
         to_fallback(self.fallback, batch)
-
 
 
 def _check_int(name: str, value: object) -> None:

@@ -1,7 +1,7 @@
-"""From what happened to an operation to its audit event (DESIGN §5, §7).
+"""From what happened to an operation to its audit event (``docs/gateway/AUDIT.md``).
 
-The pipeline reports each operation's outcome to :attr:`Governance.audit_hook
-<sark_sync._governed.Governance.audit_hook>`: a :class:`CallOutcome` for a tool call, an
+The pipeline reports each operation's outcome to its governance stage's ``audit_hook``
+(:mod:`sark_sync.client._governance_stage`): a :class:`CallOutcome` for a tool call, an
 :class:`OperationOutcome` for every other operation (discovery, health, opening an event
 stream). The client's hook is an :class:`AuditRecorder`, which turns either into one
 :class:`~sark_sync.governance.AuditEvent` through the client's
@@ -227,7 +227,7 @@ def _reporting(items: Iterator[T], operation: Operation) -> Iterator[T]:
 
 
 class AuditRecorder:
-    """The hook that records each outcome with ``auditor`` (DESIGN §7).
+    """The hook that records each outcome with ``auditor`` (``docs/gateway/AUDIT.md``).
 
     A tool call: event type ``"authorization"`` for a denial, else ``"tool_invocation"``; the
     parameters sent (the event redacts them); the error's type, status code and attempts.

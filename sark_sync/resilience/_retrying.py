@@ -177,8 +177,9 @@ class Retrying:
         ``DeadlineExceeded`` when the wait would cross the deadline)."""
         error._with(attempts=self.attempts)
         deadline = self.deadline
-        if isinstance(error, DeadlineExceeded):  # a transport cut by the deadline
-            error.attempts = self.attempts
+        if isinstance(error, DeadlineExceeded):  # a transport ran out of time
+            unsent = error.__dict__.get(_EXCHANGE) == "unsent"  # this attempt never left
+            error.attempts = self.attempts - 1 if unsent else self.attempts
             error.slept = error.slept or self.slept
             raise error
         if deadline is not None and deadline.expired and isinstance(error, TransportTimeout):

@@ -19,7 +19,7 @@ from ._common import (
     new_session,
     socket_of,
 )
-from ._guarded import GuardedAdapter, guarded, guarded_for
+from ._guarded import Exchange, GuardedAdapter, guarded, guarded_for
 from ._mcp_pool import LocalServerPool
 from ._mcp_session import DEFAULT_STARTUP_TIMEOUT, LocalServer
 from .http import DEFAULT_MAX_RESPONSE_BYTES, HTTPTransport
@@ -34,6 +34,7 @@ __all__ = [
     "READ_FAILURES",
     "EventSource",
     "EventStream",
+    "Exchange",
     "GatewayTransport",
     "GuardedAdapter",
     "HTTPTransport",

@@ -33,7 +33,7 @@ from .._exceptions import (
     TransportTimeout,
     error_for_status,
 )
-from ..resilience._retrying import mark_sent, mark_unsent, parse_retry_after
+from ..resilience import mark_sent, mark_unsent, parse_retry_after
 from ._guarded import GuardedAdapter, was_cut
 
 __all__ = [

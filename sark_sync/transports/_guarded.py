@@ -35,7 +35,7 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.poolmanager import PoolManager, ProxyManager
 
-from ..resilience._watchdog import watchdog
+from ..resilience import watchdog
 
 __all__ = ["Exchange", "GuardedAdapter", "guarded", "guarded_for", "was_cut"]
 

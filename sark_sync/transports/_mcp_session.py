@@ -3,8 +3,9 @@
 This is the MCP layer on top of :class:`~sark_sync.transports.stdio.StdioTransport`:
 
 - the handshake: ``initialize`` offering protocol version ``2025-11-25`` (accepting the four
-  versions of DESIGN §4, refusing any other with :class:`ProtocolError`), bounded by its own
-  ``startup_timeout``, then ``notifications/initialized``;
+  versions listed in ``docs/gateway/STDIO_TRANSPORT.md``, refusing any other with
+  :class:`ProtocolError`), bounded by its own ``startup_timeout``, then
+  ``notifications/initialized``;
 - ``tools/list`` following ``nextCursor`` pages, ``tools/call`` returning the same
   :class:`ToolResult` as a gateway call, ``ping``;
 - what the server sends unasked: it may ``ping`` us (answered), ask for anything else
@@ -29,7 +30,7 @@ from ..__version__ import __version__
 from .._exceptions import ProtocolError, TransportTimeout, ValidationError
 from .._models import ToolInfo, ToolResult
 from .._validation import check_arguments, validate_command, validate_name
-from ..wire import _jsonrpc
+from ..wire import jsonrpc
 from ._mcp_options import (
     check_callback,
     check_cwd,
@@ -90,7 +91,7 @@ class LocalServer:
         cwd: str | os.PathLike[str] | None = None,
         timeout: float = DEFAULT_CALL_TIMEOUT,
         startup_timeout: float = DEFAULT_STARTUP_TIMEOUT,
-        max_line_bytes: int = _jsonrpc.DEFAULT_MAX_LINE_BYTES,
+        max_line_bytes: int = jsonrpc.DEFAULT_MAX_LINE_BYTES,
         on_notification: NotificationHandler | None = None,
     ) -> None:
         command = validate_command(command)
@@ -295,14 +296,14 @@ class LocalServer:
 
     # -- what the server sends unasked --------------------------------------------------------
 
-    def _on_request(self, request: _jsonrpc.Request) -> None:
+    def _on_request(self, request: jsonrpc.Request) -> None:
         if request.method == "ping":
             self._transport.respond(request.id, {})
         else:
-            self._transport.respond_error(request.id, _jsonrpc.METHOD_NOT_FOUND,
+            self._transport.respond_error(request.id, jsonrpc.METHOD_NOT_FOUND,
                                           f"method not supported by sark-sync: {request.method}")
 
-    def _on_notification_message(self, message: _jsonrpc.Notification) -> None:
+    def _on_notification_message(self, message: jsonrpc.Notification) -> None:
         params = message.params or {}
         if message.method == "notifications/progress":
             handler = self._progress.get(str(params.get("progressToken")))

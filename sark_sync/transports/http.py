@@ -38,7 +38,7 @@ from urllib3.util import Retry
 from .._config import Timeouts
 from .._deadline import Deadline
 from .._exceptions import APIError, DeadlineExceeded, GatewayError, ProtocolError
-from ..resilience._retrying import mark_sent
+from ..resilience import mark_sent, mark_unsent
 from ._base import Request, Response
 from ._common import (
     READ_FAILURES,
@@ -103,11 +103,11 @@ class HTTPTransport:
         where: dict[str, Any] = {"method": request.method, "url": url,
                                  "request_id": request.headers.get("X-Request-ID")}
         if not self._slots.acquire(timeout=deadline.remaining()):
-            raise deadline.exceeded("waiting for a free connection slot", **where)
+            raise mark_unsent(deadline.exceeded("waiting for a free connection slot", **where))
         try:
             remaining = deadline.remaining()
             if remaining <= 0:
-                raise deadline.exceeded("before sending the request", **where)
+                raise mark_unsent(deadline.exceeded("before sending the request", **where))
             timeouts = deadline.timeouts or self._timeouts
             with guarded(time.monotonic() + remaining) as exchange:
                 try:

@@ -2,31 +2,28 @@
 
 :class:`EventStream` reads ``GET /api/v1/events`` over its own ``requests.Session`` (a stream
 holds its connection for hours; it must not take a slot of the pool that tool calls share).
-:mod:`sark_sync._sse` frames and reads the events; reconnection is done here:
+:mod:`sark_sync.wire` frames and reads the events; reconnection is done here:
 
 - **Short reads.** The body is read with ``read1``: whatever has arrived, at once. A
   fixed-size read (``iter_content(n)``) waits for n bytes, and with no size a body ended by
   closing the connection waits for the end: measured, 20 ms to 1.1 s of delay per event.
 - **Resume.** After a drop, an idle timeout (no byte, not even a ``: ping``, for
-  ``idle_timeout`` seconds) or a 5xx, the stream reconnects with ``Last-Event-ID``, so the
-  gateway replays what was missed; a ``stream_reset`` event says it could not.
-- **Backoff.** Full jitter: the wait before reconnect *n* is drawn from ``[0, min(cap,
-  base * multiplier**(n-1))]``, with ``base`` the server's ``retry:`` when it sent one (else
-  the policy's ``backoff_base``) and ``cap`` the larger of the policy's ``backoff_max`` and
-  ``base``. A server's ``retry:`` counts up to :data:`~sark_sync._sse.MAX_RETRY_MS` (60 s):
-  a gateway cannot park a client for hours, or overflow its timer. A 429 or 503 with
-  ``Retry-After`` waits exactly that (up to the policy's ``retry_after_max``; longer fails
-  fast, with ``retry_after`` on the error).
+  ``idle_timeout`` seconds) or a retryable status (the policy's: 408, 429, 502-504 by
+  default), the stream reconnects with ``Last-Event-ID``; a ``stream_reset`` event says the
+  gateway could not replay what was missed.
+- **Backoff.** The package's one retry loop (:class:`~sark_sync.resilience.Retrying`) and
+  rule: full jitter below ``min(cap, base * multiplier**failures)``, with ``base`` the
+  server's ``retry:`` (at most 60 s, so a gateway cannot park a client for hours) else the
+  policy's ``backoff_base``, and ``cap`` the larger of ``backoff_max`` and ``base``. A 429 or
+  503 ``Retry-After`` is waited (up to ``retry_after_max``; longer fails fast with it).
 - **Giving up.** After ``max_reconnects`` consecutive failed attempts; an attempt fails unless
   an event arrives on its connection (a bare connect that then drops counts as a failure, so a
   gateway that accepts and immediately closes cannot keep a client looping forever).
-- **Hostile fields.** ``id``, ``retry`` and ``data`` are read by
-  :class:`~sark_sync._sse.EventReader` as the HTML standard says; no field value raises, and
-  ``Last-Event-ID`` carries only what an HTTP header can (see
-  :func:`~sark_sync._sse.resume_header`). Nothing but a :class:`GatewayError` comes out of
-  the iterator.
-- **Fatal answers.** 3xx (credentials are never sent elsewhere), 401, 403, 404 and the other
-  4xx end the stream with their typed error: reconnecting would not change them.
+- **Hostile fields.** ``id``, ``retry`` and ``data`` are read as the HTML standard says
+  (:class:`~sark_sync.wire.EventReader`); no field value raises; ``Last-Event-ID`` carries
+  only what a header can. Nothing but a :class:`GatewayError` comes out of the iterator.
+- **Fatal answers.** 3xx (credentials are never sent elsewhere), 4xx other than 408/429,
+  and 5xx the policy does not retry end the stream with their typed error.
 
 Each stream has its own last id, retry and failure count: streams never share state. One
 thread iterates a stream; :meth:`EventStream.close` may come from any thread and wakes a read
@@ -57,8 +54,8 @@ from .._exceptions import (
 )
 from .._models import Event
 from .._redact import Secret
-from ..resilience._retrying import Retrying, mark_sent, retryable
-from ..wire._sse import DEFAULT_MAX_EVENT_BYTES, EventReader, EventTooLarge, SSEFramer
+from ..resilience import Retrying, mark_sent, retryable
+from ..wire import DEFAULT_MAX_EVENT_BYTES, EventReader, EventTooLarge, SSEFramer
 from ._common import close_session, error_from_response, new_session, translate
 from ._guarded import GuardedAdapter, guarded_for
 
@@ -102,15 +99,11 @@ class EventStream(Iterator[Event]):
         retry: RetryPolicy, max_reconnects: int, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
         path: str = "/api/v1/events",
     ) -> None:
-        self.url = base_url + path
-        self.types = types
-        self.reconnects = 0
+        self.url, self.types, self.reconnects = base_url + path, types, 0
         self._fields = EventReader(last_event_id)
-        self._api_key = api_key
-        self._user_token = user_token
+        self._api_key, self._user_token = api_key, user_token
         self._timeout = (connect_timeout, idle_timeout)
-        self._policy = retry
-        self._max_reconnects = max_reconnects
+        self._policy, self._max_reconnects = retry, max_reconnects
         self._max_event_bytes = max_event_bytes
         self._wanted = frozenset(types) if types else None
         self._session = new_session(base_url, user_agent, verify,
@@ -124,8 +117,7 @@ class EventStream(Iterator[Event]):
         self._blocks: Iterator[bytes] | None = None
         self._delivered = False  # an event arrived on the current connection
         self._connected_once = False
-        #: Consecutive failed attempts, counted by the package's one retry loop: an attempt
-        #: fails unless an event arrives on its connection.
+        # Counts consecutive failed attempts: one fails unless an event arrives on it.
         self._retrying = Retrying(retry, None, attempts=max_reconnects + 1,
                                   retryable=self._retryable, backoff=self._backoff,
                                   sleep=self._sleep)
@@ -232,14 +224,17 @@ class EventStream(Iterator[Event]):
         except _Closed:
             return
         except GatewayError as error:
-            if retrying.exhausted:
-                error.message = (f"{error.message} (the event stream gave up after "
-                                 f"{retrying.attempts} consecutive failed attempts)")
-                error.args = (error.message,)
+            self._gave_up(error)
             raise
         self._response = response
         self._blocks = self._read_blocks(response)
         self._delivered = False
+
+    def _gave_up(self, error: GatewayError) -> None:
+        if self._retrying.exhausted:
+            error.message = (f"{error.message} (the event stream gave up after "
+                             f"{self._retrying.attempts} consecutive failed attempts)")
+            error.args = (error.message,)
 
     def _retryable(self, error: GatewayError) -> bool:
         if not retryable(error, idempotent=True, policy=self._policy):
@@ -331,11 +326,8 @@ class EventStream(Iterator[Event]):
             self._retrying.failed(error)  # waits before the next attempt, or gives up
         except _Closed:
             return
-        except GatewayError:
-            if self._retrying.exhausted:
-                error.message = (f"{error.message} (the event stream gave up after "
-                                 f"{self._retrying.attempts} consecutive failed attempts)")
-                error.args = (error.message,)
+        except GatewayError as final:
+            self._gave_up(final)
             raise
 
     def _backoff(self, failures: int) -> float:

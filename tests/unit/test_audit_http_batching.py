@@ -172,7 +172,7 @@ def test_a_full_queue_sends_events_to_the_fallback_and_counts_them(
     assert sink.sent == 6 and API_KEY not in caplog.text
 
 
-@pytest.mark.parametrize("status", [400, 401, 403, 404, 413, 302])
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 413, 302, 500])
 def test_a_refusal_is_not_retried_and_goes_to_the_fallback(
     mock: responses.RequestsMock, caplog: pytest.LogCaptureFixture, status: int
 ) -> None:
@@ -192,10 +192,10 @@ def test_a_refusal_is_not_retried_and_goes_to_the_fallback(
     assert API_KEY not in caplog.text
 
 
-def test_5xx_and_429_are_retried_until_the_attempts_run_out(
+def test_retryable_statuses_are_retried_until_the_attempts_run_out(
     mock: responses.RequestsMock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    for status in (500, 429, 503):
+    for status in (502, 429, 503):
         mock.add(responses.POST, ENDPOINT, status=status)
     fallback = ListSink()
     sink = make(fallback)
