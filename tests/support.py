@@ -1,7 +1,7 @@
 """The test suite's shared vocabulary (imported as ``support``; tests/ is on sys.path).
 
 - **Credentials.** Every test gateway accepts ONE API key, :data:`API_KEY`, and signs user
-  tokens with :data:`JWT_SECRET`; the users are :data:`USERS` (``token(gateway, "alice")``).
+  tokens with :data:`JWT_SECRET`; the users are :data:`USERS` (``token_of(gateway, "alice")``).
   :data:`OTHER_KEY` is a second key, accepted only where a test passes
   ``api_keys=(API_KEY, OTHER_KEY)`` to tell two callers apart.
 - **Gateways.** :func:`build_gateway` is the one builder of test gateways (one of the
@@ -130,7 +130,7 @@ def build_gateway(catalogue: Catalogue = "client", **options: Any) -> LocalGatew
     return gateway
 
 
-def token(gateway: LocalGateway, user: str = "alice", **options: Any) -> str:
+def token_of(gateway: LocalGateway, user: str = "alice", **options: Any) -> str:
     """A token ``gateway`` issues for ``user`` of :data:`USERS` (``options``: more claims or
     ``ttl``, as :meth:`LocalGateway.issue_token` takes them)."""
     roles, teams = USERS[user]

@@ -2,7 +2,7 @@
 gateway.rego through the real OPA engine, and hosting two real stdio MCP servers.
 
 ``hosted`` (module scope) is set up before the ``no_leaks`` baseline of the first test that
-requests it (directly or through ``gw``), so its threads, sockets and the two server processes
+requests it (directly or through ``gateway``), so its threads, sockets and the two server processes
 are part of every baseline. It serves:
 
 - ``demo``: the demo MCP server (stdio), low, any team;
@@ -12,9 +12,10 @@ are part of every baseline. It serves:
 - ``vault``: Python tool ``read`` (read-only), high, team security.
 
 The Python tools append the parameters they received to ``hosted.received`` and return them,
-so a test sees exactly what a tool got. ``gw`` is the same gateway for one test: it clears the
-faults, the request log and the received parameters first, and the faults again after.
-Clients come from ``make_client`` and are closed after the test.
+so a test sees exactly what a tool got. ``gateway`` (overriding the integration conftest's) is
+the same gateway for one test: it clears the faults, the request log and the received
+parameters first, and the faults again after. Clients come from the integration conftest's
+``make_client`` (of ``gateway`` unless given another URL) and are closed after the test.
 """
 
 from __future__ import annotations
@@ -91,7 +92,7 @@ def hosted(gateway_opa_server: OpaServer, mcp_sdk_server_command: list[str]
 
 
 @pytest.fixture
-def gw(hosted: Hosted) -> Iterator[Hosted]:
+def gateway(hosted: Hosted) -> Iterator[Hosted]:
     """The module's gateway, with no faults, requests or received parameters left over."""
     hosted.clear_faults()
     hosted.clear_requests()
@@ -102,24 +103,6 @@ def gw(hosted: Hosted) -> Iterator[Hosted]:
     # The gateway's connections to OPA are opened by calls during the test: release them,
     # or the leak guard would count them.
     hosted.policy_engine.close()
-
-
-@pytest.fixture
-def make_client() -> Iterator[Callable[..., sark_sync.GatewayClient]]:
-    """``make_client(url, **options)``: a client with the test API key and fast retries;
-    every client made is closed after the test."""
-    made: list[sark_sync.GatewayClient] = []
-
-    def make(url: str, **options: Any) -> sark_sync.GatewayClient:
-        options.setdefault("api_key", API_KEY)
-        options.setdefault("retry", FAST_RETRY)
-        client = sark_sync.GatewayClient(url, **options)
-        made.append(client)
-        return client
-
-    yield make
-    for client in made:
-        client.close()
 
 
 @pytest.fixture(scope="module")
