@@ -20,10 +20,11 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import Any, Callable, TypeVar
 
+from .._config import DEFAULT_DEADLINE
 from .._exceptions import NotFoundError
 from .._models import ToolResult
-from ..client._client import GatewayClient
-from ..transports._mcp_session import DEFAULT_CALL_TIMEOUT, LocalServer
+from ..client import GatewayClient
+from ..transports import LocalServer
 from ._common import (
     EXIT_OK,
     EXIT_TOOL_ERROR,
@@ -247,7 +248,7 @@ def run_local(args: argparse.Namespace) -> int:
         raise UsageError("parameters need --call TOOL")
     parameters = (parse_parameters(args.params, args.json_params, args.params_file)
                   if args.call is not None else {})
-    timeout = settings.timeout if settings.timeout is not None else DEFAULT_CALL_TIMEOUT
+    timeout = settings.timeout if settings.timeout is not None else DEFAULT_DEADLINE
     server = LocalServer(command, env=_environment(args.env), inherit_env=args.inherit_env,
                          timeout=timeout, startup_timeout=min(timeout, 10.0))
     with server.start():

@@ -17,7 +17,7 @@ from typing import TextIO
 
 from .._config import RetryPolicy
 from .._exceptions import AuthorizationDenied, GatewayError
-from ..client._client import GatewayClient
+from ..client import GatewayClient
 from ..testing import LocalGateway
 from ._demo_gateway import (
     API_KEY,

@@ -15,7 +15,7 @@ from typing import Callable
 from .._config import BreakerPolicy, RetryPolicy
 from .._exceptions import CircuitOpenError, DeadlineExceeded, GatewayError
 from .._models import ToolCall
-from ..client._client import GatewayClient
+from ..client import GatewayClient
 from ..testing import Fault, LocalGateway
 from ._demo_gateway import API_KEY, DemoUsers
 from ._tour import DemoError, Tour

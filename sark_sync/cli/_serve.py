@@ -44,7 +44,7 @@ from typing import Any
 
 from .._exceptions import GatewayError
 from ..testing import LocalGateway
-from ..testing.gateway._builtin_tools import BUILTIN_TOOLS
+from ._builtin_tools import BUILTIN_TOOLS
 from ._demo_gateway import build_gateway, demo_variables, issue_users
 
 __all__ = ["ConfigError", "configure_serve", "run_serve"]

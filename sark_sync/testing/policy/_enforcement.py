@@ -31,8 +31,14 @@ from typing import Any, NoReturn
 
 from ..._exceptions import AuthorizationUnavailable, GatewayError
 from ..._models import Principal, ServerInfo, ToolInfo
-from ...governance import AuthorizationInput, Authorizer, OPAAuthorizer, as_authorizer
-from ...governance._decision import removed_paths, utc_timestamp
+from ...governance import (
+    AuthorizationInput,
+    Authorizer,
+    OPAAuthorizer,
+    as_authorizer,
+    removed_paths,
+    utc_timestamp,
+)
 from ...governance.policy import release
 from ..gateway._events import EventLog
 from ._builtin_policy import BuiltinPolicy

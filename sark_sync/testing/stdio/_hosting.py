@@ -48,7 +48,7 @@ from ..._exceptions import (
     TransportTimeout,
 )
 from ..._validation import validate_command, validate_env
-from ...transports._mcp_session import LocalServer
+from ...transports import LocalServer
 from ..gateway._tool_calls import UpstreamFailure
 
 __all__ = ["CALL_TIMEOUT", "MAX_RESTARTS", "RESTART_WINDOW", "STARTUP_TIMEOUT", "StdioHost",

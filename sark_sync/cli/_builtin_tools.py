@@ -1,8 +1,8 @@
 """Built-in demo tools, so that a gateway started by ``sark-sync serve`` is useful at once.
 
 Each tool is a plain function with the LocalGateway's tool contract (parameters dict in,
-result or :class:`ToolFailure` out), its JSON Schema and its MCP annotations. Both are pure
-and read-only, so clients may retry them freely.
+result or :class:`~sark_sync.testing.ToolFailure` out), its JSON Schema and its MCP
+annotations. Both are pure and read-only, so clients may retry them freely.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._tool_calls import ToolFailure, ToolFunction
+from ..testing import ToolFailure, ToolFunction
 
 __all__ = ["BUILTIN_TOOLS", "BuiltinTool"]
 
