@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 from typing import Callable
 
 import pytest
-from support import paths, wait_until
+from support import paths, wait_for
 
 import sark_sync
 from sark_sync.testing import Fault, LocalGateway
@@ -57,8 +58,8 @@ def test_after_recovery_20_threads_produce_exactly_one_probe(
         assert release_probe.wait(10)
         return "recovered"
 
-    wait_until(lambda: breaker.state == "half_open", timeout=5,
-               message="the recovery timeout to half-open the breaker")
+    wait_for(lambda: breaker.state == "half_open", timeout=5,
+               what="the recovery timeout to half-open the breaker")
     gateway.clear_requests()
     outcomes: list[object] = []
     lock = threading.Lock()
@@ -77,8 +78,8 @@ def test_after_recovery_20_threads_produce_exactly_one_probe(
     for thread in threads:
         thread.start()
     assert probe_started.wait(5)
-    wait_until(lambda: len(outcomes) == 19, timeout=5,
-               message=lambda: f"19 calls to fail fast during the probe; {len(outcomes)} did")
+    wait_for(lambda: len(outcomes) == 19, timeout=5,
+               what=lambda: f"19 calls to fail fast during the probe; {len(outcomes)} did")
     release_probe.set()
     for thread in threads:
         thread.join(10)
@@ -95,8 +96,8 @@ def test_failed_probe_opens_the_breaker_again(make_client: Make, gateway: LocalG
     gateway.add_fault(Fault(status=503, times=6))
     _fail_five_times(client)
     breaker = client.breaker_for("demo")
-    wait_until(lambda: breaker.state == "half_open", timeout=5,
-               message="the recovery timeout to half-open the breaker")
+    wait_for(lambda: breaker.state == "half_open", timeout=5,
+               what="the recovery timeout to half-open the breaker")
     with pytest.raises(sark_sync.ServiceUnavailableError):
         client.invoke_tool("demo", "echo")
     assert breaker.state == "open"
@@ -137,8 +138,6 @@ def test_breakers_of_two_servers_are_independent(make_client: Make, gateway: Loc
 
 
 def test_connection_failures_open_the_breaker(make_client: Make) -> None:
-    import socket
-
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
