@@ -208,17 +208,6 @@ def wait_for(
         pause.wait(min(interval, remaining))
 
 
-def wait_until(
-    condition: Callable[[], T | None],
-    timeout: float = WAIT,
-    *,
-    message: str | Callable[[], str] | None = None,
-) -> T:
-    """:func:`wait_for` under its old name, kept only while tests/integration/
-    test_client_breaker.py still calls it; new code calls :func:`wait_for`."""
-    return wait_for(condition, timeout, what=message)
-
-
 def reap(pid: int, timeout: float) -> int:
     """Wait for the child process ``pid`` to exit, reap it, and return its exit code (``-N``
     if signal N ended it, as :attr:`subprocess.Popen.returncode`).
