@@ -1,9 +1,7 @@
 """Audit events of the operations other than tool calls, and the principal of tool-call events
-without an authorizer, with `responses` standing in for the gateway
-(sark_sync.governance._audit_recorder).
-
-`responses` bypasses urllib3, which counts the attempts: they are checked over real sockets in
-tests/integration/test_audit_discovery.py."""
+without an authorizer, with a fake gateway behind a MockTransport
+(sark_sync.governance._audit_recorder): each event's request id, status and attempts are those of
+the requests the transport received."""
 
 from __future__ import annotations
 
@@ -13,7 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import responses
+from mock_gateway import HEALTH, INVOKE, SERVERS, TOOLS, FakeGateway
 from support import unsigned_jwt
 
 from sark_sync import (
@@ -22,7 +20,7 @@ from sark_sync import (
     NotFoundError,
     Principal,
     ProtocolError,
-    RetryPolicy,
+    ServerError,
     ServiceUnavailableError,
     ToolCall,
 )
@@ -30,11 +28,6 @@ from sark_sync.governance import AuditEvent
 from sark_sync.governance._audit_recorder import Operation, OperationOutcome
 from sark_sync.governance._principal import PrincipalIdCache
 
-BASE = "http://gateway.test"
-SERVERS = f"{BASE}/api/v1/servers"
-TOOLS = f"{BASE}/api/v1/tools"
-INVOKE = f"{BASE}/api/v1/invoke"
-HEALTH = f"{BASE}/health"
 OK = {"request_id": "r-1", "server": "db", "tool": "query",
       "result": {"content": [{"type": "text", "text": "done"}], "isError": False}}
 HEALTHY = {"status": "healthy", "version": "1.0"}
@@ -49,9 +42,8 @@ def page(items: list[dict[str, Any]], total: int, key: str = "servers") -> dict[
 
 
 @pytest.fixture
-def mock() -> Iterator[responses.RequestsMock]:
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
-        yield rsps
+def gateway() -> FakeGateway:
+    return FakeGateway()
 
 
 @pytest.fixture
@@ -60,43 +52,39 @@ def events() -> list[AuditEvent]:
 
 
 @pytest.fixture
-def client(events: list[AuditEvent]) -> Iterator[GatewayClient]:
-    with GatewayClient(BASE, api_key="k", retry=RetryPolicy(attempts=1),
-                       audit=events.append) as made:
+def client(gateway: FakeGateway, events: list[AuditEvent]) -> Iterator[GatewayClient]:
+    with gateway.client(audit=events.append) as made:
         yield made
 
 
-def sent_ids(mock: responses.RequestsMock) -> list[str]:
-    return [str(call.request.headers["X-Request-ID"]) for call in mock.calls]
-
-
 def test_list_servers_makes_one_discovery_event_with_the_request_it_sent(
-        mock: responses.RequestsMock, client: GatewayClient, events: list[AuditEvent]) -> None:
-    mock.add(responses.GET, SERVERS, json=page([server("a")], 1))
+        gateway: FakeGateway, client: GatewayClient, events: list[AuditEvent]) -> None:
+    gateway.add("GET", SERVERS, json=page([server("a")], 1))
     client.list_servers()
     (event,) = events
     assert (event.event_type, event.operation, event.transport, event.outcome) == (
         "discovery", "list_servers", "http", "success")
-    assert (event.status_code, event.request_id) == (200, sent_ids(mock)[0])
+    assert (event.status_code, event.request_id) == (200, gateway.request_ids()[0])
+    assert event.attempts == 1 and gateway.sent() == ["GET /api/v1/servers?offset=0&limit=100"]
     assert event.server is None and event.tool is None and event.parameters is None
     assert event.principal_id is None and event.error_type is None and event.decision is None
     assert event.latency_ms is not None and event.latency_ms >= 0
 
 
 def test_get_server_404_is_an_error_event_naming_the_server(
-        mock: responses.RequestsMock, client: GatewayClient, events: list[AuditEvent]) -> None:
-    mock.add(responses.GET, f"{SERVERS}/nope", status=404, json={"error": "not found"})
+        gateway: FakeGateway, client: GatewayClient, events: list[AuditEvent]) -> None:
+    gateway.add("GET", f"{SERVERS}/nope", status=404, json={"error": "not found"})
     with pytest.raises(NotFoundError):
         client.get_server("nope")
     (event,) = events
     assert (event.operation, event.server, event.outcome, event.error_type) == (
         "get_server", "nope", "error", "NotFoundError")
-    assert (event.status_code, event.request_id) == (404, sent_ids(mock)[0])
+    assert (event.status_code, event.request_id) == (404, gateway.request_ids()[0])
 
 
 def test_a_403_on_discovery_is_a_denied_discovery_event(
-        mock: responses.RequestsMock, client: GatewayClient, events: list[AuditEvent]) -> None:
-    mock.add(responses.GET, TOOLS, status=403, json={"error": "forbidden", "reason": "no"})
+        gateway: FakeGateway, client: GatewayClient, events: list[AuditEvent]) -> None:
+    gateway.add("GET", TOOLS, status=403, json={"error": "forbidden", "reason": "no"})
     with pytest.raises(AuthorizationDenied):
         client.list_tools(server="db")
     (event,) = events
@@ -106,84 +94,87 @@ def test_a_403_on_discovery_is_a_denied_discovery_event(
 
 
 def test_an_iterator_walking_three_pages_makes_one_event(
-        mock: responses.RequestsMock, client: GatewayClient, events: list[AuditEvent]) -> None:
+        gateway: FakeGateway, client: GatewayClient, events: list[AuditEvent]) -> None:
     for offset in range(3):
-        mock.add(responses.GET, SERVERS, json=page([server(f"s{offset}")], 3),
-                 match=[responses.matchers.query_param_matcher({"offset": str(offset),
-                                                                "limit": "1"})])
+        gateway.add("GET", SERVERS, json=page([server(f"s{offset}")], 3),
+                    params={"offset": offset, "limit": 1})
     names = [s.server_name for s in client.iter_servers(page_size=1)]
-    assert names == ["s0", "s1", "s2"] and len(mock.calls) == 3
+    assert names == ["s0", "s1", "s2"]
+    assert gateway.sent() == [f"GET /api/v1/servers?offset={n}&limit=1" for n in range(3)]
     (event,) = events
-    assert (event.operation, event.outcome, event.status_code) == (
-        "iter_servers", "success", 200)
-    assert event.request_id == sent_ids(mock)[-1]
+    assert (event.operation, event.outcome, event.status_code, event.attempts) == (
+        "iter_servers", "success", 200, 3)
+    assert event.request_id == gateway.request_ids()[-1]
 
 
 def test_an_iterator_failing_on_its_second_page_makes_one_error_event(
-        mock: responses.RequestsMock, client: GatewayClient, events: list[AuditEvent]) -> None:
-    mock.add(responses.GET, TOOLS, json=page([{"tool_name": "t", "server_name": "db"}], 5,
-                                             "tools"),
-             match=[responses.matchers.query_param_matcher({"offset": "0", "limit": "1"})])
-    mock.add(responses.GET, TOOLS, status=500, json={"error": "boom"})
+        gateway: FakeGateway, client: GatewayClient, events: list[AuditEvent]) -> None:
+    gateway.add("GET", TOOLS, json=page([{"tool_name": "t", "server_name": "db"}], 5, "tools"),
+                params={"offset": 0, "limit": 1})
+    gateway.add("GET", TOOLS, status=500, json={"error": "boom"})
     walked = client.iter_tools(page_size=1)
     assert next(walked).tool_name == "t"
     assert events == []
-    with pytest.raises(Exception) as caught:
+    with pytest.raises(ServerError) as caught:
         next(walked)
+    assert type(caught.value) is ServerError and caught.value.status_code == 500
+    assert gateway.sent() == ["GET /api/v1/tools?offset=0&limit=1",
+                              "GET /api/v1/tools?offset=1&limit=1"]
     (event,) = events
     assert (event.operation, event.outcome, event.status_code) == ("iter_tools", "error", 500)
-    assert event.error_type == type(caught.value).__name__
-    assert event.request_id == sent_ids(mock)[-1]
+    assert event.error_type == "ServerError" and event.attempts == 2
+    assert event.request_id == gateway.request_ids()[-1]
 
 
 def test_an_iterator_closed_early_reports_what_it_fetched_and_an_unstarted_one_nothing(
-        mock: responses.RequestsMock, client: GatewayClient, events: list[AuditEvent]) -> None:
-    mock.add(responses.GET, SERVERS, json=page([server("a"), server("b")], 9))
+        gateway: FakeGateway, client: GatewayClient, events: list[AuditEvent]) -> None:
+    gateway.add("GET", SERVERS, json=page([server("a"), server("b")], 9))
     walked = client.iter_servers(page_size=2)
     next(walked)
     walked.close()  # type: ignore[attr-defined]
     never = client.iter_servers()
     del never
     assert [(e.operation, e.outcome) for e in events] == [("iter_servers", "success")]
-    assert len(mock.calls) == 1
+    assert len(gateway.requests) == 1
 
 
 def test_health_is_a_health_event_and_an_unhealthy_report_a_success_with_its_status(
-        mock: responses.RequestsMock, client: GatewayClient, events: list[AuditEvent]) -> None:
-    mock.add(responses.GET, HEALTH, json=HEALTHY)
-    mock.add(responses.GET, HEALTH, status=503, json={"status": "unhealthy"})
+        gateway: FakeGateway, client: GatewayClient, events: list[AuditEvent]) -> None:
+    gateway.add("GET", HEALTH, json=HEALTHY)
+    gateway.add("GET", HEALTH, status=503, json={"status": "unhealthy"})
     client.health()
     client.health()
+    assert gateway.sent() == ["GET /health", "GET /health"]
     assert [(e.event_type, e.operation, e.outcome, e.status_code) for e in events] == [
         ("health", "health", "success", 200), ("health", "health", "success", 503)]
 
 
 def test_an_error_after_the_answer_keeps_the_answers_status(
-        mock: responses.RequestsMock, client: GatewayClient, events: list[AuditEvent]) -> None:
-    mock.add(responses.GET, HEALTH, status=503, body="down")
-    mock.add(responses.GET, SERVERS, json={"servers": "not a list"})
+        gateway: FakeGateway, client: GatewayClient, events: list[AuditEvent]) -> None:
+    gateway.add("GET", HEALTH, status=503)  # no health report: the answer is an error
+    gateway.add("GET", SERVERS, json={"servers": "not a list"})
     with pytest.raises(ServiceUnavailableError):
         client.health()
     with pytest.raises(ProtocolError):
         client.list_servers()
     assert [(e.outcome, e.error_type, e.status_code, e.request_id) for e in events] == [
-        ("error", "ServiceUnavailableError", 503, sent_ids(mock)[0]),
-        ("error", "ProtocolError", 200, sent_ids(mock)[1])]
+        ("error", "ServiceUnavailableError", 503, gateway.request_ids()[0]),
+        ("error", "ProtocolError", 200, gateway.request_ids()[1])]
 
 
 def test_a_refused_argument_sends_nothing_and_records_nothing(
-        mock: responses.RequestsMock, client: GatewayClient, events: list[AuditEvent]) -> None:
+        gateway: FakeGateway, client: GatewayClient, events: list[AuditEvent]) -> None:
     with pytest.raises(ValueError):
         client.list_servers(page=0)
     with pytest.raises(ValueError):
         client.get_server("bad name/")
-    assert events == [] and len(mock.calls) == 0
+    assert events == [] and len(gateway.requests) == 0
 
 
 def test_a_failing_hook_never_fails_a_discovery_operation(
-        mock: responses.RequestsMock, client: GatewayClient,
+        gateway: FakeGateway, client: GatewayClient,
         caplog: pytest.LogCaptureFixture) -> None:
-    mock.add(responses.GET, SERVERS, json=page([server("a")], 1))
+    gateway.add("GET", SERVERS, json=page([server("a")], 1))
 
     def broken(outcome: object) -> None:
         raise OSError("disk full")
@@ -195,8 +186,8 @@ def test_a_failing_hook_never_fails_a_discovery_operation(
 
 
 def test_the_hook_gets_an_operation_outcome(
-        mock: responses.RequestsMock, client: GatewayClient) -> None:
-    mock.add(responses.GET, f"{SERVERS}/db", json=server("db"))
+        gateway: FakeGateway, client: GatewayClient) -> None:
+    gateway.add("GET", f"{SERVERS}/db", json=server("db"))
     seen: list[Any] = []
     client._governance.audit_hook = seen.append
     client.get_server("db")
@@ -209,8 +200,8 @@ def test_the_hook_gets_an_operation_outcome(
 
 
 def test_without_an_authorizer_the_principal_id_is_the_tokens_sub(
-        mock: responses.RequestsMock, client: GatewayClient, events: list[AuditEvent]) -> None:
-    mock.add(responses.POST, INVOKE, json=OK)
+        gateway: FakeGateway, client: GatewayClient, events: list[AuditEvent]) -> None:
+    gateway.add("POST", INVOKE, json=OK)
     token = unsigned_jwt({"sub": "ada", "roles": ["dev"]})
     client.invoke_tool("db", "query", {}, user_token=token)
     client.submit("db", "query", {}, user_token=token).result(timeout=10)
@@ -220,8 +211,8 @@ def test_without_an_authorizer_the_principal_id_is_the_tokens_sub(
 
 
 def test_an_explicit_principal_wins_over_the_token(
-        mock: responses.RequestsMock, client: GatewayClient, events: list[AuditEvent]) -> None:
-    mock.add(responses.POST, INVOKE, json=OK)
+        gateway: FakeGateway, client: GatewayClient, events: list[AuditEvent]) -> None:
+    gateway.add("POST", INVOKE, json=OK)
     client.invoke_tool("db", "query", {}, user_token=unsigned_jwt({"sub": "ada"}),
                        principal=Principal("bob"))
     assert [e.principal_id for e in events] == ["bob"]
@@ -230,9 +221,9 @@ def test_an_explicit_principal_wins_over_the_token(
 
 @pytest.mark.parametrize("token", ["not-a-jwt", "e30.e30.c2ln", unsigned_jwt({"sub": 42})])
 def test_a_malformed_token_gives_no_principal_and_fails_nothing(
-        mock: responses.RequestsMock, client: GatewayClient, events: list[AuditEvent],
+        gateway: FakeGateway, client: GatewayClient, events: list[AuditEvent],
         token: str) -> None:
-    mock.add(responses.POST, INVOKE, json=OK)
+    gateway.add("POST", INVOKE, json=OK)
     assert client.invoke_tool("db", "query", {}, user_token=token).text == "done"
     (event,) = events
     assert event.principal_id is None and event.outcome == "success"
@@ -241,8 +232,8 @@ def test_a_malformed_token_gives_no_principal_and_fails_nothing(
 
 
 def test_the_token_is_in_no_event(
-        mock: responses.RequestsMock, client: GatewayClient, events: list[AuditEvent]) -> None:
-    mock.add(responses.POST, INVOKE, json=OK)
+        gateway: FakeGateway, client: GatewayClient, events: list[AuditEvent]) -> None:
+    gateway.add("POST", INVOKE, json=OK)
     token = unsigned_jwt({"sub": "ada"})
     client.invoke_tool("db", "query", {"password": "pw"}, user_token=token)
     assert token not in events[0].to_json() and "pw" not in json.dumps(events[0].parameters)
@@ -252,7 +243,7 @@ def test_the_token_is_in_no_event(
 
 
 def test_nothing_is_built_nor_decoded_while_the_default_logger_is_off(
-        mock: responses.RequestsMock, monkeypatch: pytest.MonkeyPatch,
+        gateway: FakeGateway, monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger="sark_sync.audit")  # nobody listens
 
@@ -262,13 +253,13 @@ def test_nothing_is_built_nor_decoded_while_the_default_logger_is_off(
     monkeypatch.setattr(AuditEvent, "create", classmethod(refuse))
     monkeypatch.setattr(Operation, "__init__", refuse)
     monkeypatch.setattr(PrincipalIdCache, "get", refuse)
-    mock.add(responses.GET, HEALTH, json=HEALTHY)
-    mock.add(responses.GET, SERVERS, json=page([server("a")], 1))
-    mock.add(responses.GET, f"{SERVERS}/a", json=server("a"))
-    mock.add(responses.GET, f"{SERVERS}/nope", status=404, json={"error": "no"})
-    mock.add(responses.GET, TOOLS, json=page([], 0, "tools"))
-    mock.add(responses.POST, INVOKE, json=OK)
-    with GatewayClient(BASE, api_key="k", retry=RetryPolicy(attempts=1)) as client:
+    gateway.add("GET", HEALTH, json=HEALTHY)
+    gateway.add("GET", SERVERS, json=page([server("a")], 1))
+    gateway.add("GET", f"{SERVERS}/a", json=server("a"))
+    gateway.add("GET", f"{SERVERS}/nope", status=404, json={"error": "no"})
+    gateway.add("GET", TOOLS, json=page([], 0, "tools"))
+    gateway.add("POST", INVOKE, json=OK)
+    with gateway.client() as client:
         client.health()
         client.list_servers()
         assert [s.server_name for s in client.iter_servers()] == ["a"]
