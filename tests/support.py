@@ -8,7 +8,8 @@
   :data:`CATALOGUES`, or a test's own); the ``make_gateway``/``gateway``/``client`` fixtures of
   ``tests/integration/conftest.py`` start and stop what it builds.
 - **Waiting.** :func:`wait_for` is the one way a test waits for a state: it polls with a
-  deadline and fails saying what it waited for. Threads are made to overlap with a
+  deadline and fails saying what it waited for (:func:`blocked_in_socket_read`: a reader
+  thread is waiting for bytes). Threads are made to overlap with a
   :class:`threading.Barrier` or an :class:`threading.Event`, never a sleep.
 """
 
@@ -18,6 +19,7 @@ import base64
 import json
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -206,6 +208,15 @@ def wait_for(
                 awaited = f"{getattr(predicate, '__qualname__', predicate)} to hold"
             raise AssertionError(f"timed out after {timeout:g}s waiting for {awaited}")
         pause.wait(min(interval, remaining))
+
+
+def blocked_in_socket_read(thread: threading.Thread) -> bool:
+    """Whether ``thread`` is blocked reading a socket: its innermost Python frame is
+    :meth:`socket.SocketIO.readinto`, which waits in the C ``recv_into`` below it. A test waits
+    for this state (with :func:`wait_for`) before it acts on the blocked reader, instead of
+    sleeping and hoping the reader got there."""
+    frame = sys._current_frames().get(thread.ident or -1)
+    return frame is not None and frame.f_code is socket.SocketIO.readinto.__code__
 
 
 def reap(pid: int, timeout: float) -> int:
