@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import re
 import socket
-import sys
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any, Callable
+from typing import Callable
 from urllib.parse import urlsplit
 
 import pytest
 from realcomp.fixtures import SsePeer
-from support import FAST_RETRY, wait_for
+from support import API_KEY, blocked_in_socket_read, wait_for
 
 import sark_sync
 from sark_sync import Event
@@ -29,7 +28,6 @@ from sark_sync.transports.sse import EventStream
 
 pytestmark = pytest.mark.realcomp
 
-API_KEY = "sse-peer-key-0123456789"
 #: Bound for a whole collection of events (2,000 take about 0.3s).
 COLLECT_TIMEOUT = 15.0
 #: Bound for one raw read of the server's bytes.
@@ -38,23 +36,8 @@ RAW_TIMEOUT = 3.0
 PING = re.compile(rb": ping - \d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}\+00:00\r\n\r\n")
 
 StartPeer = Callable[..., SsePeer]
-
-
-@pytest.fixture
-def connect() -> Iterator[Callable[..., sark_sync.GatewayClient]]:
-    """A factory of clients for a peer (fast retries, the peer's key); all closed after."""
-    made: list[sark_sync.GatewayClient] = []
-
-    def connect(peer: SsePeer, **options: Any) -> sark_sync.GatewayClient:
-        options.setdefault("api_key", API_KEY)
-        options.setdefault("retry", FAST_RETRY)
-        client = sark_sync.GatewayClient(peer.url, **options)
-        made.append(client)
-        return client
-
-    yield connect
-    for client in made:
-        client.close()
+#: ``make_client(peer.url)``: the conftest's clients (``support.API_KEY``, fast retries).
+Make = Callable[..., sark_sync.GatewayClient]
 
 
 def take(stream: EventStream, count: int, timeout: float = COLLECT_TIMEOUT) -> list[Event]:
@@ -218,11 +201,11 @@ def test_peer_exits_0_on_sigterm_ending_its_streams(
 
 @pytest.mark.parametrize("mode", ["crash", "reset", "end"])
 def test_2000_events_dropped_every_100_arrive_once_in_order(
-        sse_peer: StartPeer, connect: Callable[..., sark_sync.GatewayClient],
+        sse_peer: StartPeer, make_client: Make,
         mode: str) -> None:
     peer = sse_peer("--events", "2000", "--drop-every", "100", "--drop-mode", mode,
                     "--retry-ms", "10", "--ping", "0.2", "--api-key", API_KEY)
-    client = connect(peer)
+    client = make_client(peer.url)
 
     with client.stream_events(idle_timeout=2.0) as stream:
         events = take(stream, 2000)
@@ -246,10 +229,10 @@ def test_2000_events_dropped_every_100_arrive_once_in_order(
 
 
 def test_resume_from_last_event_id_1500(sse_peer: StartPeer,
-                                        connect: Callable[..., sark_sync.GatewayClient]) -> None:
+                                        make_client: Make) -> None:
     peer = sse_peer("--events", "2000", "--drop-every", "100", "--retry-ms", "10",
                     "--ping", "0.2", "--api-key", API_KEY)
-    client = connect(peer)
+    client = make_client(peer.url)
 
     with client.stream_events(last_event_id=1500, idle_timeout=2.0) as stream:
         events = take(stream, 500)
@@ -260,12 +243,12 @@ def test_resume_from_last_event_id_1500(sse_peer: StartPeer,
 
 
 def test_pings_keep_a_quiet_stream_alive_and_never_become_events(
-        sse_peer: StartPeer, connect: Callable[..., sark_sync.GatewayClient]) -> None:
+        sse_peer: StartPeer, make_client: Make) -> None:
     # An event every 0.6s, a ping every 0.1s, idle after 0.4s without a byte: only the pings
     # keep the connection from counting as stalled.
     peer = sse_peer("--events", "3", "--interval", "0.6", "--ping", "0.1",
                     "--api-key", API_KEY)
-    client = connect(peer)
+    client = make_client(peer.url)
 
     with client.stream_events(idle_timeout=0.4) as stream:
         events = take(stream, 3)
@@ -279,9 +262,9 @@ def test_pings_keep_a_quiet_stream_alive_and_never_become_events(
 
 
 def test_wrong_api_key_raises_authentication_error_at_once_without_retry(
-        sse_peer: StartPeer, connect: Callable[..., sark_sync.GatewayClient]) -> None:
+        sse_peer: StartPeer, make_client: Make) -> None:
     peer = sse_peer("--events", "5", "--api-key", API_KEY)
-    client = connect(peer, api_key="not-the-key")
+    client = make_client(peer.url, api_key="not-the-key")
 
     started = time.monotonic()
     with pytest.raises(sark_sync.AuthenticationError) as raised:
@@ -293,10 +276,10 @@ def test_wrong_api_key_raises_authentication_error_at_once_without_retry(
 
 
 def test_503_with_retry_after_on_first_connect_is_honoured(
-        sse_peer: StartPeer, connect: Callable[..., sark_sync.GatewayClient]) -> None:
+        sse_peer: StartPeer, make_client: Make) -> None:
     peer = sse_peer("--status-first", "503", "--retry-after", "1", "--events", "3",
                     "--ping", "0.2", "--api-key", API_KEY)
-    client = connect(peer)
+    client = make_client(peer.url)
 
     started = time.monotonic()
     with client.stream_events(idle_timeout=2.0) as stream:
@@ -311,11 +294,11 @@ def test_503_with_retry_after_on_first_connect_is_honoured(
 
 
 def test_stalled_stream_is_detected_and_resumed_without_gap(
-        sse_peer: StartPeer, connect: Callable[..., sark_sync.GatewayClient]) -> None:
+        sse_peer: StartPeer, make_client: Make) -> None:
     # After id 10 the first connection sends nothing more, not even pings.
     peer = sse_peer("--events", "20", "--stall-after", "10", "--ping", "0.1",
                     "--retry-ms", "10", "--api-key", API_KEY)
-    client = connect(peer)
+    client = make_client(peer.url)
 
     arrived: list[float] = []
     with client.stream_events(idle_timeout=0.5) as stream:
@@ -335,21 +318,11 @@ def test_stalled_stream_is_detected_and_resumed_without_gap(
     assert [r["last_event_id"] for r in stats["requests"]] == [None, "10"]
 
 
-def _blocked_in_socket_read(thread: threading.Thread) -> bool:
-    frame = sys._current_frames().get(thread.ident or 0)
-    while frame is not None:
-        code = frame.f_code
-        if code.co_name in ("readinto", "recv_into") and code.co_filename.endswith("socket.py"):
-            return True
-        frame = frame.f_back
-    return False
-
-
 def test_close_from_another_thread_ends_a_blocked_iteration(
-        sse_peer: StartPeer, connect: Callable[..., sark_sync.GatewayClient]) -> None:
+        sse_peer: StartPeer, make_client: Make) -> None:
     # One event, then silence (no pings): the reader blocks in a socket read.
     peer = sse_peer("--events", "1", "--ping", "0", "--api-key", API_KEY)
-    client = connect(peer)
+    client = make_client(peer.url)
     stream = client.stream_events(idle_timeout=30.0)
     events: list[Event] = []
     errors: list[BaseException] = []
@@ -364,8 +337,8 @@ def test_close_from_another_thread_ends_a_blocked_iteration(
     reader.start()
     try:
         wait_for(lambda: events, 5.0, what="the first event")
-        wait_for(lambda: _blocked_in_socket_read(reader), 5.0,
-                   what="the reader to block in a socket read")
+        wait_for(lambda: blocked_in_socket_read(reader), 5.0,
+                 what="the reader to block in a socket read")
         started = time.monotonic()
         stream.close()
         reader.join(2.0)
@@ -380,16 +353,16 @@ def test_close_from_another_thread_ends_a_blocked_iteration(
     assert ids(events) == [1]
     assert stream.closed
     wait_for(lambda: peer.stats()["disconnects"] == 1, 3.0,
-               what="the server to see the client leave")
+             what="the server to see the client leave")
 
 
 @pytest.mark.parametrize("server_filters", [False, True], ids=["client-filters", "both"])
 def test_types_filter_when_the_server_sends_every_type(
-        sse_peer: StartPeer, connect: Callable[..., sark_sync.GatewayClient],
+        sse_peer: StartPeer, make_client: Make,
         server_filters: bool) -> None:
     args = ["--events", "10", "--types", "tick,tock", "--ping", "0.2", "--api-key", API_KEY]
     peer = sse_peer(*args, *(["--filter-types"] if server_filters else []))
-    client = connect(peer)
+    client = make_client(peer.url)
 
     with client.stream_events(types=["tock"], idle_timeout=2.0) as stream:
         events = take(stream, 5)
