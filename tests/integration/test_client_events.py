@@ -8,15 +8,14 @@ that reconnecting cannot fix; ``close()`` from any thread, promptly, releasing t
 from __future__ import annotations
 
 import os
-import sys
+import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-from support import API_KEY, build_gateway, in_child, wait_for
+from support import blocked_in_socket_read, build_gateway, in_child, token_of, wait_for
 
 import sark_sync
 from sark_sync.testing import Fault, LocalGateway
@@ -36,26 +35,18 @@ def gateway(make_gateway: Callable[..., LocalGateway]) -> LocalGateway:
     return make_gateway("empty", event_retry=RETRY)
 
 
-def blocked_in_a_read(thread: threading.Thread) -> bool:
-    """Whether ``thread`` is blocked reading a socket (its innermost Python frame is
-    ``SocketIO.readinto``): the state a test waits for instead of sleeping."""
-    frame = sys._current_frames().get(thread.ident or -1)
-    return frame is not None and (frame.f_code.co_name, Path(frame.f_code.co_filename).name) \
-        == ("readinto", "socket.py")
-
-
 def take(stream: sark_sync.EventStream, count: int) -> list[sark_sync.Event]:
     return [next(stream) for _ in range(count)]
 
 
 def test_events_of_real_invocations_arrive_once_in_order_across_a_drop_every_100(
-    make_gateway: Callable[..., LocalGateway]
+    make_gateway: Callable[..., LocalGateway], make_client: Make
 ) -> None:
     """5,000 tool_invoked events from real invokes by 8 workers, the stream cut every 100
     events: the client yields each one exactly once, in order, and resumes 49 times."""
     gateway = make_gateway(event_retry=RETRY)
     gateway.add_fault(Fault(path="/api/v1/events", drop_after_events=100, times=None))
-    client = sark_sync.GatewayClient(gateway.url, api_key=API_KEY, max_workers=8)
+    client = make_client(gateway.url, max_workers=8)
     calls = [sark_sync.ToolCall("demo", "echo", {"n": i}) for i in range(5000)]
     with client.stream_events(types=["tool_invoked"]) as stream, \
             ThreadPoolExecutor(1) as producer:
@@ -64,7 +55,6 @@ def test_events_of_real_invocations_arrive_once_in_order_across_a_drop_every_100
         invoked.add_done_callback(lambda done: done.exception() and stream.close())
         events = take(stream, 5000)
         results = invoked.result(timeout=120)
-    client.close()
     ids = [int(e.id or 0) for e in events]
     assert ids == sorted(set(ids)) and len(ids) == 5000  # increasing: no duplicate, in order
     assert {e.data["request_id"] for e in events} == {r.request_id for r in results}
@@ -190,7 +180,7 @@ def test_close_from_another_thread_ends_iteration_at_once_and_releases_the_conne
 
     reader = threading.Thread(target=iterate)
     reader.start()
-    wait_for(lambda: blocked_in_a_read(reader), PROMPT, what="the reader to block in its read")
+    wait_for(lambda: blocked_in_socket_read(reader), PROMPT, what="the reader to block in its read")
     started = time.monotonic()
     stream.close()
     reader.join(PROMPT)
@@ -324,12 +314,12 @@ def test_a_client_restricted_to_http_refuses_event_streams(make_client: Make) ->
 
 
 def test_tool_invoked_events_describe_the_call(
-    make_gateway: Callable[..., LocalGateway]
+    make_gateway: Callable[..., LocalGateway], make_client: Make
 ) -> None:
     gateway = make_gateway(event_retry=RETRY)
-    token = gateway.issue_token("alice", roles=["analyst"])
-    with sark_sync.GatewayClient(gateway.url, api_key=API_KEY) as client, \
-            client.stream_events(types=["tool_invoked"]) as stream:
+    token = token_of(gateway, "alice")
+    client = make_client(gateway.url)
+    with client.stream_events(types=["tool_invoked"]) as stream:
         ok = client.invoke_tool("demo", "echo", {"password": "hunter2"}, user_token=token)
         started = time.monotonic()
         failed = client.invoke_tool("demo", "fail")
@@ -386,7 +376,6 @@ def test_a_forked_child_cannot_use_its_parents_stream(gateway: LocalGateway, mak
     stream.close()
 
 
-
 def test_a_client_closed_while_a_stream_connects_closes_that_stream_too(
     gateway: LocalGateway, make_client: Make
 ) -> None:
@@ -412,8 +401,6 @@ def test_a_client_closed_while_a_stream_connects_closes_that_stream_too(
 def test_close_from_a_signal_handler_of_the_reading_thread_ends_iteration_at_once(
     gateway: LocalGateway, make_client: Make
 ) -> None:
-    import signal
-
     stream = make_client().stream_events()
     previous = signal.signal(signal.SIGUSR1, lambda *_: stream.close())
     timer = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGUSR1))
