@@ -1,16 +1,14 @@
-"""The governance step of GatewayClient's pipeline, with `responses` standing in for the
-gateway: what is asked of the authorizer, what is sent (or not) after its decision, the
-metadata it costs, and the audit hook."""
+"""The governance step of GatewayClient's pipeline, with a fake gateway behind a MockTransport:
+what is asked of the authorizer, what is sent (or not) after its decision, the metadata it costs,
+and the audit hook."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import requests
-import responses
+from mock_gateway import INVOKE, SERVERS, TOOLS, FakeGateway
 
 from sark_sync import (
     AuthorizationDenied,
@@ -19,9 +17,7 @@ from sark_sync import (
     CircuitOpenError,
     ConnectionFailed,
     Decision,
-    GatewayClient,
     Principal,
-    RetryPolicy,
     ToolCall,
     ValidationError,
 )
@@ -29,15 +25,13 @@ from sark_sync.client._governance_stage import CallOutcome
 from sark_sync.governance import CallableAuthorizer
 from sark_sync.testing.policy import _jwt
 
-BASE = "http://gateway.test"
-INVOKE = f"{BASE}/api/v1/invoke"
-SERVER = f"{BASE}/api/v1/servers/db"
-TOOLS = f"{BASE}/api/v1/tools"
 SERVER_INFO = {"server_name": "db", "sensitivity_level": "high", "authorized_teams": ["data"]}
 TOOL_INFO = {"tool_name": "query", "server_name": "db", "sensitivity_level": "critical",
              "sensitive_params": ["password"], "annotations": {"readOnlyHint": True}}
 OK = {"request_id": "r-1", "server": "db", "tool": "query",
       "result": {"content": [{"type": "text", "text": "done"}], "isError": False}}
+#: The two requests that fetch the metadata of server db for the authorizer.
+METADATA = ["GET /api/v1/servers/db", "GET /api/v1/tools?offset=0&limit=1000&server=db"]
 
 
 class Policy:
@@ -53,34 +47,21 @@ class Policy:
 
 
 @pytest.fixture
-def mock() -> Iterator[responses.RequestsMock]:
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
-        rsps.add(responses.GET, SERVER, json=SERVER_INFO)
-        rsps.add(responses.GET, TOOLS, json={"tools": [TOOL_INFO], "total": 1, "offset": 0,
-                                             "limit": 1000})
-        yield rsps
-
-
-def client(authorizer: Any, **options: Any) -> GatewayClient:
-    return GatewayClient(BASE, api_key="k", retry=RetryPolicy(attempts=1),
-                         authorizer=authorizer, **options)
-
-
-def invokes(mock: responses.RequestsMock) -> list[Any]:
-    return [json.loads(c.request.body or b"") for c in mock.calls if c.request.url == INVOKE]
-
-
-def paths(mock: responses.RequestsMock) -> list[str]:
-    return [f"{c.request.method} {c.request.path_url}" for c in mock.calls]
+def gateway() -> FakeGateway:
+    """A gateway that knows server db and its tool query."""
+    made = FakeGateway()
+    made.add("GET", f"{SERVERS}/db", json=SERVER_INFO)
+    made.add("GET", TOOLS, json={"tools": [TOOL_INFO], "total": 1, "offset": 0, "limit": 1000})
+    return made
 
 
 def test_the_authorizer_gets_the_principal_metadata_and_parameters(
-        mock: responses.RequestsMock) -> None:
-    mock.add(responses.POST, INVOKE, json=OK)
+        gateway: FakeGateway) -> None:
+    gateway.add("POST", INVOKE, json=OK)
     policy = Policy()
     token = _jwt.encode({"sub": "alice", "roles": ["dev"], "teams": ["data"]}, "s")
-    with client(policy) as gateway:
-        gateway.invoke_tool("db", "query", {"sql": "SELECT 1"}, user_token=token)
+    with gateway.client(authorizer=policy) as client:
+        client.invoke_tool("db", "query", {"sql": "SELECT 1"}, user_token=token)
     [request] = policy.asked
     document = request.to_dict()
     assert document["principal"] == {"id": "alice", "roles": ["dev"], "teams": ["data"]}
@@ -90,18 +71,19 @@ def test_the_authorizer_gets_the_principal_metadata_and_parameters(
     assert document["tool"]["annotations"]["readOnlyHint"] is True
     assert document["parameters"] == {"sql": "SELECT 1"}
     assert token not in json.dumps(document)
-    sent = next(c.request for c in mock.calls if c.request.url == INVOKE)
+    assert gateway.sent() == [*METADATA, "POST /api/v1/invoke"]
+    sent = gateway.requests[-1]
     assert sent.headers["X-Request-ID"] == document["context"]["request_id"]
     assert sent.headers["Authorization"] == f"Bearer {token}"
 
 
-def test_a_deny_raises_with_the_reason_and_sends_no_invoke(mock: responses.RequestsMock) -> None:
+def test_a_deny_raises_with_the_reason_and_sends_no_invoke(gateway: FakeGateway) -> None:
     policy = Policy(Decision(False, "interns may not query", audit_id="d-7"))
-    with client(policy) as gateway:
+    with gateway.client(authorizer=policy) as client:
         with pytest.raises(AuthorizationDenied) as info:
-            gateway.invoke_tool("db", "query", {"sql": "x"}, principal=Principal("intern"))
-        assert gateway.breaker_for("db").failure_count == 0
-    assert invokes(mock) == []
+            client.invoke_tool("db", "query", {"sql": "x"}, principal=Principal("intern"))
+        assert client.breaker_for("db").failure_count == 0
+    assert gateway.bodies() == []
     error = info.value
     assert (error.reason, error.audit_id, error.code, error.status_code) == (
         "interns may not query", "d-7", "policy_denied", None)
@@ -109,29 +91,27 @@ def test_a_deny_raises_with_the_reason_and_sends_no_invoke(mock: responses.Reque
     assert "interns may not query" in str(error)
 
 
-def test_metadata_is_fetched_once_per_server_within_its_ttl(mock: responses.RequestsMock) -> None:
-    mock.add(responses.POST, INVOKE, json=OK)
-    with client(Policy()) as gateway:
+def test_metadata_is_fetched_once_per_server_within_its_ttl(gateway: FakeGateway) -> None:
+    gateway.add("POST", INVOKE, json=OK)
+    with gateway.client(authorizer=Policy()) as client:
         for _ in range(3):
-            gateway.invoke_tool("db", "query", {})
-    assert paths(mock) == ["GET /api/v1/servers/db",
-                           "GET /api/v1/tools?offset=0&limit=1000&server=db"] + \
-        ["POST /api/v1/invoke"] * 3
+            client.invoke_tool("db", "query", {})
+    assert gateway.sent() == [*METADATA] + ["POST /api/v1/invoke"] * 3
 
 
 def test_without_an_authorizer_nothing_but_the_invoke_is_sent(
-        mock: responses.RequestsMock) -> None:
-    mock.add(responses.POST, INVOKE, json=OK)
-    with client(None) as gateway:
-        gateway.invoke_tool("db", "query", {}, user_token="opaque-not-a-jwt")
-    assert paths(mock) == ["POST /api/v1/invoke"]
+        gateway: FakeGateway) -> None:
+    gateway.add("POST", INVOKE, json=OK)
+    with gateway.client(authorizer=None) as client:
+        client.invoke_tool("db", "query", {}, user_token="opaque-not-a-jwt")
+    assert gateway.sent() == ["POST /api/v1/invoke"]
 
 
-def test_an_unknown_tool_is_judged_with_default_metadata(mock: responses.RequestsMock) -> None:
-    mock.add(responses.POST, INVOKE, json=OK)
+def test_an_unknown_tool_is_judged_with_default_metadata(gateway: FakeGateway) -> None:
+    gateway.add("POST", INVOKE, json=OK)
     policy = Policy()
-    with client(policy) as gateway:
-        gateway.invoke_tool("db", "other", {})
+    with gateway.client(authorizer=policy) as client:
+        client.invoke_tool("db", "other", {})
     assert policy.asked[0].to_dict()["tool"] == {
         "name": "other", "sensitivity_level": "medium", "sensitive_params": [],
         "annotations": {"readOnlyHint": False, "destructiveHint": True,
@@ -148,102 +128,108 @@ def test_an_unknown_tool_is_judged_with_default_metadata(mock: responses.Request
     ids=["some", "all", "none"],
 )
 def test_filtered_parameters_replace_the_parameters_even_when_empty(
-        mock: responses.RequestsMock, filtered: Any, sent: Any, removed: tuple[str, ...]) -> None:
-    mock.add(responses.POST, INVOKE, json={**OK, "filtered": ["gateway-side"]})
-    with client(Policy(Decision(True, filtered_parameters=filtered))) as gateway:
-        result = gateway.invoke_tool("db", "query", {"sql": "SELECT 1", "password": "hunter2"})
-    assert invokes(mock) == [{"server": "db", "tool": "query", "parameters": sent}]
+        gateway: FakeGateway, filtered: Any, sent: Any, removed: tuple[str, ...]) -> None:
+    gateway.add("POST", INVOKE, json={**OK, "filtered": ["gateway-side"]})
+    policy = Policy(Decision(True, filtered_parameters=filtered))
+    with gateway.client(authorizer=policy) as client:
+        result = client.invoke_tool("db", "query", {"sql": "SELECT 1", "password": "hunter2"})
+    assert gateway.bodies() == [{"server": "db", "tool": "query", "parameters": sent}]
     assert result.filtered == (*removed, "gateway-side")
 
 
 def test_a_malformed_user_token_is_a_validation_error_before_any_request(
-        mock: responses.RequestsMock) -> None:
-    with client(Policy()) as gateway:
+        gateway: FakeGateway) -> None:
+    with gateway.client(authorizer=Policy()) as client:
         with pytest.raises(ValidationError, match="user_token") as info:
-            gateway.invoke_tool("db", "query", {}, user_token="opaque.secret-token.x!")
+            client.invoke_tool("db", "query", {}, user_token="opaque.secret-token.x!")
         with pytest.raises(ValidationError):
-            gateway.submit("db", "query", {}, user_token="opaque")
+            client.submit("db", "query", {}, user_token="opaque")
     assert "secret-token" not in str(info.value)
-    assert len(mock.calls) == 0
+    assert len(gateway.requests) == 0
 
 
 def test_invoke_many_validates_every_principal_before_running_any(
-        mock: responses.RequestsMock) -> None:
-    with client(Policy()) as gateway:
+        gateway: FakeGateway) -> None:
+    with gateway.client(authorizer=Policy()) as client:
         with pytest.raises(ValidationError):
-            gateway.invoke_many([ToolCall("db", "query", principal=Principal("a")),
+            client.invoke_many([ToolCall("db", "query", principal=Principal("a")),
                                  ToolCall("db", "query", user_token="bad")])
-    assert len(mock.calls) == 0
+    assert len(gateway.requests) == 0
 
 
 def test_each_call_of_invoke_many_is_authorized_with_its_own_principal(
-        mock: responses.RequestsMock) -> None:
-    mock.add(responses.POST, INVOKE, json=OK)
+        gateway: FakeGateway) -> None:
+    gateway.add("POST", INVOKE, json=OK)
 
     def policy(request: AuthorizationInput) -> Decision:
         assert request.principal is not None
         return Decision(request.principal.id == "alice", f"for {request.principal.id}")
 
-    with client(policy) as gateway:
-        outcomes = gateway.invoke_many(
+    with gateway.client(authorizer=policy) as client:
+        outcomes = client.invoke_many(
             [ToolCall("db", "query", principal=Principal("alice")),
              ToolCall("db", "query", principal=Principal("bob"))], return_exceptions=True)
     assert outcomes[0].text == "done"
     assert isinstance(outcomes[1], AuthorizationDenied) and outcomes[1].reason == "for bob"
-    assert len(invokes(mock)) == 1
+    assert len(gateway.bodies()) == 1
 
 
 def test_an_authorizer_failure_fails_closed_and_is_not_counted(
-        mock: responses.RequestsMock) -> None:
+        gateway: FakeGateway) -> None:
     def broken(request: AuthorizationInput) -> Decision:
         raise RuntimeError("engine exploded")
 
-    with client(broken) as gateway:
+    with gateway.client(authorizer=broken) as client:
         for _ in range(6):  # more than the breaker's threshold
             with pytest.raises(AuthorizationUnavailable) as info:
-                gateway.invoke_tool("db", "query", {})
-        assert gateway.breaker_for("db").failure_count == 0
+                client.invoke_tool("db", "query", {})
+        assert client.breaker_for("db").failure_count == 0
     assert (info.value.server, info.value.tool) == ("db", "query")
-    assert invokes(mock) == []
+    assert gateway.bodies() == []
 
 
 def test_an_authorizer_object_that_breaks_its_contract_fails_closed(
-        mock: responses.RequestsMock) -> None:
+        gateway: FakeGateway) -> None:
     class Weird:
         def authorize(self, request: AuthorizationInput, *, timeout: float | None = None
                       ) -> Any:
             return "yes"
 
-    with client(Weird()) as gateway, pytest.raises(AuthorizationUnavailable):
-        gateway.invoke_tool("db", "query", {})
-    assert invokes(mock) == []
+    with gateway.client(authorizer=Weird()) as client, pytest.raises(AuthorizationUnavailable):
+        client.invoke_tool("db", "query", {})
+    assert gateway.bodies() == []
 
 
 def test_a_discovery_failure_fails_the_call_without_an_invoke() -> None:
-    with responses.RequestsMock() as mock:
-        mock.add(responses.GET, SERVER, body=requests.exceptions.ConnectionError("refused"))
-        with client(Policy()) as gateway, pytest.raises(ConnectionFailed):
-            gateway.invoke_tool("db", "query", {})
-        assert paths(mock) == ["GET /api/v1/servers/db"]
+    gateway = FakeGateway()
+    gateway.add("GET", f"{SERVERS}/db", raises=ConnectionFailed("refused"))
+    with gateway.client(authorizer=Policy()) as client:
+        with pytest.raises(ConnectionFailed) as info:
+            client.invoke_tool("db", "query", {})
+    assert gateway.sent() == ["GET /api/v1/servers/db"]
+    error = info.value
+    assert type(error) is ConnectionFailed and error.message == "refused"
+    assert (error.method, error.url, error.server, error.attempts, error.request_id) == (
+        "GET", "mock://gateway/api/v1/servers/db", "db", 1, gateway.request_ids()[0])
 
 
 def test_the_authorizer_decides_before_the_breaker_is_asked(
-        mock: responses.RequestsMock) -> None:
-    mock.add(responses.POST, INVOKE, json=OK)
+        gateway: FakeGateway) -> None:
+    gateway.add("POST", INVOKE, json=OK)
     policy = Policy()
-    with client(policy) as gateway:
-        gateway.invoke_tool("db", "query", {})  # the server's metadata is now cached
-        breaker = gateway.breaker_for("db")
+    with gateway.client(authorizer=policy) as client:
+        client.invoke_tool("db", "query", {})  # the server's metadata is now cached
+        breaker = client.breaker_for("db")
         for _ in range(5):
             with pytest.raises(ConnectionFailed):
                 breaker.call(_refuse)
         policy.decision = Decision(False, "no")
         with pytest.raises(AuthorizationDenied):
-            gateway.invoke_tool("db", "query", {})
+            client.invoke_tool("db", "query", {})
         policy.decision = Decision(True)
         with pytest.raises(CircuitOpenError):
-            gateway.invoke_tool("db", "query", {})
-    assert len(policy.asked) == 3 and len(invokes(mock)) == 1
+            client.invoke_tool("db", "query", {})
+    assert len(policy.asked) == 3 and len(gateway.bodies()) == 1
 
 
 def _refuse() -> None:
@@ -251,23 +237,24 @@ def _refuse() -> None:
 
 
 def test_the_audit_hook_sees_every_outcome_and_its_failure_never_fails_a_call(
-        mock: responses.RequestsMock, caplog: pytest.LogCaptureFixture) -> None:
-    mock.add(responses.POST, INVOKE, json=OK)
-    seen: list[CallOutcome] = []
+        gateway: FakeGateway, caplog: pytest.LogCaptureFixture) -> None:
+    gateway.add("POST", INVOKE, json=OK)
+    seen: list[Any] = []
     policy = Policy()
-    with client(policy) as gateway:
-        gateway._governance.audit_hook = seen.append
-        gateway.invoke_tool("db", "query", {"password": "p"}, principal=Principal("alice"))
+    with gateway.client(authorizer=policy) as client:
+        client._governance.audit_hook = seen.append
+        client.invoke_tool("db", "query", {"password": "p"}, principal=Principal("alice"))
         policy.decision = Decision(False, "no")
         with pytest.raises(AuthorizationDenied):
-            gateway.invoke_tool("db", "query", {})
+            client.invoke_tool("db", "query", {})
 
-        def broken(outcome: CallOutcome) -> None:
+        def broken(outcome: object) -> None:
             raise OSError("disk full")
 
-        gateway._governance.audit_hook = broken
+        client._governance.audit_hook = broken
         policy.decision = Decision(True)
-        assert gateway.invoke_tool("db", "query", {}).text == "done"
+        assert client.invoke_tool("db", "query", {}).text == "done"
+    assert [type(o) for o in seen] == [CallOutcome, CallOutcome]
     assert [(o.outcome, o.transport) for o in seen] == [("success", "http"), ("denied", "http")]
     assert seen[0].principal == Principal("alice") and seen[0].parameters == {"password": "p"}
     assert seen[0].decision == Decision(True) and seen[1].decision is None
@@ -277,6 +264,6 @@ def test_the_audit_hook_sees_every_outcome_and_its_failure_never_fails_a_call(
         "the audit hook failed for db/query with OSError"]
 
 
-def test_a_callable_authorizer_is_wrapped(mock: responses.RequestsMock) -> None:
-    with client(Policy()) as gateway:
-        assert isinstance(gateway.authorizer, CallableAuthorizer)
+def test_a_callable_authorizer_is_wrapped(gateway: FakeGateway) -> None:
+    with gateway.client(authorizer=Policy()) as client:
+        assert isinstance(client.authorizer, CallableAuthorizer)
