@@ -34,7 +34,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from support import API_KEY, FAST_RETRY, child_env, demo_server_command
+from support import API_KEY, FAST_RETRY, build_gateway, child_env, demo_server_command
 
 import sark_sync
 from sark_sync.testing import LocalGateway
@@ -97,17 +97,23 @@ def _servers(sdk_command: list[str]) -> dict[str, dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def gateway(mcp_sdk_server_command: list[str]) -> Iterator[LocalGateway]:
+    """The conftest's ``gateway``, made for the whole module: ``support.build_gateway`` with
+    a catalogue of the ``<kind>-gw`` stdio servers (``make_gateway`` is per test)."""
+
+    def stdio_servers(gateway: LocalGateway) -> None:
+        for kind, spec in _servers(mcp_sdk_server_command).items():
+            gateway.add_stdio_server(f"{kind}-gw", spec["command"], env=spec["env"])
+
     # idle_timeout=None: the client's keep-alive connection lasts as long as the module.
-    gw = LocalGateway(api_keys=(API_KEY,), idle_timeout=None)
-    for kind, spec in _servers(mcp_sdk_server_command).items():
-        gw.add_stdio_server(f"{kind}-gw", spec["command"], env=spec["env"])
-    with gw:
-        yield gw
+    with build_gateway(stdio_servers, idle_timeout=None) as started:
+        yield started
 
 
 @pytest.fixture(scope="module")
 def client(gateway: LocalGateway, mcp_sdk_server_command: list[str]
            ) -> Iterator[sark_sync.GatewayClient]:
+    """The conftest's ``client`` (``support.API_KEY``, fast retries), made for the whole
+    module, with a ``<kind>-local`` entry of ``local_servers`` for each kind of server."""
     local = {f"{kind}-local": spec for kind, spec in _servers(mcp_sdk_server_command).items()}
     with sark_sync.GatewayClient(gateway.url, api_key=API_KEY, retry=FAST_RETRY,
                                  local_servers=local) as gateway_client:
