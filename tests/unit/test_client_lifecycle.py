@@ -1,13 +1,15 @@
-"""GatewayClient lifecycle: close, context manager, repr, transport_mode, invoke_many input."""
+"""GatewayClient lifecycle: close, context manager, repr, transport_mode, invoke_many input.
+
+Where a request could be sent, the client talks to a fake gateway behind a MockTransport, which
+records every request it receives."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from concurrent.futures import Future
 from typing import Any, Callable
 
 import pytest
-import responses
+from mock_gateway import HEALTH, FakeGateway
 
 from sark_sync import (
     ClientClosedError,
@@ -36,10 +38,14 @@ OPERATIONS: list[tuple[str, Callable[[GatewayClient], Any]]] = [
 HTTP_OPERATIONS = [op for op in OPERATIONS if op[0] not in ("invoke_many empty", "enter")]
 
 
+#: The client's own refusal: a MockTransport closed with it would say "this MockTransport is
+#: closed", so a call that got as far as the transport cannot pass for a refused one.
+CLOSED = "^this GatewayClient is closed$"
+
+
 @pytest.fixture
-def mock() -> Iterator[responses.RequestsMock]:
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
-        yield rsps
+def gateway() -> FakeGateway:
+    return FakeGateway()
 
 
 def _client(**kwargs: Any) -> GatewayClient:
@@ -48,23 +54,24 @@ def _client(**kwargs: Any) -> GatewayClient:
 
 @pytest.mark.parametrize(("name", "operation"), OPERATIONS, ids=[n for n, _ in OPERATIONS])
 def test_every_operation_after_close_raises_client_closed_error(
-    mock: responses.RequestsMock, name: str, operation: Callable[[GatewayClient], Any]
+    gateway: FakeGateway, name: str, operation: Callable[[GatewayClient], Any]
 ) -> None:
-    client = _client()
+    client = gateway.client()
     client.close()
-    with pytest.raises(ClientClosedError, match="closed"):
+    with pytest.raises(ClientClosedError, match=CLOSED):
         operation(client)
-    assert list(mock.calls) == []
+    assert gateway.requests == []
 
 
-def test_close_after_use_then_operations_raise(mock: responses.RequestsMock) -> None:
-    mock.get(f"{BASE}/health", json={"status": "healthy"})
-    client = _client()
+def test_close_after_use_then_operations_raise(gateway: FakeGateway) -> None:
+    gateway.add("GET", HEALTH, json={"status": "healthy"})
+    client = gateway.client()
     client.health()
     client.close()
-    with pytest.raises(ClientClosedError):
+    assert gateway.transport.closed  # the client closes the transport it was given
+    with pytest.raises(ClientClosedError, match=CLOSED):
         client.health()
-    assert len(mock.calls) == 1
+    assert gateway.sent() == ["GET /health"]
 
 
 def test_close_twice_is_fine() -> None:
@@ -122,18 +129,19 @@ def test_api_key_is_not_in_the_clients_attribute_reprs() -> None:
 @pytest.mark.parametrize(("name", "operation"), HTTP_OPERATIONS[:7],
                          ids=[n for n, _ in HTTP_OPERATIONS[:7]])
 def test_a_restricted_transport_mode_refuses_http_operations(
-    mock: responses.RequestsMock, mode: str, name: str, operation: Callable[[GatewayClient], Any]
+    gateway: FakeGateway, mode: str, name: str, operation: Callable[[GatewayClient], Any]
 ) -> None:
-    with _client(transport_mode=mode) as client:
+    with gateway.client(transport_mode=mode) as client:
         with pytest.raises(TransportNotAvailableError, match=f"transport_mode is '{mode}'"):
             operation(client)
-    assert list(mock.calls) == []
+    assert gateway.requests == []
 
 
-def test_http_transport_mode_allows_http_operations(mock: responses.RequestsMock) -> None:
-    mock.get(f"{BASE}/health", json={"status": "healthy"})
-    with _client(transport_mode="http") as client:
+def test_http_transport_mode_allows_http_operations(gateway: FakeGateway) -> None:
+    gateway.add("GET", HEALTH, json={"status": "healthy"})
+    with gateway.client(transport_mode="http") as client:
         assert client.health().healthy is True
+    assert gateway.sent() == ["GET /health"]
 
 
 @pytest.mark.parametrize("item", ["srv/echo", ("srv", "echo"), {"server": "srv", "tool": "echo"},
@@ -164,7 +172,8 @@ def test_invoke_many_rejects_a_bad_item_before_starting_any_call(
     with _client() as client:
         monkeypatch.setattr(client._pipeline, "executor", lambda: executor)
         with pytest.raises(ConfigurationError, match="invoke_many takes ToolCall items"):
-            client.invoke_many([ToolCall("srv", "delete_rows", {"table": "t"}), "bad"])
+            client.invoke_many([ToolCall("srv", "delete_rows", {"table": "t"}),
+                                "bad"])  # type: ignore[list-item]
     assert executor.submitted == []
 
 
