@@ -5,10 +5,10 @@ ends. No sockets: ``send`` appends to a list, and the stop event ends the stream
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 
 import pytest
+from support import wait_for
 
 from sark_sync.testing import Fault
 from sark_sync.testing.gateway._event_stream import LAST_CHUNK, EventStream, StreamSettings
@@ -56,10 +56,11 @@ def stream(
     fault: Fault | None = None,
     clock: Callable[[], float] | None = None,
     ping_interval: float = 60.0,
+    is_peer_closed: Callable[[], bool] = lambda: False,
 ) -> EventStream:
     settings = StreamSettings(ping_interval=ping_interval, retry=0.5, framing=framing)
     extra = {"clock": clock} if clock is not None else {}
-    return EventStream(log, subscription, settings, send=send, is_peer_closed=lambda: False,
+    return EventStream(log, subscription, settings, send=send, is_peer_closed=is_peer_closed,
                        stopping=stopping, fault=fault, **extra)
 
 
@@ -68,16 +69,6 @@ def published(count: int, type: str = "custom", first_id: int = 1) -> EventLog:
     for n in range(count):
         log.publish(type, {"n": n})
     return log
-
-
-def wait_for(condition: Callable[[], bool], seconds: float = 5.0) -> bool:
-    """Whether ``condition`` holds within ``seconds`` (polled)."""
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.005)
-    return True
 
 
 def frame(event_id: int, n: int, type: str = "custom") -> bytes:
@@ -150,14 +141,22 @@ def test_a_zero_stall_after_events_ends_the_stream_at_once() -> None:
 def test_a_stall_without_end_ends_when_the_gateway_stops() -> None:
     stopping, log = threading.Event(), published(2)
     send = Recorder(stopping)
-    writer = stream(log, send, stopping, subscription=REPLAY,
+    probes: list[int] = []  # how many writes there were at each check of the peer
+
+    def is_peer_closed() -> bool:
+        probes.append(len(send.writes))
+        return False
+
+    writer = stream(log, send, stopping, subscription=REPLAY, is_peer_closed=is_peer_closed,
                     fault=Fault(path=None, stall_after_events=2))
     ended: list[str] = []
     runner = threading.Thread(target=lambda: ended.append(writer.run()))
     runner.start()
     try:
-        assert wait_for(lambda: len(send.writes) == 3)  # the opening and the two events
-        assert not wait_for(lambda: bool(ended), seconds=0.2)  # stalled, not ended
+        # The stall checks its peer after each pause and goes on: once it has checked twice,
+        # it has outlived a pause without ending or writing (the opening and the two events).
+        wait_for(lambda: len(probes) >= 2, what="the stalled stream to check its peer twice")
+        assert ended == [] and len(send.writes) == 3 and probes[:2] == [3, 3]
     finally:
         stopping.set()
         runner.join(5.0)
@@ -174,7 +173,7 @@ def test_a_fresh_stream_writes_no_buffered_event_only_those_published_after_it_o
     runner = threading.Thread(target=writer.run)
     runner.start()
     try:
-        assert wait_for(lambda: len(send.writes) == 1)
+        wait_for(lambda: len(send.writes) == 1, what="the opening block")
         assert send.writes == [b"retry: 500\nid: 3\n\n"]
         log.publish("custom", {"n": 3})
         log.publish("custom", {"n": 4})
