@@ -1,4 +1,5 @@
-"""Argument checks made before any request: names, pages, parameters, header values."""
+"""Argument checks made before any request: names, pages, parameters, header values (the
+client talks to a fake gateway behind a MockTransport, which records every request)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,9 @@ from collections.abc import Iterator
 from typing import Any, Callable
 
 import pytest
-import responses
+from mock_gateway import SERVERS, FakeGateway
 
-from sark_sync import ConfigurationError, GatewayClient, RetryPolicy, ValidationError
+from sark_sync import ConfigurationError, GatewayClient, ValidationError
 from sark_sync._validation import (
     validate_command,
     validate_env,
@@ -26,17 +27,14 @@ INVALID_NAMES: list[object] = [
 
 
 @pytest.fixture
-def client() -> Iterator[GatewayClient]:
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        gateway = GatewayClient("http://gateway.test", api_key="k",
-                                retry=RetryPolicy(attempts=1))
-        gateway.mock = mock  # type: ignore[attr-defined]
-        yield gateway
-        gateway.close()
+def gateway() -> FakeGateway:
+    return FakeGateway()
 
 
-def _no_request_was_made(client: GatewayClient) -> None:
-    assert list(client.mock.calls) == []  # type: ignore[attr-defined]
+@pytest.fixture
+def client(gateway: FakeGateway) -> Iterator[GatewayClient]:
+    with gateway.client() as made:
+        yield made
 
 
 # -- names -----------------------------------------------------------------------------------------
@@ -77,18 +75,19 @@ OPERATIONS: list[tuple[str, Callable[[GatewayClient, Any], object]]] = [
 @pytest.mark.parametrize("name", ["../etc", "a/b", "a b", "-x", "é", "", "x" * 129, 5], ids=repr)
 @pytest.mark.parametrize(("operation", "call"), OPERATIONS, ids=[op for op, _ in OPERATIONS])
 def test_client_rejects_invalid_names_before_any_request(
-    client: GatewayClient, operation: str, call: Callable[[GatewayClient, Any], object],
-    name: object
+    gateway: FakeGateway, client: GatewayClient, operation: str,
+    call: Callable[[GatewayClient, Any], object], name: object
 ) -> None:
     with pytest.raises(ValidationError):
         call(client, name)
-    _no_request_was_made(client)
+    assert gateway.requests == []
 
 
-def test_a_valid_name_is_url_encoded_into_the_path(client: GatewayClient) -> None:
-    client.mock.get("http://gateway.test/api/v1/servers/a.b_c-1",  # type: ignore[attr-defined]
-                    json={"server_name": "a.b_c-1"})
+def test_a_valid_name_is_url_encoded_into_the_path(gateway: FakeGateway,
+                                                  client: GatewayClient) -> None:
+    gateway.add("GET", f"{SERVERS}/a.b_c-1", json={"server_name": "a.b_c-1"})
     assert client.get_server("a.b_c-1").server_name == "a.b_c-1"
+    assert gateway.sent() == ["GET /api/v1/servers/a.b_c-1"]
 
 
 # -- pages -----------------------------------------------------------------------------------------
@@ -112,13 +111,14 @@ def test_invalid_pages_raise_validation_error_naming_the_argument(page: object, 
 
 
 @pytest.mark.parametrize("kwargs", [{"page": 0}, {"page_size": 1001}, {"page_size": 0}])
-def test_client_listings_reject_bad_pages_before_any_request(client: GatewayClient,
-                                                             kwargs: dict[str, int]) -> None:
+def test_client_listings_reject_bad_pages_before_any_request(
+    gateway: FakeGateway, client: GatewayClient, kwargs: dict[str, Any]
+) -> None:
     with pytest.raises(ValidationError):
         client.list_servers(**kwargs)
     with pytest.raises(ValidationError):
         client.list_tools(**kwargs)
-    _no_request_was_made(client)
+    assert gateway.requests == []
 
 
 # -- parameters ------------------------------------------------------------------------------------
@@ -138,7 +138,7 @@ def test_client_listings_reject_bad_pages_before_any_request(client: GatewayClie
     ids=["set", "bytes", "object", "nan", "inf", "int-key", "tuple-key"],
 )
 def test_parameters_json_cannot_carry_raise_before_any_request_without_the_value(
-    client: GatewayClient, parameters: dict[Any, Any], expected: str
+    gateway: FakeGateway, client: GatewayClient, parameters: dict[Any, Any], expected: str
 ) -> None:
     with pytest.raises(ValidationError) as info:
         client.invoke_tool("demo", "echo", parameters)
@@ -146,14 +146,15 @@ def test_parameters_json_cannot_carry_raise_before_any_request_without_the_value
     assert "hunter2" not in str(info.value)
     error = info.value  # nor is it chained to an error that could show the value
     assert error.__cause__ is None and (error.__context__ is None or error.__suppress_context__)
-    _no_request_was_made(client)
+    assert gateway.requests == []
 
 
 @pytest.mark.parametrize("parameters", [["a"], "a=1", 3], ids=repr)
-def test_parameters_must_be_a_mapping(client: GatewayClient, parameters: object) -> None:
+def test_parameters_must_be_a_mapping(gateway: FakeGateway, client: GatewayClient,
+                                      parameters: object) -> None:
     with pytest.raises(ValidationError, match="parameters must be a mapping"):
         client.invoke_tool("demo", "echo", parameters)  # type: ignore[arg-type]
-    _no_request_was_made(client)
+    assert gateway.requests == []
 
 
 # -- header values ---------------------------------------------------------------------------------
@@ -173,12 +174,14 @@ def test_a_plain_header_value_is_accepted() -> None:
 
 
 @pytest.mark.parametrize("argument", ["user_token", "idempotency_key"])
-def test_client_rejects_header_injection_before_any_request(client: GatewayClient,
-                                                            argument: str) -> None:
+def test_client_rejects_header_injection_before_any_request(
+    gateway: FakeGateway, client: GatewayClient, argument: str
+) -> None:
     with pytest.raises(ValidationError) as info:
-        client.invoke_tool("demo", "echo", {}, **{argument: "s3cr3t\r\nX-Evil: 1"})
+        client.invoke_tool("demo", "echo", {},
+                           **{argument: "s3cr3t\r\nX-Evil: 1"})  # type: ignore[arg-type]
     assert "s3cr3t" not in str(info.value)
-    _no_request_was_made(client)
+    assert gateway.requests == []
 
 
 # -- commands and environments of local servers ----------------------------------------------------
