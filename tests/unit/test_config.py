@@ -293,6 +293,8 @@ def test_client_number_timeout_is_coerced() -> None:
     client.close()
 
 
+# `responses`, not a MockTransport: the URL and X-API-Key are pinned as the HTTP transport puts
+# them on the wire, and a MockTransport would replace that transport.
 @responses.activate
 def test_client_picks_up_url_and_api_key_from_the_environment(no_env: pytest.MonkeyPatch) -> None:
     no_env.setenv("SARK_GATEWAY_URL", "http://env-gateway.test/")
