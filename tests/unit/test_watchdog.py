@@ -6,6 +6,7 @@ import threading
 import time
 
 import pytest
+from support import wait_for
 
 from sark_sync.resilience._watchdog import PURGE_AT, WATCHDOG_TICK, Watchdog
 from sark_sync.transports._guarded import Exchange, guarded, was_cut
@@ -88,14 +89,14 @@ def test_finished_exchanges_are_purged_without_waiting_for_their_instants(dog: W
         dog.watch(far, one)
     for one in watched:
         one.finished = True
-    trigger = Recorder()
-    dog.watch(time.monotonic() + 0.01, trigger)  # wakes the thread, which purges
-    assert trigger.event.wait(2)
-    deadline = time.monotonic() + 2
-    while dog.pending() > 1 and time.monotonic() < deadline:
-        dog.watch(time.monotonic() + 0.001, Recorder())
-        time.sleep(0.01)
-    assert dog.pending() < PURGE_AT
+    live = Recorder()
+    # Earlier than every other instant: wakes the thread, which finds nothing due and purges.
+    # Its instant is far too, so only the purge (not popping what is due) can drop the rest.
+    dog.watch(time.monotonic() + 60, live)
+    wait_for(lambda: dog.pending() == 1, 2,
+             what=lambda: f"the purge to leave the live exchange alone; {dog.pending()} pending")
+    assert live.calls == 0
+    live.finished = True
 
 
 def test_a_failing_expire_does_not_stop_the_watchdog(dog: Watchdog) -> None:
@@ -125,27 +126,27 @@ def test_after_fork_the_child_forgets_the_parents_exchanges(dog: Watchdog) -> No
 def test_guarded_marks_the_exchange_finished_and_knows_when_it_was_cut() -> None:
     with guarded(time.monotonic() + 0.05) as exchange:
         assert not was_cut()
-        deadline = time.monotonic() + 2
-        while not exchange.cut and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert exchange.cut and was_cut()
+        wait_for(lambda: exchange.cut, 2, what="the watchdog to cut the exchange")
+        assert was_cut()
     assert exchange.finished and not was_cut()
 
 
 def test_a_finished_exchange_is_not_cut_later() -> None:
-    with guarded(time.monotonic() + 0.05) as exchange:
+    at = time.monotonic() + 0.05
+    with guarded(at) as exchange:
         pass
-    time.sleep(0.1)  # past its instant: nothing may happen to it any more
+    # guarded() uses the process-wide watchdog on the real clock, so its instant must really
+    # pass. Not a sleep: a witness due later is cut only after the watchdog has dealt with
+    # every earlier instant (its heap is in order), this exchange's included.
+    with guarded(at + 0.05) as witness:
+        wait_for(lambda: witness.cut, 2, what="the watchdog to pass the finished one's instant")
     assert exchange.finished and not exchange.cut
 
 
 def test_tighten_moves_the_cut_earlier() -> None:
     with guarded(time.monotonic() + 60) as exchange:
         exchange.tighten(time.monotonic() + 0.05)
-        deadline = time.monotonic() + 2
-        while not exchange.cut and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert exchange.cut
+        wait_for(lambda: exchange.cut, 2, what="the cut at the tightened instant")
 
 
 def test_an_exchange_without_sockets_expires_quietly() -> None:
