@@ -2,8 +2,8 @@
 credential or URL is never quoted (issue 11: items 3, 4, 11).
 
 Construction raises :class:`ConfigurationError`; a call's argument :class:`ValidationError`,
-before any request (``responses`` records none). Messages are pinned whole where the rule is
-the point, so a looser check or a leakier message fails here.
+before any request (the fake gateway's MockTransport records none). Messages are pinned whole
+where the rule is the point, so a looser check or a leakier message fails here.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any, Callable
 
 import pytest
-import responses
+from mock_gateway import INVOKE, FakeGateway
 
 from sark_sync import (
     BreakerPolicy,
@@ -50,16 +50,18 @@ SECRET = "Sup3rS3cretKey"
 
 
 @pytest.fixture
-def client() -> Iterator[GatewayClient]:
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        gateway = GatewayClient(URL, api_key="k", retry=RetryPolicy(attempts=1))
-        gateway.mock = mock  # type: ignore[attr-defined]
-        yield gateway
-        gateway.close()
+def gateway() -> FakeGateway:
+    return FakeGateway()
 
 
-def _nothing_sent(client: GatewayClient) -> None:
-    assert list(client.mock.calls) == []  # type: ignore[attr-defined]
+@pytest.fixture
+def client(gateway: FakeGateway) -> Iterator[GatewayClient]:
+    with gateway.client() as made:
+        yield made
+
+
+def _nothing_sent(gateway: FakeGateway) -> None:
+    assert gateway.requests == []
 
 
 def _shown(error: BaseException) -> str:
@@ -127,23 +129,21 @@ def test_header_value_problem_names_the_first_bad_position_only() -> None:
 @pytest.mark.parametrize("argument", ["user_token", "idempotency_key"])
 @pytest.mark.parametrize(("value", "problem"), BAD_KEYS, ids=[p for _, p in BAD_KEYS])
 def test_a_bad_header_argument_of_a_call_is_refused_before_any_request(
-    client: GatewayClient, argument: str, value: str, problem: str
+    gateway: FakeGateway, client: GatewayClient, argument: str, value: str, problem: str
 ) -> None:
     with pytest.raises(ValidationError) as caught:
-        client.invoke_tool("demo", "echo", {}, **{argument: value})
+        client.invoke_tool("demo", "echo", {}, **{argument: value})  # type: ignore[arg-type]
     assert caught.value.message == f"{argument} {problem}; {HEADER_RULE}"
     assert SECRET[:4] not in _shown(caught.value)
-    _nothing_sent(client)
+    _nothing_sent(gateway)
 
 
-def test_a_bad_user_token_is_refused_before_the_authorizer_reads_it() -> None:
+def test_a_bad_user_token_is_refused_before_the_authorizer_reads_it(gateway: FakeGateway) -> None:
     asked: list[object] = []
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        client = GatewayClient(URL, api_key="k", authorizer=lambda request: asked.append(1))
+    with gateway.client(authorizer=lambda request: asked.append(1)) as client:
         with pytest.raises(ValidationError, match=r"^user_token has a non-ASCII character"):
             client.invoke_tool("demo", "echo", user_token="eyJ\u00e9." + SECRET)
-        client.close()
-        assert (list(mock.calls), asked) == ([], [])
+    assert (gateway.requests, asked) == ([], [])
 
 
 # -- item 4: parameters JSON cannot carry ---------------------------------------------------------
@@ -158,7 +158,7 @@ def _nested(depth: int, make: Callable[[Any], Any]) -> Any:
 
 @pytest.mark.parametrize("make", [lambda v: [v], lambda v: {"k": v}], ids=["lists", "dicts"])
 def test_parameters_nested_100000_deep_are_a_validation_error(
-    client: GatewayClient, make: Callable[[Any], Any]
+    gateway: FakeGateway, client: GatewayClient, make: Callable[[Any], Any]
 ) -> None:
     with pytest.raises(ValidationError) as caught:
         client.invoke_tool("demo", "echo", {"deep": _nested(100_000, make)})
@@ -166,10 +166,12 @@ def test_parameters_nested_100000_deep_are_a_validation_error(
         "parameters are nested too deeply to encode as JSON (deeper than the interpreter's "
         "recursion limit): RecursionError")
     assert caught.value.__cause__ is None and caught.value.__suppress_context__
-    _nothing_sent(client)
+    _nothing_sent(gateway)
 
 
-def test_circular_parameters_are_reported_as_a_circular_reference(client: GatewayClient) -> None:
+def test_circular_parameters_are_reported_as_a_circular_reference(
+    gateway: FakeGateway, client: GatewayClient
+) -> None:
     loop: dict[str, Any] = {"password": SECRET}
     loop["self"] = loop
     as_list: list[Any] = []
@@ -179,7 +181,7 @@ def test_circular_parameters_are_reported_as_a_circular_reference(client: Gatewa
             client.invoke_tool("demo", "echo", parameters)
         assert caught.value.message == "parameters contain a circular reference: ValueError"
         assert SECRET not in _shown(caught.value)
-    _nothing_sent(client)
+    _nothing_sent(gateway)
 
 
 def test_nan_is_still_reported_as_nan_or_infinity(client: GatewayClient) -> None:
@@ -196,12 +198,14 @@ def test_every_limit_is_the_documented_value() -> None:
             MAX_PAGE) == (86_400.0, 100, 100.0, 10_000, 1_024, 2**30, 2_048, 8_192, 1_000_000)
 
 
-def test_a_per_call_timeout_above_24h_is_refused_before_any_request(client: GatewayClient) -> None:
+def test_a_per_call_timeout_above_24h_is_refused_before_any_request(
+    gateway: FakeGateway, client: GatewayClient
+) -> None:
     with pytest.raises(ValidationError) as caught:
         client.invoke_tool("demo", "echo", timeout=1e10)
     assert caught.value.message == (
         "timeout must be at most 86400 seconds (24 h), got 10000000000.0")
-    _nothing_sent(client)
+    _nothing_sent(gateway)
 
 
 @pytest.mark.parametrize(
@@ -216,7 +220,7 @@ def test_a_per_call_timeout_above_24h_is_refused_before_any_request(client: Gate
     ids=["bool", "nan", "-inf", "negative-zero", "zero", "huge-int", "str"],
 )
 def test_every_per_call_timeout_is_checked_with_a_validation_error(
-    client: GatewayClient, value: object, message: str
+    gateway: FakeGateway, client: GatewayClient, value: object, message: str
 ) -> None:
     calls: list[Callable[[], object]] = [
         lambda: client.invoke_tool("demo", "echo", timeout=value),  # type: ignore[arg-type]
@@ -233,7 +237,7 @@ def test_every_per_call_timeout_is_checked_with_a_validation_error(
         with pytest.raises(ValidationError) as caught:
             call()
         assert caught.value.message == message
-    _nothing_sent(client)
+    _nothing_sent(gateway)
 
 
 def test_the_longest_timeout_is_accepted_and_a_hair_more_refused() -> None:
@@ -254,7 +258,7 @@ def test_the_longest_timeout_is_accepted_and_a_hair_more_refused() -> None:
       "RetryPolicy.backoff_multiplier must be a number from 1 to 100, got 101"),
      (lambda: RetryPolicy(statuses=503),  # type: ignore[arg-type]
       "RetryPolicy.statuses must be a collection of 4xx/5xx status codes (ints)"),
-     (lambda: RetryPolicy(statuses=[[503]]),  # type: ignore[list-item]
+     (lambda: RetryPolicy(statuses=[[503]]),  # type: ignore[arg-type]
       "RetryPolicy.statuses must be a collection of 4xx/5xx status codes (ints)"),
      (lambda: RetryPolicy(jitter="no"),  # type: ignore[arg-type]
       "RetryPolicy.jitter must be a bool, not str"),
@@ -356,18 +360,19 @@ def test_good_gateway_urls_are_accepted(url: str) -> None:
     "call",
     [lambda c: c.invoke_tool(["x"], "echo"), lambda c: c.invoke_tool("demo", {"t"}),
      lambda c: c.submit(["x"], "echo"), lambda c: c.breaker_for(["x"]),
-     lambda c: c.invoke_many([ToolCall(["x"], "echo")]), lambda c: c.get_server({}),
+     lambda c: c.invoke_many([ToolCall(["x"], "echo")]),  # type: ignore[arg-type]
+     lambda c: c.get_server({}),
      lambda c: c.list_tools(["x"]), lambda c: c.iter_tools(["x"])],
     ids=["invoke_tool-server", "invoke_tool-tool", "submit", "breaker_for", "invoke_many",
          "get_server", "list_tools", "iter_tools"],
 )
 def test_an_unhashable_name_is_a_validation_error_not_a_type_error(
-    client: GatewayClient, call: Callable[[GatewayClient], object]
+    gateway: FakeGateway, client: GatewayClient, call: Callable[[GatewayClient], object]
 ) -> None:
     with pytest.raises(ValidationError,
                        match=r"^(server|tool) name must be a str, not (list|set|dict)$"):
         call(client)
-    _nothing_sent(client)
+    _nothing_sent(gateway)
 
 
 # -- hostile inputs no item names -----------------------------------------------------------------
@@ -419,24 +424,25 @@ class ExplodingMapping(Mapping[str, Any]):
 
 
 def test_a_mapping_whose_iteration_raises_is_a_validation_error_without_its_message(
-    client: GatewayClient
+    gateway: FakeGateway, client: GatewayClient
 ) -> None:
     with pytest.raises(ValidationError) as caught:
         client.invoke_tool("demo", "echo", ExplodingMapping())
     assert caught.value.message == "parameters could not be read: iterating them raised " \
                                    "RuntimeError"
     assert SECRET not in _shown(caught.value)
-    _nothing_sent(client)
+    _nothing_sent(gateway)
 
 
-def test_a_read_only_mapping_is_sent_as_an_object(client: GatewayClient) -> None:
+def test_a_read_only_mapping_is_sent_as_an_object(gateway: FakeGateway,
+                                                  client: GatewayClient) -> None:
     from types import MappingProxyType
 
-    client.mock.post(f"{URL}/api/v1/invoke",  # type: ignore[attr-defined]
-                     json={"success": True, "result": {"content": []}})
+    gateway.add("POST", INVOKE, json={"success": True, "result": {"content": []}})
     client.invoke_tool("demo", "echo", MappingProxyType({"a": 1}))
-    body = client.mock.calls[0].request.body  # type: ignore[attr-defined]
-    assert b'"parameters":{"a":1}' in body
+    [request] = gateway.requests
+    assert request.body is not None and b'"parameters":{"a":1}' in request.body
+    assert request.json() == {"server": "demo", "tool": "echo", "parameters": {"a": 1}}
 
 
 @pytest.mark.parametrize(
@@ -448,35 +454,38 @@ def test_a_read_only_mapping_is_sent_as_an_object(client: GatewayClient) -> None
     ids=["huge", "one-too-many", "bool", "float"],
 )
 def test_huge_or_odd_page_numbers_are_refused_before_any_request(
-    client: GatewayClient, kwargs: dict[str, Any], message: str
+    gateway: FakeGateway, client: GatewayClient, kwargs: dict[str, Any], message: str
 ) -> None:
     for call in (client.list_servers, client.list_tools):
         with pytest.raises(ValidationError) as caught:
             call(**kwargs)
         assert caught.value.message == message
-    _nothing_sent(client)
+    _nothing_sent(gateway)
 
 
 def test_a_name_of_10000_characters_is_refused_with_a_shortened_message(
-    client: GatewayClient
+    gateway: FakeGateway, client: GatewayClient
 ) -> None:
     with pytest.raises(ValidationError) as caught:
         client.invoke_tool("a" * 10_000, "echo")
     assert caught.value.message.startswith("invalid server name '" + "a" * 64 + "...': ")
     assert len(caught.value.message) < 250
-    _nothing_sent(client)
+    _nothing_sent(gateway)
 
 
 @pytest.mark.parametrize("name", ["d\u0435mo", "dem\u03bf", "\uff44emo", "demo\u200b"],
                          ids=["cyrillic-e", "greek-o", "fullwidth-d", "zero-width-space"])
-def test_a_server_name_with_unicode_lookalikes_is_refused(client: GatewayClient,
-                                                         name: str) -> None:
+def test_a_server_name_with_unicode_lookalikes_is_refused(
+    gateway: FakeGateway, client: GatewayClient, name: str
+) -> None:
     with pytest.raises(ValidationError, match=r"^invalid server name "):
         client.invoke_tool(name, "echo")
-    _nothing_sent(client)
+    _nothing_sent(gateway)
 
 
-def test_an_iterable_of_calls_that_raises_is_a_validation_error(client: GatewayClient) -> None:
+def test_an_iterable_of_calls_that_raises_is_a_validation_error(
+    gateway: FakeGateway, client: GatewayClient
+) -> None:
     def calls() -> Iterator[ToolCall]:
         yield ToolCall("demo", "echo")
         raise OSError(f"disk full near {SECRET}")
@@ -485,7 +494,7 @@ def test_an_iterable_of_calls_that_raises_is_a_validation_error(client: GatewayC
         client.invoke_many(calls())
     assert caught.value.message == "invoke_many could not iterate its calls: item 1 raised OSError"
     assert SECRET not in _shown(caught.value)
-    _nothing_sent(client)
+    _nothing_sent(gateway)
 
 
 @pytest.mark.parametrize(("calls", "kind"), [("abc", "str"), (5, "int"), ({"a": 1}, "dict")])
