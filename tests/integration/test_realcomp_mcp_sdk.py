@@ -4,8 +4,8 @@ Python 3.11) spawned over stdio from every tox env, spoken to with raw JSON-RPC 
 The conversation is written out here on purpose (not through sark_sync's stdio client): these
 tests pin what the SDK really sends, as listed in the docstring of
 tests/realcomp/mcp_sdk_server.py, so that the client can be tested against those facts.
-Every read is bounded (a selector with a deadline); every child is killed if still running,
-waited for, and its pipes closed, whatever the test did.
+Every read is bounded (``support.wait_for`` around a selector); every child is killed if
+still running, waited for, and its pipes closed, whatever the test did.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any, Callable
 
 import pytest
+from support import wait_for
 
 pytestmark = pytest.mark.realcomp
 
@@ -26,8 +27,8 @@ pytestmark = pytest.mark.realcomp
 READ_TIMEOUT = 15.0
 #: Grace period for the server to exit after its stdin closes (it takes about 0.2s).
 EXIT_TIMEOUT = 5.0
-#: How long to watch for a message that must not come.
-QUIET_PERIOD = 0.5
+#: The longest one select of the pipes waits, so that the wait around it checks its deadline.
+SELECT_SLICE = 0.1
 CLIENT_INFO = {"name": "sark-sync-tests", "version": "0"}
 TOOL_NAMES = ["echo", "add", "fail", "slow", "whoami"]
 #: Dropped from the child's environment: the server must flush each message itself
@@ -78,12 +79,16 @@ class SdkServer:
 
     def read_message(self, timeout: float = READ_TIMEOUT) -> Message | None:
         """The next message on stdout, or None at end of file. Fails after ``timeout``."""
-        deadline = time.monotonic() + timeout
-        while b"\n" not in self._buffer:
-            if self._out not in self._selector.get_map():
-                assert not self._buffer, f"unterminated last line: {self._buffer!r}"
-                return None
-            self._pump(deadline, "a message")
+
+        def line_or_eof() -> bool:
+            if b"\n" not in self._buffer and self._out in self._selector.get_map():
+                self._pump()
+            return b"\n" in self._buffer or self._out not in self._selector.get_map()
+
+        wait_for(line_or_eof, timeout, what=lambda: self._awaited("a message"), interval=0)
+        if b"\n" not in self._buffer:
+            assert not self._buffer, f"unterminated last line: {self._buffer!r}"
+            return None
         line, self._buffer = self._buffer.split(b"\n", 1)
         message: Message = json.loads(line)
         return message
@@ -93,17 +98,24 @@ class SdkServer:
         messages = []
         while (message := self.read_message(timeout)) is not None:
             messages.append(message)
-        deadline = time.monotonic() + timeout
-        while self._selector.get_map():
-            self._pump(deadline, "the end of stderr")
+
+        def both_ended() -> bool:
+            if self._selector.get_map():
+                self._pump()
+            return not self._selector.get_map()
+
+        wait_for(both_ended, timeout, what=lambda: self._awaited("the end of stderr"),
+                 interval=0)
         return messages
 
-    def _pump(self, deadline: float, awaited: str) -> None:
-        """Read what stdout and stderr have (one select), unregistering a pipe at EOF."""
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            pytest.fail(f"no {awaited} in time; stderr so far:\n{self.stderr_text()}")
-        for key, _ in self._selector.select(remaining):
+    def _awaited(self, what: str) -> str:
+        return f"{what}; stderr so far:\n{self.stderr_text()}"
+
+    def _pump(self) -> None:
+        """Read what stdout and stderr have (one select of at most :data:`SELECT_SLICE`),
+        unregistering a pipe at EOF. The select is the pause of the ``wait_for`` around it:
+        it returns as soon as a pipe is readable."""
+        for key, _ in self._selector.select(SELECT_SLICE):
             data = os.read(key.fd, 65536)
             if not data:
                 self._selector.unregister(key.fd)
