@@ -111,10 +111,17 @@ def test_a_failing_expire_does_not_stop_the_watchdog(dog: Watchdog) -> None:
 
 
 def test_the_thread_is_one_daemon_named_as_a_singleton(dog: Watchdog) -> None:
-    for _ in range(10):
-        dog.watch(time.monotonic() + 60, Recorder())
-    threads = [t for t in threading.enumerate() if t.name == "sark_sync-singleton-watchdog"]
-    assert threads and all(t.daemon for t in threads)
+    def named() -> set[threading.Thread]:
+        return {t for t in threading.enumerate() if t.name == "sark_sync-singleton-watchdog"}
+
+    before = named()  # other watchdogs' threads (the process-wide one, earlier tests' dogs)
+    watched = [Recorder() for _ in range(10)]
+    for one in watched:
+        dog.watch(time.monotonic() + 60, one)
+    (thread,) = named() - before  # ten exchanges, one thread
+    assert thread.daemon
+    for one in watched:
+        one.finished = True
 
 
 def test_after_fork_the_child_forgets_the_parents_exchanges(dog: Watchdog) -> None:
