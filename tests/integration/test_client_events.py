@@ -11,7 +11,7 @@ import os
 import signal
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable
 
 import pytest
@@ -51,8 +51,11 @@ def test_events_of_real_invocations_arrive_once_in_order_across_a_drop_every_100
     with client.stream_events(types=["tool_invoked"]) as stream, \
             ThreadPoolExecutor(1) as producer:
         invoked = producer.submit(client.invoke_many, calls)
-        # If the invokes fail, no event will come: end the stream instead of waiting.
-        invoked.add_done_callback(lambda done: done.exception() and stream.close())
+        def end_stream_if_failed(done: Future[list[sark_sync.ToolResult]]) -> None:
+            if done.exception() is not None:  # no event will come: do not wait for them
+                stream.close()
+
+        invoked.add_done_callback(end_stream_if_failed)
         events = take(stream, 5000)
         results = invoked.result(timeout=120)
     ids = [int(e.id or 0) for e in events]
