@@ -47,7 +47,7 @@ class Received:
 class Receiver:
     """What the server saw, and what it should do with the next requests.
 
-    ``plan`` holds one action per coming request: ``"503"``, ``"500"``, ``"429"`` (answer that
+    ``plan`` holds one action per coming request: ``"503"``, ``"502"``, ``"429"`` (answer that
     status without storing), ``"drop-after-read"`` (store the batch, then close the connection
     without an answer), ``"drop-before-read"`` (close without reading), ``"hang"`` (wait for
     ``release``, then close). Past the plan, batches are stored and answered 200.
@@ -96,7 +96,7 @@ class Handler(BaseHTTPRequestHandler):
             self.receiver.store(dict(self.headers), body)
             self.close_connection = True
             return
-        if action in ("503", "500", "429"):
+        if action in ("503", "502", "429"):
             self.send_response(int(action))
             if action == "429":
                 self.send_header("Retry-After", "0")
