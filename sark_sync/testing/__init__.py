@@ -33,7 +33,7 @@ from ._mock import MockResponse, MockTransport
 from .gateway._faults import Fault
 from .gateway._gateway import LocalGateway
 from .gateway._recording import RecordedHeaders, RecordedRequest
-from .gateway._registry import ToolFailure, ToolFunction
+from .gateway._tool_calls import ToolFailure, ToolFunction
 from .policy._builtin_policy import BuiltinPolicy
 
 __all__ = [

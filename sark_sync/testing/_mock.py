@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from typing import Any, Callable
 
 from .._deadline import Deadline
-from .._exceptions import ClientClosedError, ConnectionFailed, GatewayError
+from .._exceptions import ClientClosedError, ConnectionFailed, GatewayError, ProtocolError
 from ..resilience import mark_unsent
 from ..transports import Request, Response, error_from_answer
 
@@ -38,17 +38,22 @@ __all__ = ["MockResponse", "MockTransport"]
 
 
 class MockResponse:
-    """What a :class:`MockTransport` handler answers: a status, a JSON body, headers."""
+    """What a :class:`MockTransport` handler answers: a status, a JSON body, headers; or, for
+    an error status, ``content``: raw bytes instead of JSON (a proxy's HTML page, ``down``)."""
 
-    __slots__ = ("headers", "json", "status_code")
+    __slots__ = ("content", "headers", "json", "status_code")
 
     def __init__(self, status_code: int = 200, json: Any = None,
-                 headers: Mapping[str, str] | None = None) -> None:
+                 headers: Mapping[str, str] | None = None, *, content: bytes | None = None
+                 ) -> None:
         if isinstance(status_code, bool) or not isinstance(status_code, int) \
                 or not 100 <= status_code <= 599:
             raise ValueError(f"status_code must be an int from 100 to 599, got {status_code!r}")
+        if content is not None and (json is not None or not isinstance(content, bytes)):
+            raise ValueError("content must be bytes, and given without json")
         self.status_code = status_code
         self.json = json
+        self.content = content
         self.headers: dict[str, str] = dict(headers or {})
 
     def __repr__(self) -> str:
@@ -96,9 +101,14 @@ class MockTransport:
         if deadline.expired:
             raise deadline.exceeded("waiting for the MockTransport handler", **where)
         status = answer.status_code
-        if 200 <= status < 300 or (status in accept_statuses and answer.json is not None):
+        if answer.content is None and (200 <= status < 300 or (
+                status in accept_statuses and answer.json is not None)):
             return Response(status, answer.json, answer.headers)
-        raw = b"" if answer.json is None else jsonlib.dumps(answer.json).encode()
+        if 200 <= status < 300:  # what the HTTP transport says of a 2xx that is not JSON
+            raise ProtocolError(f"response is not valid JSON ({len(answer.content or b'')} "
+                                "bytes)", status_code=status, **where)
+        raw = answer.content if answer.content is not None else (
+            b"" if answer.json is None else jsonlib.dumps(answer.json).encode())
         raise error_from_answer(status, raw, answer.headers, where)
 
     def close(self) -> None:

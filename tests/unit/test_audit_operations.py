@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -60,7 +61,9 @@ def client(gateway: FakeGateway, events: list[AuditEvent]) -> Iterator[GatewayCl
 def test_list_servers_makes_one_discovery_event_with_the_request_it_sent(
         gateway: FakeGateway, client: GatewayClient, events: list[AuditEvent]) -> None:
     gateway.add("GET", SERVERS, json=page([server("a")], 1))
+    started = time.perf_counter()
     client.list_servers()
+    elapsed_ms = (time.perf_counter() - started) * 1000.0
     (event,) = events
     assert (event.event_type, event.operation, event.transport, event.outcome) == (
         "discovery", "list_servers", "http", "success")
@@ -68,7 +71,7 @@ def test_list_servers_makes_one_discovery_event_with_the_request_it_sent(
     assert event.attempts == 1 and gateway.sent() == ["GET /api/v1/servers?offset=0&limit=100"]
     assert event.server is None and event.tool is None and event.parameters is None
     assert event.principal_id is None and event.error_type is None and event.decision is None
-    assert event.latency_ms is not None and event.latency_ms >= 0
+    assert event.latency_ms is not None and 0 < event.latency_ms <= elapsed_ms
 
 
 def test_get_server_404_is_an_error_event_naming_the_server(

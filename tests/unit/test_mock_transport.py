@@ -18,6 +18,7 @@ from sark_sync import (
     Decision,
     GatewayClient,
     NotFoundError,
+    ProtocolError,
     RateLimitError,
     RetryPolicy,
     ServiceUnavailableError,
@@ -216,3 +217,22 @@ def test_a_handler_returning_something_else_is_a_type_error() -> None:
 def test_a_mock_response_status_is_checked(status: Any) -> None:
     with pytest.raises(ValueError, match="status_code must be an int from 100 to 599"):
         MockResponse(status)
+
+
+def test_raw_content_is_read_as_the_wire_would() -> None:
+    def handler(request: Request) -> MockResponse:
+        if request.path == "/health":
+            return MockResponse(503, content=b"<html>down</html>")
+        return MockResponse(200, content=b"not json")
+
+    with GatewayClient(transport=MockTransport(handler), retry=RetryPolicy(attempts=1)) as client:
+        with pytest.raises(ServiceUnavailableError) as down:
+            client.health()
+        with pytest.raises(ProtocolError, match="not valid JSON"):
+            client.invoke_tool("demo", "echo")
+    assert down.value.status_code == 503
+
+
+def test_content_with_json_is_refused() -> None:
+    with pytest.raises(ValueError, match="content must be bytes, and given without json"):
+        MockResponse(200, json={}, content=b"{}")

@@ -28,16 +28,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from ._tool_calls import ToolFailure, ToolFunction, Upstream, call_tool_result, forwarder
+from ._tool_calls import ToolFunction, Upstream, call_tool_result, forwarder
 
 __all__ = [
     "NAME_PATTERN",
     "Registry",
     "UnknownName",
     "valid_name",
-    # Defined in ._tool_calls; re-exported here for sark_sync.testing's __init__.
-    "ToolFailure",
-    "ToolFunction",
 ]
 
 logger = logging.getLogger("sark_sync.testing")
