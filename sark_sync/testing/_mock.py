@@ -31,7 +31,7 @@ from typing import Any, Callable
 
 from .._deadline import Deadline
 from .._exceptions import ClientClosedError, ConnectionFailed, GatewayError, ProtocolError
-from ..resilience import mark_unsent
+from ..resilience import mark_sent, mark_unsent
 from ..transports import Request, Response, error_from_answer
 
 __all__ = ["MockResponse", "MockTransport"]
@@ -109,7 +109,10 @@ class MockTransport:
                                 "bytes)", status_code=status, **where)
         raw = answer.content if answer.content is not None else (
             b"" if answer.json is None else jsonlib.dumps(answer.json).encode())
-        raise error_from_answer(status, raw, answer.headers, where)
+        error = error_from_answer(status, raw, answer.headers, where)
+        if status in accept_statuses:  # the caller asked to see it, not to retry it
+            mark_sent(error, retryable=False)
+        raise error
 
     def close(self) -> None:
         self.closed = True

@@ -176,8 +176,10 @@ class HTTPTransport:
         try:
             data = self._decode_json(response, raw, where)
         except ProtocolError:
-            if status in accept_statuses:  # an accepted error status without JSON
-                raise error_from_response(response, raw, where) from None
+            if status in accept_statuses:  # an accepted status without JSON: final, as its
+                # JSON would have been (the caller asked to see this status, not to retry it)
+                raise mark_sent(error_from_response(response, raw, where),
+                                retryable=False) from None
             raise
         log.debug("%s %s -> %d", where["method"], where["url"], status)
         return Response(status, data, response.headers)
