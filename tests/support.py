@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
 import os
 import signal
@@ -25,6 +26,8 @@ import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, TypeVar, Union
+
+import pytest
 
 import sark_sync
 from sark_sync.testing import LocalGateway, ToolFailure
@@ -263,3 +266,14 @@ def in_child(work: Callable[[], Any], timeout: float = 20.0) -> Any:
         reported = json.loads(pipe.read() or b"null")
     assert reap(pid, timeout=timeout) == 0
     return reported
+
+
+def read_line(stream: io.TextIOBase | Any, timeout: float = WAIT) -> str:
+    """Read one line from a child's pipe within ``timeout`` seconds."""
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.append(stream.readline()))
+    reader.start()
+    reader.join(timeout)
+    if reader.is_alive():
+        pytest.fail("no line from the child in time")
+    return lines[0]

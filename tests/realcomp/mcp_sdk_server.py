@@ -21,7 +21,7 @@ Logging goes to stderr only (level ``$SARK_TEST_MCP_LOG_LEVEL``, default INFO); 
 itself points fd 1 at stderr while it serves, so a stray print cannot corrupt the wire.
 
 Facts verified against mcp 2.3.0 (mcp-types 2.3.0, Python 3.11) over stdio, by
-tests/integration/test_realcomp_mcp_sdk.py and by hand:
+tests/integration/e2e/test_realcomp_mcp_sdk.py and by hand:
 
 - Framing: one compact JSON object per line, UTF-8, each message flushed at once (the test
   runs it without ``PYTHONUNBUFFERED``). Unset fields are omitted; ``isError: false`` is sent

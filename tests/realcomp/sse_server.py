@@ -41,7 +41,7 @@ Misbehaviour:
 
 Facts verified against sse-starlette 3.7.0 (starlette 1.10.0, uvicorn 0.54.0 with its h11
 protocol, h11 0.16.0; httptools is not installed), Python 3.11, by reading the raw bytes off a
-socket (the wire tests of tests/integration/test_client_sse_peer.py) and sse-starlette's
+socket (the wire tests of tests/integration/transports/test_client_sse_peer.py) and sse-starlette's
 source:
 
 - Response head: ``HTTP/1.1 200 OK``, ``content-type: text/event-stream; charset=utf-8``,

@@ -16,25 +16,16 @@ from typing import Any, Callable
 import pytest
 import requests
 from local_gateway_helpers import (
+    SSE,
     WAIT,
+    EventReader,
     gateway_threads,
 )
-from test_local_gateway_events import SSE, EventReader
+from support import read_line
 
 from sark_sync.cli import _main as cli
 
 # -- sark-sync serve -------------------------------------------------------------------------
-
-
-def read_line(stream: io.TextIOBase | Any, timeout: float = WAIT) -> str:
-    """Read one line from a child's pipe within ``timeout`` seconds."""
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.append(stream.readline()))
-    reader.start()
-    reader.join(timeout)
-    if reader.is_alive():
-        pytest.fail("no line from the child in time")
-    return lines[0]
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
@@ -70,7 +61,7 @@ def test_serve_command_prints_the_url_and_exits_0_on_signal(
         "--api-key",
         "from-cli",
     ]
-    env = {**os.environ, "PYTHONPATH": str(Path(cli.__file__).resolve().parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(Path(cli.__file__).resolve().parents[2])}
     with subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
     ) as proc:

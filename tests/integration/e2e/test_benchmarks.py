@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+BENCHMARKS = Path(__file__).resolve().parents[3] / "benchmarks"
 #: Generous for a loaded CI machine: each script takes about 2 s with --calls 100.
 RUN_TIMEOUT = 120.0
 

@@ -2,7 +2,7 @@
 ProtocolError that says what the gateway did, and never yields an item twice.
 
 The contract kept: the walk stops on ``offset >= total`` or an empty page, never on a short
-page (tests/unit/test_pagination.py pins it); these tests pin the bounds around it.
+page (tests/unit/wire/test_pagination.py pins it); these tests pin the bounds around it.
 """
 
 from __future__ import annotations

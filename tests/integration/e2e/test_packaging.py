@@ -22,7 +22,7 @@ from pathlib import Path
 # sark_sync is imported inside the tests, not here: a broken wheel (a module missing from it)
 # must fail test_wheel_ships_every_module with a precise message, not the whole collection.
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 DIST = "sark-sync"
 
 #: Top-level modules that ``import sark_sync`` may bring in besides the stdlib: the four

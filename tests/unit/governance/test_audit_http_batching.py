@@ -2,7 +2,7 @@
 
 ``responses`` patches requests' adapter for every thread, the sink's worker included. The
 delivery under real failures (refused connections, dropped connections, 5xx) is tested against
-a real server in tests/integration/test_audit_http_sink.py.
+a real server in tests/integration/governance/test_audit_http_sink.py.
 """
 
 from __future__ import annotations

@@ -362,7 +362,7 @@ def test_serve_with_a_command_server_answers_and_stops_its_child_on_sigterm(
         "servers": [{"name": "demo", "command": DEMO, "env": child_env(), "call_timeout": 5}],
     }))
     command = [sys.executable, "-m", "sark_sync.cli", "serve", "--config", str(config)]
-    env = {**os.environ, "PYTHONPATH": str(Path(cli.__file__).resolve().parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(Path(cli.__file__).resolve().parents[2])}
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                           env=env) as proc:
         try:

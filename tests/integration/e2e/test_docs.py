@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 DOC_FILES = sorted(ROOT.glob("docs/**/*.md")) + [p for p in [ROOT / "README.md"] if p.exists()]
 NO_RUN = "<!-- no-run -->"
 #: Seconds one block may take; docs examples use fast retry policies and short deadlines.

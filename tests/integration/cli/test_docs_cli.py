@@ -39,7 +39,7 @@ import pytest
 from sark_sync.cli import _main as cli
 from sark_sync.cli._demo_gateway import build_gateway, demo_variables, issue_users
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 DOC_FILES = sorted([*ROOT.glob("docs/*.md"), *ROOT.glob("docs/gateway/*.md"),
                     *[p for p in [ROOT / "README.md"] if p.exists()]])
 _OPEN = re.compile(r"^[ \t]*```console[ \t]*$")

@@ -12,9 +12,8 @@ from typing import Any, Callable
 
 import pytest
 import requests
-from local_gateway_helpers import AUTH, error_of, invoke
+from local_gateway_helpers import AUTH, EventReader, error_of, invoke
 from support import build_gateway, child_env
-from test_local_gateway_events import EventReader
 
 import sark_sync
 from sark_sync.testing import LocalGateway

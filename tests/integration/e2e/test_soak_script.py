@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-SOAK = Path(__file__).resolve().parents[2] / "benchmarks" / "soak.py"
+SOAK = Path(__file__).resolve().parents[3] / "benchmarks" / "soak.py"
 #: A tiny run takes about 5 s (stalled calls wait out their 0.5..1.5 s deadlines).
 RUN_TIMEOUT = 90.0
 

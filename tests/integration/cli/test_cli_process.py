@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pytest
 from local_gateway_helpers import WAIT
-from support import wait_for
-from test_cli_serve import read_line
+from support import read_line, wait_for
 
 from sark_sync.cli import _main as cli
 from sark_sync.cli._demo_gateway import API_KEY, DemoUsers, build_gateway, issue_users
@@ -24,7 +23,7 @@ from sark_sync.testing import LocalGateway
 
 def child_env(gateway: LocalGateway, users: DemoUsers) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SARK_")}
-    env.update(PYTHONPATH=str(Path(cli.__file__).resolve().parents[1]),
+    env.update(PYTHONPATH=str(Path(cli.__file__).resolve().parents[2]),
                SARK_GATEWAY_URL=gateway.url, SARK_API_KEY=API_KEY,
                SARK_USER_TOKEN=users.alice)
     return env
