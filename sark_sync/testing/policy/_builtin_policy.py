@@ -4,9 +4,10 @@ Why a second implementation: the LocalGateway must enforce the shipped policy wh
 runs (a developer's laptop, a user's test suite, ``sark-sync demo``), with the standard
 library only. It is a port, rule for rule, of the Rego file, undefined values included (a rule
 whose operand is missing does not fire, as in OPA), and gives the same decision object, reason
-strings and all; ``tests/integration/gateway/test_builtin_policy.py`` checks that against the real OPA
-engine over the Rego tests' inputs and thousands of generated ones, and that the tables here
-are the Rego file's. Change both together. The header of the Rego file explains the rules.
+strings and all; ``tests/integration/gateway/test_builtin_policy.py`` checks that against
+the real OPA engine over the Rego tests' inputs and thousands of generated ones, and that the
+tables here are the Rego file's. Change both together. The header of the Rego file explains
+the rules.
 
 Where Go and Python differ, Go wins: ``lower`` maps one character to one (``"İ"`` → ``"i"``),
 ``trim_space`` trims Unicode White_Space only, ``\\s`` is ``[\\t\\n\\f\\r ]`` and ``$`` is
