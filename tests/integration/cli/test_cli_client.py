@@ -24,7 +24,7 @@ PASSWORD = "hunter2-do-not-print"
 
 
 @pytest.fixture
-def gw(demo_gateway: LocalGateway, users: DemoUsers, monkeypatch: pytest.MonkeyPatch
+def gateway(demo_gateway: LocalGateway, users: DemoUsers, monkeypatch: pytest.MonkeyPatch
        ) -> Iterator[LocalGateway]:
     """The demo gateway, configured through the environment as alice; faults cleared after."""
     for name in ("SARK_TIMEOUT",):
@@ -46,7 +46,7 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 
 
 def test_servers_prints_an_aligned_table_of_the_catalogue(
-    gw: LocalGateway, capsys: pytest.CaptureFixture[str]
+    gateway: LocalGateway, capsys: pytest.CaptureFixture[str]
 ) -> None:
     status, out, err = run(capsys, "servers")
     assert (status, err) == (0, "")
@@ -59,7 +59,7 @@ def test_servers_prints_an_aligned_table_of_the_catalogue(
 
 
 def test_servers_json_is_a_list_of_server_objects_with_the_wire_field_names(
-    gw: LocalGateway, capsys: pytest.CaptureFixture[str]
+    gateway: LocalGateway, capsys: pytest.CaptureFixture[str]
 ) -> None:
     status, out, _ = run(capsys, "servers", "--json")
     servers = json.loads(out)
@@ -72,7 +72,7 @@ def test_servers_json_is_a_list_of_server_objects_with_the_wire_field_names(
 
 
 def test_tools_of_one_server_show_retry_safety_and_parameters(
-    gw: LocalGateway, capsys: pytest.CaptureFixture[str]
+    gateway: LocalGateway, capsys: pytest.CaptureFixture[str]
 ) -> None:
     status, out, _ = run(capsys, "tools", "--server", "payroll")
     assert status == 0
@@ -86,7 +86,7 @@ def test_tools_of_one_server_show_retry_safety_and_parameters(
 
 
 def test_tools_json_lists_every_server_s_tools_with_schema_and_annotations(
-    gw: LocalGateway, capsys: pytest.CaptureFixture[str]
+    gateway: LocalGateway, capsys: pytest.CaptureFixture[str]
 ) -> None:
     status, out, _ = run(capsys, "--json", "tools")
     tools = json.loads(out)
@@ -98,7 +98,7 @@ def test_tools_json_lists_every_server_s_tools_with_schema_and_annotations(
 
 
 def test_tools_of_an_unknown_server_exit_5(
-    gw: LocalGateway, capsys: pytest.CaptureFixture[str]
+    gateway: LocalGateway, capsys: pytest.CaptureFixture[str]
 ) -> None:
     status, out, err = run(capsys, "tools", "--server", "nope")
     assert (status, out) == (5, "")
@@ -106,7 +106,7 @@ def test_tools_of_an_unknown_server_exit_5(
 
 
 def test_health_prints_the_status_and_exits_0(
-    gw: LocalGateway, capsys: pytest.CaptureFixture[str]
+    gateway: LocalGateway, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert run(capsys, "health") == (0, "healthy (gateway 0.1.0-local, 3 servers)\n", "")
     out = run(capsys, "health", "--json")[1]
@@ -127,7 +127,7 @@ def test_health_of_an_unhealthy_gateway_prints_it_and_exits_6(
 
 
 def test_invoke_parses_values_as_json_when_they_parse(
-    gw: LocalGateway, capsys: pytest.CaptureFixture[str]
+    gateway: LocalGateway, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # demo/add answers the text "5.5" and the structured content {"sum": 5.5}: text wins
     assert run(capsys, "invoke", "demo", "add", "a=2", "b=3.5") == (0, "5.5\n", "")
@@ -136,7 +136,7 @@ def test_invoke_parses_values_as_json_when_they_parse(
 
 
 def test_invoke_json_output_has_the_result_fields(
-    gw: LocalGateway, capsys: pytest.CaptureFixture[str]
+    gateway: LocalGateway, capsys: pytest.CaptureFixture[str]
 ) -> None:
     status, out, err = run(capsys, "invoke", "demo", "add", "a=1", "b=1", "--json")
     result = json.loads(out)
@@ -148,7 +148,7 @@ def test_invoke_json_output_has_the_result_fields(
 
 
 def test_invoke_takes_parameters_from_json_a_file_and_stdin_words_winning(
-    gw: LocalGateway, capsys: pytest.CaptureFixture[str], tmp_path: Path,
+    gateway: LocalGateway, capsys: pytest.CaptureFixture[str], tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     assert run(capsys, "invoke", "demo", "add", "--json-params", '{"a": 1, "b": 2}')[1] == "3\n"
@@ -170,7 +170,7 @@ def test_invoke_takes_parameters_from_json_a_file_and_stdin_words_winning(
     ["--timeout", "soon", "servers"],
 ])
 def test_unusable_arguments_exit_2_with_one_line(
-    gw: LocalGateway, capsys: pytest.CaptureFixture[str], argv: list[str]
+    gateway: LocalGateway, capsys: pytest.CaptureFixture[str], argv: list[str]
 ) -> None:
     status, out, err = run(capsys, *argv)
     assert (status, out) == (2, "")
@@ -178,7 +178,7 @@ def test_unusable_arguments_exit_2_with_one_line(
 
 
 def test_a_tool_error_prints_the_tool_s_output_and_exits_1(
-    gw: LocalGateway, capsys: pytest.CaptureFixture[str]
+    gateway: LocalGateway, capsys: pytest.CaptureFixture[str]
 ) -> None:
     status, out, err = run(capsys, "invoke", "demo", "fail", "message=disk full")
     assert (status, out) == (1, "disk full\n")
@@ -186,7 +186,7 @@ def test_a_tool_error_prints_the_tool_s_output_and_exits_1(
 
 
 def test_a_denied_call_exits_4_with_the_policy_s_reason(
-    gw: LocalGateway, users: DemoUsers, capsys: pytest.CaptureFixture[str]
+    gateway: LocalGateway, users: DemoUsers, capsys: pytest.CaptureFixture[str]
 ) -> None:
     status, out, err = run(capsys, "invoke", "payroll", "salary_report", "dept=sales",
                            "--user-token", users.bob)
@@ -198,7 +198,7 @@ def test_a_denied_call_exits_4_with_the_policy_s_reason(
 
 
 def test_a_filtered_parameter_never_reaches_the_tool_and_a_note_names_it(
-    gw: LocalGateway, capsys: pytest.CaptureFixture[str]
+    gateway: LocalGateway, capsys: pytest.CaptureFixture[str]
 ) -> None:
     status, out, err = run(capsys, "invoke", "payroll", "connect_db", "host=db", "user=alice",
                            f"password={PASSWORD}")
@@ -216,7 +216,7 @@ def test_a_filtered_parameter_never_reaches_the_tool_and_a_note_names_it(
     (["invoke", "demo", "echo", "text=x", "--user-token", "not-a-jwt"], 3),
 ])
 def test_gateway_answers_map_to_exit_codes(
-    gw: LocalGateway, capsys: pytest.CaptureFixture[str], argv: list[str], code: int
+    gateway: LocalGateway, capsys: pytest.CaptureFixture[str], argv: list[str], code: int
 ) -> None:
     status, out, err = run(capsys, *argv)
     assert (status, out) == (code, "")
@@ -283,9 +283,9 @@ def test_no_gateway_url_is_a_configuration_error(
 
 
 def test_flags_win_over_variables_and_go_before_or_after_the_subcommand(
-    gw: LocalGateway, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    gateway: LocalGateway, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    url = gw.url
+    url = gateway.url
     monkeypatch.setenv("SARK_GATEWAY_URL", "http://127.0.0.1:9")  # nothing listens there
     monkeypatch.setenv("SARK_API_KEY", "wrong-key")
     for argv in (["--url", url, "--api-key", API_KEY, "servers"],
@@ -318,10 +318,10 @@ def test_client_options_do_not_apply_to_serve_or_demo(
 
 
 def test_events_replays_from_an_id_filters_by_type_and_stops_after_count(
-    gw: LocalGateway, capsys: pytest.CaptureFixture[str], users: DemoUsers
+    gateway: LocalGateway, capsys: pytest.CaptureFixture[str], users: DemoUsers
 ) -> None:
     run(capsys, "invoke", "payroll", "salary_report", "dept=x", "--user-token", users.bob)
-    start = gw.last_event_id - 1
+    start = gateway.last_event_id - 1
     run(capsys, "invoke", "demo", "echo", "text=hi")
     status, out, err = run(capsys, "events", "--last-event-id", str(start), "--types",
                            "tool_invoked,authorization_denied", "--count", "2")
@@ -333,7 +333,7 @@ def test_events_replays_from_an_id_filters_by_type_and_stops_after_count(
 
 
 def test_events_json_prints_one_json_object_per_line(
-    gw: LocalGateway, capsys: pytest.CaptureFixture[str]
+    gateway: LocalGateway, capsys: pytest.CaptureFixture[str]
 ) -> None:
     status, out, _ = run(capsys, "--json", "events", "--last-event-id", "0", "--count", "3")
     events = [json.loads(line) for line in out.splitlines()]
@@ -343,14 +343,14 @@ def test_events_json_prints_one_json_object_per_line(
 
 @pytest.mark.parametrize("argv", [["--count", "0"], ["--types", "bad type!"]])
 def test_events_with_bad_arguments_exit_2(
-    gw: LocalGateway, capsys: pytest.CaptureFixture[str], argv: list[str]
+    gateway: LocalGateway, capsys: pytest.CaptureFixture[str], argv: list[str]
 ) -> None:
     status, out, err = run(capsys, "events", *argv)
     assert (status, out) == (2, "") and err.startswith("sark-sync: error: ")
 
 
 def test_events_with_a_wrong_key_exit_3(
-    gw: LocalGateway, capsys: pytest.CaptureFixture[str]
+    gateway: LocalGateway, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert run(capsys, "events", "--api-key", "wrong-key")[0] == 3
 
@@ -359,7 +359,7 @@ def test_events_with_a_wrong_key_exit_3(
 
 
 def test_no_secret_reaches_any_output_even_with_debug(
-    gw: LocalGateway, users: DemoUsers, capfd: pytest.CaptureFixture[str],
+    gateway: LocalGateway, users: DemoUsers, capfd: pytest.CaptureFixture[str],
 ) -> None:
     """The API key, the user tokens and a password parameter, through successes, a denial,
     a 401, a filtered call, a failing call and the event stream, with --debug logging."""
@@ -376,7 +376,7 @@ def test_no_secret_reaches_any_output_even_with_debug(
     for argv in commands:
         cli.main(["--debug", *argv])
         outputs.append(capfd.readouterr())
-    every_event = str(gw.last_event_id)  # events start at 1: replay them all, then stop
+    every_event = str(gateway.last_event_id)  # events start at 1: replay them all, then stop
     for argv in (["events", "--last-event-id", "0", "--count", every_event],
                  ["--json", "events", "--last-event-id", "0", "--count", every_event]):
         assert cli.main(["--debug", *argv]) == 0

@@ -29,23 +29,24 @@ SECRETS = ("hunter2", "tok-1", "key-1", "dsn-1")
 
 def build(policy: object, **options: Any) -> LocalGateway:
     """A gateway with a low open server, a medium server for team data, a critical tool."""
-    gw = LocalGateway(api_keys=(API_KEY,), jwt_secret=JWT_SECRET, policy=policy, **options)
-    gw.add_server("public", sensitivity_level="low")
-    gw.add_server("warehouse", sensitivity_level="medium", authorized_teams=("data",))
-    gw.received = []  # type: ignore[attr-defined]
+    gateway = LocalGateway(api_keys=(API_KEY,), jwt_secret=JWT_SECRET, policy=policy, **options)
+    gateway.add_server("public", sensitivity_level="low")
+    gateway.add_server("warehouse", sensitivity_level="medium", authorized_teams=("data",))
+    gateway.received = []  # type: ignore[attr-defined]
 
     def record(parameters: dict[str, Any]) -> Any:
-        gw.received.append(parameters)  # type: ignore[attr-defined]
+        gateway.received.append(parameters)  # type: ignore[attr-defined]
         return parameters
 
-    gw.add_tool("public", "echo", record)
-    gw.add_tool("warehouse", "query", record, sensitive_params=("dsn",))
-    gw.add_tool("warehouse", "drop_all", record, sensitivity_level="critical")
-    return gw
+    gateway.add_tool("public", "echo", record)
+    gateway.add_tool("warehouse", "query", record, sensitive_params=("dsn",))
+    gateway.add_tool("warehouse", "drop_all", record, sensitivity_level="critical")
+    return gateway
 
 
 @pytest.fixture(params=["builtin", "opa"])
-def gw(request: pytest.FixtureRequest, gateway_opa_server: OpaServer) -> Iterator[LocalGateway]:
+def gateway(request: pytest.FixtureRequest, gateway_opa_server: OpaServer
+            ) -> Iterator[LocalGateway]:
     """The same gateway enforcing the built-in rules, then the real OPA engine."""
     policy = "builtin" if request.param == "builtin" else gateway_opa_server.url
     with build(policy) as gateway:
@@ -53,18 +54,18 @@ def gw(request: pytest.FixtureRequest, gateway_opa_server: OpaServer) -> Iterato
 
 
 @pytest.fixture
-def client(gw: LocalGateway) -> Iterator[sark_sync.GatewayClient]:
-    with sark_sync.GatewayClient(gw.url, api_key=API_KEY, retry=FAST_RETRY) as c:
+def client(gateway: LocalGateway) -> Iterator[sark_sync.GatewayClient]:
+    with sark_sync.GatewayClient(gateway.url, api_key=API_KEY, retry=FAST_RETRY) as c:
         yield c
 
 
-def token(gw: LocalGateway, subject: str = "alice", roles: tuple[str, ...] = ("developer",),
+def token(gateway: LocalGateway, subject: str = "alice", roles: tuple[str, ...] = ("developer",),
           teams: tuple[str, ...] = ("data",)) -> str:
-    return gw.issue_token(subject, roles, teams)
+    return gateway.issue_token(subject, roles, teams)
 
 
-def invokes(gw: LocalGateway) -> list[Any]:
-    return [json.loads(r.body) for r in gw.requests if r.path == "/api/v1/invoke"]
+def invokes(gateway: LocalGateway) -> list[Any]:
+    return [json.loads(r.body) for r in gateway.requests if r.path == "/api/v1/invoke"]
 
 
 def denied_events(client: sark_sync.GatewayClient, count: int) -> list[Any]:
@@ -83,12 +84,12 @@ def denied_events(client: sark_sync.GatewayClient, count: int) -> list[Any]:
 
 
 def test_a_gateway_deny_is_one_request_no_retry_no_breaker_count_and_no_tool_run(
-        gw: LocalGateway, client: sark_sync.GatewayClient) -> None:
+        gateway: LocalGateway, client: sark_sync.GatewayClient) -> None:
     """Steps: a viewer calls a medium tool six times (more than the breaker threshold) with
     the client's pre-check off; each is one 403 -> AuthorizationDenied with the policy's
     reason; the breaker is still closed at 0, the tool never ran, and an allowed call then
     goes through."""
-    viewer = token(gw, "bob", ("viewer",))
+    viewer = token(gateway, "bob", ("viewer",))
     for _ in range(6):
         with pytest.raises(sark_sync.AuthorizationDenied) as info:
             client.invoke_tool("warehouse", "query", {"sql": "SELECT 1"}, user_token=viewer)
@@ -97,22 +98,24 @@ def test_a_gateway_deny_is_one_request_no_retry_no_breaker_count_and_no_tool_run
         assert (denied.status_code, denied.code, denied.attempts) == (403, "policy_denied", 1)
         assert denied.reason.startswith("denied: insufficient clearance: medium sensitivity")
         assert "principal bob clears low" in denied.reason and denied.audit_id
-    assert len(invokes(gw)) == 6
+    assert len(invokes(gateway)) == 6
     breaker = client.breaker_for("warehouse")
     assert (breaker.state, breaker.failure_count) == ("closed", 0)
-    assert gw.tool_runs("warehouse", "query") == 0
-    result = client.invoke_tool("warehouse", "query", {"sql": "SELECT 1"}, user_token=token(gw))
+    assert gateway.tool_runs("warehouse", "query") == 0
+    result = client.invoke_tool("warehouse", "query", {"sql": "SELECT 1"},
+                                user_token=token(gateway))
     assert result.json() == {"sql": "SELECT 1"}
 
 
 def test_a_denial_is_published_as_authorization_denied(
-        gw: LocalGateway, client: sark_sync.GatewayClient) -> None:
+        gateway: LocalGateway, client: sark_sync.GatewayClient) -> None:
     """Steps: two denied calls (clearance, team); the event stream replays two
     authorization_denied events with the request id, server, tool, principal and reason."""
     with pytest.raises(sark_sync.AuthorizationDenied) as first:
-        client.invoke_tool("warehouse", "drop_all", {}, user_token=token(gw))
+        client.invoke_tool("warehouse", "drop_all", {}, user_token=token(gateway))
     with pytest.raises(sark_sync.AuthorizationDenied) as second:
-        client.invoke_tool("warehouse", "query", {}, user_token=token(gw, "carol", teams=("ml",)))
+        client.invoke_tool("warehouse", "query", {},
+                           user_token=token(gateway, "carol", teams=("ml",)))
     events = denied_events(client, 2)
     assert [(e["server"], e["tool"], e["principal"]) for e in events] == [
         ("warehouse", "drop_all", "alice"), ("warehouse", "query", "carol")]
@@ -123,15 +126,15 @@ def test_a_denial_is_published_as_authorization_denied(
 
 
 def test_without_a_user_token_the_policy_denies_nobody_in_particular(
-        gw: LocalGateway, client: sark_sync.GatewayClient) -> None:
+        gateway: LocalGateway, client: sark_sync.GatewayClient) -> None:
     with pytest.raises(sark_sync.AuthorizationDenied, match="no authenticated principal"):
         client.invoke_tool("public", "echo", {"a": 1})
-    assert gw.tool_runs("public", "echo") == 0
+    assert gateway.tool_runs("public", "echo") == 0
 
 
 def test_destructive_sql_after_a_harmless_statement_is_denied_even_for_an_admin(
-        gw: LocalGateway, client: sark_sync.GatewayClient) -> None:
-    admin = token(gw, "root", ("admin",), ())
+        gateway: LocalGateway, client: sark_sync.GatewayClient) -> None:
+    admin = token(gateway, "root", ("admin",), ())
     with pytest.raises(sark_sync.AuthorizationDenied) as info:
         client.invoke_tool("warehouse", "query", {"q": {"sql": "SELECT 1; DROP TABLE users"}},
                            user_token=admin)
@@ -140,8 +143,8 @@ def test_destructive_sql_after_a_harmless_statement_is_denied_even_for_an_admin(
 
 
 def test_a_principal_with_several_roles_gets_the_highest_clearance(
-        gw: LocalGateway, client: sark_sync.GatewayClient) -> None:
-    many = token(gw, "dana", ("viewer", "developer", "intern"), ("data",))
+        gateway: LocalGateway, client: sark_sync.GatewayClient) -> None:
+    many = token(gateway, "dana", ("viewer", "developer", "intern"), ("data",))
     result = client.invoke_tool("warehouse", "query", {"n": 1}, user_token=many)
     assert result.json() == {"n": 1}
 
@@ -150,7 +153,7 @@ def test_a_principal_with_several_roles_gets_the_highest_clearance(
 
 
 def test_the_tool_receives_exactly_the_filtered_parameters(
-        gw: LocalGateway, client: sark_sync.GatewayClient) -> None:
+        gateway: LocalGateway, client: sark_sync.GatewayClient) -> None:
     """Steps: send password, api_key and token at the top level, nested in an object and in
     a list, plus the tool's own sensitive 'dsn'; the tool gets the rest, unchanged, and the
     result lists the removed keys."""
@@ -159,9 +162,9 @@ def test_the_tool_receives_exactly_the_filtered_parameters(
         "options": {"token": "tok-1", "limit": 5},
         "batches": [{"token": "tok-1", "id": 1}, {"id": 2}],
     }
-    result = client.invoke_tool("warehouse", "query", parameters, user_token=token(gw))
+    result = client.invoke_tool("warehouse", "query", parameters, user_token=token(gateway))
     expected = {"sql": "SELECT 1", "options": {"limit": 5}, "batches": [{"id": 1}, {"id": 2}]}
-    assert gw.received == [expected]  # type: ignore[attr-defined]
+    assert gateway.received == [expected]  # type: ignore[attr-defined]
     assert result.json() == expected
     assert sorted(result.filtered) == sorted(
         ["password", "api_key", "dsn", "options.token", "batches[0].token"])
@@ -169,34 +172,34 @@ def test_the_tool_receives_exactly_the_filtered_parameters(
 
 
 def test_an_all_filtered_call_runs_the_tool_with_an_empty_object(
-        gw: LocalGateway, client: sark_sync.GatewayClient) -> None:
+        gateway: LocalGateway, client: sark_sync.GatewayClient) -> None:
     result = client.invoke_tool("public", "echo", {"password": "hunter2", "token": "tok-1"},
-                                user_token=token(gw))
-    assert gw.received == [{}]  # type: ignore[attr-defined]
+                                user_token=token(gateway))
+    assert gateway.received == [{}]  # type: ignore[attr-defined]
     assert sorted(result.filtered) == ["password", "token"]
 
 
 def test_an_idempotent_retry_of_a_filtered_call_runs_the_tool_once(
-        gw: LocalGateway, http: requests.Session) -> None:
-    headers = {"X-API-Key": API_KEY, "Authorization": f"Bearer {token(gw)}",
+        gateway: LocalGateway, http: requests.Session) -> None:
+    headers = {"X-API-Key": API_KEY, "Authorization": f"Bearer {token(gateway)}",
                "Idempotency-Key": "k-1"}
     body = {"server": "public", "tool": "echo", "parameters": {"a": 1, "password": "hunter2"}}
-    first = http.post(gw.url + "/api/v1/invoke", json=body, headers=headers)
-    again = http.post(gw.url + "/api/v1/invoke", json=body, headers=headers)
+    first = http.post(gateway.url + "/api/v1/invoke", json=body, headers=headers)
+    again = http.post(gateway.url + "/api/v1/invoke", json=body, headers=headers)
     assert first.status_code == again.status_code == 200
     assert again.headers["Idempotent-Replayed"] == "true"
     assert first.json()["filtered"] == again.json()["filtered"] == ["password"]
-    assert gw.tool_runs("public", "echo") == 1
+    assert gateway.tool_runs("public", "echo") == 1
 
 
 # -- the wire ----------------------------------------------------------------------------------
 
 
 def test_the_403_envelope_has_the_reason_and_an_audit_id(
-        gw: LocalGateway, http: requests.Session) -> None:
+        gateway: LocalGateway, http: requests.Session) -> None:
     headers = {"X-API-Key": API_KEY, "X-Request-ID": "req-9",
-               "Authorization": f"Bearer {token(gw, 'bob', ('viewer',))}"}
-    answer = http.post(gw.url + "/api/v1/invoke", headers=headers,
+               "Authorization": f"Bearer {token(gateway, 'bob', ('viewer',))}"}
+    answer = http.post(gateway.url + "/api/v1/invoke", headers=headers,
                        json={"server": "warehouse", "tool": "query", "parameters": {}})
     assert answer.status_code == 403
     error = answer.json()["error"]
@@ -207,19 +210,19 @@ def test_the_403_envelope_has_the_reason_and_an_audit_id(
 
 @pytest.mark.parametrize("claims", [{"roles": "admin"}, {"teams": [1]}, {"roles": {"a": 1}}])
 def test_a_token_whose_roles_or_teams_are_not_string_lists_is_401(
-        gw: LocalGateway, http: requests.Session, claims: dict[str, Any]) -> None:
+        gateway: LocalGateway, http: requests.Session, claims: dict[str, Any]) -> None:
     bad = _jwt.encode({"sub": "eve", **claims}, JWT_SECRET)
-    answer = http.post(gw.url + "/api/v1/invoke",
+    answer = http.post(gateway.url + "/api/v1/invoke",
                        headers={"X-API-Key": API_KEY, "Authorization": f"Bearer {bad}"},
                        json={"server": "public", "tool": "echo", "parameters": {}})
     assert answer.status_code == 401 and "must be a list of strings" in answer.text
-    assert gw.tool_runs("public", "echo") == 0
+    assert gateway.tool_runs("public", "echo") == 0
 
 
 def test_unknown_tools_are_404_before_any_decision(
-        gw: LocalGateway, client: sark_sync.GatewayClient) -> None:
+        gateway: LocalGateway, client: sark_sync.GatewayClient) -> None:
     with pytest.raises(sark_sync.NotFoundError):
-        client.invoke_tool("warehouse", "nope", {}, user_token=token(gw, "bob", ("viewer",)))
+        client.invoke_tool("warehouse", "nope", {}, user_token=token(gateway, "bob", ("viewer",)))
 
 
 # -- other policies ------------------------------------------------------------------------------
@@ -231,16 +234,16 @@ def test_an_opa_that_is_down_fails_closed_with_503(
     503 'authorization unavailable' and the tool does not run."""
     from realcomp.fixtures import shipped_policy
     engine = opa_server(shipped_policy())
-    with build(engine.url) as gw:
-        headers = {"X-API-Key": API_KEY, "Authorization": f"Bearer {token(gw, roles=())}"}
+    with build(engine.url) as gateway:
+        headers = {"X-API-Key": API_KEY, "Authorization": f"Bearer {token(gateway, roles=())}"}
         body = {"server": "public", "tool": "echo", "parameters": {"a": 1}}
-        assert http.post(gw.url + "/api/v1/invoke", json=body, headers=headers).ok
+        assert http.post(gateway.url + "/api/v1/invoke", json=body, headers=headers).ok
         engine.stop()
         body["parameters"] = {"a": 2}  # not the cached decision
-        answer = http.post(gw.url + "/api/v1/invoke", json=body, headers=headers)
+        answer = http.post(gateway.url + "/api/v1/invoke", json=body, headers=headers)
         assert answer.status_code == 503
         assert answer.json()["error"]["message"].startswith("authorization unavailable")
-        assert gw.tool_runs("public", "echo") == 1
+        assert gateway.tool_runs("public", "echo") == 1
 
 
 def test_a_decision_function_is_a_policy_and_its_failure_is_503(
@@ -251,11 +254,11 @@ def test_a_decision_function_is_a_policy_and_its_failure_is_503(
         return {"allow": request.principal is not None and request.principal.id == "alice",
                 "reason": "alice only", "filtered_parameters": {"seen": True}}
 
-    with build(decide) as gw:
-        url = gw.url + "/api/v1/invoke"
+    with build(decide) as gateway:
+        url = gateway.url + "/api/v1/invoke"
 
         def call(who: str, parameters: dict[str, Any]) -> requests.Response:
-            headers = {"X-API-Key": API_KEY, "Authorization": f"Bearer {token(gw, who)}"}
+            headers = {"X-API-Key": API_KEY, "Authorization": f"Bearer {token(gateway, who)}"}
             return http.post(url, headers=headers, json={
                 "server": "public", "tool": "echo", "parameters": parameters})
 
@@ -275,34 +278,35 @@ def test_an_authorizer_that_is_falsy_still_enforces(http: requests.Session) -> N
         def authorize(self, request: Any, *, timeout: float | None = None) -> Any:
             return Decision(allow=False, reason="nobody")
 
-    with build(Empty()) as gw:
-        answer = http.post(gw.url + "/api/v1/invoke", headers={
-            "X-API-Key": API_KEY, "Authorization": f"Bearer {token(gw)}"}, json={
+    with build(Empty()) as gateway:
+        answer = http.post(gateway.url + "/api/v1/invoke", headers={
+            "X-API-Key": API_KEY, "Authorization": f"Bearer {token(gateway)}"}, json={
             "server": "public", "tool": "echo", "parameters": {}})
         assert answer.status_code == 403 and answer.json()["error"]["reason"] == "nobody"
-        assert gw.tool_runs("public", "echo") == 0
+        assert gateway.tool_runs("public", "echo") == 0
 
 
 def test_the_builtin_policy_is_a_client_pre_check_too() -> None:
     """BuiltinPolicy as GatewayClient(authorizer=...): the deny is raised before sending."""
-    with build(None) as gw, sark_sync.GatewayClient(
-            gw.url, api_key=API_KEY, retry=FAST_RETRY, authorizer=BuiltinPolicy()) as client:
+    with build(None) as gateway, sark_sync.GatewayClient(
+            gateway.url, api_key=API_KEY, retry=FAST_RETRY, authorizer=BuiltinPolicy()) as client:
         with pytest.raises(sark_sync.AuthorizationDenied, match="insufficient clearance"):
-            client.invoke_tool("warehouse", "query", {}, user_token=token(gw, "bob", ("viewer",)))
-        assert invokes(gw) == []
+            client.invoke_tool("warehouse", "query", {},
+                               user_token=token(gateway, "bob", ("viewer",)))
+        assert invokes(gateway) == []
 
 
 def test_hosted_stdio_servers_are_governed_and_filtered() -> None:
     """Steps: the demo MCP server hosted on a medium server; a viewer is denied, a developer's
     call reaches the server without its password."""
-    gw = LocalGateway(api_keys=(API_KEY,), jwt_secret=JWT_SECRET, policy="builtin")
-    gw.add_stdio_server("mcp", demo_server_command(), sensitivity_level="medium")
-    with gw, sark_sync.GatewayClient(gw.url, api_key=API_KEY, retry=FAST_RETRY) as client:
+    gateway = LocalGateway(api_keys=(API_KEY,), jwt_secret=JWT_SECRET, policy="builtin")
+    gateway.add_stdio_server("mcp", demo_server_command(), sensitivity_level="medium")
+    with gateway, sark_sync.GatewayClient(gateway.url, api_key=API_KEY, retry=FAST_RETRY) as client:
         with pytest.raises(sark_sync.AuthorizationDenied):
             client.invoke_tool("mcp", "echo", {"text": "hi"},
-                               user_token=token(gw, "bob", ("viewer",)))
+                               user_token=token(gateway, "bob", ("viewer",)))
         result = client.invoke_tool("mcp", "echo", {"text": "hi", "password": "hunter2"},
-                                    user_token=token(gw))
+                                    user_token=token(gateway))
         assert result.text == "hi" and result.filtered == ("password",)
 
 
