@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 from .._config import BreakerPolicy, RestartPolicy, RetryPolicy, Timeouts
 from .._deadline import Deadline
-from .._exceptions import ClientClosedError, TransportNotAvailableError, ValidationError
+from .._exceptions import TransportNotAvailableError, ValidationError
 from .._models import Health, Principal, ServerInfo, ToolCall, ToolInfo, ToolResult
 from .._validation import validate_name, validate_page
 from ..governance import Auditor, AuditRecorder, Authorizer, flush_for_close, resolve_audit
@@ -126,7 +126,6 @@ class GatewayClient:
         self.max_workers, self.transport_mode = options.max_workers, options.transport_mode
         self.idempotency_keys = options.idempotency_keys
         self._api_key = options.api_key
-        self._closed = False
         self._custom_transport = transport is not None
         # Checked before the auditor exists: a bad option must not leave a sink behind.
         local = LocalServerPool(local_servers, options.restart, startup_timeout=startup_timeout,
@@ -144,8 +143,7 @@ class GatewayClient:
             options.base_url, timeouts=options.timeouts, retry=options.retry,
             breaker=options.breaker, max_workers=options.max_workers,
             transport_mode=options.transport_mode, idempotency_keys=options.idempotency_keys,
-            resources=self._resources, governance=self._governance, gateway=gateway,
-            check_open=self._check_open)
+            resources=self._resources, governance=self._governance, gateway=gateway)
         self._finalizer = weakref.finalize(self, self._resources.close)
         forksafety.register(self)
 
@@ -153,7 +151,7 @@ class GatewayClient:
 
     @property
     def closed(self) -> bool:
-        return self._closed
+        return self._pipeline.closed
 
     @property
     def authorizer(self) -> Authorizer | None:
@@ -168,7 +166,7 @@ class GatewayClient:
     def close(self) -> None:
         """Release every connection, thread and local server. Idempotent; later calls raise
         :class:`ClientClosedError`. In-flight submitted calls finish within their deadlines."""
-        self._closed = True
+        self._pipeline.closed = True
         self._finalizer()
         self._governance.close()
         auditor = self._auditor
@@ -187,15 +185,14 @@ class GatewayClient:
 
     def __repr__(self) -> str:
         key = "[secure]" if self._api_key is not None else "None"
-        state = "closed" if self._closed else "open"
+        state = "closed" if self.closed else "open"
         return f"<GatewayClient {self.base_url} api_key={key} mode={self.transport_mode} {state}>"
 
     def _after_fork_in_child(self) -> None:
         self._resources.drop_after_fork()
 
     def _check_open(self) -> None:
-        if self._closed:
-            raise ClientClosedError("this GatewayClient is closed")
+        self._pipeline.check_open()
 
     def _state(self) -> Resources:
         return self._pipeline.state()
@@ -376,7 +373,7 @@ class GatewayClient:
             self._pipeline, api_key=self._api_key, verify=self._options.verify, types=types,
             last_event_id=last_event_id, user_token=user_token, idle_timeout=idle_timeout,
             max_reconnects=max_reconnects, max_event_bytes=max_event_bytes,
-            closed=lambda: self._closed)
+            closed=lambda: self.closed)
 
     # -- local servers (stdio) -------------------------------------------------------------------
 

@@ -62,14 +62,14 @@ class Pipeline:
     """The stages of a client's calls and the state they share (one per client).
 
     ``gateway`` builds the gateway transport on first use in each process (``resources`` keep
-    it; a forked child builds its own); ``check_open`` raises once the client is closed.
+    it; a forked child builds its own). The pipeline holds no reference to its client, so a
+    client dropped without ``close()`` is freed (and its resources released) at once.
     """
 
     def __init__(
         self, base_url: str, *, timeouts: Timeouts, retry: RetryPolicy, breaker: BreakerPolicy,
         max_workers: int, transport_mode: str, idempotency_keys: bool, resources: Resources,
         governance: Governance, gateway: Callable[[], GatewayTransport],
-        check_open: Callable[[], None],
     ) -> None:
         self.base_url = base_url
         self.timeouts = timeouts
@@ -80,7 +80,8 @@ class Pipeline:
         self.idempotency_keys = idempotency_keys
         self.resources = resources
         self.governance = governance
-        self.check_open = check_open
+        #: Set by the client's ``close()``; every stage checks it before it starts anything.
+        self.closed = False
         self._build_gateway = gateway
         #: (server, tool) -> annotated read-only or idempotent, learnt from tool listings.
         self.retry_safe: dict[tuple[str, str], bool] = {}
@@ -101,6 +102,10 @@ class Pipeline:
         return Deadline(timeouts.deadline, timeouts=timeouts)
 
     # -- what the stages run on ----------------------------------------------------------------
+
+    def check_open(self) -> None:
+        if self.closed:
+            raise ClientClosedError("this GatewayClient is closed")
 
     def state(self) -> Resources:
         resources = self.resources

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import gc
 import threading
+import weakref
 from typing import Any
 
 import pytest
@@ -236,3 +238,18 @@ def test_raw_content_is_read_as_the_wire_would() -> None:
 def test_content_with_json_is_refused() -> None:
     with pytest.raises(ValueError, match="content must be bytes, and given without json"):
         MockResponse(200, json={}, content=b"{}")
+
+
+def test_a_client_dropped_without_close_is_freed_at_once_and_releases_its_transport() -> None:
+    # No reference cycle through the pipeline: refcounting alone frees the client, so its
+    # finalizer releases what it owns without waiting for the cyclic garbage collector.
+    transport = MockTransport(ok)
+    client = GatewayClient(transport=transport)
+    client.invoke_tool("demo", "echo")
+    dropped = weakref.ref(client)
+    gc.disable()
+    try:
+        del client
+        assert dropped() is None and transport.closed
+    finally:
+        gc.enable()
