@@ -15,7 +15,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import uuid
 from pathlib import Path
 from typing import Any, Callable
@@ -23,7 +22,7 @@ from typing import Any, Callable
 import pytest
 import requests
 from local_gateway_helpers import AUTH, error_of, gateway_threads
-from support import API_KEY, WAIT, build_gateway, child_env, wait_for
+from support import API_KEY, WAIT, build_gateway, child_env, read_line, wait_for
 
 import sark_sync
 from sark_sync.cli import _main as cli
@@ -326,17 +325,6 @@ def test_remove_server_closes_its_stdio_server(
 
 
 # -- sark-sync serve -------------------------------------------------------------------------
-
-
-def read_line(stream: Any, timeout: float = WAIT) -> str:
-    """Read one line from a child's pipe within ``timeout`` seconds."""
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.append(stream.readline()))
-    reader.start()
-    reader.join(timeout)
-    if reader.is_alive():
-        pytest.fail("no line from the child in time")
-    return lines[0]
 
 
 def _children_of(pid: int) -> list[int]:
