@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from .._deadline import Deadline
 from .._models import Event
@@ -71,6 +71,7 @@ class Response:
         return f"<Response [{self.status_code}]>"
 
 
+@runtime_checkable
 class GatewayTransport(Protocol):
     """Requests to one gateway: one attempt per :meth:`send`, bounded by ``deadline``."""
 
@@ -85,6 +86,7 @@ class GatewayTransport(Protocol):
         ...
 
 
+@runtime_checkable
 class EventSource(Protocol):
     """Events from a peer, reconnected by the source itself until it gives up or is closed."""
 
@@ -103,6 +105,7 @@ class EventSource(Protocol):
         ...
 
 
+@runtime_checkable
 class MessageChannel(Protocol):
     """JSON-RPC 2.0 both ways with one peer: requests with a timeout, notifications, and
     answers to the peer's own requests."""
