@@ -19,6 +19,12 @@
 - ``gateway_opa_server`` (``OpaServer``): one such server for the whole session with the
   shipped ``gateway.rego`` loaded; the policy for ``OPAAuthorizer(url)``'s default path
   ``sark/gateway/decision``. Shared: never PUT or DELETE policies on it (use ``opa_server``).
+- ``mcp_http_server`` (``Callable[..., McpHttpServer]``): starts ``mcp_http_server.py`` (the
+  official MCP SDK server over Streamable HTTP or the legacy HTTP+SSE, 127.0.0.1 port 0) in a
+  mode of ``MCP_HTTP_MODES`` and returns it once it has printed ``READY <url>``.
+  Function-scoped, stopped after the test like ``sse_peer``.
+- ``recording_proxy`` (``Callable[[str], RecordingProxy]``): a loopback proxy in front of a
+  server URL that records every request (``recording_proxy.py``); closed after the test.
 - ``shipped_policy(name)``: the path of a Rego file of the *installed* sark_sync (the wheel's
   copy under tox), found without importing sark_sync.
 """
@@ -40,6 +46,7 @@ from typing import Any, Callable, TypeVar
 import pytest
 
 from realcomp import tools_venv
+from realcomp.recording_proxy import RecordingProxy
 
 #: The MCP SDK server script, run with the tools venv's interpreter.
 MCP_SDK_SERVER = Path(__file__).resolve().with_name("mcp_sdk_server.py")
@@ -267,3 +274,92 @@ def gateway_opa_server(
     log_path = tmp_path_factory.mktemp("gateway_opa") / "opa_server.log"
     with OpaServer([shipped_policy("gateway.rego")], tools_python, log_path) as server:
         yield server
+
+
+#: The MCP SDK server over HTTP (Streamable HTTP or the legacy HTTP+SSE), run with the tools
+#: venv's interpreter.
+MCP_HTTP_SERVER = Path(__file__).resolve().with_name("mcp_http_server.py")
+#: The modes of ``mcp_http_server(mode)`` and the server's options for each.
+MCP_HTTP_MODES = {
+    "stateful": [],
+    "stateful-json": ["--json-response"],
+    "stateless": ["--stateless"],
+    "stateless-json": ["--stateless", "--json-response"],
+    "legacy-sse": ["--transport", "sse"],
+}
+#: Bound for the MCP HTTP server to print its READY line (it takes about 0.5-1s to import).
+MCP_HTTP_START_TIMEOUT = 20.0
+#: Grace period for the MCP HTTP server to exit after SIGTERM (it promises 2s, open streams
+#: included; it takes about 0.1-0.6s).
+MCP_HTTP_EXIT_TIMEOUT = 5.0
+#: What the MCP HTTP server prints before its URL when it serves.
+MCP_HTTP_READY = "READY "
+
+
+class McpHttpServer(_ServerProcess):
+    """One running ``mcp_http_server.py`` in a ``mode`` of ``MCP_HTTP_MODES``: its endpoint
+    ``url`` (``/mcp``, or ``/sse`` in ``legacy-sse`` mode), its ``proc`` and its log."""
+
+    what = "the MCP HTTP server"
+    start_timeout = MCP_HTTP_START_TIMEOUT
+    exit_timeout = MCP_HTTP_EXIT_TIMEOUT
+
+    def __init__(self, mode: str, python: Path, log_path: Path,
+                 env: dict[str, str] | None = None) -> None:
+        if mode not in MCP_HTTP_MODES:
+            raise ValueError(f"unknown mode {mode!r}; one of {sorted(MCP_HTTP_MODES)}")
+        self.mode = mode
+        self.log_path = log_path
+        child_env = {k: v for k, v in os.environ.items() if k not in SCRUBBED_ENV}
+        child_env.update(env or {})
+        with open(log_path, "wb") as log:
+            self.proc = subprocess.Popen(
+                [str(python), str(MCP_HTTP_SERVER), *MCP_HTTP_MODES[mode]],
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log, env=child_env)
+        self.url = ""
+
+    def wait_for_url(self, timeout: float | None = None) -> str:
+        """Read the ``READY <url>`` line; fail the test if the line says anything else."""
+        line = super().wait_for_url(timeout)
+        if not line.startswith(MCP_HTTP_READY):
+            self.stop()
+            pytest.fail(f"{self.what} printed {line!r}, not {MCP_HTTP_READY}<url>; its log:\n"
+                        f"{self.log()}", pytrace=False)
+        self.url = line[len(MCP_HTTP_READY):]
+        return self.url
+
+
+@pytest.fixture
+def mcp_http_server(tools_python: Path, tmp_path: Path) -> Iterator[Callable[..., McpHttpServer]]:
+    """``mcp_http_server(mode, env=None)``: start tests/realcomp/mcp_http_server.py in a mode
+    of ``MCP_HTTP_MODES`` with these extra environment variables, and return it once it has
+    printed its URL: ``mcp_http_server("stateless").url``. Every server started is stopped
+    after the test (SIGTERM, then SIGKILL), waited for and its pipe closed."""
+    started: list[McpHttpServer] = []
+
+    def start(mode: str, env: dict[str, str] | None = None) -> McpHttpServer:
+        server = McpHttpServer(mode, tools_python,
+                               tmp_path / f"mcp_http_server_{len(started)}.log", env)
+        started.append(server)
+        server.wait_for_url()
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+@pytest.fixture
+def recording_proxy() -> Iterator[Callable[[str], RecordingProxy]]:
+    """``recording_proxy(url)``: a :class:`RecordingProxy` (127.0.0.1, port 0) in front of
+    the server of ``url``; its ``.url`` is ``url`` through the proxy. Every proxy made is
+    closed after the test, before the servers of the fixtures it was requested after."""
+    made: list[RecordingProxy] = []
+
+    def make(url: str) -> RecordingProxy:
+        proxy = RecordingProxy(url)
+        made.append(proxy)
+        return proxy
+
+    yield make
+    for proxy in made:
+        proxy.close()

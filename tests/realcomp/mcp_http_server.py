@@ -1,0 +1,150 @@
+"""A real MCP server on the official SDK (``mcp`` 2.x ``MCPServer``), served over HTTP.
+
+Run it with the tools venv's interpreter (it is never imported by the tests)::
+
+    .tools-venv/bin/python tests/realcomp/mcp_http_server.py                     # stateful, SSE
+    .tools-venv/bin/python tests/realcomp/mcp_http_server.py --stateless --json-response
+    .tools-venv/bin/python tests/realcomp/mcp_http_server.py --transport sse     # HTTP+SSE
+
+It binds 127.0.0.1 port 0 (loopback only) and, once uvicorn serves, prints exactly one line
+on stdout, ``READY http://127.0.0.1:<port><path>``, and flushes it; it logs to stderr only.
+``<path>`` is the Streamable HTTP endpoint (``/mcp``) or, with ``--transport sse``, the legacy
+GET stream (``/sse``; its messages go to ``/messages/?session_id=...``, as its ``endpoint``
+event says). SIGTERM or SIGINT stops it within 2 s, open streams included, and it exits 0.
+
+Tools: those of mcp_sdk_server.py (``echo``, ``add``, ``fail``, ``slow`` with progress,
+``whoami``; imported from it, so both servers offer the same ones), plus:
+
+- ``crash()``: sends ``notifications/progress`` when the request carries a progress token
+  (so that an SSE response has started), then ends the process with ``os._exit(1)``: no
+  answer, the connection cut mid-call.
+- ``counter()``: how many times ``counter`` has run in this process, this call included, as
+  text (``"1"``, ``"2"``, ...): a client that repeats a call shows up as a jump.
+
+Options:
+
+- ``--transport streamable-http`` (default) or ``sse`` (the legacy HTTP+SSE of 2024-11-05).
+- ``--stateless``: no ``Mcp-Session-Id``; every POST is served on its own.
+- ``--json-response``: a POST is answered with ``application/json`` instead of an SSE stream.
+
+The 2026-07-28 revision has no switch: the SDK serves it on the same endpoint, per request,
+to any POST whose ``MCP-Protocol-Version`` header names it (no ``initialize``, no session,
+``params._meta`` carrying the protocol version and client capabilities), whatever the options.
+
+Facts verified against mcp 2.3.0 (uvicorn 0.54.0, h11), by
+tests/integration/e2e/test_realcomp_mcp_http.py:
+
+- ``initialize`` POST: ``200``; ``content-type`` ``text/event-stream`` (or
+  ``application/json`` with ``--json-response``); an ``mcp-session-id`` header when stateful,
+  none when stateless. The SDK answers ``406`` unless ``Accept`` lists both
+  ``application/json`` and ``text/event-stream`` (only the first with ``--json-response``).
+- ``DELETE`` with the session id ends the session: ``200``; that id then gets ``404``.
+- Legacy SSE: the GET stream's first event is ``event: endpoint`` with a relative URL
+  ``/messages/?session_id=<hex>``; a POST there is answered ``202 Accepted`` and its response
+  arrives on the GET stream as ``event: message``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+from typing import Any
+
+import uvicorn
+from mcp.server.mcpserver import Context
+from mcp_sdk_server import server
+
+#: uvicorn's wait for open connections (GET streams) on shutdown, before it cancels them.
+GRACEFUL_SHUTDOWN = 0.5
+#: Paths of the Streamable HTTP endpoint and of the legacy GET stream (the SDK's defaults).
+STREAMABLE_PATH = "/mcp"
+SSE_PATH = "/sse"
+
+log = logging.getLogger("mcp_http_server")
+logging.basicConfig(
+    stream=sys.stderr,
+    level=os.environ.get("SARK_TEST_MCP_LOG_LEVEL", "INFO").upper(),
+    format="mcp_http_server %(levelname)s %(name)s: %(message)s",
+    force=True,
+)
+
+_runs = 0
+
+
+@server.tool(description="End the server process in the middle of the call.",
+             structured_output=False)
+async def crash(ctx: Context) -> str:
+    await ctx.report_progress(0, 1)
+    log.warning("crash: exiting with status 1")
+    logging.shutdown()
+    os._exit(1)
+
+
+@server.tool(description="How many times this tool has run in this process.",
+             structured_output=False)
+def counter() -> str:
+    global _runs
+    _runs += 1
+    return str(_runs)
+
+
+async def serve(uv: uvicorn.Server, sock: socket.socket, url: str) -> None:
+    task = asyncio.create_task(uv.serve(sockets=[sock]))
+    while not uv.started and not task.done():
+        await asyncio.sleep(0.01)
+    if uv.started:
+        print(f"READY {url}", flush=True)
+    await task
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--transport", choices=("streamable-http", "sse"),
+                        default="streamable-http")
+    parser.add_argument("--stateless", action="store_true", help="no Mcp-Session-Id")
+    parser.add_argument("--json-response", action="store_true",
+                        help="answer POSTs with application/json, not SSE")
+    args = parser.parse_args(argv)
+    if args.transport == "sse" and (args.stateless or args.json_response):
+        parser.error("--stateless and --json-response are Streamable HTTP options")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.transport == "sse":
+        app, path = server.sse_app(host="127.0.0.1"), SSE_PATH
+    else:
+        app = server.streamable_http_app(
+            streamable_http_path=STREAMABLE_PATH, json_response=args.json_response,
+            stateless_http=args.stateless, host="127.0.0.1")
+        path = STREAMABLE_PATH
+    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets whose proto says TCP.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.bind(("127.0.0.1", 0))
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}{path}"
+    # lifespan "on": the Streamable HTTP session manager runs in the app's lifespan.
+    config = uvicorn.Config(app, http="h11", ws="none", loop="asyncio", lifespan="on",
+                            log_config=None, access_log=False,
+                            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN)
+    uv = uvicorn.Server(config)
+
+    def stop(signum: int, frame: Any) -> None:
+        # Before uvicorn takes the signals over (a stop that arrives early), and after:
+        # uvicorn raises the signal it caught again, once it has shut down.
+        uv.should_exit = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    asyncio.run(serve(uv, sock, url))
+    log.info("exiting")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
