@@ -108,7 +108,7 @@ class EventSource(Protocol):
 @runtime_checkable
 class MessageChannel(Protocol):
     """JSON-RPC 2.0 both ways with one peer: requests with a timeout, notifications, and
-    answers to the peer's own requests."""
+    answers to the peer's own requests. The MCP session (``McpSession``) runs over any."""
 
     @property
     def alive(self) -> bool:
@@ -122,7 +122,17 @@ class MessageChannel(Protocol):
         timeout."""
         ...
 
-    def notify(self, method: str, params: Mapping[str, Any] | None = None) -> None:
+    def notify(self, method: str, params: Mapping[str, Any] | None = None,
+               timeout: float = ...) -> None:
+        """Send a notification, waiting at most ``timeout`` seconds to write it."""
+        ...
+
+    def respond(self, request_id: str | int, result: Any) -> None:
+        """Answer a request the peer sent."""
+        ...
+
+    def respond_error(self, request_id: str | int | None, code: int, message: str) -> None:
+        """Answer a request the peer sent with a JSON-RPC error."""
         ...
 
     def close(self) -> None:
