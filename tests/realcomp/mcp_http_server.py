@@ -15,9 +15,11 @@ event says). SIGTERM or SIGINT stops it within 2 s, open streams included, and i
 Tools: those of mcp_sdk_server.py (``echo``, ``add``, ``fail``, ``slow`` with progress,
 ``whoami``; imported from it, so both servers offer the same ones), plus:
 
-- ``crash()``: sends ``notifications/progress`` when the request carries a progress token
-  (so that an SSE response has started), then ends the process with ``os._exit(1)``: no
-  answer, the connection cut mid-call.
+- ``crash()``: ends the process with ``os._exit(1)`` while serving the call: no answer, the
+  connection closed mid-call (in an SSE mode the ``200`` head has usually been sent and the
+  chunked body ends without its last chunk; in a JSON mode the connection closes before any
+  response head). It sends nothing first: a progress notification queued just before the
+  exit might or might not reach the socket, and a test peer must behave the same every run.
 - ``counter()``: how many times ``counter`` has run in this process, this call included, as
   text (``"1"``, ``"2"``, ...): a client that repeats a call shows up as a jump.
 
@@ -56,7 +58,6 @@ import sys
 from typing import Any
 
 import uvicorn
-from mcp.server.mcpserver import Context
 from mcp_sdk_server import server
 
 #: uvicorn's wait for open connections (GET streams) on shutdown, before it cancels them.
@@ -78,8 +79,7 @@ _runs = 0
 
 @server.tool(description="End the server process in the middle of the call.",
              structured_output=False)
-async def crash(ctx: Context) -> str:
-    await ctx.report_progress(0, 1)
+def crash() -> str:
     log.warning("crash: exiting with status 1")
     logging.shutdown()
     os._exit(1)

@@ -10,8 +10,9 @@ stays chunked (the chunk boundaries may differ, the bytes do not); a response th
 cuts off mid-body is cut off the same way (no final chunk, the connection closed).
 
 Every request is recorded as an :class:`Exchange` (method, path, headers, body, response
-status and headers) once the response head has arrived (or the upstream failed: ``status``
-None, and the client got ``502``). ``requests`` is a snapshot of those so far, in the order
+status and headers) once the response head has arrived, or once the upstream failed
+before sending one (``status`` None, ``error`` says why; the client's connection is then
+closed without a response, as the upstream's was). ``requests`` is a snapshot of those so far, in the order
 the responses started; :meth:`RecordingProxy.wait_for` waits for a count without sleeping.
 
 Only the standard library: the tests import it on every Python that sark_sync supports.
@@ -134,10 +135,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 upstream.endheaders(wire_body or None)
                 response = upstream.getresponse()
             except (OSError, http.client.HTTPException) as exc:
+                # Mirror it: the client's connection closes without a response, as the
+                # upstream's did (or as a refused connection would look through a proxy).
                 proxy._record(Exchange(self.command, self.path, headers, body, None, (),
                                        f"{type(exc).__name__}: {exc}"))
                 self.close_connection = True
-                self.send_error(502, "upstream failed")
                 return
             response_headers = tuple(response.getheaders())
             proxy._record(Exchange(self.command, self.path, headers, body, response.status,
