@@ -12,8 +12,9 @@ cuts off mid-body is cut off the same way (no final chunk, the connection closed
 Every request is recorded as an :class:`Exchange` (method, path, headers, body, response
 status and headers) once the response head has arrived, or once the upstream failed
 before sending one (``status`` None, ``error`` says why; the client's connection is then
-closed without a response, as the upstream's was). ``requests`` is a snapshot of those so far, in the order
-the responses started; :meth:`RecordingProxy.wait_for` waits for a count without sleeping.
+closed without a response, as the upstream's was). ``requests`` is a snapshot of those so
+far, in the order the responses started; :meth:`RecordingProxy.wait_for` waits for a count
+without sleeping.
 
 Only the standard library: the tests import it on every Python that sark_sync supports.
 Each client connection has its thread, each request its own upstream connection (opened and
@@ -174,7 +175,26 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(b"0\r\n\r\n")
             self.wfile.flush()
 
-    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _forward
+    def do_GET(self) -> None:
+        self._forward()
+
+    def do_POST(self) -> None:
+        self._forward()
+
+    def do_PUT(self) -> None:
+        self._forward()
+
+    def do_PATCH(self) -> None:
+        self._forward()
+
+    def do_DELETE(self) -> None:
+        self._forward()
+
+    def do_HEAD(self) -> None:
+        self._forward()
+
+    def do_OPTIONS(self) -> None:
+        self._forward()
 
 
 class _Server(http.server.ThreadingHTTPServer):

@@ -18,7 +18,6 @@ from typing import Any, Callable
 
 import pytest
 import requests
-
 from realcomp.fixtures import McpHttpServer
 from realcomp.recording_proxy import RecordingProxy
 
@@ -147,7 +146,7 @@ def test_initialize_is_answered_200_with_the_mode_s_content_type_and_session_hea
     proxied: Callable[..., tuple[McpHttpServer, RecordingProxy]], http: requests.Session,
     mode: str,
 ) -> None:
-    server, proxy = proxied(mode)
+    _, proxy = proxied(mode)
     body = json.dumps(initialize_request()).encode()
     response = http.post(proxy.url, data=body, timeout=TIMEOUT, stream=True,
                          headers={"Accept": ACCEPT, "Content-Type": "application/json"})
@@ -173,7 +172,7 @@ def test_tools_call_echo_works_after_initialize_and_the_proxy_records_every_requ
     proxied: Callable[..., tuple[McpHttpServer, RecordingProxy]], http: requests.Session,
     mode: str,
 ) -> None:
-    server, proxy = proxied(mode)
+    _, proxy = proxied(mode)
     session_id = open_session(http, proxy.url)
     result = call_tool(http, proxy.url, session_id, 2, "echo", text="hé")["result"]
 
@@ -192,7 +191,7 @@ def test_tools_call_echo_works_after_initialize_and_the_proxy_records_every_requ
 def test_stateless_tools_call_needs_no_initialize(
     proxied: Callable[..., tuple[McpHttpServer, RecordingProxy]], http: requests.Session,
 ) -> None:
-    server, proxy = proxied("stateless-json")
+    _, proxy = proxied("stateless-json")
     result = call_tool(http, proxy.url, None, 1, "echo", text="hi")["result"]
 
     assert result["content"] == [{"type": "text", "text": "hi"}]
@@ -203,7 +202,7 @@ def test_a_2026_07_28_request_is_served_without_handshake_or_session(
     proxied: Callable[..., tuple[McpHttpServer, RecordingProxy]], http: requests.Session,
     mode: str,
 ) -> None:
-    server, proxy = proxied(mode)
+    _, proxy = proxied(mode)
     meta = {"io.modelcontextprotocol/protocolVersion": MODERN_VERSION,
             "io.modelcontextprotocol/clientCapabilities": {}}
     message = request("tools/call", 1, name="echo", arguments={"text": "new"}, _meta=meta)
@@ -218,7 +217,7 @@ def test_a_2026_07_28_request_is_served_without_handshake_or_session(
 def test_delete_ends_the_session_and_its_id_then_gets_404(
     proxied: Callable[..., tuple[McpHttpServer, RecordingProxy]], http: requests.Session,
 ) -> None:
-    server, proxy = proxied("stateful")
+    _, proxy = proxied("stateful")
     session_id = open_session(http, proxy.url)
     headers = {"Mcp-Session-Id": session_id or "", "MCP-Protocol-Version": HANDSHAKE_VERSION}
     deleted = http.delete(proxy.url, headers=headers, timeout=TIMEOUT)
@@ -266,7 +265,7 @@ def test_legacy_sse_stream_sends_the_endpoint_event_then_the_answers(
 def test_the_proxy_relays_each_sse_event_as_it_arrives(
     proxied: Callable[..., tuple[McpHttpServer, RecordingProxy]], http: requests.Session,
 ) -> None:
-    server, proxy = proxied("stateful")
+    _, proxy = proxied("stateful")
     session_id = open_session(http, proxy.url)
     message = request("tools/call", 2, name="slow", arguments={"seconds": SLOW_SECONDS},
                       _meta={"progressToken": "p"})
@@ -283,7 +282,7 @@ def test_the_proxy_relays_each_sse_event_as_it_arrives(
 def test_counter_counts_the_calls_of_the_process(
     proxied: Callable[..., tuple[McpHttpServer, RecordingProxy]], http: requests.Session,
 ) -> None:
-    server, proxy = proxied("stateless-json")
+    _, proxy = proxied("stateless-json")
     texts = [call_tool(http, proxy.url, None, n, "counter")["result"]["content"][0]["text"]
              for n in (1, 2, 3)]
 
@@ -309,7 +308,7 @@ def test_crash_closes_the_connection_without_an_answer_and_exits_1(
 def test_sigterm_stops_the_server_within_2s_with_a_stream_open(
     proxied: Callable[..., tuple[McpHttpServer, RecordingProxy]], http: requests.Session,
 ) -> None:
-    server, proxy = proxied("legacy-sse")
+    server, _ = proxied("legacy-sse")
     with http.get(server.url, stream=True, timeout=TIMEOUT) as response:
         assert Sse(response).next_event()[0] == "endpoint"
         started = time.monotonic()
@@ -318,3 +317,17 @@ def test_sigterm_stops_the_server_within_2s_with_a_stream_open(
         elapsed = time.monotonic() - started
 
     assert (code, elapsed < 2.0) == (0, True)
+
+
+def test_closing_the_proxy_cuts_an_open_stream_and_ends_its_threads(
+    proxied: Callable[..., tuple[McpHttpServer, RecordingProxy]], http: requests.Session,
+) -> None:
+    _, proxy = proxied("legacy-sse")
+    with http.get(proxy.url, stream=True, timeout=TIMEOUT) as response:
+        stream = Sse(response)
+        assert stream.next_event()[0] == "endpoint"
+        assert [e.method for e in proxy.wait_for(1, timeout=5)] == ["GET"]
+        proxy.close()
+        with pytest.raises((StopIteration, requests.exceptions.ChunkedEncodingError)):
+            stream.next_event()
+    proxy.close()  # idempotent; the leak guard checks that its threads are gone
