@@ -40,6 +40,11 @@ tests/integration/e2e/test_realcomp_mcp_http.py:
   ``application/json`` with ``--json-response``); an ``mcp-session-id`` header when stateful,
   none when stateless. The SDK answers ``406`` unless ``Accept`` lists both
   ``application/json`` and ``text/event-stream`` (only the first with ``--json-response``).
+- A 2026-07-28 ``tools/call`` (headers ``MCP-Protocol-Version``, ``Mcp-Method``,
+  ``Mcp-Name``; ``params._meta`` with ``io.modelcontextprotocol/protocolVersion`` and
+  ``.../clientCapabilities``) is answered ``200`` ``application/json`` without a session id
+  in every mode when the tool ends within the SDK's SSE deferral window.
+- ``notifications/initialized`` POST: ``202`` with an empty body.
 - ``DELETE`` with the session id ends the session: ``200``; that id then gets ``404``.
 - Legacy SSE: the GET stream's first event is ``event: endpoint`` with a relative URL
   ``/messages/?session_id=<hex>``; a POST there is answered ``202 Accepted`` and its response

@@ -331,3 +331,15 @@ def test_closing_the_proxy_cuts_an_open_stream_and_ends_its_threads(
         with pytest.raises((StopIteration, requests.exceptions.ChunkedEncodingError)):
             stream.next_event()
     proxy.close()  # idempotent; the leak guard checks that its threads are gone
+
+
+@pytest.mark.parametrize(("mode", "status"), [("stateful", 406), ("stateful-json", 200)])
+def test_accepting_json_alone_is_enough_only_in_json_response_mode(
+    proxied: Callable[..., tuple[McpHttpServer, RecordingProxy]], http: requests.Session,
+    mode: str, status: int,
+) -> None:
+    _, proxy = proxied(mode)
+    response = post(http, proxy.url, initialize_request(), Accept="application/json")
+    with response:
+        assert response.status_code == status
+    assert proxy.requests[0].header("accept") == "application/json"
