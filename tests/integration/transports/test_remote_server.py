@@ -1,0 +1,88 @@
+"""RemoteServer over Streamable HTTP against the official MCP server (mcp 2.3.0), through a
+recording proxy: what the server saw on the wire, in each of its modes. Work in progress of
+issue 13: the session, tools, calls, progress, timeouts with cancellation, DELETE on close."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, Callable
+
+import pytest
+from realcomp.fixtures import McpHttpServer
+from realcomp.recording_proxy import RecordingProxy
+
+from sark_sync import TransportTimeout
+from sark_sync.transports._mcp_remote import RemoteServer
+
+pytestmark = [pytest.mark.realcomp, pytest.mark.timeout(60)]
+
+MODES = ["stateful", "stateful-json", "stateless", "stateless-json"]
+STATEFUL = {"stateful", "stateful-json"}
+
+
+def bodies(proxy: RecordingProxy) -> list[Any]:
+    return [json.loads(x.body) if x.body else None for x in proxy.requests]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_session_lists_and_calls_tools_and_ends_with_delete(
+    mode: str, mcp_http_server: Callable[..., McpHttpServer],
+    recording_proxy: Callable[[str], RecordingProxy],
+) -> None:
+    proxy = recording_proxy(mcp_http_server(mode).url)
+    with RemoteServer(proxy.url, name="sdk", timeout=10) as server:
+        assert server.protocol_version == "2025-11-25"
+        assert (server.session_id is not None) == (mode in STATEFUL)
+        names = {tool.tool_name for tool in server.list_tools()}
+        assert {"echo", "add", "slow", "counter"} <= names
+        assert server.call_tool("echo", {"text": "hi"}).text == "hi"
+        assert server.call_tool("add", {"a": 2, "b": 3}).structured == {"sum": 5}
+    exchanges = proxy.requests
+    posts = [x for x in exchanges if x.method == "POST"]
+    assert [b["method"] for b in bodies(proxy) if b is not None][:3] == [
+        "initialize", "notifications/initialized", "tools/list"]
+    for x in posts:
+        assert x.header("Accept") == "application/json, text/event-stream"
+        assert x.header("Content-Type") == "application/json"
+        assert not isinstance(json.loads(x.body), list)  # never a batch
+    for x in posts[1:]:  # after initialize: the negotiated version, and the session if any
+        assert x.header("MCP-Protocol-Version") == "2025-11-25"
+        assert x.header("Mcp-Session-Id") == (posts[0].response_header("Mcp-Session-Id"))
+    assert posts[1].status == 202  # notifications/initialized
+    deletes = [x for x in exchanges if x.method == "DELETE"]
+    if mode in STATEFUL:
+        assert len(deletes) == 1 and deletes[0].status == 200
+        assert deletes[0].header("Mcp-Session-Id") == server.session_id
+    else:
+        assert deletes == []  # no session to end
+    assert all(x.status != 406 for x in exchanges)
+
+
+def test_progress_arrives_on_the_response_stream(
+    mcp_http_server: Callable[..., McpHttpServer],
+) -> None:
+    seen: list[tuple[float, float | None, str | None]] = []
+    with RemoteServer(mcp_http_server("stateful").url, timeout=10) as server:
+        result = server.call_tool("slow", {"seconds": 0.2},
+                                  progress=lambda p, total, message: seen.append((p, total,
+                                                                                  message)))
+    assert result.text == "slept 0.2" and len(seen) == 2
+
+
+def test_a_timeout_is_bounded_and_the_server_is_told_to_cancel(
+    mcp_http_server: Callable[..., McpHttpServer],
+    recording_proxy: Callable[[str], RecordingProxy],
+) -> None:
+    proxy = recording_proxy(mcp_http_server("stateful").url)
+    with RemoteServer(proxy.url, timeout=10) as server:
+        started = time.monotonic()
+        with pytest.raises(TransportTimeout, match=r"did not answer tools/call within 0\.5s"):
+            server.call_tool("slow", {"seconds": 60}, timeout=0.5)
+        assert time.monotonic() - started < 0.5 + 0.6  # the cut, then one short notify
+        calls = [b for b in bodies(proxy) if b is not None and b.get("method") == "tools/call"]
+        cancels = [b for b in bodies(proxy)
+                   if b is not None and b.get("method") == "notifications/cancelled"]
+        assert cancels == [{"jsonrpc": "2.0", "method": "notifications/cancelled",
+                            "params": {"requestId": calls[0]["id"], "reason": "timeout"}}]
+        assert server.call_tool("echo", {"text": "still here"}).text == "still here"
