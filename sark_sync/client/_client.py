@@ -1,10 +1,8 @@
 """GatewayClient: every operation of the client, in one class.
 
 The public methods check their arguments (a bad name never becomes a request) and hand the call
-to the client's :class:`~._pipeline.Pipeline`, built here, which runs the same stages in the same
-order for every transport: deadline -> authorize -> breaker -> retry -> transport -> audit. One
-client is meant to be shared: by every thread of a process, and across ``fork()`` (a forked
-child rebuilds what it needs lazily). See ``docs/ARCHITECTURE.md``.
+to the client's :class:`~._pipeline.Pipeline`, built here (``docs/ARCHITECTURE.md``). One
+client is shared by every thread of a process, and across ``fork()``.
 """
 
 from __future__ import annotations
@@ -32,6 +30,8 @@ from ..transports import (
     GatewayTransport,
     LocalServer,
     LocalServerPool,
+    RemoteServer,
+    RemoteServerPool,
 )
 from ..wire import DEFAULT_MAX_EVENT_BYTES
 from . import _discovery as discovery
@@ -75,20 +75,16 @@ class GatewayClient:
         :class:`OPAAuthorizer`, :class:`SarkAuthorizer` or a callable ``(AuthorizationInput)
         -> Decision | Mapping``; a deny raises :class:`AuthorizationDenied`, nothing is sent.
         Costs two discovery requests per server a minute (``docs/gateway/AUTHORIZATION.md``).
-    :param audit: where one audit event per operation goes (each tool call, each
-        discovery call or listing walked, ``health()``, each event stream opened): an
-        :class:`~sark_sync.governance.Auditor`, a sink (``LoggingSink``, ``JSONLinesSink``,
-        ``HTTPSink``, ``CallableSink`` or a callable ``func(event)``) or a list of them; ``[]``
-        for none. None (the default) logs JSON lines on the ``sark_sync.audit`` logger at INFO,
-        and costs nothing while that logger is not enabled for INFO. Ownership: an auditor
-        the client built (None, a sink, a list) is closed by :meth:`close`, which flushes
-        the caller's sinks but never closes them; an ``Auditor`` passed in is the caller's to
-        close (:meth:`close` only flushes it).
-    :param transport: the gateway transport (a :class:`~sark_sync.transports.GatewayTransport`:
-        ``send(request, *, deadline, accept_statuses) -> Response``), instead of HTTP to
-        ``base_url``: for example :class:`sark_sync.testing.MockTransport` in a unit test. Every
-        stage above it (deadline, authorization, breaker, retries, audit) runs unchanged;
-        ``base_url`` then only names the gateway. The client closes it on :meth:`close`.
+    :param audit: where one audit event per operation goes: an
+        :class:`~sark_sync.governance.Auditor`, a sink or a callable ``func(event)``, a list of
+        them, ``[]`` for none; None (the default) logs JSON lines on the ``sark_sync.audit``
+        logger at INFO (free while it is off). :meth:`close` closes an auditor it built and only
+        flushes the caller's sinks or ``Auditor`` (``docs/gateway/AUDIT.md``).
+    :param transport: the gateway transport (a :class:`~sark_sync.transports.GatewayTransport`)
+        instead of HTTP to ``base_url``, e.g. :class:`sark_sync.testing.MockTransport` in a unit
+        test; every stage above it runs unchanged, and :meth:`close` closes it.
+    :param remote_servers: ``{"name": url}`` (or ``{"name": {"url": ..., "headers": {...}}}``):
+        MCP servers over Streamable HTTP, connected on first use (work in progress).
 
     >>> client = GatewayClient("http://127.0.0.1:8080", api_key="k")  # doctest: +SKIP
     >>> with client:                                                  # doctest: +SKIP
@@ -99,8 +95,8 @@ class GatewayClient:
     (never quoting a credential, nor a URL that may carry one). Every limit is a named
     constant of :mod:`sark_sync._config`: durations up to ``MAX_SECONDS`` (24 h), and so on.
 
-    Every operation runs one pipeline, in one order for every transport: deadline ->
-    authorize -> breaker -> retry -> transport -> audit (see ``docs/ARCHITECTURE.md``).
+    Every call runs one pipeline: deadline -> authorize -> breaker -> retry -> transport ->
+    audit, in that order for every transport.
     """
 
     def __init__(
@@ -114,6 +110,7 @@ class GatewayClient:
         on_notification: Callable[[str, str, Mapping[str, Any]], None] | None = None,
         authorizer: AuthorizerLike | None = None, audit: object = None,
         transport: GatewayTransport | None = None,
+        remote_servers: Mapping[str, Any] | None = None,
     ) -> None:
         options = Options.check(
             base_url, api_key=api_key, timeout=timeout, retry=retry, breaker=breaker,
@@ -124,19 +121,19 @@ class GatewayClient:
         self.base_url, self.timeouts, self.retry = options.base_url, options.timeouts, options.retry
         self.breaker, self.restart = options.breaker, options.restart
         self.max_workers, self.transport_mode = options.max_workers, options.transport_mode
-        self.idempotency_keys = options.idempotency_keys
-        self._api_key = options.api_key
+        self.idempotency_keys, self._api_key = options.idempotency_keys, options.api_key
         self._custom_transport = transport is not None
         # Checked before the auditor exists: a bad option must not leave a sink behind.
         local = LocalServerPool(local_servers, options.restart, startup_timeout=startup_timeout,
                                 on_notification=on_notification)
+        remote = RemoteServerPool(remote_servers)
         pipeline: Pipeline
         self._governance = Governance(authorizer, metadata=lambda server, is_local, deadline: (
             discovery.server_metadata(pipeline, server, is_local, deadline)))
         self._auditor, self._owns_auditor = resolve_audit(audit)
         if self._auditor is not None:
             self._governance.audit_hook = AuditRecorder(self._auditor)
-        self._resources = Resources(local)
+        self._resources = Resources(local, remote)
         gateway: Callable[[], GatewayTransport] = options.http_transport if transport is None \
             else (lambda: transport)
         pipeline = self._pipeline = Pipeline(
@@ -164,8 +161,8 @@ class GatewayClient:
         return self._auditor
 
     def close(self) -> None:
-        """Release every connection, thread and local server. Idempotent; later calls raise
-        :class:`ClientClosedError`. In-flight submitted calls finish within their deadlines."""
+        """Release every connection, thread and server; idempotent. In-flight submitted calls
+        finish within their deadlines; later calls raise :class:`ClientClosedError`."""
         self._pipeline.closed = True
         self._finalizer()
         self._governance.close()
@@ -177,7 +174,7 @@ class GatewayClient:
                 flush_for_close(auditor)
 
     def __enter__(self) -> GatewayClient:
-        self._check_open()
+        self._pipeline.check_open()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -191,15 +188,11 @@ class GatewayClient:
     def _after_fork_in_child(self) -> None:
         self._resources.drop_after_fork()
 
-    def _check_open(self) -> None:
-        self._pipeline.check_open()
-
     def _state(self) -> Resources:
         return self._pipeline.state()
 
     def breaker_for(self, server: str | None = None) -> Breaker:
-        """The breaker guarding ``server`` on this gateway (None: discovery and health), or
-        the local server of that name. :class:`ValidationError` for an invalid name."""
+        """The breaker guarding ``server`` (None: the gateway's discovery and health)."""
         return self._pipeline.breaker(
             None if server is None else validate_name(server, "server"))
 
@@ -365,7 +358,7 @@ class GatewayClient:
         is sent, :class:`TransportNotAvailableError` for a client given its own ``transport``.
         """
         if self._custom_transport:
-            self._check_open()
+            self._pipeline.check_open()
             raise TransportNotAvailableError(
                 "event streams need the gateway's HTTP transport; this client was given its "
                 "own transport")
@@ -383,15 +376,24 @@ class GatewayClient:
         timeout: float | None = None, startup_timeout: float | None = None,
         on_notification: Callable[[str, Mapping[str, Any]], None] | None = None,
     ) -> LocalServer:
-        """Start a local MCP server over stdio and return its session (a context manager).
-
-        While it runs, ``invoke_tool(session.name, ...)`` reaches it through the client's
-        pipeline (deadline, breaker, retries); the client closes it on ``close()`` if the
-        caller has not. See :class:`LocalServer` for the arguments; ``timeout`` defaults to the
-        client's deadline.
-        """
+        """Start a local MCP server over stdio and return its session (a context manager);
+        ``invoke_tool(session.name, ...)`` reaches it through the pipeline, and ``close()``
+        stops it if the caller has not. Arguments as :class:`LocalServer`'s."""
         self._pipeline.require("stdio")
         return self._state().local.connect(
             command, env=env, cwd=cwd, name=name, inherit_env=inherit_env,
             timeout=self.timeouts.deadline if timeout is None else timeout,
             startup_timeout=startup_timeout, on_notification=on_notification)
+
+    def connect_remote_server(
+        self, url: str, *, name: str | None = None, headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> RemoteServer:
+        """Open a session with the MCP server at ``url`` (Streamable HTTP) and return it;
+        ``invoke_tool(session.name, ...)`` then reaches it through the pipeline (work in
+        progress: issue 13)."""
+        self._pipeline.require("http")
+        server = RemoteServer(url, name=name, headers=headers,
+                              timeout=self.timeouts.deadline if timeout is None else timeout)
+        self._state().remote.attach(server.connect())
+        return server

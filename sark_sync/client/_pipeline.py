@@ -45,7 +45,7 @@ from .._exceptions import (
 from .._models import Principal, ToolResult
 from ..governance import Operation
 from ..resilience import Breaker, Retrying, retryable
-from ..transports import GatewayTransport, LocalServerPool, Request, Response
+from ..transports import GatewayTransport, LocalServerPool, RemoteServerPool, Request, Response
 from ._governance_stage import Governance
 from ._invocation import Invocation, check_call, prepare
 from ._resources import Resources
@@ -120,12 +120,16 @@ class Pipeline:
                 f"this operation needs the {transport} transport, but transport_mode is "
                 f"{self.transport_mode!r}")
 
-    def local(self, server: str | None) -> LocalServerPool | None:
-        """The local server pool if ``server`` is one of its servers (stdio), else None."""
-        local = self.state().local
-        if server is not None and server in local:
+    def local(self, server: str | None) -> LocalServerPool | RemoteServerPool | None:
+        """The pool of MCP sessions ``server`` belongs to: local servers (stdio) or remote
+        ones (Streamable HTTP); None for a gateway server."""
+        resources = self.state()
+        if server is not None and server in resources.local:
             self.require("stdio")
-            return local
+            return resources.local
+        if server is not None and server in resources.remote:
+            self.require("http")
+            return resources.remote
         return None
 
     def gateway(self) -> GatewayTransport:
@@ -140,6 +144,8 @@ class Pipeline:
         resources = self.state()
         if server is not None and server in resources.local:
             name = f"local:{server}"
+        elif server is not None and server in resources.remote:
+            name = f"remote:{server}"
         else:
             name = self.base_url if server is None else f"{self.base_url}/{server}"
         return resources.breaker(name, self.breaker_policy)

@@ -16,7 +16,7 @@ from typing import Callable
 
 from .._config import BreakerPolicy
 from ..resilience import Breaker
-from ..transports import EventStream, GatewayTransport, LocalServerPool
+from ..transports import EventStream, GatewayTransport, LocalServerPool, RemoteServerPool
 
 __all__ = ["Resources"]
 
@@ -24,13 +24,14 @@ __all__ = ["Resources"]
 class Resources:
     """The resources of one client, with the lock that guards their lazy creation."""
 
-    def __init__(self, local: LocalServerPool) -> None:
+    def __init__(self, local: LocalServerPool, remote: RemoteServerPool) -> None:
         self.lock = threading.Lock()
         self.pid = os.getpid()
         self.transport: GatewayTransport | None = None
         self.executor: ThreadPoolExecutor | None = None
         self.breakers: dict[str, Breaker] = {}
         self.local = local
+        self.remote = remote
         self.streams: weakref.WeakSet[EventStream] = weakref.WeakSet()
 
     def gateway(self, build: Callable[[], GatewayTransport], check: Callable[[], None]
@@ -87,9 +88,11 @@ class Resources:
         if transport is not None:
             transport.close()
         self.local.close()
+        self.remote.close()
 
     def drop_after_fork(self) -> None:
         self.local.forget_after_fork()
+        self.remote.forget_after_fork()
         for stream in list(self.streams):
             stream.close()  # in the child, only forgets the parent's connection
         self.streams = weakref.WeakSet()

@@ -21,6 +21,8 @@ from ._common import (
 )
 from ._guarded import Exchange, GuardedAdapter, guarded, guarded_for
 from ._mcp_pool import LocalServerPool
+from ._mcp_remote import RemoteServer
+from ._mcp_remote_pool import RemoteServerPool
 from ._mcp_session import DEFAULT_STARTUP_TIMEOUT, LocalServer
 from .http import DEFAULT_MAX_RESPONSE_BYTES, HTTPTransport
 from .sse import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_RECONNECTS, EventStream
@@ -41,6 +43,8 @@ __all__ = [
     "LocalServer",
     "LocalServerPool",
     "MessageChannel",
+    "RemoteServer",
+    "RemoteServerPool",
     "Request",
     "Response",
     "StdioTransport",

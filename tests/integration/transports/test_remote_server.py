@@ -12,7 +12,9 @@ import pytest
 from realcomp.fixtures import McpHttpServer
 from realcomp.recording_proxy import RecordingProxy
 
+import sark_sync
 from sark_sync import TransportTimeout
+from sark_sync.governance import CallableSink
 from sark_sync.transports._mcp_remote import RemoteServer
 
 pytestmark = [pytest.mark.realcomp, pytest.mark.timeout(60)]
@@ -86,3 +88,30 @@ def test_a_timeout_is_bounded_and_the_server_is_told_to_cancel(
         assert cancels == [{"jsonrpc": "2.0", "method": "notifications/cancelled",
                             "params": {"requestId": calls[0]["id"], "reason": "timeout"}}]
         assert server.call_tool("echo", {"text": "still here"}).text == "still here"
+
+
+def test_invoke_tool_reaches_a_remote_server_by_name_through_the_pipeline(
+    mcp_http_server: Callable[..., McpHttpServer],
+    recording_proxy: Callable[[str], RecordingProxy],
+) -> None:
+    proxy = recording_proxy(mcp_http_server("stateless-json").url)
+    events: list[Any] = []
+    with sark_sync.GatewayClient("http://127.0.0.1:9", remote_servers={"sdk": proxy.url},
+                                 audit=CallableSink(events.append)) as client:
+        result = client.invoke_tool("sdk", "add", {"a": 1, "b": 2})
+        assert result.structured == {"sum": 3} and result.server == "sdk"
+        assert client.breaker_for("sdk").name == "remote:sdk"
+        assert {t.tool_name for t in client.list_tools("sdk")} >= {"echo", "add"}
+    methods = [b["method"] for b in bodies(proxy) if b is not None]
+    assert methods[:3] == ["initialize", "notifications/initialized", "tools/call"]
+    assert [e.outcome for e in events if e.event_type == "tool_invocation"] == ["success"]
+
+
+def test_connect_remote_server_attaches_the_session_to_the_client(
+    mcp_http_server: Callable[..., McpHttpServer],
+) -> None:
+    with sark_sync.GatewayClient("http://127.0.0.1:9") as client:
+        server = client.connect_remote_server(mcp_http_server("stateful").url, name="live")
+        assert server.session_id is not None
+        assert client.invoke_tool("live", "echo", {"text": "via"}).text == "via"
+    assert not server.alive  # the client ended the session it was given

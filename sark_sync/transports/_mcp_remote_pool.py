@@ -1,0 +1,115 @@
+"""The client's remote MCP servers: connected by name, on first use, within the call's deadline.
+
+A :class:`GatewayClient` routes calls for a name in ``remote_servers`` (or a server attached
+with ``connect_remote_server``) here, with the same surface as the local server pool
+(``call_tool``, ``list_tools``, ``retry_safe``), so the pipeline drives both alike. A server's
+session is opened by the first call that needs it (one lock per name: concurrent callers share
+one handshake); after ``fork()`` the child forgets the parent's sessions (never ending them:
+they are the parent's) and opens its own. Work in progress (issue 13).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any, Callable
+
+from .._deadline import Deadline
+from .._exceptions import ClientClosedError, ConfigurationError
+from .._models import ToolInfo, ToolResult
+from .._validation import validate_name
+from ._mcp_remote import RemoteServer
+
+__all__ = ["RemoteServerPool"]
+
+
+class _Entry:
+    __slots__ = ("headers", "lock", "retry_safe", "server", "url")
+
+    def __init__(self, url: str, headers: Mapping[str, str] | None) -> None:
+        self.url = url
+        self.headers = dict(headers or {})
+        self.lock = threading.Lock()
+        self.server: RemoteServer | None = None
+        self.retry_safe: dict[str, bool] = {}
+
+
+class RemoteServerPool:
+    """Remote servers by name. Thread-safe."""
+
+    def __init__(self, specs: Mapping[str, object] | None, *,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        #: How the retry loop waits between attempts at a tool (injectable for tests).
+        self.sleep = sleep
+        self._entries: dict[str, _Entry] = {}
+        self._closed = False
+        if specs is not None and not isinstance(specs, Mapping):
+            raise ConfigurationError("remote_servers must be a mapping of name to URL")
+        for name, value in (specs or {}).items():
+            validate_name(name, "remote server")
+            if isinstance(value, str):
+                self._entries[name] = _Entry(value, None)
+            elif isinstance(value, Mapping) and isinstance(value.get("url"), str):
+                self._entries[name] = _Entry(value["url"], value.get("headers"))
+            else:
+                raise ConfigurationError(f"remote server {name!r} must be a URL or "
+                                         "{'url': ..., 'headers': {...}}")
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def attach(self, server: RemoteServer) -> None:
+        """Route calls for ``server.name`` to this connected session."""
+        entry = _Entry("", None)
+        entry.server = server
+        self._entries[server.name] = entry
+
+    def retry_safe(self, name: str, tool: str) -> bool:
+        entry = self._entries.get(name)
+        return bool(entry and entry.retry_safe.get(tool, False))
+
+    def call_tool(self, name: str, tool: str, arguments: Mapping[str, Any],
+                  deadline: Deadline) -> ToolResult:
+        """One attempt at ``tool`` on ``name``, within the deadline (the pipeline retries)."""
+        server = self.get(name, deadline)
+        budget = deadline.remaining()
+        if budget <= 0:
+            raise deadline.exceeded(f"before calling {name}/{tool}", attempts=0, server=name,
+                                    tool=tool)
+        return server.call_tool(tool, arguments, timeout=budget)
+
+    def list_tools(self, name: str, deadline: Deadline) -> list[ToolInfo]:
+        tools = self.get(name, deadline).list_tools(timeout=max(deadline.remaining(), 0.001))
+        self._entries[name].retry_safe = {t.tool_name: t.annotations.retry_safe for t in tools}
+        return tools
+
+    def get(self, name: str, deadline: Deadline) -> RemoteServer:
+        """The open session with ``name``, connected first if need be."""
+        entry = self._entries[name]
+        server = entry.server
+        if server is not None and server.alive:
+            return server
+        if not entry.lock.acquire(timeout=deadline.remaining()):
+            raise deadline.exceeded(f"waiting for remote server {name!r} to connect",
+                                    attempts=0, server=name)
+        try:
+            if self._closed:
+                raise ClientClosedError("this GatewayClient is closed")
+            if entry.server is None or not entry.server.alive:
+                server = RemoteServer(entry.url, name=name, headers=entry.headers)
+                entry.server = server.connect(timeout=max(deadline.remaining(), 0.001))
+            return entry.server
+        finally:
+            entry.lock.release()
+
+    def close(self) -> None:
+        self._closed = True
+        for entry in self._entries.values():
+            if entry.server is not None:
+                entry.server.close()
+
+    def forget_after_fork(self) -> None:
+        for entry in self._entries.values():
+            entry.server = None  # the parent's session: never ended from here
+            entry.lock = threading.Lock()
