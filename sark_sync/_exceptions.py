@@ -15,7 +15,8 @@ resemble, so ``except TimeoutError`` or ``except PermissionError`` work as expec
     │   ├── TransportTimeout (TimeoutError)
     │   ├── ProtocolError                 malformed, truncated, oversize or non-JSON responses
     │   ├── ProcessStartError (OSError)   a local MCP server could not be started
-    │   └── ProcessExitedError            a local MCP server exited (exit code, stderr tail)
+    │   ├── ProcessExitedError            a local MCP server exited (exit code, stderr tail)
+    │   └── SessionExpiredError           a remote MCP server lost the session, twice (404)
     ├── RPCError                          a JSON-RPC error from an MCP server (code, data)
     ├── DeadlineExceeded (TimeoutError)   the call's deadline ran out (attempts, slept, last error)
     ├── CircuitOpenError                  the breaker fails fast without touching the network
@@ -65,6 +66,7 @@ __all__ = [
     "RateLimitError",
     "ServerError",
     "ServiceUnavailableError",
+    "SessionExpiredError",
     "ToolExecutionError",
     "TransportError",
     "TransportNotAvailableError",
@@ -205,6 +207,11 @@ class ProcessExitedError(TransportError):
         if self.stderr_tail:
             text += "\nlast lines of its stderr:\n" + self.stderr_tail
         return text
+
+
+class SessionExpiredError(TransportError):
+    """A remote MCP server answered 404 to a request that carried its session id, again after
+    a new session was opened for it: the server ran neither request (``server`` names it)."""
 
 
 class RPCError(GatewayError):

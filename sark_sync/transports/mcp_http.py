@@ -22,6 +22,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -30,15 +31,28 @@ from typing import Any, Callable
 import requests
 
 from .._exceptions import (
+    AuthenticationError,
     ClientClosedError,
+    DeadlineExceeded,
     GatewayError,
     ProtocolError,
     RPCError,
+    SessionExpiredError,
     TransportTimeout,
 )
+from ..resilience import forksafety
 from ..wire import DEFAULT_MAX_EVENT_BYTES, EventReader, SSEFramer, jsonrpc
 from ._common import READ_FAILURES, close_session, error_from_answer, new_session, translate
 from ._guarded import GuardedAdapter, guarded
+from ._mcp_modern import check_result, envelope, error_of_answer, routing_headers
+from ._mcp_http_recovery import (
+    MAX_REDIRECTS,
+    Redirected,
+    Renewal,
+    SessionGone,
+    Unauthorized,
+    redirect_target,
+)
 
 __all__ = ["StreamableHTTPChannel"]
 
@@ -56,14 +70,19 @@ _BROKEN: tuple[type[Exception], ...] = (*READ_FAILURES, requests.RequestExceptio
 
 class StreamableHTTPChannel:
     """JSON-RPC with one MCP server at ``url`` over Streamable HTTP. Thread-safe: each request
-    is its own POST. ``headers`` go on every request (credentials: never logged)."""
+    is its own POST. ``headers`` go on every request (credentials: never logged); ``auth`` is
+    anything requests takes as ``auth=`` (a ``requests.auth.AuthBase`` sets headers per request;
+    its ``refresh()``, if any, is called once on a 401). ``reinitialize(timeout)`` opens a new
+    session (the owner's handshake) when the server lost ours (404) and in a forked child.
+    Recovery from 404, 401 and redirects: :mod:`._mcp_http_recovery`."""
 
     def __init__(
         self, url: str, *, name: str, user_agent: str, headers: Mapping[str, str] | None = None,
         verify: bool | str | None = None,
         on_request: Callable[[jsonrpc.Request], None] | None = None,
         on_notification: Callable[[jsonrpc.Notification], None] | None = None,
-        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES, auth: Any = None,
+        reinitialize: Callable[[float], None] | None = None,
     ) -> None:
         self.url = url
         self.name = name
@@ -71,12 +90,20 @@ class StreamableHTTPChannel:
         self._on_request = on_request
         self._on_notification = on_notification
         self._max_event_bytes = max_event_bytes
-        self._session = new_session(url, user_agent, verify, GuardedAdapter(
-            pool_connections=1, pool_maxsize=32), accept=ACCEPT)
+        self._user_agent, self._verify, self._auth = user_agent, verify, auth
+        self._reinitialize = reinitialize
+        self._session = self._http_session()
+        self._pid = os.getpid()  # a child never ends (DELETEs) its parent's session
+        self._sessions, self._credentials = Renewal(), Renewal()
+        self._lost = False  # the session must be opened again before the next request
+        forksafety.register(self)
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self.session_id: str | None = None
         self.protocol_version: str | None = None
+        #: None: the 2025 wire. A 2026 version (set by the negotiation): every message
+        #: carries the envelope and routing headers, never a session id; no DELETE.
+        self.modern_version: str | None = None
         self._closed = False
 
     # -- MessageChannel ----------------------------------------------------------------------
@@ -89,13 +116,35 @@ class StreamableHTTPChannel:
         """Nothing to start: the first POST (``initialize``) opens the session."""
 
     def request(self, method: str, params: Mapping[str, Any] | None, timeout: float) -> Any:
+        """The result of one request; :class:`DeadlineExceeded` (after sending
+        ``notifications/cancelled``) when it is not answered within ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
         request_id = next(self._ids)
-        body = jsonrpc.encode_request(request_id, method, params)
-        try:
-            result = self._post(body, timeout, request_id=request_id, method=method)
-        except TransportTimeout:
-            self._cancel(request_id, "timeout")
-            raise
+        modern, route = self._modern(method, params)
+        body = jsonrpc.encode_request(request_id, method, modern)
+        renewed = False
+        while True:
+            seen = self._sessions.generation
+            try:
+                if self._lost and method != "initialize":
+                    self._renew_session(seen, method, deadline)  # forked: a session of our own
+                    continue
+                result = self._post(body, max(0.0, deadline - time.monotonic()),
+                                    request_id=request_id, method=method, route=route)
+                break
+            except SessionGone:
+                if renewed or method == "initialize":
+                    raise self._expired(method) from None
+                renewed = True
+                self._renew_session(seen, method, deadline)
+            except TransportTimeout as exc:
+                self._cancel(request_id, "timeout")
+                if time.monotonic() < deadline:
+                    raise
+                raise DeadlineExceeded(exc.message, timeout=timeout, last_error=exc,
+                                       server=self.name) from None
+        if route:
+            return check_result(result, method, self.name)
         if method == "initialize" and isinstance(result, Mapping):
             version = result.get("protocolVersion")
             self.protocol_version = version if isinstance(version, str) else None
@@ -103,7 +152,8 @@ class StreamableHTTPChannel:
 
     def notify(self, method: str, params: Mapping[str, Any] | None = None,
                timeout: float = SHORT_TIMEOUT) -> None:
-        self._post(jsonrpc.encode_notification(method, params), timeout)
+        modern, route = self._modern(method, params)
+        self._post(jsonrpc.encode_notification(method, modern), timeout, route=route)
 
     def respond(self, request_id: str | int, result: Any) -> None:
         self._post(jsonrpc.encode_response(request_id, result), SHORT_TIMEOUT)
@@ -112,13 +162,13 @@ class StreamableHTTPChannel:
         self._post(jsonrpc.encode_error(request_id, code, message), SHORT_TIMEOUT)
 
     def close(self) -> None:
-        """DELETE the session (a server that keeps none answers 405), then release the
-        connections. Idempotent; never raises."""
+        """DELETE the session (a server that keeps none answers 405; a forked child never
+        DELETEs its parent's), then release the connections. Idempotent; never raises."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
-        if self.session_id is not None:
+        if self.session_id is not None and self._pid == os.getpid():
             try:
                 with guarded(time.monotonic() + SHORT_TIMEOUT):
                     self._session.delete(self.url, headers=self._send_headers(),
@@ -129,25 +179,54 @@ class StreamableHTTPChannel:
 
     # -- one POST ----------------------------------------------------------------------------
 
-    def _send_headers(self) -> dict[str, str]:
+    def _send_headers(self, *, fresh: bool = False) -> dict[str, str]:
+        """The headers of every request; ``fresh`` (an ``initialize``, which opens a new
+        session) carries neither the session id nor the version of the old session."""
         headers = dict(self._headers)
         headers["Content-Type"] = "application/json"
-        if self.session_id is not None:
+        if self.session_id is not None and not fresh:
             headers["Mcp-Session-Id"] = self.session_id
-        if self.protocol_version is not None:
+        if self.protocol_version is not None and not fresh:
             headers["MCP-Protocol-Version"] = self.protocol_version
         return headers
 
     def _post(self, body: bytes, timeout: float, *, request_id: int | None = None,
-              method: str = "") -> Any:
-        """POST one message; for a request, its result (an error answer raises RPCError)."""
+              method: str = "", route: Mapping[str, str] | None = None) -> Any:
+        """POST one message, following same-origin 307/308 and refreshing the credentials
+        once on a 401; for a request, its result (an error answer raises RPCError)."""
+        deadline = time.monotonic() + timeout
+        url, hops, refreshed = self.url, 0, False
+        while True:
+            seen = self._credentials.generation
+            try:
+                return self._post_once(url, body, max(0.0, deadline - time.monotonic()),
+                                       request_id=request_id, method=method, route=route)
+            except Redirected as hop:
+                hops += 1
+                if hops > MAX_REDIRECTS:
+                    raise ProtocolError(f"MCP server {self.name!r} redirected more than "
+                                        f"{MAX_REDIRECTS} times", server=self.name) from None
+                url = hop.url
+            except Unauthorized as refused:
+                if refreshed or not self._refresh(seen, deadline):
+                    raise refused.error from None
+                refreshed = True
+            except SessionGone:
+                if request_id is not None:
+                    raise  # request() opens a new session and resends
+                raise self._expired(method) from None
+
+    def _post_once(self, url: str, body: bytes, timeout: float, *, request_id: int | None,
+                   method: str, route: Mapping[str, str] | None = None) -> Any:
         if self._closed:
             raise ClientClosedError(f"the session with {self.name!r} is closed")
         where: dict[str, Any] = {"method": "POST", "url": self.url, "server": self.name}
         with guarded(time.monotonic() + timeout) as exchange:
             try:
                 response = self._session.post(
-                    self.url, data=body, headers=self._send_headers(), stream=True,
+                    url, data=body, headers=dict(self._send_headers(
+                        fresh=method == "initialize" or bool(route)), **(route or {})),
+                    stream=True,
                     timeout=(min(timeout, 10.0), timeout), allow_redirects=False)
             except requests.RequestException as exc:
                 raise self._timeout(method, timeout) if exchange.cut else \
@@ -173,18 +252,27 @@ class StreamableHTTPChannel:
     def _answer(self, response: requests.Response, request_id: int | None, method: str,
                 where: dict[str, Any]) -> Any:
         status = response.status_code
+        if 300 <= status < 400:
+            raise Redirected(redirect_target(response.url, status,
+                                             response.headers.get("Location"), name=self.name))
+        if status == 401:
+            raise Unauthorized(AuthenticationError(
+                f"MCP server {self.name!r} refused the credentials (401)",
+                **dict(where, status_code=status)))
+        if status == 404 and response.request.headers.get("Mcp-Session-Id"):
+            raise SessionGone()
         if request_id is None:  # a notification or a response: 202, nothing to read
             if status not in (200, 202):
                 raise error_from_answer(status, response.raw.read(4096) or b"",
                                         response.headers, dict(where, status_code=status))
             return None
         if status != 200:
-            raise error_from_answer(status, response.raw.read(64 * 1024) or b"",
-                                    response.headers, dict(where, status_code=status))
+            raw = response.raw.read(64 * 1024) or b""
+            rpc_error = error_of_answer(raw, status, self.name) if self.modern_version else None
+            raise rpc_error or error_from_answer(status, raw, response.headers,
+                                                 dict(where, status_code=status))
         if method == "initialize":
-            session_id = response.headers.get("Mcp-Session-Id")
-            if session_id:
-                self.session_id = session_id
+            self.session_id = response.headers.get("Mcp-Session-Id") or None
         mime = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
         if mime == "application/json":
             raw = response.raw.read(self._max_event_bytes + 1, decode_content=True)
@@ -242,7 +330,75 @@ class StreamableHTTPChannel:
         except Exception:  # a callback's bug must not break the stream
             log.exception("%s: a callback failed", self.name)
 
+    # -- recovery (_mcp_http_recovery) ----------------------------------------------------------
+
+    def _http_session(self) -> requests.Session:
+        session = new_session(self.url, self._user_agent, self._verify, GuardedAdapter(
+            pool_connections=1, pool_maxsize=32), accept=ACCEPT)
+        session.auth = self._auth
+        return session
+
+    def _renew_session(self, seen: int, method: str, deadline: float) -> None:
+        """A new session (the owner's handshake), once for every thread that saw generation
+        ``seen`` fail."""
+        reinitialize = self._reinitialize
+        if reinitialize is None:
+            raise self._expired(method)
+
+        def handshake() -> None:
+            reinitialize(max(0.001, deadline - time.monotonic()))
+            self._lost = False
+            log.info("%s: opened a new MCP session", self.name)
+
+        if not self._sessions.renew(seen, handshake, deadline - time.monotonic()):
+            raise DeadlineExceeded(f"MCP server {self.name!r}: no new session within the "
+                                   "deadline", server=self.name)
+
+    def _expired(self, method: str) -> SessionExpiredError:
+        return SessionExpiredError(
+            f"MCP server {self.name!r} does not know the session of {method or 'a message'} "
+            "(404), a new one included", status_code=404, server=self.name)
+
+    def _refresh(self, seen: int, deadline: float) -> bool:
+        """Call the auth's ``refresh()`` once for every thread that saw generation ``seen``
+        refused; False if it has none (or the deadline ran out waiting)."""
+        refresh = getattr(self._auth, "refresh", None)
+        if not callable(refresh):
+            return False
+
+        def renew() -> None:
+            try:
+                refresh()
+            except Exception as exc:  # the caller's code: its message may quote a secret
+                raise AuthenticationError(f"refreshing the credentials of MCP server "
+                                          f"{self.name!r} failed: {type(exc).__name__}",
+                                          server=self.name) from None
+
+        return self._credentials.renew(seen, renew, deadline - time.monotonic())
+
+    def _after_fork_in_child(self) -> None:
+        """In a forked child: the session and the pooled connections are the parent's. The
+        child opens its own session on its first request and never DELETEs the parent's."""
+        self._session = self._http_session()
+        self._pid = os.getpid()
+        self._lost = self.protocol_version is not None
+        self.session_id = self.protocol_version = None
+        self._lock = threading.Lock()
+        self._sessions.after_fork()
+        self._credentials.after_fork()
+
+    def _modern(self, method: str, params: Mapping[str, Any] | None
+                ) -> tuple[Mapping[str, Any] | None, dict[str, str]]:
+        """``params`` and the routing headers of a message: at 2026-07-28 the envelope and
+        the headers (:mod:`._mcp_modern`); at 2025 as given, and none."""
+        version = self.modern_version
+        if version is None:
+            return params, {}
+        return envelope(params, version), routing_headers(method, params, version)
+
     def _cancel(self, request_id: int, reason: str) -> None:
+        if self.modern_version is not None:
+            return  # 2026-07-28: closing the connection (the watchdog's cut) cancels
         try:
             self.notify("notifications/cancelled", {"requestId": request_id, "reason": reason},
                         timeout=1.0)
