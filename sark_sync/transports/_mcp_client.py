@@ -73,15 +73,20 @@ class McpSession:
         self.server_info: Mapping[str, Any] = {}
         self.capabilities: Mapping[str, Any] = {}
         self.instructions: str | None = None
+        self._ping_method = "ping"
+        self._offer = SUPPORTED_PROTOCOL_VERSIONS[0]  # the version initialize offers
 
-    def handshake(self, timeout: float) -> None:
-        """``initialize`` then ``notifications/initialized``, within ``timeout`` seconds."""
+    def handshake(self, timeout: float, version: str | None = None) -> None:
+        """``initialize`` offering ``version`` (None: the one offered last, at first the
+        newest we speak), then ``notifications/initialized``, within ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
+        self._offer = version or self._offer
         result = self._channel.request("initialize", {
-            "protocolVersion": SUPPORTED_PROTOCOL_VERSIONS[0],
+            "protocolVersion": self._offer,
             "capabilities": {},
             "clientInfo": {"name": "sark-sync", "version": __version__},
         }, timeout)
+        self._ping_method = "ping"
         self._accept_handshake(result)
         self._channel.notify("notifications/initialized",
                              timeout=max(0.0, deadline - time.monotonic()))
@@ -103,10 +108,27 @@ class McpSession:
         instructions = result.get("instructions")
         self.instructions = instructions if isinstance(instructions, str) else None
 
+    def adopt_discovery(self, result: Mapping[str, Any], version: str) -> None:
+        """Take a ``server/discover`` result (2026-07-28: no handshake) as the session's
+        version, capabilities, server info (in ``_meta``) and instructions."""
+        self.protocol_version = version
+        caps, meta = result.get("capabilities"), result.get("_meta")
+        info = meta.get("io.modelcontextprotocol/serverInfo") if isinstance(meta, Mapping) \
+            else None
+        self.server_info = info if isinstance(info, Mapping) else {}
+        self.capabilities = caps if isinstance(caps, Mapping) else {}
+        instructions = result.get("instructions")
+        self.instructions = instructions if isinstance(instructions, str) else None
+        self._ping_method = "server/discover"
+        log.debug("%s speaks MCP %s: %s", self.name, version, self.server_info)
+
     # -- operations ------------------------------------------------------------------------
 
     def ping(self, *, timeout: float | None = None) -> None:
-        self._channel.request("ping", None, self._timeout(timeout))
+        """Check that the server answers, within ``timeout``. 2026-07-28 removed ``ping``: at
+        that version the check is a ``server/discover`` (answered by every modern server,
+        cheap, without side effect)."""
+        self._channel.request(self._ping_method, None, self._timeout(timeout))
 
     def list_tools(self, *, timeout: float | None = None) -> list[ToolInfo]:
         """Every tool of the server as a :class:`ToolInfo`, following ``nextCursor`` (one

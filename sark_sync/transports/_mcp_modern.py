@@ -1,0 +1,235 @@
+"""MCP 2026-07-28 over HTTP: the per-request envelope, its routing headers, and negotiation.
+
+The 2026-07-28 revision drops ``initialize`` and the session: every request stands alone and
+says who sends it and at which version, twice (facts: ``docs/dev/MCP_HTTP_FACTS.md`` §4):
+
+- in the body, ``params._meta`` carries ``io.modelcontextprotocol/protocolVersion``,
+  ``.../clientCapabilities`` and ``.../clientInfo`` (:func:`envelope`);
+- in the headers, ``MCP-Protocol-Version`` (equal to the body's), ``Mcp-Method`` (the body's
+  method) and, for ``tools/call``, ``prompts/get`` and ``resources/read``, ``Mcp-Name`` (the
+  tool or prompt name, the resource URI) so that a load balancer can route without reading the
+  body (:func:`routing_headers`). A value that is not plain printable ASCII, or that has edge
+  whitespace, or that looks like the sentinel itself, travels as ``=?base64?<utf-8 b64>?=``
+  (:func:`encode_header_value`): an HTTP header cannot carry it verbatim;
+- a result says ``resultType``: ``"complete"`` is the answer; anything else (the server asking
+  the client for input, issue 14) is refused with :class:`ProtocolError` for now
+  (:func:`check_result`).
+
+:func:`negotiate` picks the revision when a :class:`RemoteServer` connects: it probes
+``server/discover`` at 2026-07-28 and falls back to ``initialize`` at 2025-11-25 when the
+server's answer says it is older. Only an answer about the protocol decides: a JSON-RPC error,
+or a 400/404/405 (what 2025 servers answer to a request without a session); a network error,
+a timeout, a 401/403 or a 5xx is no answer about the version and propagates.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import re
+import time
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from ..__version__ import __version__
+from .._exceptions import APIError, ProtocolError, RPCError
+from ..wire import jsonrpc
+from ._mcp_client import SUPPORTED_PROTOCOL_VERSIONS, McpSession
+
+__all__ = ["MODERN_PROTOCOL_VERSIONS", "MODERN_VERSION", "check_result", "decode_header_value",
+           "encode_header_value", "envelope", "error_of_answer", "negotiate", "routing_headers"]
+
+log = logging.getLogger("sark_sync.mcp")
+
+#: The newest revision, probed first; no ``initialize``, no session.
+MODERN_VERSION = "2026-07-28"
+#: Revisions that use the per-request envelope instead of ``initialize``, newest first.
+MODERN_PROTOCOL_VERSIONS = (MODERN_VERSION,)
+#: The ``_meta`` keys of the envelope.
+PROTOCOL_VERSION_KEY = "io.modelcontextprotocol/protocolVersion"
+CLIENT_CAPABILITIES_KEY = "io.modelcontextprotocol/clientCapabilities"
+CLIENT_INFO_KEY = "io.modelcontextprotocol/clientInfo"
+SERVER_INFO_KEY = "io.modelcontextprotocol/serverInfo"
+#: Method -> the params field that ``Mcp-Name`` mirrors.
+NAME_FIELDS = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
+#: The JSON-RPC error of a server that supports none of the versions asked for; its
+#: ``data.supported`` lists those it does.
+UNSUPPORTED_PROTOCOL_VERSION = -32022
+#: HTTP statuses of a refused probe that mean "an older server": 2025 servers answer a
+#: request without a session 400 (Missing session ID), 404 or 405.
+FALLBACK_STATUSES = (400, 404, 405)
+#: What ``protocol_version=`` accepts besides a version: negotiate.
+AUTO = "auto"
+
+_SENTINEL = re.compile(r"=\?base64\?(?P<payload>.*)\?=", re.DOTALL)
+_PLAIN = re.compile(r"[\x20-\x7e]*")
+
+
+def encode_header_value(value: str) -> str:
+    """``value`` as an HTTP header carries it: verbatim when it is printable ASCII (0x20-0x7E)
+    with no leading or trailing whitespace, else ``=?base64?<base64 of its UTF-8>?=`` (standard
+    alphabet, padded). A plain value that looks like the sentinel is encoded too, so decoding
+    is never ambiguous.
+
+    >>> encode_header_value("echo"), encode_header_value("héllo")
+    ('echo', '=?base64?aMOpbGxv?=')
+    """
+    if _PLAIN.fullmatch(value) and value == value.strip() and not _SENTINEL.fullmatch(value):
+        return value
+    return f"=?base64?{base64.b64encode(value.encode('utf-8')).decode('ascii')}?="
+
+
+def decode_header_value(value: str) -> str | None:
+    """The inverse of :func:`encode_header_value`: a sentinel decoded, anything else as is;
+    None for a malformed sentinel (bad or non-canonical base64, bad UTF-8)."""
+    match = _SENTINEL.fullmatch(value)
+    if match is None:
+        return value
+    payload = match.group("payload")
+    try:
+        raw = base64.b64decode(payload, validate=True)
+        if base64.b64encode(raw).decode("ascii") != payload:
+            return None
+        return raw.decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+
+
+def envelope(params: Mapping[str, Any] | None, version: str) -> dict[str, Any]:
+    """``params`` with the 2026 ``_meta`` envelope added (keys the caller set in ``_meta``,
+    e.g. ``progressToken``, are kept)."""
+    body = dict(params or {})
+    given = body.get("_meta")
+    meta = dict(given) if isinstance(given, Mapping) else {}
+    meta[PROTOCOL_VERSION_KEY] = version
+    meta[CLIENT_CAPABILITIES_KEY] = {}
+    meta[CLIENT_INFO_KEY] = {"name": "sark-sync", "version": __version__}
+    body["_meta"] = meta
+    return body
+
+
+def routing_headers(method: str, params: Mapping[str, Any] | None,
+                    version: str) -> dict[str, str]:
+    """The headers a 2026 request carries: the version, ``Mcp-Method`` and, for the methods
+    that name something, ``Mcp-Name``."""
+    headers = {"MCP-Protocol-Version": version, "Mcp-Method": encode_header_value(method)}
+    field = NAME_FIELDS.get(method)
+    value = params.get(field) if field is not None and params is not None else None
+    if isinstance(value, str):
+        headers["Mcp-Name"] = encode_header_value(value)
+    return headers
+
+
+def check_result(result: Any, method: str, server: str) -> Any:
+    """``result`` if it is complete; a :class:`ProtocolError` if it asks for more.
+
+    A result without ``resultType`` is complete (older servers never send one)."""
+    kind = result.get("resultType") if isinstance(result, Mapping) else None
+    if kind is None or kind == "complete":
+        return result
+    raise ProtocolError(
+        f"{server!r} answered {method} with resultType {str(kind)[:40]!r}; sark_sync reads "
+        "only complete results (a server asking the client for input is not supported yet)",
+        server=server)
+
+
+# -- negotiation ---------------------------------------------------------------------------
+
+
+class ModernChannel(Protocol):
+    """What :func:`negotiate` needs of the channel: its requests, and its era switch
+    (``modern_version`` None speaks the 2025 wire, a version the 2026 one)."""
+
+    modern_version: str | None
+
+    def request(self, method: str, params: Mapping[str, Any] | None, timeout: float) -> Any:
+        ...
+
+
+def negotiate(session: McpSession, channel: ModernChannel, wanted: str, *,
+              timeout: float, server: str) -> None:
+    """Connect ``session`` over ``channel`` at the revision ``wanted`` names, within
+    ``timeout`` seconds.
+
+    ``wanted`` is ``"auto"`` (probe 2026-07-28, fall back to 2025-11-25), a modern version
+    (probe it, never fall back: a refusal raises) or a handshake version (``initialize``
+    offering it, no probe).
+    """
+    deadline = time.monotonic() + timeout
+    if wanted != AUTO and wanted not in MODERN_PROTOCOL_VERSIONS:
+        channel.modern_version = None
+        session.handshake(timeout, wanted)
+        return
+    version = MODERN_VERSION if wanted == AUTO else wanted
+    for attempt in range(2):
+        channel.modern_version = version
+        try:
+            result = channel.request("server/discover", None,
+                                     max(0.0, deadline - time.monotonic()))
+        except RPCError as exc:
+            retry = _next_version(exc, version, attempt)
+            if retry is not None:
+                version = retry
+                continue
+            if wanted != AUTO or _modern_only(exc):
+                raise
+            log.debug("%s refused server/discover (%s): falling back to initialize",
+                      server, exc.code)
+        except APIError as exc:
+            if wanted != AUTO or exc.status_code not in FALLBACK_STATUSES:
+                raise
+            log.debug("%s answered server/discover %s: falling back to initialize",
+                      server, exc.status_code)
+        else:
+            offered = result.get("supportedVersions") if isinstance(result, Mapping) else None
+            if isinstance(offered, list) and version in offered:
+                assert isinstance(result, Mapping)
+                session.adopt_discovery(result, version)
+                return
+            if wanted != AUTO:
+                raise ProtocolError(f"{server!r} does not offer protocol version {version} "
+                                    f"(it offers {str(offered)[:200]})", server=server)
+            log.debug("%s offers no modern version: falling back to initialize", server)
+        break
+    channel.modern_version = None
+    session.handshake(max(0.0, deadline - time.monotonic()))
+
+
+def _supported(exc: RPCError) -> list[str] | None:
+    data = exc.data
+    supported = data.get("supported") if isinstance(data, Mapping) else None
+    if isinstance(supported, list) and all(isinstance(v, str) for v in supported):
+        return supported
+    return None
+
+
+def _next_version(exc: RPCError, tried: str, attempt: int) -> str | None:
+    """The version to probe again after a -32022 that names a mutual modern one."""
+    if exc.code != UNSUPPORTED_PROTOCOL_VERSION or attempt:
+        return None
+    mutual = [v for v in MODERN_PROTOCOL_VERSIONS if v in (_supported(exc) or ()) and v != tried]
+    return mutual[0] if mutual else None
+
+
+def _modern_only(exc: RPCError) -> bool:
+    """A -32022 naming only versions that are neither ours nor handshake ones: a modern server
+    with nothing in common, where ``initialize`` would be refused too."""
+    supported = _supported(exc)
+    return (exc.code == UNSUPPORTED_PROTOCOL_VERSION and supported is not None
+            and not any(v in SUPPORTED_PROTOCOL_VERSIONS for v in supported))
+
+
+def error_of_answer(raw: bytes, status: int, server: str) -> RPCError | None:
+    """The :class:`RPCError` a 2026 server's non-2xx answer carries in its body (it answers
+    -32022, -32601, -32602 ... with 400 or 404 and a JSON-RPC error), or None if the body is
+    not one. ``status_code`` keeps the HTTP status."""
+    try:
+        message = jsonrpc.parse_line(raw)
+    except (jsonrpc.FramingError, ValueError):
+        return None
+    if not isinstance(message, jsonrpc.ErrorResponse):
+        return None
+    return RPCError(f"{server!r} answered error {message.code}: {message.message[:200]}",
+                    code=message.code, rpc_message=message.message, data=message.data,
+                    server=server, status_code=status)
