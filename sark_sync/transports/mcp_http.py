@@ -44,7 +44,6 @@ from ..resilience import forksafety
 from ..wire import DEFAULT_MAX_EVENT_BYTES, EventReader, SSEFramer, jsonrpc
 from ._common import READ_FAILURES, close_session, error_from_answer, new_session, translate
 from ._guarded import GuardedAdapter, guarded
-from ._mcp_modern import check_result, envelope, error_of_answer, routing_headers
 from ._mcp_http_recovery import (
     MAX_REDIRECTS,
     Redirected,
@@ -53,6 +52,7 @@ from ._mcp_http_recovery import (
     Unauthorized,
     redirect_target,
 )
+from ._mcp_modern import check_result, envelope, error_of_answer, routing_headers
 
 __all__ = ["StreamableHTTPChannel"]
 
