@@ -38,7 +38,8 @@ from ..wire import jsonrpc
 from ._mcp_client import SUPPORTED_PROTOCOL_VERSIONS, McpSession
 
 __all__ = ["MODERN_PROTOCOL_VERSIONS", "MODERN_VERSION", "check_result", "decode_header_value",
-           "encode_header_value", "envelope", "error_of_answer", "negotiate", "routing_headers"]
+           "encode_header_value", "envelope", "error_of_answer", "negotiate", "prepare",
+           "routing_headers"]
 
 log = logging.getLogger("sark_sync.mcp")
 
@@ -119,6 +120,15 @@ def routing_headers(method: str, params: Mapping[str, Any] | None,
     if isinstance(value, str):
         headers["Mcp-Name"] = encode_header_value(value)
     return headers
+
+
+def prepare(method: str, params: Mapping[str, Any] | None, version: str | None
+            ) -> tuple[Mapping[str, Any] | None, dict[str, str]]:
+    """A message's params and extra headers: at a 2026 ``version`` the envelope and the
+    routing headers; at 2025 (``version`` None) the params as given and none."""
+    if version is None:
+        return params, {}
+    return envelope(params, version), routing_headers(method, params, version)
 
 
 def check_result(result: Any, method: str, server: str) -> Any:

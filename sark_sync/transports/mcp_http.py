@@ -52,7 +52,7 @@ from ._mcp_http_recovery import (
     Unauthorized,
     redirect_target,
 )
-from ._mcp_modern import check_result, envelope, error_of_answer, routing_headers
+from ._mcp_modern import check_result, error_of_answer, prepare
 
 __all__ = ["StreamableHTTPChannel"]
 
@@ -120,7 +120,7 @@ class StreamableHTTPChannel:
         ``notifications/cancelled``) when it is not answered within ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
         request_id = next(self._ids)
-        modern, route = self._modern(method, params)
+        modern, route = prepare(method, params, self.modern_version)
         body = jsonrpc.encode_request(request_id, method, modern)
         renewed = False
         while True:
@@ -152,7 +152,7 @@ class StreamableHTTPChannel:
 
     def notify(self, method: str, params: Mapping[str, Any] | None = None,
                timeout: float = SHORT_TIMEOUT) -> None:
-        modern, route = self._modern(method, params)
+        modern, route = prepare(method, params, self.modern_version)
         self._post(jsonrpc.encode_notification(method, modern), timeout, route=route)
 
     def respond(self, request_id: str | int, result: Any) -> None:
@@ -386,15 +386,6 @@ class StreamableHTTPChannel:
         self._lock = threading.Lock()
         self._sessions.after_fork()
         self._credentials.after_fork()
-
-    def _modern(self, method: str, params: Mapping[str, Any] | None
-                ) -> tuple[Mapping[str, Any] | None, dict[str, str]]:
-        """``params`` and the routing headers of a message: at 2026-07-28 the envelope and
-        the headers (:mod:`._mcp_modern`); at 2025 as given, and none."""
-        version = self.modern_version
-        if version is None:
-            return params, {}
-        return envelope(params, version), routing_headers(method, params, version)
 
     def _cancel(self, request_id: int, reason: str) -> None:
         if self.modern_version is not None:
