@@ -1,18 +1,20 @@
 """RemoteServer: a blocking MCP client session with one server reached by URL.
 
 The HTTP sibling of ``LocalServer``: the same MCP layer (:class:`~._mcp_client.McpSession`)
-over a :class:`~.mcp_http.StreamableHTTPChannel` instead of a child's pipes. Work in progress
-(issue 13): the client's ``connect_remote_server`` and ``remote_servers=`` come next.
+over a :class:`~.mcp_http.StreamableHTTPChannel` instead of a child's pipes, or over the legacy
+HTTP+SSE transport (:class:`~.mcp_sse.LegacySSEChannel`) on request or as the fallback.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
 from .._config import resolve_base_url
-from .._exceptions import ConfigurationError
+from .._exceptions import APIError, ConfigurationError, GatewayError
 from .._useragent import user_agent
 from .._validation import validate_name
 from ._mcp_client import (
@@ -25,8 +27,16 @@ from ._mcp_client import (
 from ._mcp_modern import AUTO, MODERN_PROTOCOL_VERSIONS, negotiate
 from ._mcp_options import check_seconds
 from .mcp_http import StreamableHTTPChannel
+from .mcp_sse import LegacySSEChannel
 
-__all__ = ["RemoteServer"]
+__all__ = ["RemoteServer", "TRANSPORTS"]
+
+log = logging.getLogger("sark_sync.mcp")
+
+#: The values of ``transport=``: pick by trying (Streamable HTTP, then HTTP+SSE), or one.
+TRANSPORTS = ("auto", "streamable-http", "sse")
+#: Statuses of the Streamable HTTP ``initialize`` POST after which "auto" tries HTTP+SSE.
+LEGACY_FALLBACK_STATUSES = frozenset({400, 404, 405})
 
 
 class RemoteServer(McpSession):
@@ -61,6 +71,15 @@ class RemoteServer(McpSession):
     supports, as the spec allows). After connecting, :attr:`protocol_version` is the one in
     use.
 
+    ``transport`` picks the wire. ``"auto"`` (the default) speaks Streamable HTTP and, when
+    its ``initialize`` POST is answered 400, 404 or 405 (a server of the 2024-11-05 era, whose
+    ``url`` is its SSE stream), falls back to HTTP+SSE: GET ``url``, POST to the ``endpoint``
+    the stream names (same origin only), answers read from the stream.
+    ``"streamable-http"`` never falls back; ``"sse"`` speaks HTTP+SSE only (``initialize``,
+    never ``server/discover``: 2026-07-28 has no HTTP+SSE). Over HTTP+SSE the session lives
+    as long as the stream: when it ends (the server stopped), pending calls fail at once with
+    :class:`ConnectionFailed` and the server is no longer :attr:`alive`.
+
     >>> with RemoteServer("http://127.0.0.1:8000/mcp") as server:   # doctest: +SKIP
     ...     server.call_tool("echo", {"text": "hi"}).text
     'hi'
@@ -72,7 +91,7 @@ class RemoteServer(McpSession):
                  headers: Mapping[str, str] | None = None, timeout: float = DEFAULT_CALL_TIMEOUT,
                  verify: bool | str | None = None,
                  on_notification: NotificationHandler | None = None, auth: Any = None,
-                 protocol_version: str = AUTO) -> None:
+                 protocol_version: str = AUTO, transport: str = "auto") -> None:
         url = resolve_base_url(url, what="MCP server URL")
         if protocol_version not in (AUTO, *MODERN_PROTOCOL_VERSIONS,
                                     *SUPPORTED_PROTOCOL_VERSIONS):
@@ -89,6 +108,16 @@ class RemoteServer(McpSession):
                 isinstance(auth, tuple) and len(auth) == 2):
             raise ConfigurationError("auth must be a (user, password) tuple or a "
                                      f"requests.auth.AuthBase, not {type(auth).__name__}")
+        if transport not in TRANSPORTS:
+            raise ConfigurationError(f"transport must be one of {', '.join(TRANSPORTS)}, not "
+                                     f"{str(transport)[:40]!r}")
+        if transport == "sse" and protocol_version in MODERN_PROTOCOL_VERSIONS:
+            raise ConfigurationError(f"protocol_version {protocol_version} has no HTTP+SSE "
+                                     "transport: use transport='auto' or 'streamable-http'")
+        self.transport = transport
+        self._legacy_options: dict[str, Any] = {
+            "url": url, "headers": headers, "verify": verify, "auth": auth}
+        self._legacy: LegacySSEChannel | None = None
         super().__init__(name or (urlsplit(url).hostname or "remote"), timeout=seconds,
                          on_notification=on_notification)
         self._channel = self._http = StreamableHTTPChannel(
@@ -101,23 +130,65 @@ class RemoteServer(McpSession):
         """Negotiate the revision (see ``protocol_version``) within ``timeout`` seconds: at
         2026-07-28 ``server/discover``, at 2025 ``initialize`` then
         ``notifications/initialized``. A 400/404/405 to that ``initialize`` raises the
-        :class:`APIError` of its status (``status_code`` set)."""
-        negotiate(self, self._http, self._wanted_version, timeout=self._timeout(timeout),
-                  server=self.name)
+        :class:`APIError` of its status (``status_code`` set), unless ``transport="auto"``
+        falls back to HTTP+SSE (see ``transport``; its failure then says it came after it)."""
+        seconds = self._timeout(timeout)
+        if self.transport == "sse":
+            self._connect_legacy(seconds, None)
+            return self
+        deadline = time.monotonic() + seconds
+        try:
+            negotiate(self, self._http, self._wanted_version, timeout=seconds,
+                      server=self.name)
+        except APIError as exc:
+            if self.transport != "auto" or exc.status_code not in LEGACY_FALLBACK_STATUSES \
+                    or self._wanted_version in MODERN_PROTOCOL_VERSIONS:
+                raise
+            log.debug("%s answered initialize %s: trying HTTP+SSE", self.name, exc.status_code)
+            self._http.close()
+            self._connect_legacy(max(0.0, deadline - time.monotonic()), exc)
         return self
+
+    def _connect_legacy(self, timeout: float, after: APIError | None) -> None:
+        """Open the HTTP+SSE stream and ``initialize`` over it, within ``timeout``."""
+        deadline = time.monotonic() + timeout
+        options = self._legacy_options
+        if self._legacy is not None:  # connect() again: a new session
+            self._legacy.close()
+        self._channel = self._legacy = LegacySSEChannel(
+            options["url"], name=self.name, user_agent=user_agent(), headers=options["headers"],
+            verify=options["verify"], auth=options["auth"],
+            on_request=session_callback(self._on_request),
+            on_notification=session_callback(self._on_notification_message))
+        wanted = self._wanted_version
+        try:
+            self._legacy.start(timeout)
+            self.handshake(max(0.0, deadline - time.monotonic()),
+                           None if wanted == AUTO else wanted)
+        except GatewayError as error:
+            self._legacy.close()  # its reader thread and stream end with the failed attempt
+            if after is not None:
+                error.message = (f"{error.message} (trying HTTP+SSE after Streamable HTTP's "
+                                 f"initialize was answered {after.status_code})")
+                error.args = (error.message,)
+            raise
 
     @property
     def session_id(self) -> str | None:
-        """The server's ``Mcp-Session-Id`` (None for a server that keeps no session)."""
-        return self._http.session_id
+        """The server's ``Mcp-Session-Id`` (None for a server that keeps no session); over
+        HTTP+SSE, the ``session_id`` of the endpoint's URL."""
+        return self._legacy.session_id if self._legacy is not None else self._http.session_id
 
     @property
     def alive(self) -> bool:
-        return self._http.alive
+        return self._legacy.alive if self._legacy is not None else self._http.alive
 
     def close(self) -> None:
-        """End the session (DELETE) and release the connections. Idempotent."""
+        """End the session (DELETE; over HTTP+SSE, close the stream) and release the
+        connections. Idempotent."""
         self._http.close()
+        if self._legacy is not None:
+            self._legacy.close()
 
     def __enter__(self) -> RemoteServer:
         if self.protocol_version is None:

@@ -13,7 +13,8 @@ before Streamable HTTP, which servers still offer (the official SDK's ``sse_app(
   waiting callers and hands the server's own requests and notifications to the callbacks (on
   that thread: keep them short). The stream is :class:`~._mcp_sse_stream.EndpointStream`.
 - Every wait is bounded by the request's timeout (the POST by the deadline watchdog of
-  :mod:`._guarded`, the answer by its latch); a timeout posts ``notifications/cancelled``.
+  :mod:`._guarded`, the answer by its latch); a request not answered in time posts
+  ``notifications/cancelled`` and raises :class:`DeadlineExceeded`.
 - The session lives as long as the GET connection. When it ends (the server stopped or was
   killed, an event over ``max_event_bytes``), every pending request fails at once with
   :class:`ConnectionFailed` (:class:`ProtocolError` for an oversized event), the channel is no
@@ -34,7 +35,13 @@ from typing import Any, Callable
 
 import requests
 
-from .._exceptions import ClientClosedError, GatewayError, ProtocolError, TransportTimeout
+from .._exceptions import (
+    ClientClosedError,
+    DeadlineExceeded,
+    GatewayError,
+    ProtocolError,
+    TransportTimeout,
+)
 from ..resilience import mark_sent
 from ..wire import DEFAULT_MAX_EVENT_BYTES, jsonrpc
 from ._common import READ_FAILURES, close_session, error_from_answer, new_session, translate
@@ -136,7 +143,7 @@ class LegacySSEChannel:
 
     def request(self, method: str, params: Mapping[str, Any] | None, timeout: float) -> Any:
         """The result of ``method``; :class:`RPCError` for an error answer, the stream's end
-        or the POST's failure as their typed errors, :class:`TransportTimeout` (after posting
+        or the POST's failure as their typed errors, :class:`DeadlineExceeded` (after posting
         ``notifications/cancelled``) when no answer came within ``timeout`` seconds."""
         started = time.monotonic()
         if self._stream.endpoint is None:
@@ -147,12 +154,15 @@ class LegacySSEChannel:
         try:
             try:
                 self._post(body, timeout - (time.monotonic() - started), method)
-            except TransportTimeout:
+                answered = waiter.latch.acquire(
+                    timeout=max(0.0, timeout - (time.monotonic() - started)))
+                cut = None if answered else self._timeout(method, timeout)
+            except TransportTimeout as exc:
+                cut = exc
+            if cut is not None:
                 self._cancel(request_id)
-                raise
-            if not waiter.latch.acquire(timeout=max(0.0, timeout - (time.monotonic() - started))):
-                self._cancel(request_id)
-                raise self._timeout(method, timeout)
+                raise DeadlineExceeded(cut.message, timeout=timeout, last_error=cut,
+                                       server=self.name) from None
         finally:
             self._stream.forget(request_id)
         if waiter.error is not None:
