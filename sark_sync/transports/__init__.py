@@ -3,7 +3,9 @@
 - :mod:`.http`: the gateway's REST API over a ``requests`` session (one attempt per request);
 - :mod:`.sse`: the gateway's event stream over ``sseclient``-style short reads;
 - :mod:`.stdio`: JSON-RPC 2.0 over a child process's pipes, with the MCP session that runs
-  over it (``LocalServer``) and the client's pool of local servers.
+  over it (``LocalServer``) and the client's pool of local servers;
+- :mod:`.mcp_sse`: MCP's legacy HTTP+SSE transport (2024-11-05), a ``MessageChannel`` that
+  ``RemoteServer`` uses on request or as the fallback of Streamable HTTP.
 
 Every HTTP client of the package (these transports, the OPA and SARK authorizers, the audit
 sink) builds its session with :func:`new_session` and a :class:`GuardedAdapter`, so the
@@ -25,6 +27,7 @@ from ._mcp_remote import RemoteServer
 from ._mcp_remote_pool import RemoteServerPool
 from ._mcp_session import DEFAULT_STARTUP_TIMEOUT, LocalServer
 from .http import DEFAULT_MAX_RESPONSE_BYTES, HTTPTransport
+from .mcp_sse import LegacySSEChannel
 from .sse import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_RECONNECTS, EventStream
 from .stdio import StdioTransport
 
@@ -40,6 +43,7 @@ __all__ = [
     "GatewayTransport",
     "GuardedAdapter",
     "HTTPTransport",
+    "LegacySSEChannel",
     "LocalServer",
     "LocalServerPool",
     "MessageChannel",
