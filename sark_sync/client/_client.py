@@ -35,6 +35,7 @@ from ..transports import (
 )
 from ..wire import DEFAULT_MAX_EVENT_BYTES
 from . import _discovery as discovery
+from . import _servers as servers
 from ._governance_stage import Governance
 from ._invocation import Invocation, items, outcome
 from ._options import Options
@@ -83,8 +84,8 @@ class GatewayClient:
     :param transport: the gateway transport (a :class:`~sark_sync.transports.GatewayTransport`)
         instead of HTTP to ``base_url``, e.g. :class:`sark_sync.testing.MockTransport` in a unit
         test; every stage above it runs unchanged, and :meth:`close` closes it.
-    :param remote_servers: ``{"name": url}`` (or ``{"name": {"url": ..., "headers": {...}}}``):
-        MCP servers over Streamable HTTP, connected on first use (work in progress).
+    :param remote_servers: ``{"name": url}`` or ``{"name": {"url": ..., "auth": ...}}`` (the
+        options of :meth:`connect_remote_server`): MCP servers by URL, connected on first use.
 
     >>> client = GatewayClient("http://127.0.0.1:8080", api_key="k")  # doctest: +SKIP
     >>> with client:                                                  # doctest: +SKIP
@@ -377,23 +378,23 @@ class GatewayClient:
         on_notification: Callable[[str, Mapping[str, Any]], None] | None = None,
     ) -> LocalServer:
         """Start a local MCP server over stdio and return its session (a context manager);
-        ``invoke_tool(session.name, ...)`` reaches it through the pipeline, and ``close()``
-        stops it if the caller has not. Arguments as :class:`LocalServer`'s."""
-        self._pipeline.require("stdio")
-        return self._state().local.connect(
-            command, env=env, cwd=cwd, name=name, inherit_env=inherit_env,
+        ``invoke_tool(session.name, ...)`` reaches it through the pipeline, and the client's
+        ``close()`` ends it if the caller has not. Arguments as :class:`LocalServer`'s."""
+        return servers.connect_local(
+            self._pipeline, command, env=env, cwd=cwd, name=name, inherit_env=inherit_env,
             timeout=self.timeouts.deadline if timeout is None else timeout,
             startup_timeout=startup_timeout, on_notification=on_notification)
 
     def connect_remote_server(
         self, url: str, *, name: str | None = None, headers: Mapping[str, str] | None = None,
-        timeout: float | None = None,
+        auth: Any = None, transport: str = "auto", timeout: float | None = None,
+        protocol_version: str = "auto",
     ) -> RemoteServer:
-        """Open a session with the MCP server at ``url`` (Streamable HTTP) and return it;
-        ``invoke_tool(session.name, ...)`` then reaches it through the pipeline (work in
-        progress: issue 13)."""
-        self._pipeline.require("http")
-        server = RemoteServer(url, name=name, headers=headers,
-                              timeout=self.timeouts.deadline if timeout is None else timeout)
-        self._state().remote.attach(server.connect())
-        return server
+        """Connect to the MCP server at ``url`` and return its session, as
+        :meth:`connect_local_server` does; ``timeout`` (default: the client's deadline)
+        bounds the connection and each request. ``auth`` is a ``(user, password)`` tuple or a
+        ``requests.auth.AuthBase`` (refreshed once on 401); the rest as ``RemoteServer``'s."""
+        return servers.connect_remote(
+            self._pipeline, url, name=name, headers=headers, auth=auth, transport=transport,
+            timeout=self.timeouts.deadline if timeout is None else timeout,
+            protocol_version=protocol_version)

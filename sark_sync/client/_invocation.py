@@ -37,16 +37,19 @@ class Invocation:
 
     ``arguments`` are the call's parameters in both cases (for the authorizer and the audit
     hook; the gateway is sent ``body``); ``principal`` who the call is for, if known;
-    ``filtered`` the parameter paths the client's authorizer removed (see :meth:`replace`).
+    ``filtered`` the parameter paths the client's authorizer removed (see :meth:`replace`);
+    ``transport`` what the audit names: ``"http"`` (the gateway), ``"stdio"`` (a local
+    server) or ``"mcp-http"`` (a remote MCP server, also ``local``: reached directly).
     """
 
     __slots__ = ("arguments", "body", "filtered", "headers", "idempotent", "local",
-                 "principal", "server", "tool")
+                 "principal", "server", "tool", "transport")
 
     def __init__(self, server: str, tool: str, body: bytes, headers: dict[str, str],
                  idempotent: bool, *, local: bool = False,
                  arguments: Mapping[str, Any] | None = None,
-                 principal: Principal | None = None, filtered: tuple[str, ...] = ()) -> None:
+                 principal: Principal | None = None, filtered: tuple[str, ...] = (),
+                 transport: str | None = None) -> None:
         self.server = server
         self.tool = tool
         self.body = body
@@ -56,6 +59,7 @@ class Invocation:
         self.arguments = arguments or {}
         self.principal = principal
         self.filtered = filtered
+        self.transport = transport or ("stdio" if local else "http")
 
     def replace(self, *, headers: dict[str, str], arguments: Mapping[str, Any] | None = None,
                 filtered: tuple[str, ...] = ()) -> Invocation:
@@ -70,7 +74,7 @@ class Invocation:
                 body = encode_invocation(self.server, self.tool, arguments)
         return Invocation(self.server, self.tool, body, headers, self.idempotent,
                           local=self.local, arguments=new_arguments, principal=self.principal,
-                          filtered=filtered)
+                          filtered=filtered, transport=self.transport)
 
 
 def outcome(future: Future[ToolResult], deadline: Deadline) -> ToolResult | BaseException:
@@ -113,7 +117,7 @@ def invoke_request(
 def prepare(
     server: str, tool: str, parameters: Mapping[str, Any] | None, user_token: str | None,
     idempotency_key: str | None, *, local: bool, auto_key: bool, retry_safe: bool,
-    principal: Principal | None, snapshot: bool,
+    principal: Principal | None, snapshot: bool, transport: str | None = None,
 ) -> Invocation:
     """Encode a call for a local server or the gateway; nothing is sent. The names and header
     values are those :func:`check_call` returned; the parameters are checked here.
@@ -122,14 +126,14 @@ def prepare(
     ``retry_safe`` says the tool is annotated read-only or idempotent. With ``snapshot``
     (the call will be authorized), ``arguments`` is a copy of the parameters as they are
     sent, so that a caller changing its dict after ``submit()`` cannot make the authorizer
-    judge other parameters than those sent.
+    judge other parameters than those sent. ``transport`` as :class:`Invocation`'s.
     """
     if local:
         arguments = encode_arguments(parameters)
         if snapshot:
             arguments = json_copy(arguments)
         return Invocation(server, tool, b"", {}, False, local=True, arguments=arguments,
-                          principal=principal)
+                          principal=principal, transport=transport)
     body, headers = invoke_request(server, tool, parameters, user_token, idempotency_key)
     if idempotency_key is None and auto_key:
         headers["Idempotency-Key"] = str(uuid.uuid4())

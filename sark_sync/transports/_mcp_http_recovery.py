@@ -22,14 +22,24 @@ under a lock, so a thread renews only what it saw fail.
 
 from __future__ import annotations
 
+import logging
 import threading
-from typing import Callable
+import time
+from typing import Any, Callable
 from urllib.parse import urljoin, urlsplit
 
-from .._exceptions import GatewayError, ProtocolError
+from .._exceptions import (
+    AuthenticationError,
+    DeadlineExceeded,
+    GatewayError,
+    ProtocolError,
+    SessionExpiredError,
+)
 
-__all__ = ["MAX_REDIRECTS", "Redirected", "Renewal", "SessionGone", "Unauthorized",
+__all__ = ["MAX_REDIRECTS", "Recovery", "Redirected", "Renewal", "SessionGone", "Unauthorized",
            "redirect_target"]
+
+log = logging.getLogger("sark_sync.transports.mcp_http")
 
 #: Same-origin redirects followed per request before giving up.
 MAX_REDIRECTS = 3
@@ -107,3 +117,60 @@ class Renewal:
     def after_fork(self) -> None:
         """A new lock: a thread of the parent may have held the old one at the fork."""
         self._lock = threading.Lock()
+
+
+class Recovery:
+    """A channel's renewals: of its session (``reinitialize(timeout)``, the owner's
+    handshake, when the server lost the session and in a forked child) and of its
+    credentials (``auth.refresh()``, if the auth object has one)."""
+
+    def __init__(self, name: str, auth: Any, reinitialize: Callable[[float], None] | None
+                 ) -> None:
+        self.name = name
+        self.auth = auth
+        self.reinitialize = reinitialize
+        self.sessions = Renewal()
+        self.credentials = Renewal()
+
+    def expired(self, method: str) -> SessionExpiredError:
+        return SessionExpiredError(
+            f"MCP server {self.name!r} does not know the session of {method or 'a message'} "
+            "(404), a new one included", status_code=404, server=self.name)
+
+    def renew_session(self, seen: int, method: str, deadline: float,
+                      opened: Callable[[], None]) -> None:
+        """A new session, once for every thread that saw generation ``seen`` fail; then
+        ``opened()``."""
+        reinitialize = self.reinitialize
+        if reinitialize is None:
+            raise self.expired(method)
+
+        def handshake() -> None:
+            reinitialize(max(0.001, deadline - time.monotonic()))
+            opened()
+            log.info("%s: opened a new MCP session", self.name)
+
+        if not self.sessions.renew(seen, handshake, deadline - time.monotonic()):
+            raise DeadlineExceeded(f"MCP server {self.name!r}: no new session within the "
+                                   "deadline", server=self.name)
+
+    def refresh(self, seen: int, deadline: float) -> bool:
+        """Call the auth's ``refresh()`` once for every thread that saw generation ``seen``
+        refused; False if it has none (or the deadline ran out waiting)."""
+        refresh = getattr(self.auth, "refresh", None)
+        if not callable(refresh):
+            return False
+
+        def renew() -> None:
+            try:
+                refresh()
+            except Exception as exc:  # the caller's code: its message may quote a secret
+                raise AuthenticationError(f"refreshing the credentials of MCP server "
+                                          f"{self.name!r} failed: {type(exc).__name__}",
+                                          server=self.name) from None
+
+        return self.credentials.renew(seen, renew, deadline - time.monotonic())
+
+    def after_fork(self) -> None:
+        self.sessions.after_fork()
+        self.credentials.after_fork()

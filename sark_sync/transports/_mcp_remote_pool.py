@@ -4,39 +4,53 @@ A :class:`GatewayClient` routes calls for a name in ``remote_servers`` (or a ser
 with ``connect_remote_server``) here, with the same surface as the local server pool
 (``call_tool``, ``list_tools``, ``retry_safe``), so the pipeline drives both alike. A server's
 session is opened by the first call that needs it (one lock per name: concurrent callers share
-one handshake); after ``fork()`` the child forgets the parent's sessions (never ending them:
-they are the parent's) and opens its own. Work in progress (issue 13).
+one handshake), and its tools are listed then, so that the pipeline knows which tools are
+annotated read-only or idempotent (only those are tried again after a broken exchange). After
+``fork()`` the child forgets the parent's sessions (never ending them: they are the parent's)
+and opens its own.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Mapping
 from typing import Any, Callable
 
 from .._deadline import Deadline
-from .._exceptions import ClientClosedError, ConfigurationError
+from .._exceptions import ClientClosedError, ConfigurationError, GatewayError
 from .._models import ToolInfo, ToolResult
 from .._validation import validate_name
 from ._mcp_remote import RemoteServer
 
-__all__ = ["RemoteServerPool"]
+__all__ = ["REMOTE_OPTIONS", "RemoteServerPool"]
+
+log = logging.getLogger(__name__)
+
+#: What a ``remote_servers`` entry may hold besides its ``url`` (RemoteServer's arguments).
+REMOTE_OPTIONS = ("headers", "auth", "transport", "timeout", "protocol_version")
 
 
 class _Entry:
-    __slots__ = ("headers", "lock", "retry_safe", "server", "url")
+    __slots__ = ("lock", "options", "retry_safe", "server", "url")
 
-    def __init__(self, url: str, headers: Mapping[str, str] | None) -> None:
+    def __init__(self, url: str, options: Mapping[str, Any]) -> None:
         self.url = url
-        self.headers = dict(headers or {})
+        self.options = dict(options)
         self.lock = threading.Lock()
         self.server: RemoteServer | None = None
         self.retry_safe: dict[str, bool] = {}
 
 
 class RemoteServerPool:
-    """Remote servers by name. Thread-safe."""
+    """Remote servers by name. Thread-safe.
+
+    ``specs`` maps a name to a URL or to ``{"url": ..., "headers": ..., "auth": ...,
+    "transport": ..., "timeout": ..., "protocol_version": ...}`` (:data:`REMOTE_OPTIONS`, as
+    :class:`RemoteServer` takes them); each is checked now, by building (not connecting) its
+    session.
+    """
 
     def __init__(self, specs: Mapping[str, object] | None, *,
                  sleep: Callable[[float], None] = time.sleep) -> None:
@@ -49,19 +63,27 @@ class RemoteServerPool:
         for name, value in (specs or {}).items():
             validate_name(name, "remote server")
             if isinstance(value, str):
-                self._entries[name] = _Entry(value, None)
+                entry = _Entry(value, {})
             elif isinstance(value, Mapping) and isinstance(value.get("url"), str):
-                self._entries[name] = _Entry(value["url"], value.get("headers"))
+                unknown = sorted(str(key)[:40] for key in value
+                                 if key != "url" and key not in REMOTE_OPTIONS)
+                if unknown:
+                    raise ConfigurationError(f"remote server {name!r}: unknown option(s) "
+                                             f"{', '.join(unknown)}; allowed: url, "
+                                             f"{', '.join(REMOTE_OPTIONS)}")
+                entry = _Entry(value["url"], {k: v for k, v in value.items() if k != "url"})
             else:
                 raise ConfigurationError(f"remote server {name!r} must be a URL or "
-                                         "{'url': ..., 'headers': {...}}")
+                                         "{'url': ..., 'headers': {...}, 'auth': ...}")
+            self._build(name, entry)  # checks the URL and the options now
+            self._entries[name] = entry
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries
 
     def attach(self, server: RemoteServer) -> None:
         """Route calls for ``server.name`` to this connected session."""
-        entry = _Entry("", None)
+        entry = _Entry("", {})
         entry.server = server
         self._entries[server.name] = entry
 
@@ -81,24 +103,30 @@ class RemoteServerPool:
 
     def list_tools(self, name: str, deadline: Deadline) -> list[ToolInfo]:
         tools = self.get(name, deadline).list_tools(timeout=max(deadline.remaining(), 0.001))
-        self._entries[name].retry_safe = {t.tool_name: t.annotations.retry_safe for t in tools}
+        self._learn(self._entries[name], tools)
         return tools
 
     def get(self, name: str, deadline: Deadline) -> RemoteServer:
-        """The open session with ``name``, connected first if need be."""
+        """The open session with ``name``, connected (and its tools listed) first if need
+        be."""
         entry = self._entries[name]
         server = entry.server
         if server is not None and server.alive:
             return server
-        if not entry.lock.acquire(timeout=deadline.remaining()):
+        if not entry.lock.acquire(timeout=max(deadline.remaining(), 0.0)):
             raise deadline.exceeded(f"waiting for remote server {name!r} to connect",
                                     attempts=0, server=name)
         try:
             if self._closed:
                 raise ClientClosedError("this GatewayClient is closed")
             if entry.server is None or not entry.server.alive:
-                server = RemoteServer(entry.url, name=name, headers=entry.headers)
+                server = self._build(name, entry)
                 entry.server = server.connect(timeout=max(deadline.remaining(), 0.001))
+                try:
+                    self._learn(entry, server.list_tools(
+                        timeout=max(deadline.remaining(), 0.001)))
+                except GatewayError as exc:  # no hints: no tool is retried after a break
+                    log.debug("could not list the tools of %s: %s", name, type(exc).__name__)
             return entry.server
         finally:
             entry.lock.release()
@@ -113,3 +141,11 @@ class RemoteServerPool:
         for entry in self._entries.values():
             entry.server = None  # the parent's session: never ended from here
             entry.lock = threading.Lock()
+
+    @staticmethod
+    def _build(name: str, entry: _Entry) -> RemoteServer:
+        return RemoteServer(entry.url, name=name, **entry.options)
+
+    @staticmethod
+    def _learn(entry: _Entry, tools: list[ToolInfo]) -> None:
+        entry.retry_safe = {tool.tool_name: tool.annotations.retry_safe for tool in tools}

@@ -20,12 +20,12 @@ no 2026-07-28, no HTTP+SSE fallback yet.
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import os
 import threading
 import time
-from collections.abc import Iterator, Mapping
+import weakref
+from collections.abc import Mapping
 from typing import Any, Callable
 
 import requests
@@ -37,21 +37,21 @@ from .._exceptions import (
     GatewayError,
     ProtocolError,
     RPCError,
-    SessionExpiredError,
     TransportTimeout,
 )
-from ..resilience import forksafety
-from ..wire import DEFAULT_MAX_EVENT_BYTES, EventReader, SSEFramer, jsonrpc
+from ..resilience import forksafety, mark_sent
+from ..wire import DEFAULT_MAX_EVENT_BYTES, jsonrpc
 from ._common import READ_FAILURES, close_session, error_from_answer, new_session, translate
 from ._guarded import GuardedAdapter, guarded
 from ._mcp_http_recovery import (
     MAX_REDIRECTS,
+    Recovery,
     Redirected,
-    Renewal,
     SessionGone,
     Unauthorized,
     redirect_target,
 )
+from ._mcp_http_stream import Listener, ResponseStreams, open_stream
 from ._mcp_modern import check_result, error_of_answer, prepare
 
 __all__ = ["StreamableHTTPChannel"]
@@ -70,11 +70,8 @@ _BROKEN: tuple[type[Exception], ...] = (*READ_FAILURES, requests.RequestExceptio
 
 class StreamableHTTPChannel:
     """JSON-RPC with one MCP server at ``url`` over Streamable HTTP. Thread-safe: each request
-    is its own POST. ``headers`` go on every request (credentials: never logged); ``auth`` is
-    anything requests takes as ``auth=`` (a ``requests.auth.AuthBase`` sets headers per request;
-    its ``refresh()``, if any, is called once on a 401). ``reinitialize(timeout)`` opens a new
-    session (the owner's handshake) when the server lost ours (404) and in a forked child.
-    Recovery from 404, 401 and redirects: :mod:`._mcp_http_recovery`."""
+    is its own POST. ``headers`` go on every request (credentials: never logged), and so does
+    ``auth`` (requests' ``auth=``). 404, 401 and redirects: :mod:`._mcp_http_recovery`."""
 
     def __init__(
         self, url: str, *, name: str, user_agent: str, headers: Mapping[str, str] | None = None,
@@ -91,16 +88,17 @@ class StreamableHTTPChannel:
         self._on_notification = on_notification
         self._max_event_bytes = max_event_bytes
         self._user_agent, self._verify, self._auth = user_agent, verify, auth
-        self._reinitialize = reinitialize
+        self._recovery = Recovery(name, auth, reinitialize)
         self._session = self._http_session()
         self._pid = os.getpid()  # a child never ends (DELETEs) its parent's session
-        self._sessions, self._credentials = Renewal(), Renewal()
         self._lost = False  # the session must be opened again before the next request
         forksafety.register(self)
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self.session_id: str | None = None
         self.protocol_version: str | None = None
+        self._streams = ResponseStreams(name, max_event_bytes)
+        self._listener: Listener | None = None
         #: None: the 2025 wire. A 2026 version (set by the negotiation): every message
         #: carries the envelope and routing headers, never a session id; no DELETE.
         self.modern_version: str | None = None
@@ -124,7 +122,7 @@ class StreamableHTTPChannel:
         body = jsonrpc.encode_request(request_id, method, modern)
         renewed = False
         while True:
-            seen = self._sessions.generation
+            seen = self._recovery.sessions.generation
             try:
                 if self._lost and method != "initialize":
                     self._renew_session(seen, method, deadline)  # forked: a session of our own
@@ -134,7 +132,7 @@ class StreamableHTTPChannel:
                 break
             except SessionGone:
                 if renewed or method == "initialize":
-                    raise self._expired(method) from None
+                    raise self._recovery.expired(method) from None
                 renewed = True
                 self._renew_session(seen, method, deadline)
             except TransportTimeout as exc:
@@ -154,6 +152,8 @@ class StreamableHTTPChannel:
                timeout: float = SHORT_TIMEOUT) -> None:
         modern, route = prepare(method, params, self.modern_version)
         self._post(jsonrpc.encode_notification(method, modern), timeout, route=route)
+        if method == "notifications/initialized":
+            self._listen()
 
     def respond(self, request_id: str | int, result: Any) -> None:
         self._post(jsonrpc.encode_response(request_id, result), SHORT_TIMEOUT)
@@ -168,6 +168,7 @@ class StreamableHTTPChannel:
             if self._closed:
                 return
             self._closed = True
+        self._stop_streams()
         if self.session_id is not None and self._pid == os.getpid():
             try:
                 with guarded(time.monotonic() + SHORT_TIMEOUT):
@@ -197,7 +198,7 @@ class StreamableHTTPChannel:
         deadline = time.monotonic() + timeout
         url, hops, refreshed = self.url, 0, False
         while True:
-            seen = self._credentials.generation
+            seen = self._recovery.credentials.generation
             try:
                 return self._post_once(url, body, max(0.0, deadline - time.monotonic()),
                                        request_id=request_id, method=method, route=route)
@@ -208,20 +209,21 @@ class StreamableHTTPChannel:
                                         f"{MAX_REDIRECTS} times", server=self.name) from None
                 url = hop.url
             except Unauthorized as refused:
-                if refreshed or not self._refresh(seen, deadline):
+                if refreshed or not self._recovery.refresh(seen, deadline):
                     raise refused.error from None
                 refreshed = True
             except SessionGone:
                 if request_id is not None:
                     raise  # request() opens a new session and resends
-                raise self._expired(method) from None
+                raise self._recovery.expired(method) from None
 
     def _post_once(self, url: str, body: bytes, timeout: float, *, request_id: int | None,
                    method: str, route: Mapping[str, str] | None = None) -> Any:
         if self._closed:
             raise ClientClosedError(f"the session with {self.name!r} is closed")
         where: dict[str, Any] = {"method": "POST", "url": self.url, "server": self.name}
-        with guarded(time.monotonic() + timeout) as exchange:
+        deadline = time.monotonic() + timeout
+        with guarded(deadline) as exchange:
             try:
                 response = self._session.post(
                     url, data=body, headers=dict(self._send_headers(
@@ -232,7 +234,7 @@ class StreamableHTTPChannel:
                 raise self._timeout(method, timeout) if exchange.cut else \
                     translate(exc, **where) from exc
             try:
-                return self._answer(response, request_id, method, where)
+                return self._answer(response, request_id, method, where, deadline)
             except GatewayError:
                 if exchange.cut:
                     raise self._timeout(method, timeout) from None
@@ -240,8 +242,10 @@ class StreamableHTTPChannel:
             except _BROKEN as exc:
                 if exchange.cut:
                     raise self._timeout(method, timeout) from None
-                raise ProtocolError(f"{self.name!r}: the answer to {method or 'a message'} "
-                                    f"broke off: {type(exc).__name__}", **where) from exc
+                # The server may have run it: only an idempotent call is tried again.
+                what = method or "a message"
+                raise mark_sent(ProtocolError(f"{self.name!r}: the answer to {what} broke off: "
+                                              f"{type(exc).__name__}", **where)) from exc
             finally:
                 response.close()
 
@@ -250,7 +254,7 @@ class StreamableHTTPChannel:
                                 f"within {timeout:.3g}s", server=self.name)
 
     def _answer(self, response: requests.Response, request_id: int | None, method: str,
-                where: dict[str, Any]) -> Any:
+                where: dict[str, Any], deadline: float | None = None) -> Any:
         status = response.status_code
         if 300 <= status < 400:
             raise Redirected(redirect_target(response.url, status,
@@ -264,13 +268,12 @@ class StreamableHTTPChannel:
         if request_id is None:  # a notification or a response: 202, nothing to read
             if status not in (200, 202):
                 raise error_from_answer(status, response.raw.read(4096) or b"",
-                                        response.headers, dict(where, status_code=status))
+                                        response.headers, where)
             return None
         if status != 200:
             raw = response.raw.read(64 * 1024) or b""
             rpc_error = error_of_answer(raw, status, self.name) if self.modern_version else None
-            raise rpc_error or error_from_answer(status, raw, response.headers,
-                                                 dict(where, status_code=status))
+            raise rpc_error or error_from_answer(status, raw, response.headers, where)
         if method == "initialize":
             self.session_id = response.headers.get("Mcp-Session-Id") or None
         mime = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
@@ -280,36 +283,49 @@ class StreamableHTTPChannel:
                 raise ProtocolError(f"{self.name!r} answered {method} with more than "
                                     f"{self._max_event_bytes} bytes", **where)
             return self._settle(jsonrpc.parse_line(raw), request_id, where)
-        if mime == "text/event-stream":
-            for message in self._stream(response):
-                if isinstance(message, (jsonrpc.Response, jsonrpc.ErrorResponse)) \
-                        and message.id == request_id:
-                    return self._settle(message, request_id, where)
-                self._dispatch(message)
-            raise ProtocolError(f"{self.name!r} ended the response stream of {method} without "
-                                "its answer", **where)
+        if mime == "text/event-stream":  # resumed if it breaks: _mcp_http_stream
+            answer = self._streams.answer(
+                response, request_id, method,
+                time.monotonic() + SHORT_TIMEOUT if deadline is None else deadline, where,
+                self._open_stream, self._dispatch)
+            return self._settle(answer, request_id, where)
         raise ProtocolError(f"{self.name!r} answered {method} with Content-Type "
                             f"{mime[:80] or 'none'!r}", **where)
 
-    def _stream(self, response: requests.Response) -> Iterator[jsonrpc.Message]:
-        """The JSON-RPC messages of an SSE response, as they arrive (priming events, with no
-        data, are skipped)."""
-        framer = SSEFramer(self._max_event_bytes)
-        fields = EventReader()
-        raw = response.raw
-        while True:
-            chunk = raw.read1(READ_CHUNK, decode_content=True)
-            if not chunk:
+    # -- event streams (_mcp_http_stream) -------------------------------------------------------
+
+    def _open_stream(self, last_event_id: bytes | None,
+                     read_timeout: float | None) -> requests.Response:
+        """A GET of the endpoint's event stream with the session's headers: a resumption
+        (``Last-Event-ID``) or the listening stream."""
+        return open_stream(self._session, self.url, self._send_headers(), last_event_id,
+                           read_timeout)
+
+    def _listen(self) -> None:
+        """Open the session's listening stream, once the session is initialized: only with a
+        session id, at most one per session (a new session replaces the old one's)."""
+        session_id = self.session_id
+        if session_id is None or self.modern_version is not None:
+            return
+        with self._lock:
+            old = self._listener
+            if self._closed or (old is not None and old.alive and old.session_id == session_id):
                 return
-            for block in framer.feed(chunk):
-                event = fields.read(block)
-                if event is None or event.type != "message":
-                    continue
-                data = event.data if isinstance(event.data, str) else json.dumps(event.data)
-                try:
-                    yield jsonrpc.parse_line(data)
-                except jsonrpc.FramingError as exc:
-                    log.warning("%s sent a malformed message: %s", self.name, exc)
+            listener = self._listener = Listener(
+                self.name, session_id, self._max_event_bytes,
+                weakref.WeakMethod(self._open_stream), weakref.WeakMethod(self._dispatch))
+        if old is not None:
+            old.stop()
+        listener.start()
+        weakref.finalize(self, listener.stop, False)  # dropped unclosed: end the thread
+
+    def _stop_streams(self) -> None:
+        """Wake the resumptions waiting for their delay; stop the listening stream and join
+        its thread (before the connections are released)."""
+        self._streams.close()
+        listener = self._listener
+        if listener is not None:
+            listener.stop()
 
     def _settle(self, message: jsonrpc.Message, request_id: int, where: dict[str, Any]) -> Any:
         if isinstance(message, jsonrpc.ErrorResponse):
@@ -339,53 +355,21 @@ class StreamableHTTPChannel:
         return session
 
     def _renew_session(self, seen: int, method: str, deadline: float) -> None:
-        """A new session (the owner's handshake), once for every thread that saw generation
-        ``seen`` fail."""
-        reinitialize = self._reinitialize
-        if reinitialize is None:
-            raise self._expired(method)
-
-        def handshake() -> None:
-            reinitialize(max(0.001, deadline - time.monotonic()))
+        def opened() -> None:
             self._lost = False
-            log.info("%s: opened a new MCP session", self.name)
 
-        if not self._sessions.renew(seen, handshake, deadline - time.monotonic()):
-            raise DeadlineExceeded(f"MCP server {self.name!r}: no new session within the "
-                                   "deadline", server=self.name)
-
-    def _expired(self, method: str) -> SessionExpiredError:
-        return SessionExpiredError(
-            f"MCP server {self.name!r} does not know the session of {method or 'a message'} "
-            "(404), a new one included", status_code=404, server=self.name)
-
-    def _refresh(self, seen: int, deadline: float) -> bool:
-        """Call the auth's ``refresh()`` once for every thread that saw generation ``seen``
-        refused; False if it has none (or the deadline ran out waiting)."""
-        refresh = getattr(self._auth, "refresh", None)
-        if not callable(refresh):
-            return False
-
-        def renew() -> None:
-            try:
-                refresh()
-            except Exception as exc:  # the caller's code: its message may quote a secret
-                raise AuthenticationError(f"refreshing the credentials of MCP server "
-                                          f"{self.name!r} failed: {type(exc).__name__}",
-                                          server=self.name) from None
-
-        return self._credentials.renew(seen, renew, deadline - time.monotonic())
+        self._recovery.renew_session(seen, method, deadline, opened)
 
     def _after_fork_in_child(self) -> None:
         """In a forked child: the session and the pooled connections are the parent's. The
         child opens its own session on its first request and never DELETEs the parent's."""
         self._session = self._http_session()
         self._pid = os.getpid()
-        self._lost = self.protocol_version is not None
-        self.session_id = self.protocol_version = None
+        self._lost = self.session_id is not None  # a session of its own, on first use
+        if self._lost:
+            self.session_id = self.protocol_version = None
         self._lock = threading.Lock()
-        self._sessions.after_fork()
-        self._credentials.after_fork()
+        self._recovery.after_fork()
 
     def _cancel(self, request_id: int, reason: str) -> None:
         if self.modern_version is not None:

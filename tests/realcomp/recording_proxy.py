@@ -16,6 +16,13 @@ closed without a response, as the upstream's was). ``requests`` is a snapshot of
 far, in the order the responses started; :meth:`RecordingProxy.wait_for` waits for a count
 without sleeping.
 
+Shaping, for the tests of response streams: ``cut_after_events=N`` ends every SSE response
+that ``only(exchange)`` selects (default: all) right after its N-th event with data (priming
+events, with empty data, do not count), without the final chunk, closing both connections as
+a network failure would; each cut is recorded in ``cuts`` (:class:`Cut`: the exchange, the
+last ``id:`` relayed, when). ``trickle=seconds`` relays the body of every selected SSE
+response one byte at a time, that long apart.
+
 Only the standard library: the tests import it on every Python that sark_sync supports.
 Each client connection has its thread, each request its own upstream connection (opened and
 closed with it). :meth:`RecordingProxy.close` shuts down every open socket, so that threads
@@ -30,13 +37,15 @@ from __future__ import annotations
 
 import http.client
 import http.server
+import re
 import socket
 import threading
+import time
 import urllib.parse
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
-__all__ = ["Exchange", "RecordingProxy"]
+__all__ = ["Cut", "Exchange", "RecordingProxy"]
 
 #: Bound for connecting to the upstream server (it is on loopback: it answers at once).
 CONNECT_TIMEOUT = 5.0
@@ -44,6 +53,10 @@ CONNECT_TIMEOUT = 5.0
 READ_SIZE = 65536
 #: Bound for the proxy's threads to end in close(), once their sockets are shut down.
 CLOSE_TIMEOUT = 5.0
+#: The end of an SSE event (a blank line), a data line with data, and an id line.
+_EVENT_END = re.compile(rb"\r\n\r\n|\n\n|\r\r")
+_DATA = re.compile(rb"(?m)^data: ?[^\r\n]")
+_ID = re.compile(rb"(?m)^id: ?([^\r\n]*)")
 
 def _find(headers: tuple[tuple[str, str], ...], name: str) -> str | None:
     name = name.lower()
@@ -67,6 +80,8 @@ class Exchange:
     status: int | None
     response_headers: tuple[tuple[str, str], ...]
     error: str | None = None
+    #: ``time.monotonic()`` when it was recorded.
+    at: float = field(default_factory=time.monotonic)
 
     def header(self, name: str) -> str | None:
         """The first request header ``name`` (any case), or None."""
@@ -75,6 +90,16 @@ class Exchange:
     def response_header(self, name: str) -> str | None:
         """The first response header ``name`` (any case), or None."""
         return _find(self.response_headers, name)
+
+
+@dataclass(frozen=True)
+class Cut:
+    """A response stream the proxy cut (``cut_after_events``): its exchange, the last event
+    id it relayed (None: none had one), and ``time.monotonic()`` when it cut."""
+
+    exchange: Exchange
+    last_event_id: str | None
+    at: float
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -120,8 +145,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         proxy = self.server.proxy
         headers = tuple(self.headers.items())
         body, wire_body = self._read_body()
-        upstream = http.client.HTTPConnection(proxy.target_host, proxy.target_port,
-                                              timeout=CONNECT_TIMEOUT)
+        with proxy._lock:
+            host, port = proxy.target_host, proxy.target_port
+        upstream = http.client.HTTPConnection(host, port, timeout=CONNECT_TIMEOUT)
         try:
             try:
                 upstream.connect()
@@ -143,16 +169,17 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 self.close_connection = True
                 return
             response_headers = tuple(response.getheaders())
-            proxy._record(Exchange(self.command, self.path, headers, body, response.status,
-                                   response_headers))
-            self._relay(response, response_headers)
+            exchange = Exchange(self.command, self.path, headers, body, response.status,
+                                response_headers)
+            proxy._record(exchange)
+            self._relay(response, response_headers, exchange)
         finally:
             if upstream.sock is not None:
                 proxy._untrack(upstream.sock)
             upstream.close()
 
     def _relay(self, response: http.client.HTTPResponse,
-               headers: tuple[tuple[str, str], ...]) -> None:
+               headers: tuple[tuple[str, str], ...], exchange: Exchange) -> None:
         self.send_response_only(response.status, response.reason)
         for name, value in headers:
             self.send_header(name, value)
@@ -161,6 +188,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         chunked = response.chunked
         if response.length is None and not chunked:
             self.close_connection = True  # the end of the body is the end of the connection
+        proxy = self.server.proxy
+        if proxy._shapes(exchange):
+            try:
+                if self._shaped(response, chunked, exchange):
+                    return
+            except (OSError, http.client.HTTPException):
+                self.close_connection = True
+                return
         try:
             while True:
                 data = response.read1(READ_SIZE)
@@ -174,6 +209,47 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if chunked:
             self.wfile.write(b"0\r\n\r\n")
             self.wfile.flush()
+
+    def _shaped(self, response: http.client.HTTPResponse, chunked: bool,
+                exchange: Exchange) -> bool:
+        """Relay a selected SSE body as the proxy's options say; True if it was cut."""
+        proxy = self.server.proxy
+        buffer, events, last_id = b"", 0, None
+        while True:
+            data = response.read1(READ_SIZE)
+            if not data:
+                break
+            if proxy.cut_after_events is None:
+                self._send(data, chunked)
+                continue
+            buffer += data
+            end = _EVENT_END.search(buffer)
+            while end is not None:
+                block, buffer = buffer[:end.end()], buffer[end.end():]
+                self._send(block, chunked)
+                found = _ID.search(block)
+                last_id = found.group(1).decode() if found else last_id
+                events += 1 if _DATA.search(block) else 0
+                if events >= proxy.cut_after_events:
+                    proxy._record_cut(Cut(exchange, last_id, time.monotonic()))
+                    self.close_connection = True
+                    return True
+                end = _EVENT_END.search(buffer)
+        if buffer:
+            self._send(buffer, chunked)
+        if chunked:
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+        return False
+
+    def _send(self, data: bytes, chunked: bool) -> None:
+        trickle = self.server.proxy.trickle
+        pieces = [data] if trickle is None else [data[i:i + 1] for i in range(len(data))]
+        for piece in pieces:
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece) if chunked else piece)
+            self.wfile.flush()
+            if trickle is not None and self.server.proxy._stop.wait(trickle):
+                raise OSError("the proxy is closing")
 
     def do_GET(self) -> None:
         self._forward()
@@ -217,7 +293,9 @@ class RecordingProxy:
     leaving the ``with`` block) stops it and every thread it started; it is idempotent.
     """
 
-    def __init__(self, target_url: str) -> None:
+    def __init__(self, target_url: str, *, cut_after_events: int | None = None,
+                 trickle: float | None = None,
+                 only: Callable[[Exchange], bool] | None = None) -> None:
         target = urllib.parse.urlsplit(target_url)
         if target.scheme != "http" or not target.hostname:
             raise ValueError(f"not an http:// URL: {target_url!r}")
@@ -227,6 +305,11 @@ class RecordingProxy:
         self._exchanges: list[Exchange] = []
         self._sockets: set[socket.socket] = set()
         self._closed = False
+        self._stop = threading.Event()
+        self.cut_after_events = cut_after_events
+        self.trickle = trickle
+        self._only = only
+        self._cuts: list[Cut] = []
         self._server = _Server(self)
         port = self._server.server_address[1]
         self.url = urllib.parse.urlunsplit(target._replace(netloc=f"127.0.0.1:{port}"))
@@ -240,6 +323,12 @@ class RecordingProxy:
         with self._lock:
             return list(self._exchanges)
 
+    @property
+    def cuts(self) -> list[Cut]:
+        """The response streams cut so far (a copy), in order."""
+        with self._lock:
+            return list(self._cuts)
+
     def wait_for(self, count: int, timeout: float) -> list[Exchange]:
         """Wait until ``count`` requests are recorded and return them all; raise
         ``TimeoutError`` after ``timeout`` seconds."""
@@ -249,6 +338,15 @@ class RecordingProxy:
                                    f"within {timeout:g}s")
             return list(self._exchanges)
 
+    def retarget(self, target_url: str) -> None:
+        """Forward the requests that arrive from now on to ``target_url``'s host and port
+        (e.g. a server restarted on another port), behind the same proxy URL."""
+        target = urllib.parse.urlsplit(target_url)
+        if target.scheme != "http" or not target.hostname:
+            raise ValueError(f"not an http:// URL: {target_url!r}")
+        with self._lock:
+            self.target_host, self.target_port = target.hostname, target.port or 80
+
     def close(self) -> None:
         """Stop listening, cut every open connection (both sides), join every thread."""
         with self._lock:
@@ -256,6 +354,7 @@ class RecordingProxy:
                 return
             self._closed = True
             sockets = list(self._sockets)
+        self._stop.set()
         self._server.shutdown()
         for sock in sockets:
             _shut(sock)
@@ -272,6 +371,17 @@ class RecordingProxy:
         with self._lock:
             self._exchanges.append(exchange)
             self._lock.notify_all()
+
+    def _record_cut(self, cut: Cut) -> None:
+        with self._lock:
+            self._cuts.append(cut)
+
+    def _shapes(self, exchange: Exchange) -> bool:
+        """Whether the options shape this response: an SSE body the ``only`` test selects."""
+        if self.cut_after_events is None and self.trickle is None:
+            return False
+        mime = (exchange.response_header("Content-Type") or "").split(";")[0].strip().lower()
+        return mime == "text/event-stream" and (self._only is None or self._only(exchange))
 
     def _track(self, sock: socket.socket) -> None:
         with self._lock:

@@ -21,6 +21,9 @@ pytestmark = [pytest.mark.realcomp, pytest.mark.timeout(60)]
 
 MODES = ["stateful", "stateful-json", "stateless", "stateless-json"]
 STATEFUL = {"stateful", "stateful-json"}
+#: The revision with sessions and initialize (the official server answers 2026-07-28 to a
+#: client that probes for it, without a session).
+V2025 = "2025-11-25"
 
 
 def bodies(proxy: RecordingProxy) -> list[Any]:
@@ -33,7 +36,7 @@ def test_a_session_lists_and_calls_tools_and_ends_with_delete(
     recording_proxy: Callable[[str], RecordingProxy],
 ) -> None:
     proxy = recording_proxy(mcp_http_server(mode).url)
-    with RemoteServer(proxy.url, name="sdk", timeout=10) as server:
+    with RemoteServer(proxy.url, name="sdk", timeout=10, protocol_version=V2025) as server:
         assert server.protocol_version == "2025-11-25"
         assert (server.session_id is not None) == (mode in STATEFUL)
         names = {tool.tool_name for tool in server.list_tools()}
@@ -77,7 +80,7 @@ def test_a_timeout_is_bounded_and_the_server_is_told_to_cancel(
     recording_proxy: Callable[[str], RecordingProxy],
 ) -> None:
     proxy = recording_proxy(mcp_http_server("stateful").url)
-    with RemoteServer(proxy.url, timeout=10) as server:
+    with RemoteServer(proxy.url, timeout=10, protocol_version=V2025) as server:
         started = time.monotonic()
         with pytest.raises(DeadlineExceeded,
                            match=r"did not answer tools/call within 0\.5s") as caught:
@@ -99,14 +102,17 @@ def test_invoke_tool_reaches_a_remote_server_by_name_through_the_pipeline(
 ) -> None:
     proxy = recording_proxy(mcp_http_server("stateless-json").url)
     events: list[Any] = []
-    with sark_sync.GatewayClient("http://127.0.0.1:9", remote_servers={"sdk": proxy.url},
-                                 audit=CallableSink(events.append)) as client:
+    with sark_sync.GatewayClient(
+            "http://127.0.0.1:9", audit=CallableSink(events.append),
+            remote_servers={"sdk": {"url": proxy.url, "protocol_version": V2025}}) as client:
         result = client.invoke_tool("sdk", "add", {"a": 1, "b": 2})
         assert result.structured == {"sum": 3} and result.server == "sdk"
         assert client.breaker_for("sdk").name == "remote:sdk"
         assert {t.tool_name for t in client.list_tools("sdk")} >= {"echo", "add"}
     methods = [b["method"] for b in bodies(proxy) if b is not None]
-    assert methods[:3] == ["initialize", "notifications/initialized", "tools/call"]
+    # The tools are listed on connecting: their hints say which calls may be retried.
+    assert methods[:4] == ["initialize", "notifications/initialized", "tools/list",
+                           "tools/call"]
     assert [e.outcome for e in events if e.event_type == "tool_invocation"] == ["success"]
 
 
@@ -114,7 +120,8 @@ def test_connect_remote_server_attaches_the_session_to_the_client(
     mcp_http_server: Callable[..., McpHttpServer],
 ) -> None:
     with sark_sync.GatewayClient("http://127.0.0.1:9") as client:
-        server = client.connect_remote_server(mcp_http_server("stateful").url, name="live")
+        server = client.connect_remote_server(mcp_http_server("stateful").url, name="live",
+                                              protocol_version=V2025)
         assert server.session_id is not None
         assert client.invoke_tool("live", "echo", {"text": "via"}).text == "via"
     assert not server.alive  # the client ended the session it was given
