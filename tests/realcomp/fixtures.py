@@ -25,6 +25,9 @@
   Function-scoped, stopped after the test like ``sse_peer``.
 - ``recording_proxy`` (``Callable[[str], RecordingProxy]``): a loopback proxy in front of a
   server URL that records every request (``recording_proxy.py``); closed after the test.
+- ``mcp1_python`` (``Path``) and ``mcp1_http_server`` (``Callable[..., Mcp1HttpServer]``): the
+  older official server (``mcp`` 1.x, up to 2025-11-25: no ``server/discover``) from its own
+  venv ``<repo>/.mcp1-venv`` (requirements-mcp1.txt), started like ``mcp_http_server``.
 - ``shipped_policy(name)``: the path of a Rego file of the *installed* sark_sync (the wheel's
   copy under tox), found without importing sark_sync.
 """
@@ -286,6 +289,7 @@ MCP_HTTP_MODES = {
     "stateless": ["--stateless"],
     "stateless-json": ["--stateless", "--json-response"],
     "legacy-sse": ["--transport", "sse"],
+    "resumable": ["--event-store", "--retry-ms", "300"],
 }
 #: Bound for the MCP HTTP server to print its READY line (it takes about 0.5-1s to import).
 MCP_HTTP_START_TIMEOUT = 20.0
@@ -349,17 +353,77 @@ def mcp_http_server(tools_python: Path, tmp_path: Path) -> Iterator[Callable[...
         server.stop()
 
 @pytest.fixture
-def recording_proxy() -> Iterator[Callable[[str], RecordingProxy]]:
-    """``recording_proxy(url)``: a :class:`RecordingProxy` (127.0.0.1, port 0) in front of
-    the server of ``url``; its ``.url`` is ``url`` through the proxy. Every proxy made is
-    closed after the test, before the servers of the fixtures it was requested after."""
+def recording_proxy() -> Iterator[Callable[..., RecordingProxy]]:
+    """``recording_proxy(url, **options)``: a :class:`RecordingProxy` (127.0.0.1, port 0) in
+    front of the server of ``url`` (options: ``cut_after_events``, ``trickle``, ``only``); its
+    ``.url`` is ``url`` through the proxy. Every proxy made is closed after the test, before
+    the servers of the fixtures it was requested after."""
     made: list[RecordingProxy] = []
 
-    def make(url: str) -> RecordingProxy:
-        proxy = RecordingProxy(url)
+    def make(url: str, **options: Any) -> RecordingProxy:
+        proxy = RecordingProxy(url, **options)
         made.append(proxy)
         return proxy
 
     yield make
     for proxy in made:
         proxy.close()
+
+
+#: The older official MCP server (mcp 1.x: 2025-11-25 at most), run with the mcp1 venv's python.
+MCP1_HTTP_SERVER = Path(__file__).resolve().with_name("mcp1_http_server.py")
+#: The modes of ``mcp1_http_server(mode)`` and the server's options for each.
+MCP1_HTTP_MODES = {
+    "stateful": [],
+    "stateless-json": ["--stateless", "--json-response"],
+}
+#: The mcp1 venv (Python 3.11, from requirements-mcp1.txt) when tools_venv builds none.
+MCP1_VENV = tools_venv.REPO / ".mcp1-venv"
+
+
+@pytest.fixture(scope="session")
+def mcp1_python() -> Path:
+    """The python of the mcp1 venv (``<repo>/.mcp1-venv``, mcp 1.x from
+    requirements-mcp1.txt): built by ``tools_venv.mcp1_python()`` when that exists, else
+    expected in place."""
+    build = getattr(tools_venv, "mcp1_python", None)
+    if callable(build):
+        try:
+            return Path(build())
+        except tools_venv.ToolsVenvError as exc:
+            problem = str(exc)
+        pytest.fail(f"the mcp1 venv is not usable: {problem}", pytrace=False)
+    python = MCP1_VENV / "bin" / "python"
+    if not python.exists():
+        pytest.fail(f"no mcp1 venv at {MCP1_VENV}: build it with python3.11 -m venv "
+                    f"{MCP1_VENV} && {MCP1_VENV}/bin/pip install -r "
+                    "tests/realcomp/requirements-mcp1.txt", pytrace=False)
+    return python
+
+
+class Mcp1HttpServer(McpHttpServer):
+    """One running ``mcp1_http_server.py`` (mcp 1.x) in a ``mode`` of ``MCP1_HTTP_MODES``."""
+
+    what = "the mcp 1.x HTTP server"
+
+    def __init__(self, mode: str, python: Path, log_path: Path) -> None:
+        if mode not in MCP1_HTTP_MODES:
+            raise ValueError(f"unknown mode {mode!r}; one of {sorted(MCP1_HTTP_MODES)}")
+        self.mode = mode
+        self.log_path = log_path
+        env = {k: v for k, v in os.environ.items() if k not in SCRUBBED_ENV}
+        with open(log_path, "wb") as log:
+            self.proc = subprocess.Popen(
+                [str(python), str(MCP1_HTTP_SERVER), *MCP1_HTTP_MODES[mode]],
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log, env=env)
+        self.url = ""
+
+
+@pytest.fixture
+def mcp1_http_server(mcp1_python: Path,
+                     tmp_path: Path) -> Iterator[Callable[..., Mcp1HttpServer]]:
+    """``mcp1_http_server(mode="stateful")``: start tests/realcomp/mcp1_http_server.py (the
+    older official server, up to 2025-11-25) and return it once it has printed its URL.
+    Every server started is stopped after the test, like ``mcp_http_server``."""
+    yield from _start_each(lambda n, args: Mcp1HttpServer(
+        args[0] if args else "stateful", mcp1_python, tmp_path / f"mcp1_http_server_{n}.log"))

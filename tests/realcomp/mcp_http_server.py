@@ -22,12 +22,23 @@ Tools: those of mcp_sdk_server.py (``echo``, ``add``, ``fail``, ``slow`` with pr
   exit might or might not reach the socket, and a test peer must behave the same every run.
 - ``counter()``: how many times ``counter`` has run in this process, this call included, as
   text (``"1"``, ``"2"``, ...): a client that repeats a call shows up as a jump.
+- ``steps(count, interval)``: ``count`` progress notifications (progress ``1`` .. ``count``,
+  total ``count``), each ``interval`` seconds after the previous (the first at once), then
+  ``"steps <count>"``: a response stream of several events.
+- ``announce()``: sends ``notifications/tools/list_changed`` on the session's own channel
+  (tied to no request: the SDK routes it to the listening GET stream, and drops it when none
+  is open), then returns ``"announced"``.
 
 Options:
 
 - ``--transport streamable-http`` (default) or ``sse`` (the legacy HTTP+SSE of 2024-11-05).
 - ``--stateless``: no ``Mcp-Session-Id``; every POST is served on its own.
 - ``--json-response``: a POST is answered with ``application/json`` instead of an SSE stream.
+- ``--event-store``: resumable streams: an in-memory ``EventStore`` gives every event an id
+  (``e<n>``, in the order stored) and replays a stream's events after an id to a ``GET`` with
+  ``Last-Event-ID``. With a client at ``2025-11-25`` each response stream then opens with a
+  priming event (an id and empty data).
+- ``--retry-ms N``: the ``retry:`` the priming events carry (with ``--event-store``).
 
 The 2026-07-28 revision has no switch: the SDK serves it on the same endpoint, per request,
 to any POST whose ``MCP-Protocol-Version`` header names it (no ``initialize``, no session,
@@ -63,6 +74,8 @@ import sys
 from typing import Any
 
 import uvicorn
+from mcp.server.mcpserver import Context
+from mcp.server.streamable_http import EventCallback, EventMessage, EventStore
 from mcp_sdk_server import server
 
 #: uvicorn's wait for open connections (GET streams) on shutdown, before it cancels them.
@@ -98,6 +111,47 @@ def counter() -> str:
     return str(_runs)
 
 
+@server.tool(description="Report progress count times, interval seconds apart, then return.",
+             structured_output=False)
+async def steps(count: int, interval: float, ctx: Context) -> str:
+    for step in range(1, count + 1):
+        if step > 1:
+            await asyncio.sleep(interval)
+        await ctx.report_progress(step, count)
+    return f"steps {count}"
+
+
+@server.tool(description="Tell the client the tool list changed, outside any request.",
+             structured_output=False)
+async def announce(ctx: Context) -> str:
+    await ctx.session.send_tool_list_changed()
+    return "announced"
+
+
+class MemoryEventStore(EventStore):
+    """Every event of the process, in order: ``(id, stream, message or None for priming)``."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, Any]] = []
+
+    async def store_event(self, stream_id: str, message: Any) -> str:
+        event_id = f"e{len(self.events) + 1}"
+        self.events.append((event_id, stream_id, message))
+        return event_id
+
+    async def replay_events_after(self, last_event_id: str,
+                                  send_callback: EventCallback) -> str | None:
+        ids = [event[0] for event in self.events]
+        if last_event_id not in ids:
+            return None
+        at = ids.index(last_event_id)
+        stream = self.events[at][1]
+        for event_id, stream_id, message in list(self.events[at + 1:]):
+            if stream_id == stream and message is not None:
+                await send_callback(EventMessage(message, event_id))
+        return stream
+
+
 async def serve(uv: uvicorn.Server, sock: socket.socket, url: str) -> None:
     task = asyncio.create_task(uv.serve(sockets=[sock]))
     while not uv.started and not task.done():
@@ -114,6 +168,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--stateless", action="store_true", help="no Mcp-Session-Id")
     parser.add_argument("--json-response", action="store_true",
                         help="answer POSTs with application/json, not SSE")
+    parser.add_argument("--event-store", action="store_true",
+                        help="resumable streams (an in-memory event store)")
+    parser.add_argument("--retry-ms", type=int, default=None,
+                        help="the retry: of priming events, in ms")
     args = parser.parse_args(argv)
     if args.transport == "sse" and (args.stateless or args.json_response):
         parser.error("--stateless and --json-response are Streamable HTTP options")
@@ -127,7 +185,9 @@ def main(argv: list[str] | None = None) -> int:
     else:
         app = server.streamable_http_app(
             streamable_http_path=STREAMABLE_PATH, json_response=args.json_response,
-            stateless_http=args.stateless, host="127.0.0.1")
+            stateless_http=args.stateless, host="127.0.0.1",
+            event_store=MemoryEventStore() if args.event_store else None,
+            retry_interval=args.retry_ms)
         path = STREAMABLE_PATH
     # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets whose proto says TCP.
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)

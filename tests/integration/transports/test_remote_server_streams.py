@@ -1,0 +1,177 @@
+"""RemoteServer's event streams against the official MCP server (mcp 2.3.0), through the
+recording proxy: a response stream cut mid-call and resumed with ``Last-Event-ID``, a stream
+without ids that breaks, the one listening GET stream per session, a server killed mid-call,
+and a response stream that trickles past the deadline. Each test runs the 2025-11-25 wire
+(sessions exist only there)."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any, Callable
+
+import pytest
+from realcomp.fixtures import McpHttpServer
+from realcomp.recording_proxy import Exchange, RecordingProxy
+
+from sark_sync import ConnectionFailed, DeadlineExceeded, TransportTimeout
+from sark_sync.transports._mcp_remote import RemoteServer
+
+pytestmark = [pytest.mark.realcomp, pytest.mark.timeout(60)]
+
+#: The wire with sessions (and so with resumable streams and a listening stream).
+WIRE = "2025-11-25"
+#: The resumable mode's ``retry:`` (fixtures.MCP_HTTP_MODES["resumable"]), in seconds.
+RETRY = 0.3
+#: Bound for what the server sends outside a request to arrive.
+ARRIVAL = 5.0
+
+Proxy = Callable[..., RecordingProxy]
+Servers = Callable[..., McpHttpServer]
+
+
+def is_call(exchange: Exchange) -> bool:
+    """The proxy's selector for the POST of a ``tools/call``."""
+    return exchange.method == "POST" and b'"tools/call"' in exchange.body
+
+
+def is_listening(exchange: Exchange) -> bool:
+    """The proxy's selector for a listening GET (not a resumption)."""
+    return exchange.method == "GET" and exchange.header("Last-Event-ID") is None
+
+
+def gets(proxy: RecordingProxy) -> list[Exchange]:
+    return [x for x in proxy.requests if x.method == "GET"]
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "the condition did not hold in time"
+        threading.Event().wait(0.01)
+
+
+def test_a_response_stream_cut_after_2_events_is_resumed_with_last_event_id_and_every_event_arrives_once(  # noqa: E501
+    mcp_http_server: Servers, recording_proxy: Proxy,
+) -> None:
+    proxy = recording_proxy(mcp_http_server("resumable").url, cut_after_events=2, only=is_call)
+    seen: list[tuple[float, float | None]] = []
+    with RemoteServer(proxy.url, timeout=10, protocol_version=WIRE) as server:
+        result = server.call_tool("steps", {"count": 5, "interval": 0.2},
+                                  progress=lambda p, total, message: seen.append((p, total)))
+        assert result.text == "steps 5"
+        assert seen == [(1, 5), (2, 5), (3, 5), (4, 5), (5, 5)]  # each once, in order
+        [cut] = proxy.cuts
+        resumed = [x for x in gets(proxy) if x.header("Last-Event-ID") is not None]
+    assert cut.last_event_id is not None
+    assert [x.header("Last-Event-ID") for x in resumed] == [cut.last_event_id]
+    [x] = resumed
+    assert x.status == 200 and x.header("Accept") == "text/event-stream"
+    assert x.header("Mcp-Session-Id") == server.session_id
+    assert x.header("MCP-Protocol-Version") == WIRE
+    assert x.at - cut.at >= RETRY - 0.02  # the server's retry: was honoured
+    calls = [x for x in proxy.requests if is_call(x)]
+    assert len(calls) == 1  # resumed, never sent again
+
+
+def test_a_response_stream_without_event_ids_that_breaks_fails_at_once(
+    mcp_http_server: Servers, recording_proxy: Proxy,
+) -> None:
+    proxy = recording_proxy(mcp_http_server("stateful").url, cut_after_events=1, only=is_call)
+    with RemoteServer(proxy.url, timeout=10, protocol_version=WIRE) as server:
+        started = time.monotonic()
+        with pytest.raises(ConnectionFailed, match=r"the response stream of tools/call broke "
+                           r"off .* before its answer, with no event id to resume from"):
+            server.call_tool("steps", {"count": 3, "interval": 2}, progress=lambda *a: None)
+        assert time.monotonic() - started < 1.0  # the interval is 2 s: nothing was waited for
+        assert [x for x in gets(proxy) if x.header("Last-Event-ID")] == []
+        assert server.call_tool("echo", {"text": "after"}).text == "after"  # session intact
+
+
+def test_the_listening_stream_delivers_what_the_server_sends_outside_any_request(
+    mcp_http_server: Servers, recording_proxy: Proxy,
+) -> None:
+    proxy = recording_proxy(mcp_http_server("stateful").url)
+    arrived: queue.Queue[tuple[str, Mapping[str, Any]]] = queue.Queue()
+    with RemoteServer(proxy.url, timeout=10, protocol_version=WIRE,
+                      on_notification=lambda method, params: arrived.put((method, params))
+                      ) as server:
+        wait_until(lambda: any(x.status == 200 for x in gets(proxy)), ARRIVAL)
+        assert server.call_tool("announce").text == "announced"
+        assert arrived.get(timeout=ARRIVAL) == ("notifications/tools/list_changed", {})
+        assert server.call_tool("echo", {"text": "x"}).text == "x"
+        [listening] = gets(proxy)  # exactly one GET for the session
+    assert listening.header("Mcp-Session-Id") == server.session_id
+    assert listening.header("MCP-Protocol-Version") == WIRE
+    assert listening.header("Accept") == "text/event-stream"
+    assert listening.header("Last-Event-ID") is None and listening.body == b""
+    posts = [json.loads(x.body) for x in proxy.requests if x.method == "POST"]
+    initialized = [i for i, b in enumerate(posts) if b.get("method") == "notifications/initialized"]
+    assert initialized == [1]  # the GET came after the session was initialized
+    assert proxy.requests.index(listening) > 1
+    assert arrived.empty()
+
+
+def test_a_dropped_listening_stream_reconnects_with_last_event_id_and_loses_nothing(
+    mcp_http_server: Servers, recording_proxy: Proxy,
+) -> None:
+    proxy = recording_proxy(mcp_http_server("resumable").url, cut_after_events=1,
+                            only=is_listening)
+    arrived: queue.Queue[str] = queue.Queue()
+    with RemoteServer(proxy.url, timeout=10, protocol_version=WIRE,
+                      on_notification=lambda method, params: arrived.put(method)) as server:
+        wait_until(lambda: any(x.status == 200 for x in gets(proxy)), ARRIVAL)
+        server.call_tool("announce")
+        assert arrived.get(timeout=ARRIVAL) == "notifications/tools/list_changed"
+        wait_until(lambda: len(proxy.cuts) == 1, ARRIVAL)
+        server.call_tool("announce")  # while reconnecting, or after: replayed either way
+        assert arrived.get(timeout=ARRIVAL) == "notifications/tools/list_changed"
+        first, second = gets(proxy)
+    assert is_listening(first)
+    assert second.header("Last-Event-ID") == proxy.cuts[0].last_event_id is not None
+    assert second.header("Mcp-Session-Id") == server.session_id
+    assert arrived.empty()  # each once
+
+
+@pytest.mark.parametrize("mode", ["stateful", "resumable"])
+@pytest.mark.timeout(30)
+def test_a_server_killed_mid_call_fails_the_call_within_1s(
+    mode: str, mcp_http_server: Servers,
+) -> None:
+    peer = mcp_http_server(mode)
+    killed: list[float] = []
+
+    def kill(progress: float, total: float | None, message: str | None) -> None:
+        if not killed:
+            os.kill(peer.proc.pid, signal.SIGKILL)
+            killed.append(time.monotonic())
+
+    with RemoteServer(peer.url, timeout=20, protocol_version=WIRE) as server:
+        with pytest.raises(ConnectionFailed, match=r"the response stream of tools/call") \
+                as caught:
+            server.call_tool("slow", {"seconds": 30}, progress=kill)
+        assert time.monotonic() - killed[0] < 1.0
+    assert peer.proc.wait(5) == -signal.SIGKILL
+    if mode == "resumable":  # one resumption, refused: no loop against a dead server
+        assert "resuming it failed" in str(caught.value)
+    else:
+        assert "no event id to resume from" in str(caught.value)
+
+
+@pytest.mark.timeout(30)
+def test_a_response_stream_that_trickles_past_the_deadline_is_cut_at_it(
+    mcp_http_server: Servers, recording_proxy: Proxy,
+) -> None:
+    proxy = recording_proxy(mcp_http_server("stateful").url, trickle=0.05, only=is_call)
+    with RemoteServer(proxy.url, timeout=10, protocol_version=WIRE) as server:
+        started = time.monotonic()
+        with pytest.raises(DeadlineExceeded, match=r"did not answer tools/call within 0\.5s") \
+                as caught:
+            server.call_tool("echo", {"text": "slowly"}, timeout=0.5)
+        assert time.monotonic() - started < 0.5 + 0.2
+        assert isinstance(caught.value.last_error, TransportTimeout)
