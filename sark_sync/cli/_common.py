@@ -44,7 +44,9 @@ __all__ = [
     "EXIT_UNAVAILABLE",
     "EXIT_USAGE",
     "Settings",
+    "PARAMS_HELP",
     "UsageError",
+    "add_parameter_options",
     "exit_code_for",
     "parse_parameters",
     "resolve_settings",
@@ -70,6 +72,10 @@ EXIT_INTERRUPTED = 130
 #: The CLI's own variables; the gateway URL and API key are the client's (:mod:`._config`).
 ENV_USER_TOKEN = "SARK_USER_TOKEN"
 ENV_TIMEOUT = "SARK_TIMEOUT"
+#: The help of the ``key=value`` words of the subcommands that call a tool.
+PARAMS_HELP = ("tool parameters as key=value; a value that parses as JSON is that value "
+               "(a=2 is a number, ok=true a boolean, name='\"2\"' the string \"2\"), "
+               "anything else is text")
 #: JSON-RPC codes that mean "your request is wrong" (invalid request, method, params).
 _RPC_USAGE_CODES = frozenset({-32600, -32601, -32602})
 
@@ -177,6 +183,15 @@ def _parse_value(text: str) -> Any:
         return json.loads(text)
     except ValueError:
         return text
+
+
+def add_parameter_options(parser: argparse.ArgumentParser) -> None:
+    """The options that give a tool's parameters other than ``key=value`` words."""
+    parser.add_argument("--json-params", metavar="JSON",
+                        help="the parameters as one JSON object (key=value words win)")
+    parser.add_argument("--params-file", metavar="FILE",
+                        help="read the parameters as a JSON object from FILE ('-': standard "
+                        "input); --json-params and key=value words win")
 
 
 def parse_parameters(

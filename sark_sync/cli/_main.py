@@ -12,6 +12,7 @@ subcommand raised into one line on standard error and returns the status (it nev
     sark-sync events [--types a,b] [--last-event-id N] [--count N]
     sark-sync health                           the gateway's /health
     sark-sync local [--call TOOL [key=value ...]] -- COMMAND ARGS...   a local stdio server
+    sark-sync remote URL [--call TOOL [key=value ...]] [--header 'N: V']  an MCP server by URL
     sark-sync serve [--config F] [--demo] ...  run a LocalGateway on loopback
     sark-sync demo                             a guided tour (a few seconds)
 
@@ -24,8 +25,10 @@ Options of the client commands, before or after the subcommand (flags win over v
     --json                                one JSON document (JSON lines for `events`)
     --debug                               debug logging and tracebacks on standard error
 
-``serve`` and ``demo`` take ``--debug`` only. Prefer the variables to ``--api-key`` and
-``--user-token``: a command line is visible to other users of the machine.
+``serve`` and ``demo`` take ``--debug`` only; ``remote`` takes ``--timeout``, ``--json`` and
+``--debug``, and its server's headers from ``--header`` or ``SARK_MCP_HEADERS``. Prefer the
+variables to ``--api-key``, ``--user-token`` and ``--header``: a command line is visible to
+other users of the machine.
 
 Exit status (the same for every subcommand; ``serve`` and ``demo`` use 0, 1 and 2)::
 
@@ -36,7 +39,7 @@ Exit status (the same for every subcommand; ``serve`` and ``demo`` use 0, 1 and 
          422, other 4xx; a JSON-RPC invalid request/params from a local server)
     3    authentication failed (401: API key or user token)
     4    denied by policy (403 policy_denied); the policy's reason is in the message
-    5    not found (404: no such server or tool)
+    5    not found (404: no such server or tool; a URL the server does not serve)
     6    unavailable: connection failed, timeout, deadline exceeded, circuit open, 408,
          429, 5xx, a malformed answer, a local server that could not start or exited,
          and `health` reporting anything but "healthy"
@@ -64,19 +67,18 @@ from ._client import (
     configure_events,
     configure_health,
     configure_invoke,
-    configure_local,
     configure_servers,
     configure_tools,
     run_events,
     run_health,
     run_invoke,
-    run_local,
     run_servers,
     run_tools,
 )
 from ._common import EXIT_INTERRUPTED, EXIT_TOOL_ERROR, UsageError, exit_code_for
 from ._demo import run_demo
 from ._serve import configure_serve, run_serve
+from ._servers import configure_local, configure_remote, run_local, run_remote
 
 __all__ = ["COMMANDS", "Command", "main"]
 
@@ -128,6 +130,8 @@ COMMANDS: dict[str, Command] = {
     "health": Command("check the gateway's health", configure_health, run_health),
     "local": Command("list or call the tools of a local stdio MCP server (after --)",
                      configure_local, run_local),
+    "remote": Command("list or call the tools of an MCP server by URL (Streamable HTTP)",
+                      configure_remote, run_remote),
     "serve": Command("run a LocalGateway on loopback until SIGINT/SIGTERM",
                      configure_serve, run_serve, client=False),
     "demo": Command("a guided tour of the client against an embedded LocalGateway "
@@ -170,7 +174,7 @@ def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespa
         if probe.command == "local":
             argv, tail = head, argv[split + 1:]
     args, extras = parser.parse_known_args(argv)
-    takes_params = args.command == "invoke" or (args.command == "local" and
+    takes_params = args.command == "invoke" or (args.command in ("local", "remote") and
                                                 getattr(args, "call", None) is not None)
     unknown = [word for word in extras if not (takes_params and "=" in word
                                                and not word.startswith("-"))]

@@ -14,16 +14,19 @@ import json
 import sys
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any, TextIO
+from typing import Any, Callable, TextIO, TypeVar
 
 from .._models import Event, Health, ServerInfo, ToolInfo, ToolResult
 from .._redact import redact
+from ._common import EXIT_OK, EXIT_TOOL_ERROR
 
 __all__ = [
     "dump_json",
     "event_json",
     "event_line",
+    "finish_call",
     "health_json",
+    "print_list",
     "print_result",
     "result_json",
     "server_json",
@@ -35,6 +38,8 @@ __all__ = [
 
 #: Columns between two columns of a table.
 GUTTER = "  "
+T = TypeVar("T")
+
 #: Longest description shown in a table cell (the JSON form has all of it).
 MAX_CELL = 60
 
@@ -180,6 +185,28 @@ def print_result(result: ToolResult, as_json: bool, out: TextIO, err: TextIO) ->
         err.write("sark-sync: note: the policy removed these parameters before the tool ran: "
                   + ", ".join(result.filtered) + "\n")
         err.flush()
+
+
+def finish_call(result: ToolResult, as_json: bool) -> int:
+    """Print a tool's result on standard output; the exit status: 0, or 1 (with a line on
+    standard error) when the tool reported an error."""
+    print_result(result, as_json, sys.stdout, sys.stderr)
+    if result.is_error:
+        sys.stderr.write(f"sark-sync: error: tool {result.server}/{result.tool} reported an "
+                         "error (its output is above)\n")
+        return EXIT_TOOL_ERROR
+    return EXIT_OK
+
+
+def print_list(items: Sequence[T], as_json: bool, to_json: Callable[[T], dict[str, Any]],
+               to_rows: Callable[[Sequence[T]], tuple[list[str], list[list[object]]]],
+               empty: str) -> None:
+    """A JSON array of ``items`` on standard output, or their table (``empty`` when there
+    are none)."""
+    if as_json:
+        dump_json([to_json(item) for item in items])
+    else:
+        sys.stdout.write((table(*to_rows(items)) if items else empty) + "\n")
 
 
 def event_json(event: Event) -> dict[str, Any]:

@@ -153,6 +153,8 @@ def test_local_takes_everything_after_the_double_dash_as_the_command() -> None:
     (["--json", "--timeout", "1", "demo"], "--timeout, --json do not apply to demo"),
     (["servers", "x=1"], "unrecognized arguments: x=1"),
     (["bogus"], "invalid choice"),
+    (["remote"], "the following arguments are required: URL"),
+    (["remote", "http://127.0.0.1:1/mcp", "x=1", "--call"], "expected one argument"),
 ])
 def test_usage_errors_exit_2(argv: list[str], message: str,
                              capsys: pytest.CaptureFixture[str]) -> None:
@@ -163,4 +165,4 @@ def test_usage_errors_exit_2(argv: list[str], message: str,
 
 def test_every_subcommand_is_registered() -> None:
     assert list(cli.COMMANDS) == ["servers", "tools", "invoke", "events", "health", "local",
-                                  "serve", "demo"]
+                                  "remote", "serve", "demo"]
