@@ -193,8 +193,7 @@ class EndpointStream:
                 status = response.status_code
                 if status != 200:
                     raw = response.raw.read(ERROR_BODY_BYTES, decode_content=True) or b""
-                    raise error_from_answer(status, raw, response.headers,
-                                            dict(where, status_code=status))
+                    raise error_from_answer(status, raw, response.headers, where)
                 mime = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
                 if mime != "text/event-stream":
                     raise ProtocolError(f"{self.name!r} answered the HTTP+SSE stream's GET with "

@@ -239,8 +239,7 @@ class LegacySSEChannel:
                 # Read to the end (a few bytes) so the connection goes back to the pool.
                 raw = response.raw.read(ANSWER_BYTES, decode_content=True) or b""
                 if response.status_code not in ACCEPTED:
-                    raise error_from_answer(response.status_code, raw, response.headers,
-                                            dict(where, status_code=response.status_code))
+                    raise error_from_answer(response.status_code, raw, response.headers, where)
             except READ_FAILURES as exc:
                 if exchange.cut:
                     raise self._timeout(what, timeout) from None
