@@ -93,6 +93,25 @@ def _show_origin(url: str) -> str:
     return "an invalid port" if host == "\0invalid" else f"{scheme}://{host[:100]}:{port}"
 
 
+def _shut_down(response: requests.Response) -> None:
+    """Wake a read of ``response`` in another thread: shut its socket down, never close it.
+
+    urllib3 keeps the socket's ``shutdown`` for this; the connection's own socket is gone when
+    http.client handed it to a response read until the peer closes (no length, not chunked).
+    """
+    try:
+        response.raw.shutdown()
+        return
+    except (AttributeError, ValueError, RuntimeError, OSError):
+        pass
+    sock = socket_of(response.raw)
+    if sock is not None:
+        try:
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
 class Waiter:
     """One request waiting for its answer; the latch is a lock held until the answer is in
     (a waiter blocked in C on ``acquire`` wakes faster than on a ``threading.Event``)."""
@@ -226,12 +245,8 @@ class EndpointStream:
             return
         with self._lock:  # the reader closes the response under this lock
             response = self._response
-            sock = socket_of(response.raw) if response is not None else None
-            if sock is not None:
-                try:
-                    socket.socket.shutdown(sock, socket.SHUT_RDWR)
-                except OSError:
-                    pass
+            if response is not None:
+                _shut_down(response)
         reader = self._reader
         if reader is not None and reader is not threading.current_thread():
             reader.join(JOIN_TIMEOUT)
