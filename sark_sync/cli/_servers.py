@@ -1,9 +1,10 @@
 """The ``sark-sync`` subcommands that reach one MCP server without a gateway: ``local`` (a
-command, over stdio) and ``remote`` (a URL, over MCP Streamable HTTP).
+command, over stdio) and ``remote`` (a URL, over MCP Streamable HTTP or the legacy HTTP+SSE).
 
 Design: each opens one session for the command's lifetime (a
 :class:`~sark_sync.transports.LocalServer` child process, or a
-:class:`~sark_sync.transports.RemoteServer`: ``initialize`` on entry, ``DELETE`` on exit),
+:class:`~sark_sync.transports.RemoteServer`, which negotiates the revision and transport on
+entry and ends its session, if the server keeps one, on exit),
 lists the server's tools or calls one (:func:`_list_or_call`, shared), prints as the gateway
 subcommands do and returns the exit status; what they raise is mapped to an exit status by
 :func:`sark_sync.cli.main`. A tool the server does not list is a :class:`NotFoundError`
@@ -133,7 +134,7 @@ def run_local(args: argparse.Namespace) -> int:
 
 def configure_remote(parser: argparse.ArgumentParser) -> None:
     parser.usage = ("sark-sync remote [options] URL [--call TOOL [key=value ...]] "
-                    "[--header 'Name: value' ...]")
+                    "[--header 'Name: value' ...] [--transport T] [--protocol-version V]")
     parser.add_argument("server_url", metavar="URL",
                         help="the MCP server's endpoint, e.g. http://127.0.0.1:8000/mcp")
     _add_call_options(parser)
@@ -143,6 +144,13 @@ def configure_remote(parser: argparse.ArgumentParser) -> None:
                         "command line is visible to other users)")
     parser.add_argument("--name", metavar="NAME",
                         help="the server's name in results and messages (default: its host)")
+    parser.add_argument("--transport", default="auto", metavar="auto|streamable-http|sse",
+                        help="the wire: Streamable HTTP, falling back to the legacy HTTP+SSE "
+                        "when the server refuses it (auto, the default), or only one of them")
+    parser.add_argument("--protocol-version", default="auto", metavar="VERSION",
+                        help="the MCP revision: auto (the default) tries 2026-07-28 and falls "
+                        "back to 2025-11-25; or one of 2026-07-28, 2025-11-25, 2025-06-18, "
+                        "2025-03-26, 2024-11-05")
 
 
 def _header(text: str, source: str) -> tuple[str, str]:
@@ -187,6 +195,7 @@ def run_remote(args: argparse.Namespace) -> int:
     parameters = _call_parameters(args)
     headers = parse_headers(args.header, os.environ)
     timeout = settings.timeout if settings.timeout is not None else DEFAULT_DEADLINE
-    with RemoteServer(args.server_url, name=args.name, headers=headers,
-                      timeout=timeout) as server:
+    with RemoteServer(args.server_url, name=args.name, headers=headers, timeout=timeout,
+                      transport=args.transport,
+                      protocol_version=args.protocol_version) as server:
         return _list_or_call(server, args, parameters, settings)

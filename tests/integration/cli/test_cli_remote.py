@@ -106,6 +106,50 @@ def test_remote_calls_a_tool_and_prints_its_text_or_json(
     assert (status, json.loads(out)["server"]) == (0, "sdk")
 
 
+@pytest.mark.parametrize(("version", "handshake"), [
+    ("auto", ["server/discover"]),
+    ("2025-11-25", ["initialize", "notifications/initialized"]),
+])
+def test_protocol_version_picks_the_revision_the_server_sees(
+    version: str, handshake: list[str], mcp_http_server: Callable[..., McpHttpServer],
+    recording_proxy: Callable[[str], RecordingProxy], capsys: pytest.CaptureFixture[str],
+) -> None:
+    proxy = recording_proxy(mcp_http_server("stateful").url)
+    assert run(capsys, "remote", proxy.url, "--protocol-version", version, "--call", "echo",
+               "text=hi") == (0, "hi\n", "")
+    assert methods(proxy) == [*handshake, "tools/list", "tools/call"]
+
+
+@pytest.mark.parametrize("transport", ["auto", "sse"])
+def test_a_legacy_http_sse_server_is_reached_by_fallback_or_on_request(
+    transport: str, mcp_http_server: Callable[..., McpHttpServer],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    url = mcp_http_server("legacy-sse").url
+    assert run(capsys, "remote", url, "--transport", transport, "--call", "add", "a=20",
+               "b=22") == (0, '{\n  "sum": 42.0\n}\n', "")
+
+
+@pytest.mark.parametrize(("path", "argv", "status", "message"), [
+    ("/sse", ["--transport", "websocket"], 2, "ConfigurationError: transport must be one of "
+     "auto, streamable-http, sse, not 'websocket'"),
+    ("/sse", ["--protocol-version", "1999-01-01"], 2, "ConfigurationError: protocol_version "
+     "must be 'auto' or one of 2026-07-28, 2025-11-25, 2025-06-18, 2025-03-26, 2024-11-05, "
+     "not '1999-01-01'"),
+    ("/sse", ["--transport", "streamable-http"], 2, "APIError: "),  # POST /sse: 405
+    ("/nope", [], 5, "NotFoundError: "),  # neither transport is served there
+])
+def test_a_url_transport_or_version_the_server_cannot_use_is_refused(
+    path: str, argv: list[str], status: int, message: str,
+    mcp_http_server: Callable[..., McpHttpServer], capsys: pytest.CaptureFixture[str],
+) -> None:
+    url = mcp_http_server("legacy-sse").url
+    assert url.endswith("/sse")
+    result = run(capsys, "remote", url[:-len("/sse")] + path, *argv)
+    assert result[:2] == (status, "")
+    assert result[2].startswith(f"sark-sync: error: {message}") and result[2].count("\n") == 1
+
+
 def test_a_tool_error_prints_the_output_and_exits_1(
     mcp_http_server: Callable[..., McpHttpServer], capsys: pytest.CaptureFixture[str],
 ) -> None:
