@@ -12,6 +12,9 @@ before Streamable HTTP, which servers still offer (the official SDK's ``sse_app(
   arrives on the GET stream, where one reader thread demultiplexes responses by id into the
   waiting callers and hands the server's own requests and notifications to the callbacks (on
   that thread: keep them short). The stream is :class:`~._mcp_sse_stream.EndpointStream`.
+- ``auth`` (anything ``requests`` takes) sets its headers on every request; a 401 calls its
+  ``refresh()``, if it has one, once and sends the request once more (as the Streamable HTTP
+  channel does).
 - Every wait is bounded by the request's timeout (the POST by the deadline watchdog of
   :mod:`._guarded`, the answer by its latch); a request not answered in time posts
   ``notifications/cancelled`` and raises :class:`DeadlineExceeded`.
@@ -36,6 +39,7 @@ from typing import Any, Callable
 import requests
 
 from .._exceptions import (
+    AuthenticationError,
     ClientClosedError,
     DeadlineExceeded,
     GatewayError,
@@ -46,6 +50,7 @@ from ..resilience import mark_sent
 from ..wire import DEFAULT_MAX_EVENT_BYTES, jsonrpc
 from ._common import READ_FAILURES, close_session, error_from_answer, new_session, translate
 from ._guarded import GuardedAdapter, guarded
+from ._mcp_http_recovery import Recovery
 from ._mcp_sse_stream import CONNECT_TIMEOUT, EndpointStream, Unasked, resolve_endpoint
 
 __all__ = ["LegacySSEChannel", "resolve_endpoint"]
@@ -96,6 +101,7 @@ class LegacySSEChannel:
         self._stream = EndpointStream(
             url, name=name, session=self._stream_session, headers=self._headers, auth=auth,
             max_event_bytes=max_event_bytes, dispatch=self._dispatch)
+        self._recovery = Recovery(name, auth, None)  # 401: auth.refresh() once, if it has one
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._start_lock = threading.Lock()
@@ -130,7 +136,8 @@ class LegacySSEChannel:
             stream = self._stream
             stream.check()
             if not stream.opened:
-                stream.open(timeout)
+                self._refreshing(lambda: stream.open(max(0.0, deadline - time.monotonic())),
+                                 deadline)
             if not stream.ready.wait(max(0.0, deadline - time.monotonic())):
                 self.close()
                 raise self._timeout("the endpoint event", timeout)
@@ -216,8 +223,25 @@ class LegacySSEChannel:
         except Exception:  # a callback's bug must not end the stream
             log.exception("%s: a callback for %s failed", self.name, message.method)
 
+    def _refreshing(self, attempt: Callable[[], None], deadline: float) -> None:
+        """``attempt()``, and once more after ``auth.refresh()`` if it is answered 401 (the
+        server ran nothing) and the auth object has a ``refresh``."""
+        seen = self._recovery.credentials.generation
+        try:
+            attempt()
+        except AuthenticationError:
+            if not self._recovery.refresh(seen, deadline):
+                raise
+            attempt()
+
     def _post(self, body: bytes, timeout: float, what: str) -> None:
-        """POST one message to the endpoint; the server must take it (202, 200)."""
+        """POST one message to the endpoint (refreshing the credentials once on a 401); the
+        server must take it (202, 200)."""
+        deadline = time.monotonic() + max(0.0, timeout)
+        self._refreshing(lambda: self._post_once(body, deadline - time.monotonic(), what),
+                         deadline)
+
+    def _post_once(self, body: bytes, timeout: float, what: str) -> None:
         self._stream.check()
         endpoint = self._stream.endpoint
         if endpoint is None:

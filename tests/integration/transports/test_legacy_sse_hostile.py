@@ -16,10 +16,12 @@ from collections.abc import Iterator
 from typing import Any, Callable
 
 import pytest
+import requests
 from hostile.http_peer import CLOSE, RESET, HostilePeer, Item, Pause, Request, answer, sse_head
 from support import wait_for
 
 from sark_sync import (
+    AuthenticationError,
     ClientClosedError,
     ConnectionFailed,
     DeadlineExceeded,
@@ -68,8 +70,10 @@ class LegacyPeer:
 
     def __init__(self, endpoint: bytes | None = b"/messages/?session_id=abc123",
                  reply: Reply = polite, post_status: int = 202, head: bytes | None = None,
-                 before: list[Item] | None = None) -> None:
+                 before: list[Item] | None = None,
+                 allow: Callable[[Request], bool] = lambda request: True) -> None:
         self.endpoint, self.reply, self.post_status = endpoint, reply, post_status
+        self.allow = allow
         self.head = sse_head() if head is None else head
         self.before = before or []
         self.outbox: queue.Queue[Item] = queue.Queue()
@@ -77,6 +81,9 @@ class LegacyPeer:
         self.post_paths: list[str] = []
 
     def __call__(self, request: Request) -> Iterator[Item]:
+        if not self.allow(request):
+            yield answer(401, b'{"error": {"message": "who are you"}}')
+            return
         if request.method == "GET":
             yield self.head
             yield from self.before
@@ -351,3 +358,49 @@ def test_close_from_another_thread_fails_a_pending_request(
     caller.join(5)
     assert [type(e) for e in outcome] == [ClientClosedError] and readers() == []
     assert str(outcome[0]) == "the session with 'peer' is closed (server=peer)"
+
+
+class Rotating(requests.auth.AuthBase):
+    """A bearer token that ``refresh()`` replaces with the next version."""
+
+    def __init__(self) -> None:
+        self.version = 0
+
+    def __call__(self, request: Any) -> Any:
+        request.headers["Authorization"] = f"Bearer tok-v{self.version}"
+        return request
+
+    def refresh(self) -> None:
+        self.version += 1
+
+
+def test_a_401_refreshes_the_credentials_once_for_the_stream_and_for_a_post(
+        peers: Callable[..., HostilePeer]) -> None:
+    def allow(request: Request) -> bool:  # the stream wants v1 or later, a POST v2 or later
+        version = int(request.headers.get("authorization", "Bearer tok-v0")[-1])
+        return version >= (1 if request.method == "GET" else 2)
+
+    auth = Rotating()
+    script = LegacyPeer(allow=allow)
+    link = channel(peers(script), auth=auth)
+    try:
+        link.start(5.0)
+        assert auth.version == 1
+        assert link.request("ping", None, 5.0) == {"echo": None}
+        assert auth.version == 2 and len(script.posts) == 1
+    finally:
+        link.close()
+
+
+def test_a_401_without_a_refresh_raises_authentication_error_quoting_no_credential(
+        peers: Callable[..., HostilePeer]) -> None:
+    peer = peers(LegacyPeer(allow=lambda request: request.method == "GET"))
+    link = channel(peer, headers={"Authorization": "Bearer s3cret-token"})
+    try:
+        link.start(5.0)
+        with pytest.raises(AuthenticationError) as caught:
+            link.request("ping", None, 5.0)
+        assert caught.value.status_code == 401 and caught.value.method == "POST"
+        assert "s3cret" not in str(caught.value) and "s3cret" not in repr(link)
+    finally:
+        link.close()
