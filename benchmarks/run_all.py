@@ -11,7 +11,7 @@ Where a row has a goal, the table says whether it was met; a missed goal is prin
 but is not a failure: the exit status is 0 unless a benchmark crashed (1; the other
 benchmarks still run and the files are still written, the crashed rows marked) or the
 governed rows' tools venv is not usable (2, before anything runs; ``--no-governed`` skips
-those rows).
+those rows, and bench_mcp_http's, whose official MCP server and client live in that venv).
 
 ``--quick`` runs every benchmark with a handful of calls, for smoke tests: its figures are
 noise. The default sizes are the benchmarks' own (a few minutes on 2 cores).
@@ -44,12 +44,13 @@ RESULTS = HERE / "results"
 #: Extra arguments per benchmark and mode; the full run uses each benchmark's defaults.
 SIZES: dict[str, dict[str, list[str]]] = {
     "full": {"bench_http.py": [], "bench_throughput.py": [], "bench_stdio.py": [],
-             "bench_sse.py": []},
+             "bench_sse.py": [], "bench_mcp_http.py": []},
     "quick": {
         "bench_http.py": ["--calls", "100"],
         "bench_throughput.py": ["--calls", "160", "--rounds", "1"],
         "bench_stdio.py": ["--calls", "100"],
         "bench_sse.py": ["--events", "500", "--latency-events", "30", "--pace", "0.001"],
+        "bench_mcp_http.py": ["--calls", "100", "--warmup", "20"],
     },
 }
 #: Seconds one benchmark may take before it is killed (with its process group) as crashed.
@@ -99,6 +100,8 @@ HTTP_P50 = Goal("≤ 1.15", lambda sdk, raw, ratio: ratio <= 1.15)
 STDIO_P50 = Goal("≤ 1.3", lambda sdk, raw, ratio: ratio <= 1.3)
 SSE_RATE = Goal("≥ 0.5", lambda sdk, raw, ratio: ratio >= 0.5)
 SSE_P95 = Goal("≤ +2 ms", lambda sdk, raw, diff: diff <= 2.0)
+MCP_RAW_P50 = Goal("≤ 1.15", lambda sdk, raw, ratio: ratio <= 1.15)
+MCP_OFFICIAL_P50 = Goal("≤ 1.0", lambda sdk, raw, ratio: ratio <= 1.0)
 FANOUT_P95 = Goal(f"SDK < {FANOUT_P95_GOAL_MS:g} ms",
                   lambda sdk, raw, ratio: sdk < FANOUT_P95_GOAL_MS)
 
@@ -160,12 +163,38 @@ def sse_rows(result: dict[str, Any]) -> Iterator[Row]:
                   latency["sdk"]["p95"], latency["raw"]["p95"], kind="diff", goal=SSE_P95)
 
 
+#: bench_mcp_http's scenarios, as the table names them.
+MCP_SCENARIOS = {
+    "stateless_json": "stateless JSON, 2026-07-28 negotiated",
+    "stateless_json_2025": "stateless JSON, 2025-11-25",
+    "stateful_sse_2025": "stateful SSE, 2025-11-25",
+}
+
+
+def mcp_http_rows(result: dict[str, Any]) -> Iterator[Row]:
+    """bench_mcp_http: RemoteServer.call_tool against a raw requests.post of the same message,
+    and against the official async client (in the Raw column of the "vs the official client"
+    rows); the goals are on the first scenario."""
+    for scenario in result["scenarios"]:
+        name = scenario["scenario"]
+        label = MCP_SCENARIOS.get(name, name)
+        main = name == "stateless_json"
+        sdk = scenario["sdk"]["p50_us"]
+        yield row(f"mcp_http_{name}_p50", f"MCP Streamable HTTP call_tool ({label}), p50", "µs",
+                  sdk, scenario["raw"]["p50_us"], lean=scenario["raw_lean"]["p50_us"],
+                  goal=MCP_RAW_P50 if main else None)
+        yield row(f"mcp_http_{name}_official_p50", f"MCP Streamable HTTP call_tool ({label}) "
+                  "vs the official client, p50", "µs", sdk,
+                  scenario["official"]["p50_us"], goal=MCP_OFFICIAL_P50 if main else None)
+
+
 #: The benchmarks in the order they run, each with the rows it makes.
 BENCHMARKS: dict[str, Callable[[dict[str, Any]], Iterator[Row]]] = {
     "bench_http.py": http_rows,
     "bench_throughput.py": throughput_rows,
     "bench_stdio.py": stdio_rows,
     "bench_sse.py": sse_rows,
+    "bench_mcp_http.py": mcp_http_rows,
 }
 
 
@@ -288,6 +317,14 @@ def main(argv: list[str] | None = None) -> int:
     crashed = []
     for script, make_rows in BENCHMARKS.items():
         extra = SIZES[mode][script] + (http_args if script == "bench_http.py" else [])
+        if script == "bench_mcp_http.py":  # the official server and client: the tools venv
+            if "--tools-python" not in http_args:
+                rows += [Row(f"mcp_http_{name}{kind}_p50", f"MCP Streamable HTTP call_tool "
+                             f"({label}){' vs the official client' * bool(kind)}, p50", "µs",
+                             status="skipped")
+                         for name, label in MCP_SCENARIOS.items() for kind in ("", "_official")]
+                continue
+            extra += http_args
         print(f"run_all.py: {script} {' '.join(extra)}", file=sys.stderr, flush=True)
         started = time.monotonic()
         try:
