@@ -276,6 +276,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 class _Server(http.server.ThreadingHTTPServer):
     daemon_threads = False  # server_close() joins them
     block_on_close = True
+    # socketserver's default backlog of 5 resets connections when 32 clients connect at once.
+    request_queue_size = 128
 
     def __init__(self, proxy: RecordingProxy) -> None:
         self.proxy = proxy
