@@ -39,7 +39,7 @@ from ..wire import EventReader, EventTooLarge, SSEFramer, jsonrpc
 from ._common import READ_FAILURES, error_from_answer, socket_of, translate
 from ._guarded import guarded
 
-__all__ = ["EndpointStream", "Waiter", "resolve_endpoint"]
+__all__ = ["EndpointStream", "Waiter", "refused", "resolve_endpoint"]
 
 log = logging.getLogger("sark_sync.transports.mcp_sse")
 
@@ -110,6 +110,17 @@ def _shut_down(response: requests.Response) -> None:
             socket.socket.shutdown(sock, socket.SHUT_RDWR)
         except OSError:
             pass
+
+
+def refused(status: int, raw: bytes, headers: Mapping[str, str], where: dict[str, Any],
+            what: str) -> GatewayError:
+    """The error of a status other than the expected ones: a redirect is never followed (the
+    endpoint is the server's to name, in its stream), any other the typed error of its status."""
+    if 300 <= status < 400:
+        return ProtocolError(f"{where['server']!r} answered {what} with a redirect ({status}); "
+                             "HTTP+SSE redirects are not followed: give the final URL",
+                             status_code=status, **where)
+    return error_from_answer(status, raw, headers, where)
 
 
 class Waiter:
@@ -212,7 +223,7 @@ class EndpointStream:
                 status = response.status_code
                 if status != 200:
                     raw = response.raw.read(ERROR_BODY_BYTES, decode_content=True) or b""
-                    raise error_from_answer(status, raw, response.headers, where)
+                    raise refused(status, raw, response.headers, where, "the stream's GET")
                 mime = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
                 if mime != "text/event-stream":
                     raise ProtocolError(f"{self.name!r} answered the HTTP+SSE stream's GET with "

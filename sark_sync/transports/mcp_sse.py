@@ -48,10 +48,16 @@ from .._exceptions import (
 )
 from ..resilience import mark_sent
 from ..wire import DEFAULT_MAX_EVENT_BYTES, jsonrpc
-from ._common import READ_FAILURES, close_session, error_from_answer, new_session, translate
+from ._common import READ_FAILURES, close_session, new_session, translate
 from ._guarded import GuardedAdapter, guarded
 from ._mcp_http_recovery import Recovery
-from ._mcp_sse_stream import CONNECT_TIMEOUT, EndpointStream, Unasked, resolve_endpoint
+from ._mcp_sse_stream import (
+    CONNECT_TIMEOUT,
+    EndpointStream,
+    Unasked,
+    refused,
+    resolve_endpoint,
+)
 
 __all__ = ["LegacySSEChannel", "resolve_endpoint"]
 
@@ -263,7 +269,8 @@ class LegacySSEChannel:
                 # Read to the end (a few bytes) so the connection goes back to the pool.
                 raw = response.raw.read(ANSWER_BYTES, decode_content=True) or b""
                 if response.status_code not in ACCEPTED:
-                    raise error_from_answer(response.status_code, raw, response.headers, where)
+                    raise refused(response.status_code, raw, response.headers, where,
+                                  f"the POST of {what}")
             except READ_FAILURES as exc:
                 if exchange.cut:
                     raise self._timeout(what, timeout) from None

@@ -18,7 +18,7 @@ from typing import Any, Callable
 import pytest
 import requests
 from hostile.http_peer import CLOSE, RESET, HostilePeer, Item, Pause, Request, answer, sse_head
-from support import wait_for
+from support import in_child, wait_for
 
 from sark_sync import (
     AuthenticationError,
@@ -402,5 +402,55 @@ def test_a_401_without_a_refresh_raises_authentication_error_quoting_no_credenti
             link.request("ping", None, 5.0)
         assert caught.value.status_code == 401 and caught.value.method == "POST"
         assert "s3cret" not in str(caught.value) and "s3cret" not in repr(link)
+    finally:
+        link.close()
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_a_redirect_is_never_followed(peers: Callable[..., HostilePeer], method: str) -> None:
+    decoy = peers(LegacyPeer())
+    script = LegacyPeer()
+    moved = answer(307, b"", headers={"Location": f"{decoy.url}/sse"}, reason="Moved")
+
+    def redirecting(request: Request) -> Iterator[Item]:
+        if request.method == method:
+            yield moved
+            return
+        yield from script(request)
+
+    link = channel(peers(redirecting))
+    try:
+        with pytest.raises(ProtocolError) as caught:
+            link.start(5.0)
+            link.request("ping", None, 5.0)
+        what = "the stream's GET" if method == "GET" else "the POST of ping"
+        assert str(caught.value).startswith(
+            f"'peer' answered {what} with a redirect (307); HTTP+SSE redirects are not "
+            "followed: give the final URL")
+        assert caught.value.status_code == 307 and decoy.connections == 0
+    finally:
+        link.close()
+
+
+def test_a_forked_child_never_uses_nor_ends_the_parents_session(
+        peers: Callable[..., HostilePeer]) -> None:
+    script = LegacyPeer()
+    link = channel(peers(script))
+    try:
+        link.start(5.0)
+
+        def in_the_child() -> Any:
+            try:
+                link.request("ping", None, 2.0)
+            except ClientClosedError as exc:
+                refused = str(exc)
+            link.close()  # the parent's stream: never shut down from here
+            return refused
+
+        assert in_child(in_the_child) == (
+            "the session with 'peer' belongs to the process that opened it; open a new one "
+            "after fork() (server=peer)")
+        assert link.alive and link.request("ping", None, 5.0) == {"echo": None}  # untouched
+        assert len(script.posts) == 1  # the child sent nothing
     finally:
         link.close()
