@@ -11,6 +11,12 @@ says who sends it and at which version, twice (facts: ``docs/dev/MCP_HTTP_FACTS.
   body (:func:`routing_headers`). A value that is not plain printable ASCII, or that has edge
   whitespace, or that looks like the sentinel itself, travels as ``=?base64?<utf-8 b64>?=``
   (:func:`encode_header_value`): an HTTP header cannot carry it verbatim;
+- a tool argument whose schema says ``x-mcp-header: X`` travels in ``Mcp-Param-X`` too (a
+  2026 server refuses a call whose headers and arguments disagree): :class:`ParamHeaders`
+  learns the annotations from ``tools/list`` (leaving out, with a warning, a tool whose
+  annotation is invalid, as the spec asks), and a call refused -32020 for a tool never listed
+  lists the tools and is sent once more (:func:`relearn`: the server refused it before
+  running it);
 - a result says ``resultType``: ``"complete"`` is the answer; anything else (the server asking
   the client for input, issue 14) is refused with :class:`ProtocolError` for now
   (:func:`check_result`).
@@ -28,18 +34,19 @@ import base64
 import binascii
 import logging
 import re
+import threading
 import time
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from ..__version__ import __version__
 from .._exceptions import APIError, ProtocolError, RPCError
 from ..wire import jsonrpc
-from ._mcp_client import SUPPORTED_PROTOCOL_VERSIONS, McpSession
+from ._mcp_client import MAX_TOOL_PAGES, SUPPORTED_PROTOCOL_VERSIONS, McpSession
 
-__all__ = ["MODERN_PROTOCOL_VERSIONS", "MODERN_VERSION", "check_result", "decode_header_value",
-           "encode_header_value", "envelope", "error_of_answer", "negotiate", "prepare",
-           "routing_headers"]
+__all__ = ["MODERN_PROTOCOL_VERSIONS", "MODERN_VERSION", "ParamHeaders", "check_result",
+           "complete", "decode_header_value", "encode_header_value", "envelope",
+           "error_of_answer", "header_map", "negotiate", "prepare", "relearn", "routing_headers"]
 
 log = logging.getLogger("sark_sync.mcp")
 
@@ -62,9 +69,18 @@ UNSUPPORTED_PROTOCOL_VERSION = -32022
 FALLBACK_STATUSES = (400, 404, 405)
 #: What ``protocol_version=`` accepts besides a version: negotiate.
 AUTO = "auto"
+#: The JSON-RPC error of a request whose routing headers disagree with its body.
+HEADER_MISMATCH = -32020
+#: The schema annotation that makes a tool argument travel in an ``Mcp-Param-<token>`` header
+#: too, and the JSON types it may annotate.
+PARAM_HEADER_KEY = "x-mcp-header"
+PARAM_TYPES = ("string", "integer", "boolean")
+#: Nesting followed in a tool's schema when looking for annotations.
+MAX_SCHEMA_DEPTH = 32
 
 _SENTINEL = re.compile(r"=\?base64\?(?P<payload>.*)\?=", re.DOTALL)
 _PLAIN = re.compile(r"[\x20-\x7e]*")
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # an HTTP field name (RFC 9110)
 
 
 def encode_header_value(value: str) -> str:
@@ -122,13 +138,24 @@ def routing_headers(method: str, params: Mapping[str, Any] | None,
     return headers
 
 
-def prepare(method: str, params: Mapping[str, Any] | None, version: str | None
-            ) -> tuple[Mapping[str, Any] | None, dict[str, str]]:
-    """A message's params and extra headers: at a 2026 ``version`` the envelope and the
-    routing headers; at 2025 (``version`` None) the params as given and none."""
+def prepare(method: str, params: Mapping[str, Any] | None, version: str | None,
+            tools: ParamHeaders) -> tuple[Mapping[str, Any] | None, dict[str, str]]:
+    """A message's params and extra headers: at a 2026 ``version`` the envelope, the routing
+    headers and a ``tools/call``'s ``Mcp-Param-*``; at 2025 (``version`` None) the params as
+    given and none."""
     if version is None:
         return params, {}
-    return envelope(params, version), routing_headers(method, params, version)
+    headers = routing_headers(method, params, version)
+    if method == "tools/call":
+        headers.update(tools.headers(params))
+    return envelope(params, version), headers
+
+
+def complete(result: Any, method: str, server: str, tools: ParamHeaders) -> Any:
+    """A 2026 result after :func:`check_result`; a ``tools/list`` page is learned from
+    (:class:`ParamHeaders`)."""
+    check_result(result, method, server)
+    return tools.learn(result, server) if method == "tools/list" else result
 
 
 def check_result(result: Any, method: str, server: str) -> Any:
@@ -243,3 +270,114 @@ def error_of_answer(raw: bytes, status: int, server: str) -> RPCError | None:
     return RPCError(f"{server!r} answered error {message.code}: {message.message[:200]}",
                     code=message.code, rpc_message=message.message, data=message.data,
                     server=server, status_code=status)
+
+
+# -- Mcp-Param-* headers (x-mcp-header) -----------------------------------------------------
+
+
+def header_map(schema: Any) -> dict[tuple[str, ...], str]:
+    """``{property path: header token}`` of the ``x-mcp-header`` annotations of a tool's
+    ``inputSchema``, found along ``properties`` chains from the root; ``ValueError`` if one is
+    invalid (not an HTTP token, on a property that is not a string, integer or boolean, or a
+    token used twice, case-insensitively)."""
+    found: dict[tuple[str, ...], str] = {}
+    tokens: set[str] = set()
+    stack: list[tuple[tuple[str, ...], Any]] = [((), schema)]
+    while stack:
+        path, node = stack.pop()
+        properties = node.get("properties") if isinstance(node, Mapping) else None
+        if not isinstance(properties, Mapping) or len(path) >= MAX_SCHEMA_DEPTH:
+            continue
+        for key, sub in properties.items():
+            here = (*path, str(key))
+            if isinstance(sub, Mapping) and PARAM_HEADER_KEY in sub:
+                token, where = sub[PARAM_HEADER_KEY], ".".join(here)
+                if not isinstance(token, str) or not _TOKEN.fullmatch(token):
+                    raise ValueError(f"property {where!r}: {str(token)[:40]!r} is not an "
+                                     "HTTP header token")
+                if sub.get("type") not in PARAM_TYPES:
+                    raise ValueError(f"property {where!r}: only a string, integer or boolean "
+                                     "may be a header")
+                if token.lower() in tokens:
+                    raise ValueError(f"property {where!r}: header {token!r} declared twice")
+                tokens.add(token.lower())
+                found[here] = token
+            stack.append((here, sub))
+    return found
+
+
+class ParamHeaders:
+    """The ``Mcp-Param-<token>`` headers of each tool, learned from ``tools/list`` results
+    (a 2026 server checks them against the arguments: a tool whose schema names one cannot be
+    called without it). Thread-safe."""
+
+    def __init__(self) -> None:
+        self._maps: dict[str, dict[tuple[str, ...], str]] = {}
+        self._lock = threading.Lock()
+
+    def learn(self, result: Any, server: str) -> Any:
+        """``result`` (a ``tools/list`` page) after noting each tool's headers; a tool with an
+        invalid declaration is left out with a warning, as the spec asks of clients."""
+        tools = result.get("tools") if isinstance(result, Mapping) else None
+        if not isinstance(tools, list):
+            return result
+        kept: list[Any] = []
+        for tool in tools:
+            name = tool.get("name") if isinstance(tool, Mapping) else None
+            if isinstance(tool, Mapping) and isinstance(name, str):
+                try:
+                    found = header_map(tool.get("inputSchema"))
+                except ValueError as exc:
+                    log.warning("excluding tool %r of %s: invalid x-mcp-header declaration: %s",
+                                name[:80], server, exc)
+                    continue
+                with self._lock:
+                    self._maps[name] = found
+            kept.append(tool)
+        return result if len(kept) == len(tools) else dict(result, tools=kept)
+
+    def known(self, name: str) -> bool:
+        with self._lock:
+            return name in self._maps
+
+    def headers(self, params: Mapping[str, Any] | None) -> dict[str, str]:
+        """The ``Mcp-Param-*`` headers of a ``tools/call``'s params (an argument that is
+        absent, null or not a scalar gets none)."""
+        name = params.get("name") if params is not None else None
+        arguments = params.get("arguments") if params is not None else None
+        with self._lock:
+            found = self._maps.get(name) if isinstance(name, str) else None
+        if not found or not isinstance(arguments, Mapping):
+            return {}
+        headers: dict[str, str] = {}
+        for path, token in found.items():
+            value: Any = arguments
+            for key in path:
+                value = value.get(key) if isinstance(value, Mapping) else None
+            if isinstance(value, bool):
+                rendered = "true" if value else "false"
+            elif isinstance(value, (str, int, float)):
+                rendered = str(value)
+            else:
+                continue
+            headers[f"Mcp-Param-{token}"] = encode_header_value(rendered)
+        return headers
+
+
+def relearn(request: Callable[[str, Mapping[str, Any] | None, float], Any],
+            tools: ParamHeaders, error: RPCError, params: Mapping[str, Any] | None,
+            deadline: float) -> bool:
+    """After a ``tools/call`` refused for its headers (-32020, before the tool ran) of a tool
+    never listed: list the tools (every page through ``request``, which learns them) and say
+    whether the call can be sent again, now with its headers."""
+    name = params.get("name") if params is not None else None
+    if error.code != HEADER_MISMATCH or not isinstance(name, str) or tools.known(name):
+        return False
+    cursor: Any = None
+    for _ in range(MAX_TOOL_PAGES):
+        page = request("tools/list", {"cursor": cursor} if cursor else None,
+                       max(0.0, deadline - time.monotonic()))
+        cursor = page.get("nextCursor") if isinstance(page, Mapping) else None
+        if tools.known(name) or not isinstance(cursor, str) or not cursor:
+            break
+    return tools.known(name)

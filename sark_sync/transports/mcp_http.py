@@ -52,7 +52,7 @@ from ._mcp_http_recovery import (
     redirect_target,
 )
 from ._mcp_http_stream import Listener, ResponseStreams, open_stream
-from ._mcp_modern import check_result, error_of_answer, prepare
+from ._mcp_modern import ParamHeaders, complete, error_of_answer, prepare, relearn
 
 __all__ = ["StreamableHTTPChannel"]
 
@@ -102,6 +102,7 @@ class StreamableHTTPChannel:
         #: None: the 2025 wire. A 2026 version (set by the negotiation): every message
         #: carries the envelope and routing headers, never a session id; no DELETE.
         self.modern_version: str | None = None
+        self._tools = ParamHeaders()  # the Mcp-Param-* headers of each tool, at 2026
         self._closed = False
 
     # -- MessageChannel ----------------------------------------------------------------------
@@ -118,7 +119,7 @@ class StreamableHTTPChannel:
         ``notifications/cancelled``) when it is not answered within ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
         request_id = next(self._ids)
-        modern, route = prepare(method, params, self.modern_version)
+        modern, route = prepare(method, params, self.modern_version, self._tools)
         body = jsonrpc.encode_request(request_id, method, modern)
         renewed = False
         while True:
@@ -135,6 +136,10 @@ class StreamableHTTPChannel:
                     raise self._recovery.expired(method) from None
                 renewed = True
                 self._renew_session(seen, method, deadline)
+            except RPCError as exc:  # 2026: a tool's Mcp-Param-* headers, unknown until listed
+                if not (route and relearn(self.request, self._tools, exc, params, deadline)):
+                    raise
+                modern, route = prepare(method, params, self.modern_version, self._tools)
             except TransportTimeout as exc:
                 self._cancel(request_id, "timeout")
                 if time.monotonic() < deadline:
@@ -142,7 +147,7 @@ class StreamableHTTPChannel:
                 raise DeadlineExceeded(exc.message, timeout=timeout, last_error=exc,
                                        server=self.name) from None
         if route:
-            return check_result(result, method, self.name)
+            return complete(result, method, self.name, self._tools)
         if method == "initialize" and isinstance(result, Mapping):
             version = result.get("protocolVersion")
             self.protocol_version = version if isinstance(version, str) else None
@@ -150,7 +155,7 @@ class StreamableHTTPChannel:
 
     def notify(self, method: str, params: Mapping[str, Any] | None = None,
                timeout: float = SHORT_TIMEOUT) -> None:
-        modern, route = prepare(method, params, self.modern_version)
+        modern, route = prepare(method, params, self.modern_version, self._tools)
         self._post(jsonrpc.encode_notification(method, modern), timeout, route=route)
         if method == "notifications/initialized":
             self._listen()

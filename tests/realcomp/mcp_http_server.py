@@ -28,6 +28,9 @@ Tools: those of mcp_sdk_server.py (``echo``, ``add``, ``fail``, ``slow`` with pr
 - ``announce()``: sends ``notifications/tools/list_changed`` on the session's own channel
   (tied to no request: the SDK routes it to the listening GET stream, and drops it when none
   is open), then returns ``"announced"``.
+- ``regional(region, text)``: ``"<region>:<text>"``; ``region`` is annotated
+  ``x-mcp-header: Region``, so at 2026-07-28 the SDK answers a call without a matching
+  ``Mcp-Param-Region`` header 400 with -32020 (HeaderMismatch) before running the tool.
 
 Options:
 
@@ -71,12 +74,13 @@ import os
 import signal
 import socket
 import sys
-from typing import Any
+from typing import Annotated, Any
 
 import uvicorn
 from mcp.server.mcpserver import Context
 from mcp.server.streamable_http import EventCallback, EventMessage, EventStore
 from mcp_sdk_server import server
+from pydantic import Field
 
 #: uvicorn's wait for open connections (GET streams) on shutdown, before it cancels them.
 GRACEFUL_SHUTDOWN = 0.5
@@ -126,6 +130,13 @@ async def steps(count: int, interval: float, ctx: Context) -> str:
 async def announce(ctx: Context) -> str:
     await ctx.session.send_tool_list_changed()
     return "announced"
+
+
+@server.tool(description="Say where, from an argument that travels in a header too.",
+             structured_output=False)
+def regional(region: Annotated[str, Field(json_schema_extra={"x-mcp-header": "Region"})],
+             text: str) -> str:
+    return f"{region}:{text}"
 
 
 class MemoryEventStore(EventStore):

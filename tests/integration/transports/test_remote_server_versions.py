@@ -222,3 +222,38 @@ def test_a_network_error_on_the_probe_propagates_without_a_fallback(
     finally:
         server.close()
     assert server.protocol_version is None
+
+
+def test_an_argument_annotated_x_mcp_header_travels_in_its_mcp_param_header(
+    mcp_http_server: Callable[..., McpHttpServer],
+    recording_proxy: Callable[[str], RecordingProxy],
+) -> None:
+    proxy = recording_proxy(mcp_http_server("stateless-json").url)
+    with RemoteServer(proxy.url, timeout=10) as server:
+        assert "regional" in {tool.tool_name for tool in server.list_tools()}
+        assert server.call_tool("regional", {"region": "eu-west", "text": "t"}).text == \
+            "eu-west:t"
+        assert server.call_tool("regional", {"region": "Zürich", "text": "t"}).text == \
+            "Zürich:t"
+    calls = [x for x in proxy.requests if body(x)["method"] == "tools/call"]
+    assert [x.header("Mcp-Param-Region") for x in calls] == [
+        "eu-west", "=?base64?WsO8cmljaA==?="]
+    assert [x.status for x in calls] == [200, 200]
+    assert all(x.header("Mcp-Param-Region") is None for x in proxy.requests
+               if body(x)["method"] != "tools/call")
+
+
+def test_a_call_refused_for_a_header_of_a_tool_never_listed_lists_and_is_sent_again(
+    mcp_http_server: Callable[..., McpHttpServer],
+    recording_proxy: Callable[[str], RecordingProxy],
+) -> None:
+    proxy = recording_proxy(mcp_http_server("stateful").url)
+    with RemoteServer(proxy.url, timeout=10) as server:
+        assert server.call_tool("regional", {"region": "eu", "text": "t"}).text == "eu:t"
+        assert server.call_tool("regional", {"region": "us", "text": "t"}).text == "us:t"
+    exchanges = proxy.requests
+    assert [(body(x)["method"], x.status) for x in exchanges] == [
+        ("server/discover", 200), ("tools/call", 400), ("tools/list", 200),
+        ("tools/call", 200), ("tools/call", 200)]
+    assert exchanges[1].header("Mcp-Param-Region") is None
+    assert [x.header("Mcp-Param-Region") for x in exchanges[3:]] == ["eu", "us"]

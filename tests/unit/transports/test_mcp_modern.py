@@ -6,6 +6,7 @@ and the negotiation's decisions over a scripted channel (which answer leads to 2
 from __future__ import annotations
 
 import base64
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,13 +26,17 @@ from sark_sync import (
 from sark_sync.transports._mcp_client import McpSession
 from sark_sync.transports._mcp_modern import (
     MODERN_VERSION,
+    ParamHeaders,
     check_result,
+    complete,
     decode_header_value,
     encode_header_value,
     envelope,
     error_of_answer,
+    header_map,
     negotiate,
     prepare,
+    relearn,
     routing_headers,
 )
 
@@ -113,9 +118,9 @@ def test_routing_headers(method: str, params: Mapping[str, Any] | None,
 
 def test_prepare_leaves_a_2025_message_alone() -> None:
     params = {"name": "echo"}
-    assert prepare("tools/call", params, None) == (params, {})
-    wrapped, headers = prepare("tools/call", params, MODERN_VERSION)
-    assert "_meta" in wrapped and headers["Mcp-Name"] == "echo"
+    assert prepare("tools/call", params, None, ParamHeaders()) == (params, {})
+    wrapped, headers = prepare("tools/call", params, MODERN_VERSION, ParamHeaders())
+    assert wrapped is not None and "_meta" in wrapped and headers["Mcp-Name"] == "echo"
 
 
 @pytest.mark.parametrize("result", [{"content": []}, {"resultType": "complete"}, None, []])
@@ -138,6 +143,86 @@ def test_a_json_rpc_error_body_becomes_an_rpc_error_with_its_status() -> None:
     assert error.data == {"supported": ["2026-07-28"], "requested": "2027-01-01"}
     assert error_of_answer(b"Not Found", 404, "srv") is None
     assert error_of_answer(b'{"jsonrpc":"2.0","id":1,"result":{}}', 400, "srv") is None
+
+
+# -- Mcp-Param-* headers -------------------------------------------------------------------
+
+
+def schema(**properties: Any) -> dict[str, Any]:
+    return {"type": "object", "properties": properties}
+
+
+REGIONAL = {"name": "regional", "inputSchema": schema(
+    region={"type": "string", "x-mcp-header": "Region"}, text={"type": "string"},
+    options={"type": "object", "properties": {
+        "dry": {"type": "boolean", "x-mcp-header": "Dry-Run"},
+        "limit": {"type": "integer", "x-mcp-header": "Limit"}}},
+    anything={"anyOf": [{"type": "string", "x-mcp-header": "Ignored"}]})}
+
+
+def test_header_map_follows_properties_chains_only() -> None:
+    assert header_map(REGIONAL["inputSchema"]) == {
+        ("region",): "Region", ("options", "dry"): "Dry-Run", ("options", "limit"): "Limit"}
+    assert header_map(None) == {} and header_map({"type": "object"}) == {}
+
+
+@pytest.mark.parametrize(("properties", "problem"), [
+    ({"a": {"type": "string", "x-mcp-header": "Bad Token"}}, "is not an HTTP header token"),
+    ({"a": {"type": "string", "x-mcp-header": ""}}, "is not an HTTP header token"),
+    ({"a": {"type": "string", "x-mcp-header": 7}}, "is not an HTTP header token"),
+    ({"a": {"type": "number", "x-mcp-header": "A"}}, "only a string, integer or boolean"),
+    ({"a": {"type": "string", "x-mcp-header": "A"},
+      "b": {"type": "string", "x-mcp-header": "a"}}, "declared twice"),
+])
+def test_an_invalid_declaration_is_refused(properties: dict[str, Any], problem: str) -> None:
+    with pytest.raises(ValueError, match=problem):
+        header_map(schema(**properties))
+
+
+def test_headers_render_the_arguments_of_a_listed_tool() -> None:
+    tools = ParamHeaders()
+    page = {"tools": [REGIONAL]}
+    assert tools.learn(page, "srv") is page
+    assert tools.known("regional") and not tools.known("echo")
+    arguments = {"region": "Zürich", "text": "t", "options": {"dry": False, "limit": 10}}
+    assert tools.headers({"name": "regional", "arguments": arguments}) == {
+        "Mcp-Param-Region": "=?base64?WsO8cmljaA==?=", "Mcp-Param-Dry-Run": "false",
+        "Mcp-Param-Limit": "10"}
+    # absent, null or non-scalar arguments get no header
+    assert tools.headers({"name": "regional", "arguments": {
+        "region": None, "options": {"limit": [1]}}}) == {}
+    assert tools.headers({"name": "echo", "arguments": {"region": "x"}}) == {}
+    _, headers = prepare("tools/call", {"name": "regional", "arguments": {"region": "eu"}},
+                         MODERN_VERSION, tools)
+    assert headers["Mcp-Param-Region"] == "eu" and headers["Mcp-Name"] == "regional"
+
+
+def test_a_tool_with_an_invalid_declaration_is_left_out_with_a_warning(
+        caplog: pytest.LogCaptureFixture) -> None:
+    bad = {"name": "bad", "inputSchema": schema(a={"type": "number", "x-mcp-header": "A"})}
+    page = {"tools": [bad, REGIONAL], "nextCursor": "c"}
+    kept = complete(page, "tools/list", "srv", ParamHeaders())
+    assert kept == {"tools": [REGIONAL], "nextCursor": "c"}
+    assert "excluding tool 'bad' of srv: invalid x-mcp-header declaration" in caplog.text
+
+
+def test_relearn_lists_every_page_until_the_tool_is_known() -> None:
+    tools = ParamHeaders()
+    pages = [{"tools": [], "nextCursor": "p2"}, {"tools": [REGIONAL], "nextCursor": "p3"}]
+    asked: list[Any] = []
+
+    def request(method: str, params: Mapping[str, Any] | None, timeout: float) -> Any:
+        asked.append((method, params))
+        return complete(pages.pop(0), method, "srv", tools)
+
+    mismatch = rpc(-32020, status=400)
+    call = {"name": "regional", "arguments": {"region": "eu"}}
+    assert relearn(request, tools, mismatch, call, time.monotonic() + 5)
+    assert asked == [("tools/list", None), ("tools/list", {"cursor": "p2"})]
+    # once known, or for another error, no second listing
+    assert not relearn(request, tools, mismatch, call, time.monotonic() + 5)
+    assert not relearn(request, ParamHeaders(), rpc(-32602), call, time.monotonic() + 5)
+    assert len(asked) == 2
 
 
 # -- negotiation -----------------------------------------------------------------------------
