@@ -17,7 +17,17 @@ from typing import Any, Callable
 
 import pytest
 import requests
-from hostile.http_peer import CLOSE, RESET, HostilePeer, Item, Pause, Request, answer, sse_head
+from hostile.http_peer import (
+    CLOSE,
+    RESET,
+    HostilePeer,
+    Item,
+    Pause,
+    Request,
+    answer,
+    sse_head,
+    trickle,
+)
 from support import in_child, wait_for
 
 from sark_sync import (
@@ -452,5 +462,25 @@ def test_a_forked_child_never_uses_nor_ends_the_parents_session(
             "after fork() (server=peer)")
         assert link.alive and link.request("ping", None, 5.0) == {"echo": None}  # untouched
         assert len(script.posts) == 1  # the child sent nothing
+    finally:
+        link.close()
+
+
+def test_an_answer_that_trickles_is_cut_at_the_requests_bound(
+        peers: Callable[..., HostilePeer]) -> None:
+    def reply(message: dict[str, Any]) -> list[Item]:
+        if "id" not in message:
+            return []
+        return list(trickle(event({"jsonrpc": "2.0", "id": message["id"], "result": "slow"}),
+                            interval=0.05, step=4))
+
+    link = channel(peers(LegacyPeer(reply=reply)))
+    try:
+        link.start(5.0)
+        started = time.monotonic()
+        with pytest.raises(DeadlineExceeded, match=r"did not answer tools/call within 0\.3s"):
+            link.request("tools/call", None, 0.3)
+        assert time.monotonic() - started < 0.3 + DEADLINE_MARGIN
+        assert link.alive  # the late answer is dropped; the session goes on
     finally:
         link.close()
