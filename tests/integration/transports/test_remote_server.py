@@ -4,6 +4,7 @@ issue 13: the session, tools, calls, progress, timeouts with cancellation, DELET
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from typing import Any, Callable
@@ -125,3 +126,39 @@ def test_connect_remote_server_attaches_the_session_to_the_client(
         assert server.session_id is not None
         assert client.invoke_tool("live", "echo", {"text": "via"}).text == "via"
     assert not server.alive  # the client ended the session it was given
+
+
+def test_remote_server_options_are_checked_when_the_client_is_made() -> None:
+    cases = [
+        ({"url": "http://127.0.0.1:9/mcp", "retries": 3},
+         "remote server 'n': unknown option(s) retries; allowed: url, headers, auth, "
+         "transport, timeout, protocol_version"),
+        ({"url": "http://127.0.0.1:9/mcp", "auth": 42},
+         "auth must be a (user, password) tuple or a requests.auth.AuthBase, not int"),
+        ({"url": "http://127.0.0.1:9/mcp", "transport": "pigeon"},
+         "transport must be one of auto, streamable-http, sse, not 'pigeon'"),
+        ({"headers": {}}, "remote server 'n' must be a URL or {'url': ..., 'headers': {...}, "
+                          "'auth': ...}"),
+    ]
+    for spec, message in cases:
+        with pytest.raises(sark_sync.ConfigurationError) as caught:
+            sark_sync.GatewayClient("http://127.0.0.1:9", audit=[], remote_servers={"n": spec})
+        assert caught.value.message == message
+
+
+def test_connect_remote_server_sends_its_auth_on_every_request(
+    mcp_http_server: Callable[..., McpHttpServer],
+    recording_proxy: Callable[[str], RecordingProxy],
+) -> None:
+    secret = "pw-5e1f2a9c7b"
+    proxy = recording_proxy(mcp_http_server("stateful").url)
+    with sark_sync.GatewayClient("http://127.0.0.1:9", audit=[]) as client:
+        server = client.connect_remote_server(proxy.url, name="basic", auth=("user", secret),
+                                              transport="streamable-http",
+                                              protocol_version=V2025, timeout=5)
+        assert server.timeout == 5 and server.transport == "streamable-http"
+        assert client.invoke_tool("basic", "echo", {"text": "in"}).text == "in"
+        assert secret not in repr(server) and secret not in repr(client)
+    expected = "Basic " + base64.b64encode(f"user:{secret}".encode()).decode()
+    assert {x.header("Authorization") for x in proxy.requests} == {expected}
+    assert [x.method for x in proxy.requests][-1] == "DELETE"

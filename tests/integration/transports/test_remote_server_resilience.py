@@ -473,6 +473,53 @@ def test_a_forked_child_opens_its_own_session_and_never_deletes_the_parents(
                       "again": parent_session}
 
 
+def test_a_forked_child_of_a_client_connects_its_remote_server_anew(
+    mcp_http_server: Callable[..., McpHttpServer],
+    recording_proxy: Callable[[str], RecordingProxy],
+) -> None:
+    proxy = recording_proxy(mcp_http_server("stateful").url)
+    client = sark_sync.GatewayClient(
+        "http://127.0.0.1:9", audit=[],
+        remote_servers={"sdk": {"url": proxy.url, "protocol_version": V2025}})
+    try:
+        assert client.invoke_tool("sdk", "echo", {"text": "parent"}).text == "parent"
+        parent_session = calls(proxy.requests, "tools/call")[0].header("Mcp-Session-Id")
+        read_fd, write_fd = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: report, and never return into pytest
+            code = 1
+            try:
+                os.close(read_fd)
+                text = client.invoke_tool("sdk", "echo", {"text": "child"}).text
+                client.close()
+                os.write(write_fd, json.dumps([text]).encode())
+                code = 0
+            except BaseException as exc:
+                os.write(write_fd, json.dumps(["error", repr(exc)]).encode())
+            finally:
+                os._exit(code)
+        os.close(write_fd)
+        try:
+            report = json.loads(_read_all(read_fd, 20) or b"null")
+        finally:
+            os.close(read_fd)
+            code = _reap(pid, 10)
+        assert code == 0 and report == ["child"], report
+        assert client.invoke_tool("sdk", "echo", {"text": "again"}).text == "again"
+    finally:
+        client.close()
+    exchanges = proxy.requests
+    sessions = {json.loads(x.body)["params"]["arguments"]["text"]: x.header("Mcp-Session-Id")
+                for x in calls(exchanges, "tools/call")}
+    child_session = sessions["child"]
+    assert sessions == {"parent": parent_session, "child": child_session,
+                        "again": parent_session}
+    assert child_session not in (None, parent_session)
+    assert len(calls(exchanges, "initialize")) == 2  # the parent's and the child's
+    assert [x.header("Mcp-Session-Id") for x in exchanges if x.method == "DELETE"] == [
+        child_session, parent_session]
+
+
 # -- 5. timeouts and a killed server ----------------------------------------------------------
 
 
