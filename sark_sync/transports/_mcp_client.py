@@ -1,11 +1,13 @@
 """The MCP client session: the protocol layer shared by every channel a server is reached over.
 
 :class:`McpSession` speaks MCP over any :class:`~sark_sync.transports.MessageChannel` (a local
-server's stdio pipes today; Streamable HTTP next):
+server's stdio pipes, Streamable HTTP, HTTP+SSE):
 
-- the handshake: ``initialize`` offering protocol version ``2025-11-25`` (accepting the four
-  versions listed in ``docs/gateway/STDIO_TRANSPORT.md``, refusing any other with
-  :class:`ProtocolError`), then ``notifications/initialized``;
+- the handshake: ``initialize`` offering protocol version ``2025-11-25`` or the one asked for
+  (accepting the four versions listed in ``docs/gateway/STDIO_TRANSPORT.md``, refusing any
+  other with :class:`ProtocolError`), then ``notifications/initialized``; or, at 2026-07-28
+  over HTTP (no handshake), the ``server/discover`` result the negotiation adopts
+  (:mod:`._mcp_modern`), after which ``ping()`` is a ``server/discover``;
 - ``tools/list`` following ``nextCursor`` pages, ``tools/call`` returning the same
   :class:`ToolResult` as a gateway call, ``ping``;
 - what the server sends unasked: it may ``ping`` us (answered), ask for anything else
