@@ -137,7 +137,8 @@ class StreamableHTTPChannel:
                 renewed = True
                 self._renew_session(seen, method, deadline)
             except RPCError as exc:  # 2026: a tool's Mcp-Param-* headers, unknown until listed
-                if not (route and relearn(self.request, self._tools, exc, params, deadline)):
+                if not (route and relearn(self.request, self._tools, exc, params, route,
+                                          deadline)):
                     raise
                 modern, route = prepare(method, params, self.modern_version, self._tools)
             except TransportTimeout as exc:
@@ -259,7 +260,7 @@ class StreamableHTTPChannel:
                                 f"within {timeout:.3g}s", server=self.name)
 
     def _answer(self, response: requests.Response, request_id: int | None, method: str,
-                where: dict[str, Any], deadline: float | None = None) -> Any:
+                where: dict[str, Any], deadline: float) -> Any:
         status = response.status_code
         if 300 <= status < 400:
             raise Redirected(redirect_target(response.url, status,
@@ -289,10 +290,8 @@ class StreamableHTTPChannel:
                                     f"{self._max_event_bytes} bytes", **where)
             return self._settle(jsonrpc.parse_line(raw), request_id, where)
         if mime == "text/event-stream":  # resumed if it breaks: _mcp_http_stream
-            answer = self._streams.answer(
-                response, request_id, method,
-                time.monotonic() + SHORT_TIMEOUT if deadline is None else deadline, where,
-                self._open_stream, self._dispatch)
+            answer = self._streams.answer(response, request_id, method, deadline, where,
+                                          self._open_stream, self._dispatch)
             return self._settle(answer, request_id, where)
         raise ProtocolError(f"{self.name!r} answered {method} with Content-Type "
                             f"{mime[:80] or 'none'!r}", **where)
