@@ -169,7 +169,8 @@ class RemoteServer(McpSession):
             self._legacy.close()  # its reader thread and stream end with the failed attempt
             if after is not None:
                 error.message = (f"{error.message} (trying HTTP+SSE after Streamable HTTP's "
-                                 f"initialize was answered {after.status_code})")
+                                 f"initialize was answered {after.status_code}: "
+                                 f"{after.message[:200]})")
                 error.args = (error.message,)
             raise
 

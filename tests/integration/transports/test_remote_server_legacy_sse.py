@@ -116,8 +116,10 @@ def test_a_failed_fallback_says_what_came_before(
         server.connect()
     server.close()
     assert caught.value.status_code == 404 and caught.value.method == "GET"
-    assert "trying HTTP+SSE after Streamable HTTP's initialize was answered 404" in str(
-        caught.value)
+    assert caught.value.message == ("gateway answered 404 (trying HTTP+SSE after Streamable "
+                                    "HTTP's initialize was answered 404: gateway answered 404)")
+    assert isinstance(caught.value.__context__, NotFoundError)  # the initialize's own error
+    assert caught.value.__context__.method == "POST"
     assert reader_threads() == []
 
 
