@@ -28,6 +28,9 @@ Tools: those of mcp_sdk_server.py (``echo``, ``add``, ``fail``, ``slow`` with pr
 - ``announce()``: sends ``notifications/tools/list_changed`` on the session's own channel
   (tied to no request: the SDK routes it to the listening GET stream, and drops it when none
   is open), then returns ``"announced"``.
+- ``ping_client()``: sends a ``ping`` request on the session's own channel (the listening GET
+  stream) and returns ``"pinged"`` once the client answered it (POSTed the response), or
+  ``"no answer"`` after 5 s.
 - ``regional(region, text)``: ``"<region>:<text>"``; ``region`` is annotated
   ``x-mcp-header: Region``, so at 2026-07-28 the SDK answers a call without a matching
   ``Mcp-Param-Region`` header 400 with -32020 (HeaderMismatch) before running the tool.
@@ -137,6 +140,16 @@ async def announce(ctx: Context) -> str:
 def regional(region: Annotated[str, Field(json_schema_extra={"x-mcp-header": "Region"})],
              text: str) -> str:
     return f"{region}:{text}"
+
+
+@server.tool(description="Ping the client outside any request; say whether it answered.",
+             structured_output=False)
+async def ping_client(ctx: Context) -> str:
+    try:
+        await asyncio.wait_for(ctx.session.send_ping(), 5)
+    except asyncio.TimeoutError:
+        return "no answer"
+    return "pinged"
 
 
 class MemoryEventStore(EventStore):

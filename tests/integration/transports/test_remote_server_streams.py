@@ -175,3 +175,17 @@ def test_a_response_stream_that_trickles_past_the_deadline_is_cut_at_it(
             server.call_tool("echo", {"text": "slowly"}, timeout=0.5)
         assert time.monotonic() - started < 0.5 + 0.2
         assert isinstance(caught.value.last_error, TransportTimeout)
+
+
+def test_a_request_on_the_listening_stream_is_answered_with_a_post(
+    mcp_http_server: Servers, recording_proxy: Proxy,
+) -> None:
+    proxy = recording_proxy(mcp_http_server("stateful").url)
+    with RemoteServer(proxy.url, timeout=10, protocol_version=WIRE) as server:
+        wait_until(lambda: any(x.status == 200 for x in gets(proxy)), ARRIVAL)
+        assert server.call_tool("ping_client").text == "pinged"
+    answers = [(json.loads(x.body), x.status) for x in proxy.requests
+               if x.method == "POST" and b'"result"' in x.body]
+    [(body, status)] = answers
+    assert body == {"jsonrpc": "2.0", "id": body["id"], "result": {}} and status == 202
+    assert len(gets(proxy)) == 1
