@@ -366,18 +366,20 @@ class ParamHeaders:
 
 def relearn(request: Callable[[str, Mapping[str, Any] | None, float], Any],
             tools: ParamHeaders, error: RPCError, params: Mapping[str, Any] | None,
-            deadline: float) -> bool:
-    """After a ``tools/call`` refused for its headers (-32020, before the tool ran) of a tool
-    never listed: list the tools (every page through ``request``, which learns them) and say
-    whether the call can be sent again, now with its headers."""
+            sent: Mapping[str, str], deadline: float) -> bool:
+    """After a ``tools/call`` refused for its headers (-32020, before the tool ran): list the
+    tools if this one was never listed (every page through ``request``, which learns them)
+    and say whether sending the call again would carry other ``Mcp-Param-*`` headers than
+    ``sent`` (else the refusal stands)."""
     name = params.get("name") if params is not None else None
-    if error.code != HEADER_MISMATCH or not isinstance(name, str) or tools.known(name):
+    if error.code != HEADER_MISMATCH or not isinstance(name, str):
         return False
     cursor: Any = None
-    for _ in range(MAX_TOOL_PAGES):
+    for _ in range(MAX_TOOL_PAGES if not tools.known(name) else 0):
         page = request("tools/list", {"cursor": cursor} if cursor else None,
                        max(0.0, deadline - time.monotonic()))
         cursor = page.get("nextCursor") if isinstance(page, Mapping) else None
         if tools.known(name) or not isinstance(cursor, str) or not cursor:
             break
-    return tools.known(name)
+    before = {k: v for k, v in sent.items() if k.startswith("Mcp-Param-")}
+    return tools.known(name) and tools.headers(params) != before

@@ -6,7 +6,9 @@ probe refused, then ``initialize`` and a session), and the forced revisions."""
 from __future__ import annotations
 
 import json
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 import pytest
@@ -257,3 +259,20 @@ def test_a_call_refused_for_a_header_of_a_tool_never_listed_lists_and_is_sent_ag
         ("tools/call", 200), ("tools/call", 200)]
     assert exchanges[1].header("Mcp-Param-Region") is None
     assert [x.header("Mcp-Param-Region") for x in exchanges[3:]] == ["eu", "us"]
+
+
+def test_32_threads_share_one_2026_server_and_each_gets_its_own_answer(
+    mcp_http_server: Callable[..., McpHttpServer],
+) -> None:
+    threads = 32
+    barrier = threading.Barrier(threads)
+    with RemoteServer(mcp_http_server("stateless-json").url, timeout=20) as server:
+        assert server.protocol_version == MODERN
+
+        def call(n: int) -> str:
+            barrier.wait(timeout=10)
+            return server.call_tool("regional", {"region": f"r{n}", "text": str(n)}).text
+
+        with ThreadPoolExecutor(threads) as pool:
+            answers = list(pool.map(call, range(threads)))
+    assert answers == [f"r{n}:{n}" for n in range(threads)]

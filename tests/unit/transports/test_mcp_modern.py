@@ -217,11 +217,14 @@ def test_relearn_lists_every_page_until_the_tool_is_known() -> None:
 
     mismatch = rpc(-32020, status=400)
     call = {"name": "regional", "arguments": {"region": "eu"}}
-    assert relearn(request, tools, mismatch, call, time.monotonic() + 5)
+    deadline = time.monotonic() + 5
+    assert relearn(request, tools, mismatch, call, {"Mcp-Name": "regional"}, deadline)
     assert asked == [("tools/list", None), ("tools/list", {"cursor": "p2"})]
-    # once known, or for another error, no second listing
-    assert not relearn(request, tools, mismatch, call, time.monotonic() + 5)
-    assert not relearn(request, ParamHeaders(), rpc(-32602), call, time.monotonic() + 5)
+    # Known now: no second listing. Another thread that sent the call before the tool was
+    # learned sends it again; a call refused with the right headers is not.
+    assert relearn(request, tools, mismatch, call, {}, deadline)
+    assert not relearn(request, tools, mismatch, call, {"Mcp-Param-Region": "eu"}, deadline)
+    assert not relearn(request, ParamHeaders(), rpc(-32602), call, {}, deadline)
     assert len(asked) == 2
 
 
