@@ -253,3 +253,33 @@ def test_invoke_tool_reaches_a_legacy_server_by_name_through_the_fallback(
         assert client.invoke_tool("old", "add", {"a": 1, "b": 2}).structured == {"sum": 3}
         assert client.invoke_tool("old", "echo", {"text": "via"}).text == "via"
     assert reader_threads() == []
+
+
+def test_the_client_opens_a_new_legacy_session_after_the_server_restarted(
+    mcp_http_server: Callable[..., McpHttpServer],
+    recording_proxy: Callable[[str], RecordingProxy],
+) -> None:
+    first = mcp_http_server("legacy-sse")
+    proxy = recording_proxy(first.url)
+    options = {"url": proxy.url, "transport": "sse", "timeout": 10}
+    with sark_sync.GatewayClient("http://127.0.0.1:9", remote_servers={"old": options}) \
+            as client:
+        assert client.invoke_tool("old", "counter").text == "1"
+        first.proc.send_signal(signal.SIGKILL)
+        first.proc.wait(10)
+        wait_for(lambda: reader_threads() == [], what="the session to see its stream end")
+        with pytest.raises(ConnectionFailed) as caught:  # a new session: the server is down
+            client.invoke_tool("old", "counter")
+        assert caught.value.message.startswith("could not reach the gateway")
+        assert caught.value.method == "GET" and caught.value.attempts == 1
+        proxy.retarget(mcp_http_server("legacy-sse").url)
+        assert client.invoke_tool("old", "counter").text == "1"  # a new server, a new session
+        server = client.connect_remote_server(proxy.url, name="direct", transport="sse")
+        assert server.transport == "sse" and server.session_id is not None
+        assert client.invoke_tool("direct", "echo", {"text": "d"}).text == "d"
+    gets = [x for x in proxy.requests if x.method == "GET"]
+    # the first session, the reconnection the dead server refused, the new server, "direct"
+    assert [x.status for x in gets] == [200, None, 200, 200]
+    assert all(x.path == "/sse" for x in gets)
+    assert not any(x.method == "POST" and x.path == "/sse" for x in proxy.requests)
+    assert reader_threads() == []
