@@ -170,7 +170,9 @@ class MemoryEventStore(EventStore):
             return None
         at = ids.index(last_event_id)
         stream = self.events[at][1]
-        for event_id, stream_id, message in list(self.events[at + 1:]):
+        while at + 1 < len(self.events):  # events stored while replaying are replayed too
+            at += 1
+            event_id, stream_id, message = self.events[at]
             if stream_id == stream and message is not None:
                 await send_callback(EventMessage(message, event_id))
         return stream

@@ -62,7 +62,10 @@ def test_a_response_stream_cut_after_2_events_is_resumed_with_last_event_id_and_
     proxy = recording_proxy(mcp_http_server("resumable").url, cut_after_events=2, only=is_call)
     seen: list[tuple[float, float | None]] = []
     with RemoteServer(proxy.url, timeout=10, protocol_version=WIRE) as server:
-        result = server.call_tool("steps", {"count": 5, "interval": 0.2},
+        # The tool is over before the resumption (0.2 s < RETRY): everything after the cut is
+        # replayed. (The SDK forwards events sent while it sets a replayed stream up to no
+        # connection: an event the tool sent then would arrive only on a later resumption.)
+        result = server.call_tool("steps", {"count": 5, "interval": 0.05},
                                   progress=lambda p, total, message: seen.append((p, total)))
         assert result.text == "steps 5"
         assert seen == [(1, 5), (2, 5), (3, 5), (4, 5), (5, 5)]  # each once, in order
