@@ -11,10 +11,12 @@ MCP revisions 2025-03-26 to 2025-11-25 (facts: ``docs/dev/MCP_HTTP_FACTS.md``):
   sent on every later request, ``MCP-Protocol-Version`` once the version is negotiated;
   ``close()`` DELETEs the session (405: the server keeps none);
 - every exchange is bounded by the request's timeout, however slowly the server trickles
-  (the deadline watchdog of :mod:`._guarded`), and a timeout sends ``notifications/cancelled``.
+  (the deadline watchdog of :mod:`._guarded`), and a timeout sends ``notifications/cancelled``;
+- a response stream that breaks is resumed with ``GET`` + ``Last-Event-ID`` when the server
+  gave event ids, and a session keeps one listening ``GET`` stream for what the server sends
+  unasked (:mod:`._mcp_http_stream`).
 
-Work in progress (issue 13): no listening GET stream, no resumption, no re-initialize on 404,
-no 2026-07-28, no HTTP+SSE fallback yet.
+Work in progress (issue 13): no re-initialize on 404, no 2026-07-28, no HTTP+SSE fallback yet.
 """
 
 from __future__ import annotations
