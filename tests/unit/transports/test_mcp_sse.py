@@ -184,3 +184,62 @@ def test_transport_is_one_of_three() -> None:
         assert server.transport == "sse" and server.session_id is None
     finally:
         server.close()
+
+
+# -- attacks: whatever the stream sends, only our errors come out -------------------------------
+
+class _Raw:
+    """What the reader reads: the chunks given, then EOF."""
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.chunks = list(chunks)
+
+    def read1(self, size: int, decode_content: bool = True) -> bytes:
+        return self.chunks.pop(0) if self.chunks else b""
+
+
+class _Response:
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.raw = _Raw(chunks)
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+                    lambda inner: st.lists(inner, max_size=3)
+                    | st.dictionaries(st.sampled_from(["jsonrpc", "id", "method", "result",
+                                                       "error", "params", "code"]), inner,
+                                      max_size=4), max_leaves=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.binary(max_size=40) | st.sampled_from(
+    [b"event: endpoint\ndata: /m\n\n", b"event: endpoint\ndata: http://x:1/\n\n",
+     b'data: {"jsonrpc":"2.0","id":1,"result":7}\n\n', b"\r\n", b"data: [[[\n\n"]), max_size=12))
+def test_any_bytes_on_the_stream_end_it_with_one_of_our_errors(chunks: list[bytes]) -> None:
+    fed = Fed()
+    try:
+        waiter = fed.stream.expect(1)
+        response = _Response(chunks)
+        fed.stream._read(response)  # type: ignore[arg-type]
+        assert response.closed and waiter.done and fed.stream.ready.is_set()
+        assert isinstance(fed.stream.failure, (ConnectionFailed, ProtocolError))
+        assert waiter.error is None or isinstance(waiter.error, (ConnectionFailed, ProtocolError,
+                                                                 RPCError))
+        assert all(isinstance(m, (jsonrpc.Request, jsonrpc.Notification)) for m in fed.unasked)
+    finally:
+        fed.session.close()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(["endpoint", "message", "other"]), JSON | st.text(max_size=40))
+def test_any_event_is_taken_or_refused_with_a_protocol_error(kind: str, data: Any) -> None:
+    fed = Fed()
+    try:
+        fed.feed(kind, data)
+    except ProtocolError:
+        assert kind == "endpoint"
+    finally:
+        fed.session.close()
