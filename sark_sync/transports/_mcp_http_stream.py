@@ -39,6 +39,7 @@ import os
 import re
 import threading
 import time
+import weakref
 from collections.abc import Iterator, Mapping
 from typing import Any, Callable, Optional
 
@@ -50,7 +51,7 @@ from ..resilience import mark_sent
 from ..wire import EventReader, SSEFramer, jsonrpc
 from ._guarded import Exchange, guarded, was_cut
 
-__all__ = ["Listener", "ResponseStreams", "StreamState", "open_stream", "read_messages"]
+__all__ = ["EventStreams", "Listener", "StreamState", "open_stream", "read_messages"]
 
 log = logging.getLogger("sark_sync.mcp")
 
@@ -159,9 +160,11 @@ def is_event_stream(response: requests.Response) -> bool:
     return response.status_code == 200 and mime == "text/event-stream"
 
 
-class ResponseStreams:
-    """Reads a channel's response streams to their answer, resuming them (see the module).
-    It holds no reference to the channel: each answer gets its ``open_get`` and ``dispatch``."""
+class EventStreams:
+    """A channel's event streams: its response streams, read to their answer and resumed
+    (:meth:`answer`), and its listening stream (:meth:`listen`); see the module. It holds no
+    strong reference to the channel: each answer gets its ``open_get`` and ``dispatch``, the
+    listener weak references to them."""
 
     def __init__(self, name: str, max_event_bytes: int,
                  sleep: Callable[[float], bool] | None = None) -> None:
@@ -170,10 +173,36 @@ class ResponseStreams:
         self._closed = threading.Event()
         #: ``sleep(seconds)`` waits before a resumption; True means the channel was closed.
         self._sleep = sleep or self._closed.wait
+        self._lock = threading.Lock()
+        self.listener: Listener | None = None
+
+    def listen(self, owner: object, session_id: str, open_get: OpenGet,
+               dispatch: Dispatch) -> None:
+        """Open the listening stream of session ``session_id`` unless it is open already (a
+        new session's replaces the old one's); ``open_get`` and ``dispatch`` are methods of
+        ``owner`` (the channel), referenced weakly."""
+        with self._lock:
+            old = self.listener
+            if self._closed.is_set() or (old is not None and old.alive
+                                         and old.session_id == session_id):
+                return
+            listener = self.listener = Listener(
+                self.name, session_id, self._max_event_bytes, weakref.WeakMethod(open_get),
+                weakref.WeakMethod(dispatch))
+        if old is not None:
+            old.stop()
+        listener.start()
+        # A channel dropped unclosed: end the thread (never join it from the collector).
+        weakref.finalize(owner, listener.stop, False)
 
     def close(self) -> None:
-        """Wake and fail every resumption waiting for its delay."""
-        self._closed.set()
+        """Wake and fail every resumption waiting for its delay; stop the listening stream
+        and join its thread. Idempotent."""
+        with self._lock:
+            self._closed.set()
+            listener = self.listener
+        if listener is not None:
+            listener.stop()
 
     def answer(self, response: requests.Response, request_id: int, method: str,
                deadline: float, where: dict[str, Any], open_get: OpenGet,

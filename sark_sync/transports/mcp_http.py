@@ -26,7 +26,6 @@ import logging
 import os
 import threading
 import time
-import weakref
 from collections.abc import Mapping
 from typing import Any, Callable
 
@@ -53,7 +52,7 @@ from ._mcp_http_recovery import (
     Unauthorized,
     redirect_target,
 )
-from ._mcp_http_stream import Listener, ResponseStreams, open_stream
+from ._mcp_http_stream import EventStreams, open_stream
 from ._mcp_modern import ParamHeaders, complete, error_of_answer, prepare, relearn
 
 __all__ = ["StreamableHTTPChannel"]
@@ -99,8 +98,7 @@ class StreamableHTTPChannel:
         self._lock = threading.Lock()
         self.session_id: str | None = None
         self.protocol_version: str | None = None
-        self._streams = ResponseStreams(name, max_event_bytes)
-        self._listener: Listener | None = None
+        self._streams = EventStreams(name, max_event_bytes)
         #: None: the 2025 wire. A 2026 version (set by the negotiation): every message
         #: carries the envelope and routing headers, never a session id; no DELETE.
         self.modern_version: str | None = None
@@ -176,7 +174,7 @@ class StreamableHTTPChannel:
             if self._closed:
                 return
             self._closed = True
-        self._stop_streams()
+        self._streams.close()  # the listening thread joined before the connections go
         if self.session_id is not None and self._pid == os.getpid():
             try:
                 with guarded(time.monotonic() + SHORT_TIMEOUT):
@@ -308,30 +306,10 @@ class StreamableHTTPChannel:
                            read_timeout)
 
     def _listen(self) -> None:
-        """Open the session's listening stream, once the session is initialized: only with a
-        session id, at most one per session (a new session replaces the old one's)."""
-        session_id = self.session_id
-        if session_id is None or self.modern_version is not None:
-            return
-        with self._lock:
-            old = self._listener
-            if self._closed or (old is not None and old.alive and old.session_id == session_id):
-                return
-            listener = self._listener = Listener(
-                self.name, session_id, self._max_event_bytes,
-                weakref.WeakMethod(self._open_stream), weakref.WeakMethod(self._dispatch))
-        if old is not None:
-            old.stop()
-        listener.start()
-        weakref.finalize(self, listener.stop, False)  # dropped unclosed: end the thread
-
-    def _stop_streams(self) -> None:
-        """Wake the resumptions waiting for their delay; stop the listening stream and join
-        its thread (before the connections are released)."""
-        self._streams.close()
-        listener = self._listener
-        if listener is not None:
-            listener.stop()
+        """Open the session's listening stream, once the session is initialized (only with a
+        session id: at most one per session)."""
+        if self.session_id is not None and self.modern_version is None:
+            self._streams.listen(self, self.session_id, self._open_stream, self._dispatch)
 
     def _settle(self, message: jsonrpc.Message, request_id: int, where: dict[str, Any]) -> Any:
         if isinstance(message, jsonrpc.ErrorResponse):

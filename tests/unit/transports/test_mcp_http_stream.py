@@ -18,8 +18,8 @@ from sark_sync import ClientClosedError, ConnectionFailed, RetryPolicy, Transpor
 from sark_sync.resilience import retryable
 from sark_sync.transports import _mcp_http_stream as streams
 from sark_sync.transports._mcp_http_stream import (
+    EventStreams,
     Listener,
-    ResponseStreams,
     StreamState,
     read_messages,
 )
@@ -140,7 +140,7 @@ def read(first: Response, opener: Opener, *, deadline: float = 10.0,
         sleeps.append(seconds)
         return False  # not closed
 
-    reader = ResponseStreams("s", 1 << 20, sleep=sleep)
+    reader = EventStreams("s", 1 << 20, sleep=sleep)
     got = reader.answer(first, 7, "tools/call", time.monotonic() + deadline, dict(WHERE),
                         opener, dispatched.append)
     return got, dispatched
@@ -207,7 +207,7 @@ def test_a_retry_that_would_pass_the_deadline_is_not_waited_for() -> None:
 
 
 def test_closing_wakes_a_resumption_waiting_for_its_delay() -> None:
-    reader = ResponseStreams("s", 1 << 20)
+    reader = EventStreams("s", 1 << 20)
     first = Response(event("", event_id="e1", retry=30000), then=BROKEN)
     threading.Timer(0.05, reader.close).start()
     started = time.monotonic()
@@ -307,5 +307,40 @@ def test_a_listener_ends_once_its_channel_is_gone() -> None:
     listener = listen(owner)
     assert owner.done.wait(5)
     del owner
+    listener._thread.join(5)
+    assert not listener.alive
+
+
+class Channel(Dropper):
+    """A channel whose listening stream breaks at once, every time: its listener reconnects
+    until it is stopped."""
+
+    def open_get(self, last_event_id: bytes | None, timeout: float | None) -> Any:
+        self.done.set()
+        return Response(b"", then=requests.ConnectionError("cut"))
+
+
+def test_one_listener_per_session_a_new_session_replaces_it_and_close_joins_it() -> None:
+    channel, events = Channel(), EventStreams("s", 1 << 20)
+    events.listen(channel, "one", channel.open_get, channel.dispatch)
+    first = events.listener
+    events.listen(channel, "one", channel.open_get, channel.dispatch)
+    assert events.listener is first and first is not None  # the same session: kept
+    events.listen(channel, "two", channel.open_get, channel.dispatch)
+    second = events.listener
+    assert second is not first and second is not None and second.session_id == "two"
+    assert not first.alive  # stopped and joined
+    events.close()
+    assert not second.alive
+    events.listen(channel, "three", channel.open_get, channel.dispatch)
+    assert events.listener is second  # closed: no new stream
+
+
+def test_a_channel_dropped_unclosed_ends_its_listening_thread() -> None:
+    channel, events = Dropper(), EventStreams("s", 1 << 20)
+    events.listen(channel, "one", channel.open_get, channel.dispatch)
+    listener = events.listener
+    assert listener is not None and channel.done.wait(5)
+    del channel
     listener._thread.join(5)
     assert not listener.alive
