@@ -6,6 +6,7 @@ and a response stream that trickles past the deadline. Each test runs the 2025-1
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import queue
@@ -192,3 +193,16 @@ def test_a_request_on_the_listening_stream_is_answered_with_a_post(
     [(body, status)] = answers
     assert body == {"jsonrpc": "2.0", "id": body["id"], "result": {}} and status == 202
     assert len(gets(proxy)) == 1
+
+
+def test_a_remote_server_dropped_unclosed_ends_its_listening_thread(
+    mcp_http_server: Servers, recording_proxy: Proxy,
+) -> None:
+    proxy = recording_proxy(mcp_http_server("stateful").url)
+    server = RemoteServer(proxy.url, timeout=10, protocol_version=WIRE).connect()
+    wait_until(lambda: any(x.status == 200 for x in gets(proxy)), ARRIVAL)
+    [thread] = [t for t in threading.enumerate() if t.name.startswith("sark_sync-mcp-listen-")]
+    del server
+    gc.collect()  # the session may hold cycles: collected, the channel ends its thread
+    thread.join(ARRIVAL)
+    assert not thread.is_alive()
