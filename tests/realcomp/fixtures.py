@@ -28,6 +28,10 @@
 - ``mcp1_python`` (``Path``) and ``mcp1_http_server`` (``Callable[..., Mcp1HttpServer]``): the
   older official server (``mcp`` 1.x, up to 2025-11-25: no ``server/discover``) from its own
   venv ``<repo>/.mcp1-venv`` (requirements-mcp1.txt), started like ``mcp_http_server``.
+- ``contextforge`` (``ContextForgePeer``, session scope, parametrized ``stateless`` and
+  ``stateful``): IBM ContextForge 1.1.0 (contextforge venv, ``contextforge_python``) with the
+  official SDK server ``contextforge_upstream`` registered through its REST API; ``.url`` is
+  the virtual server's MCP endpoint, ``.headers`` its admin JWT (realcomp/contextforge.py).
 - ``shipped_policy(name)``: the path of a Rego file of the *installed* sark_sync (the wheel's
   copy under tox), found without importing sark_sync.
 """
@@ -49,6 +53,7 @@ from typing import Any, Callable, TypeVar
 import pytest
 
 from realcomp import tools_venv
+from realcomp.contextforge import ContextForge, ContextForgeError, ContextForgePeer
 from realcomp.recording_proxy import RecordingProxy
 
 #: The MCP SDK server script, run with the tools venv's interpreter.
@@ -377,28 +382,17 @@ MCP1_HTTP_MODES = {
     "stateful": [],
     "stateless-json": ["--stateless", "--json-response"],
 }
-#: The mcp1 venv (Python 3.11, from requirements-mcp1.txt) when tools_venv builds none.
-MCP1_VENV = tools_venv.REPO / ".mcp1-venv"
 
 
 @pytest.fixture(scope="session")
 def mcp1_python() -> Path:
-    """The python of the mcp1 venv (``<repo>/.mcp1-venv``, mcp 1.x from
-    requirements-mcp1.txt): built by ``tools_venv.mcp1_python()`` when that exists, else
-    expected in place."""
-    build = getattr(tools_venv, "mcp1_python", None)
-    if callable(build):
-        try:
-            return Path(build())
-        except tools_venv.ToolsVenvError as exc:
-            problem = str(exc)
-        pytest.fail(f"the mcp1 venv is not usable: {problem}", pytrace=False)
-    python = MCP1_VENV / "bin" / "python"
-    if not python.exists():
-        pytest.fail(f"no mcp1 venv at {MCP1_VENV}: build it with python3.11 -m venv "
-                    f"{MCP1_VENV} && {MCP1_VENV}/bin/pip install -r "
-                    "tests/realcomp/requirements-mcp1.txt", pytrace=False)
-    return python
+    """The python of the mcp1 venv (``<repo>/.mcp1-venv``, CPython 3.11, mcp 1.x from
+    requirements-mcp1.txt), the venv created or reused first."""
+    try:
+        return tools_venv.mcp1_python()
+    except tools_venv.ToolsVenvError as exc:
+        problem = str(exc)
+    pytest.fail(f"the mcp1 venv is not usable: {problem}", pytrace=False)
 
 
 class Mcp1HttpServer(McpHttpServer):
@@ -427,3 +421,53 @@ def mcp1_http_server(mcp1_python: Path,
     Every server started is stopped after the test, like ``mcp_http_server``."""
     yield from _start_each(lambda n, args: Mcp1HttpServer(
         args[0] if args else "stateful", mcp1_python, tmp_path / f"mcp1_http_server_{n}.log"))
+
+
+@pytest.fixture(scope="session")
+def contextforge_python() -> Path:
+    """The python of the contextforge venv (``<repo>/.contextforge-venv``, CPython 3.12,
+    requirements-contextforge.txt), the venv created or reused first."""
+    try:
+        return tools_venv.python_of("contextforge")
+    except tools_venv.ToolsVenvError as exc:
+        problem = str(exc)
+    pytest.fail(f"the contextforge venv is not usable: {problem}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def contextforge_upstream(tools_python: Path,
+                          tmp_path_factory: pytest.TempPathFactory) -> Iterator[McpHttpServer]:
+    """The official SDK server (``mcp_http_server.py``, stateful) that every ``contextforge``
+    registers, one for the session."""
+    log_path = tmp_path_factory.mktemp("contextforge_upstream") / "mcp_http_server.log"
+    with McpHttpServer("stateful", tools_python, log_path) as server:
+        yield server
+
+
+@pytest.fixture(scope="session", params=["stateless", "stateful"])
+def contextforge(request: pytest.FixtureRequest, contextforge_python: Path,
+                 contextforge_upstream: McpHttpServer,
+                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[ContextForgePeer]:
+    """A ``ContextForgePeer`` (realcomp/contextforge.py): IBM ContextForge in a mode of
+    ``CONTEXTFORGE_MODES`` with ``contextforge_upstream`` registered as gateway ``sdk``; its
+    ``url`` is the virtual server's MCP endpoint, ``headers`` carry an admin JWT. Session
+    scope, parametrized by mode: one ContextForge per mode per session, at most one running
+    (pytest groups the tests by mode; pick one with ``indirect=True``). Starting one takes
+    about 10 s."""
+    mode = request.param
+    gateway = ContextForge(mode, contextforge_python,
+                           tmp_path_factory.mktemp(f"contextforge_{mode}"))
+    try:
+        try:
+            gateway.start()
+            peer = gateway.register(contextforge_upstream.url, gateway.issue_token())
+            gateway.warm_up(peer)
+        except ContextForgeError as exc:
+            problem = str(exc)
+        else:
+            problem = ""
+        if problem:
+            pytest.fail(f"ContextForge ({mode}) is not usable: {problem}", pytrace=False)
+        yield peer
+    finally:
+        gateway.stop()
