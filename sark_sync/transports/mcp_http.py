@@ -14,9 +14,13 @@ MCP revisions 2025-03-26 to 2025-11-25 (facts: ``docs/dev/MCP_HTTP_FACTS.md``):
   (the deadline watchdog of :mod:`._guarded`), and a timeout sends ``notifications/cancelled``;
 - a response stream that breaks is resumed with ``GET`` + ``Last-Event-ID`` when the server
   gave event ids, and a session keeps one listening ``GET`` stream for what the server sends
-  unasked (:mod:`._mcp_http_stream`).
+  unasked (:mod:`._mcp_http_stream`);
+- what the server did not run is recovered from once (:mod:`._mcp_http_recovery`): a 404 to
+  the session's id opens a new session (one ``initialize`` for every thread that saw it) and
+  resends, a 401 refreshes ``auth`` and resends, a same-origin 307/308 is followed; a forked
+  child opens its own session and never DELETEs its parent's.
 
-Work in progress (issue 13): no re-initialize on 404, no 2026-07-28, no HTTP+SSE fallback yet.
+Work in progress (issue 13): no 2026-07-28, no HTTP+SSE fallback yet.
 """
 
 from __future__ import annotations
