@@ -24,9 +24,11 @@ server sends unasked (list changes, requests not tied to a call). At most one pe
 on its own thread (``sark_sync-mcp-listen-<server>``), opened once the session is initialized:
 405 means the server offers none and 409 that one is open already (both end it for good, as
 does a 4xx: a lost session gets a new listener with its new session); a drop reconnects with
-``Last-Event-ID`` after :data:`LISTEN_BACKOFF` doubled per failure (capped), and
-:data:`MAX_LISTEN_FAILURES` failed connections in a row end it. :meth:`Listener.stop` cuts its
-connection (the watchdog's cut, see :mod:`._guarded`) and joins the thread.
+``Last-Event-ID`` after the server's ``retry:`` or :data:`LISTEN_BACKOFF`, doubled per failure
+(capped), and :data:`MAX_LISTEN_FAILURES` failed connections in a row end it.
+:meth:`Listener.stop` cuts its connection (the watchdog's cut, see :mod:`._guarded`) and joins
+the thread; the channel's :meth:`EventStreams.close` does so before its connections are
+released, and a channel dropped unclosed stops it when collected.
 """
 
 from __future__ import annotations
