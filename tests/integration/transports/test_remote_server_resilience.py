@@ -239,6 +239,25 @@ def test_eight_threads_that_hit_the_lost_session_share_one_new_initialize(
     assert 1 <= len([x for x in calls(after, "tools/call") if x.status == 404]) <= 8
 
 
+def test_invoke_tool_after_a_restart_makes_one_new_initialize_through_the_pipeline(
+    mcp_http_server: Callable[..., McpHttpServer],
+    recording_proxy: Callable[[str], RecordingProxy],
+) -> None:
+    first = mcp_http_server("stateful")
+    proxy = recording_proxy(first.url)
+    with sark_sync.GatewayClient(
+            "http://127.0.0.1:9", audit=[],
+            remote_servers={"sdk": {"url": proxy.url, "protocol_version": V2025}}) as client:
+        assert client.invoke_tool("sdk", "counter").text == "1"
+        restart(first, mcp_http_server, proxy)
+        before = len(proxy.requests)
+        result = client.invoke_tool("sdk", "counter")  # no hints, yet safe: never ran
+        assert result.text == "1" and result.attempts == 1  # the new process ran it once
+    after = proxy.requests[before:]
+    assert len(calls(after, "initialize")) == 1
+    assert [x.status for x in calls(after, "tools/call")] == [404, 200]
+
+
 @pytest.mark.timeout(20)
 def test_a_server_that_loses_every_session_raises_session_expired_after_one_renewal(
     peer: Callable[[Answer], Peer],
