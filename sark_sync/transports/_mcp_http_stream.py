@@ -10,7 +10,9 @@ its answer. Read here as the spec says:
 - if the stream breaks or ends before the answer and the server gave event ids, it is resumed
   with ``GET`` + ``Last-Event-ID`` (and the session's headers) after the server's ``retry:``
   delay (none given: at once, then :data:`RESUME_BACKOFF` doubled), as often as resuming brings
-  new events (:data:`MAX_IDLE_RESUMES` in a row that bring none end it), all within the
+  new events, priming ones included (a server may close each stream after its priming event
+  while the call runs, and so have the client poll; :data:`MAX_IDLE_RESUMES` resumptions in a
+  row that bring nothing new end it), all within the
   request's deadline: the resumed exchanges run in the request's watchdog-guarded block, so a
   stalled resumption is cut like the POST itself;
 - a replayed event whose id was already seen is dropped, so every event, and every progress
@@ -216,7 +218,7 @@ class EventStreams:
         current, idle = response, 0
         try:
             while True:
-                delivered = False
+                delivered, last = False, state.reader.last_event_id
                 try:
                     for message in read_messages(current.raw, state, self._max_event_bytes,
                                                  self.name):
@@ -230,7 +232,9 @@ class EventStreams:
                     if was_cut():
                         raise
                     how = f"broke off ({type(exc).__name__})"
-                idle = 0 if delivered else idle + 1
+                # A new id is progress too: a server that polls closes streams that hold a
+                # priming event alone while the call runs.
+                idle = 0 if delivered or state.reader.last_event_id != last else idle + 1
                 if current is not response:
                     current.close()
                 current = self._resume(state, idle, how, method, deadline, where, open_get)

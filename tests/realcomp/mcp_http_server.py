@@ -28,9 +28,15 @@ Tools: those of mcp_sdk_server.py (``echo``, ``add``, ``fail``, ``slow`` with pr
 - ``announce()``: sends ``notifications/tools/list_changed`` on the session's own channel
   (tied to no request: the SDK routes it to the listening GET stream, and drops it when none
   is open), then returns ``"announced"``.
+- ``hangup(rounds, interval)``: ``rounds`` times, waits ``interval`` seconds then closes the
+  call's response stream (``close_sse_stream``: with ``--event-store``, the client is to
+  resume it, a poll), then waits ``interval`` again and returns ``"hung up <rounds> times"``.
 - ``ping_client()``: sends a ``ping`` request on the session's own channel (the listening GET
   stream) and returns ``"pinged"`` once the client answered it (POSTed the response), or
   ``"no answer"`` after 5 s.
+- ``late_count(seconds)``: sleeps, then counts like ``counter`` (the same count) and returns
+  it: a call cancelled while it sleeps never counts, so a later ``counter()`` shows whether
+  the server went on with it.
 - ``regional(region, text)``: ``"<region>:<text>"``; ``region`` is annotated
   ``x-mcp-header: Region``, so at 2026-07-28 the SDK answers a call without a matching
   ``Mcp-Param-Region`` header 400 with -32020 (HeaderMismatch) before running the tool.
@@ -135,11 +141,27 @@ async def announce(ctx: Context) -> str:
     return "announced"
 
 
+@server.tool(description="Sleep, then count like counter().", structured_output=False)
+async def late_count(seconds: float) -> str:
+    await asyncio.sleep(seconds)
+    return counter()
+
+
 @server.tool(description="Say where, from an argument that travels in a header too.",
              structured_output=False)
 def regional(region: Annotated[str, Field(json_schema_extra={"x-mcp-header": "Region"})],
              text: str) -> str:
     return f"{region}:{text}"
+
+
+@server.tool(description="Close the call's response stream rounds times, interval apart.",
+             structured_output=False)
+async def hangup(rounds: int, interval: float, ctx: Context) -> str:
+    for _ in range(rounds):
+        await asyncio.sleep(interval)
+        await ctx.close_sse_stream()
+    await asyncio.sleep(interval)
+    return f"hung up {rounds} times"
 
 
 @server.tool(description="Ping the client outside any request; say whether it answered.",

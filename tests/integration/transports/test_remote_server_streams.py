@@ -206,3 +206,16 @@ def test_a_remote_server_dropped_unclosed_ends_its_listening_thread(
     gc.collect()  # the session may hold cycles: collected, the channel ends its thread
     thread.join(ARRIVAL)
     assert not thread.is_alive()
+
+
+def test_a_server_that_closes_the_stream_after_each_priming_event_is_polled_to_the_answer(
+    mcp_http_server: Servers, recording_proxy: Proxy,
+) -> None:
+    proxy = recording_proxy(mcp_http_server("resumable").url)
+    with RemoteServer(proxy.url, timeout=10, protocol_version=WIRE) as server:
+        started = time.monotonic()
+        assert server.call_tool("hangup", {"rounds": 4, "interval": 0.4}).text == \
+            "hung up 4 times"
+        assert time.monotonic() - started < 4.0
+    resumed = [x.header("Last-Event-ID") for x in gets(proxy) if x.header("Last-Event-ID")]
+    assert len(resumed) == 4 and len(set(resumed)) == 4  # each poll from the newest id

@@ -185,6 +185,16 @@ def test_without_a_retry_the_first_resumption_is_at_once_then_backs_off() -> Non
     assert slept == [streams.RESUME_BACKOFF, streams.RESUME_BACKOFF * 2]  # first: no wait
 
 
+def test_resumptions_that_bring_only_a_new_priming_event_are_a_poll_not_idle() -> None:
+    first = Response(event("", event_id="p1"))
+    polls = [Response(event("", event_id=f"p{n}")) for n in range(2, 7)]
+    last = Response(event("", event_id="p7") + event(answer(), event_id="a"))
+    opener = Opener(*polls, last)
+    got, _ = read(first, opener)
+    assert got == jsonrpc.Response(7, {"ok": True})
+    assert opener.asked == [f"p{n}".encode() for n in range(1, 7)]
+
+
 def test_a_resumption_refused_or_unreachable_ends_the_call() -> None:
     first = Response(event(progress(1), event_id="e1"), then=BROKEN)
     refused = Response(status=405, mime="application/json")
