@@ -128,10 +128,8 @@ class VenvSpec:
 
 #: The tools venv (the name of every constant below is kept for its callers).
 VENV_DIR = REPO / ".tools-venv"
-LOCK_FILE = REPO / ".tools-venv.lock"
 REQUIREMENTS = HERE / "requirements-tools.txt"
 REQUIREMENTS_NODEPS = HERE / "requirements-tools-nodeps.txt"
-STAMP_FILE = VENV_DIR / STAMP_NAME
 TOOLS_MINOR = "3.11"
 #: Every component imports, and the OPA engine's Go library loads.
 SMOKE_CHECK = (
@@ -194,9 +192,8 @@ def pyenv_root() -> Path:
     pyenv = shutil.which("pyenv")
     if pyenv is not None:
         try:
-            out = subprocess.run(
-                [pyenv, "root"], capture_output=True, text=True, timeout=30, check=True
-            ).stdout.strip()
+            out = subprocess.run([pyenv, "root"], capture_output=True, text=True, timeout=30,
+                                 check=True).stdout.strip()
         except (OSError, subprocess.SubprocessError):
             out = ""
         if out:
@@ -220,11 +217,9 @@ def find_interpreter(minor: str = TOOLS_MINOR, hint: str = ENSURE_HINT) -> tuple
             if match and os.access(python, os.X_OK):
                 found.append((int(match.group(1)), entry.name, python))
     if not found:
-        raise ToolsVenvError(
-            f"no CPython {minor} for the venv: looked for "
-            f"{versions}/{minor}.<N>/bin/python{minor}. Install it "
-            f"(`pyenv install {minor}`), then build the venv: {hint}"
-        )
+        raise ToolsVenvError(f"no CPython {minor} for the venv: looked for {versions}/{minor}"
+                             f".<N>/bin/python{minor}. Install it (`pyenv install {minor}`), "
+                             f"then build the venv: {hint}")
     _, version, python = max(found)
     return python, version
 
@@ -236,11 +231,8 @@ def venv_python(name: str = DEFAULT_VENV) -> Path:
 
 
 def _wanted_stamp(venv: VenvSpec, interpreter: Path, version: str) -> dict[str, Any]:
-    stamp: dict[str, Any] = {
-        "format": STAMP_FORMAT,
-        "python_version": version,
-        "python": str(interpreter),
-    }
+    stamp: dict[str, Any] = {"format": STAMP_FORMAT, "python_version": version,
+                             "python": str(interpreter)}
     for step in venv.steps:
         try:
             stamp[step.stamp_key] = hashlib.sha256(step.requirements.read_bytes()).hexdigest()
@@ -299,16 +291,9 @@ def _run(venv: VenvSpec, command: Sequence[str | os.PathLike[str]]) -> list[str]
     tail: collections.deque[str] = collections.deque(maxlen=ERROR_TAIL_LINES)
     lines: list[str] = []
     try:
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            env=_clean_env(),
-            cwd=REPO,
-            text=True,
-            errors="replace",
-        )
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, env=_clean_env(), cwd=REPO,
+                                text=True, errors="replace")
     except OSError as exc:
         raise ToolsVenvError(f"could not run {argv[0]}: {exc}. Then: {venv.hint}") from exc
     # A step that hangs without output would block the read below: a timer kills it.
@@ -330,8 +315,7 @@ def _run(venv: VenvSpec, command: Sequence[str | os.PathLike[str]]) -> list[str]
         raise ToolsVenvError(
             f"building the {venv.name} venv {venv.directory} failed: `{' '.join(argv)}` "
             f"exited {rc} (step limit {STEP_TIMEOUT:g}s). Last lines:\n    {quoted}\n"
-            f"Fix the cause, then build it again: {venv.hint}"
-        )
+            f"Fix the cause, then build it again: {venv.hint}")
     return lines
 
 
@@ -375,14 +359,9 @@ def ensure(name: str = DEFAULT_VENV) -> EnsureResult:
             _say(venv, f"building {venv.directory} with Python {version} ({reason})")
             stamp = _build(venv, interpreter, wanted)
             _say(venv, f"built {venv.directory} in {time.monotonic() - start:.1f}s")
-    return EnsureResult(
-        python=venv.python,
-        built=reason is not None,
-        reason=reason or "up to date",
-        seconds=time.monotonic() - start,
-        stamp=stamp,
-        name=name,
-    )
+    return EnsureResult(python=venv.python, built=reason is not None,
+                        reason=reason or "up to date", seconds=time.monotonic() - start,
+                        stamp=stamp, name=name)
 
 
 def python_of(name: str) -> Path:
@@ -393,11 +372,6 @@ def python_of(name: str) -> Path:
 def tools_python() -> Path:
     """Ensure the tools venv, then return its python (``<repo>/.tools-venv/bin/python``)."""
     return python_of(DEFAULT_VENV)
-
-
-def contextforge_python() -> Path:
-    """Ensure the contextforge venv, then return its python."""
-    return python_of("contextforge")
 
 
 def mcp1_python() -> Path:
