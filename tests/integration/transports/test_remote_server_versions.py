@@ -124,6 +124,23 @@ def test_a_2026_timeout_closes_the_connection_and_posts_no_cancellation(
     assert body(proxy.requests[-1])["params"]["name"] == "echo"
 
 
+@pytest.mark.parametrize(("mode", "count"), [("stateful", "1"), ("stateless-json", "2")])
+def test_closing_the_connection_is_the_2026_cancellation(
+    mode: str, count: str, mcp_http_server: Callable[..., McpHttpServer],
+) -> None:
+    """The SSE-mode server cancels the handler when the timeout closes the connection: the
+    cut call never counts. Fact of mcp 2.3.0: with ``json_response`` the server does not watch
+    for the disconnect and the call runs on (it counts); at 2026 a posted
+    ``notifications/cancelled`` is ignored too, so no client can stop it."""
+    with RemoteServer(mcp_http_server(mode).url, timeout=10) as server:
+        with pytest.raises(DeadlineExceeded):
+            server.call_tool("late_count", {"seconds": 1.0}, timeout=0.3)
+        # The server's own clock outlasts the cut call (no bare sleep here): had the call
+        # gone on, it would have counted by the end of this one.
+        assert server.call_tool("slow", {"seconds": 1.5}).text == "slept 1.5"
+        assert server.call_tool("counter").text == count
+
+
 @pytest.mark.parametrize("mode", ["stateful", "stateless-json"])
 def test_an_older_server_refuses_the_probe_and_gets_initialize_at_2025_11_25(
     mode: str, mcp1_http_server: Callable[..., Mcp1HttpServer],
