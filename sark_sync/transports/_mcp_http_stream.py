@@ -1,5 +1,5 @@
-"""The event streams of MCP Streamable HTTP: a request's response stream, resumed when it
-breaks, and the session's one listening GET stream (facts: ``docs/dev/MCP_HTTP_FACTS.md`` §2).
+"""The response streams of MCP Streamable HTTP: a request's SSE answer, read to its end and
+resumed when it breaks (facts: ``docs/dev/MCP_HTTP_FACTS.md`` §2).
 
 A **response stream** carries the server's notifications and requests about one request, then
 its answer. Read here as the spec says:
@@ -21,16 +21,7 @@ its answer. Read here as the spec says:
   once (marked as sent: only a call that is safe to repeat is tried again). So is a resumption
   the server refuses or cannot take (a killed server refuses the connection: no loop).
 
-The **listening stream** (:class:`Listener`) is the GET a session may keep open for what the
-server sends unasked (list changes, requests not tied to a call). At most one per session,
-on its own thread (``sark_sync-mcp-listen-<server>``), opened once the session is initialized:
-405 means the server offers none and 409 that one is open already (both end it for good, as
-does a 4xx: a lost session gets a new listener with its new session); a drop reconnects with
-``Last-Event-ID`` after the server's ``retry:`` or :data:`LISTEN_BACKOFF`, doubled per failure
-(capped), and :data:`MAX_LISTEN_FAILURES` failed connections in a row end it.
-:meth:`Listener.stop` cuts its connection (the watchdog's cut, see :mod:`._guarded`) and joins
-the thread; the channel's :meth:`EventStreams.close` does so before its connections are
-released, and a channel dropped unclosed stops it when collected.
+The listening stream, which reads with the same rules: :mod:`._mcp_http_listen`.
 """
 
 from __future__ import annotations
@@ -39,11 +30,9 @@ import collections
 import http.client
 import json
 import logging
-import os
 import re
 import threading
 import time
-import weakref
 from collections.abc import Iterator, Mapping
 from typing import Any, Callable, Optional
 
@@ -53,9 +42,10 @@ import urllib3.exceptions
 from .._exceptions import ClientClosedError, ConnectionFailed, TransportTimeout
 from ..resilience import mark_sent
 from ..wire import EventReader, SSEFramer, jsonrpc
-from ._guarded import Exchange, guarded, was_cut
+from ._guarded import was_cut
 
-__all__ = ["EventStreams", "Listener", "StreamState", "open_stream", "read_messages"]
+__all__ = ["BREAKS", "Dispatch", "OpenGet", "ResponseStreams", "StreamState", "is_event_stream",
+           "open_stream", "read_messages"]
 
 log = logging.getLogger("sark_sync.mcp")
 
@@ -67,27 +57,14 @@ RESUME_BACKOFF = 0.1
 #: Resumptions in a row that bring no new event before the call fails: a server that keeps
 #: dropping the stream, or replays nothing, is not retried until the deadline.
 MAX_IDLE_RESUMES = 3
-#: Seconds before the listening stream reconnects after a drop or a failed connection
-#: (or the server's ``retry:``), doubled per failure in a row, at most LISTEN_BACKOFF_CAP.
-LISTEN_BACKOFF = 0.5
-LISTEN_BACKOFF_CAP = 30.0
-#: Failed connections in a row after which the listening stream gives up (a dead server).
-MAX_LISTEN_FAILURES = 5
-#: Seconds one listening connection may stay open: the watchdog's cut is how stop() ends it,
-#: so it needs an instant; past it the stream reconnects with ``Last-Event-ID``.
-LISTEN_HORIZON = 3600.0
 #: Seconds to connect for a GET (the read of a listening stream is not bounded: it is idle).
 CONNECT_TIMEOUT = 10.0
-#: Seconds stop() waits for the listening thread once its connection is cut.
-LISTEN_JOIN_TIMEOUT = 5.0
 #: Event ids remembered per stream to drop replays.
 MAX_SEEN_IDS = 4096
 #: What a stream that breaks off raises while it is read (EventTooLarge, a ValueError, is not
 #: a break: an oversize event is the server's fault and is not resumed).
 BREAKS: tuple[type[Exception], ...] = (
     OSError, http.client.HTTPException, urllib3.exceptions.HTTPError, requests.RequestException)
-#: What ends one listening connection: a break, or an oversize event (EventTooLarge).
-_LISTEN_BREAKS: tuple[type[Exception], ...] = (*BREAKS, ValueError)
 
 #: A block that sets an ``id`` itself (field name ``id``, then a colon or the line's end).
 _OWN_ID = re.compile(rb"(?:^|\n)id(?::|\n)")
@@ -98,10 +75,8 @@ OpenGet = Callable[[Optional[bytes], Optional[float]], requests.Response]
 
 
 class StreamState:
-    """What one logical stream has seen over all its connections: the SSE fields
-    (``reader.resume`` is the ``Last-Event-ID`` to send, ``reader.retry_ms`` the server's
-    reconnection time) and the ids of the events delivered, so that a replay delivers none
-    twice."""
+    """What one stream has seen over all its connections: the SSE fields (``reader.resume``
+    is the ``Last-Event-ID`` to send) and the ids delivered, so a replay delivers none twice."""
 
     __slots__ = ("_order", "_seen", "reader")
 
@@ -164,11 +139,9 @@ def is_event_stream(response: requests.Response) -> bool:
     return response.status_code == 200 and mime == "text/event-stream"
 
 
-class EventStreams:
-    """A channel's event streams: its response streams, read to their answer and resumed
-    (:meth:`answer`), and its listening stream (:meth:`listen`); see the module. It holds no
-    strong reference to the channel: each answer gets its ``open_get`` and ``dispatch``, the
-    listener weak references to them."""
+class ResponseStreams:
+    """Reads a channel's response streams to their answer and resumes them (see the module).
+    It holds no reference to the channel: each answer gets its ``open_get`` and ``dispatch``."""
 
     def __init__(self, name: str, max_event_bytes: int,
                  sleep: Callable[[float], bool] | None = None) -> None:
@@ -177,36 +150,10 @@ class EventStreams:
         self._closed = threading.Event()
         #: ``sleep(seconds)`` waits before a resumption; True means the channel was closed.
         self._sleep = sleep or self._closed.wait
-        self._lock = threading.Lock()
-        self.listener: Listener | None = None
-
-    def listen(self, owner: object, session_id: str, open_get: OpenGet,
-               dispatch: Dispatch) -> None:
-        """Open the listening stream of session ``session_id`` unless it is open already (a
-        new session's replaces the old one's); ``open_get`` and ``dispatch`` are methods of
-        ``owner`` (the channel), referenced weakly."""
-        with self._lock:
-            old = self.listener
-            if self._closed.is_set() or (old is not None and old.alive
-                                         and old.session_id == session_id):
-                return
-            listener = self.listener = Listener(
-                self.name, session_id, self._max_event_bytes, weakref.WeakMethod(open_get),
-                weakref.WeakMethod(dispatch))
-        if old is not None:
-            old.stop()
-        listener.start()
-        # A channel dropped unclosed: end the thread (never join it from the collector).
-        weakref.finalize(owner, listener.stop, False)
 
     def close(self) -> None:
-        """Wake and fail every resumption waiting for its delay; stop the listening stream
-        and join its thread. Idempotent."""
-        with self._lock:
-            self._closed.set()
-            listener = self.listener
-        if listener is not None:
-            listener.stop()
+        """Wake and fail every resumption waiting for its delay."""
+        self._closed.set()
 
     def answer(self, response: requests.Response, request_id: int, method: str,
                deadline: float, where: dict[str, Any], open_get: OpenGet,
@@ -276,114 +223,3 @@ class EventStreams:
             raise mark_sent(ConnectionFailed(f"{what}, and resuming it was answered {status}",
                                              **dict(where, method="GET", status_code=status)))
         return resumed
-
-
-class Listener:
-    """The session's listening GET stream on its own thread (see the module). ``dispatch``
-    gets each notification and request the server sends on it (responses are dropped).
-
-    ``open_get`` and ``dispatch`` are weak references to the channel's methods (called, they
-    give the method or None): the thread never keeps a dropped channel alive, and ends once
-    the channel is gone. A forked child never touches its parent's listener (its connection
-    is the parent's too): :meth:`stop` does nothing there."""
-
-    def __init__(self, name: str, session_id: str, max_event_bytes: int,
-                 open_get: Callable[[], OpenGet | None],
-                 dispatch: Callable[[], Dispatch | None]) -> None:
-        self.name = name
-        #: The session the stream belongs to: a new session needs a new listener.
-        self.session_id = session_id
-        self._max_event_bytes = max_event_bytes
-        self._open_get = open_get
-        self._dispatch = dispatch
-        self._lock = threading.Lock()
-        self._stopping = threading.Event()
-        self._exchange: Exchange | None = None
-        self._pid = os.getpid()
-        #: Set once a connection was answered with the stream (for tests and diagnostics).
-        self.connected = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"sark_sync-mcp-listen-{name}",
-                                        daemon=True)
-
-    @property
-    def alive(self) -> bool:
-        return self._thread.is_alive()
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self, join: bool = True) -> None:
-        """Cut the stream and join the thread (unless ``join`` is False or this is the thread
-        itself: a callback that closes the session)."""
-        if os.getpid() != self._pid:
-            return
-        with self._lock:
-            self._stopping.set()
-            if self._exchange is not None:
-                self._exchange.expire()
-        if join and self._thread.ident is not None \
-                and threading.current_thread() is not self._thread:
-            self._thread.join(LISTEN_JOIN_TIMEOUT)
-            if self._thread.is_alive():
-                log.warning("%s: the listening stream's thread did not end", self.name)
-
-    def _run(self) -> None:
-        state, failures = StreamState(), 0
-        while not self._stopping.is_set():
-            outcome = self._listen_once(state)
-            if outcome == "final":
-                return
-            failures = 0 if outcome == "dropped" else failures + 1
-            if failures >= MAX_LISTEN_FAILURES:
-                log.info("%s: giving up the listening stream after %d failed connections",
-                         self.name, failures)
-                return
-            base = LISTEN_BACKOFF if state.reader.retry_ms is None else state.reader.retry_ms / 1e3
-            if self._stopping.wait(min(base * 2 ** max(failures - 1, 0), LISTEN_BACKOFF_CAP)):
-                return
-
-    def _listen_once(self, state: StreamState) -> str:
-        """One connection: ``"final"`` (stop for good), ``"dropped"`` or ``"failed"``."""
-        with guarded(time.monotonic() + LISTEN_HORIZON) as exchange:
-            with self._lock:
-                if self._stopping.is_set():
-                    return "final"
-                self._exchange = exchange
-            try:
-                return self._read(state)
-            finally:
-                with self._lock:
-                    self._exchange = None
-
-    def _read(self, state: StreamState) -> str:
-        open_get = self._open_get()
-        if open_get is None:
-            return "final"  # the channel is gone
-        try:
-            response = open_get(state.reader.resume, None)
-        except BREAKS as exc:
-            log.debug("%s: the listening stream failed: %s", self.name, type(exc).__name__)
-            return "failed"
-        try:
-            if not is_event_stream(response):
-                status = response.status_code
-                # 405: no such stream here; 409: one is open already; other 4xx: not ours.
-                log.debug("%s: no listening stream (%s)", self.name, status)
-                return "final" if 400 <= status < 500 else "failed"
-            self.connected.set()
-            del open_get
-            for message in read_messages(response.raw, state, self._max_event_bytes, self.name):
-                dispatch = self._dispatch()
-                if dispatch is None:
-                    return "final"
-                if isinstance(message, (jsonrpc.Notification, jsonrpc.Request)):
-                    dispatch(message)
-                else:
-                    log.debug("%s: dropped a response on the listening stream", self.name)
-                del dispatch  # no strong reference to the channel while the stream is idle
-            return "dropped"
-        except _LISTEN_BREAKS as exc:
-            log.debug("%s: the listening stream broke off: %s", self.name, type(exc).__name__)
-            return "dropped"
-        finally:
-            response.close()

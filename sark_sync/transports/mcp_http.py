@@ -48,6 +48,7 @@ from ..resilience import forksafety, mark_sent
 from ..wire import DEFAULT_MAX_EVENT_BYTES, jsonrpc
 from ._common import READ_FAILURES, close_session, error_from_answer, new_session, translate
 from ._guarded import GuardedAdapter, guarded
+from ._mcp_http_listen import EventStreams
 from ._mcp_http_recovery import (
     MAX_REDIRECTS,
     Recovery,
@@ -56,7 +57,7 @@ from ._mcp_http_recovery import (
     Unauthorized,
     redirect_target,
 )
-from ._mcp_http_stream import EventStreams, open_stream
+from ._mcp_http_stream import open_stream
 from ._mcp_modern import ParamHeaders, complete, error_of_answer, prepare, relearn
 
 __all__ = ["StreamableHTTPChannel"]

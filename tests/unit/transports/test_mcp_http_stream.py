@@ -1,6 +1,7 @@
-"""The event streams of Streamable HTTP (``transports/_mcp_http_stream.py``) over in-memory
-bodies: the reading rules (priming, retry, ids, replays), the resumption of a response
-stream and the listening stream's reconnect rules, without a socket."""
+"""The event streams of Streamable HTTP over in-memory bodies, without a socket: the reading
+rules (priming, retry, ids, replays) and the resumption of a response stream
+(``transports/_mcp_http_stream.py``), the listening stream's reconnect rules and its owner
+(``transports/_mcp_http_listen.py``)."""
 
 from __future__ import annotations
 
@@ -16,13 +17,10 @@ from hypothesis import strategies as st
 
 from sark_sync import ClientClosedError, ConnectionFailed, RetryPolicy, TransportTimeout
 from sark_sync.resilience import retryable
+from sark_sync.transports import _mcp_http_listen as listening
 from sark_sync.transports import _mcp_http_stream as streams
-from sark_sync.transports._mcp_http_stream import (
-    EventStreams,
-    Listener,
-    StreamState,
-    read_messages,
-)
+from sark_sync.transports._mcp_http_listen import EventStreams, Listener
+from sark_sync.transports._mcp_http_stream import StreamState, read_messages
 from sark_sync.wire import jsonrpc
 
 WHERE = {"method": "POST", "url": "http://127.0.0.1:1/mcp", "server": "s"}
@@ -254,7 +252,7 @@ def listen(owner: Owner) -> Listener:
 
 @pytest.fixture(autouse=True)
 def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(streams, "LISTEN_BACKOFF", 0.001)
+    monkeypatch.setattr(listening, "LISTEN_BACKOFF", 0.001)
 
 
 @pytest.mark.parametrize("status", [405, 409, 404])
@@ -263,7 +261,6 @@ def test_a_refused_listening_stream_is_not_asked_again(status: int) -> None:
     listener = listen(owner)
     listener._thread.join(5)
     assert not listener.alive and owner.opener.asked == [None]
-    assert not listener.connected.is_set()
 
 
 def test_a_dropped_listening_stream_reconnects_from_its_last_id_and_drops_replays() -> None:
@@ -282,18 +279,18 @@ def test_a_dropped_listening_stream_reconnects_from_its_last_id_and_drops_replay
 
 
 def test_failed_connections_in_a_row_end_the_listening_stream() -> None:
-    errors = [requests.ConnectionError("refused")] * streams.MAX_LISTEN_FAILURES
+    errors = [requests.ConnectionError("refused")] * listening.MAX_LISTEN_FAILURES
     owner = Owner(*errors, Response(status=200))
     listener = listen(owner)
     listener._thread.join(5)
-    assert not listener.alive and len(owner.opener.asked) == streams.MAX_LISTEN_FAILURES
+    assert not listener.alive and len(owner.opener.asked) == listening.MAX_LISTEN_FAILURES
 
 
 def test_stop_ends_a_listener_waiting_to_reconnect_and_joins_it() -> None:
     owner = Owner(*[requests.ConnectionError("refused")] * 3)
     listener = Listener("s", "sid", 1 << 20, weakref.WeakMethod(owner.open_get),
                         weakref.WeakMethod(owner.dispatch))
-    streams.LISTEN_BACKOFF = 30.0  # restored by monkeypatch
+    listening.LISTEN_BACKOFF = 30.0  # restored by monkeypatch
     listener.start()
     deadline = time.monotonic() + 5
     while len(owner.opener.asked) < 1 and time.monotonic() < deadline:
@@ -301,6 +298,14 @@ def test_stop_ends_a_listener_waiting_to_reconnect_and_joins_it() -> None:
     started = time.monotonic()
     listener.stop()
     assert not listener.alive and time.monotonic() - started < 1.0
+
+
+def test_the_listening_stream_backs_off_while_connections_fail_or_bring_nothing(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(listening, "LISTEN_BACKOFF", 0.5)
+    assert [listening.listen_delay(None, n) for n in range(4)] == [0.5, 0.5, 1.0, 2.0]
+    assert listening.listen_delay(200, 0) == 0.2 and listening.listen_delay(200, 3) == 0.8
+    assert listening.listen_delay(None, 60) == listening.LISTEN_BACKOFF_CAP == 30.0
 
 
 class Dropper(Owner):
