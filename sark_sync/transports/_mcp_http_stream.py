@@ -12,9 +12,9 @@ its answer. Read here as the spec says:
   delay (none given: at once, then :data:`RESUME_BACKOFF` doubled), as often as resuming brings
   new events, priming ones included (a server may close each stream after its priming event
   while the call runs, and so have the client poll; :data:`MAX_IDLE_RESUMES` resumptions in a
-  row that bring nothing new end it), all within the
-  request's deadline: the resumed exchanges run in the request's watchdog-guarded block, so a
-  stalled resumption is cut like the POST itself;
+  row that bring nothing new end it), all within the request's deadline: the resumed
+  exchanges run in the request's watchdog-guarded block, so a stalled resumption is cut like
+  the POST itself, and a ``retry:`` that would pass the deadline is not waited for;
 - a replayed event whose id was already seen is dropped, so every event, and every progress
   callback, is delivered once;
 - a stream without ids that breaks cannot be resumed: :class:`~sark_sync.ConnectionFailed` at
@@ -135,6 +135,7 @@ def open_stream(session: requests.Session, url: str, headers: Mapping[str, str],
 
 
 def is_event_stream(response: requests.Response) -> bool:
+    """Whether ``response`` is the event stream a GET asked for (200, ``text/event-stream``)."""
     mime = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
     return response.status_code == 200 and mime == "text/event-stream"
 
