@@ -108,6 +108,9 @@ class Command:
     configure: Callable[[argparse.ArgumentParser], None]
     run: Callable[[argparse.Namespace], int]
     client: bool = True
+    #: False: a client command that talks to no gateway (``remote``): the gateway's options
+    #: are not offered after it (given before it, the command refuses them).
+    gateway: bool = True
 
 
 def _configure_demo(parser: argparse.ArgumentParser) -> None:
@@ -131,7 +134,7 @@ COMMANDS: dict[str, Command] = {
     "local": Command("list or call the tools of a local stdio MCP server (after --)",
                      configure_local, run_local),
     "remote": Command("list or call the tools of an MCP server by URL (Streamable HTTP)",
-                      configure_remote, run_remote),
+                      configure_remote, run_remote, gateway=False),
     "serve": Command("run a LocalGateway on loopback until SIGINT/SIGTERM",
                      configure_serve, run_serve, client=False),
     "demo": Command("a guided tour of the client against an embedded LocalGateway "
@@ -139,10 +142,16 @@ COMMANDS: dict[str, Command] = {
 }
 
 
-def _add_options(parser: argparse.ArgumentParser, client: bool) -> None:
+#: The client options that only make sense with a gateway.
+_GATEWAY_FLAGS = ("--url", "--api-key", "--user-token")
+
+
+def _add_options(parser: argparse.ArgumentParser, client: bool, gateway: bool = True) -> None:
     # SUPPRESS: an option absent after the subcommand must not reset one given before it.
     for flags, options in (*(_CLIENT_OPTIONS if client else ()), _DEBUG_OPTION):
-        parser.add_argument(*flags, default=argparse.SUPPRESS, **options)  # type: ignore[arg-type]
+        if gateway or flags[0] not in _GATEWAY_FLAGS:
+            parser.add_argument(*flags, default=argparse.SUPPRESS,
+                                **options)  # type: ignore[arg-type]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -159,7 +168,7 @@ def _parser() -> argparse.ArgumentParser:
     for name, command in COMMANDS.items():
         sub = subparsers.add_parser(name, help=command.help, description=command.help)
         command.configure(sub)
-        _add_options(sub, client=command.client)
+        _add_options(sub, client=command.client, gateway=command.gateway)
     return parser
 
 
@@ -174,6 +183,12 @@ def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespa
         if probe.command == "local":
             argv, tail = head, argv[split + 1:]
     args, extras = parser.parse_known_args(argv)
+    if not COMMANDS[args.command].gateway:  # named, never echoed: the value may be a secret
+        misplaced = [flag for flag in _GATEWAY_FLAGS
+                     if any(word == flag or word.startswith(flag + "=") for word in extras)]
+        if misplaced:
+            parser.error(f"{', '.join(misplaced)} {'does' if len(misplaced) == 1 else 'do'} "
+                         f"not apply to {args.command}")
     takes_params = args.command == "invoke" or (args.command in ("local", "remote") and
                                                 getattr(args, "call", None) is not None)
     unknown = [word for word in extras if not (takes_params and "=" in word

@@ -219,7 +219,7 @@ def test_the_gateway_credentials_are_refused_as_flags_and_never_sent_from_the_en
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     proxy = recording_proxy(mcp_http_server("stateless-json").url)
-    status, out, err = run(capsys, "--api-key", "k", "remote", proxy.url, "--user-token", "t")
+    status, out, err = run(capsys, "--api-key", "k", "--user-token", "t", "remote", proxy.url)
     assert (status, out) == (2, "")
     assert err == ("sark-sync: error: --api-key, --user-token do not apply to remote: the "
                    "server is the URL; send its credentials with --header\n")

@@ -155,12 +155,15 @@ def test_local_takes_everything_after_the_double_dash_as_the_command() -> None:
     (["bogus"], "invalid choice"),
     (["remote"], "the following arguments are required: URL"),
     (["remote", "http://127.0.0.1:1/mcp", "x=1", "--call"], "expected one argument"),
+    (["remote", "http://127.0.0.1:1/mcp", "--api-key", "s3cret", "--user-token=s3cret"],
+     "--api-key, --user-token do not apply to remote\n"),
 ])
 def test_usage_errors_exit_2(argv: list[str], message: str,
                              capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
         cli.main(argv)
-    assert info.value.code == 2 and message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and message in err and "s3cret" not in err
 
 
 def test_every_subcommand_is_registered() -> None:
