@@ -34,6 +34,8 @@ pytestmark = [pytest.mark.realcomp, pytest.mark.slow, pytest.mark.timeout(180)]
 VERSIONS = {"auto": "2026-07-28", "2025-11-25": "2025-11-25"}
 #: Tools of mcp_http_server.py that every test here relies on.
 SDK_BASE_TOOLS = {"add", "counter", "crash", "echo", "fail", "slow", "whoami"}
+#: The handshake revision.
+V2025 = "2025-11-25"
 #: The bound of one call here; ContextForge answers in milliseconds when idle.
 CALL_TIMEOUT = 20.0
 
@@ -107,6 +109,44 @@ def test_call_tool_reaches_the_registered_server_through_contextforge(
     assert [m["params"]["name"] for _, m in calls] == ["sdk-echo", "sdk-add"]
     for x, _ in calls:
         assert x.status == 200 and x.header("Mcp-Session-Id") == session
+
+
+@pytest.mark.parametrize("version", sorted(VERSIONS))
+def test_the_session_headers_on_the_wire(
+    contextforge: ContextForgePeer, version: str,
+    recording_proxy: Callable[..., RecordingProxy],
+) -> None:
+    proxy = recording_proxy(contextforge.url)
+    with _connect(proxy.url, version, contextforge.headers) as server:
+        server.list_tools()
+        server.call_tool("sdk-echo", {"text": "wire"})
+        server.ping()
+        session = server.session_id
+    exchanges = proxy.requests
+    posts = [x for x in exchanges if x.method == "POST"]
+    gets = [x for x in exchanges if x.method == "GET"]
+    first = json.loads(posts[0].body)
+    if version == "auto":  # 2026-07-28: no initialize, no session, headers on every POST
+        assert first["method"] == "server/discover" and session is None
+        for x in posts:
+            assert x.header("MCP-Protocol-Version") == "2026-07-28"
+            assert x.header("Mcp-Method") == json.loads(x.body)["method"]
+            assert x.header("Mcp-Session-Id") is None and x.status == 200
+        assert gets == []
+        return
+    assert first["method"] == "initialize" and posts[0].header("Mcp-Session-Id") is None
+    assert posts[0].response_header("Mcp-Session-Id") == session
+    for x in exchanges[1:]:
+        assert x.header("MCP-Protocol-Version") == V2025
+        assert x.header("Mcp-Session-Id") == session
+        assert x.status != 409  # never a second GET stream on a session
+    if contextforge.mode == "stateful":
+        # At most one GET listening stream; ContextForge answers it with SSE at once.
+        assert len(gets) <= 1
+        assert all(x.status == 200 and (x.response_header("Content-Type") or "").startswith(
+            "text/event-stream") for x in gets)
+    else:  # ContextForge's stateless mode refuses GET: 405, and the client takes no for it
+        assert len(gets) <= 1 and all(x.status == 405 for x in gets)
 
 
 @pytest.mark.parametrize("version", sorted(VERSIONS))
