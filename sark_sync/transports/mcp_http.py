@@ -18,9 +18,15 @@ MCP revisions 2025-03-26 to 2025-11-25 (facts: ``docs/dev/MCP_HTTP_FACTS.md``):
 - what the server did not run is recovered from once (:mod:`._mcp_http_recovery`): a 404 to
   the session's id opens a new session (one ``initialize`` for every thread that saw it) and
   resends, a 401 refreshes ``auth`` and resends, a same-origin 307/308 is followed; a forked
-  child opens its own session and never DELETEs its parent's.
+  child opens its own session and never DELETEs its parent's;
+- at 2026-07-28 (``modern_version``, set by the negotiation of :mod:`._mcp_modern`) every
+  message carries the ``params._meta`` envelope and the ``Mcp-Method``/``Mcp-Name``/
+  ``Mcp-Param-*`` headers, never a session id; no listening stream, no DELETE; a timeout
+  closes the connection (the server's cancellation) and posts nothing; a non-2xx JSON-RPC
+  error body is an :class:`RPCError` with ``status_code``; a result that is not
+  ``resultType: complete`` is a :class:`ProtocolError`.
 
-Work in progress (issue 13): no 2026-07-28, no HTTP+SSE fallback yet.
+The HTTP+SSE transport of 2024-11-05 is :mod:`.mcp_sse`'s.
 """
 
 from __future__ import annotations
