@@ -38,6 +38,7 @@ from ._exceptions import (
     RPCError,
     ServerError,
     ServiceUnavailableError,
+    SessionExpiredError,
     ToolExecutionError,
     TransportError,
     TransportNotAvailableError,
@@ -66,7 +67,7 @@ from .governance import (
     SarkAuthorizer,
 )
 from .resilience import Breaker
-from .transports import EventStream, LocalServer
+from .transports import EventStream, LocalServer, RemoteServer
 
 __all__ = [
     "APIError",
@@ -101,12 +102,14 @@ __all__ = [
     "ProtocolError",
     "RPCError",
     "RateLimitError",
+    "RemoteServer",
     "RestartPolicy",
     "RetryPolicy",
     "SarkAuthorizer",
     "ServerError",
     "ServerInfo",
     "ServiceUnavailableError",
+    "SessionExpiredError",
     "Timeouts",
     "ToolAnnotations",
     "ToolCall",

@@ -15,7 +15,8 @@ resemble, so ``except TimeoutError`` or ``except PermissionError`` work as expec
     │   ├── TransportTimeout (TimeoutError)
     │   ├── ProtocolError                 malformed, truncated, oversize or non-JSON responses
     │   ├── ProcessStartError (OSError)   a local MCP server could not be started
-    │   └── ProcessExitedError            a local MCP server exited (exit code, stderr tail)
+    │   ├── ProcessExitedError            a local MCP server exited (exit code, stderr tail)
+    │   └── SessionExpiredError           a remote MCP server forgot our session twice (404)
     ├── RPCError                          a JSON-RPC error from an MCP server (code, data)
     ├── DeadlineExceeded (TimeoutError)   the call's deadline ran out (attempts, slept, last error)
     ├── CircuitOpenError                  the breaker fails fast without touching the network

@@ -66,6 +66,7 @@ EXCEPTION_TREE = [
     (sark_sync.ProtocolError, (sark_sync.TransportError,)),
     (sark_sync.ProcessStartError, (sark_sync.TransportError, OSError)),
     (sark_sync.ProcessExitedError, (sark_sync.TransportError,)),
+    (sark_sync.SessionExpiredError, (sark_sync.TransportError,)),
     (sark_sync.RPCError, (sark_sync.GatewayError,)),
     (sark_sync.DeadlineExceeded, (sark_sync.GatewayError, TimeoutError)),
     (sark_sync.CircuitOpenError, (sark_sync.GatewayError,)),
