@@ -187,6 +187,22 @@ def test_a_call_past_the_timeout_exits_6_within_the_bound(
     assert elapsed < 5.0  # the handshake, the list, 0.5 s of call, the cancellation, DELETE
 
 
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("mode", ["stateful", "stateless-json"])
+def test_a_server_that_dies_mid_call_exits_6_at_once(
+    mode: str, mcp_http_server: Callable[..., McpHttpServer],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    server = mcp_http_server(mode)
+    started = time.monotonic()
+    status, out, err = run(capsys, "remote", server.url, "--protocol-version", "2025-11-25",
+                           "--call", "crash")
+    assert (status, out) == (6, "")
+    assert err.startswith("sark-sync: error: ConnectionFailed: ") and err.count("\n") == 1
+    assert time.monotonic() - started < 10.0  # not the 30 s timeout
+    assert server.proc.wait(5) == 1
+
+
 def test_a_server_that_cannot_be_reached_exits_6(capsys: pytest.CaptureFixture[str]) -> None:
     with socket.socket() as probe:  # a loopback port nobody listens on
         probe.bind(("127.0.0.1", 0))
