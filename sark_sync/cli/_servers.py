@@ -4,11 +4,11 @@ command, over stdio) and ``remote`` (a URL, over MCP Streamable HTTP or the lega
 Design: each opens one session for the command's lifetime (a
 :class:`~sark_sync.transports.LocalServer` child process, or a
 :class:`~sark_sync.transports.RemoteServer`, which negotiates the revision and transport on
-entry and ends its session, if the server keeps one, on exit),
-lists the server's tools or calls one (:func:`_list_or_call`, shared), prints as the gateway
-subcommands do and returns the exit status; what they raise is mapped to an exit status by
-:func:`sark_sync.cli.main`. A tool the server does not list is a :class:`NotFoundError`
-(exit 5) before anything is called.
+entry and ends its session, if the server keeps one, on exit), lists the server's tools or
+calls one (:func:`_list_or_call`, shared), prints as the gateway subcommands do and returns
+the exit status; what they raise is mapped to an exit status by :func:`sark_sync.cli.main`.
+A tool the server does not list is a :class:`NotFoundError` (exit 5) before anything is
+called.
 
 No gateway is involved, so ``remote`` refuses the gateway's options (``--url``,
 ``--api-key``, ``--user-token``) and ignores their variables: the gateway's credentials are
@@ -50,8 +50,10 @@ ENV_MCP_HEADERS = "SARK_MCP_HEADERS"
 #: Headers the MCP transport sets itself: a value of the user's would break the session.
 RESERVED_HEADERS = frozenset({
     "accept", "connection", "content-length", "content-type", "host", "last-event-id",
-    "mcp-protocol-version", "mcp-session-id", "transfer-encoding",
+    "mcp-method", "mcp-name", "mcp-protocol-version", "mcp-session-id", "transfer-encoding",
 })
+#: The 2026-07-28 headers that mirror a tool's arguments, also set by the transport.
+RESERVED_PREFIX = "mcp-param-"
 #: An HTTP field name (RFC 9110 token).
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 #: The gateway's options (attribute, flag): meaningless for a server reached directly.
@@ -158,7 +160,7 @@ def _header(text: str, source: str) -> tuple[str, str]:
     name, value = name.strip(), value.strip()
     if not sep or _TOKEN.fullmatch(name) is None:
         raise UsageError(f"{source} is not 'Name: value' with a valid header name")
-    if name.lower() in RESERVED_HEADERS:
+    if name.lower() in RESERVED_HEADERS or name.lower().startswith(RESERVED_PREFIX):
         raise UsageError(f"{source}: {name} is set by the MCP transport itself")
     problem = header_value_problem(value)
     if problem is not None:  # described, never quoted: it may be a credential

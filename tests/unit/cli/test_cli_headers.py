@@ -37,6 +37,10 @@ def test_no_variable_and_no_flag_is_no_header() -> None:
     (["accept: */*"], "", "--header 1: accept is set by the MCP transport itself"),
     (["MCP-Protocol-Version: 2025-11-25"], "",
      "--header 1: MCP-Protocol-Version is set by the MCP transport itself"),
+    ([], "Mcp-Name: echo", f"{ENV_MCP_HEADERS} line 1: Mcp-Name is set by the MCP transport "
+     "itself"),
+    (["Mcp-Param-Region: eu"], "",
+     "--header 1: Mcp-Param-Region is set by the MCP transport itself"),
 ])
 def test_a_bad_header_is_a_usage_error_naming_where_it_came_from_never_its_value(
     flags: list[str], variable: str, message: str
