@@ -23,7 +23,9 @@ from realcomp.contextforge import ContextForgePeer
 from realcomp.fixtures import McpHttpServer
 from realcomp.recording_proxy import Exchange, RecordingProxy
 
+import sark_sync
 from sark_sync import AuthenticationError
+from sark_sync.governance import CallableSink
 from sark_sync.transports._mcp_remote import RemoteServer
 
 # The first test of each mode pays for starting ContextForge (10-60 s: START_TIMEOUT is 120 s);
@@ -194,3 +196,22 @@ def test_a_wrong_token_raises_authentication_error_without_the_token(
     first = proxy.requests[0]
     assert first.status == 401 and first.response_header("www-authenticate") == "Bearer"
     assert len([x for x in proxy.requests if x.status == 401]) == 1  # no retry loop
+
+
+def test_invoke_tool_reaches_contextforge_by_name_through_the_client_pipeline(
+    contextforge: ContextForgePeer, recording_proxy: Callable[..., RecordingProxy],
+) -> None:
+    proxy = recording_proxy(contextforge.url)
+    events: list[Any] = []
+    with sark_sync.GatewayClient(
+            "http://127.0.0.1:9", audit=CallableSink(events.append),
+            remote_servers={"cf": {"url": proxy.url, "headers": contextforge.headers,
+                                   "timeout": CALL_TIMEOUT}}) as client:
+        result = client.invoke_tool("cf", "sdk-add", {"a": 20, "b": 22})
+        assert result.structured == {"sum": 42.0} and result.server == "cf"
+        assert client.breaker_for("cf").name == "remote:cf"
+    invocations = [e for e in events if e.event_type == "tool_invocation"]
+    assert [(e.outcome, e.server, e.tool) for e in invocations] == [("success", "cf", "sdk-add")]
+    assert contextforge.token not in repr(events)  # the bearer token is never audited
+    assert all(x.header("Authorization") == f"Bearer {contextforge.token}"
+               for x in proxy.requests)
