@@ -219,3 +219,22 @@ def test_a_server_that_closes_the_stream_after_each_priming_event_is_polled_to_t
         assert time.monotonic() - started < 4.0
     resumed = [x.header("Last-Event-ID") for x in gets(proxy) if x.header("Last-Event-ID")]
     assert len(resumed) == 4 and len(set(resumed)) == 4  # each poll from the newest id
+
+
+@pytest.mark.timeout(30)
+def test_a_resumed_stream_that_stalls_is_cut_at_the_deadline_and_the_call_cancelled(
+    mcp_http_server: Servers, recording_proxy: Proxy,
+) -> None:
+    proxy = recording_proxy(mcp_http_server("resumable").url, cut_after_events=1, only=is_call)
+    with RemoteServer(proxy.url, timeout=10, protocol_version=WIRE) as server:
+        started = time.monotonic()
+        with pytest.raises(DeadlineExceeded, match=r"did not answer tools/call within 1s"):
+            server.call_tool("slow", {"seconds": 60}, timeout=1.0, progress=lambda *a: None)
+        assert time.monotonic() - started < 1.0 + 0.2
+        [cut] = proxy.cuts
+        [resumed] = [x for x in gets(proxy) if x.header("Last-Event-ID") is not None]
+        assert resumed.header("Last-Event-ID") == cut.last_event_id and resumed.status == 200
+        call = json.loads(cut.exchange.body)
+        cancels = [json.loads(x.body) for x in proxy.requests
+                   if x.method == "POST" and b"notifications/cancelled" in x.body]
+        assert [c["params"]["requestId"] for c in cancels] == [call["id"]]
