@@ -5,7 +5,7 @@ a channel's event streams (this one and its response streams, :mod:`._mcp_http_s
 A :class:`Listener` reads with the response streams' rules (priming events skipped, ids
 remembered, replays dropped) and sends each notification and request to the channel's
 callbacks (list changes, requests not tied to a call). At most one per session, on its own
-thread (``sark_sync-mcp-listen-<server>``), opened once the session is initialized and only
+thread (``sark-sync-mcp-<server>-listener``), opened once the session is initialized and only
 with a session id: 405 means the server offers none and 409 that one is open already (both end
 it for good, as does any 4xx: a lost session gets a new listener with its new session); a drop
 reconnects with ``Last-Event-ID`` after the server's ``retry:`` or :data:`LISTEN_BACKOFF`,
@@ -132,7 +132,7 @@ class Listener:
         self._exchange: Exchange | None = None
         self._pid = os.getpid()
         self._fresh = False  # the current connection delivered a message
-        self._thread = threading.Thread(target=self._run, name=f"sark_sync-mcp-listen-{name}",
+        self._thread = threading.Thread(target=self._run, name=f"sark-sync-mcp-{name}-listener",
                                         daemon=True)
 
     @property

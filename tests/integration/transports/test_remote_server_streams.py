@@ -201,7 +201,8 @@ def test_a_remote_server_dropped_unclosed_ends_its_listening_thread(
     proxy = recording_proxy(mcp_http_server("stateful").url)
     server = RemoteServer(proxy.url, timeout=10, protocol_version=WIRE).connect()
     wait_until(lambda: any(x.status == 200 for x in gets(proxy)), ARRIVAL)
-    [thread] = [t for t in threading.enumerate() if t.name.startswith("sark_sync-mcp-listen-")]
+    [thread] = [t for t in threading.enumerate()
+                if t.name.startswith("sark-sync-mcp-") and t.name.endswith("-listener")]
     del server
     gc.collect()  # the session may hold cycles: collected, the channel ends its thread
     thread.join(ARRIVAL)
