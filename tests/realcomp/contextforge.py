@@ -123,9 +123,10 @@ class ContextForge:
         self.env.update(
             JWT_SECRET_KEY=secrets.token_urlsafe(48),
             AUTH_ENCRYPTION_SECRET=secrets.token_urlsafe(48),
-            PLATFORM_ADMIN_PASSWORD="Admin-" + secrets.token_urlsafe(12),
-            BASIC_AUTH_PASSWORD="Basic-" + secrets.token_urlsafe(12),
-            DEFAULT_USER_PASSWORD="User-" + secrets.token_urlsafe(12),
+            # >= 12 characters with upper and lower case, a digit and a symbol: no warning.
+            PLATFORM_ADMIN_PASSWORD="Adm1n-" + secrets.token_urlsafe(12),
+            BASIC_AUTH_PASSWORD="Bas1c-" + secrets.token_urlsafe(12),
+            DEFAULT_USER_PASSWORD="Us3r-" + secrets.token_urlsafe(12),
             DATABASE_URL=f"sqlite:///{workdir / 'mcp.db'}",
         )
         self.proc: subprocess.Popen[bytes] | None = None
