@@ -24,9 +24,8 @@ from realcomp.fixtures import McpHttpServer
 from realcomp.recording_proxy import Exchange, RecordingProxy
 
 import sark_sync
-from sark_sync import AuthenticationError
+from sark_sync import AuthenticationError, RemoteServer
 from sark_sync.governance import CallableSink
-from sark_sync.transports._mcp_remote import RemoteServer
 
 # The first test of each mode pays for starting ContextForge (10-60 s: START_TIMEOUT is 120 s);
 # every call after that is bounded by CALL_TIMEOUT.
