@@ -54,6 +54,12 @@ def calls(exchanges: list[Exchange], method: str) -> list[Exchange]:
             if isinstance(body, dict) and body.get("method") == method]
 
 
+def describe(exchanges: list[Exchange]) -> list[tuple[Any, ...]]:
+    """What a failed assertion shows: method, JSON-RPC method, status, session, error."""
+    return [(x.method, (b or {}).get("method"), x.status, x.header("Mcp-Session-Id"), x.error)
+            for x, b in zip(exchanges, bodies(exchanges))]
+
+
 def session(url: str, **options: Any) -> RemoteServer:
     """A connected RemoteServer at 2025-11-25 (initialize, Mcp-Session-Id)."""
     server = RemoteServer(url, timeout=10, protocol_version=V2025, **options)
@@ -191,12 +197,13 @@ def test_a_restarted_server_costs_one_new_initialize_and_the_call_succeeds(
         assert server.call_tool("echo", {"text": "after"}).text == "after"
         new_session = server.session_id
     everything = proxy.requests[before:]
+    seen = describe(everything)
     listening = [x for x in everything if x.method == "GET"]  # the new session's GET stream
-    assert {x.header("Mcp-Session-Id") for x in listening} <= {new_session}
+    assert {x.header("Mcp-Session-Id") for x in listening} <= {new_session}, seen
     after = [x for x in everything if x.method != "GET"]
     assert [(b or {}).get("method", "DELETE") for b in bodies(after)] == [
-        "tools/call", "initialize", "notifications/initialized", "tools/call", "DELETE"]
-    assert [x.status for x in after] == [404, 200, 202, 200, 200]
+        "tools/call", "initialize", "notifications/initialized", "tools/call", "DELETE"], seen
+    assert [x.status for x in after] == [404, 200, 202, 200, 200], seen
     assert old_session is not None and new_session not in (None, old_session)
     assert after[0].header("Mcp-Session-Id") == old_session
     assert after[1].header("Mcp-Session-Id") is None  # a fresh initialize
