@@ -19,7 +19,7 @@ from .._deadline import Deadline
 from .._exceptions import ProtocolError, ServiceUnavailableError
 from .._models import Health, ServerInfo, ToolInfo
 from ..governance import Operation, audited_items
-from ..transports import Response
+from ..transports import LocalServerPool, RemoteServerPool, Response
 from ..wire import paginate, parse_page
 from ._governance_stage import Metadata
 from ._pipeline import MAX_REMEMBERED_TOOLS, Pipeline
@@ -117,8 +117,7 @@ def list_tools(pipeline: Pipeline, server: str | None, page: int, page_size: int
                deadline: Deadline) -> list[ToolInfo]:
     """One audited page of tools: a gateway page, or a slice of a local server's list."""
     local = pipeline.local(server)
-    audit = pipeline.operation("list_tools", server=server,
-                               transport="http" if local is None else "stdio")
+    audit = pipeline.operation("list_tools", server=server, transport=transport_of(local))
     with audit or nullcontext():
         start = (page - 1) * page_size
         if local is not None and server is not None:
@@ -132,7 +131,7 @@ def iter_tools(pipeline: Pipeline, server: str | None, page_size: int, timeout: 
     """Every tool: the gateway's page by page, or a local server's whole list at once."""
     local = pipeline.local(server)
     if local is not None and server is not None:
-        with pipeline.operation("iter_tools", server=server, transport="stdio") \
+        with pipeline.operation("iter_tools", server=server, transport=transport_of(local)) \
                 or nullcontext():
             return iter(local.list_tools(server, pipeline.deadline(timeout)))
     audit = pipeline.operation("iter_tools", server=server, lazy=True)
@@ -152,6 +151,13 @@ def server_metadata(pipeline: Pipeline, server: str, local: bool, deadline: Dead
         lambda offset: tool_page(pipeline, server, offset, TOOLS_PAGE, deadline),
         key=lambda t: t.tool_name)
     return info, {t.tool_name: t for t in listing if t.server_name == server}
+
+
+def transport_of(pool: LocalServerPool | RemoteServerPool | None) -> str:
+    """What the audit calls the way to a server: its pool's transport, or the gateway's."""
+    if pool is None:
+        return "http"
+    return "mcp-http" if isinstance(pool, RemoteServerPool) else "stdio"
 
 
 def _parse(parse: Callable[[object], T], data: object, what: str, where: str) -> T:

@@ -240,7 +240,7 @@ class Governance:
         principal_id = principal.id if principal is not None else (
             self.principal_ids.get(user_token) if user_token is not None else None)
         report(hook, CallOutcome(
-            call.server, call.tool, "stdio" if call.local else "http", principal,
+            call.server, call.tool, call.transport, principal,
             call.arguments, outcome, decision, result, error,
             request_id or sent.headers.get("X-Request-ID"),
             (time.perf_counter() - started) * 1000.0,

@@ -211,9 +211,11 @@ class Pipeline:
         checked first, before anything (the local server lookup, the token) reads them."""
         server, tool, user_token, idempotency_key = check_call(server, tool, user_token,
                                                                idempotency_key)
+        pool = self.local(server)
         return prepare(
             server, tool, parameters, user_token, idempotency_key,
-            local=self.local(server) is not None, auto_key=self.idempotency_keys,
+            local=pool is not None, auto_key=self.idempotency_keys,
+            transport="mcp-http" if isinstance(pool, RemoteServerPool) else None,
             retry_safe=self.retry_safe.get((server, tool), False),
             principal=self.governance.principal(principal, user_token),
             snapshot=self.governance.authorizer is not None)

@@ -37,7 +37,7 @@ __all__ = ["DECISIONS", "EVENT_TYPES", "OUTCOMES", "TRANSPORTS", "AuditEvent", "
 EVENT_TYPES = ("tool_invocation", "authorization", "discovery", "health", "event_stream")
 
 #: Values of ``AuditEvent.transport``.
-TRANSPORTS = frozenset({"http", "stdio", "sse"})
+TRANSPORTS = frozenset({"http", "stdio", "sse", "mcp-http"})
 #: Values of ``AuditEvent.decision`` (None: no policy was consulted).
 DECISIONS = frozenset({"allow", "deny"})
 #: Values of ``AuditEvent.outcome``.

@@ -32,6 +32,9 @@ health             ``health``                                             http  
 event_stream       ``stream_events``: the stream opened (or failed to)    sse         no
 ================== ====================================================== =========== =======
 
+A remote MCP server reached by URL (Streamable HTTP or HTTP+SSE) is ``transport="mcp-http"``
+where the table says stdio for a local one.
+
 Every event has ``event_id``, ``timestamp``, ``event_type``, ``operation``, ``transport``,
 ``outcome``, ``latency_ms`` (the time in the client; for an iterator, fetching its pages),
 ``principal_id`` (the explicit ``principal=``, else the ``user_token``'s ``sub`` read without

@@ -114,7 +114,10 @@ def test_invoke_tool_reaches_a_remote_server_by_name_through_the_pipeline(
     # The tools are listed on connecting: their hints say which calls may be retried.
     assert methods[:4] == ["initialize", "notifications/initialized", "tools/list",
                            "tools/call"]
-    assert [e.outcome for e in events if e.event_type == "tool_invocation"] == ["success"]
+    assert [(e.outcome, e.transport) for e in events if e.event_type == "tool_invocation"] \
+        == [("success", "mcp-http")]
+    assert [(e.operation, e.transport) for e in events if e.event_type == "discovery"] \
+        == [("list_tools", "mcp-http")]
 
 
 def test_connect_remote_server_attaches_the_session_to_the_client(
