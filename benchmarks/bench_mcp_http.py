@@ -221,8 +221,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench_mcp_http.py: the official server and client need the tools venv: {exc}",
               file=sys.stderr)
         return 2
+    load_before = os.getloadavg()[0]
     scenarios = [measure_scenario(python, name, args.calls, args.warmup) for name in SCENARIOS]
     result = {"benchmark": "mcp_http_call_tool", "sark_sync": sark_sync.__version__,
+              "cpu_count": os.cpu_count(), "load_average": [round(load_before, 2),
+                                                            round(os.getloadavg()[0], 2)],
               "scenarios": scenarios}
     if args.json:
         print(json.dumps(result))
@@ -235,6 +238,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"sdk/raw p50 {scenario['ratio_raw_p50']:.3f} "
               f"(lean {scenario['ratio_raw_lean_p50']:.3f})  "
               f"sdk/official p50 {scenario['ratio_official_p50']:.3f}")
+    print(f"\n{result['cpu_count']} CPUs, load average {result['load_average'][0]} before and "
+          f"{result['load_average'][1]} after (a loaded machine widens every p95)")
     main_row = scenarios[0]
     print(f"\ngoals ({main_row['scenario']}): sdk/raw p50 {main_row['ratio_raw_p50']:.3f} <= "
           f"{RAW_GOAL} {'met' if main_row['ratio_raw_p50'] <= RAW_GOAL else 'MISSED'}; "
