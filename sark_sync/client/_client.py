@@ -14,8 +14,7 @@ from contextlib import nullcontext
 from typing import Any, Callable
 
 from .._config import BreakerPolicy, RestartPolicy, RetryPolicy, Timeouts
-from .._deadline import Deadline
-from .._exceptions import TransportNotAvailableError, ValidationError
+from .._exceptions import TransportNotAvailableError
 from .._models import Health, Principal, ServerInfo, ToolCall, ToolInfo, ToolResult
 from .._validation import validate_name, validate_page
 from ..governance import Auditor, AuditRecorder, Authorizer, flush_for_close, resolve_audit
@@ -37,11 +36,12 @@ from ..wire import DEFAULT_MAX_EVENT_BYTES
 from . import _discovery as discovery
 from . import _servers as servers
 from ._governance_stage import Governance
-from ._invocation import Invocation, items, outcome
 from ._options import Options
 from ._pipeline import Pipeline
 from ._resources import Resources
 from ._streaming import open_stream
+from ._submit import invoke_many as submit_many
+from ._submit import submit
 
 __all__ = ["GatewayClient"]
 
@@ -288,13 +288,16 @@ class GatewayClient:
         """Run :meth:`invoke_tool` on the client's thread pool and return its future.
 
         Arguments are validated now (a bad name raises here, not from the future). The
-        deadline starts now too, so time spent queued counts against it.
+        deadline starts now too, so time spent queued counts against it. ``cancel()`` works
+        while the call runs too: a call to an MCP server (by URL or local) is abandoned at once
+        and the server told (``notifications/cancelled``), the audit recording an ``error``
+        (``CancelledError``); a running gateway call cannot be cancelled (False), as before.
         """
         deadline = self._pipeline.deadline(timeout)
         call = self._pipeline.prepare(server, tool, parameters, user_token, idempotency_key,
                                       principal)
-        return self._pipeline.executor().submit(self._pipeline.invoke, call, deadline,
-                                                user_token)
+        return submit(self._pipeline.executor(), call.local, self._pipeline.invoke, call,
+                      deadline, user_token)
 
     def invoke_many(self, calls: Iterable[ToolCall], *, return_exceptions: bool = False
                     ) -> list[Any]:
@@ -307,24 +310,7 @@ class GatewayClient:
         finished, the first failure (in the order of ``calls``) is raised. Each call's
         deadline starts now, so waiting is bounded.
         """
-        if not isinstance(return_exceptions, bool):
-            raise ValidationError("return_exceptions must be a bool, not "
-                                  f"{type(return_exceptions).__name__}")
-        pipeline = self._pipeline
-        prepared: list[tuple[Invocation, Deadline, str | None]] = [
-            (pipeline.prepare(call.server, call.tool, call.parameters, call.user_token,
-                              call.idempotency_key, call.principal),
-             pipeline.deadline(call.timeout), call.user_token)
-            for _, call in items(calls)]
-        executor = pipeline.executor()
-        pending = [(executor.submit(pipeline.invoke, invocation, deadline, token), deadline)
-                   for invocation, deadline, token in prepared]
-        outcomes = [outcome(future, deadline) for future, deadline in pending]
-        if not return_exceptions:
-            for result in outcomes:
-                if isinstance(result, BaseException):
-                    raise result
-        return outcomes
+        return submit_many(self._pipeline, calls, return_exceptions)
 
     # -- event streams ---------------------------------------------------------------------------
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from . import _forksafety as forksafety
 from ._breaker import Breaker, is_counted_failure, is_server_answer
+from ._cancellation import Cancellation, cancellable, cancelled_error, cancels
+from ._cancellation import current as current_cancellation
 from ._retrying import (
     MAX_RETRY_AFTER,
     Retrying,
@@ -22,11 +24,16 @@ from ._watchdog import DEADLINE_MARGIN, WATCHDOG_TICK, Watched, watchdog
 
 __all__ = [
     "Breaker",
+    "Cancellation",
     "DEADLINE_MARGIN",
     "MAX_RETRY_AFTER",
     "Retrying",
     "WATCHDOG_TICK",
     "Watched",
+    "cancellable",
+    "cancelled_error",
+    "cancels",
+    "current_cancellation",
     "forksafety",
     "is_counted_failure",
     "is_server_answer",

@@ -196,6 +196,10 @@ class EndpointStream:
         with self._lock:
             self._pending.pop(request_id, None)
 
+    def abandon(self, request_id: jsonrpc.RequestId, error: BaseException) -> None:
+        """End the wait for ``request_id`` with ``error`` (its call was cancelled)."""
+        self._settle(request_id, None, error)
+
     def fail_all(self, error: GatewayError) -> None:
         """End the session: every waiter, and every later request, fails with ``error``
         (unless it already ended for another reason)."""

@@ -50,7 +50,14 @@ from .._exceptions import (
     RPCError,
     TransportTimeout,
 )
-from ..resilience import forksafety, mark_sent
+from ..resilience import (
+    Cancellation,
+    cancelled_error,
+    cancels,
+    current_cancellation,
+    forksafety,
+    mark_sent,
+)
 from ..wire import DEFAULT_MAX_EVENT_BYTES, jsonrpc
 from ._common import READ_FAILURES, close_session, error_from_answer, new_session, translate
 from ._guarded import GuardedAdapter, guarded
@@ -133,6 +140,9 @@ class StreamableHTTPChannel:
         modern, route = prepare(method, params, self.modern_version, self._tools)
         body = jsonrpc.encode_request(request_id, method, modern)
         renewed = False
+        cancellation = current_cancellation() if method == "tools/call" else None
+        if cancellation is not None and cancellation.cancelled:
+            raise cancelled_error(self.name, method)
         while True:
             seen = self._recovery.sessions.generation
             try:
@@ -140,7 +150,8 @@ class StreamableHTTPChannel:
                     self._renew_session(seen, method, deadline)  # forked: a session of our own
                     continue
                 result = self._post(body, max(0.0, deadline - time.monotonic()),
-                                    request_id=request_id, method=method, route=route)
+                                    request_id=request_id, method=method, route=route,
+                                    cancellation=cancellation)
                 break
             except SessionGone:
                 if renewed or method == "initialize":
@@ -153,6 +164,9 @@ class StreamableHTTPChannel:
                     raise
                 modern, route = prepare(method, params, self.modern_version, self._tools)
             except TransportTimeout as exc:
+                if cancellation is not None and cancellation.cancelled:  # its exchange cut
+                    self._cancel(request_id, "cancelled")
+                    raise cancelled_error(self.name, method) from None
                 self._cancel(request_id, "timeout")
                 if time.monotonic() < deadline:
                     raise
@@ -209,7 +223,8 @@ class StreamableHTTPChannel:
         return headers
 
     def _post(self, body: bytes, timeout: float, *, request_id: int | None = None,
-              method: str = "", route: Mapping[str, str] | None = None) -> Any:
+              method: str = "", route: Mapping[str, str] | None = None,
+              cancellation: Cancellation | None = None) -> Any:
         """POST one message, following same-origin 307/308 and refreshing the credentials
         once on a 401; for a request, its result (an error answer raises RPCError)."""
         deadline = time.monotonic() + timeout
@@ -218,7 +233,8 @@ class StreamableHTTPChannel:
             seen = self._recovery.credentials.generation
             try:
                 return self._post_once(url, body, max(0.0, deadline - time.monotonic()),
-                                       request_id=request_id, method=method, route=route)
+                                       request_id=request_id, method=method, route=route,
+                                       cancellation=cancellation)
             except Redirected as hop:
                 hops += 1
                 if hops > MAX_REDIRECTS:
@@ -235,12 +251,13 @@ class StreamableHTTPChannel:
                 raise self._recovery.expired(method) from None
 
     def _post_once(self, url: str, body: bytes, timeout: float, *, request_id: int | None,
-                   method: str, route: Mapping[str, str] | None = None) -> Any:
+                   method: str, route: Mapping[str, str] | None = None,
+                   cancellation: Cancellation | None = None) -> Any:
         if self._closed:
             raise ClientClosedError(f"the session with {self.name!r} is closed")
         where: dict[str, Any] = {"method": "POST", "url": self.url, "server": self.name}
         deadline = time.monotonic() + timeout
-        with guarded(deadline) as exchange:
+        with guarded(deadline) as exchange, cancels(cancellation, exchange.expire):
             try:
                 response = self._session.post(
                     url, data=body, headers=dict(self._send_headers(

@@ -46,7 +46,7 @@ from .._exceptions import (
     ProtocolError,
     TransportTimeout,
 )
-from ..resilience import mark_sent
+from ..resilience import cancelled_error, cancels, current_cancellation, mark_sent
 from ..wire import DEFAULT_MAX_EVENT_BYTES, jsonrpc
 from ._common import READ_FAILURES, close_session, new_session, translate
 from ._guarded import GuardedAdapter, guarded
@@ -157,23 +157,29 @@ class LegacySSEChannel:
     def request(self, method: str, params: Mapping[str, Any] | None, timeout: float) -> Any:
         """The result of ``method``; :class:`RPCError` for an error answer, the stream's end
         or the POST's failure as their typed errors, :class:`DeadlineExceeded` (after posting
-        ``notifications/cancelled``) when no answer came within ``timeout`` seconds."""
+        ``notifications/cancelled``) when no answer came within ``timeout`` seconds;
+        ``CancelledError`` (after posting it too) when ``submit``'s future was cancelled."""
         started = time.monotonic()
         if self._stream.endpoint is None:
             self.start(timeout)
         request_id = next(self._ids)
         body = jsonrpc.encode_request(request_id, method, params)
         waiter = self._stream.expect(request_id)
+        cancelled = cancelled_error(self.name, method)
         try:
             try:
-                self._post(body, timeout - (time.monotonic() - started), method)
-                answered = waiter.latch.acquire(
-                    timeout=max(0.0, timeout - (time.monotonic() - started)))
+                with cancels(current_cancellation() if method == "tools/call" else None,
+                             lambda: self._stream.abandon(request_id, cancelled)):
+                    self._post(body, timeout - (time.monotonic() - started), method)
+                    answered = waiter.latch.acquire(
+                        timeout=max(0.0, timeout - (time.monotonic() - started)))
                 cut = None if answered else self._timeout(method, timeout)
             except TransportTimeout as exc:
                 cut = exc
-            if cut is not None:
-                self._cancel(request_id)
+            if waiter.error is cancelled:  # submit's future was cancelled
+                self._cancel(request_id, "cancelled")
+            elif cut is not None:
+                self._cancel(request_id, "timeout")
                 raise DeadlineExceeded(cut.message, timeout=timeout, last_error=cut,
                                        server=self.name) from None
         finally:
@@ -280,9 +286,9 @@ class LegacySSEChannel:
             finally:
                 response.close()
 
-    def _cancel(self, request_id: int) -> None:
+    def _cancel(self, request_id: int, reason: str) -> None:
         try:
-            self.notify("notifications/cancelled", {"requestId": request_id, "reason": "timeout"},
+            self.notify("notifications/cancelled", {"requestId": request_id, "reason": reason},
                         timeout=CANCEL_TIMEOUT)
         except GatewayError as exc:
             log.debug("%s: could not send the cancellation: %s", self.name, exc)

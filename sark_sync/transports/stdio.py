@@ -50,6 +50,7 @@ from .._exceptions import (
     TransportTimeout,
 )
 from .._validation import unencodable, validate_command, validate_env
+from ..resilience import cancelled_error, cancels, current_cancellation
 from ..wire import jsonrpc
 from ._stdio_pipes import ProcessClosed, ServerProcess
 from ._stdio_process import KILL_TIMEOUT, STDIN_CLOSE_TIMEOUT, TERMINATE_TIMEOUT
@@ -214,7 +215,8 @@ class StdioTransport:
         Raises :class:`ValidationError` (nothing sent) if JSON cannot carry ``params``,
         :class:`RPCError` for a JSON-RPC error, :class:`ProcessExitedError` if the
         process is gone, :class:`ProtocolError` for an unreadable answer, and
-        :class:`TransportTimeout` after sending ``notifications/cancelled`` on a timeout.
+        :class:`TransportTimeout` after sending ``notifications/cancelled`` on a timeout
+        (``CancelledError`` after sending it when ``submit``'s future is cancelled).
         """
         request_id = next(self._ids)
         line = _encode(lambda: jsonrpc.encode_request(request_id, method, params))
@@ -223,10 +225,15 @@ class StdioTransport:
             if self._exit_error is not None:
                 raise copy.copy(self._exit_error)
             self._pending[request_id] = pending
-        started = time.monotonic()
+        started, cancelled = time.monotonic(), cancelled_error(self.name, method)
         try:
             self._write(line, timeout)  # a timeout here: not sent (whole), nothing to cancel
-            if not pending.wait(timeout - (time.monotonic() - started)):
+            with cancels(current_cancellation() if method == "tools/call" else None,
+                         lambda: self._resolve(request_id, error=cancelled)):  # submit's cancel()
+                answered = pending.wait(timeout - (time.monotonic() - started))
+            if pending.error is cancelled:
+                self._cancel(request_id, "cancelled")
+            elif not answered:
                 self._cancel(request_id, "timeout")
                 raise TransportTimeout(
                     f"local MCP server {self.name!r} did not answer {method} within "
