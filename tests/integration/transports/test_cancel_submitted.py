@@ -29,8 +29,10 @@ pytestmark = [pytest.mark.timeout(60)]
 
 UNUSED_GATEWAY = "http://127.0.0.1:9"  # MCP servers only: the gateway is never reached
 V2025 = "2025-11-25"
-#: How long cancel() may take, and how long the freed worker may take to run the next call.
+#: How long cancel() may take.
 CANCEL_BOUND = 0.2
+#: How long the only worker may stay busy after cancel() (a few ms here; slack for busy CI).
+WORKER_BOUND = 0.5
 
 
 def posted(proxy: RecordingProxy) -> list[Any]:
@@ -53,8 +55,11 @@ def check_cancelled(future: Any, client: sark_sync.GatewayClient, server: str,
     with pytest.raises(CancelledError):
         future.result(timeout=0)
     started = time.monotonic()
-    assert "next" in client.submit(server, "echo", {"text": "next"}).result(timeout=5).text
-    assert time.monotonic() - started < 2.0  # the worker was not held by the cancelled call
+    following = client.submit(server, "echo", {"text": "next"})
+    wait_for(lambda: following.running() or following.done(), timeout=5, interval=0.005,
+             what="the worker to be free")
+    assert time.monotonic() - started < WORKER_BOUND  # not held by the cancelled call
+    assert "next" in following.result(timeout=5).text
     breaker = client.breaker_for(server)
     assert (breaker.failure_count, breaker.state) == (0, "closed")
     calls = wait_for(lambda: [e for e in events if e.event_type == "tool_invocation"]
@@ -170,8 +175,8 @@ def test_cancel_a_running_stdio_call_tells_the_server(tmp_path: Path) -> None:
         assert [t.name for t in client.list_tools("hang")] == ["echo"]
         started = time.monotonic()
         again = client.submit("hang", "echo", {"x": 2}, timeout=30)
-        wait_for(again.running, timeout=5, what="the next call to start")
-        assert time.monotonic() - started < 1.0
+        wait_for(again.running, timeout=5, interval=0.005, what="the next call to start")
+        assert time.monotonic() - started < WORKER_BOUND
         assert again.cancel() is True
 
 
