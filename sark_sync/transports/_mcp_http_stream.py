@@ -42,6 +42,7 @@ import urllib3.exceptions
 from .._exceptions import ClientClosedError, ConnectionFailed, TransportTimeout
 from ..resilience import mark_sent
 from ..wire import EventReader, SSEFramer, jsonrpc
+from ._common import socket_of
 from ._guarded import was_cut
 
 __all__ = ["BREAKS", "Dispatch", "OpenGet", "ResponseStreams", "StreamState", "is_event_stream",
@@ -54,6 +55,11 @@ READ_CHUNK = 64 * 1024
 #: Seconds before the second resumption of a response stream when the server set no
 #: ``retry:`` (the first is at once); doubled for each resumption that brought nothing new.
 RESUME_BACKOFF = 0.1
+#: What is read at most after a stream's answer (bytes, seconds): the server ends the stream
+#: right after it, and a body read to its end hands its connection back to the pool, where a
+#: body left unread costs a new TCP connection for the next request.
+DRAIN_BYTES = 64 * 1024
+DRAIN_SECONDS = 0.02
 #: Resumptions in a row that bring no new event before the call fails: a server that keeps
 #: dropping the stream, or replays nothing, is not retried until the deadline.
 MAX_IDLE_RESUMES = 3
@@ -96,6 +102,25 @@ class StreamState:
         if len(self._order) > MAX_SEEN_IDS:
             self._seen.discard(self._order.popleft())
         return True
+
+
+def drain(response: requests.Response) -> None:
+    """Read what follows the answer (the end of the chunked body), at most
+    :data:`DRAIN_BYTES` within :data:`DRAIN_SECONDS`, so the connection can be reused; a
+    server that keeps the stream open just has it closed, as before."""
+    sock = socket_of(response.raw)
+    if sock is None:
+        return
+    try:
+        sock.settimeout(DRAIN_SECONDS)
+        left = DRAIN_BYTES
+        while left > 0:
+            chunk = response.raw.read1(min(left, READ_CHUNK))
+            if not chunk:
+                return
+            left -= len(chunk)
+    except BREAKS:
+        pass  # not drained: closing the response closes its connection
 
 
 def read_messages(raw: Any, state: StreamState, max_event_bytes: int,
@@ -173,6 +198,7 @@ class ResponseStreams:
                         delivered = True
                         if isinstance(message, (jsonrpc.Response, jsonrpc.ErrorResponse)) \
                                 and message.id == request_id:
+                            drain(current)
                             return message
                         dispatch(message)
                     how = "ended"

@@ -120,6 +120,26 @@ def test_bench_sse_measures_throughput_and_latency_for_both_framings() -> None:
             assert 0 < stats["p50"] <= stats["p95"]
 
 
+@pytest.mark.realcomp
+def test_bench_mcp_http_measures_sdk_raw_and_the_official_client_in_three_scenarios(
+        tools_python: Path) -> None:
+    result = run("bench_mcp_http.py", "--calls", "100", "--warmup", "20",
+                 "--tools-python", str(tools_python))
+    assert result["benchmark"] == "mcp_http_call_tool"
+    assert [s["scenario"] for s in result["scenarios"]] == [
+        "stateless_json", "stateless_json_2025", "stateful_sse_2025"]
+    versions = [(s["protocol_version"], s["official_protocol_version"])
+                for s in result["scenarios"]]
+    assert versions == [("2026-07-28", "2026-07-28"), ("2025-11-25", "2025-11-25"),
+                        ("2025-11-25", "2025-11-25")]
+    for scenario in result["scenarios"]:
+        assert scenario["calls"] == 100
+        for side in ("raw", "raw_lean", "sdk", "official"):
+            assert_side(scenario[side])
+        assert all(scenario[key] > 0 for key in (
+            "ratio_raw_p50", "ratio_raw_lean_p50", "ratio_official_p50"))
+
+
 #: run_all's rows, in its table's order; the ones with a goal say whether it was met.
 RUN_ALL_ROWS = [
     "http_p50", "audit_only_p50", "governed_cache_on_p50",
@@ -127,14 +147,20 @@ RUN_ALL_ROWS = [
     "fanout_p50", "fanout_p95", "fanout_p99", "stdio_p50", "stdio_sequential",
     "stdio_threads8", "sse_gateway_chunked", "sse_firehose_chunked", "sse_latency_chunked",
     "sse_gateway_close", "sse_firehose_close", "sse_latency_close",
+    *(f"mcp_http_{name}{kind}_p50" for name in ("stateless_json", "stateless_json_2025",
+                                                "stateful_sse_2025")
+      for kind in ("", "_official")),
 ]
-GOAL_ROWS = {"http_p50", "fanout_p95", "stdio_p50", *(
+MCP_ROWS = {key for key in RUN_ALL_ROWS if key.startswith("mcp_http_")}
+GOAL_ROWS = {"http_p50", "fanout_p95", "stdio_p50", "mcp_http_stateless_json_p50",
+             "mcp_http_stateless_json_official_p50", *(
     f"sse_{kind}_{framing}" for kind in ("gateway", "firehose", "latency")
     for framing in ("chunked", "close"))}
 GOVERNED_ROWS = {"audit_only_p50", "governed_cache_on_p50", "governed_cache_off_p50"}
 #: The HTTP rows, which compare with a trust_env=False session too.
 LEAN_ROWS = {"http_p50", *GOVERNED_ROWS, "http_threads1", "http_threads8", "http_threads32",
-             "fanout_p50", "fanout_p95", "fanout_p99"}
+             "fanout_p50", "fanout_p95", "fanout_p99", "mcp_http_stateless_json_p50",
+             "mcp_http_stateless_json_2025_p50", "mcp_http_stateful_sse_2025_p50"}
 
 
 def run_all(out: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -160,7 +186,8 @@ def test_run_all_quick_writes_one_markdown_and_json_table_with_every_row(
     assert report["crashed"] == [] and report["machine"]["mode"] == "quick"
     assert report["machine"]["cpu_count"] >= 1 and report["machine"]["python"]
     assert set(report["benchmarks"]) == {
-        "bench_http.py", "bench_throughput.py", "bench_stdio.py", "bench_sse.py"}
+        "bench_http.py", "bench_throughput.py", "bench_stdio.py", "bench_sse.py",
+        "bench_mcp_http.py"}
     for key, row in rows.items():
         assert row["status"] == "measured", key
         assert row["sdk"] > 0 and row["raw"] > 0, key
@@ -185,10 +212,11 @@ def test_run_all_without_governed_rows_marks_them_skipped(tmp_path: Path) -> Non
     completed = run_all(tmp_path, "--no-governed", "--tools-python", "/nonexistent/python")
     assert completed.returncode == 0, completed.stderr[-2000:]
     _, rows, markdown = load_table(tmp_path)
+    skipped = GOVERNED_ROWS | MCP_ROWS  # the tools venv's OPA, and its MCP server and client
     for key, row in rows.items():
-        assert row["status"] == ("skipped" if key in GOVERNED_ROWS else "measured"), key
-    assert all(rows[key]["sdk"] is None for key in GOVERNED_ROWS)
-    assert markdown.count("| skipped |") == len(GOVERNED_ROWS)
+        assert row["status"] == ("skipped" if key in skipped else "measured"), key
+    assert all(rows[key]["sdk"] is None for key in skipped)
+    assert markdown.count("| skipped |") == len(skipped)
 
 
 def test_run_all_names_no_governed_when_the_tools_venv_is_not_usable(tmp_path: Path) -> None:

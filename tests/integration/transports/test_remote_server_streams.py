@@ -21,6 +21,7 @@ from realcomp.fixtures import McpHttpServer
 from realcomp.recording_proxy import Exchange, RecordingProxy
 
 from sark_sync import ConnectionFailed, DeadlineExceeded, TransportTimeout
+from sark_sync.transports import _guarded
 from sark_sync.transports._mcp_remote import RemoteServer
 
 pytestmark = [pytest.mark.realcomp, pytest.mark.timeout(60)]
@@ -239,3 +240,26 @@ def test_a_resumed_stream_that_stalls_is_cut_at_the_deadline_and_the_call_cancel
         cancels = [json.loads(x.body) for x in proxy.requests
                    if x.method == "POST" and b"notifications/cancelled" in x.body]
         assert [c["params"]["requestId"] for c in cancels] == [call["id"]]
+
+
+def test_calls_answered_on_a_response_stream_reuse_their_connection(
+    mcp_http_server: Servers, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The stream is read past its answer to the end of the body, so its connection goes back
+    # to the pool: 20 calls cost no new TCP connection each (before: one per call).
+    opened: list[int] = []
+    new_conn = _guarded._GuardedMixin._new_conn
+
+    def counting(self: Any) -> Any:
+        opened.append(1)
+        return new_conn(self)
+
+    monkeypatch.setattr(_guarded._GuardedMixin, "_new_conn", counting)
+    with RemoteServer(mcp_http_server("stateful").url, timeout=10,
+                      protocol_version=WIRE) as server:
+        server.call_tool("steps", {"count": 1, "interval": 0}, progress=lambda *a: None)
+        before = len(opened)
+        for index in range(20):
+            assert server.call_tool("steps", {"count": 1, "interval": 0},
+                                    progress=lambda *a: None).is_error is False, index
+        assert len(opened) - before <= 1
