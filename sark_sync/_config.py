@@ -332,7 +332,7 @@ def resolve_base_url(base_url: str | None, what: str = "gateway URL") -> str:
     # From here messages name the scheme and host only.
     if "@" in parts.netloc:
         raise ConfigurationError(f"{what} must not carry credentials (user:password@); use "
-                                 "api_key=")
+                                 + ("headers= or auth=" if "MCP" in what else "api_key="))
     if parts.scheme not in ("http", "https") or not hostname:
         raise ConfigurationError(
             f"{what} must be http:// or https:// with a host, got scheme "

@@ -111,9 +111,10 @@ def error_from_response(response: requests.Response, raw: bytes, where: dict[str
 
 
 def error_from_answer(status: int, raw: bytes, headers: Mapping[str, str],
-                      where: Mapping[str, Any], *, reason: str = "") -> GatewayError:
+                      where: Mapping[str, Any], *, reason: str = "",
+                      peer: str = "gateway") -> GatewayError:
     """The exception for a non-2xx answer, from the gateway's error envelope if it sent one
-    (code, message, reason, audit id) and its Retry-After."""
+    (code, message, reason, audit id) and its Retry-After; ``peer`` names who answered."""
     code = message = why = audit_id = None
     request_id = where.get("request_id")
     try:
@@ -127,7 +128,7 @@ def error_from_answer(status: int, raw: bytes, headers: Mapping[str, str],
         request_id = _opt_str(error.get("request_id")) or request_id
         why = _opt_str(error.get("reason"))
         audit_id = _opt_str(error.get("audit_id"))
-    text = message or f"gateway answered {status} {reason}".strip()
+    text = message or f"{peer} answered {status} {reason}".strip()
     if code:
         text = f"{code}: {text}"
     context = dict(where, request_id=request_id)
@@ -156,31 +157,36 @@ def snippet(raw: bytes) -> str:
     return repr(text) + ("..." if len(raw) > SNIPPET_CHARS else "")
 
 
-def translate(exc: requests.RequestException, **context: Any) -> GatewayError:
+def translate(exc: requests.RequestException, *, peer: str = "the gateway",
+              **context: Any) -> GatewayError:
     """requests' exceptions -> ours, marked for the retry rule: a connection never made is
     unsent (any request may be repeated), a broken exchange is sent (idempotent requests only),
     a TLS failure or an invalid request is final. The message names the failure, never a
-    header value."""
+    header value; ``peer`` names the other side (``the gateway``, ``MCP server 'x'``)."""
     if was_cut():
-        return mark_sent(TransportTimeout("timed out waiting for the gateway's response",
+        return mark_sent(TransportTimeout(f"timed out waiting for {_answer_of(peer)}",
                                           **context))
     reason = _reason(exc)
     if isinstance(exc, requests.ConnectTimeout) or (
             isinstance(reason, ConnectTimeoutError) and not isinstance(reason, NewConnectionError)):
-        return mark_unsent(TransportTimeout("timed out connecting to the gateway", **context))
+        return mark_unsent(TransportTimeout(f"timed out connecting to {peer}", **context))
     if isinstance(exc, requests.ReadTimeout) or isinstance(reason, ReadTimeoutError):
-        return mark_sent(TransportTimeout("timed out waiting for the gateway's response",
+        return mark_sent(TransportTimeout(f"timed out waiting for {_answer_of(peer)}",
                                           **context))
     if isinstance(exc, requests.exceptions.SSLError):
-        return mark_sent(ConnectionFailed(f"TLS error talking to the gateway: {_root(exc)}",
+        return mark_sent(ConnectionFailed(f"TLS error talking to {peer}: {_root(exc)}",
                                           **context), retryable=False)
     if isinstance(exc, requests.ConnectionError):
-        error = ConnectionFailed(f"could not reach the gateway: {_root(exc)}", **context)
+        error = ConnectionFailed(f"could not reach {peer}: {_root(exc)}", **context)
         return mark_unsent(error) if isinstance(reason, NewConnectionError) else mark_sent(error)
     if isinstance(exc, (requests.exceptions.InvalidHeader, requests.exceptions.InvalidURL)):
         return mark_sent(ProtocolError(f"invalid request or response: {_root(exc)}", **context),
                          retryable=False)
     return mark_sent(ConnectionFailed(f"request failed: {_root(exc)}", **context))
+
+
+def _answer_of(peer: str) -> str:
+    return f"{peer}'s response" if peer == "the gateway" else f"the response of {peer}"
 
 
 def _reason(exc: BaseException) -> BaseException | None:

@@ -120,7 +120,8 @@ def refused(status: int, raw: bytes, headers: Mapping[str, str], where: dict[str
         return ProtocolError(f"{where['server']!r} answered {what} with a redirect ({status}); "
                              "HTTP+SSE redirects are not followed: give the final URL",
                              status_code=status, **where)
-    return error_from_answer(status, raw, headers, where)
+    return error_from_answer(status, raw, headers, where,
+                             peer=f"MCP server {where['server']!r}")
 
 
 class Waiter:
@@ -222,7 +223,8 @@ class EndpointStream:
                     self.url, headers=headers, auth=self._auth, stream=True,
                     timeout=(min(timeout, CONNECT_TIMEOUT), None), allow_redirects=False)
             except requests.RequestException as exc:
-                raise self._cut(timeout) if exchange.cut else translate(exc, **where) from exc
+                raise self._cut(timeout) if exchange.cut else translate(
+                    exc, peer=f"MCP server {self.name!r}", **where) from exc
             try:
                 status = response.status_code
                 if status != 200:

@@ -102,6 +102,7 @@ class StreamableHTTPChannel:
     ) -> None:
         self.url = url
         self.name = name
+        self._peer = f"MCP server {name!r}"  # who answered, in error messages
         self._headers = dict(headers or {})
         self._on_request = on_request
         self._on_notification = on_notification
@@ -266,7 +267,7 @@ class StreamableHTTPChannel:
                     timeout=(min(timeout, 10.0), timeout), allow_redirects=False)
             except requests.RequestException as exc:
                 raise self._timeout(method, timeout) if exchange.cut else \
-                    translate(exc, **where) from exc
+                    translate(exc, peer=self._peer, **where) from exc
             try:
                 return self._answer(response, request_id, method, where, deadline)
             except GatewayError:
@@ -302,12 +303,13 @@ class StreamableHTTPChannel:
         if request_id is None:  # a notification or a response: 202, nothing to read
             if status not in (200, 202):
                 raise error_from_answer(status, response.raw.read(4096) or b"",
-                                        response.headers, where)
+                                        response.headers, where, peer=self._peer)
             return None
         if status != 200:
             raw = response.raw.read(64 * 1024) or b""
             rpc_error = error_of_answer(raw, status, self.name) if self.modern_version else None
-            raise rpc_error or error_from_answer(status, raw, response.headers, where)
+            raise rpc_error or error_from_answer(status, raw, response.headers, where,
+                                                 peer=self._peer)
         if method == "initialize":
             self.session_id = response.headers.get("Mcp-Session-Id") or None
         mime = response.headers.get("Content-Type", "").split(";")[0].strip().lower()

@@ -270,7 +270,7 @@ class LegacySSEChannel:
                     timeout=(min(timeout, CONNECT_TIMEOUT), timeout), allow_redirects=False)
             except requests.RequestException as exc:
                 raise self._timeout(what, timeout) if exchange.cut \
-                    else translate(exc, **where) from exc
+                    else translate(exc, peer=f"MCP server {self.name!r}", **where) from exc
             try:
                 # Read to the end (a few bytes) so the connection goes back to the pool.
                 raw = response.raw.read(ANSWER_BYTES, decode_content=True) or b""

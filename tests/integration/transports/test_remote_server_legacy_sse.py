@@ -116,8 +116,9 @@ def test_a_failed_fallback_says_what_came_before(
         server.connect()
     server.close()
     assert caught.value.status_code == 404 and caught.value.method == "GET"
-    assert caught.value.message == ("gateway answered 404 (trying HTTP+SSE after Streamable "
-                                    "HTTP's initialize was answered 404: gateway answered 404)")
+    assert caught.value.message == (
+        "MCP server '127.0.0.1' answered 404 (trying HTTP+SSE after Streamable HTTP's "
+        "initialize was answered 404: MCP server '127.0.0.1' answered 404)")
     assert isinstance(caught.value.__context__, NotFoundError)  # the initialize's own error
     assert caught.value.__context__.method == "POST"
     assert reader_threads() == []
@@ -270,7 +271,7 @@ def test_the_client_opens_a_new_legacy_session_after_the_server_restarted(
         wait_for(lambda: reader_threads() == [], what="the session to see its stream end")
         with pytest.raises(ConnectionFailed) as caught:  # a new session: the server is down
             client.invoke_tool("old", "counter")
-        assert caught.value.message.startswith("could not reach the gateway")
+        assert caught.value.message.startswith("could not reach MCP server 'old'")
         assert caught.value.method == "GET" and caught.value.attempts == 1
         proxy.retarget(mcp_http_server("legacy-sse").url)
         assert client.invoke_tool("old", "counter").text == "1"  # a new server, a new session

@@ -22,6 +22,7 @@ from sark_sync import (
 from sark_sync._models import Event
 from sark_sync.resilience import mark_sent
 from sark_sync.transports import LegacySSEChannel, MessageChannel
+from sark_sync.transports._common import error_from_answer, translate
 from sark_sync.transports._mcp_remote import TRANSPORTS, RemoteServer
 from sark_sync.transports._mcp_sse_stream import EndpointStream, resolve_endpoint
 from sark_sync.wire import jsonrpc
@@ -243,3 +244,23 @@ def test_any_event_is_taken_or_refused_with_a_protocol_error(kind: str, data: An
         assert kind == "endpoint"
     finally:
         fed.session.close()
+
+
+def test_an_mcp_url_with_credentials_points_at_headers_or_auth_not_api_key() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        RemoteServer("http://ada:s3cret-pw@127.0.0.1:8000/mcp")
+    assert caught.value.message == ("MCP server URL must not carry credentials "
+                                    "(user:password@); use headers= or auth=")
+    assert "s3cret-pw" not in repr(caught.value)
+
+
+def test_a_failure_to_reach_an_mcp_server_names_the_server_not_the_gateway() -> None:
+    exc = requests.ConnectionError("refused")
+    assert translate(exc, peer="MCP server 'sdk'").message == \
+        "could not reach MCP server 'sdk': ConnectionError: refused"
+    assert translate(requests.ReadTimeout("slow"), peer="MCP server 'sdk'").message == \
+        "timed out waiting for the response of MCP server 'sdk'"
+    assert translate(requests.ReadTimeout("slow")).message == \
+        "timed out waiting for the gateway's response"
+    assert error_from_answer(405, b"", {}, {}, peer="MCP server 'sdk'").message == \
+        "MCP server 'sdk' answered 405"
