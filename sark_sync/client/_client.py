@@ -71,7 +71,8 @@ class GatewayClient:
         restarted after a crash within ``restart`` (a :class:`RestartPolicy`).
     :param startup_timeout: seconds a local server may take to complete the MCP handshake.
     :param on_notification: ``callback(server, method, params)`` for notifications of local
-        servers (log messages, list changes); it runs on a reader thread: keep it short.
+        and remote servers (log messages, list changes); it runs on a reader thread: keep it
+        short.
     :param authorizer: asked before every tool call, gateway or local: an
         :class:`OPAAuthorizer`, :class:`SarkAuthorizer` or a callable ``(AuthorizationInput)
         -> Decision | Mapping``; a deny raises :class:`AuthorizationDenied`, nothing is sent.
@@ -127,7 +128,7 @@ class GatewayClient:
         # Checked before the auditor exists: a bad option must not leave a sink behind.
         local = LocalServerPool(local_servers, options.restart, startup_timeout=startup_timeout,
                                 on_notification=on_notification)
-        remote = RemoteServerPool(remote_servers)
+        remote = RemoteServerPool(remote_servers, on_notification=on_notification)
         pipeline: Pipeline
         self._governance = Governance(authorizer, metadata=lambda server, is_local, deadline: (
             discovery.server_metadata(pipeline, server, is_local, deadline)))
@@ -375,6 +376,7 @@ class GatewayClient:
         self, url: str, *, name: str | None = None, headers: Mapping[str, str] | None = None,
         auth: Any = None, transport: str = "auto", timeout: float | None = None,
         protocol_version: str = "auto",
+        on_notification: Callable[[str, Mapping[str, Any]], None] | None = None,
     ) -> RemoteServer:
         """Connect to the MCP server at ``url`` and return its session, as
         :meth:`connect_local_server` does; ``timeout`` (default: the client's deadline)
@@ -383,4 +385,4 @@ class GatewayClient:
         return servers.connect_remote(
             self._pipeline, url, name=name, headers=headers, auth=auth, transport=transport,
             timeout=self.timeouts.deadline if timeout is None else timeout,
-            protocol_version=protocol_version)
+            protocol_version=protocol_version, on_notification=on_notification)

@@ -33,12 +33,14 @@ def connect_local(
 def connect_remote(
     pipeline: Pipeline, url: str, *, name: str | None, headers: Mapping[str, str] | None,
     auth: Any, transport: str, timeout: float, protocol_version: str,
+    on_notification: Callable[[str, Mapping[str, Any]], None] | None = None,
 ) -> RemoteServer:
     """Connect to a remote server (``transport_mode`` must allow http) within ``timeout``
     seconds, also its default per request; a failed connection leaves nothing open."""
     pipeline.require("http")
     server = RemoteServer(url, name=name, headers=headers, auth=auth, transport=transport,
-                          timeout=timeout, protocol_version=protocol_version)
+                          timeout=timeout, protocol_version=protocol_version,
+                          on_notification=on_notification)
     try:
         server.connect()
     except BaseException:

@@ -12,6 +12,7 @@ and opens its own.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -29,7 +30,8 @@ __all__ = ["REMOTE_OPTIONS", "RemoteServerPool"]
 log = logging.getLogger(__name__)
 
 #: What a ``remote_servers`` entry may hold besides its ``url`` (RemoteServer's arguments).
-REMOTE_OPTIONS = ("headers", "auth", "transport", "timeout", "protocol_version")
+REMOTE_OPTIONS = ("headers", "auth", "transport", "timeout", "protocol_version",
+                  "on_notification")
 
 
 class _Entry:
@@ -47,13 +49,16 @@ class RemoteServerPool:
     """Remote servers by name. Thread-safe.
 
     ``specs`` maps a name to a URL or to ``{"url": ..., "headers": ..., "auth": ...,
-    "transport": ..., "timeout": ..., "protocol_version": ...}`` (:data:`REMOTE_OPTIONS`, as
-    :class:`RemoteServer` takes them); each is checked now, by building (not connecting) its
-    session.
+    "transport": ..., "timeout": ..., "protocol_version": ..., "on_notification": ...}``
+    (:data:`REMOTE_OPTIONS`, as :class:`RemoteServer` takes them); each is checked now, by
+    building (not connecting) its session. ``on_notification(server, method, params)`` gets
+    the notifications of every server whose options give no ``on_notification`` of its own.
     """
 
     def __init__(self, specs: Mapping[str, object] | None, *,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep,
+                 on_notification: Callable[[str, str, Mapping[str, Any]], None] | None = None,
+                 ) -> None:
         #: How the retry loop waits between attempts at a tool (injectable for tests).
         self.sleep = sleep
         self._entries: dict[str, _Entry] = {}
@@ -75,6 +80,8 @@ class RemoteServerPool:
             else:
                 raise ConfigurationError(f"remote server {name!r} must be a URL or "
                                          "{'url': ..., 'headers': {...}, 'auth': ...}")
+            if on_notification is not None and entry.options.get("on_notification") is None:
+                entry.options["on_notification"] = functools.partial(on_notification, name)
             self._build(name, entry)  # checks the URL and the options now
             self._entries[name] = entry
 

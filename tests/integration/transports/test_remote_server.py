@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 import time
 from typing import Any, Callable
 
@@ -135,7 +136,7 @@ def test_remote_server_options_are_checked_when_the_client_is_made() -> None:
     cases = [
         ({"url": "http://127.0.0.1:9/mcp", "retries": 3},
          "remote server 'n': unknown option(s) retries; allowed: url, headers, auth, "
-         "transport, timeout, protocol_version"),
+         "transport, timeout, protocol_version, on_notification"),
         ({"url": "http://127.0.0.1:9/mcp", "auth": 42},
          "auth must be a (user, password) tuple or a requests.auth.AuthBase, not int"),
         ({"url": "http://127.0.0.1:9/mcp", "transport": "pigeon"},
@@ -165,3 +166,32 @@ def test_connect_remote_server_sends_its_auth_on_every_request(
     expected = "Basic " + base64.b64encode(f"user:{secret}".encode()).decode()
     assert {x.header("Authorization") for x in proxy.requests} == {expected}
     assert [x.method for x in proxy.requests][-1] == "DELETE"
+
+
+def test_notifications_of_remote_servers_reach_the_clients_callbacks(
+    mcp_http_server: Callable[..., McpHttpServer],
+) -> None:
+    # tools/list_changed tied to no request: the server sends it on the listening GET stream.
+    url = mcp_http_server("stateful").url
+    seen: list[tuple[str, str]] = []
+    arrived = threading.Event()
+
+    def on_client(server: str, method: str, params: Any) -> None:
+        seen.append((server, method))
+        arrived.set()
+
+    own: list[str] = []
+    got_own = threading.Event()
+    with sark_sync.GatewayClient(
+            "http://127.0.0.1:9", on_notification=on_client,
+            remote_servers={"sdk": {"url": url, "protocol_version": V2025}}) as client:
+        assert client.invoke_tool("sdk", "announce", {}).text == "announced"
+        assert arrived.wait(5.0)
+        assert seen == [("sdk", "notifications/tools/list_changed")]
+        server = client.connect_remote_server(
+            url, name="own", protocol_version=V2025,
+            on_notification=lambda method, params: (own.append(method), got_own.set()))
+        assert server.call_tool("announce").text == "announced"
+        assert got_own.wait(5.0)
+        assert own == ["notifications/tools/list_changed"]
+        assert seen == [("sdk", "notifications/tools/list_changed")]  # not given to the client's
