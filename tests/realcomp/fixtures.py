@@ -32,6 +32,9 @@
   ``stateful``): IBM ContextForge 1.1.0 (contextforge venv, ``contextforge_python``) with the
   official SDK server ``contextforge_upstream`` registered through its REST API; ``.url`` is
   the virtual server's MCP endpoint, ``.headers`` its admin JWT (realcomp/contextforge.py).
+- ``mcp_client_stdio_command``, ``mcp_client_tools_only_command``, ``mcp_client_http_server``,
+  ``mcp_client_tools_only_http_server``: the official server that uses the client side of MCP
+  (mcp_client_server.py; see realcomp/client_fixtures.py).
 - ``shipped_policy(name)``: the path of a Rego file of the *installed* sark_sync (the wheel's
   copy under tox), found without importing sark_sync.
 """
@@ -471,3 +474,14 @@ def contextforge(request: pytest.FixtureRequest, contextforge_python: Path,
         yield peer
     finally:
         gateway.stop()
+
+
+# The fixtures of the official server that uses the client side of MCP (mcp_client_server.py):
+# mcp_client_stdio_command, mcp_client_tools_only_command, mcp_client_http_server,
+# mcp_client_tools_only_http_server. Imported last: that module builds on McpHttpServer.
+from realcomp.client_fixtures import (  # noqa: E402, F401
+    mcp_client_http_server,
+    mcp_client_stdio_command,
+    mcp_client_tools_only_command,
+    mcp_client_tools_only_http_server,
+)
