@@ -42,9 +42,12 @@ whole test session):
   same as ``good_output``'s, so the result violates it (the SDK does not check it here).
 - ``add_tool(name, channel="request")``: registers a tool ``name`` (returns ``"<name> ran"``;
   title ``"Added <name>"``, annotations readOnlyHint and idempotentHint true, destructiveHint
-  false), then sends ``notifications/tools/list_changed``; returns ``"added <name>"``.
+  false), then sends ``notifications/tools/list_changed`` (and publishes it to the
+  ``subscriptions/listen`` streams that asked for ``toolsListChanged``); returns ``"added <name>"``.
 - ``touch(uri, channel="request")``: sends ``notifications/resources/updated`` for ``uri`` if
-  this connection subscribed to it; returns ``"notified"`` or ``"not subscribed"``.
+  this connection subscribed to it; returns ``"notified"`` or ``"not subscribed"``. At
+  2026-07-28 (no ``resources/subscribe``) it publishes the update to the ``subscriptions/listen``
+  streams whose ``resourceSubscriptions`` name ``uri`` and returns ``"published"``.
 - ``echo(text)``: the text back.
 
 ``channel="request"`` sends the notification on the call's own response stream (related to the
@@ -109,6 +112,7 @@ STYLES = ("formal", "casual", "pirate")
 SLOW_SECONDS = 60.0
 SLOW_TICK = 0.1
 STREAMABLE_PATH = "/mcp"
+MODERN = "2026-07-28"
 GRACEFUL_SHUTDOWN = 0.5
 ADDED = ToolAnnotations(readOnlyHint=True, idempotentHint=True, destructiveHint=False)
 OUTPUT_SCHEMA: dict[str, Any] = {
@@ -288,11 +292,17 @@ def add_tools(server: MCPServer) -> None:
         related = ctx.request_id if channel == "request" else None
         await ctx.session.send_notification(ToolListChangedNotification(),
                                             related_request_id=related)
+        await ctx.notify_tools_changed()  # and to the subscriptions/listen streams (2026-07-28)
         return f"added {name}"
 
     @server.tool(description="Tell a subscriber the resource changed.", **plain)
     async def touch(uri: str, ctx: Context, channel: str = "request") -> str:
         global _touches
+        if ctx.protocol_version == MODERN:
+            # 2026-07-28 has no resources/subscribe: subscriptions/listen streams get it.
+            _touches += 1
+            await ctx.notify_resource_updated(uri)
+            return "published"
         if uri not in state_of(ctx.session).subscribed:
             return "not subscribed"
         _touches += 1
