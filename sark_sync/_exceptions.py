@@ -18,6 +18,7 @@ resemble, so ``except TimeoutError`` or ``except PermissionError`` work as expec
     │   ├── ProcessExitedError            a local MCP server exited (exit code, stderr tail)
     │   └── SessionExpiredError           a remote MCP server forgot our session twice (404)
     ├── RPCError                          a JSON-RPC error from an MCP server (code, data)
+    ├── CapabilityNotSupported            the MCP server did not declare what a method needs
     ├── DeadlineExceeded (TimeoutError)   the call's deadline ran out (attempts, slept, last error)
     ├── CircuitOpenError                  the breaker fails fast without touching the network
     ├── AuthorizationDenied (PermissionError)   403 policy_denied, or a client-side policy denial
@@ -50,6 +51,7 @@ __all__ = [
     "AuthorizationDenied",
     "AuthorizationUnavailable",
     "BadRequestError",
+    "CapabilityNotSupported",
     "CircuitOpenError",
     "ClientClosedError",
     "ConfigurationError",
@@ -226,6 +228,21 @@ class RPCError(GatewayError):
         super().__init__(message, code=code, **context)
         self.rpc_message = rpc_message
         self.data = data
+
+
+class CapabilityNotSupported(GatewayError):
+    """The MCP server did not declare the capability a method needs (``resources``,
+    ``prompts``, ``completions``), so the request was never sent: a server that did not
+    declare it may not answer it, and retrying cannot change what it declared.
+
+    ``capability`` is the capability, ``method`` the MCP method that needs it
+    (``resources/read``), ``server`` the server's name.
+    """
+
+    def __init__(self, message: str, *, capability: str, method: str | None = None,
+                 **context: Any) -> None:
+        super().__init__(message, method=method, **context)
+        self.capability = capability
 
 
 class DeadlineExceeded(GatewayError, TimeoutError):

@@ -34,6 +34,7 @@ from .._models import ToolInfo, ToolResult
 from .._validation import check_arguments
 from ..wire import jsonrpc
 from ._base import MessageChannel
+from ._mcp_features import McpFeatures
 from ._mcp_options import check_callback, check_seconds
 
 __all__ = ["DEFAULT_CALL_TIMEOUT", "McpSession", "SUPPORTED_PROTOCOL_VERSIONS",
@@ -53,7 +54,7 @@ NotificationHandler = Callable[[str, Mapping[str, Any]], None]
 ProgressHandler = Callable[[float, Optional[float], Optional[str]], None]
 
 
-class McpSession:
+class McpSession(McpFeatures):
     """An MCP client session with one server over a channel the subclass provides.
 
     ``kind`` names the server in messages (``"local MCP server"``); ``timeout`` is the

@@ -21,6 +21,7 @@ from sark_sync import (
     NotFoundError,
     PayloadTooLargeError,
     RateLimitError,
+    RetryPolicy,
     ServerError,
     ServiceUnavailableError,
     ToolExecutionError,
@@ -28,7 +29,8 @@ from sark_sync import (
     UpstreamError,
     UpstreamTimeoutError,
 )
-from sark_sync._exceptions import error_for_status
+from sark_sync._exceptions import CapabilityNotSupported, error_for_status
+from sark_sync.resilience._retrying import retryable
 
 
 @pytest.mark.parametrize(
@@ -134,6 +136,8 @@ PICKLED = [
                        result=ToolResult(content=({"type": "text", "text": "bad"},),
                                          is_error=True, server="s", tool="t"),
                        server="s", tool="t"),
+    CapabilityNotSupported("MCP server 's' does not declare the 'prompts' capability",
+                           capability="prompts", method="prompts/get", server="s"),
 ]
 
 
@@ -149,3 +153,16 @@ def test_pickled_deadline_exceeded_keeps_the_last_errors_context() -> None:
     copy = _roundtrip(PICKLED[1])
     assert type(copy.last_error) is ConnectionFailed
     assert copy.last_error.attempts == 3
+
+
+def test_capability_not_supported_names_the_capability_method_and_server() -> None:
+    error = CapabilityNotSupported("no prompts", capability="prompts", method="prompts/get",
+                                   server="s")
+    assert (error.capability, error.method, error.server) == ("prompts", "prompts/get", "s")
+    assert str(error) == "no prompts (method=prompts/get, server=s)"
+    assert isinstance(error, GatewayError)
+
+
+def test_capability_not_supported_is_never_retried() -> None:
+    error = CapabilityNotSupported("no", capability="resources", method="resources/read")
+    assert retryable(error, idempotent=True, policy=RetryPolicy()) is False

@@ -68,6 +68,7 @@ EXCEPTION_TREE = [
     (sark_sync.ProcessExitedError, (sark_sync.TransportError,)),
     (sark_sync.SessionExpiredError, (sark_sync.TransportError,)),
     (sark_sync.RPCError, (sark_sync.GatewayError,)),
+    (sark_sync.CapabilityNotSupported, (sark_sync.GatewayError,)),
     (sark_sync.DeadlineExceeded, (sark_sync.GatewayError, TimeoutError)),
     (sark_sync.CircuitOpenError, (sark_sync.GatewayError,)),
     (sark_sync.AuthorizationDenied, (sark_sync.GatewayError, PermissionError)),
