@@ -12,7 +12,8 @@ server's stdio pipes, Streamable HTTP, HTTP+SSE):
   :class:`ToolResult` as a gateway call, ``ping``;
 - what the server sends unasked: it may ``ping`` us (answered), ask for anything else
   (answered -32601, method not found), and notify progress (to the call's ``progress``
-  callback), log messages and list changes (to ``on_notification``).
+  callback, on the session's callbacks thread: :mod:`._mcp_progress`), log messages and list
+  changes (to ``on_notification``).
 
 A subclass owns the channel and its lifecycle (``LocalServer`` spawns a process). Callbacks run
 on the channel's reader thread: keep them short; an exception in one is logged, never
@@ -21,21 +22,31 @@ propagated.
 
 from __future__ import annotations
 
-import itertools
+import copy
 import logging
+import re
 import time
 import weakref
 from collections.abc import Mapping
-from typing import Any, Callable, Optional, TypeVar
+from contextlib import ExitStack
+from typing import Any, Callable, TypeVar
 
 from ..__version__ import __version__
-from .._exceptions import ProtocolError, ValidationError
+from .._exceptions import GatewayError, ProtocolError, RPCError, TransportTimeout, ValidationError
 from .._models import ToolInfo, ToolResult
 from .._validation import check_arguments
+from ..resilience import CancelToken, cancellable, check_token, mark_unsent, raise_if_cancelled
 from ..wire import jsonrpc
 from ._base import MessageChannel
+from ._mcp_callbacks import CallbackRunner
 from ._mcp_features import McpFeatures
+from ._mcp_handlers import ClientHandlers
+from ._mcp_logging import LogHandler, LogRouter
 from ._mcp_options import check_callback, check_seconds
+from ._mcp_output import check_output
+from ._mcp_progress import ProgressHandler, ProgressRelay
+from ._mcp_subscriptions import ACKNOWLEDGED, Subscriptions, UpdateHandler
+from ._mcp_tools import ToolCache
 
 __all__ = ["DEFAULT_CALL_TIMEOUT", "McpSession", "SUPPORTED_PROTOCOL_VERSIONS",
            "session_callback"]
@@ -51,7 +62,6 @@ MAX_TOOL_PAGES = 1000
 
 T = TypeVar("T")
 NotificationHandler = Callable[[str, Mapping[str, Any]], None]
-ProgressHandler = Callable[[float, Optional[float], Optional[str]], None]
 
 
 class McpSession(McpFeatures):
@@ -65,19 +75,27 @@ class McpSession(McpFeatures):
     _channel: MessageChannel
 
     def __init__(self, name: str, *, timeout: float,
-                 on_notification: NotificationHandler | None) -> None:
+                 on_notification: NotificationHandler | None,
+                 handlers: ClientHandlers | None = None,
+                 on_log: LogHandler | None = None) -> None:
         self.name = name
+        self._handlers = handlers or ClientHandlers(name)  # sampling, elicitation, roots
         self.timeout = timeout
         self._on_notification = check_callback("on_notification", on_notification,
                                                error=ValidationError)
-        self._progress: dict[str, ProgressHandler] = {}
-        self._tokens = itertools.count(1)
+        #: The session's callbacks thread: user callbacks never run on a reader thread.
+        self._callbacks = CallbackRunner(name)
+        self._progress = ProgressRelay(name, self._callbacks)
+        self._log = LogRouter(name, check_callback("on_log", on_log, error=ValidationError),
+                              self._callbacks)  # notifications/message: _mcp_logging
+        self._subscriptions = Subscriptions(self, self._callbacks)  # level, resource updates
         self.protocol_version: str | None = None
         self.server_info: Mapping[str, Any] = {}
         self.capabilities: Mapping[str, Any] = {}
         self.instructions: str | None = None
         self._ping_method = "ping"
         self._offer = SUPPORTED_PROTOCOL_VERSIONS[0]  # the version initialize offers
+        self._tool_cache = ToolCache(name)  # what call_tool checks results against
 
     def handshake(self, timeout: float, version: str | None = None) -> None:
         """``initialize`` offering ``version`` (None: the one offered last, at first the
@@ -86,7 +104,7 @@ class McpSession(McpFeatures):
         self._offer = version or self._offer
         result = self._channel.request("initialize", {
             "protocolVersion": self._offer,
-            "capabilities": {},
+            "capabilities": self._handlers.capabilities(self._offer),
             "clientInfo": {"name": "sark-sync", "version": __version__},
         }, timeout)
         self._ping_method = "ping"
@@ -94,6 +112,7 @@ class McpSession(McpFeatures):
         self._channel.notify("notifications/initialized",
                              timeout=max(0.0, deadline - time.monotonic()))
         log.debug("%s speaks MCP %s: %s", self.name, self.protocol_version, self.server_info)
+        self._subscriptions.after_handshake()  # a renewed session: level, subscriptions again
 
     def _accept_handshake(self, result: Any) -> None:
         if not isinstance(result, Mapping):
@@ -124,6 +143,8 @@ class McpSession(McpFeatures):
         self.instructions = instructions if isinstance(instructions, str) else None
         self._ping_method = "server/discover"
         log.debug("%s speaks MCP %s: %s", self.name, version, self.server_info)
+        if self._on_notification is not None:  # list changes come on subscriptions/listen
+            self._subscriptions.listen_for_changes()
 
     # -- operations ------------------------------------------------------------------------
 
@@ -135,21 +156,25 @@ class McpSession(McpFeatures):
 
     def list_tools(self, *, timeout: float | None = None) -> list[ToolInfo]:
         """Every tool of the server as a :class:`ToolInfo`, following ``nextCursor`` (one
-        timeout for all pages). A malformed tool is skipped with a warning."""
-        tools: list[ToolInfo] = []
-        for item in self.list_mcp_tools(timeout=timeout):
-            try:
-                tools.append(_tool_info(item, self.name))
-            except ValueError as exc:
-                log.warning("skipping malformed tool of %s: %s", self.name, exc)
-        return tools
+        timeout for all pages). A malformed tool is skipped with a warning. The listing is
+        kept: calls check their results against it (``outputSchema``)."""
+        return self._list_tools(self._timeout(timeout))[0]
 
     def list_mcp_tools(self, *, timeout: float | None = None) -> list[Mapping[str, Any]]:
         """Every tool of the server as the MCP ``Tool`` object it sent (``inputSchema``,
         ``outputSchema``, ``annotations``, ``_meta`` ... exactly as declared), following
         ``nextCursor`` (one timeout for all pages). For what :class:`ToolInfo` does not keep,
         e.g. to re-publish the tools (the LocalGateway does). Non-object items are skipped."""
-        deadline = time.monotonic() + self._timeout(timeout)
+        return self._list_tools(self._timeout(timeout))[1]
+
+    def tool_retry_safe(self, name: str) -> bool | None:
+        """Whether tool ``name`` is annotated read-only or idempotent, as last listed (None:
+        not listed). The client's pools ask this to decide whether a call is tried again."""
+        return self._tool_cache.retry_safe(name)
+
+    def _list_tools(self, timeout: float) -> tuple[list[ToolInfo], list[Mapping[str, Any]]]:
+        generation = self._tool_cache.generation()
+        deadline = time.monotonic() + timeout
         tools: list[Mapping[str, Any]] = []
         cursor: str | None = None
         for _ in range(MAX_TOOL_PAGES):
@@ -168,7 +193,7 @@ class McpSession(McpFeatures):
                                 self.name)
             next_cursor = page.get("nextCursor")
             if not isinstance(next_cursor, str) or not next_cursor:
-                return tools
+                return self._tool_cache.store(tools, generation), tools
             cursor = next_cursor
         raise ProtocolError(f"{self.name!r} returned more than {MAX_TOOL_PAGES} tools/list pages",
                             server=self.name)
@@ -176,34 +201,97 @@ class McpSession(McpFeatures):
     def call_tool(
         self, name: str, arguments: Mapping[str, Any] | None = None, *,
         timeout: float | None = None, progress: ProgressHandler | None = None,
+        cancel: CancelToken | None = None,
     ) -> ToolResult:
         """Call a tool and return its :class:`ToolResult` (a tool error is a result).
 
         ``progress(progress, total, message)`` receives the server's progress notifications
-        for this call. On timeout the server is sent ``notifications/cancelled``.
+        for this call, in order, on the session's callbacks thread (all of them before the
+        call returns). On timeout the server is sent ``notifications/cancelled``, and so it is
+        when ``cancel`` (a :class:`~sark_sync.CancelToken`) is cancelled: the call then raises
+        :class:`~sark_sync.CallCancelled` at once (before anything is sent if it was
+        cancelled already). A tool not
+        listed yet, or listed before the server said its tools changed, is listed first (within
+        ``timeout``): a result must keep the ``outputSchema`` its tool declares, else
+        :class:`ProtocolError` (:mod:`._mcp_output`).
         """
         if not isinstance(name, str) or not name:
             raise ValidationError("tool name must be a non-empty str")
         check_callback("progress", progress, error=ValidationError)
+        token = check_token(cancel)
         params: dict[str, Any] = {"name": name, "arguments": check_arguments(arguments)}
-        token = None
-        if progress is not None:
-            token = f"sark-{next(self._tokens)}"
-            params["_meta"] = {"progressToken": token}
-            self._progress[token] = progress
         started = time.perf_counter()
+        seconds = self._timeout(timeout)
+        listed = self._tool_cache.stale
+        scope = ExitStack()  # :mod:`._mcp_progress`, :mod:`sark_sync.resilience._cancellation`
+        scope.enter_context(cancellable(token))
+        scope.enter_context(self._progress.tracking(params, progress))
         try:
-            result = self._channel.request("tools/call", params, self._timeout(timeout))
+            raise_if_cancelled("before it was sent", server=self.name, tool=name)
+            if listed:
+                self._refresh_tools(seconds)
+            left = max(0.0, seconds - (time.perf_counter() - started))
+            result = self._channel.request("tools/call", params, left)
+        except TransportTimeout as exc:
+            if not listed:
+                raise
+            raise _caller_timeout(exc, seconds) from None
         finally:
-            if token is not None:
-                self._progress.pop(token, None)
+            scope.close()  # the call's progress delivered, its cancel token forgotten
         latency_ms = (time.perf_counter() - started) * 1000.0
         try:
-            return ToolResult.from_call_result(result, server=self.name, tool=name,
-                                               latency_ms=latency_ms)
+            answer = ToolResult.from_call_result(result, server=self.name, tool=name,
+                                                 latency_ms=latency_ms)
         except ValueError as exc:
             raise ProtocolError(f"malformed tools/call result from {self.name!r}: {exc}",
                                 server=self.name, tool=name) from None
+        return check_output(answer, self._tool_cache.get(name), kind=self.kind)
+
+    def _refresh_tools(self, timeout: float) -> None:
+        """List the tools before a call (see :meth:`call_tool`). A server that cannot list
+        them is called all the same, unchecked; a listing cut off never ran the tool."""
+        generation = self._tool_cache.generation()
+        try:
+            self._list_tools(timeout)
+        except (RPCError, ProtocolError) as exc:
+            log.warning("%s: could not list the tools before a call (%s): results are not "
+                        "checked against their outputSchema", self.name, type(exc).__name__)
+            self._tool_cache.store([], generation)
+        except GatewayError as exc:
+            raise mark_unsent(exc) from None
+
+    def notify_roots_changed(self, *, timeout: float | None = None) -> None:
+        """Tell the server that the roots changed (it asks for them again). Only a session
+        whose ``roots=`` is a callable declares that they may: else :class:`ValidationError`.
+        At 2026-07-28 nothing is sent: the server asks for the roots in each request."""
+        self._handlers.check_roots_change()
+        if self._ping_method != "server/discover":
+            self._channel.notify("notifications/roots/list_changed", None,
+                                 self._timeout(timeout))
+
+    def set_logging_level(self, level: str, *, timeout: float | None = None) -> None:
+        """Ask for the server's log messages of ``level`` and above (``debug``, ``info``,
+        ``notice``, ``warning``, ``error``, ``critical``, ``alert``, ``emergency``; else
+        :class:`ValidationError`); they go to ``on_log`` or to the Python logger
+        ``sark_sync.mcp.<name>``. :class:`CapabilityNotSupported` if the server did not
+        declare ``logging``. At 2026-07-28 nothing is sent: every later request asks for it."""
+        self._subscriptions.set_level(level, self._timeout(timeout))
+
+    def subscribe_resource(self, uri: str, callback: UpdateHandler, *,
+                           timeout: float | None = None) -> None:
+        """Call ``callback(uri)`` (on the session's callbacks thread) each time the server
+        says the resource ``uri`` changed; read it again there to see how.
+        :class:`CapabilityNotSupported` unless the server declared ``resources.subscribe``."""
+        self._subscriptions.subscribe(uri, callback, self._timeout(timeout))
+
+    def unsubscribe_resource(self, uri: str, *, timeout: float | None = None) -> None:
+        """Stop the updates of ``uri`` (never subscribed: nothing is sent)."""
+        self._subscriptions.unsubscribe(uri, self._timeout(timeout))
+
+    def _stop_callbacks(self) -> None:
+        """Close the listening stream of 2026-07-28 and join the callbacks thread (bounded)."""
+        self._subscriptions.close()
+        self._callbacks.close()
 
     def _timeout(self, timeout: float | None) -> float:
         if timeout is None:
@@ -217,20 +305,22 @@ class McpSession(McpFeatures):
     def _on_request(self, request: jsonrpc.Request) -> None:
         if request.method == "ping":
             self._channel.respond(request.id, {})
-        else:
+        elif not self._handlers.dispatch(request, self._channel):  # on a handler thread
             self._channel.respond_error(request.id, jsonrpc.METHOD_NOT_FOUND,
                                           f"method not supported by sark-sync: {request.method}")
 
     def _on_notification_message(self, message: jsonrpc.Notification) -> None:
         params = message.params or {}
+        self._tool_cache.notified(message.method)  # a list_changed: relist before next use
         if message.method == "notifications/progress":
-            handler = self._progress.get(str(params.get("progressToken")))
-            if handler is not None:
-                total = params.get("total")
-                note = params.get("message")
-                handler(float(params.get("progress", 0)),
-                        float(total) if isinstance(total, (int, float)) else None,
-                        note if isinstance(note, str) else None)
+            self._progress.deliver(params)
+            return
+        if message.method == "notifications/message":
+            self._log.handle(params)
+        elif message.method == "notifications/resources/updated":
+            self._subscriptions.updated(params)
+        elif message.method == ACKNOWLEDGED:
+            self._subscriptions.acknowledged(params)
             return
         if self._on_notification is not None:
             self._on_notification(message.method, params)
@@ -249,13 +339,11 @@ def session_callback(method: Callable[[T], None]) -> Callable[[T], None]:
     return call
 
 
-def _tool_info(item: object, server: str) -> ToolInfo:
-    if not isinstance(item, Mapping):
-        raise ValueError("a tool must be an object")
-    return ToolInfo.from_dict({
-        "tool_name": item.get("name"),
-        "server_name": server,
-        "description": item.get("description") or "",
-        "input_schema": item.get("inputSchema"),
-        "annotations": item.get("annotations"),
-    })
+def _caller_timeout(exc: TransportTimeout, seconds: float) -> TransportTimeout:
+    """``exc`` reporting the caller's timeout for the call (tools were listed first within
+    it: the channel only knew what was left of it)."""
+    error = copy.copy(exc)
+    error.message = re.sub(r"did not answer \S+ within \S+s\b",
+                           f"did not answer tools/call within {seconds:.3g}s", exc.message)
+    error.args = (error.message,)
+    return error

@@ -17,9 +17,8 @@ says who sends it and at which version, twice (facts: ``docs/dev/MCP_HTTP_FACTS.
   annotation is invalid, as the spec asks), and a call refused -32020 for a tool never listed
   lists the tools and is sent once more (:func:`relearn`: the server refused it before
   running it);
-- a result says ``resultType``: ``"complete"`` is the answer; anything else (the server asking
-  the client for input, issue 14) is refused with :class:`ProtocolError` for now
-  (:func:`check_result`).
+- a result says ``resultType``: ``"complete"`` is the answer; ``"input_required"`` is answered
+  by :mod:`._mcp_input` where allowed, else refused like any other (:func:`check_result`).
 
 :func:`negotiate` picks the revision when a :class:`RemoteServer` connects: it probes
 ``server/discover`` at 2026-07-28 and falls back to ``initialize`` at 2025-11-25 when the
@@ -43,6 +42,7 @@ from ..__version__ import __version__
 from .._exceptions import APIError, ProtocolError, RPCError
 from ..wire import jsonrpc
 from ._mcp_client import MAX_TOOL_PAGES, SUPPORTED_PROTOCOL_VERSIONS, McpSession
+from ._mcp_input import INPUT_METHODS, InputLoop
 
 __all__ = ["MODERN_PROTOCOL_VERSIONS", "MODERN_VERSION", "ParamHeaders", "check_result",
            "complete", "decode_header_value", "encode_header_value", "envelope",
@@ -59,6 +59,7 @@ PROTOCOL_VERSION_KEY = "io.modelcontextprotocol/protocolVersion"
 CLIENT_CAPABILITIES_KEY = "io.modelcontextprotocol/clientCapabilities"
 CLIENT_INFO_KEY = "io.modelcontextprotocol/clientInfo"
 SERVER_INFO_KEY = "io.modelcontextprotocol/serverInfo"
+LOG_LEVEL_KEY = "io.modelcontextprotocol/logLevel"
 #: Method -> the params field that ``Mcp-Name`` mirrors.
 NAME_FIELDS = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
 #: The JSON-RPC error of a server that supports none of the versions asked for; its
@@ -113,14 +114,20 @@ def decode_header_value(value: str) -> str | None:
         return None
 
 
-def envelope(params: Mapping[str, Any] | None, version: str) -> dict[str, Any]:
+def envelope(params: Mapping[str, Any] | None, version: str,
+             log_level: str | None = None,
+             capabilities: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """``params`` with the 2026 ``_meta`` envelope added (keys the caller set in ``_meta``,
-    e.g. ``progressToken``, are kept)."""
+    e.g. ``progressToken``, are kept), and ``log_level`` (the session's, if it set one) as
+    ``io.modelcontextprotocol/logLevel``: at 2026 a server logs only to requests that ask;
+    ``capabilities`` are the client's (those of the session's handlers)."""
     body = dict(params or {})
     given = body.get("_meta")
     meta = dict(given) if isinstance(given, Mapping) else {}
+    if log_level is not None:
+        meta.setdefault(LOG_LEVEL_KEY, log_level)
     meta[PROTOCOL_VERSION_KEY] = version
-    meta[CLIENT_CAPABILITIES_KEY] = {}
+    meta[CLIENT_CAPABILITIES_KEY] = dict(capabilities or {})
     meta[CLIENT_INFO_KEY] = {"name": "sark-sync", "version": __version__}
     body["_meta"] = meta
     return body
@@ -148,27 +155,28 @@ def prepare(method: str, params: Mapping[str, Any] | None, version: str | None,
     headers = routing_headers(method, params, version)
     if method == "tools/call":
         headers.update(tools.headers(params))
-    return envelope(params, version), headers
+    caps = tools.inputs.capabilities(version) if tools.inputs is not None else None
+    return envelope(params, version, tools.log_level, caps), headers
 
 
 def complete(result: Any, method: str, server: str, tools: ParamHeaders) -> Any:
-    """A 2026 result after :func:`check_result`; a ``tools/list`` page is learned from
+    """A 2026 result after :func:`check_result` (an ``input_required`` one passes when the
+    session answers input: ``tools.inputs``); a ``tools/list`` page is learned from
     (:class:`ParamHeaders`)."""
-    check_result(result, method, server)
+    check_result(result, method, server, tools.inputs is not None)
     return tools.learn(result, server) if method == "tools/list" else result
 
 
-def check_result(result: Any, method: str, server: str) -> Any:
-    """``result`` if it is complete; a :class:`ProtocolError` if it asks for more.
-
-    A result without ``resultType`` is complete (older servers never send one)."""
+def check_result(result: Any, method: str, server: str, asking: bool = False) -> Any:
+    """``result`` if complete (no ``resultType``: older servers), or ``input_required`` for
+    a request that may ask when ``asking`` (the session answers); else a ProtocolError."""
     kind = result.get("resultType") if isinstance(result, Mapping) else None
     if kind is None or kind == "complete":
         return result
-    raise ProtocolError(
-        f"{server!r} answered {method} with resultType {str(kind)[:40]!r}; sark_sync reads "
-        "only complete results (a server asking the client for input is not supported yet)",
-        server=server)
+    if kind == "input_required" and asking and method in INPUT_METHODS:
+        return result
+    raise ProtocolError(f"{server!r} answered {method} with resultType {str(kind)[:40]!r}, "
+                        "which sark_sync does not accept there", server=server)
 
 
 # -- negotiation ---------------------------------------------------------------------------
@@ -309,10 +317,14 @@ def header_map(schema: Any) -> dict[tuple[str, ...], str]:
 class ParamHeaders:
     """The ``Mcp-Param-<token>`` headers of each tool, learned from ``tools/list`` results
     (a 2026 server checks them against the arguments: a tool whose schema names one cannot be
-    called without it). Thread-safe."""
+    called without it), and the log level of every request's envelope. Thread-safe."""
 
     def __init__(self) -> None:
         self._maps: dict[str, dict[tuple[str, ...], str]] = {}
+        #: The log level every request asks for (``set_logging_level``), None: no logs.
+        self.log_level: str | None = None
+        #: Answers input_required and declares the client's capabilities (None: refused).
+        self.inputs: InputLoop | None = None
         self._lock = threading.Lock()
 
     def learn(self, result: Any, server: str) -> Any:

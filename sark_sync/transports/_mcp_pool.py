@@ -178,11 +178,16 @@ class LocalServerPool:
         return server
 
     def retry_safe(self, name: str, tool: str) -> bool:
+        """Whether ``tool`` is annotated read-only or idempotent, as its session last listed
+        it (a session lists its tools again before the call that follows a list_changed)."""
         entry = self._entries.get(name)
-        return bool(entry and entry.retry_safe.get(tool, False))
+        if entry is None:
+            return False
+        known = entry.server.tool_retry_safe(tool) if entry.server is not None else None
+        return entry.retry_safe.get(tool, False) if known is None else known
 
     def call_tool(self, name: str, tool: str, arguments: Mapping[str, Any],
-                  deadline: Deadline) -> ToolResult:
+                  deadline: Deadline, progress: ProgressHandler | None = None) -> ToolResult:
         """One attempt at ``tool`` on ``name`` (started or restarted first, as the restart
         policy allows), within the deadline; the client's pipeline retries."""
         server = self.get(name, deadline)

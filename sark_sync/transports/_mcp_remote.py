@@ -24,6 +24,15 @@ from ._mcp_client import (
     NotificationHandler,
     session_callback,
 )
+from ._mcp_handlers import (
+    DEFAULT_HANDLER_TIMEOUT,
+    ClientHandlers,
+    ElicitationHandler,
+    RootsSource,
+    SamplingHandler,
+)
+from ._mcp_input import InputLoop
+from ._mcp_logging import LogHandler
 from ._mcp_modern import AUTO, MODERN_PROTOCOL_VERSIONS, negotiate
 from ._mcp_options import check_seconds
 from .mcp_http import StreamableHTTPChannel
@@ -71,6 +80,12 @@ class RemoteServer(McpSession):
     supports, as the spec allows). After connecting, :attr:`protocol_version` is the one in
     use.
 
+    ``sampling``, ``elicitation``, ``roots`` and ``handler_timeout`` answer what the server
+    asks of the client, as for ``LocalServer``: at 2025 its requests, at 2026-07-28 the
+    ``input_required`` results of ``tools/call`` (the call is sent again with the answers,
+    within its timeout; :mod:`._mcp_input`). ``on_log`` takes the server's log messages, as
+    for ``LocalServer``.
+
     ``transport`` picks the wire. ``"auto"`` (the default) speaks Streamable HTTP and, when
     its ``initialize`` POST is answered 400, 404 or 405 (a server of the 2024-11-05 era, whose
     ``url`` is its SSE stream), falls back to HTTP+SSE: GET ``url``, POST to the ``endpoint``
@@ -91,7 +106,12 @@ class RemoteServer(McpSession):
                  headers: Mapping[str, str] | None = None, timeout: float = DEFAULT_CALL_TIMEOUT,
                  verify: bool | str | None = None,
                  on_notification: NotificationHandler | None = None, auth: Any = None,
-                 protocol_version: str = AUTO, transport: str = "auto") -> None:
+                 protocol_version: str = AUTO, transport: str = "auto",
+                 sampling: SamplingHandler | None = None,
+                 elicitation: ElicitationHandler | None = None,
+                 roots: RootsSource | None = None,
+                 handler_timeout: float = DEFAULT_HANDLER_TIMEOUT,
+                 on_log: LogHandler | None = None) -> None:
         url = resolve_base_url(url, what="MCP server URL")
         if protocol_version not in (AUTO, *MODERN_PROTOCOL_VERSIONS,
                                     *SUPPORTED_PROTOCOL_VERSIONS):
@@ -118,13 +138,17 @@ class RemoteServer(McpSession):
         self._legacy_options: dict[str, Any] = {
             "url": url, "headers": headers, "verify": verify, "auth": auth}
         self._legacy: LegacySSEChannel | None = None
-        super().__init__(name or (urlsplit(url).hostname or "remote"), timeout=seconds,
-                         on_notification=on_notification)
+        name = name or (urlsplit(url).hostname or "remote")
+        handlers = ClientHandlers(name, sampling=sampling, elicitation=elicitation, roots=roots,
+                                  handler_timeout=handler_timeout)
+        super().__init__(name, timeout=seconds, on_notification=on_notification,
+                         handlers=handlers, on_log=on_log)
         self._channel = self._http = StreamableHTTPChannel(
             url, name=self.name, user_agent=user_agent(), headers=headers, verify=verify,
             on_request=session_callback(self._on_request),
             on_notification=session_callback(self._on_notification_message), auth=auth,
             reinitialize=session_callback(self.handshake))
+        self._http._tools.inputs = InputLoop(handlers)  # 2026: input_required answered
 
     def connect(self, *, timeout: float | None = None) -> RemoteServer:
         """Negotiate the revision (see ``protocol_version``) within ``timeout`` seconds: at
@@ -187,9 +211,11 @@ class RemoteServer(McpSession):
     def close(self) -> None:
         """End the session (DELETE; over HTTP+SSE, close the stream) and release the
         connections. Idempotent."""
+        self._stop_callbacks()  # the listening request cut, a callback's call to the server ends
         self._http.close()
         if self._legacy is not None:
             self._legacy.close()
+        self._handlers.close()
 
     def __enter__(self) -> RemoteServer:
         if self.protocol_version is None:

@@ -95,18 +95,23 @@ class RemoteServerPool:
         self._entries[server.name] = entry
 
     def retry_safe(self, name: str, tool: str) -> bool:
+        """Whether ``tool`` is annotated read-only or idempotent, as its session last listed
+        it (a session lists its tools again before the call that follows a list_changed)."""
         entry = self._entries.get(name)
-        return bool(entry and entry.retry_safe.get(tool, False))
+        if entry is None:
+            return False
+        known = entry.server.tool_retry_safe(tool) if entry.server is not None else None
+        return entry.retry_safe.get(tool, False) if known is None else known
 
     def call_tool(self, name: str, tool: str, arguments: Mapping[str, Any],
-                  deadline: Deadline) -> ToolResult:
+                  deadline: Deadline, progress: ProgressHandler | None = None) -> ToolResult:
         """One attempt at ``tool`` on ``name``, within the deadline (the pipeline retries)."""
         server = self.get(name, deadline)
         budget = deadline.remaining()
         if budget <= 0:
             raise deadline.exceeded(f"before calling {name}/{tool}", attempts=0, server=name,
                                     tool=tool)
-        return server.call_tool(tool, arguments, timeout=budget)
+        return server.call_tool(tool, arguments, timeout=budget, progress=progress)
 
     def list_tools(self, name: str, deadline: Deadline) -> list[ToolInfo]:
         tools = self.get(name, deadline).list_tools(timeout=max(deadline.remaining(), 0.001))

@@ -24,6 +24,14 @@ from ._mcp_client import (
     NotificationHandler,
     session_callback,
 )
+from ._mcp_handlers import (
+    DEFAULT_HANDLER_TIMEOUT,
+    ClientHandlers,
+    ElicitationHandler,
+    RootsSource,
+    SamplingHandler,
+)
+from ._mcp_logging import LogHandler
 from ._mcp_options import check_cwd, check_env, check_flag, check_line_cap, check_seconds
 from .stdio import StdioTransport
 
@@ -46,6 +54,15 @@ class LocalServer(McpSession):
     :param timeout: default seconds per request. ``startup_timeout`` bounds the handshake.
     :param on_notification: ``callback(method, params)`` for notifications other than
         progress (``notifications/message``, ``notifications/tools/list_changed`` ...).
+    :param sampling: ``handler(SamplingRequest) -> SamplingResult`` (or its dict): the
+        server may ask the client's LLM; ``elicitation``: ``handler(ElicitationRequest) ->
+        ElicitationResult``: it may ask the user; ``roots``: the ``file://`` roots it may
+        work in (a sequence, or ``callable(RootsRequest)`` asked each time). Only those given
+        are declared; each handler runs on a thread of its own for at most
+        ``handler_timeout`` seconds (see :mod:`._mcp_handlers`).
+    :param on_log: ``callback(LogMessage)`` for the server's log messages (see
+        ``set_logging_level``), on the session's callbacks thread; without it they go to
+        the Python logger ``sark_sync.mcp.<name>``.
 
     >>> with LocalServer([sys.executable, "-m", "sark_sync.testing.demo_server"]) as server:
     ...     server.call_tool("echo", {"text": "hi"}).text                   # doctest: +SKIP
@@ -71,12 +88,20 @@ class LocalServer(McpSession):
         startup_timeout: float = DEFAULT_STARTUP_TIMEOUT,
         max_line_bytes: int = jsonrpc.DEFAULT_MAX_LINE_BYTES,
         on_notification: NotificationHandler | None = None,
+        sampling: SamplingHandler | None = None,
+        elicitation: ElicitationHandler | None = None,
+        roots: RootsSource | None = None,
+        handler_timeout: float = DEFAULT_HANDLER_TIMEOUT,
+        on_log: LogHandler | None = None,
     ) -> None:
         command = validate_command(command)
         if name is not None:
             validate_name(name, "local server")
-        super().__init__(name or default_name(command), timeout=_seconds("timeout", timeout),
-                         on_notification=on_notification)
+        name = name or default_name(command)
+        handlers = ClientHandlers(name, sampling=sampling, elicitation=elicitation, roots=roots,
+                                  handler_timeout=handler_timeout, error=ValidationError)
+        super().__init__(name, timeout=_seconds("timeout", timeout),
+                         on_notification=on_notification, handlers=handlers, on_log=on_log)
         self.startup_timeout = _seconds("startup_timeout", startup_timeout)
         # The reader thread holds the transport; weak callbacks let this session be garbage
         # collected anyway, and the finalizer then stops the process (no orphan, no zombie).
@@ -116,8 +141,10 @@ class LocalServer(McpSession):
         """Stop the server (bounded: stdin close, SIGTERM, SIGKILL). Idempotent. A session
         that is garbage-collected, or still open at interpreter exit, is closed too. After a
         failed ``start()`` or ``abandon()``, waits for the background shutdown to end."""
+        self._stop_callbacks()  # joined first: a callback may still call the server
         self._finalizer()
         self._transport.close()
+        self._handlers.close()  # after the transport: a handler's call to the server ends
 
     def abandon(self) -> None:
         """Give the server up without waiting: pending calls fail at once, and the shutdown
@@ -126,6 +153,7 @@ class LocalServer(McpSession):
 
     def forget_after_fork(self) -> None:
         self._transport.forget_after_fork()
+        self._handlers.forget_after_fork()
 
     def __enter__(self) -> LocalServer:
         if self.protocol_version is None:

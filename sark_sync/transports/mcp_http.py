@@ -51,7 +51,7 @@ from .._exceptions import (
     TransportTimeout,
 )
 from ..resilience import (
-    Cancellation,
+    CancelToken,
     cancelled_error,
     cancels,
     current_cancellation,
@@ -141,9 +141,10 @@ class StreamableHTTPChannel:
         modern, route = prepare(method, params, self.modern_version, self._tools)
         body = jsonrpc.encode_request(request_id, method, modern)
         renewed = False
-        cancellation = current_cancellation() if method == "tools/call" else None
+        cancellation = current_cancellation() if method in (
+            "tools/call", "subscriptions/listen") else None  # a token cuts these
         if cancellation is not None and cancellation.cancelled:
-            raise cancelled_error(self.name, method)
+            raise cancelled_error(self.name, method, cancellation)
         while True:
             seen = self._recovery.sessions.generation
             try:
@@ -166,15 +167,16 @@ class StreamableHTTPChannel:
                 modern, route = prepare(method, params, self.modern_version, self._tools)
             except TransportTimeout as exc:
                 if cancellation is not None and cancellation.cancelled:  # its exchange cut
-                    self._cancel(request_id, "cancelled")
-                    raise cancelled_error(self.name, method) from None
+                    self._cancel(request_id, cancellation.reason or "cancelled")
+                    raise cancelled_error(self.name, method, cancellation) from None
                 self._cancel(request_id, "timeout")
                 if time.monotonic() < deadline:
                     raise
                 raise DeadlineExceeded(exc.message, timeout=timeout, last_error=exc,
                                        server=self.name) from None
-        if route:
-            return complete(result, method, self.name, self._tools)
+        if route:  # 2026: an input_required result is answered and the request sent again
+            inputs, result = self._tools.inputs, complete(result, method, self.name, self._tools)
+            return inputs.resolve(self, method, params, result, deadline) if inputs else result
         if method == "initialize" and isinstance(result, Mapping):
             version = result.get("protocolVersion")
             self.protocol_version = version if isinstance(version, str) else None
@@ -225,7 +227,7 @@ class StreamableHTTPChannel:
 
     def _post(self, body: bytes, timeout: float, *, request_id: int | None = None,
               method: str = "", route: Mapping[str, str] | None = None,
-              cancellation: Cancellation | None = None) -> Any:
+              cancellation: CancelToken | None = None) -> Any:
         """POST one message, following same-origin 307/308 and refreshing the credentials
         once on a 401; for a request, its result (an error answer raises RPCError)."""
         deadline = time.monotonic() + timeout
@@ -253,7 +255,7 @@ class StreamableHTTPChannel:
 
     def _post_once(self, url: str, body: bytes, timeout: float, *, request_id: int | None,
                    method: str, route: Mapping[str, str] | None = None,
-                   cancellation: Cancellation | None = None) -> Any:
+                   cancellation: CancelToken | None = None) -> Any:
         if self._closed:
             raise ClientClosedError(f"the session with {self.name!r} is closed")
         where: dict[str, Any] = {"method": "POST", "url": self.url, "server": self.name}

@@ -128,10 +128,25 @@ def test_a_complete_result_passes(result: Any) -> None:
     assert check_result(result, "tools/call", "srv") is result
 
 
+@pytest.mark.parametrize("method", ["tools/call", "prompts/get", "resources/read"])
+def test_input_required_passes_for_a_request_that_may_ask_when_the_session_answers(
+        method: str) -> None:
+    result = {"resultType": "input_required", "requestState": "s"}
+    assert check_result(result, method, "srv", asking=True) is result
+
+
+@pytest.mark.parametrize(("method", "asking"), [
+    ("tools/call", False), ("tools/list", True), ("server/discover", True)])
+def test_input_required_is_refused_where_it_may_not_ask(method: str, asking: bool) -> None:
+    with pytest.raises(ProtocolError, match=rf"'srv' answered {method} with resultType "
+                                            r"'input_required', which sark_sync does not"):
+        check_result({"resultType": "input_required"}, method, "srv", asking)
+
+
 def test_any_other_result_type_is_a_protocol_error() -> None:
     with pytest.raises(ProtocolError, match=r"'srv' answered tools/call with resultType "
-                                            r"'input_required'; sark_sync reads only complete"):
-        check_result({"resultType": "input_required"}, "tools/call", "srv")
+                                            r"'later', which sark_sync does not accept"):
+        check_result({"resultType": "later"}, "tools/call", "srv", asking=True)
 
 
 def test_a_json_rpc_error_body_becomes_an_rpc_error_with_its_status() -> None:
