@@ -61,6 +61,13 @@ def _strings(data: Mapping[str, Any], key: str) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _object(data: Mapping[str, Any], key: str) -> dict[str, Any] | None:
+    value = data.get(key)
+    if value is not None and not isinstance(value, Mapping):
+        raise ValueError(f"field {key!r} must be an object")
+    return None if value is None else dict(value)
+
+
 _FRACTION = re.compile(r"\.(\d+)")
 
 
@@ -92,11 +99,8 @@ class Health:
     @classmethod
     def from_dict(cls, data: object) -> Health:
         obj = _require_mapping(data, "health")
-        return cls(
-            status=_str(obj, "status", required=True),
-            version=_str(obj, "version"),
-            servers=_int(obj, "servers"),
-        )
+        return cls(status=_str(obj, "status", required=True), version=_str(obj, "version"),
+                   servers=_int(obj, "servers"))
 
 
 @dataclass(frozen=True)
@@ -122,17 +126,13 @@ class ServerInfo:
     def from_dict(cls, data: object) -> ServerInfo:
         obj = _require_mapping(data, "server")
         return cls(
-            server_name=_str(obj, "server_name", required=True),
-            server_id=_str(obj, "server_id"),
-            server_url=_str(obj, "server_url"),
-            transport=_str(obj, "transport", "http"),
+            server_name=_str(obj, "server_name", required=True), server_id=_str(obj, "server_id"),
+            server_url=_str(obj, "server_url"), transport=_str(obj, "transport", "http"),
             sensitivity_level=_str(obj, "sensitivity_level", "medium"),
             authorized_teams=_strings(obj, "authorized_teams"),
             health_status=_str(obj, "health_status", "unknown"),
-            tools_count=_int(obj, "tools_count"),
-            created_at=_timestamp(obj, "created_at"),
-            updated_at=_timestamp(obj, "updated_at"),
-        )
+            tools_count=_int(obj, "tools_count"), created_at=_timestamp(obj, "created_at"),
+            updated_at=_timestamp(obj, "updated_at"))
 
 
 @dataclass(frozen=True)
@@ -191,25 +191,49 @@ class ToolInfo:
     input_schema: Mapping[str, Any] = field(default_factory=dict)
     annotations: ToolAnnotations = field(default_factory=ToolAnnotations)
     sensitive_params: tuple[str, ...] = ()
+    title: str | None = None
+    output_schema: Mapping[str, Any] | None = None
+    icons: tuple[Mapping[str, Any], ...] = ()
+    meta: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
         return self.tool_name
 
+    def to_dict(self) -> dict[str, Any]:
+        """The gateway JSON form :meth:`from_dict` reads back; the MCP-only fields (title,
+        output_schema, icons, meta) only when set, so older readers see what they knew."""
+        data: dict[str, Any] = {
+            "tool_name": self.tool_name, "server_name": self.server_name,
+            "description": self.description, "sensitivity_level": self.sensitivity_level,
+            "input_schema": dict(self.input_schema), "annotations": self.annotations.to_dict(),
+            "sensitive_params": list(self.sensitive_params)}
+        optional = {"title": self.title, "output_schema": self.output_schema,
+                    "icons": [dict(i) for i in self.icons] or None, "meta": self.meta or None}
+        data.update((key, value) for key, value in optional.items() if value is not None)
+        return data
+
     @classmethod
     def from_dict(cls, data: object) -> ToolInfo:
+        """The gateway form (MCP's ``title``, ``outputSchema``, ``icons``, ``_meta`` as
+        ``title``, ``output_schema``, ``icons``, ``meta``, each optional); a field of the wrong
+        type raises ``ValueError``, so that the listing skips the tool as for any other."""
         obj = _require_mapping(data, "tool")
-        schema = obj.get("input_schema")
-        if schema is not None and not isinstance(schema, Mapping):
-            raise ValueError("field 'input_schema' must be an object")
+        icons = obj.get("icons")
+        if icons is not None and not (isinstance(icons, list) and all(
+                isinstance(i, Mapping) and isinstance(i.get("src"), str) for i in icons)):
+            raise ValueError("field 'icons' must be a list of objects with a string 'src'")
         return cls(
             tool_name=_str(obj, "tool_name", required=True),
             server_name=_str(obj, "server_name", required=True),
-            description=_str(obj, "description", ""),
+            description=_str(obj, "description", ""), title=_str(obj, "title"),
             sensitivity_level=_str(obj, "sensitivity_level", "medium"),
-            input_schema=dict(schema or {}),
+            input_schema=_object(obj, "input_schema") or {},
             annotations=ToolAnnotations.from_dict(obj.get("annotations")),
             sensitive_params=_strings(obj, "sensitive_params"),
+            output_schema=_object(obj, "output_schema"),
+            icons=tuple(dict(i) for i in icons or ()),
+            meta=_object(obj, "meta") or {},
         )
 
 
@@ -371,14 +395,6 @@ class ToolResult:
         is_error = result.get("isError", False)
         if not isinstance(is_error, bool):
             raise ValueError("field 'result.isError' must be a boolean")
-        return cls(
-            content=tuple(content),
-            structured=structured,
-            is_error=is_error,
-            request_id=request_id,
-            server=server,
-            tool=tool,
-            latency_ms=latency_ms,
-            attempts=attempts,
-            filtered=filtered,
-        )
+        return cls(content=tuple(content), structured=structured, is_error=is_error,
+                   request_id=request_id, server=server, tool=tool, latency_ms=latency_ms,
+                   attempts=attempts, filtered=filtered)
