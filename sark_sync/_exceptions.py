@@ -19,6 +19,7 @@ resemble, so ``except TimeoutError`` or ``except PermissionError`` work as expec
     │   └── SessionExpiredError           a remote MCP server forgot our session twice (404)
     ├── RPCError                          a JSON-RPC error from an MCP server (code, data)
     ├── CapabilityNotSupported            the MCP server did not declare what a method needs
+    ├── CallCancelled (CancelledError)    the caller cancelled an MCP call (CancelToken, future)
     ├── DeadlineExceeded (TimeoutError)   the call's deadline ran out (attempts, slept, last error)
     ├── CircuitOpenError                  the breaker fails fast without touching the network
     ├── AuthorizationDenied (PermissionError)   403 policy_denied, or a client-side policy denial
@@ -43,6 +44,7 @@ names and codes, and parameter values or credentials are never put into them.
 
 from __future__ import annotations
 
+from concurrent.futures import CancelledError
 from typing import Any
 
 __all__ = [
@@ -51,6 +53,7 @@ __all__ = [
     "AuthorizationDenied",
     "AuthorizationUnavailable",
     "BadRequestError",
+    "CallCancelled",
     "CapabilityNotSupported",
     "CircuitOpenError",
     "ClientClosedError",
@@ -243,6 +246,26 @@ class CapabilityNotSupported(GatewayError):
                  **context: Any) -> None:
         super().__init__(message, method=method, **context)
         self.capability = capability
+
+
+class CallCancelled(GatewayError, CancelledError):
+    """The caller cancelled the call (its :class:`~sark_sync.CancelToken`, or ``cancel()`` on
+    the future ``submit`` returned) while it was waiting or running.
+
+    The MCP server was told (``notifications/cancelled``; at protocol 2026-07-28 the request's
+    connection was closed instead) and may still have done part of the work. It is never
+    retried and no breaker counts it. ``reason`` is the one given to ``cancel()`` (or None);
+    also a :class:`concurrent.futures.CancelledError`, which a cancelled future raises.
+    """
+
+    def __init__(self, message: str, *, reason: str | None = None, **context: Any) -> None:
+        super().__init__(message, **context)
+        self.reason = reason
+
+    def _with_reason(self, reason: str | None) -> str | None:
+        """Record the token's reason (known once it fired) and return it."""
+        self.reason = reason
+        return reason
 
 
 class DeadlineExceeded(GatewayError, TimeoutError):

@@ -19,7 +19,7 @@ from .._models import Health, Principal, ServerInfo, ToolCall, ToolInfo, ToolRes
 from .._validation import validate_name, validate_page
 from ..governance import Auditor, AuditRecorder, Authorizer, flush_for_close, resolve_audit
 from ..governance.policy import AuthorizerLike
-from ..resilience import Breaker, forksafety
+from ..resilience import Breaker, CancelToken, forksafety
 from ..transports import (
     DEFAULT_IDLE_TIMEOUT,
     DEFAULT_MAX_RECONNECTS,
@@ -36,6 +36,7 @@ from ..wire import DEFAULT_MAX_EVENT_BYTES
 from . import _discovery as discovery
 from . import _servers as servers
 from ._governance_stage import Governance
+from ._invocation import ProgressCallback
 from ._options import Options
 from ._pipeline import Pipeline
 from ._resources import Resources
@@ -259,6 +260,7 @@ class GatewayClient:
         self, server: str, tool: str, parameters: Mapping[str, Any] | None = None, *,
         user_token: str | None = None, timeout: float | Timeouts | None = None,
         idempotency_key: str | None = None, principal: Principal | None = None,
+        progress: ProgressCallback | None = None, cancel: CancelToken | None = None,
     ) -> ToolResult:
         """Call ``tool`` on ``server`` and return its :class:`ToolResult`.
 
@@ -269,22 +271,29 @@ class GatewayClient:
             (unless the client was made with ``idempotency_keys=False``).
         :param principal: who the call is for, for the client's authorizer; by default read
             (unverified, advisory) from ``user_token``'s claims ``sub``, ``roles``, ``teams``.
+        :param progress: ``progress(progress, total, message)`` for each progress notification
+            of an MCP server's tool, in order, off the reader thread, all before the call
+            returns; never called for a gateway server (SARK's API reports no progress).
+        :param cancel: a :class:`CancelToken`: its ``cancel()`` frees this call at once with
+            :class:`CallCancelled` (an MCP server is told; a gateway call is not withdrawn once
+            sent). See ``docs/gateway/CLIENT_USAGE.md``.
 
         A tool error is a result (``is_error``); call ``raise_for_error()`` to raise it.
         Raises :class:`ValidationError` for bad arguments (before any request; a malformed
         ``user_token`` too when there is an authorizer), :class:`AuthorizationDenied`,
         :class:`AuthorizationUnavailable`, :class:`CircuitOpenError`,
-        :class:`DeadlineExceeded`, or another :class:`GatewayError`.
+        :class:`DeadlineExceeded`, :class:`CallCancelled`, or another :class:`GatewayError`.
         """
         deadline = self._pipeline.deadline(timeout)
         call = self._pipeline.prepare(server, tool, parameters, user_token, idempotency_key,
-                                      principal)
+                                      principal, progress, cancel)
         return self._pipeline.invoke(call, deadline, user_token)
 
     def submit(
         self, server: str, tool: str, parameters: Mapping[str, Any] | None = None, *,
         user_token: str | None = None, timeout: float | Timeouts | None = None,
         idempotency_key: str | None = None, principal: Principal | None = None,
+        progress: ProgressCallback | None = None, cancel: CancelToken | None = None,
     ) -> Future[ToolResult]:
         """Run :meth:`invoke_tool` on the client's thread pool and return its future.
 
@@ -292,13 +301,15 @@ class GatewayClient:
         deadline starts now too, so time spent queued counts against it. ``cancel()`` works
         while the call runs too: a call to an MCP server (by URL or local) is abandoned at once
         and the server told (``notifications/cancelled``), the audit recording an ``error``
-        (``CancelledError``); a running gateway call cannot be cancelled (False), as before.
+        (``CallCancelled``); a running gateway call cannot be cancelled (False), as before.
+        ``cancel=token`` cancels the future as ``cancel()`` does; ``progress`` as
+        :meth:`invoke_tool`'s.
         """
         deadline = self._pipeline.deadline(timeout)
         call = self._pipeline.prepare(server, tool, parameters, user_token, idempotency_key,
-                                      principal)
+                                      principal, progress, cancel)
         return submit(self._pipeline.executor(), call.local, self._pipeline.invoke, call,
-                      deadline, user_token)
+                      deadline, user_token, cancel=call.cancel)
 
     def invoke_many(self, calls: Iterable[ToolCall], *, return_exceptions: bool = False
                     ) -> list[Any]:
@@ -359,9 +370,9 @@ class GatewayClient:
     # -- local servers (stdio) -------------------------------------------------------------------
 
     def connect_local_server(
-        self, command: list[str], *, env: Mapping[str, str] | None = None,
-        cwd: str | None = None, name: str | None = None, inherit_env: bool = False,
-        timeout: float | None = None, startup_timeout: float | None = None,
+        self, command: list[str], *, env: Mapping[str, str] | None = None, cwd: str | None = None,
+        name: str | None = None, inherit_env: bool = False, timeout: float | None = None,
+        startup_timeout: float | None = None, on_log: Callable[[Any], None] | None = None,
         on_notification: Callable[[str, Mapping[str, Any]], None] | None = None,
     ) -> LocalServer:
         """Start a local MCP server over stdio and return its session (a context manager);
@@ -370,12 +381,12 @@ class GatewayClient:
         return servers.connect_local(
             self._pipeline, command, env=env, cwd=cwd, name=name, inherit_env=inherit_env,
             timeout=self.timeouts.deadline if timeout is None else timeout,
-            startup_timeout=startup_timeout, on_notification=on_notification)
+            startup_timeout=startup_timeout, on_notification=on_notification, on_log=on_log)
 
     def connect_remote_server(
         self, url: str, *, name: str | None = None, headers: Mapping[str, str] | None = None,
         auth: Any = None, transport: str = "auto", timeout: float | None = None,
-        protocol_version: str = "auto",
+        protocol_version: str = "auto", on_log: Callable[[Any], None] | None = None,
         on_notification: Callable[[str, Mapping[str, Any]], None] | None = None,
     ) -> RemoteServer:
         """Connect to the MCP server at ``url`` and return its session, as
@@ -385,4 +396,4 @@ class GatewayClient:
         return servers.connect_remote(
             self._pipeline, url, name=name, headers=headers, auth=auth, transport=transport,
             timeout=self.timeouts.deadline if timeout is None else timeout,
-            protocol_version=protocol_version, on_notification=on_notification)
+            protocol_version=protocol_version, on_notification=on_notification, on_log=on_log)

@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Any
+from typing import Any, Callable, Optional
 
 from .._deadline import Deadline
 from .._exceptions import ValidationError
@@ -24,11 +24,23 @@ from .._validation import (
     validate_header_value,
     validate_name,
 )
+from ..resilience import CancelToken, check_token
 
-__all__ = ["Invocation", "check_call", "invoke_request", "items", "outcome", "prepare"]
+__all__ = ["Invocation", "ProgressCallback", "check_call", "check_progress", "invoke_request",
+           "items", "outcome", "prepare"]
 
 #: Seconds a waiter on a submitted call allows beyond its deadline for the worker to report.
 RESULT_GRACE = 1.0
+
+#: ``progress(progress, total, message)``: a tool call's progress notifications, in order.
+ProgressCallback = Callable[[float, Optional[float], Optional[str]], None]
+
+
+def check_progress(progress: object) -> ProgressCallback | None:
+    """A ``progress=`` argument checked: None or a callable."""
+    if progress is not None and not callable(progress):
+        raise ValidationError(f"progress must be callable or None, not {type(progress).__name__}")
+    return progress
 
 
 class Invocation:
@@ -39,17 +51,20 @@ class Invocation:
     hook; the gateway is sent ``body``); ``principal`` who the call is for, if known;
     ``filtered`` the parameter paths the client's authorizer removed (see :meth:`replace`);
     ``transport`` what the audit names: ``"http"`` (the gateway), ``"stdio"`` (a local
-    server) or ``"mcp-http"`` (a remote MCP server, also ``local``: reached directly).
+    server) or ``"mcp-http"`` (a remote MCP server, also ``local``: reached directly);
+    ``progress`` the caller's progress callback (MCP servers only) and ``cancel`` its
+    :class:`~sark_sync.CancelToken`, both checked.
     """
 
-    __slots__ = ("arguments", "body", "filtered", "headers", "idempotent", "local",
-                 "principal", "server", "tool", "transport")
+    __slots__ = ("arguments", "body", "cancel", "filtered", "headers", "idempotent", "local",
+                 "principal", "progress", "server", "tool", "transport")
 
     def __init__(self, server: str, tool: str, body: bytes, headers: dict[str, str],
                  idempotent: bool, *, local: bool = False,
                  arguments: Mapping[str, Any] | None = None,
                  principal: Principal | None = None, filtered: tuple[str, ...] = (),
-                 transport: str | None = None) -> None:
+                 transport: str | None = None, progress: ProgressCallback | None = None,
+                 cancel: CancelToken | None = None) -> None:
         self.server = server
         self.tool = tool
         self.body = body
@@ -60,6 +75,8 @@ class Invocation:
         self.principal = principal
         self.filtered = filtered
         self.transport = transport or ("stdio" if local else "http")
+        self.progress = progress
+        self.cancel = cancel
 
     def replace(self, *, headers: dict[str, str], arguments: Mapping[str, Any] | None = None,
                 filtered: tuple[str, ...] = ()) -> Invocation:
@@ -74,7 +91,8 @@ class Invocation:
                 body = encode_invocation(self.server, self.tool, arguments)
         return Invocation(self.server, self.tool, body, headers, self.idempotent,
                           local=self.local, arguments=new_arguments, principal=self.principal,
-                          filtered=filtered, transport=self.transport)
+                          filtered=filtered, transport=self.transport,
+                          progress=self.progress, cancel=self.cancel)
 
 
 def outcome(future: Future[ToolResult], deadline: Deadline) -> ToolResult | BaseException:
@@ -118,6 +136,7 @@ def prepare(
     server: str, tool: str, parameters: Mapping[str, Any] | None, user_token: str | None,
     idempotency_key: str | None, *, local: bool, auto_key: bool, retry_safe: bool,
     principal: Principal | None, snapshot: bool, transport: str | None = None,
+    progress: object = None, cancel: object = None,
 ) -> Invocation:
     """Encode a call for a local server or the gateway; nothing is sent. The names and header
     values are those :func:`check_call` returned; the parameters are checked here.
@@ -126,21 +145,25 @@ def prepare(
     ``retry_safe`` says the tool is annotated read-only or idempotent. With ``snapshot``
     (the call will be authorized), ``arguments`` is a copy of the parameters as they are
     sent, so that a caller changing its dict after ``submit()`` cannot make the authorizer
-    judge other parameters than those sent. ``transport`` as :class:`Invocation`'s.
+    judge other parameters than those sent. ``transport`` as :class:`Invocation`'s;
+    ``progress`` and ``cancel`` are checked (:class:`ValidationError`).
     """
+    checked_progress = check_progress(progress)
+    token = check_token(cancel)
     if local:
         arguments = encode_arguments(parameters)
         if snapshot:
             arguments = json_copy(arguments)
         return Invocation(server, tool, b"", {}, False, local=True, arguments=arguments,
-                          principal=principal, transport=transport)
+                          principal=principal, transport=transport,
+                          progress=checked_progress, cancel=token)
     body, headers = invoke_request(server, tool, parameters, user_token, idempotency_key)
     if idempotency_key is None and auto_key:
         headers["Idempotency-Key"] = str(uuid.uuid4())
     idempotent = "Idempotency-Key" in headers or retry_safe
     sent = decode_json(body)["parameters"] if snapshot else parameters
     return Invocation(server, tool, body, headers, idempotent, principal=principal,
-                      arguments=sent)
+                      arguments=sent, progress=checked_progress, cancel=token)
 
 
 

@@ -44,7 +44,14 @@ from .._exceptions import (
 )
 from .._models import Principal, ToolResult
 from ..governance import Operation
-from ..resilience import Breaker, Retrying, retryable
+from ..resilience import (
+    Breaker,
+    Retrying,
+    cancellable,
+    interruptible,
+    raise_if_cancelled,
+    retryable,
+)
 from ..transports import GatewayTransport, LocalServerPool, RemoteServerPool, Request, Response
 from ._governance_stage import Governance
 from ._invocation import Invocation, check_call, prepare
@@ -181,7 +188,7 @@ class Pipeline:
 
         def logical() -> T:
             retrying = Retrying(policy, deadline, retryable=lambda error: retryable(
-                error, idempotent=idempotent, policy=policy))
+                error, idempotent=idempotent, policy=policy), sleep=interruptible(time.sleep))
 
             def attempt() -> Response:
                 if audit is not None:
@@ -206,9 +213,11 @@ class Pipeline:
     def prepare(
         self, server: str, tool: str, parameters: Mapping[str, Any] | None,
         user_token: str | None, idempotency_key: str | None, principal: Principal | None,
+        progress: object = None, cancel: object = None,
     ) -> Invocation:
         """Validate and encode a call; nothing is sent yet. The names and header values are
-        checked first, before anything (the local server lookup, the token) reads them."""
+        checked first, before anything (the local server lookup, the token) reads them.
+        ``progress`` and ``cancel`` are kept for an MCP server's ``tools/call``."""
         server, tool, user_token, idempotency_key = check_call(server, tool, user_token,
                                                                idempotency_key)
         pool = self.local(server)
@@ -218,14 +227,17 @@ class Pipeline:
             transport="mcp-http" if isinstance(pool, RemoteServerPool) else None,
             retry_safe=self.retry_safe.get((server, tool), False),
             principal=self.governance.principal(principal, user_token),
-            snapshot=self.governance.authorizer is not None)
+            snapshot=self.governance.authorizer is not None, progress=progress, cancel=cancel)
 
     def invoke(self, call: Invocation, deadline: Deadline, user_token: str | None = None
                ) -> ToolResult:
-        """authorize -> breaker -> retry -> transport -> audit, for one prepared call."""
-        return self.governance.run(call, deadline, self._transmit, user_token)
+        """authorize -> breaker -> retry -> transport -> audit, for one prepared call, in
+        the scope of its cancel token (if any)."""
+        with cancellable(call.cancel):
+            return self.governance.run(call, deadline, self._transmit, user_token)
 
     def _transmit(self, call: Invocation, deadline: Deadline) -> ToolResult:
+        raise_if_cancelled("before it was sent", server=call.server, tool=call.tool)
         if call.local:
             return self._transmit_local(call, deadline)
         started = time.perf_counter()
@@ -256,9 +268,9 @@ class Pipeline:
         def logical() -> ToolResult:
             retrying = Retrying(policy, deadline, retryable=lambda error: retryable(
                 error, idempotent=local.retry_safe(server, tool), policy=policy),
-                sleep=local.sleep, what=f"waiting for {server}/{tool}")
-            result = retrying.call(
-                lambda: local.call_tool(server, tool, call.arguments, deadline))
+                sleep=interruptible(local.sleep), what=f"waiting for {server}/{tool}")
+            result = retrying.call(lambda: local.call_tool(
+                server, tool, call.arguments, deadline, progress=call.progress))
             return dataclasses.replace(result, attempts=retrying.attempts)
 
         try:

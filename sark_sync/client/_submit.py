@@ -1,12 +1,13 @@
 """The thread pool's side of the client: ``submit``'s cancellable future and ``invoke_many``.
 
 A :class:`CallFuture` is a :class:`concurrent.futures.Future` whose ``cancel()`` also works
-while the call runs: it ends the future cancelled at once and fires the call's
-:class:`~sark_sync.resilience.Cancellation`. A call to an MCP server (by URL or over stdio) is
-abandoned then (its socket cut, its waiter failed), the server is sent
-``notifications/cancelled`` (at 2026-07-28 the connection is closed instead) and the worker is
-free; the audit records an ``error`` of type ``CancelledError``. A request still being set up
-(the connection, the handshake) is not cut: the call ends when its ``tools/call`` begins.
+while the call runs: it ends the future cancelled at once and fires the call's own
+:class:`~sark_sync.CancelToken` (a ``cancel=`` token given to ``submit`` cancels the future).
+A call to an MCP server (by URL or over stdio) is abandoned then (its socket cut, its waiter
+failed), the server is sent ``notifications/cancelled`` (at 2026-07-28 the connection is
+closed instead) and the worker is free; the audit records an ``error`` of type
+``CallCancelled``. A request still being set up (the connection, the handshake) is not cut:
+the call ends when its ``tools/call`` begins.
 
 A gateway call (REST, no MCP request id) cannot be withdrawn: its future is the executor's,
 whose ``cancel()`` of a running call returns False, as before.
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable, TypeVar
 from .._deadline import Deadline
 from .._exceptions import ValidationError
 from .._models import ToolCall, ToolResult
-from ..resilience import Cancellation, cancellable
+from ..resilience import CancelToken, cancellable
 from ._invocation import Invocation, items, outcome
 
 if TYPE_CHECKING:
@@ -36,7 +37,7 @@ T = TypeVar("T")
 class CallFuture(Future[T]):
     """A future whose running call can be cancelled (see the module)."""
 
-    def __init__(self, cancellation: Cancellation) -> None:
+    def __init__(self, cancellation: CancelToken) -> None:
         super().__init__()
         self._cancellation = cancellation
 
@@ -70,13 +71,14 @@ class CallFuture(Future[T]):
                 raise
 
 
-def submit(executor: ThreadPoolExecutor, mcp: bool, function: Callable[..., T], *args: Any
-           ) -> Future[T]:
+def submit(executor: ThreadPoolExecutor, mcp: bool, function: Callable[..., T], *args: Any,
+           cancel: CancelToken | None = None) -> Future[T]:
     """``executor.submit(function, *args)``; for a call to an MCP server (``mcp``), a
-    :class:`CallFuture`, the call running in the scope of its cancellation."""
+    :class:`CallFuture`, the call running in the scope of its cancellation. ``cancel``
+    cancels the future (a running gateway call's future stays running, as ``cancel()``'s)."""
     if not mcp:  # a gateway call cannot be withdrawn: the executor's future, as ever
-        return executor.submit(function, *args)
-    cancellation = Cancellation()
+        return _linked(executor.submit(function, *args), cancel)
+    cancellation = CancelToken()
     future: CallFuture[T] = CallFuture(cancellation)
 
     def run() -> None:
@@ -92,6 +94,14 @@ def submit(executor: ThreadPoolExecutor, mcp: bool, function: Callable[..., T], 
 
     executor.submit(run).add_done_callback(
         lambda work: future.cancel() if work.cancelled() else None)  # a pool shut down
+    return _linked(future, cancel)
+
+
+def _linked(future: Future[T], token: CancelToken | None) -> Future[T]:
+    """``future``, cancelled by ``token`` until it is done."""
+    if token is not None:
+        forget = token.on_cancel(future.cancel)
+        future.add_done_callback(lambda _: forget())
     return future
 
 

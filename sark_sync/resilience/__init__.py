@@ -10,7 +10,16 @@ from __future__ import annotations
 
 from . import _forksafety as forksafety
 from ._breaker import Breaker, is_counted_failure, is_server_answer
-from ._cancellation import Cancellation, cancellable, cancelled_error, cancels
+from ._cancellation import (
+    MAX_REASON_CHARS,
+    CancelToken,
+    cancellable,
+    cancelled_error,
+    cancels,
+    check_token,
+    interruptible,
+    raise_if_cancelled,
+)
 from ._cancellation import current as current_cancellation
 from ._retrying import (
     MAX_RETRY_AFTER,
@@ -24,8 +33,9 @@ from ._watchdog import DEADLINE_MARGIN, WATCHDOG_TICK, Watched, watchdog
 
 __all__ = [
     "Breaker",
-    "Cancellation",
+    "CancelToken",
     "DEADLINE_MARGIN",
+    "MAX_REASON_CHARS",
     "MAX_RETRY_AFTER",
     "Retrying",
     "WATCHDOG_TICK",
@@ -33,13 +43,16 @@ __all__ = [
     "cancellable",
     "cancelled_error",
     "cancels",
+    "check_token",
     "current_cancellation",
     "forksafety",
+    "interruptible",
     "is_counted_failure",
     "is_server_answer",
     "mark_sent",
     "mark_unsent",
     "parse_retry_after",
+    "raise_if_cancelled",
     "retryable",
     "watchdog",
 ]

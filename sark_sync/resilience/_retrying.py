@@ -25,6 +25,7 @@ from .._config import RetryPolicy
 from .._deadline import Deadline
 from .._exceptions import (
     APIError,
+    CallCancelled,
     ConnectionFailed,
     DeadlineExceeded,
     GatewayError,
@@ -102,13 +103,14 @@ def mark_sent(error: GatewayError, *, retryable: bool = True) -> GatewayError:
 def retryable(error: BaseException, *, idempotent: bool, policy: RetryPolicy) -> bool:
     """The one rule: may the request that failed with ``error`` be tried again?
 
-    Never for a deadline, nor for anything that is not a :class:`GatewayError`. A request that
-    never left: always. An answer: when the policy lists its status
-    (:meth:`RetryPolicy.retryable_status`) and the request is idempotent, or the status is 429
-    (the gateway did not process it). A broken exchange (connection lost, timeout, a local
-    server that died mid-call): only an idempotent request.
+    Never for a deadline or a cancelled call, nor for anything that is not a
+    :class:`GatewayError`. A request that never left: always. An answer: when the policy lists
+    its status (:meth:`RetryPolicy.retryable_status`) and the request is idempotent, or the
+    status is 429 (the gateway did not process it). A broken exchange (connection lost,
+    timeout, a local server that died mid-call): only an idempotent request.
     """
-    if not isinstance(error, GatewayError) or isinstance(error, DeadlineExceeded):
+    if not isinstance(error, GatewayError) or isinstance(error, (DeadlineExceeded,
+                                                                 CallCancelled)):
         return False
     exchange = error.__dict__.get(_EXCHANGE)
     if exchange == "unsent":

@@ -36,6 +36,7 @@ from ._mcp_options import (
     check_restart,
     check_seconds,
 )
+from ._mcp_progress import ProgressHandler
 from ._mcp_session import LocalServer
 
 __all__ = ["LocalServerPool", "ServerSpec"]
@@ -50,11 +51,12 @@ class ServerSpec:
     argument and the rule (``where`` says which server, e.g. ``local_servers['files']``) and
     never quotes an environment value."""
 
-    __slots__ = ("command", "cwd", "env", "inherit_env", "startup_timeout")
+    __slots__ = ("command", "cwd", "env", "inherit_env", "on_log", "startup_timeout")
 
     def __init__(self, command: Sequence[str], env: Mapping[str, str] | None = None,
                  cwd: str | None = None, inherit_env: bool = False,
-                 startup_timeout: float | None = None, *, where: str = "ServerSpec") -> None:
+                 startup_timeout: float | None = None, *, where: str = "ServerSpec",
+                 on_log: Callable[[Any], None] | None = None) -> None:
         try:
             self.command = validate_command(command)
         except ValidationError as exc:
@@ -64,6 +66,7 @@ class ServerSpec:
         self.inherit_env = check_flag(f"{where}.inherit_env", inherit_env)
         self.startup_timeout = check_seconds(f"{where}.startup_timeout", startup_timeout,
                                              allow_none=True)
+        self.on_log = check_callback(f"{where}.on_log", on_log)  # the server's log messages
 
     @classmethod
     def coerce(cls, name: str, value: object) -> ServerSpec:
@@ -73,11 +76,11 @@ class ServerSpec:
             return value
         if isinstance(value, Mapping):
             unknown = {str(key) for key in value} - {
-                "command", "env", "cwd", "inherit_env", "startup_timeout"}
+                "command", "env", "cwd", "inherit_env", "startup_timeout", "on_log"}
             if unknown or "command" not in value:
                 raise ConfigurationError(
                     f"{where} needs 'command' and may have env, cwd, "
-                    f"inherit_env, startup_timeout (unknown: {sorted(unknown)})")
+                    f"inherit_env, startup_timeout, on_log (unknown: {sorted(unknown)})")
             options = dict(value)
             return cls(options.pop("command"), **options, where=where)
         if isinstance(value, (list, tuple)) and value and all(isinstance(p, str) for p in value):
@@ -153,6 +156,7 @@ class LocalServerPool:
         self, command: Sequence[str], *, name: str | None, env: Mapping[str, str] | None,
         cwd: str | None, inherit_env: bool, timeout: float, startup_timeout: float | None,
         on_notification: Callable[[str, Mapping[str, Any]], None] | None,
+        on_log: Callable[[Any], None] | None = None,
     ) -> LocalServer:
         """Start a session the caller holds, and route calls for its name to it."""
         if name is not None:
@@ -164,10 +168,11 @@ class LocalServerPool:
         check_seconds("startup_timeout", startup_timeout, error=ValidationError,
                       allow_none=True)
         check_callback("on_notification", on_notification, error=ValidationError)
+        check_callback("on_log", on_log, error=ValidationError)
         server = LocalServer(
             command, name=name, env=env, cwd=cwd, inherit_env=inherit_env, timeout=timeout,
             startup_timeout=self.startup_timeout if startup_timeout is None else startup_timeout,
-            on_notification=on_notification,
+            on_notification=on_notification, on_log=on_log,
         )
         server.start()
         try:
@@ -196,7 +201,7 @@ class LocalServerPool:
         if budget <= 0:
             raise deadline.exceeded(f"before calling {name}/{tool}", attempts=0, server=name,
                                     tool=tool)
-        return server.call_tool(tool, arguments, timeout=budget)
+        return server.call_tool(tool, arguments, timeout=budget, progress=progress)
 
     def list_tools(self, name: str, deadline: Deadline) -> list[ToolInfo]:
         tools = self.get(name, deadline).list_tools(timeout=max(deadline.remaining(), 0.001))
@@ -263,7 +268,7 @@ class LocalServerPool:
         server = LocalServer(
             spec.command, name=name, env=spec.env, inherit_env=spec.inherit_env, cwd=spec.cwd,
             startup_timeout=min(startup, deadline.remaining()),
-            on_notification=self._notify(name),
+            on_notification=self._notify(name), on_log=spec.on_log,
         )
         entry.spawned, entry.server = True, server
         server.start()

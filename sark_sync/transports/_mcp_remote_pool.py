@@ -23,6 +23,7 @@ from .._deadline import Deadline
 from .._exceptions import ClientClosedError, ConfigurationError, GatewayError
 from .._models import ToolInfo, ToolResult
 from .._validation import validate_name
+from ._mcp_progress import ProgressHandler
 from ._mcp_remote import RemoteServer
 
 __all__ = ["REMOTE_OPTIONS", "RemoteServerPool"]
@@ -31,7 +32,8 @@ log = logging.getLogger(__name__)
 
 #: What a ``remote_servers`` entry may hold besides its ``url`` (RemoteServer's arguments).
 REMOTE_OPTIONS = ("headers", "auth", "transport", "timeout", "protocol_version",
-                  "on_notification")
+                  "on_notification", "sampling", "elicitation", "roots", "handler_timeout",
+                  "on_log")
 
 
 class _Entry:

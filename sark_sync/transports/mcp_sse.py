@@ -158,26 +158,26 @@ class LegacySSEChannel:
         """The result of ``method``; :class:`RPCError` for an error answer, the stream's end
         or the POST's failure as their typed errors, :class:`DeadlineExceeded` (after posting
         ``notifications/cancelled``) when no answer came within ``timeout`` seconds;
-        ``CancelledError`` (after posting it too) when ``submit``'s future was cancelled."""
+        :class:`CallCancelled` (after posting it too) when the call's token was cancelled."""
         started = time.monotonic()
         if self._stream.endpoint is None:
             self.start(timeout)
         request_id = next(self._ids)
         body = jsonrpc.encode_request(request_id, method, params)
         waiter = self._stream.expect(request_id)
-        cancelled = cancelled_error(self.name, method)
+        token = current_cancellation() if method == "tools/call" else None
+        cancelled = cancelled_error(self.name, method, token)
         try:
             try:
-                with cancels(current_cancellation() if method == "tools/call" else None,
-                             lambda: self._stream.abandon(request_id, cancelled)):
+                with cancels(token, lambda: self._stream.abandon(request_id, cancelled)):
                     self._post(body, timeout - (time.monotonic() - started), method)
                     answered = waiter.latch.acquire(
                         timeout=max(0.0, timeout - (time.monotonic() - started)))
                 cut = None if answered else self._timeout(method, timeout)
             except TransportTimeout as exc:
                 cut = exc
-            if waiter.error is cancelled:  # submit's future was cancelled
-                self._cancel(request_id, "cancelled")
+            if waiter.error is cancelled and token is not None:  # the call's token fired
+                self._cancel(request_id, cancelled._with_reason(token.reason) or "cancelled")
             elif cut is not None:
                 self._cancel(request_id, "timeout")
                 raise DeadlineExceeded(cut.message, timeout=timeout, last_error=cut,

@@ -216,7 +216,7 @@ class StdioTransport:
         :class:`RPCError` for a JSON-RPC error, :class:`ProcessExitedError` if the
         process is gone, :class:`ProtocolError` for an unreadable answer, and
         :class:`TransportTimeout` after sending ``notifications/cancelled`` on a timeout
-        (``CancelledError`` after sending it when ``submit``'s future is cancelled).
+        (:class:`CallCancelled` after sending it when the call's token is cancelled).
         """
         request_id = next(self._ids)
         line = _encode(lambda: jsonrpc.encode_request(request_id, method, params))
@@ -225,14 +225,14 @@ class StdioTransport:
             if self._exit_error is not None:
                 raise copy.copy(self._exit_error)
             self._pending[request_id] = pending
-        started, cancelled = time.monotonic(), cancelled_error(self.name, method)
+        token = current_cancellation() if method == "tools/call" else None
+        started, cancelled = time.monotonic(), cancelled_error(self.name, method, token)
         try:
             self._write(line, timeout)  # a timeout here: not sent (whole), nothing to cancel
-            with cancels(current_cancellation() if method == "tools/call" else None,
-                         lambda: self._resolve(request_id, error=cancelled)):  # submit's cancel()
+            with cancels(token, lambda: self._resolve(request_id, error=cancelled)):
                 answered = pending.wait(timeout - (time.monotonic() - started))
-            if pending.error is cancelled:
-                self._cancel(request_id, "cancelled")
+            if pending.error is cancelled and token is not None:  # the call's token fired
+                self._cancel(request_id, cancelled._with_reason(token.reason) or "cancelled")
             elif not answered:
                 self._cancel(request_id, "timeout")
                 raise TransportTimeout(

@@ -3,7 +3,7 @@ and tells the server (``notifications/cancelled``, reason "cancelled"), against 
 MCP server over Streamable HTTP and over stdio, and a misbehaving stdio server that records what
 it receives. The worker is freed (``max_workers=1``: the next call runs at once), the call is
 neither retried nor counted by the breaker, and its audit event is an ``error`` of type
-``CancelledError``."""
+``CallCancelled``."""
 
 from __future__ import annotations
 
@@ -21,8 +21,9 @@ from realcomp.recording_proxy import RecordingProxy
 from support import FAST_RETRY, child_env, misbehave_command, wait_for
 
 import sark_sync
+from sark_sync._exceptions import CallCancelled
 from sark_sync.governance import CallableSink
-from sark_sync.resilience import Cancellation, cancellable
+from sark_sync.resilience import CancelToken, cancellable
 from sark_sync.transports._mcp_remote import RemoteServer
 
 pytestmark = [pytest.mark.timeout(60)]
@@ -65,7 +66,7 @@ def check_cancelled(future: Any, client: sark_sync.GatewayClient, server: str,
     calls = wait_for(lambda: [e for e in events if e.event_type == "tool_invocation"]
                      if len(events) >= 2 else None, timeout=5, what="both audit events")
     assert [(e.tool, e.outcome, e.error_type) for e in calls] == [
-        ("slow", "error", "CancelledError"),
+        ("slow", "error", "CallCancelled"),
         ("echo", "success", None)]
 
 
@@ -111,7 +112,7 @@ def test_at_2026_07_28_cancelling_closes_the_connection_and_posts_nothing(
     the token's scope as ``submit``'s worker does, so that the first progress shows the call
     reached the server (a 2026 response has no head before its first event)."""
     proxy = recording_proxy(mcp_http_server("stateful").url)
-    token = Cancellation()
+    token = CancelToken()
     results: queue.Queue[object] = queue.Queue()
     in_flight = threading.Event()
 
@@ -135,8 +136,9 @@ def test_at_2026_07_28_cancelling_closes_the_connection_and_posts_nothing(
         finally:
             token.cancel()
             worker.join(10)
-        assert isinstance(error, CancelledError)
-        assert str(error) == f"tools/call to MCP server {server.name!r} was cancelled"
+        assert isinstance(error, CallCancelled) and isinstance(error, CancelledError)
+        assert error.message == f"tools/call to MCP server {server.name!r} was cancelled"
+        assert (error.server, error.method, error.reason) == (server.name, "tools/call", None)
         assert server.call_tool("echo", {"text": "after"}).text == "after"
     methods = [b.get("method") for b in posted(proxy)]
     assert methods[0] == "server/discover" and "notifications/cancelled" not in methods
@@ -170,7 +172,7 @@ def test_cancel_a_running_stdio_call_tells_the_server(tmp_path: Path) -> None:
         assert (breaker.failure_count, breaker.state) == (0, "closed")
         audited = wait_for(lambda: [e for e in events if e.event_type == "tool_invocation"],
                            timeout=5, what="the audit event")
-        assert [(e.outcome, e.error_type) for e in audited] == [("error", "CancelledError")]
+        assert [(e.outcome, e.error_type) for e in audited] == [("error", "CallCancelled")]
         # The session still answers, and the only worker is free at once.
         assert [t.name for t in client.list_tools("hang")] == ["echo"]
         started = time.monotonic()
@@ -208,8 +210,10 @@ def test_a_pending_future_is_cancelled_as_before(tmp_path: Path) -> None:
         wait_for(first.running, timeout=10, what="the first call to start")
         assert not queued.running()
         assert queued.cancel() is True and queued.cancelled()
+        wait_for(lambda: record.exists() and "tools/call" in record.read_text(), timeout=10,
+                 what="the server to take tools/call")
         assert first.cancel() is True
-        wait_for(lambda: record.exists() and "notifications/cancelled" in record.read_text(),
+        wait_for(lambda: "notifications/cancelled" in record.read_text(),
                  timeout=5, what="notifications/cancelled")
         received = [json.loads(line) for line in record.read_text().splitlines()]
         assert [m["params"]["arguments"] for m in received

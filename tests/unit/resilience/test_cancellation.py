@@ -12,14 +12,14 @@ import pytest
 
 import sark_sync
 from sark_sync.client._submit import CallFuture, submit
-from sark_sync.resilience import Cancellation, cancellable, cancels, current_cancellation
+from sark_sync.resilience import CancelToken, cancellable, cancels, current_cancellation
 from sark_sync.testing import MockResponse, MockTransport
 
 pytestmark = pytest.mark.timeout(30)
 
 
 def test_cancel_runs_each_registered_callback_once_and_late_ones_at_once() -> None:
-    token = Cancellation()
+    token = CancelToken()
     seen: list[str] = []
     token.on_cancel(lambda: seen.append("a"))
     forget = token.on_cancel(lambda: seen.append("forgotten"))
@@ -32,7 +32,7 @@ def test_cancel_runs_each_registered_callback_once_and_late_ones_at_once() -> No
 
 
 def test_cancels_registers_for_the_block_only_and_accepts_none() -> None:
-    token = Cancellation()
+    token = CancelToken()
     seen: list[int] = []
     with cancels(token, lambda: seen.append(1)):
         pass
@@ -43,7 +43,7 @@ def test_cancels_registers_for_the_block_only_and_accepts_none() -> None:
 
 
 def test_the_scope_is_the_block_and_the_thread() -> None:
-    token = Cancellation()
+    token = CancelToken()
     other: list[object] = []
     with cancellable(token):
         assert current_cancellation() is token
