@@ -87,8 +87,8 @@ class McpFeatures:
 
         :raises CapabilityNotSupported: at once, if the server did not declare ``resources``.
         """
-        deadline = self._start("resources", "resources/list", timeout)
-        return self._listing("resources/list", "resources", Resource.from_dict, deadline)
+        seconds = self._check("resources", "resources/list", timeout)
+        return self._listing("resources/list", "resources", Resource.from_dict, seconds)
 
     def list_resource_templates(self, *, timeout: float | None = None
                                 ) -> list[ResourceTemplate]:
@@ -96,9 +96,9 @@ class McpFeatures:
 
         :raises CapabilityNotSupported: the server did not declare ``resources``.
         """
-        deadline = self._start("resources", "resources/templates/list", timeout)
+        seconds = self._check("resources", "resources/templates/list", timeout)
         return list(self._listing("resources/templates/list", "resourceTemplates",
-                                  ResourceTemplate.from_dict, deadline))
+                                  ResourceTemplate.from_dict, seconds))
 
     def read_resource(self, uri: str, *, timeout: float | None = None) -> ResourceResult:
         """Read the resource at ``uri`` (a listed one, or a template filled in).
@@ -110,8 +110,8 @@ class McpFeatures:
         """
         if not isinstance(uri, str) or not uri:
             raise ValidationError("uri must be a non-empty str")
-        deadline = self._start("resources", "resources/read", timeout)
-        result = self._channel.request("resources/read", {"uri": uri}, _left(deadline))
+        seconds = self._check("resources", "resources/read", timeout)
+        result = self._channel.request("resources/read", {"uri": uri}, seconds)
         return self._parse(ResourceResult.from_dict, result, "resources/read")
 
     # -- prompts ---------------------------------------------------------------------------
@@ -128,8 +128,8 @@ class McpFeatures:
 
         :raises CapabilityNotSupported: at once, if the server did not declare ``prompts``.
         """
-        deadline = self._start("prompts", "prompts/list", timeout)
-        return self._listing("prompts/list", "prompts", Prompt.from_dict, deadline)
+        seconds = self._check("prompts", "prompts/list", timeout)
+        return self._listing("prompts/list", "prompts", Prompt.from_dict, seconds)
 
     def get_prompt(self, name: str, arguments: Mapping[str, str] | None = None, *,
                    timeout: float | None = None) -> PromptResult:
@@ -146,8 +146,8 @@ class McpFeatures:
         params: dict[str, Any] = {"name": name}
         if arguments is not None:
             params["arguments"] = _string_map(arguments, "arguments")
-        deadline = self._start("prompts", "prompts/get", timeout)
-        result = self._channel.request("prompts/get", params, _left(deadline))
+        seconds = self._check("prompts", "prompts/get", timeout)
+        result = self._channel.request("prompts/get", params, seconds)
         return self._parse(PromptResult.from_dict, result, "prompts/get")
 
     # -- completion ------------------------------------------------------------------------
@@ -181,8 +181,8 @@ class McpFeatures:
         if self.protocol_version == FIRST_VERSION and not self._declared(capability):
             capability = next((c for c in ("prompts", "resources") if self._declared(c)),
                               capability)
-        deadline = self._start(capability, "completion/complete", timeout)
-        result = self._channel.request("completion/complete", params, _left(deadline))
+        seconds = self._check(capability, "completion/complete", timeout)
+        result = self._channel.request("completion/complete", params, seconds)
         return self._parse(Completion.from_dict, result, "completion/complete")
 
     # -- shared ----------------------------------------------------------------------------
@@ -191,8 +191,8 @@ class McpFeatures:
         value = self.capabilities.get(capability)
         return value is not None and value is not False
 
-    def _start(self, capability: str, method: str, timeout: float | None) -> float:
-        """The deadline of an operation, after checking that the server declared
+    def _check(self, capability: str, method: str, timeout: float | None) -> float:
+        """The seconds an operation may take, after checking that the server declared
         ``capability`` (a session not connected yet is not checked: its channel refuses)."""
         seconds = self._timeout(timeout)
         if self.protocol_version is not None and not self._declared(capability):
@@ -200,11 +200,18 @@ class McpFeatures:
                 f"{self.kind} {self.name!r} does not declare the {capability!r} capability: "
                 f"{method} was not sent", capability=capability, method=method,
                 server=self.name)
-        return time.monotonic() + seconds
+        return seconds
 
     def _listing(self, method: str, key: str, parse: Callable[[object, str], T],
-                 deadline: float) -> Iterator[T]:
-        for item in self._pages(method, key, deadline):
+                 seconds: float) -> Iterator[T]:
+        """The parsed items of every page, within ``seconds`` from now (this call, not the
+        first ``next()``: the iterator is a generator started here)."""
+        return self._parsed(method, parse, self._pages(method, key,
+                                                        time.monotonic() + seconds))
+
+    def _parsed(self, method: str, parse: Callable[[object, str], T],
+                items: Iterator[Any]) -> Iterator[T]:
+        for item in items:
             try:
                 yield parse(item, self.name)
             except ValueError as exc:
