@@ -478,9 +478,10 @@ def contextforge(request: pytest.FixtureRequest, contextforge_python: Path,
 
 # The fixtures of the official server that uses the client side of MCP (mcp_client_server.py):
 # mcp_client_stdio_command, mcp_client_tools_only_command, mcp_client_http_server,
-# mcp_client_tools_only_http_server. Imported last: that module builds on McpHttpServer.
+# mcp_client_tools_only_http_server, mcp_client_peer. Imported last: it builds on McpHttpServer.
 from realcomp.client_fixtures import (  # noqa: E402, F401
     mcp_client_http_server,
+    mcp_client_peer,
     mcp_client_stdio_command,
     mcp_client_tools_only_command,
     mcp_client_tools_only_http_server,
