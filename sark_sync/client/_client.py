@@ -373,21 +373,21 @@ class GatewayClient:
         self, command: list[str], *, env: Mapping[str, str] | None = None, cwd: str | None = None,
         name: str | None = None, inherit_env: bool = False, timeout: float | None = None,
         startup_timeout: float | None = None, on_log: Callable[[Any], None] | None = None,
-        on_notification: Callable[[str, Mapping[str, Any]], None] | None = None,
+        on_notification: Callable[[str, Mapping[str, Any]], None] | None = None, **handlers: Any,
     ) -> LocalServer:
         """Start a local MCP server over stdio and return its session (a context manager);
         ``invoke_tool(session.name, ...)`` reaches it through the pipeline, and the client's
         ``close()`` ends it if the caller has not. Arguments as :class:`LocalServer`'s."""
         return servers.connect_local(
             self._pipeline, command, env=env, cwd=cwd, name=name, inherit_env=inherit_env,
-            timeout=self.timeouts.deadline if timeout is None else timeout,
-            startup_timeout=startup_timeout, on_notification=on_notification, on_log=on_log)
+            timeout=self.timeouts.deadline if timeout is None else timeout, on_log=on_log,
+            startup_timeout=startup_timeout, on_notification=on_notification, handlers=handlers)
 
     def connect_remote_server(
         self, url: str, *, name: str | None = None, headers: Mapping[str, str] | None = None,
         auth: Any = None, transport: str = "auto", timeout: float | None = None,
         protocol_version: str = "auto", on_log: Callable[[Any], None] | None = None,
-        on_notification: Callable[[str, Mapping[str, Any]], None] | None = None,
+        on_notification: Callable[[str, Mapping[str, Any]], None] | None = None, **handlers: Any,
     ) -> RemoteServer:
         """Connect to the MCP server at ``url`` and return its session, as
         :meth:`connect_local_server` does; ``timeout`` (default: the client's deadline)
@@ -395,5 +395,5 @@ class GatewayClient:
         ``requests.auth.AuthBase`` (refreshed once on 401); the rest as ``RemoteServer``'s."""
         return servers.connect_remote(
             self._pipeline, url, name=name, headers=headers, auth=auth, transport=transport,
-            timeout=self.timeouts.deadline if timeout is None else timeout,
-            protocol_version=protocol_version, on_notification=on_notification, on_log=on_log)
+            timeout=self.timeouts.deadline if timeout is None else timeout, on_log=on_log,
+            protocol_version=protocol_version, on_notification=on_notification, handlers=handlers)

@@ -22,6 +22,7 @@ from ._common import (
     socket_of,
 )
 from ._guarded import Exchange, GuardedAdapter, guarded, guarded_for
+from ._mcp_handlers import HANDLER_OPTIONS, check_handler_options
 from ._mcp_pool import LocalServerPool
 from ._mcp_remote import RemoteServer
 from ._mcp_remote_pool import RemoteServerPool
@@ -36,6 +37,7 @@ __all__ = [
     "DEFAULT_MAX_RECONNECTS",
     "DEFAULT_MAX_RESPONSE_BYTES",
     "DEFAULT_STARTUP_TIMEOUT",
+    "HANDLER_OPTIONS",
     "READ_FAILURES",
     "EventSource",
     "EventStream",
@@ -52,6 +54,7 @@ __all__ = [
     "Request",
     "Response",
     "StdioTransport",
+    "check_handler_options",
     "close_session",
     "error_from_answer",
     "guarded",

@@ -38,7 +38,8 @@ from .._mcp_requests import (
 from ..wire import jsonrpc
 from ._mcp_options import check_seconds
 
-__all__ = ["ClientHandlers", "DEFAULT_HANDLER_TIMEOUT", "HandlerFailure", "MAX_CONCURRENT"]
+__all__ = ["HANDLER_OPTIONS", "ClientHandlers", "DEFAULT_HANDLER_TIMEOUT", "HandlerFailure",
+           "MAX_CONCURRENT", "check_handler_options"]
 
 log = logging.getLogger("sark_sync.mcp")
 
@@ -62,6 +63,19 @@ RootsSource = Union[Sequence[Union[Root, str]],
                     Callable[[RootsRequest], Sequence[Union[Root, str]]]]
 Error = Callable[[str], Exception]
 METHODS = ("sampling/createMessage", "elicitation/create", "roots/list")
+#: The session options that make :class:`ClientHandlers` (LocalServer's, RemoteServer's ...).
+HANDLER_OPTIONS = ("sampling", "elicitation", "roots", "handler_timeout")
+
+
+def check_handler_options(options: Mapping[str, Any], *, where: str,
+                          error: Error = ValidationError) -> dict[str, Any]:
+    """``options`` (the ``**handlers`` of a method that passes them on) if each is one of
+    :data:`HANDLER_OPTIONS` (their values are checked where the session is made)."""
+    unknown = sorted(str(key)[:40] for key in options if key not in HANDLER_OPTIONS)
+    if unknown:
+        raise error(f"{where} got unexpected option(s) {', '.join(unknown)}; it takes "
+                    f"{', '.join(HANDLER_OPTIONS)} besides its own")
+    return dict(options)
 
 
 class HandlerFailure(Exception):

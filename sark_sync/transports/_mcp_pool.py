@@ -27,6 +27,7 @@ from .._exceptions import (
 )
 from .._models import ToolInfo, ToolResult
 from .._validation import validate_command, validate_name
+from ._mcp_handlers import HANDLER_OPTIONS, ClientHandlers, check_handler_options
 from ._mcp_options import (
     check_callback,
     check_cwd,
@@ -51,12 +52,13 @@ class ServerSpec:
     argument and the rule (``where`` says which server, e.g. ``local_servers['files']``) and
     never quotes an environment value."""
 
-    __slots__ = ("command", "cwd", "env", "inherit_env", "on_log", "startup_timeout")
+    __slots__ = ("command", "cwd", "env", "handlers", "inherit_env", "on_log",
+                 "startup_timeout")
 
     def __init__(self, command: Sequence[str], env: Mapping[str, str] | None = None,
                  cwd: str | None = None, inherit_env: bool = False,
                  startup_timeout: float | None = None, *, where: str = "ServerSpec",
-                 on_log: Callable[[Any], None] | None = None) -> None:
+                 on_log: Callable[[Any], None] | None = None, **handlers: Any) -> None:
         try:
             self.command = validate_command(command)
         except ValidationError as exc:
@@ -67,6 +69,9 @@ class ServerSpec:
         self.startup_timeout = check_seconds(f"{where}.startup_timeout", startup_timeout,
                                              allow_none=True)
         self.on_log = check_callback(f"{where}.on_log", on_log)  # the server's log messages
+        #: sampling, elicitation, roots, handler_timeout: checked now, given to each session.
+        self.handlers = check_handler_options(handlers, where=where, error=ConfigurationError)
+        ClientHandlers(where, **self.handlers)
 
     @classmethod
     def coerce(cls, name: str, value: object) -> ServerSpec:
@@ -76,11 +81,13 @@ class ServerSpec:
             return value
         if isinstance(value, Mapping):
             unknown = {str(key) for key in value} - {
-                "command", "env", "cwd", "inherit_env", "startup_timeout", "on_log"}
+                "command", "env", "cwd", "inherit_env", "startup_timeout", "on_log",
+                *HANDLER_OPTIONS}
             if unknown or "command" not in value:
                 raise ConfigurationError(
-                    f"{where} needs 'command' and may have env, cwd, "
-                    f"inherit_env, startup_timeout, on_log (unknown: {sorted(unknown)})")
+                    f"{where} needs 'command' and may have env, cwd, inherit_env, "
+                    f"startup_timeout, on_log, {', '.join(HANDLER_OPTIONS)} (unknown: "
+                    f"{sorted(unknown)})")
             options = dict(value)
             return cls(options.pop("command"), **options, where=where)
         if isinstance(value, (list, tuple)) and value and all(isinstance(p, str) for p in value):
@@ -157,6 +164,7 @@ class LocalServerPool:
         cwd: str | None, inherit_env: bool, timeout: float, startup_timeout: float | None,
         on_notification: Callable[[str, Mapping[str, Any]], None] | None,
         on_log: Callable[[Any], None] | None = None,
+        handlers: Mapping[str, Any] | None = None,
     ) -> LocalServer:
         """Start a session the caller holds, and route calls for its name to it."""
         if name is not None:
@@ -172,7 +180,7 @@ class LocalServerPool:
         server = LocalServer(
             command, name=name, env=env, cwd=cwd, inherit_env=inherit_env, timeout=timeout,
             startup_timeout=self.startup_timeout if startup_timeout is None else startup_timeout,
-            on_notification=on_notification, on_log=on_log,
+            on_notification=on_notification, on_log=on_log, **(handlers or {}),
         )
         server.start()
         try:
@@ -268,7 +276,7 @@ class LocalServerPool:
         server = LocalServer(
             spec.command, name=name, env=spec.env, inherit_env=spec.inherit_env, cwd=spec.cwd,
             startup_timeout=min(startup, deadline.remaining()),
-            on_notification=self._notify(name), on_log=spec.on_log,
+            on_notification=self._notify(name), on_log=spec.on_log, **spec.handlers,
         )
         entry.spawned, entry.server = True, server
         server.start()
