@@ -39,7 +39,8 @@ ProgressCallback = Callable[[float, Optional[float], Optional[str]], None]
 def check_progress(progress: object) -> ProgressCallback | None:
     """A ``progress=`` argument checked: None or a callable."""
     if progress is not None and not callable(progress):
-        raise ValidationError(f"progress must be callable or None, not {type(progress).__name__}")
+        raise ValidationError(
+            f"progress must be a callable or None, not {type(progress).__name__}")
     return progress
 
 
