@@ -1,0 +1,141 @@
+"""Tools through a real session: outputSchema checks, the tool cache and list_changed.
+
+Against a scripted stdio server (stdio_servers/tool_catalog.py: its added tools crash on their
+first call, so a test sees whether the client retries them) and the official SDK server
+(tests/realcomp/mcp_client_server.py, mcp 2.3.0: ``bad_output`` violates its outputSchema,
+``add_tool`` adds a tool and sends notifications/tools/list_changed), over stdio and HTTP.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from mcp_peer import session
+from realcomp.client_fixtures import ClientPeer
+from support import child_env
+
+import sark_sync
+from sark_sync import ProcessExitedError, ProtocolError
+
+UNUSED_GATEWAY = "http://127.0.0.1:9"  # MCP servers only: the gateway is never reached
+CATALOG = Path(__file__).resolve().parent.parent / "stdio_servers" / "tool_catalog.py"
+
+
+@pytest.fixture
+def catalog(tmp_path: Path) -> list[str]:
+    return [sys.executable, str(CATALOG), str(tmp_path / "state.json")]
+
+
+@pytest.fixture
+def local(catalog: list[str]) -> Iterator[sark_sync.LocalServer]:
+    with sark_sync.LocalServer(catalog, env=child_env(), name="catalog", timeout=10) as server:
+        yield server
+
+
+# -- the scripted server ------------------------------------------------------------------------
+
+def test_listed_tools_keep_title_output_schema_icons_and_meta(
+        local: sark_sync.LocalServer) -> None:
+    measure = {tool.name: tool for tool in local.list_tools()}["measure"]
+    assert measure.title == "Measure"
+    assert measure.output_schema is not None and measure.output_schema["required"] == [
+        "value", "unit"]
+    assert measure.icons == ({"src": "data:image/png;base64,AA=="},)
+    assert measure.meta == {"example/kind": "reading"}
+
+
+def test_a_result_that_violates_the_output_schema_is_a_protocol_error(
+        local: sark_sync.LocalServer) -> None:
+    assert local.call_tool("measure", {"value": 3}).structured == {"value": 3, "unit": "m"}
+    with pytest.raises(ProtocolError) as caught:
+        local.call_tool("measure", {"value": "sk-secret-1234", "note": "sk-secret-1234"})
+    error = caught.value
+    assert (error.server, error.tool) == ("catalog", "measure")
+    assert "$.value fails 'type'" in error.message and "catalog" in error.message
+    assert "sk-secret" not in str(error)
+    with pytest.raises(ProtocolError, match="without structuredContent"):
+        local.call_tool("plain", {})
+    assert local.alive  # a bad result fails the call, not the session
+
+
+def test_the_first_call_lists_the_tools_so_it_is_checked(catalog: list[str]) -> None:
+    with sark_sync.LocalServer(catalog, env=child_env(), name="fresh") as server:
+        with pytest.raises(ProtocolError, match="does not match its outputSchema"):
+            server.call_tool("measure", {"value": 1.5})
+
+
+def test_after_list_changed_the_next_listing_and_call_know_the_new_tool(
+        local: sark_sync.LocalServer) -> None:
+    assert local.tool_retry_safe("reader") is None
+    local.call_tool("grow", {"name": "reader", "safe": True})
+    assert "reader" in [tool.name for tool in local.list_tools()]
+    assert local.tool_retry_safe("reader") is True
+
+
+def test_the_new_tools_annotations_decide_its_retries_through_the_client(
+        catalog: list[str]) -> None:
+    with sark_sync.GatewayClient(UNUSED_GATEWAY, local_servers={
+            "catalog": {"command": catalog, "env": child_env()}}) as client:
+        assert "safe_one" not in [tool.name for tool in client.list_tools("catalog")]
+        client.invoke_tool("catalog", "grow", {"name": "safe_one", "safe": True})
+        client.invoke_tool("catalog", "grow", {"name": "unsafe_one", "safe": False})
+        names = [tool.name for tool in client.list_tools("catalog")]
+        assert "safe_one" in names and "unsafe_one" in names
+        # Each crashes the server on its first call: only the annotated one is tried again.
+        result = client.invoke_tool("catalog", "safe_one", {})
+        assert (result.text, result.attempts) == ("safe_one ran", 2)
+        with pytest.raises(ProcessExitedError):
+            client.invoke_tool("catalog", "unsafe_one", {})
+
+
+def test_list_changed_between_calls_refreshes_retry_safety_without_a_listing(
+        catalog: list[str]) -> None:
+    """No list_tools here: the call after the notification lists the tools itself."""
+    with sark_sync.GatewayClient(UNUSED_GATEWAY, local_servers={
+            "catalog": {"command": catalog, "env": child_env()}}) as client:
+        client.invoke_tool("catalog", "grow", {"name": "later", "safe": True})
+        assert client.invoke_tool("catalog", "later", {}).attempts == 2
+
+
+# -- the official SDK server ---------------------------------------------------------------------
+
+@pytest.mark.realcomp
+def test_sdk_output_schema_is_enforced(mcp_client_peer: ClientPeer) -> None:
+    with session(mcp_client_peer) as server:
+        good = server.call_tool("good_output", {"value": 7})
+        assert good.structured == {"value": 7, "unit": "m"}
+        with pytest.raises(ProtocolError, match=r"tool 'bad_output'.*\$\.value fails 'type'"):
+            server.call_tool("bad_output", {})
+        listed = {tool.name: tool for tool in server.list_tools()}
+        assert listed["bad_output"].output_schema is not None
+
+
+@pytest.mark.realcomp
+@pytest.mark.parametrize("mcp_client_peer", ["stdio", "http-2025"], indirect=True)
+def test_sdk_list_changed_shows_the_added_tool(mcp_client_peer: ClientPeer,
+                                               request: pytest.FixtureRequest) -> None:
+    name = f"added_{mcp_client_peer.kind.replace('-', '_')}_{request.node.name[-8:-1]}"
+    name = "".join(c for c in name if c.isalnum() or c == "_")
+    with session(mcp_client_peer) as server:
+        assert name not in [tool.name for tool in server.list_tools()]
+        assert server.call_tool("add_tool", {"name": name}).text == f"added {name}"
+        added = {tool.name: tool for tool in server.list_tools()}[name]
+        assert added.title == f"Added {name}"
+        assert added.annotations.retry_safe
+        assert server.tool_retry_safe(name) is True
+        assert server.call_tool(name, {}).text == f"{name} ran"
+
+
+@pytest.mark.realcomp
+def test_sdk_added_tool_is_retry_safe_in_the_clients_pool(
+        mcp_client_stdio_command: list[str]) -> None:
+    with sark_sync.GatewayClient(UNUSED_GATEWAY, local_servers={
+            "sdk": mcp_client_stdio_command}) as client:
+        client.invoke_tool("sdk", "add_tool", {"name": "pooled"})
+        assert client.invoke_tool("sdk", "pooled", {}).text == "pooled ran"
+        pool = client._pipeline.local("sdk")  # what the retry rule asks after a failure
+        assert pool is not None and pool.retry_safe("sdk", "pooled") is True
+        assert "pooled" in [tool.name for tool in client.list_tools("sdk")]
