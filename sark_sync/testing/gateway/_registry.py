@@ -79,6 +79,8 @@ class _Tool:
     annotations: dict[str, Any]
     sensitivity_level: str
     sensitive_params: list[str]
+    #: What an upstream MCP tool declared besides: title, output_schema, icons, meta.
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def info(self, server: str) -> dict[str, Any]:
         return {
@@ -89,6 +91,7 @@ class _Tool:
             "input_schema": copy.deepcopy(self.input_schema),
             "annotations": copy.deepcopy(self.annotations),
             "sensitive_params": list(self.sensitive_params),
+            **copy.deepcopy(self.extra),
         }
 
 
@@ -253,6 +256,7 @@ class Registry:
                 annotations=copy.deepcopy(annotations) if isinstance(annotations, dict) else {},
                 sensitivity_level=level,
                 sensitive_params=[],
+                extra=_mcp_extra(item),
             )
         with self._lock:
             if self._servers.get(server) is target:
@@ -340,3 +344,21 @@ class Registry:
     def runs(self, server: str, tool: str) -> int:
         with self._lock:
             return self._runs[(server, tool)]
+
+
+def _mcp_extra(item: Mapping[str, Any]) -> dict[str, Any]:
+    """An upstream tool's title, outputSchema, icons and _meta in the gateway's field names,
+    each kept only if of the type ToolInfo reads (a client would otherwise skip the tool)."""
+    extra: dict[str, Any] = {}
+    title, schema, icons, meta = (item.get(key) for key in ("title", "outputSchema", "icons",
+                                                             "_meta"))
+    if isinstance(title, str):
+        extra["title"] = title
+    if isinstance(schema, dict):
+        extra["output_schema"] = copy.deepcopy(schema)
+    if isinstance(icons, list) and all(isinstance(i, dict) and isinstance(i.get("src"), str)
+                                       for i in icons):
+        extra["icons"] = copy.deepcopy(icons)
+    if isinstance(meta, dict):
+        extra["meta"] = copy.deepcopy(meta)
+    return extra

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from mcp_peer import session
 from realcomp.client_fixtures import ClientPeer
-from support import child_env
+from support import API_KEY, build_gateway, child_env
 
 import sark_sync
 from sark_sync import ProcessExitedError, ProtocolError
@@ -98,6 +98,20 @@ def test_list_changed_between_calls_refreshes_retry_safety_without_a_listing(
             "catalog": {"command": catalog, "env": child_env()}}) as client:
         client.invoke_tool("catalog", "grow", {"name": "later", "safe": True})
         assert client.invoke_tool("catalog", "later", {}).attempts == 2
+
+
+def test_the_local_gateway_republishes_title_output_schema_icons_meta(
+        catalog: list[str]) -> None:
+    with build_gateway("empty") as gateway:
+        gateway.add_stdio_server("catalog", catalog, env=child_env())
+        with sark_sync.GatewayClient(gateway.url, api_key=API_KEY) as client:
+            tools = {tool.name: tool for tool in client.list_tools("catalog")}
+    measure, plain = tools["measure"], tools["plain"]
+    assert (measure.title, measure.meta) == ("Measure", {"example/kind": "reading"})
+    assert measure.output_schema == plain.output_schema and measure.output_schema is not None
+    assert measure.icons == ({"src": "data:image/png;base64,AA=="},)
+    assert (plain.title, plain.icons, plain.meta) == (None, (), {})
+    assert tools["grow"].output_schema is None
 
 
 # -- the official SDK server ---------------------------------------------------------------------
