@@ -10,6 +10,8 @@ server's stdio pipes, Streamable HTTP, HTTP+SSE):
   (:mod:`._mcp_modern`), after which ``ping()`` is a ``server/discover``;
 - ``tools/list`` following ``nextCursor`` pages, ``tools/call`` returning the same
   :class:`ToolResult` as a gateway call, ``ping``;
+- resources, prompts and completion, each sent only if the server declared it
+  (:mod:`._mcp_features`, a mixin of the session);
 - what the server sends unasked: it may ``ping`` us (answered), ask for anything else
   (answered -32601, method not found), and notify progress (to the call's ``progress``
   callback, on the session's callbacks thread: :mod:`._mcp_progress`), log messages and list
