@@ -87,8 +87,8 @@ class McpFeatures:
 
         :raises CapabilityNotSupported: at once, if the server did not declare ``resources``.
         """
-        seconds = self._check("resources", "resources/list", timeout)
-        return self._listing("resources/list", "resources", Resource.from_dict, seconds)
+        seconds = self._checked_timeout("resources", "resources/list", timeout)
+        return self._list_items("resources/list", "resources", Resource.from_dict, seconds)
 
     def list_resource_templates(self, *, timeout: float | None = None
                                 ) -> list[ResourceTemplate]:
@@ -96,8 +96,8 @@ class McpFeatures:
 
         :raises CapabilityNotSupported: the server did not declare ``resources``.
         """
-        seconds = self._check("resources", "resources/templates/list", timeout)
-        return list(self._listing("resources/templates/list", "resourceTemplates",
+        seconds = self._checked_timeout("resources", "resources/templates/list", timeout)
+        return list(self._list_items("resources/templates/list", "resourceTemplates",
                                   ResourceTemplate.from_dict, seconds))
 
     def read_resource(self, uri: str, *, timeout: float | None = None) -> ResourceResult:
@@ -110,9 +110,9 @@ class McpFeatures:
         """
         if not isinstance(uri, str) or not uri:
             raise ValidationError("uri must be a non-empty str")
-        seconds = self._check("resources", "resources/read", timeout)
+        seconds = self._checked_timeout("resources", "resources/read", timeout)
         result = self._channel.request("resources/read", {"uri": uri}, seconds)
-        return self._parse(ResourceResult.from_dict, result, "resources/read")
+        return self._parse_result(ResourceResult.from_dict, result, "resources/read")
 
     # -- prompts ---------------------------------------------------------------------------
 
@@ -128,8 +128,8 @@ class McpFeatures:
 
         :raises CapabilityNotSupported: at once, if the server did not declare ``prompts``.
         """
-        seconds = self._check("prompts", "prompts/list", timeout)
-        return self._listing("prompts/list", "prompts", Prompt.from_dict, seconds)
+        seconds = self._checked_timeout("prompts", "prompts/list", timeout)
+        return self._list_items("prompts/list", "prompts", Prompt.from_dict, seconds)
 
     def get_prompt(self, name: str, arguments: Mapping[str, str] | None = None, *,
                    timeout: float | None = None) -> PromptResult:
@@ -146,9 +146,9 @@ class McpFeatures:
         params: dict[str, Any] = {"name": name}
         if arguments is not None:
             params["arguments"] = _string_map(arguments, "arguments")
-        seconds = self._check("prompts", "prompts/get", timeout)
+        seconds = self._checked_timeout("prompts", "prompts/get", timeout)
         result = self._channel.request("prompts/get", params, seconds)
-        return self._parse(PromptResult.from_dict, result, "prompts/get")
+        return self._parse_result(PromptResult.from_dict, result, "prompts/get")
 
     # -- completion ------------------------------------------------------------------------
 
@@ -178,38 +178,38 @@ class McpFeatures:
             if self.protocol_version is None or self.protocol_version >= CONTEXT_SINCE:
                 params["context"] = {"arguments": resolved}
         capability = "completions"
-        if self.protocol_version == FIRST_VERSION and not self._declared(capability):
-            capability = next((c for c in ("prompts", "resources") if self._declared(c)),
+        if self.protocol_version == FIRST_VERSION and not self._declares(capability):
+            capability = next((c for c in ("prompts", "resources") if self._declares(c)),
                               capability)
-        seconds = self._check(capability, "completion/complete", timeout)
+        seconds = self._checked_timeout(capability, "completion/complete", timeout)
         result = self._channel.request("completion/complete", params, seconds)
-        return self._parse(Completion.from_dict, result, "completion/complete")
+        return self._parse_result(Completion.from_dict, result, "completion/complete")
 
     # -- shared ----------------------------------------------------------------------------
 
-    def _declared(self, capability: str) -> bool:
+    def _declares(self, capability: str) -> bool:
         value = self.capabilities.get(capability)
         return value is not None and value is not False
 
-    def _check(self, capability: str, method: str, timeout: float | None) -> float:
+    def _checked_timeout(self, capability: str, method: str, timeout: float | None) -> float:
         """The seconds an operation may take, after checking that the server declared
         ``capability`` (a session not connected yet is not checked: its channel refuses)."""
         seconds = self._timeout(timeout)
-        if self.protocol_version is not None and not self._declared(capability):
+        if self.protocol_version is not None and not self._declares(capability):
             raise CapabilityNotSupported(
                 f"{self.kind} {self.name!r} does not declare the {capability!r} capability: "
                 f"{method} was not sent", capability=capability, method=method,
                 server=self.name)
         return seconds
 
-    def _listing(self, method: str, key: str, parse: Callable[[object, str], T],
+    def _list_items(self, method: str, key: str, parse: Callable[[object, str], T],
                  seconds: float) -> Iterator[T]:
         """The parsed items of every page, within ``seconds`` from now (this call, not the
         first ``next()``: the iterator is a generator started here)."""
-        return self._parsed(method, parse, self._pages(method, key,
+        return self._parse_items(method, parse, self._list_pages(method, key,
                                                         time.monotonic() + seconds))
 
-    def _parsed(self, method: str, parse: Callable[[object, str], T],
+    def _parse_items(self, method: str, parse: Callable[[object, str], T],
                 items: Iterator[Any]) -> Iterator[T]:
         for item in items:
             try:
@@ -217,7 +217,7 @@ class McpFeatures:
             except ValueError as exc:
                 log.warning("skipping malformed item of %s from %s: %s", method, self.name, exc)
 
-    def _pages(self, method: str, key: str, deadline: float) -> Iterator[Any]:
+    def _list_pages(self, method: str, key: str, deadline: float) -> Iterator[Any]:
         """The items of every page of ``method``, following ``nextCursor``."""
         cursor: str | None = None
         seen: set[str] = set()
@@ -240,7 +240,7 @@ class McpFeatures:
         raise ProtocolError(f"{self.name!r} returned more than {MAX_LIST_PAGES} {method} pages",
                             server=self.name)
 
-    def _parse(self, parse: Callable[[object, str], T], result: Any, method: str) -> T:
+    def _parse_result(self, parse: Callable[[object, str], T], result: Any, method: str) -> T:
         try:
             return parse(result, self.name)
         except ValueError as exc:
