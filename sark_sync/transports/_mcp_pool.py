@@ -71,7 +71,10 @@ class ServerSpec:
         self.on_log = check_callback(f"{where}.on_log", on_log)  # the server's log messages
         #: sampling, elicitation, roots, handler_timeout: checked now, given to each session.
         self.handlers = check_handler_options(handlers, where=where, error=ConfigurationError)
-        ClientHandlers(where, **self.handlers)
+        try:
+            ClientHandlers(where, **self.handlers)
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"{where}.{exc.message}") from None
 
     @classmethod
     def coerce(cls, name: str, value: object) -> ServerSpec:
