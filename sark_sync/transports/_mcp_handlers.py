@@ -215,7 +215,7 @@ class ClientHandlers:
             raise
         if not outcome.done.wait(timeout):
             raise HandlerFailure(INTERNAL_ERROR,
-                                 f"the {method} handler did not answer within {timeout:g}s")
+                                 f"the {method} handler did not answer within {timeout:.3g}s")
         if outcome.error is not None:
             raise _failure_of(outcome.error, method) from None
         try:

@@ -136,7 +136,8 @@ def test_remote_server_options_are_checked_when_the_client_is_made() -> None:
     cases = [
         ({"url": "http://127.0.0.1:9/mcp", "retries": 3},
          "remote server 'n': unknown option(s) retries; allowed: url, headers, auth, "
-         "transport, timeout, protocol_version, on_notification"),
+         "transport, timeout, protocol_version, on_notification, sampling, elicitation, "
+         "roots, handler_timeout, on_log"),
         ({"url": "http://127.0.0.1:9/mcp", "auth": 42},
          "auth must be a (user, password) tuple or a requests.auth.AuthBase, not int"),
         ({"url": "http://127.0.0.1:9/mcp", "transport": "pigeon"},
