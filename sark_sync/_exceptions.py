@@ -249,23 +249,13 @@ class CapabilityNotSupported(GatewayError):
 
 
 class CallCancelled(GatewayError, CancelledError):
-    """The caller cancelled the call (its :class:`~sark_sync.CancelToken`, or ``cancel()`` on
-    the future ``submit`` returned) while it was waiting or running.
-
-    The MCP server was told (``notifications/cancelled``; at protocol 2026-07-28 the request's
-    connection was closed instead) and may still have done part of the work. It is never
-    retried and no breaker counts it. ``reason`` is the one given to ``cancel()`` (or None);
-    also a :class:`concurrent.futures.CancelledError`, which a cancelled future raises.
-    """
+    """The caller cancelled the call (a :class:`~sark_sync.CancelToken`, ``future.cancel()``);
+    an MCP server was told (``notifications/cancelled``; at 2026-07-28 the connection closed).
+    Never retried nor counted by a breaker; ``reason`` is the one given to ``cancel()``."""
 
     def __init__(self, message: str, *, reason: str | None = None, **context: Any) -> None:
         super().__init__(message, **context)
         self.reason = reason
-
-    def _with_reason(self, reason: str | None) -> str | None:
-        """Record the token's reason (known once it fired) and return it."""
-        self.reason = reason
-        return reason
 
 
 class DeadlineExceeded(GatewayError, TimeoutError):

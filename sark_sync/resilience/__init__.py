@@ -19,6 +19,7 @@ from ._cancellation import (
     check_token,
     interruptible,
     raise_if_cancelled,
+    sent_reason,
 )
 from ._cancellation import current as current_cancellation
 from ._retrying import (
@@ -54,5 +55,6 @@ __all__ = [
     "parse_retry_after",
     "raise_if_cancelled",
     "retryable",
+    "sent_reason",
     "watchdog",
 ]

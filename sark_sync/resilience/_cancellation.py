@@ -27,7 +27,7 @@ from typing import Any, Callable
 from .._exceptions import CallCancelled, ValidationError
 
 __all__ = ["CancelToken", "MAX_REASON_CHARS", "cancellable", "cancelled_error", "cancels",
-           "check_token", "current", "interruptible", "raise_if_cancelled"]
+           "check_token", "current", "interruptible", "raise_if_cancelled", "sent_reason"]
 
 log = logging.getLogger(__name__)
 
@@ -197,6 +197,13 @@ def cancelled_error(server: str, method: str, token: CancelToken | None = None
     reason = None if token is None else token.reason
     return CallCancelled(f"{method} to MCP server {server!r} was cancelled", reason=reason,
                          server=server, method=method)
+
+
+def sent_reason(error: CallCancelled, token: CancelToken) -> str:
+    """The ``reason`` of the ``notifications/cancelled`` that ``token`` fired
+    (``"cancelled"`` without one), recorded in ``error`` too (made before the token fired)."""
+    error.reason = token.reason
+    return token.reason or "cancelled"
 
 
 def raise_if_cancelled(what: str, **context: Any) -> None:

@@ -46,7 +46,13 @@ from .._exceptions import (
     ProtocolError,
     TransportTimeout,
 )
-from ..resilience import cancelled_error, cancels, current_cancellation, mark_sent
+from ..resilience import (
+    cancelled_error,
+    cancels,
+    current_cancellation,
+    mark_sent,
+    sent_reason,
+)
 from ..wire import DEFAULT_MAX_EVENT_BYTES, jsonrpc
 from ._common import READ_FAILURES, close_session, new_session, translate
 from ._guarded import GuardedAdapter, guarded
@@ -177,7 +183,7 @@ class LegacySSEChannel:
             except TransportTimeout as exc:
                 cut = exc
             if waiter.error is cancelled and token is not None:  # the call's token fired
-                self._cancel(request_id, cancelled._with_reason(token.reason) or "cancelled")
+                self._cancel(request_id, sent_reason(cancelled, token))
             elif cut is not None:
                 self._cancel(request_id, "timeout")
                 raise DeadlineExceeded(cut.message, timeout=timeout, last_error=cut,

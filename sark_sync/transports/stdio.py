@@ -50,7 +50,7 @@ from .._exceptions import (
     TransportTimeout,
 )
 from .._validation import unencodable, validate_command, validate_env
-from ..resilience import cancelled_error, cancels, current_cancellation
+from ..resilience import cancelled_error, cancels, current_cancellation, sent_reason
 from ..wire import jsonrpc
 from ._stdio_pipes import ProcessClosed, ServerProcess
 from ._stdio_process import KILL_TIMEOUT, STDIN_CLOSE_TIMEOUT, TERMINATE_TIMEOUT
@@ -232,7 +232,7 @@ class StdioTransport:
             with cancels(token, lambda: self._resolve(request_id, error=cancelled)):
                 answered = pending.wait(timeout - (time.monotonic() - started))
             if pending.error is cancelled and token is not None:  # the call's token fired
-                self._cancel(request_id, cancelled._with_reason(token.reason) or "cancelled")
+                self._cancel(request_id, sent_reason(cancelled, token))
             elif not answered:
                 self._cancel(request_id, "timeout")
                 raise TransportTimeout(

@@ -31,6 +31,7 @@ from sark_sync.resilience import (
     is_server_answer,
     mark_unsent,
     retryable,
+    sent_reason,
 )
 from sark_sync.testing import MockResponse, MockTransport
 from sark_sync.transports._mcp_callbacks import CallbackRunner
@@ -171,9 +172,12 @@ def test_a_retry_wait_sleeps_as_asked_without_a_token_and_ends_at_a_cancel() -> 
 
 
 def test_call_cancelled_is_a_gateway_error_and_a_cancelled_error_and_pickles() -> None:
-    error = cancelled_error("srv", "tools/call")
+    token = CancelToken()
+    error = cancelled_error("srv", "tools/call", token)
     error._with(tool="slow")
-    error._with_reason("user left")
+    token.cancel("user left")
+    assert sent_reason(error, token) == "user left"  # what notifications/cancelled carries
+    assert sent_reason(cancelled_error("srv", "m"), CancelToken()) == "cancelled"
     assert isinstance(error, sark_sync.GatewayError) and isinstance(error, CancelledError)
     copy = pickle.loads(pickle.dumps(error))
     assert type(copy) is CallCancelled
