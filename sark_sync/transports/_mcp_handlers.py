@@ -35,6 +35,7 @@ from .._mcp_requests import (
     SamplingRequest,
     SamplingResult,
 )
+from ..resilience import forksafety
 from ..wire import jsonrpc
 from ._mcp_options import check_seconds
 
@@ -127,6 +128,7 @@ class ClientHandlers:
         self._threads: set[threading.Thread] = set()
         self._lock = threading.Lock()
         self._closed = False
+        forksafety.register(self)  # a child never waits on its parent's threads or locks
 
     @property
     def dynamic_roots(self) -> bool:
@@ -284,10 +286,13 @@ class ClientHandlers:
             log.warning("%s: a request handler is still running after close", self.name)
 
     def forget_after_fork(self) -> None:
-        """In a forked child: the parent's handler threads do not exist here."""
+        """In a forked child: the parent's handler threads do not exist here, and a lock or
+        slot they held stays held forever: new ones (also run by the fork hook)."""
         self._threads = set()
         self._lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(MAX_CONCURRENT)
+
+    _after_fork_in_child = forget_after_fork
 
 
 def _failure_of(exc: BaseException, method: str) -> HandlerFailure:

@@ -287,3 +287,15 @@ def test_the_2026_envelope_declares_the_handlers_capabilities() -> None:
     params, _ = prepare("tools/call", {"name": "t"}, MODERN_VERSION, tools)
     assert params is not None
     assert params["_meta"]["io.modelcontextprotocol/clientCapabilities"] == {"sampling": {}}
+
+
+def test_a_forked_child_gets_fresh_slots_and_forgets_the_parents_threads() -> None:
+    release = threading.Event()
+    handlers = ClientHandlers("s", elicitation=lambda r: release.wait(10.0) and {"action":
+                                                                                 "cancel"})
+    for _ in range(MAX_CONCURRENT):  # every slot held, as by parent threads at fork time
+        assert handlers._slots.acquire(blocking=False)
+    handlers._after_fork_in_child()  # what os.fork runs in the child
+    release.set()
+    assert handlers.answer("elicitation/create", FORM, None) == {"action": "cancel"}
+    handlers.close()
