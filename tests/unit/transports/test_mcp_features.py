@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from typing import Any, Callable, Optional
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sark_sync import ProtocolError, ValidationError
 from sark_sync._exceptions import CapabilityNotSupported
@@ -377,3 +379,34 @@ def test_at_2026_07_28_mcp_name_is_the_uri_or_the_prompt_name(method: str, param
                                     "prompts/list", "completion/complete"])
 def test_at_2026_07_28_other_methods_carry_no_mcp_name(method: str) -> None:
     assert "Mcp-Name" not in routing_headers(method, {"cursor": "x"}, "2026-07-28")
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=6),
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(st.sampled_from(["resources", "resourceTemplates", "prompts", "contents",
+                                       "messages", "completion", "values", "nextCursor", "uri",
+                                       "name", "uriTemplate", "text", "blob", "role", "content",
+                                       "type"]), children, max_size=5),
+    max_leaves=16)
+OPERATIONS: list[tuple[str, Callable[[McpSession], Any]]] = [
+    ("resources/list", lambda s: s.list_resources()),
+    ("resources/templates/list", lambda s: s.list_resource_templates()),
+    ("resources/read", lambda s: s.read_resource("u:1")),
+    ("prompts/list", lambda s: s.list_prompts()),
+    ("prompts/get", lambda s: s.get_prompt("p")),
+    ("completion/complete", lambda s: s.complete({"type": "ref/prompt", "name": "p"}, "a", "")),
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(answers=st.lists(JSON, min_size=1, max_size=4), operation=st.sampled_from(OPERATIONS))
+def test_any_answer_is_a_value_or_a_protocol_error(answers: list[Any],
+                                                   operation: tuple[str, Any]) -> None:
+    method, run = operation
+    replies = iter(answers)
+    server, _ = session({method: lambda p: next(replies, {})})
+    try:
+        run(server)
+    except ProtocolError:
+        pass
