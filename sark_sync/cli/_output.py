@@ -102,15 +102,9 @@ def server_rows(servers: Iterable[ServerInfo]) -> tuple[list[str], list[list[obj
 
 
 def tool_json(tool: ToolInfo) -> dict[str, Any]:
-    return {
-        "tool_name": tool.tool_name,
-        "server_name": tool.server_name,
-        "description": tool.description,
-        "sensitivity_level": tool.sensitivity_level,
-        "input_schema": dict(tool.input_schema),
-        "annotations": tool.annotations.to_dict(),
-        "sensitive_params": list(tool.sensitive_params),
-    }
+    """The gateway form (:meth:`ToolInfo.to_dict`): title, output_schema, icons and meta
+    appear when the tool declares them."""
+    return tool.to_dict()
 
 
 def tool_rows(tools: Iterable[ToolInfo], *, local: bool = False

@@ -11,7 +11,7 @@ The schema comes from the server, and so does the value it checks: both may be h
 - a ``pattern`` is evaluated only on strings of at most :data:`MAX_PATTERN_INPUT` characters
   and only if it looks linear (no backreference, no quantified group holding a quantifier or
   an alternation, at most two unbounded quantifiers): a regex from a peer could otherwise run
-  for hours. Such a pattern is not evaluated (the value passes it). ``uniqueItems`` likewise
+  for hours. A longer pattern (:data:`MAX_PATTERN_CHARS`) or such a pattern is not evaluated (the value passes it). ``uniqueItems`` likewise
   past :data:`MAX_UNIQUE_ITEMS` items. ``format`` is not asserted (JSON Schema's default).
 
 A refused or failed check is reported as the violation (a sentence), never as a hang.
@@ -33,6 +33,7 @@ MAX_SCHEMA_NODES = 10_000
 MAX_SCHEMA_DEPTH = 64
 MAX_STEPS = 100_000
 MAX_PATTERN_INPUT = 1000
+MAX_PATTERN_CHARS = 500
 MAX_UNIQUE_ITEMS = 1000
 MAX_PATH_CHARS = 200
 REF_KEYS = ("$ref", "$dynamicRef", "$recursiveRef")
@@ -127,7 +128,7 @@ def _guarded_unique(function: Callable[..., Any]) -> Callable[..., Any]:
 
 def safe_pattern(pattern: object) -> bool:
     """Whether a regex looks linear enough to run on a peer's string (see the module)."""
-    if not isinstance(pattern, str) or len(pattern) > 500:
+    if not isinstance(pattern, str) or len(pattern) > MAX_PATTERN_CHARS:
         return False
     if re.search(r"\\[1-9]|\(\?P=|\\k<", pattern) or len(_UNBOUNDED.findall(pattern)) > 2:
         return False
