@@ -12,7 +12,9 @@ server's stdio pipes, Streamable HTTP, HTTP+SSE):
   :class:`ToolResult` as a gateway call, ``ping``;
 - resources, prompts and completion, each sent only if the server declared it
   (:mod:`._mcp_features`, a mixin of the session);
-- what the server sends unasked: it may ``ping`` us (answered), ask for anything else
+- what the server sends unasked: it may ``ping`` us (answered), ask for sampling, elicitation
+  or roots (answered by the session's handlers, off the reader: :mod:`._mcp_handlers`; at
+  2026-07-28 in ``input_required`` results: :mod:`._mcp_input`), ask for anything else
   (answered -32601, method not found), and notify progress (to the call's ``progress``
   callback, on the session's callbacks thread: :mod:`._mcp_progress`), log messages and list
   changes (to ``on_notification``).
