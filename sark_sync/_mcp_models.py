@@ -10,8 +10,10 @@ what that costs: a malformed item of a listing is skipped with a warning, a malf
 to ``resources/read``, ``prompts/get`` or ``completion/complete`` is a ``ProtocolError``.
 Unknown fields are ignored (newer revisions add some).
 
-The values are frozen, so they may be shared between threads and cached. Their reprs leave
-out what may be large (contents, descriptions, ``_meta``): a repr is for logs.
+The values are frozen, so they may be shared between threads and cached, and hashable (the
+hash leaves out the JSON objects they carry: annotations, icons, ``_meta``, a message's
+content). Their reprs leave out what may be large (contents, descriptions, ``_meta``): a repr
+is for logs.
 """
 
 from __future__ import annotations
@@ -94,9 +96,9 @@ class Resource:
     description: str | None = field(default=None, repr=False)
     mime_type: str | None = None
     size: int | None = None
-    annotations: Mapping[str, Any] | None = field(default=None, repr=False)
-    icons: tuple[Mapping[str, Any], ...] = field(default=(), repr=False)
-    meta: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    annotations: Mapping[str, Any] | None = field(default=None, repr=False, hash=False)
+    icons: tuple[Mapping[str, Any], ...] = field(default=(), repr=False, hash=False)
+    meta: Mapping[str, Any] = field(default_factory=dict, repr=False, hash=False)
 
     @classmethod
     def from_dict(cls, item: object, server: str) -> Resource:
@@ -123,9 +125,9 @@ class ResourceTemplate:
     title: str | None = None
     description: str | None = field(default=None, repr=False)
     mime_type: str | None = None
-    annotations: Mapping[str, Any] | None = field(default=None, repr=False)
-    icons: tuple[Mapping[str, Any], ...] = field(default=(), repr=False)
-    meta: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    annotations: Mapping[str, Any] | None = field(default=None, repr=False, hash=False)
+    icons: tuple[Mapping[str, Any], ...] = field(default=(), repr=False, hash=False)
+    meta: Mapping[str, Any] = field(default_factory=dict, repr=False, hash=False)
 
     @classmethod
     def from_dict(cls, item: object, server: str) -> ResourceTemplate:
@@ -150,7 +152,7 @@ class ResourceContents:
     mime_type: str | None = None
     text: str | None = None
     blob: bytes | None = None
-    meta: Mapping[str, Any] = field(default_factory=dict)
+    meta: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
     def __repr__(self) -> str:
         size = (f"text={len(self.text)} chars" if self.text is not None
@@ -184,7 +186,7 @@ class ResourceResult:
     a resource with parts, e.g. a directory) and the result's ``meta``."""
 
     contents: tuple[ResourceContents, ...]
-    meta: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    meta: Mapping[str, Any] = field(default_factory=dict, repr=False, hash=False)
 
     @property
     def text(self) -> str:
@@ -237,8 +239,8 @@ class Prompt:
     title: str | None = None
     description: str | None = field(default=None, repr=False)
     arguments: tuple[PromptArgument, ...] = ()
-    icons: tuple[Mapping[str, Any], ...] = field(default=(), repr=False)
-    meta: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    icons: tuple[Mapping[str, Any], ...] = field(default=(), repr=False, hash=False)
+    meta: Mapping[str, Any] = field(default_factory=dict, repr=False, hash=False)
 
     @classmethod
     def from_dict(cls, item: object, server: str) -> Prompt:
@@ -263,7 +265,7 @@ class PromptMessage:
     link or an embedded resource)."""
 
     role: str
-    content: Mapping[str, Any]
+    content: Mapping[str, Any] = field(hash=False)
 
     @property
     def text(self) -> str | None:
@@ -294,7 +296,7 @@ class PromptResult:
 
     description: str | None
     messages: tuple[PromptMessage, ...]
-    meta: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    meta: Mapping[str, Any] = field(default_factory=dict, repr=False, hash=False)
 
     def __repr__(self) -> str:
         return f"PromptResult(messages={list(self.messages)!r})" if len(self.messages) <= 3 \

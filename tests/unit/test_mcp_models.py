@@ -70,6 +70,19 @@ def test_the_values_are_frozen() -> None:
         Resource(uri="u", name="n").uri = "v"  # type: ignore[misc]
 
 
+def test_the_values_are_hashable_though_they_carry_json_objects() -> None:
+    resource = Resource.from_dict(RESOURCE, "s")
+    assert {resource, Resource.from_dict(RESOURCE, "s")} == {resource}
+    prompt = PromptResult.from_dict({"messages": [
+        {"role": "user", "content": {"type": "text", "text": "hi"}}], "_meta": {"a": 1}}, "s")
+    read = ResourceResult.from_dict({"contents": [{"uri": "u", "text": "t",
+                                                   "_meta": {"b": 2}}]}, "s")
+    template = ResourceTemplate.from_dict({"uriTemplate": "t://{x}", "name": "t",
+                                           "annotations": {}, "icons": [{"src": "i"}]}, "s")
+    assert len({prompt, read, template, Prompt.from_dict(PROMPT, "s"),
+                Completion(values=("a",))}) == 5
+
+
 def test_a_resource_template_is_read_from_its_uri_template() -> None:
     template = ResourceTemplate.from_dict({"uriTemplate": "note://{name}", "name": "note",
                                            "mimeType": "text/plain"}, "s")
