@@ -1,0 +1,153 @@
+"""Log messages and resource subscriptions against the real official MCP SDK server
+(``tests/realcomp/mcp_client_server.py``): over stdio, over Streamable HTTP at 2025-11-25
+(``logging/setLevel``, ``resources/subscribe``) and at 2026-07-28 (the ``_meta`` log level,
+one ``subscriptions/listen`` stream)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any, Callable
+
+import pytest
+import requests
+from realcomp.client_fixtures import ClientPeer, McpClientHttpServer
+
+from sark_sync import CapabilityNotSupported
+from sark_sync.transports import LocalServer, RemoteServer
+from sark_sync.transports._mcp_client import McpSession
+from sark_sync.transports._mcp_logging import LogMessage
+
+pytestmark = pytest.mark.realcomp
+
+HIGH = ["warning", "error", "critical", "alert", "emergency"]
+
+
+def open_session(peer: ClientPeer, **options: Any) -> McpSession:
+    server: McpSession
+    if peer.kind == "stdio":
+        server = LocalServer(list(peer.command), name="client-peer", **options)
+        server.start()
+    else:
+        assert peer.version is not None
+        server = RemoteServer(peer.url, name="client-peer", protocol_version=peer.version,
+                              **options).connect()
+    return server
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_on_log_gets_the_levels_asked_for(mcp_client_peer: ClientPeer) -> None:
+    got: list[tuple[LogMessage, str]] = []
+    with open_session(mcp_client_peer, on_log=lambda m: got.append(
+            (m, threading.current_thread().name))) as server:
+        server.set_logging_level("warning")
+        assert server.call_tool("log_levels", {}).text == "5"
+        wait_for(lambda: len(got) == 5)
+    assert [(m.level, m.logger, m.data, m.server) for m, _ in got] == [
+        (level, "levels", f"{level} message", "client-peer") for level in HIGH]
+    assert {name for _, name in got} == {"sark-sync-mcp-client-peer-callbacks"}
+
+
+def test_without_on_log_the_messages_go_to_python_logging(
+        mcp_client_peer: ClientPeer, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="sark_sync.mcp.client-peer")
+    with open_session(mcp_client_peer) as server:
+        server.set_logging_level("debug")
+        assert server.call_tool("log_levels", {}).text == "8"
+    records = [r for r in caplog.records if r.name == "sark_sync.mcp.client-peer"]
+    assert [(r.levelno, r.getMessage()) for r in records] == [
+        (logging.DEBUG, "[levels] debug message"), (logging.INFO, "[levels] info message"),
+        (logging.INFO, "[levels] notice message"),
+        (logging.WARNING, "[levels] warning message"),
+        (logging.ERROR, "[levels] error message"),
+        (logging.CRITICAL, "[levels] critical message"),
+        (logging.CRITICAL, "[levels] alert message"),
+        (logging.CRITICAL, "[levels] emergency message")]
+
+
+def test_a_resource_update_reaches_its_callback_until_unsubscribed(
+        mcp_client_peer: ClientPeer) -> None:
+    got: list[str] = []
+    with open_session(mcp_client_peer) as server:
+        server.subscribe_resource("demo://counter", got.append)
+        before = server.read_resource("demo://counter").text
+        assert server.call_tool("touch", {"uri": "demo://counter"}).text in (
+            "notified", "published")
+        wait_for(lambda: got == ["demo://counter"])
+        assert int(server.read_resource("demo://counter").text) > int(before)
+        server.unsubscribe_resource("demo://counter")
+        server.subscribe_resource("note://marker", got.append)
+        server.call_tool("touch", {"uri": "demo://counter"})
+        server.call_tool("touch", {"uri": "note://marker"})
+        wait_for(lambda: len(got) == 2)  # in order: an update of the counter came first
+    assert got == ["demo://counter", "note://marker"]
+
+
+def test_a_server_without_logging_or_subscriptions_is_not_asked(
+        mcp_client_tools_only_command: list[str]) -> None:
+    with LocalServer(mcp_client_tools_only_command) as server:
+        with pytest.raises(CapabilityNotSupported):
+            server.set_logging_level("info")
+        with pytest.raises(CapabilityNotSupported):
+            server.subscribe_resource("demo://counter", print)
+        assert server.call_tool("echo", {"text": "still here"}).text == "still here"
+
+
+def test_at_2026_no_log_reaches_a_client_that_asked_for_none(
+        mcp_client_http_server: McpClientHttpServer) -> None:
+    got: list[LogMessage] = []
+    with RemoteServer(mcp_client_http_server.url, protocol_version="2026-07-28",
+                      on_log=got.append) as server:
+        assert server.call_tool("log_levels", {}).text == "0"
+        server.set_logging_level("critical")
+        assert server.call_tool("log_levels", {}).text == "3"
+        wait_for(lambda: len(got) == 3)
+    assert [m.level for m in got] == ["critical", "alert", "emergency"]
+
+
+def test_at_2026_list_changes_reach_on_notification(
+        mcp_client_http_server: McpClientHttpServer) -> None:
+    seen: list[str] = []
+    with RemoteServer(mcp_client_http_server.url, name="client-peer",
+                      protocol_version="2026-07-28",
+                      on_notification=lambda method, params: seen.append(method)) as server:
+        assert "sark-sync-mcp-client-peer-subscriptions" in {
+            t.name for t in threading.enumerate()}
+        # The stream opens on its own thread: announce until it hears one.
+        deadline = time.monotonic() + 10
+        count = 0
+        while "notifications/tools/list_changed" not in seen:
+            assert time.monotonic() < deadline, "no list change came"
+            count += 1
+            server.call_tool("add_tool", {"name": f"hl_added_{id(seen)}_{count}"})
+            time.sleep(0.05)
+    assert "sark-sync-mcp-client-peer-subscriptions" not in {
+        t.name for t in threading.enumerate()}
+
+
+def test_a_renewed_session_gets_its_level_and_subscriptions_again(
+        mcp_client_http_server: McpClientHttpServer) -> None:
+    got: list[str] = []
+    with RemoteServer(mcp_client_http_server.url, name="client-peer",
+                      protocol_version="2025-11-25", on_log=lambda m: None) as server:
+        server.set_logging_level("error")
+        server.subscribe_resource("demo://counter", got.append)
+        old = server.session_id
+        assert old is not None
+        requests.delete(mcp_client_http_server.url, timeout=5, headers={
+            "Mcp-Session-Id": old, "MCP-Protocol-Version": "2025-11-25"}).raise_for_status()
+        # The next call meets a 404, opens a new session and resends; the level and the
+        # subscription follow on the callbacks thread.
+        assert server.call_tool("echo", {"text": "again"}).text == "again"
+        assert server.session_id not in (None, old)
+        wait_for(lambda: server.call_tool("log_levels", {}).text == "4")
+        wait_for(lambda: server.call_tool("touch", {"uri": "demo://counter"}).text
+                 == "notified")
+        wait_for(lambda: got == ["demo://counter"])
