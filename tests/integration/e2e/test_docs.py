@@ -212,8 +212,8 @@ def test_error_handling_draws_the_tree_of_the_exceptions_module() -> None:
     source_tree = _tree_in(_exceptions.__doc__ or "")
     docs = (ROOT / "docs" / "gateway" / "ERROR_HANDLING.md").read_text(encoding="utf-8")
     assert _tree_in(docs) == source_tree, "copy the tree of sark_sync/_exceptions.py's docstring"
-    drawn = set(re.findall(r"[A-Z][A-Za-z]+(?:Error|Exceeded|Failed|Timeout|Denied|Unavailable)\b",
-                           source_tree))
+    ending = "Error|Exceeded|Failed|Timeout|Denied|Unavailable|Cancelled|Supported"
+    drawn = set(re.findall(rf"[A-Z][A-Za-z]+(?:{ending})\b", source_tree))
     exported = {name for name in sark_sync.__all__
                 if isinstance(getattr(sark_sync, name), type)
                 and issubclass(getattr(sark_sync, name), sark_sync.GatewayError)}
