@@ -23,6 +23,7 @@ from ._common import (
 )
 from ._guarded import Exchange, GuardedAdapter, guarded, guarded_for
 from ._mcp_handlers import HANDLER_OPTIONS, check_handler_options
+from ._mcp_logging import LogMessage
 from ._mcp_pool import LocalServerPool
 from ._mcp_remote import RemoteServer
 from ._mcp_remote_pool import RemoteServerPool
@@ -48,6 +49,7 @@ __all__ = [
     "LegacySSEChannel",
     "LocalServer",
     "LocalServerPool",
+    "LogMessage",
     "MessageChannel",
     "RemoteServer",
     "RemoteServerPool",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import concurrent.futures
 import inspect
 import re
 import types
@@ -69,6 +70,7 @@ EXCEPTION_TREE = [
     (sark_sync.SessionExpiredError, (sark_sync.TransportError,)),
     (sark_sync.RPCError, (sark_sync.GatewayError,)),
     (sark_sync.CapabilityNotSupported, (sark_sync.GatewayError,)),
+    (sark_sync.CallCancelled, (sark_sync.GatewayError, concurrent.futures.CancelledError)),
     (sark_sync.DeadlineExceeded, (sark_sync.GatewayError, TimeoutError)),
     (sark_sync.CircuitOpenError, (sark_sync.GatewayError,)),
     (sark_sync.AuthorizationDenied, (sark_sync.GatewayError, PermissionError)),
