@@ -7,7 +7,9 @@ calls the session back (``read_resource`` from an update callback) would wait fo
 only that blocked thread can read: a deadlock. So :class:`CallbackRunner` hands each callback
 to a thread of its own, ``sark-sync-mcp-<name>-callbacks``, one per session:
 
-- started lazily, by the first callback submitted (a session nobody listens to has none);
+- started lazily, by the first callback submitted (a session nobody listens to has none),
+  and ended after :data:`CALLBACKS_IDLE_EXIT` seconds without work (the next callback starts
+  it again), so an idle session holds no thread;
 - a bounded queue (:data:`MAX_PENDING_CALLBACKS`): when a callback is so slow that the queue
   fills, what arrives is dropped with a warning (one per :data:`DROP_WARNING_EVERY` drops)
   and counted in :attr:`CallbackRunner.dropped`, so a slow callback costs notifications,
@@ -32,7 +34,8 @@ from typing import Any, Callable
 
 from ..resilience import forksafety
 
-__all__ = ["CALLBACKS_JOIN_TIMEOUT", "CallbackRunner", "MAX_PENDING_CALLBACKS"]
+__all__ = ["CALLBACKS_IDLE_EXIT", "CALLBACKS_JOIN_TIMEOUT", "CallbackRunner",
+           "MAX_PENDING_CALLBACKS"]
 
 log = logging.getLogger("sark_sync.mcp")
 
@@ -42,6 +45,8 @@ MAX_PENDING_CALLBACKS = 1024
 CALLBACKS_JOIN_TIMEOUT = 2.0
 #: One warning per this many dropped callbacks (the first one always warns).
 DROP_WARNING_EVERY = 100
+#: Seconds the thread waits for a callback before it ends (the next one starts a new thread).
+CALLBACKS_IDLE_EXIT = 1.0
 
 
 class _Pending:
@@ -53,6 +58,7 @@ class _Pending:
             collections.deque()
         self.ready = threading.Condition(threading.Lock())
         self.stopped = False
+        self.serving = False  # a thread reads the queue (set and cleared under ``ready``)
 
     def stop(self) -> None:
         with self.ready:
@@ -65,7 +71,9 @@ def _run(pending: _Pending, name: str) -> None:
     while True:
         with pending.ready:
             while not pending.items and not pending.stopped:
-                pending.ready.wait()
+                if not pending.ready.wait(CALLBACKS_IDLE_EXIT) and not pending.items:
+                    pending.serving = False  # idle: the next submit starts a thread
+                    return
             if pending.stopped:
                 return
             callback, args = pending.items.popleft()
@@ -104,13 +112,15 @@ class CallbackRunner:
             pending = self._pending
             with pending.ready:
                 full = len(pending.items) >= pending.limit
+                start = not full and not pending.serving
                 if not full:
                     pending.items.append((callback, args))
+                    pending.serving = True
                     pending.ready.notify()
             if full:
                 self.dropped += 1
                 dropped = self.dropped
-            elif self._thread is None:
+            elif start:
                 self._thread = threading.Thread(
                     target=_run, args=(pending, self.name),
                     name=f"sark-sync-mcp-{self.name}-callbacks", daemon=True)

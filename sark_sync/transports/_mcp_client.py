@@ -32,11 +32,17 @@ import re
 import time
 import weakref
 from collections.abc import Mapping
-from contextlib import ExitStack
 from typing import Any, Callable, TypeVar
 
 from ..__version__ import __version__
-from .._exceptions import GatewayError, ProtocolError, RPCError, TransportTimeout, ValidationError
+from .._exceptions import (
+    DeadlineExceeded,
+    GatewayError,
+    ProtocolError,
+    RPCError,
+    TransportTimeout,
+    ValidationError,
+)
 from .._models import ToolInfo, ToolResult
 from .._validation import check_arguments
 from ..resilience import CancelToken, cancellable, check_token, mark_unsent, raise_if_cancelled
@@ -210,14 +216,14 @@ class McpSession(McpFeatures):
         """Call a tool and return its :class:`ToolResult` (a tool error is a result).
 
         ``progress(progress, total, message)`` receives the server's progress notifications
-        for this call, in order, on the session's callbacks thread (all of them before the
-        call returns). On timeout the server is sent ``notifications/cancelled``, and so it is
-        when ``cancel`` (a :class:`~sark_sync.CancelToken`) is cancelled: the call then raises
+        for this call, in order, on the session's callbacks thread (all of them before a
+        result is returned: :mod:`._mcp_progress`). On timeout the server is sent
+        ``notifications/cancelled``, and so it is when ``cancel`` (a
+        :class:`~sark_sync.CancelToken`) is cancelled: the call then raises
         :class:`~sark_sync.CallCancelled` at once (before anything is sent if it was
-        cancelled already). A tool not
-        listed yet, or listed before the server said its tools changed, is listed first (within
-        ``timeout``): a result must keep the ``outputSchema`` its tool declares, else
-        :class:`ProtocolError` (:mod:`._mcp_output`).
+        cancelled already). A tool not listed yet, or listed before the server said its tools
+        changed, is listed first (within ``timeout``): a result must keep the ``outputSchema``
+        its tool declares, else :class:`ProtocolError` (:mod:`._mcp_output`).
         """
         if not isinstance(name, str) or not name:
             raise ValidationError("tool name must be a non-empty str")
@@ -227,21 +233,17 @@ class McpSession(McpFeatures):
         started = time.perf_counter()
         seconds = self._timeout(timeout)
         listed = self._tool_cache.stale
-        scope = ExitStack()  # :mod:`._mcp_progress`, :mod:`sark_sync.resilience._cancellation`
-        scope.enter_context(cancellable(token))
-        scope.enter_context(self._progress.tracking(params, progress))
-        try:
-            raise_if_cancelled("before it was sent", server=self.name, tool=name)
-            if listed:
-                self._refresh_tools(seconds)
-            left = max(0.0, seconds - (time.perf_counter() - started))
-            result = self._channel.request("tools/call", params, left)
-        except TransportTimeout as exc:
-            if not listed:
-                raise
-            raise _caller_timeout(exc, seconds) from None
-        finally:
-            scope.close()  # the call's progress delivered, its cancel token forgotten
+        with cancellable(token), self._progress.tracking(params, progress):
+            try:
+                raise_if_cancelled("before it was sent", server=self.name, tool=name)
+                if listed:
+                    self._refresh_tools(seconds)
+                left = max(0.0, seconds - (time.perf_counter() - started))
+                result = self._channel.request("tools/call", params, left)
+            except (TransportTimeout, DeadlineExceeded) as exc:
+                if not listed:
+                    raise
+                raise _caller_timeout(exc, seconds) from None
         latency_ms = (time.perf_counter() - started) * 1000.0
         try:
             answer = ToolResult.from_call_result(result, server=self.name, tool=name,
@@ -343,11 +345,13 @@ def session_callback(method: Callable[[T], None]) -> Callable[[T], None]:
     return call
 
 
-def _caller_timeout(exc: TransportTimeout, seconds: float) -> TransportTimeout:
+def _caller_timeout(exc: GatewayError, seconds: float) -> GatewayError:
     """``exc`` reporting the caller's timeout for the call (tools were listed first within
     it: the channel only knew what was left of it)."""
     error = copy.copy(exc)
     error.message = re.sub(r"did not answer \S+ within \S+s\b",
                            f"did not answer tools/call within {seconds:.3g}s", exc.message)
     error.args = (error.message,)
+    if isinstance(error, DeadlineExceeded) and error.timeout is not None:
+        error.timeout = seconds
     return error

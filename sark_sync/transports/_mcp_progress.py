@@ -8,9 +8,11 @@ contract:
 - the callbacks run on the session's callbacks thread (:class:`~._mcp_callbacks.
   CallbackRunner`), never on the thread that reads the server, one after the other in the
   order the server sent them; a callback that raises is logged and the next one runs;
-- the call returns only after the progress it received before its answer was delivered
-  (waiting at most :data:`PROGRESS_FLUSH_TIMEOUT` seconds for a slow callback): once
-  ``call_tool`` returns, no callback of that call runs any more;
+- a call returns its result only after the progress it received before its answer was
+  delivered (waiting at most :data:`PROGRESS_FLUSH_TIMEOUT` seconds for a slow callback):
+  once ``call_tool`` returns a result, no callback of that call runs any more. A call that
+  fails (cancelled, timed out) does not wait: its caller is freed at once, and what was
+  already queued may still run;
 - a notification for no call in flight (an unknown or finished token) is ignored, as the
   spec says; one whose ``progress`` is not a finite number is skipped with a warning;
   ``total`` is kept only when it is a finite number and ``message`` only when it is a str
@@ -73,13 +75,19 @@ class ProgressRelay:
             self._handlers[token] = handler
         try:
             yield
-        finally:
-            with self._lock:
-                self._handlers.pop(token, None)
-                queued = token in self._queued
-                self._queued.discard(token)
-            if queued:
-                self._flush()
+        except BaseException:
+            self._forget(token)
+            raise
+        if self._forget(token):
+            self._flush()
+
+    def _forget(self, token: str) -> bool:
+        """Stop delivering ``token``'s progress; whether any was queued."""
+        with self._lock:
+            self._handlers.pop(token, None)
+            queued = token in self._queued
+            self._queued.discard(token)
+        return queued
 
     def deliver(self, params: Mapping[str, Any]) -> None:
         """A ``notifications/progress`` (on the reader thread): queue the callback of the

@@ -15,6 +15,7 @@ from concurrent.futures import CancelledError
 from typing import Any, Callable, Optional
 
 import pytest
+from support import wait_for
 
 import sark_sync
 from sark_sync._exceptions import CallCancelled
@@ -34,9 +35,14 @@ from sark_sync.resilience import (
     sent_reason,
 )
 from sark_sync.testing import MockResponse, MockTransport
+from sark_sync.transports import _mcp_callbacks
 from sark_sync.transports._mcp_callbacks import CallbackRunner
 from sark_sync.transports._mcp_client import McpSession
-from sark_sync.transports._mcp_progress import MAX_PROGRESS_MESSAGE_CHARS, ProgressRelay
+from sark_sync.transports._mcp_progress import (
+    MAX_PROGRESS_MESSAGE_CHARS,
+    PROGRESS_FLUSH_TIMEOUT,
+    ProgressRelay,
+)
 from sark_sync.wire import jsonrpc
 
 pytestmark = pytest.mark.timeout(30)
@@ -253,6 +259,46 @@ def test_hostile_progress_values_are_skipped_or_cleaned(caplog: pytest.LogCaptur
         skipped = [r for r in caplog.records if "without a numeric progress" in r.getMessage()]
         assert len(skipped) == 8
     finally:
+        runner.close()
+
+
+def test_the_callbacks_thread_ends_when_idle_and_the_next_callback_starts_it_again(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A long-lived session that got progress once holds no thread afterwards."""
+    monkeypatch.setattr(_mcp_callbacks, "CALLBACKS_IDLE_EXIT", 0.05)
+    runner = CallbackRunner("idle-test")
+    try:
+        for _ in range(2):
+            done = threading.Event()
+            assert runner.submit(done.set)
+            assert done.wait(10)
+            wait_for(lambda: not runner.running, timeout=10, what="the idle thread to end")
+    finally:
+        runner.close()
+    assert runner.dropped == 0
+
+
+def test_a_failed_call_does_not_wait_for_its_progress_callbacks() -> None:
+    """A cancelled or timed-out call frees its caller at once, even while a progress
+    callback blocks (it runs later, on the callbacks thread)."""
+    progress, runner = relay()
+    release, entered = threading.Event(), threading.Event()
+
+    def handler(value: float, total: float | None, message: str | None) -> None:
+        entered.set()
+        release.wait(10)
+
+    params: dict[str, Any] = {}
+    try:
+        started = time.monotonic()
+        with pytest.raises(CallCancelled), progress.tracking(params, handler):
+            progress.deliver({"progressToken": params["_meta"]["progressToken"],
+                              "progress": 1})
+            assert entered.wait(10)
+            raise CallCancelled("cancelled")
+        assert time.monotonic() - started < PROGRESS_FLUSH_TIMEOUT / 2  # did not flush
+    finally:
+        release.set()
         runner.close()
 
 
