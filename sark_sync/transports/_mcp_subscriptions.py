@@ -87,6 +87,7 @@ class Subscriptions:
         self.level: str | None = None
         self._callbacks: dict[str, UpdateHandler] = {}
         self._listen: ListenStream | None = None
+        forksafety.register(self)
 
     # -- the session's methods ------------------------------------------------------------
 
@@ -241,6 +242,7 @@ class Subscriptions:
             "sent", capability=what, method=method, server=self.name)
 
     def _after_fork_in_child(self) -> None:
+        """A new lock: a parent thread may have held this one at the fork."""
         self._lock = threading.Lock()
 
 

@@ -14,13 +14,14 @@ import pytest
 import requests
 from realcomp.client_fixtures import ClientPeer, McpClientHttpServer
 
-from sark_sync import CapabilityNotSupported
+from sark_sync import CapabilityNotSupported, GatewayClient
 from sark_sync.transports import LocalServer, RemoteServer
 from sark_sync.transports._mcp_client import McpSession
-from sark_sync.transports._mcp_logging import LogMessage
+from sark_sync.transports._mcp_logging import LOG_LEVELS, LogMessage
 
 pytestmark = pytest.mark.realcomp
 
+UNUSED_GATEWAY = "http://127.0.0.1:9"  # MCP servers only: the gateway is never reached
 HIGH = ["warning", "error", "critical", "alert", "emergency"]
 
 
@@ -151,3 +152,27 @@ def test_a_renewed_session_gets_its_level_and_subscriptions_again(
         wait_for(lambda: server.call_tool("touch", {"uri": "demo://counter"}).text
                  == "notified")
         wait_for(lambda: got == ["demo://counter"])
+
+
+def test_the_clients_servers_take_on_log(mcp_client_stdio_command: list[str],
+                                         mcp_client_http_server: McpClientHttpServer) -> None:
+    got: list[tuple[str, str]] = []
+
+    def on_log(message: LogMessage) -> None:
+        got.append((message.server, message.level))
+
+    with GatewayClient(UNUSED_GATEWAY, local_servers={
+            "local": {"command": mcp_client_stdio_command, "on_log": on_log}}, remote_servers={
+            "remote": {"url": mcp_client_http_server.url, "protocol_version": "2025-11-25",
+                       "on_log": on_log}}) as client:
+        assert client.invoke_tool("local", "log_levels").text == "8"  # no level set: all
+        assert client.invoke_tool("remote", "log_levels").text == "8"
+        wait_for(lambda: len(got) == 16)
+        held = client.connect_remote_server(mcp_client_http_server.url, name="held",
+                                            protocol_version="2026-07-28", on_log=on_log)
+        held.set_logging_level("emergency")
+        assert client.invoke_tool("held", "log_levels").text == "1"
+        wait_for(lambda: len(got) == 17)
+    assert sorted(set(got[:16])) == sorted(
+        {(server, level) for server in ("local", "remote") for level in LOG_LEVELS})
+    assert got[16] == ("held", "emergency")
