@@ -173,7 +173,10 @@ class ClientHandlers:
                                   f"sark-sync is busy: {MAX_CONCURRENT} requests are running")
             return True
         self._slots.release()  # taken again by answer(), on the handler thread
-        self._spawn(self._serve, (request, channel))
+        try:
+            self._spawn(self._serve, (request, channel))
+        except HandlerFailure as failure:  # the session is closing
+            channel.respond_error(request.id, failure.code, failure.message)
         return True
 
     def _serve(self, request: jsonrpc.Request, channel: Any) -> None:

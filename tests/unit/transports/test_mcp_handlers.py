@@ -299,3 +299,10 @@ def test_a_forked_child_gets_fresh_slots_and_forgets_the_parents_threads() -> No
     release.set()
     assert handlers.answer("elicitation/create", FORM, None) == {"action": "cancel"}
     handlers.close()
+
+
+def test_a_request_after_close_is_answered_an_error_at_once() -> None:
+    handlers, channel = ClientHandlers("s", roots=lambda r: []), Channel()
+    handlers.close()
+    assert handlers.dispatch(request("roots/list", None, 7), channel)
+    assert channel.answers == [("error", 7, -32603, "the client session is closing")]
