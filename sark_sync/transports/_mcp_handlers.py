@@ -11,7 +11,8 @@ call tools of the same server, whose answers that reader must deliver. Each runs
 ``sark-sync-mcp-<name>-handler``, at most :data:`MAX_CONCURRENT` at once (beyond that the
 server is answered -32603 "busy"), bounded by ``handler_timeout``: a late handler's server gets
 a -32603 error and its result, when it comes, is dropped. A handler that raises answers -32603
-with the exception's type and message (an :class:`RPCError` keeps its code), malformed params
+with the exception's type and message, credentials in it hidden (an :class:`RPCError`
+keeps its code), malformed params
 -32602, a request without a handler -32601. ``close()`` joins the threads, bounded.
 
 Only the capabilities of the handlers given are declared (:meth:`ClientHandlers.capabilities`):
@@ -21,6 +22,7 @@ a server must not ask for the others.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -35,6 +37,7 @@ from .._mcp_requests import (
     SamplingRequest,
     SamplingResult,
 )
+from .._redact import REDACTED
 from ..resilience import forksafety
 from ..wire import jsonrpc
 from ._mcp_options import check_seconds
@@ -306,8 +309,27 @@ def _failure_of(exc: BaseException, method: str) -> HandlerFailure:
         return HandlerFailure(code, (exc.rpc_message or exc.message)[:MAX_ERROR_TEXT])
     if isinstance(exc, HandlerFailure):
         return exc
-    return HandlerFailure(INTERNAL_ERROR, f"the {method} handler failed: "
-                          f"{type(exc).__name__}: {str(exc)[:MAX_ERROR_TEXT]}")
+    text = scrub(str(exc)[:2 * MAX_ERROR_TEXT])[:MAX_ERROR_TEXT]  # bounded regex work
+    return HandlerFailure(INTERNAL_ERROR,
+                          f"the {method} handler failed: {type(exc).__name__}: {text}")
+
+
+#: What looks like a credential in an exception's message: ``password=x``, ``token: x``,
+#: ``Bearer x``, a URL's ``user:password@``. The message goes to the server.
+_CREDENTIALS = re.compile(
+    r"(?i)(?P<key>\b[\w.-]*(?:passw(?:or)?d|secret|token|api[_-]?key|authorization|cookie)"
+    r"[\w.-]*[\"']?\s*[=:]\s*[\"']?)(?:bearer\s+|basic\s+)?(?P<value>[^\s,;&\"']+)"
+    r"|(?P<scheme>\b(?:bearer|basic)\s+)(?P<credential>[^\s,;&\"']+)"
+    r"|(?P<slashes>//)(?P<userinfo>[^/\s@]+)@")
+
+
+def scrub(text: str) -> str:
+    """``text`` with what looks like a credential shown as ``[secure]``."""
+    def hide(match: re.Match[str]) -> str:
+        prefix = match.group("key") or match.group("scheme") or match.group("slashes")
+        return f"{prefix}{REDACTED}" + ("@" if match.group("slashes") else "")
+
+    return _CREDENTIALS.sub(hide, text)
 
 
 def _sampling_result(value: Any) -> dict[str, Any]:

@@ -306,3 +306,21 @@ def test_a_request_after_close_is_answered_an_error_at_once() -> None:
     handlers.close()
     assert handlers.dispatch(request("roots/list", None, 7), channel)
     assert channel.answers == [("error", 7, -32603, "the client session is closing")]
+
+
+@pytest.mark.parametrize(("message", "sent"), [
+    ("login failed: password=hunter2 user=ada", "login failed: password=[secure] user=ada"),
+    ("Authorization: Bearer abc.def", "Authorization: [secure]"),
+    ("GET https://bob:pw@host/x failed", "GET https://[secure]@host/x failed"),
+    ('{"api_key": "k1", "n": 2}', '{"api_key": "[secure]", "n": 2}'),
+    ("no secret here: a=b", "no secret here: a=b"),
+])
+def test_what_looks_like_a_credential_never_reaches_the_server(message: str, sent: str) -> None:
+    def boom(request: Any) -> Any:
+        raise RuntimeError(message)
+
+    handlers = ClientHandlers("s", elicitation=boom)
+    with pytest.raises(HandlerFailure) as failure:
+        handlers.answer("elicitation/create", FORM, None)
+    assert failure.value.message == f"the elicitation/create handler failed: RuntimeError: {sent}"
+    handlers.close()
