@@ -31,7 +31,8 @@ import hypothesis
 import leak_guard
 import pytest
 
-pytest_plugins = ["realcomp.fixtures"]  # tools_python, mcp_sdk_server_command
+# tools_python, mcp_sdk_server_command ...; mcp_client_peer and the fixtures of its server
+pytest_plugins = ["realcomp.fixtures", "realcomp.client_fixtures"]
 
 TESTS_DIR = Path(__file__).resolve().parent
 UNIT_DIR = TESTS_DIR / "unit"

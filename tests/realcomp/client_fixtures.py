@@ -1,6 +1,6 @@
 """Fixtures for the official SDK server that uses the client side of MCP (mcp_client_server.py).
 
-Imported by fixtures.py (the plugin tests/conftest.py loads), so every test can request them:
+A pytest plugin loaded by tests/conftest.py (after fixtures.py), so every test can request them:
 
 - ``mcp_client_stdio_command`` (``list[str]``): the command that serves mcp_client_server.py over
   stdio, every feature on. Session-scoped: copy it before changing it.

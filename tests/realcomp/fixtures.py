@@ -34,7 +34,7 @@
   the virtual server's MCP endpoint, ``.headers`` its admin JWT (realcomp/contextforge.py).
 - ``mcp_client_stdio_command``, ``mcp_client_tools_only_command``, ``mcp_client_http_server``,
   ``mcp_client_tools_only_http_server``: the official server that uses the client side of MCP
-  (mcp_client_server.py; see realcomp/client_fixtures.py).
+  (mcp_client_server.py), and ``mcp_client_peer``: in realcomp/client_fixtures.py, a plugin too.
 - ``shipped_policy(name)``: the path of a Rego file of the *installed* sark_sync (the wheel's
   copy under tox), found without importing sark_sync.
 """
@@ -475,14 +475,3 @@ def contextforge(request: pytest.FixtureRequest, contextforge_python: Path,
     finally:
         gateway.stop()
 
-
-# The fixtures of the official server that uses the client side of MCP (mcp_client_server.py):
-# mcp_client_stdio_command, mcp_client_tools_only_command, mcp_client_http_server,
-# mcp_client_tools_only_http_server, mcp_client_peer. Imported last: it builds on McpHttpServer.
-from realcomp.client_fixtures import (  # noqa: E402, F401
-    mcp_client_http_server,
-    mcp_client_peer,
-    mcp_client_stdio_command,
-    mcp_client_tools_only_command,
-    mcp_client_tools_only_http_server,
-)
