@@ -39,6 +39,7 @@ from .._exceptions import (
     CapabilityNotSupported,
     DeadlineExceeded,
     GatewayError,
+    ProtocolError,
     RPCError,
     TransportTimeout,
     ValidationError,
@@ -59,8 +60,10 @@ MAX_URI_CHARS = 8192
 LISTEN_HORIZON = 600.0
 #: Seconds before a failed listening stream is opened again, doubled per failure in a row.
 LISTEN_BACKOFF, LISTEN_BACKOFF_CAP = 0.5, 30.0
-#: Failures in a row after which the listening stream gives up (a dead server).
+#: Failures in a row after which the listening stream gives up (a dead server); a stream
+#: the server ends within MIN_LISTEN_SECONDS counts as one.
 MAX_LISTEN_FAILURES = 5
+MIN_LISTEN_SECONDS = 1.0
 #: Seconds stop() waits for the subscriptions thread once its request is cut.
 LISTEN_JOIN_TIMEOUT = 5.0
 LISTEN = "subscriptions/listen"
@@ -140,7 +143,7 @@ class Subscriptions:
         """At 2026-07-28, open the listening stream (if not open) so that the list changes
         the server declares reach the session; at 2025 they come anyway."""
         session = self._session()
-        if session is not None and _modern(session._channel) is not None:
+        if session is not None and _modern(session._channel) is not None and self._filter():
             self._ensure_listen(session)
 
     def uris(self) -> list[str]:
@@ -328,23 +331,30 @@ class ListenStream:
                 self.started += 1
                 self._token = token = CancelToken()
                 params = {"notifications": self._notifications()}
+            begun = time.monotonic()
+            error: GatewayError | None = None  # None: the server ended it gracefully
             try:
                 with cancellable(token):
                     request(LISTEN, params, LISTEN_HORIZON)
-                failures = 0  # the server ended it gracefully: listen again
             except (CancelledError, DeadlineExceeded):
-                failures = 0  # a new filter, closing, or the horizon
+                failures = 0  # a new filter, closing, or the horizon: listen again at once
+                continue
             except RPCError as exc:
                 self._give_up(exc, "refused")
                 return
             except GatewayError as exc:
-                failures += 1
-                if failures >= MAX_LISTEN_FAILURES:
-                    self._give_up(exc, "failed")
-                    return
-                self._wake.wait(min(LISTEN_BACKOFF * 2 ** (failures - 1), LISTEN_BACKOFF_CAP))
+                error = exc
             finally:
                 del request
+            if error is None and time.monotonic() - begun >= MIN_LISTEN_SECONDS:
+                failures = 0
+                continue
+            failures += 1  # a failure, or a stream closed at once: never a busy loop
+            if failures >= MAX_LISTEN_FAILURES:
+                self._give_up(error or ProtocolError(
+                    f"{self.name!r} kept closing {LISTEN} at once", server=self.name), "lost")
+                return
+            self._wake.wait(min(LISTEN_BACKOFF * 2 ** (failures - 1), LISTEN_BACKOFF_CAP))
 
     def _give_up(self, error: GatewayError, how: str) -> None:
         log.warning("%s %s %s: resource updates and list changes stop (%s)", self.name, how,

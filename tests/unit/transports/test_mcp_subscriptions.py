@@ -12,8 +12,15 @@ from typing import Any
 
 import pytest
 
-from sark_sync import CapabilityNotSupported, RPCError, TransportTimeout, ValidationError
+from sark_sync import (
+    CapabilityNotSupported,
+    ProtocolError,
+    RPCError,
+    TransportTimeout,
+    ValidationError,
+)
 from sark_sync.resilience import current_cancellation
+from sark_sync.transports import _mcp_subscriptions as subscriptions
 from sark_sync.transports._mcp_client import McpSession
 from sark_sync.transports._mcp_modern import ParamHeaders
 from sark_sync.transports._mcp_subscriptions import ACKNOWLEDGED, LISTEN
@@ -319,3 +326,33 @@ def test_at_2026_on_notification_opens_the_stream_for_list_changes() -> None:
         "notifications/tools/list_changed", {}))
     assert seen == ["notifications/tools/list_changed"]  # the acknowledgment is not shown
     session._stop_callbacks()
+
+
+def test_at_2026_a_stream_closed_at_once_backs_off_then_gives_up(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setattr(subscriptions, "LISTEN_BACKOFF", 0.001)
+    answered: list[float] = []
+
+    class ClosesAtOnce(ModernChannel):
+        def request(self, method: str, params: Any, timeout: float) -> Any:
+            if method == LISTEN:
+                answered.append(time.monotonic())
+                return {}  # the listen result: the server ended the stream gracefully
+            return super().request(method, params, timeout)
+
+    channel = ClosesAtOnce()
+    session = connected(channel)
+    with pytest.raises(ProtocolError, match="kept closing subscriptions/listen at once"):
+        session.subscribe_resource("demo://a", print)
+    assert len(answered) == subscriptions.MAX_LISTEN_FAILURES
+    assert all(b > a for a, b in zip(answered, answered[1:]))
+    assert "lost subscriptions/listen" in caplog.text
+    session._stop_callbacks()
+
+
+def test_at_2026_no_stream_opens_when_there_is_nothing_to_listen_for() -> None:
+    channel = ModernChannel()
+    session = Session(channel, on_notification=lambda method, params: None)
+    channel.session = session
+    session.adopt_discovery({"capabilities": {"tools": {}}}, "2026-07-28")
+    assert channel.sent == [] and session._subscriptions._listen is None
