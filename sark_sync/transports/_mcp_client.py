@@ -255,16 +255,28 @@ class McpSession(McpFeatures):
 
     def _refresh_tools(self, timeout: float) -> None:
         """List the tools before a call (see :meth:`call_tool`). A server that cannot list
-        them is called all the same, unchecked; a listing cut off never ran the tool."""
-        generation = self._tool_cache.generation()
+        them is called all the same, unchecked; a listing cut off never ran the tool.
+        Concurrent calls wait for one listing (within their timeout) instead of each making
+        one."""
+        started = time.monotonic()
+        lock = self._tool_cache.refresh_lock
+        if not lock.acquire(timeout=timeout):
+            raise mark_unsent(TransportTimeout(
+                f"{self.kind} {self.name!r} did not answer tools/list within {timeout:.3g}s",
+                server=self.name))
         try:
-            self._list_tools(timeout)
+            if not self._tool_cache.stale:
+                return  # listed by the call we waited for
+            generation = self._tool_cache.generation()
+            self._list_tools(max(0.0, timeout - (time.monotonic() - started)))
         except (RPCError, ProtocolError) as exc:
             log.warning("%s: could not list the tools before a call (%s): results are not "
                         "checked against their outputSchema", self.name, type(exc).__name__)
             self._tool_cache.store([], generation)
         except GatewayError as exc:
             raise mark_unsent(exc) from None
+        finally:
+            lock.release()
 
     def notify_roots_changed(self, *, timeout: float | None = None) -> None:
         """Tell the server that the roots changed (it asks for them again). Only a session

@@ -9,10 +9,11 @@ The schema comes from the server, and so does the value it checks: both may be h
 - a check counts keyword evaluations and gives up past :data:`MAX_STEPS` (a ``$ref`` loop or
   a schema whose branches multiply); Python's recursion limit ends any deeper loop;
 - a ``pattern`` is evaluated only on strings of at most :data:`MAX_PATTERN_INPUT` characters
-  and only if it looks linear (no backreference, no quantified group holding a quantifier or
-  an alternation, at most two unbounded quantifiers): a regex from a peer could otherwise run
-  for hours. A longer pattern (:data:`MAX_PATTERN_CHARS`) or such a pattern is not evaluated (the value passes it). ``uniqueItems`` likewise
-  past :data:`MAX_UNIQUE_ITEMS` items. ``format`` is not asserted (JSON Schema's default).
+  and only if it looks linear (at most :data:`MAX_PATTERN_CHARS` characters, no
+  backreference, no quantified group holding a quantifier or an alternation, at most two
+  unbounded quantifiers): a regex from a peer could otherwise run for hours. Any other
+  pattern is not evaluated (the value passes it). ``uniqueItems`` likewise past
+  :data:`MAX_UNIQUE_ITEMS` items. ``format`` is not asserted (JSON Schema's default).
 
 A refused or failed check is reported as the violation (a sentence), never as a hang.
 Messages name the place in the value (``$.items[3].id``) and the keyword, never a value.

@@ -56,6 +56,8 @@ class ToolCache:
         self._generation = 0  # bumped by every tools/list_changed
         self._listed_generation = -1  # the generation the cache was listed at
         self._changes = {"resources": 0, "prompts": 0}
+        #: Held by the call that lists before calling: concurrent calls share its listing.
+        self.refresh_lock = threading.Lock()
 
     def generation(self) -> int:
         """Take before listing, give to :meth:`store`: a change meanwhile keeps it stale."""

@@ -89,8 +89,8 @@ def test_transport_sse_opens_the_stream_first_and_never_probes(
         assert server.call_tool("echo", {"text": "x"}).text == "x"
     seen = methods(proxy)
     assert seen[0] == ("GET", "/sse", 200, None)
-    assert [rpc for _, _, _, rpc in seen[1:]] == [
-        "initialize", "notifications/initialized", "tools/call"]
+    assert [rpc for _, _, _, rpc in seen[1:]] == [  # a tool's first call lists the tools
+        "initialize", "notifications/initialized", "tools/list", "tools/call"]
     assert json.loads(proxy.requests[1].body)["params"]["protocolVersion"] == "2024-11-05"
 
 

@@ -219,6 +219,7 @@ def test_eight_threads_that_hit_the_lost_session_share_one_new_initialize(
     first = mcp_http_server("stateful")
     proxy = recording_proxy(first.url)
     with session(proxy.url) as server:
+        server.list_tools()  # so that the calls below go straight to tools/call
         restart(first, mcp_http_server, proxy)
         before = len(proxy.requests)
         barrier = threading.Barrier(8, timeout=10)

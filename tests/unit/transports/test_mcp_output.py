@@ -12,6 +12,7 @@ import socket
 import time
 import urllib.request
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -343,3 +344,33 @@ def test_a_timeout_reports_the_callers_timeout_not_what_was_left() -> None:
         "test server 'fake' did not answer tools/list within 2s", server="fake")
     with pytest.raises(TransportTimeout, match="did not answer tools/call within 3s"):
         Session(channel).call_tool("add", {}, timeout=3.0)
+
+
+def test_concurrent_first_calls_share_one_listing() -> None:
+    class Slow(Channel):
+        def request(self, method: str, params: Mapping[str, Any] | None,
+                    timeout: float) -> Any:
+            if method == "tools/list":
+                time.sleep(0.2)  # the other callers arrive while this one lists
+            return super().request(method, params, timeout)
+
+    channel = Slow([ADD], GOOD)
+    session = Session(channel)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda n: session.call_tool("add", {}), range(4)))
+    assert [r.structured for r in results] == [{"sum": 3}] * 4
+    assert channel.sent.count("tools/list") == 1 and channel.sent.count("tools/call") == 4
+
+
+def test_waiting_for_another_callers_listing_is_bounded_by_the_timeout() -> None:
+    channel = Channel([ADD], GOOD)
+    session = Session(channel)
+    assert session._tool_cache.refresh_lock.acquire()  # a listing that never ends
+    try:
+        started = time.monotonic()
+        with pytest.raises(TransportTimeout, match=r"did not answer tools/call within 0\.2s"):
+            session.call_tool("add", {}, timeout=0.2)
+        assert time.monotonic() - started < 2
+    finally:
+        session._tool_cache.refresh_lock.release()
+    assert channel.sent == []
