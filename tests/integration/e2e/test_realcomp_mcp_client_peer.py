@@ -31,6 +31,8 @@ pytestmark = pytest.mark.realcomp
 
 #: The error the official server answers a call that needs a capability the client lacks.
 MISSING_CAPABILITY = -32021
+#: What a failed or late handler answers (the official server then fails its call with it).
+INTERNAL_ERROR = -32603
 #: A handler's bound in the timeout test, and how late past it the call may fail.
 HANDLER_TIMEOUT = 0.5
 SLACK = 5.0
@@ -142,8 +144,10 @@ def test_a_handler_that_raises_fails_the_call_not_the_session(
         raise RuntimeError("the user interface is gone")
 
     with session(mcp_client_peer, elicitation=elicit) as server:
-        with pytest.raises(sark_sync.GatewayError):
+        with pytest.raises(RPCError) as caught:
             server.call_tool("ask_name")
+        assert caught.value.code == INTERNAL_ERROR
+        assert "RuntimeError: the user interface is gone" in str(caught.value)
         assert server.call_tool("echo", {"text": "after"}).text == "after"
 
 
@@ -156,9 +160,11 @@ def test_a_handler_past_its_timeout_fails_the_call_in_time(mcp_client_peer: Clie
         with session(mcp_client_peer, elicitation=elicit,
                      handler_timeout=HANDLER_TIMEOUT) as server:
             started = time.monotonic()
-            with pytest.raises(sark_sync.GatewayError):
+            with pytest.raises(RPCError) as caught:
                 server.call_tool("ask_name")
             assert time.monotonic() - started < HANDLER_TIMEOUT + SLACK
+            assert caught.value.code == INTERNAL_ERROR
+            assert f"did not answer within {HANDLER_TIMEOUT:g}s" in str(caught.value)
             never.set()
             assert server.call_tool("echo", {"text": "after"}).text == "after"
 
@@ -178,5 +184,4 @@ def test_handlers_run_off_the_reader_and_may_call_the_same_server(
     with session(mcp_client_peer, elicitation=elicit) as server:
         holder["server"] = server
         assert server.call_tool("ask_name").text == "Hello, Nested"
-    [thread] = threads.items
-    assert thread.startswith("sark-sync-") and "reader" not in thread
+    assert threads.items == ["sark-sync-mcp-peer-handler"]
