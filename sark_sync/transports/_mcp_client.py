@@ -16,12 +16,14 @@ server's stdio pipes, Streamable HTTP, HTTP+SSE):
   or roots (answered by the session's handlers, off the reader: :mod:`._mcp_handlers`; at
   2026-07-28 in ``input_required`` results: :mod:`._mcp_input`), ask for anything else
   (answered -32601, method not found), and notify progress (to the call's ``progress``
-  callback, on the session's callbacks thread: :mod:`._mcp_progress`), log messages and list
-  changes (to ``on_notification``).
+  callback, on the session's callbacks thread: :mod:`._mcp_progress`), log messages (to
+  ``on_log`` on that thread, or to Python logging: :mod:`._mcp_logging`), resource updates
+  (to the ``subscribe_resource`` callback on that thread: :mod:`._mcp_subscriptions`); every
+  notification but progress also goes to ``on_notification``, list changes included.
 
-A subclass owns the channel and its lifecycle (``LocalServer`` spawns a process). Callbacks run
-on the channel's reader thread: keep them short; an exception in one is logged, never
-propagated.
+A subclass owns the channel and its lifecycle (``LocalServer`` spawns a process).
+``on_notification`` runs on the channel's reader thread: keep it short; an exception in any
+callback is logged, never propagated.
 """
 
 from __future__ import annotations
