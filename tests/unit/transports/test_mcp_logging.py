@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sark_sync import CapabilityNotSupported, ValidationError
 from sark_sync.transports._mcp_callbacks import CallbackRunner
@@ -358,3 +360,22 @@ def test_after_fork_the_child_forgets_the_thread_and_starts_its_own() -> None:
     parent_pending.stop()  # here the "parent's" thread is in this process: end it
     assert parent_thread is not None
     parent_thread.join(5)
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda inner: st.lists(inner, max_size=8) | st.dictionaries(st.text(), inner, max_size=8),
+    max_leaves=200)
+
+
+@given(data=JSON, limit=st.integers(min_value=1, max_value=300))
+def test_render_of_any_json_value_is_bounded_and_one_line(data: Any, limit: int) -> None:
+    text = render(data, limit)
+    assert len(text) <= limit
+    assert not any(ch in text for ch in "\n\r\x1b\x00\u2028")
+
+
+@given(params=st.dictionaries(st.sampled_from(["level", "logger", "data", "x"]), JSON))
+def test_any_log_message_params_are_routed_without_raising(params: dict[str, Any]) -> None:
+    router = LogRouter("fuzz", None, CallbackRunner("fuzz"))
+    router.handle(params)
