@@ -118,7 +118,10 @@ class Subscriptions:
             if _modern(session._channel) is None:
                 session._channel.request("resources/subscribe", {"uri": uri}, timeout)
             else:
-                self._relisten(session, timeout)
+                honored = self._relisten(session, timeout).get("resourceSubscriptions")
+                if not isinstance(honored, list) or uri not in honored:
+                    log.warning("%s did not agree to send the updates of a resource it was "
+                                "asked for: none may come", self.name)
         except BaseException:
             with self._lock:
                 if had is None:
@@ -213,11 +216,13 @@ class Subscriptions:
         listen.start()
         return listen
 
-    def _relisten(self, session: Session, timeout: float) -> None:
-        """Open the stream again with the current URIs and wait for its acknowledgment."""
+    def _relisten(self, session: Session, timeout: float) -> Mapping[str, Any]:
+        """Open the stream again with the current URIs, wait for its acknowledgment and
+        return what the server agreed to send."""
         deadline = time.monotonic() + timeout
         listen = self._ensure_listen(session)
         listen.wait_acked(listen.refresh(), deadline)
+        return listen.honored
 
     def _filter(self) -> dict[str, Any]:
         session = self._session()

@@ -356,3 +356,18 @@ def test_at_2026_no_stream_opens_when_there_is_nothing_to_listen_for() -> None:
     channel.session = session
     session.adopt_discovery({"capabilities": {"tools": {}}}, "2026-07-28")
     assert channel.sent == [] and session._subscriptions._listen is None
+
+
+def test_at_2026_a_uri_the_server_does_not_honor_is_warned_about(
+        caplog: pytest.LogCaptureFixture) -> None:
+    class Narrowing(ModernChannel):
+        def request(self, method: str, params: Any, timeout: float) -> Any:
+            if method == LISTEN:  # the server honours no resource subscription
+                params = {"notifications": {"toolsListChanged": True}}
+            return super().request(method, params, timeout)
+
+    session = connected(Narrowing())
+    session.subscribe_resource("demo://a", print)
+    assert "did not agree to send the updates" in caplog.text
+    assert session._subscriptions.uris() == ["demo://a"]
+    session._stop_callbacks()
