@@ -136,9 +136,10 @@ def render(data: Any, limit: int = MAX_RENDER_CHARS) -> str:
             return put(value if depth == 0 else _quote(value[:budget[0]]))
         if value is None or isinstance(value, bool):
             return put({None: "null", True: "true", False: "false"}[value])
-        if isinstance(value, (int, float)):
-            return put(repr(value) if not isinstance(value, float) or math.isfinite(value)
-                       else "null")
+        if isinstance(value, float):
+            return put(repr(value) if math.isfinite(value) else "null")
+        if isinstance(value, int):
+            return put(repr(value) if value.bit_length() <= 256 else "<a large integer>")
         if not isinstance(value, (Mapping, list, tuple)):
             return put(f"<{type(value).__name__}>")
         if depth >= MAX_RENDER_DEPTH:

@@ -231,6 +231,7 @@ def test_deep_nesting_is_cut_not_recursed() -> None:
     ([float("nan"), float("inf"), 1.5, None, True], "[null, null, 1.5, null, true]"),
     ({"q": 'say "hi"'}, '{"q": "say \\"hi\\""}'),
     (object(), "<object>"),
+    ([10 ** 5000, -(2 ** 300), 12], "[<a large integer>, <a large integer>, 12]"),
 ])
 def test_render_escapes_hides_secrets_and_stays_json_like(data: Any, expected: str) -> None:
     assert render(data) == expected
