@@ -371,3 +371,24 @@ def test_at_2026_a_uri_the_server_does_not_honor_is_warned_about(
     assert "did not agree to send the updates" in caplog.text
     assert session._subscriptions.uris() == ["demo://a"]
     session._stop_callbacks()
+
+
+def test_at_2026_a_forked_child_forgets_the_stream_and_listens_again_on_subscribe() -> None:
+    channel = ModernChannel()
+    session = connected(channel)
+    session.subscribe_resource("demo://a", print)
+    listen = session._subscriptions._listen
+    assert listen is not None
+    parent_thread, parent_token = listen._thread, listen._token
+    listen._after_fork_in_child()  # what os.fork's hook runs in the child
+    session._subscriptions._after_fork_in_child()
+    assert listen._thread is None
+    session.subscribe_resource("demo://b", print)  # the child's own stream
+    assert listen._thread is not None and listen._thread is not parent_thread
+    assert channel.sent[-1] == (LISTEN, {"notifications": {
+        "toolsListChanged": True, "resourceSubscriptions": ["demo://a", "demo://b"]}})
+    session._stop_callbacks()
+    assert parent_token is not None and parent_thread is not None
+    parent_token.cancel()  # here the "parent's" thread is in this process: end it
+    parent_thread.join(5)
+    assert not parent_thread.is_alive()
