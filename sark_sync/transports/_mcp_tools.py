@@ -112,11 +112,6 @@ class ToolCache:
         log.debug("%s: the %s list changed", self._server, kind)
         return True
 
-    def forget(self) -> None:
-        """Drop every tool (a new session with the server may offer others)."""
-        with self._lock:
-            self._tools = None
-
 
 def tool_info(item: object, server: str) -> ToolInfo:
     """An MCP ``Tool`` as a :class:`ToolInfo`; ``ValueError`` if a field has the wrong type."""
