@@ -384,7 +384,8 @@ def test_at_2026_a_forked_child_forgets_the_stream_and_listens_again_on_subscrib
     session._subscriptions._after_fork_in_child()
     assert listen._thread is None
     session.subscribe_resource("demo://b", print)  # the child's own stream
-    assert listen._thread is not None and listen._thread is not parent_thread
+    child_thread = getattr(listen, "_thread")  # noqa: B009 (mypy narrowed it to None above)
+    assert child_thread is not None and child_thread is not parent_thread
     assert channel.sent[-1] == (LISTEN, {"notifications": {
         "toolsListChanged": True, "resourceSubscriptions": ["demo://a", "demo://b"]}})
     session._stop_callbacks()
