@@ -14,9 +14,8 @@ import pytest
 from mcp_peer import Recorder, session
 from realcomp.client_fixtures import ClientPeer, McpClientHttpServer
 
-from sark_sync import CapabilityNotSupported, RPCError, ValidationError
-from sark_sync._mcp_models import Prompt, ResourceTemplate
-from sark_sync.transports import LocalServer, RemoteServer
+from sark_sync import CapabilityNotSupported, Prompt, ResourceTemplate, RPCError, ValidationError
+from sark_sync.transports import LocalServer, LogMessage, RemoteServer
 
 pytestmark = pytest.mark.realcomp
 
@@ -109,7 +108,8 @@ def test_set_logging_level_and_on_log(mcp_client_peer: ClientPeer, level: str) -
         server.set_logging_level(level)
         wanted = LEVELS[LEVELS.index(level):]
         assert server.call_tool("log_levels").text == str(len(wanted))
-        messages = got.wait(len(wanted), DELIVERY_TIMEOUT)  # LogMessage values
+        messages = got.wait(len(wanted), DELIVERY_TIMEOUT)
+    assert all(isinstance(m, LogMessage) for m in messages)
     assert [m.level for m in messages] == wanted
     assert {(m.logger, m.server) for m in messages} == {("levels", "peer")}
     assert [m.data for m in messages] == [f"{lvl} message" for lvl in wanted]

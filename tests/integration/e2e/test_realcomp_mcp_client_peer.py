@@ -17,14 +17,15 @@ from mcp_peer import Recorder, released, session
 from realcomp.client_fixtures import ClientPeer
 
 import sark_sync
-from sark_sync import RPCError, ValidationError
-from sark_sync._mcp_requests import (
+from sark_sync import (
     ElicitationRequest,
     ElicitationResult,
     Root,
     RootsRequest,
+    RPCError,
     SamplingRequest,
     SamplingResult,
+    ValidationError,
 )
 
 pytestmark = pytest.mark.realcomp

@@ -17,10 +17,13 @@ from realcomp.client_fixtures import ClientPeer
 from support import wait_for
 
 import sark_sync
-from sark_sync import ProtocolError
-from sark_sync._exceptions import CallCancelled
-from sark_sync._mcp_requests import ElicitationRequest, ElicitationResult
-from sark_sync.resilience import CancelToken
+from sark_sync import (
+    CallCancelled,
+    CancelToken,
+    ElicitationRequest,
+    ElicitationResult,
+    ProtocolError,
+)
 
 pytestmark = pytest.mark.realcomp
 
