@@ -5,7 +5,9 @@ one ``subscriptions/listen`` stream)."""
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import threading
 import time
 from typing import Any, Callable
@@ -176,3 +178,39 @@ def test_the_clients_servers_take_on_log(mcp_client_stdio_command: list[str],
     assert sorted(set(got[:16])) == sorted(
         {(server, level) for server in ("local", "remote") for level in LOG_LEVELS})
     assert got[16] == ("held", "emergency")
+
+
+def test_a_forked_child_gets_its_own_session_with_the_level_and_subscriptions(
+        mcp_client_http_server: McpClientHttpServer) -> None:
+    updates: list[str] = []
+    server = RemoteServer(mcp_client_http_server.url, name="client-peer",
+                          protocol_version="2025-11-25", on_log=lambda m: None).connect()
+    server.set_logging_level("error")
+    server.subscribe_resource("demo://counter", updates.append)
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report, and never return into pytest
+        code = 1
+        try:
+            os.close(read_fd)
+            wait_for(lambda: server.call_tool("log_levels", {}).text == "4")
+            wait_for(lambda: server.call_tool("touch", {"uri": "demo://counter"}).text
+                     == "notified")
+            wait_for(lambda: updates == ["demo://counter"])
+            os.write(write_fd, json.dumps(["ok", server.session_id]).encode())
+            server.close()
+            code = 0
+        except BaseException as exc:
+            os.write(write_fd, json.dumps(["error", repr(exc)]).encode())
+        finally:
+            os._exit(code)
+    os.close(write_fd)
+    try:
+        with os.fdopen(read_fd, "rb") as pipe:
+            report = json.loads(pipe.read() or b"null")  # EOF when the child exits
+    finally:
+        _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, report
+    assert report[0] == "ok" and report[1] not in (None, server.session_id)
+    assert server.call_tool("log_levels", {}).text == "4"  # the parent's session kept its own
+    server.close()
