@@ -88,9 +88,12 @@ def test_a_server_that_closes_stdout_fails_at_once_not_at_the_deadline() -> None
 @pytest.mark.timeout(20)
 def test_an_abandoned_server_is_reaped_in_the_background_within_the_ladder() -> None:
     """stdout closed after the handshake, SIGTERM ignored: the restart abandons it at once,
-    and the reaper climbs the ladder to SIGKILL and reaps it, without the caller."""
+    and the reaper climbs the ladder to SIGKILL and reaps it, without the caller. One
+    attempt per call: the server also dies in the tools/list made before a call, which is
+    safe to retry (the call was never sent), and the retries' restarts are not measured here."""
     client = client_for("stdout_closed_ignore_term", "--after-init",
-                        restart=sark_sync.RestartPolicy(max_restarts=5, backoff=0))
+                        restart=sark_sync.RestartPolicy(max_restarts=5, backoff=0),
+                        retry=sark_sync.RetryPolicy(attempts=1))
     try:
         with pytest.raises(sark_sync.ProcessExitedError, match="closed its stdout"):
             client.invoke_tool("srv", "echo", {}, timeout=5)
