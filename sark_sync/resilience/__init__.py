@@ -11,6 +11,7 @@ from __future__ import annotations
 from . import _forksafety as forksafety
 from ._breaker import Breaker, is_counted_failure, is_server_answer
 from ._cancellation import (
+    CANCEL_WRITE_TIMEOUT,
     MAX_REASON_CHARS,
     CancelToken,
     cancellable,
@@ -20,6 +21,7 @@ from ._cancellation import (
     interruptible,
     raise_if_cancelled,
     sent_reason,
+    tell_cancelled,
 )
 from ._cancellation import current as current_cancellation
 from ._retrying import (
@@ -34,6 +36,7 @@ from ._watchdog import DEADLINE_MARGIN, WATCHDOG_TICK, Watched, watchdog
 
 __all__ = [
     "Breaker",
+    "CANCEL_WRITE_TIMEOUT",
     "CancelToken",
     "DEADLINE_MARGIN",
     "MAX_REASON_CHARS",
@@ -56,5 +59,6 @@ __all__ = [
     "raise_if_cancelled",
     "retryable",
     "sent_reason",
+    "tell_cancelled",
     "watchdog",
 ]

@@ -24,15 +24,19 @@ from collections.abc import Iterator
 from contextvars import ContextVar
 from typing import Any, Callable
 
-from .._exceptions import CallCancelled, ValidationError
+from .._exceptions import CallCancelled, GatewayError, ValidationError
 
-__all__ = ["CancelToken", "MAX_REASON_CHARS", "cancellable", "cancelled_error", "cancels",
-           "check_token", "current", "interruptible", "raise_if_cancelled", "sent_reason"]
+__all__ = ["CANCEL_WRITE_TIMEOUT", "CancelToken", "MAX_REASON_CHARS", "cancellable",
+           "cancelled_error", "cancels", "check_token", "current", "interruptible",
+           "raise_if_cancelled", "sent_reason", "tell_cancelled"]
 
 log = logging.getLogger(__name__)
 
 #: Longest ``reason`` accepted by :meth:`CancelToken.cancel` (it is sent to the server).
 MAX_REASON_CHARS = 1000
+#: Seconds a stdio channel waits to write ``notifications/cancelled`` while another writer
+#: holds the pipe for a moment (a server that stopped reading is not told: nobody waits on it).
+CANCEL_WRITE_TIMEOUT = 0.05
 
 
 class CancelToken:
@@ -204,6 +208,18 @@ def sent_reason(error: CallCancelled, token: CancelToken) -> str:
     (``"cancelled"`` without one), recorded in ``error`` too (made before the token fired)."""
     error.reason = token.reason
     return token.reason or "cancelled"
+
+
+def tell_cancelled(notify: Callable[..., None], request_id: int, reason: str,
+                   timeout: float = CANCEL_WRITE_TIMEOUT) -> None:
+    """Send ``notifications/cancelled`` for ``request_id`` with a channel's ``notify``; if it
+    cannot go within ``timeout`` seconds, give up (logged at debug): the call is over anyway."""
+    try:
+        notify("notifications/cancelled", {"requestId": request_id, "reason": reason},
+               timeout=timeout)
+    except GatewayError as exc:
+        log.debug("could not send notifications/cancelled for %s: %s", request_id,
+                  type(exc).__name__)
 
 
 def raise_if_cancelled(what: str, **context: Any) -> None:

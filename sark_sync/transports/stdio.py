@@ -50,7 +50,7 @@ from .._exceptions import (
     TransportTimeout,
 )
 from .._validation import unencodable, validate_command, validate_env
-from ..resilience import cancelled_error, cancels, current_cancellation, sent_reason
+from ..resilience import cancelled_error, cancels, current_cancellation, sent_reason, tell_cancelled
 from ..wire import jsonrpc
 from ._stdio_pipes import ProcessClosed, ServerProcess
 from ._stdio_process import KILL_TIMEOUT, STDIN_CLOSE_TIMEOUT, TERMINATE_TIMEOUT
@@ -257,13 +257,9 @@ class StdioTransport:
         self._write(jsonrpc.encode_error(request_id, code, message), WRITE_TIMEOUT)
 
     def _cancel(self, request_id: int, reason: str) -> None:
-        """Tell the server, if its stdin takes it at once: the call's time is up. (A line
-        this short is written whole or not at all: pipes write <= 4 KiB atomically.)"""
-        try:
-            self.notify("notifications/cancelled", {"requestId": request_id, "reason": reason},
-                        timeout=0.0)
-        except (ProcessExitedError, TransportTimeout):
-            pass
+        """Tell the server, if its stdin takes it at once (:func:`tell_cancelled`). A line this
+        short is written whole or not at all: pipes write <= 4 KiB atomically."""
+        tell_cancelled(self.notify, request_id, reason)
 
     def _write(self, data: bytes, timeout: float) -> None:
         """Write all of ``data`` to stdin within ``timeout``, one writer at a time."""

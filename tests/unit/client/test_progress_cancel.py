@@ -21,6 +21,7 @@ import sark_sync
 from sark_sync._exceptions import CallCancelled
 from sark_sync.governance import CallableSink
 from sark_sync.resilience import (
+    CANCEL_WRITE_TIMEOUT,
     MAX_REASON_CHARS,
     CancelToken,
     cancellable,
@@ -33,6 +34,7 @@ from sark_sync.resilience import (
     mark_unsent,
     retryable,
     sent_reason,
+    tell_cancelled,
 )
 from sark_sync.testing import MockResponse, MockTransport
 from sark_sync.transports import _mcp_callbacks
@@ -200,6 +202,21 @@ def test_a_cancel_is_never_retried_nor_counted_by_a_breaker() -> None:
     assert retryable(error, idempotent=True, policy=policy) is False
     assert is_counted_failure(CallCancelled, error) is False
     assert is_server_answer(error) is False
+
+
+def test_telling_the_server_waits_briefly_for_the_pipe_and_never_raises() -> None:
+    """Another writer may hold the pipe for a moment (the caller's next request, sent as
+    soon as cancel() returned): the notification waits for it, within a bound."""
+    sent: list[tuple[str, Any, float]] = []
+
+    def notify(method: str, params: Any, timeout: float) -> None:
+        sent.append((method, params, timeout))
+        raise sark_sync.TransportTimeout("stdin busy")
+
+    tell_cancelled(notify, 7, "user left")
+    assert sent == [("notifications/cancelled", {"requestId": 7, "reason": "user left"},
+                     CANCEL_WRITE_TIMEOUT)]
+    assert 0 < CANCEL_WRITE_TIMEOUT <= 0.1
 
 
 # -- the progress relay ---------------------------------------------------------------------------
