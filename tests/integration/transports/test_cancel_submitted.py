@@ -21,7 +21,7 @@ from realcomp.recording_proxy import RecordingProxy
 from support import FAST_RETRY, child_env, misbehave_command, wait_for
 
 import sark_sync
-from sark_sync._exceptions import CallCancelled
+from sark_sync import CallCancelled
 from sark_sync.governance import CallableSink
 from sark_sync.resilience import CancelToken, cancellable
 from sark_sync.transports._mcp_remote import RemoteServer

@@ -25,9 +25,8 @@ from realcomp.client_fixtures import ClientPeer
 from support import FAST_RETRY, child_env, demo_server_command, misbehave_command, wait_for
 
 import sark_sync
-from sark_sync._exceptions import CallCancelled
+from sark_sync import CallCancelled, CancelToken
 from sark_sync.governance import CallableSink
-from sark_sync.resilience import CancelToken
 
 pytestmark = [pytest.mark.timeout(90)]
 

@@ -18,7 +18,7 @@ import pytest
 from support import wait_for
 
 import sark_sync
-from sark_sync._exceptions import CallCancelled
+from sark_sync import CallCancelled
 from sark_sync.governance import CallableSink
 from sark_sync.resilience import (
     CANCEL_WRITE_TIMEOUT,
@@ -63,6 +63,7 @@ def ok(_: Any) -> MockResponse:
 
 
 def test_cancel_runs_each_callback_once_in_order_with_the_first_reason() -> None:
+    assert sark_sync.CancelToken is CancelToken  # the public name
     token = CancelToken()
     seen: list[tuple[str, str | None]] = []
     token.on_cancel(lambda: seen.append(("a", token.reason)))
