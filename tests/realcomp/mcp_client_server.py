@@ -64,8 +64,9 @@ times ``touch`` notified it, subscribable); template ``note://{name}`` ("Note <n
 Prompts: ``greet(name, style="casual")`` (one user message ``"Greet <name> in a <style>
 way."``), ``plain()`` (no arguments: ``"Say hello."``).
 
-Facts about this SDK (mcp 2.3.0) with this server are in docs/dev/MCP_HTTP_FACTS.md ("The
-official server asking the client").
+The resources, prompts, completions, subscriptions and log level live in
+mcp_client_resources.py. Facts about this SDK (mcp 2.3.0) with this server are in
+docs/dev/MCP_HTTP_FACTS.md (§11, "The official server asking the client").
 """
 
 from __future__ import annotations
@@ -78,7 +79,6 @@ import signal
 import socket
 import sys
 import warnings
-import weakref
 from typing import Annotated, Any
 
 from mcp.server.elicitation import AcceptedElicitation, ElicitationResult
@@ -87,28 +87,25 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.resolve import Elicit, ListRoots, Resolve, Sample
 from mcp.types import (
     CallToolResult,
-    Completion,
     CreateMessageResult,
-    EmptyResult,
     ListRootsResult,
-    PromptReference,
-    ResourceTemplateReference,
     ResourceUpdatedNotification,
     ResourceUpdatedNotificationParams,
     SamplingMessage,
-    SetLevelRequestParams,
-    SubscribeRequestParams,
     TextContent,
     ToolAnnotations,
     ToolListChangedNotification,
-    UnsubscribeRequestParams,
+)
+from mcp_client_resources import (
+    add_resources_and_prompts,
+    add_roots_listener,
+    count_touch,
+    state_of,
 )
 from pydantic import BaseModel
 
 SERVER_NAME = "sark-test-client-features"
 LEVELS = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
-NOTES = ("alpha", "alpine", "beta")
-STYLES = ("formal", "casual", "pirate")
 SLOW_SECONDS = 60.0
 SLOW_TICK = 0.1
 STREAMABLE_PATH = "/mcp"
@@ -124,34 +121,13 @@ OUTPUT_SCHEMA: dict[str, Any] = {
 # The SDK deprecates logging, sampling and roots at 2026-07-28; this server uses them on purpose.
 warnings.filterwarnings("ignore", message="The .* capability is deprecated")
 log = logging.getLogger("mcp_client_server")
+_cancelled: set[str] = set()  # the tags of the slow() calls that were cancelled
 logging.basicConfig(
     stream=sys.stderr,
     level=os.environ.get("SARK_TEST_MCP_LOG_LEVEL", "INFO").upper(),
     format="mcp_client_server %(levelname)s %(name)s: %(message)s",
     force=True,
 )
-
-
-class ConnectionState:
-    """What one client connection set or sent: its log level, subscriptions, roots changes."""
-
-    def __init__(self) -> None:
-        self.level: str | None = None
-        self.subscribed: set[str] = set()
-        self.roots_changed = 0
-
-
-_states: weakref.WeakKeyDictionary[Any, ConnectionState] = weakref.WeakKeyDictionary()
-_cancelled: set[str] = set()
-_touches = 0
-
-
-def state_of(session: Any) -> ConnectionState:
-    """The state of the connection a request came on (the SDK's ``Connection`` object)."""
-    connection = session._connection  # the one object that lives as long as the connection
-    if connection not in _states:
-        _states[connection] = ConnectionState()
-    return _states[connection]
 
 
 class NameForm(BaseModel):
@@ -297,90 +273,18 @@ def add_tools(server: MCPServer) -> None:
 
     @server.tool(description="Tell a subscriber the resource changed.", **plain)
     async def touch(uri: str, ctx: Context, channel: str = "request") -> str:
-        global _touches
         if ctx.protocol_version == MODERN:
             # 2026-07-28 has no resources/subscribe: subscriptions/listen streams get it.
-            _touches += 1
+            count_touch()
             await ctx.notify_resource_updated(uri)
             return "published"
         if uri not in state_of(ctx.session).subscribed:
             return "not subscribed"
-        _touches += 1
+        count_touch()
         related = ctx.request_id if channel == "request" else None
         notice = ResourceUpdatedNotification(params=ResourceUpdatedNotificationParams(uri=uri))
         await ctx.session.send_notification(notice, related_request_id=related)
         return "notified"
-
-
-def add_resources_and_prompts(server: MCPServer) -> None:
-    low = server._lowlevel_server
-
-    @server.resource("demo://text", name="text", title="Demo text", mime_type="text/plain",
-                     description="A short text.")
-    def text() -> str:
-        return "hello from the demo server"
-
-    @server.resource("demo://binary", name="binary", mime_type="application/octet-stream",
-                     description="The bytes 0 to 255.")
-    def binary() -> bytes:
-        return bytes(range(256))
-
-    @server.resource("demo://counter", name="counter", mime_type="text/plain",
-                     description="How many times touch() notified it (subscribable).")
-    def counter() -> str:
-        return str(_touches)
-
-    @server.resource("note://{name}", name="note", title="Note", mime_type="text/plain",
-                     description="A note by name.")
-    def note(name: str) -> str:
-        return f"note {name}"
-
-    @server.prompt(description="Greet someone in a style.")
-    def greet(name: str, style: str = "casual") -> str:
-        return f"Greet {name} in a {style} way."
-
-    @server.prompt(description="Say hello.")
-    def plain() -> str:
-        return "Say hello."
-
-    @server.completion()
-    async def complete(ref: Any, argument: Any, context: Any) -> Completion | None:
-        if isinstance(ref, ResourceTemplateReference) and argument.name == "name":
-            values = [n for n in NOTES if n.startswith(argument.value)]
-        elif isinstance(ref, PromptReference) and ref.name == "greet" and argument.name == "style":
-            values = [s for s in STYLES if s.startswith(argument.value)]
-            earlier = (context.arguments or {}) if context is not None else {}
-            if "name" in earlier:
-                values.append(f"{earlier['name']}-style")
-        else:
-            return None
-        return Completion(values=values, total=len(values), has_more=False)
-
-    async def subscribe(ctx: Any, params: SubscribeRequestParams) -> EmptyResult:
-        state_of(ctx.session).subscribed.add(str(params.uri))
-        return EmptyResult()
-
-    async def unsubscribe(ctx: Any, params: UnsubscribeRequestParams) -> EmptyResult:
-        state_of(ctx.session).subscribed.discard(str(params.uri))
-        return EmptyResult()
-
-    async def set_level(ctx: Any, params: SetLevelRequestParams) -> EmptyResult:
-        state_of(ctx.session).level = params.level
-        return EmptyResult()
-
-    low.add_request_handler("resources/subscribe", SubscribeRequestParams, subscribe)
-    low.add_request_handler("resources/unsubscribe", UnsubscribeRequestParams, unsubscribe)
-    low.add_request_handler("logging/setLevel", SetLevelRequestParams, set_level)
-
-
-def add_roots_listener(server: MCPServer) -> None:
-    from mcp.types import NotificationParams
-
-    async def roots_changed(ctx: Any, params: Any) -> None:
-        state_of(ctx.session).roots_changed += 1
-
-    server._lowlevel_server.add_notification_handler(
-        "notifications/roots/list_changed", NotificationParams, roots_changed)
 
 
 async def serve(uv: Any, sock: socket.socket, url: str) -> None:
