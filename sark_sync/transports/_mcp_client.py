@@ -155,8 +155,9 @@ class McpSession(McpFeatures):
         self.instructions = instructions if isinstance(instructions, str) else None
         self._ping_method = "server/discover"
         log.debug("%s speaks MCP %s: %s", self.name, version, self.server_info)
-        if self._on_notification is not None:  # list changes come on subscriptions/listen
-            self._subscriptions.listen_for_changes()
+        # List changes come only on subscriptions/listen: without it the cached tools (and
+        # the retry-safety their annotations give) would never go stale at this version.
+        self._subscriptions.listen_for_changes()
 
     # -- operations ------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ first call, so a test sees whether the client retries them) and the official SDK
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -143,6 +144,29 @@ def test_sdk_list_changed_shows_the_added_tool(mcp_client_peer: ClientPeer,
         added = {tool.name: tool for tool in server.list_tools()}[name]
         assert added.title == f"Added {name}"
         assert added.annotations.retry_safe
+
+
+@pytest.mark.realcomp
+@pytest.mark.parametrize("mcp_client_peer", ["http-2026"], indirect=True)
+def test_sdk_list_changed_at_2026_makes_the_cache_stale_without_any_callback(
+        mcp_client_peer: ClientPeer, request: pytest.FixtureRequest) -> None:
+    """At 2026-07-28 list changes come only on subscriptions/listen: a session opens it when
+    the server declares them, even with no on_notification, or its cached tools (and the
+    retries their annotations allow) would never follow the server."""
+    stem = "".join(c for c in f"added_2026_{request.node.name[-12:]}" if c.isalnum() or c == "_")
+    with session(mcp_client_peer) as server:
+        server.list_tools()
+        names: list[str] = []
+        deadline = time.monotonic() + 10
+        # The stream opens on a thread of its own; the server drops what it sends before.
+        while not server._tool_cache.stale:
+            assert time.monotonic() < deadline, "no tools/list_changed reached the session"
+            names.append(f"{stem}_{len(names)}")
+            server.call_tool("add_tool", {"name": names[-1]})
+            time.sleep(0.05)
+        assert server.tool_retry_safe(names[-1]) is None  # not listed yet
+        assert server.call_tool(names[-1], {}).text == f"{names[-1]} ran"
+        assert server.tool_retry_safe(names[-1]) is True  # the call listed first
 
 
 @pytest.mark.realcomp
