@@ -241,6 +241,7 @@ class McpSession(McpFeatures):
                 raise_if_cancelled("before it was sent", server=self.name, tool=name)
                 if listed:
                     self._refresh_tools(seconds)
+                    raise_if_cancelled("before it was sent", server=self.name, tool=name)
                 left = max(0.0, seconds - (time.perf_counter() - started))
                 result = self._channel.request("tools/call", params, left)
             except (TransportTimeout, DeadlineExceeded) as exc:

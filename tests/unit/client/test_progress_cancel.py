@@ -350,8 +350,8 @@ class Channel:
 
     def __init__(self, session: Callable[[], McpSession],
                  before: Callable[[Mapping[str, Any]], None] | None = None,
-                 block: bool = False) -> None:
-        self.session, self.before, self.block = session, before, block
+                 block: bool = False, on_list: Callable[[], None] | None = None) -> None:
+        self.session, self.before, self.block, self.on_list = session, before, block, on_list
         self.sent: list[tuple[str, Any]] = []
         self.alive = True
         self.waiting = threading.Event()
@@ -359,6 +359,8 @@ class Channel:
     def request(self, method: str, params: Mapping[str, Any] | None, timeout: float) -> Any:
         self.sent.append((method, params))
         if method == "tools/list":
+            if self.on_list is not None:
+                self.on_list()
             return {"tools": [{"name": "t", "inputSchema": {"type": "object"}}]}
         token = current_cancellation()
         if self.block:
@@ -463,6 +465,18 @@ def test_cancelling_a_session_call_frees_it_with_the_reason() -> None:
     finally:
         token.cancel()
         caller.join(10)
+        session.close()
+
+
+def test_a_cancel_while_the_tools_are_listed_first_sends_no_call() -> None:
+    token = CancelToken()
+    session = Session(on_list=lambda: token.cancel("changed my mind"))
+    try:
+        with pytest.raises(CallCancelled) as caught:
+            session.call_tool("t", {}, cancel=token)
+        assert [m for m, _ in session.channel.sent] == ["tools/list"]
+        assert caught.value.reason == "changed my mind"
+    finally:
         session.close()
 
 
