@@ -13,6 +13,7 @@ retried nor counted by the breaker, and its audit event is an ``error`` of type
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from concurrent.futures import CancelledError
@@ -27,6 +28,7 @@ from support import FAST_RETRY, child_env, demo_server_command, misbehave_comman
 import sark_sync
 from sark_sync import CallCancelled, CancelToken
 from sark_sync.governance import CallableSink
+from sark_sync.transports._mcp_progress import MAX_PROGRESS_MESSAGE_CHARS
 
 pytestmark = [pytest.mark.timeout(90)]
 
@@ -39,6 +41,8 @@ CANCEL_BOUND = 0.1
 WAKE_BOUND = 1.0
 #: Bound of the calls that must succeed (they take milliseconds).
 CALL_TIMEOUT = 30.0
+#: The scripted server whose progress reports lie.
+PROGRESS_PEER = Path(__file__).resolve().parents[1] / "stdio_servers" / "progress_peer.py"
 
 
 def client_for(peer: ClientPeer, events: list[Any] | None = None,
@@ -186,3 +190,20 @@ def test_the_reason_of_a_token_reaches_a_local_server(tmp_path: Path) -> None:
         assert [c["params"] for c in cancels] == [
             {"requestId": call["id"], "reason": "no longer needed"}]
         assert [m.get("method") for m in received].count("tools/call") == 1
+
+
+def test_lying_progress_reports_are_skipped_and_the_good_ones_arrive_in_order(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Over a real pipe: reports with a progress that is no finite number, tokens of another
+    type or call, params that are no object, a broken line; wrong total and message types
+    become None, a 1 MiB message is cut. The reader survives, and so does the session."""
+    seen = Recorder()
+    servers = {"liar": {"command": [sys.executable, str(PROGRESS_PEER)], "env": child_env()}}
+    with sark_sync.GatewayClient(UNUSED_GATEWAY, audit=[], local_servers=servers) as client:
+        result = client.invoke_tool("liar", "report", {}, progress=seen, timeout=CALL_TIMEOUT)
+        assert result.text == "reported"
+        assert seen.items == [(1.0, 3.0, "one"), (2.0, None, None),
+                              (3.0, 3.0, "m" * MAX_PROGRESS_MESSAGE_CHARS)]
+        skipped = [r for r in caplog.records if "without a numeric progress" in r.getMessage()]
+        assert len(skipped) == 5
+        assert client.invoke_tool("liar", "report", {}).text == "reported"  # still usable
