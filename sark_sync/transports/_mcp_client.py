@@ -125,6 +125,8 @@ class McpSession(McpFeatures):
                              timeout=max(0.0, deadline - time.monotonic()))
         log.debug("%s speaks MCP %s: %s", self.name, self.protocol_version, self.server_info)
         self._subscriptions.after_handshake()  # a renewed session: level, subscriptions again
+        # ... and its tools may differ, and a list change sent meanwhile was lost: relist.
+        self._tool_cache.notified("notifications/tools/list_changed")
 
     def _accept_handshake(self, result: Any) -> None:
         if not isinstance(result, Mapping):

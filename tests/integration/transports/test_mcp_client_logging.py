@@ -150,7 +150,9 @@ def test_a_renewed_session_gets_its_level_and_subscriptions_again(
         # subscription follow on the callbacks thread.
         assert server.call_tool("echo", {"text": "again"}).text == "again"
         assert server.session_id not in (None, old)
+        assert server._tool_cache.stale  # the new session's tools are listed before a call
         wait_for(lambda: server.call_tool("log_levels", {}).text == "4")
+        assert not server._tool_cache.stale
         wait_for(lambda: server.call_tool("touch", {"uri": "demo://counter"}).text
                  == "notified")
         wait_for(lambda: got == ["demo://counter"])
