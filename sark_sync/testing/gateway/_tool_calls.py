@@ -42,8 +42,8 @@ class ToolFailure(Exception):
 
 class UpstreamFailure(Exception):
     """The upstream of a server could not answer a call: ``status`` is 502 (it failed or
-    exited), 504 (it did not answer in time) or 400 (it refused the arguments); ``str()`` is
-    the message for the client.
+    exited), 504 (it did not answer in time), 400 (it refused the arguments) or 404 (it has no
+    such tool); ``str()`` is the message for the client.
 
     ``reached``: the call reached the upstream, so its tool may have run (a crash mid-call, a
     timeout) or it gave its final answer (a JSON-RPC error). Such an answer is stored under

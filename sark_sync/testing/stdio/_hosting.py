@@ -15,7 +15,9 @@ Contract of a call, as the gateway answers it:
   the server's business and may hold anything; it goes to the ``sark_sync.stdio`` log);
 - no answer within ``call_timeout`` → 504 ``upstream_timeout`` (the server is sent
   ``notifications/cancelled`` and stays up);
-- a JSON-RPC error (an unknown tool: -32602) or an unreadable answer → 502 with its message.
+- a JSON-RPC error -32602 (Invalid params) for a tool the server did not list when it (re)started
+  → 404 ``not_found``, as the gateway answers for any server's unknown tool; for a listed tool
+  → 400 (the arguments were refused); any other JSON-RPC error or an unreadable answer → 502.
 
 A crashed server is started again by the next call for it, at most :data:`MAX_RESTARTS` times
 in :data:`RESTART_WINDOW` seconds; past that the call answers 502 without restarting, until
@@ -115,6 +117,8 @@ class StdioHost:
         self._restart_lock = threading.Lock()  # one start or restart at a time
         self._state_lock = threading.Lock()  # guards _server and _closed, held briefly
         self._server: LocalServer | None = None
+        #: The tools the server listed when it last (re)started: an unknown tool is a 404.
+        self._tool_names: frozenset[str] = frozenset()
         self._closed = False
         self._failed = False
         self._restarts: collections.deque[float] = collections.deque()
@@ -184,6 +188,7 @@ class StdioHost:
             closed = self._closed
             if not closed:
                 self._server, self._failed = server, False
+                self._tool_names = frozenset(str(tool.get("name")) for tool in tools)
         if closed:
             server.close()
             raise UpstreamFailure(502, f"stdio server {self.name!r} is stopped")
@@ -253,7 +258,11 @@ class StdioHost:
                 f"{self.call_timeout:g}s", reached=True
             ) from None
         except RPCError as exc:
-            # -32602 Invalid params: the caller's arguments, not the upstream, are at fault.
+            # -32602 Invalid params: the caller's arguments, not the upstream, are at fault;
+            # MCP servers answer it to an unknown tool too, which the gateway reports as 404.
+            if exc.code == INVALID_PARAMS and tool not in self._tool_names:
+                raise UpstreamFailure(404, f"tool {tool!r} not found on server {self.name!r}",
+                                      reached=True) from None
             status = 400 if exc.code == INVALID_PARAMS else 502
             raise UpstreamFailure(
                 status, f"stdio server {self.name!r} answered JSON-RPC error {exc.code}: "

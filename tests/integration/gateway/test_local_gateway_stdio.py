@@ -158,15 +158,15 @@ def test_the_same_tool_through_the_gateway_and_a_local_session_gives_the_same_re
     assert through_gateway.is_error is direct.is_error is False
 
 
-def test_arguments_the_server_refuses_are_a_400_not_retried(
+def test_a_tool_the_server_does_not_list_is_a_404_not_retried(
     gateway: LocalGateway, http: requests.Session, client: sark_sync.GatewayClient
 ) -> None:
-    """JSON-RPC -32602 (invalid params; the demo server's answer to an unknown tool, which
-    the catalogue let through here) is the caller's fault: 400, and the client does not
-    retry it."""
-    error = error_of(invoke(http, gateway, "no_such_tool"), 400, "invalid_request")
-    assert "-32602" in error["message"] and "no_such_tool" in error["message"]
-    with pytest.raises(sark_sync.BadRequestError) as info:
+    """The demo server answers JSON-RPC -32602 (invalid params) to an unknown tool, which the
+    catalogue let through here: for a tool it did not list, the gateway answers 404, as for
+    an unknown tool of any other server, and the client does not retry it."""
+    error = error_of(invoke(http, gateway, "no_such_tool"), 404, "not_found")
+    assert error["message"] == "tool 'no_such_tool' not found on server 'demo'"
+    with pytest.raises(sark_sync.NotFoundError) as info:
         client.invoke_tool("demo", "no_such_tool")
     assert info.value.attempts == 1
     assert server_info(http, gateway)["health_status"] == "healthy"
