@@ -23,6 +23,7 @@ from ..client import GatewayClient
 from ._common import (
     EXIT_OK,
     EXIT_UNAVAILABLE,
+    IDEMPOTENCY_HELP,
     PARAMS_HELP,
     Settings,
     UsageError,
@@ -107,14 +108,19 @@ def configure_invoke(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("tool", metavar="TOOL", help="the tool, as `tools` lists it")
     parser.add_argument("params", nargs="*", metavar="key=value", help=PARAMS_HELP)
     add_parameter_options(parser)
+    parser.add_argument("--idempotency-key", metavar="KEY", help=IDEMPOTENCY_HELP)
 
 
 def run_invoke(args: argparse.Namespace) -> int:
+    """Call the tool once (the client retries within the deadline under the same key): with
+    ``--idempotency-key``, a second command with the same key and parameters is answered
+    the first result by the gateway, without running the tool again."""
     settings = resolve_settings(args)
     parameters = parse_parameters(args.params, args.json_params, args.params_file)
     with _client(settings) as client:
         result = client.invoke_tool(args.server, args.tool, parameters,
-                                    user_token=settings.user_token)
+                                    user_token=settings.user_token,
+                                    idempotency_key=args.idempotency_key)
     return finish_call(result, settings.json)
 
 

@@ -27,6 +27,7 @@ from .._exceptions import (
     AuthorizationDenied,
     ConfigurationError,
     NotFoundError,
+    ProcessStartError,
     RPCError,
     ServerError,
     ToolExecutionError,
@@ -43,6 +44,7 @@ __all__ = [
     "EXIT_TOOL_ERROR",
     "EXIT_UNAVAILABLE",
     "EXIT_USAGE",
+    "IDEMPOTENCY_HELP",
     "Settings",
     "PARAMS_HELP",
     "UsageError",
@@ -76,6 +78,10 @@ ENV_TIMEOUT = "SARK_TIMEOUT"
 PARAMS_HELP = ("tool parameters as key=value; a value that parses as JSON is that value "
                "(a=2 is a number, ok=true a boolean, name='\"2\"' the string \"2\"), "
                "anything else is text")
+#: The help of ``--idempotency-key``, the option of the subcommands that call a tool.
+IDEMPOTENCY_HELP = ("send this Idempotency-Key: the gateway runs the tool once per key and "
+                    "answers a repeated call (a re-run cron job) with the first result; "
+                    "default: a new key per command, which only protects its own retries")
 #: JSON-RPC codes that mean "your request is wrong" (invalid request, method, params).
 _RPC_USAGE_CODES = frozenset({-32600, -32601, -32602})
 
@@ -94,6 +100,8 @@ def exit_code_for(error: BaseException) -> int:
         return EXIT_DENIED
     if isinstance(error, NotFoundError):
         return EXIT_NOT_FOUND
+    if isinstance(error, ProcessStartError) and isinstance(error.__cause__, FileNotFoundError):
+        return EXIT_NOT_FOUND  # a local server's command that does not exist: no such server
     if isinstance(error, ToolExecutionError):
         return EXIT_TOOL_ERROR
     if isinstance(error, RPCError):

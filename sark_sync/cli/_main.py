@@ -59,10 +59,10 @@ import sys
 import traceback
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, NoReturn
 
 from ..__version__ import __version__
-from .._exceptions import GatewayError, TransportError
+from .._exceptions import GatewayError
 from ._client import (
     configure_events,
     configure_health,
@@ -75,8 +75,9 @@ from ._client import (
     run_servers,
     run_tools,
 )
-from ._common import EXIT_INTERRUPTED, EXIT_TOOL_ERROR, UsageError, exit_code_for
+from ._common import EXIT_INTERRUPTED, EXIT_TOOL_ERROR, EXIT_USAGE, UsageError, exit_code_for
 from ._demo import run_demo
+from ._errors import report_error
 from ._serve import configure_serve, run_serve
 from ._servers import configure_local, configure_remote, run_local, run_remote
 
@@ -146,6 +147,23 @@ COMMANDS: dict[str, Command] = {
 _GATEWAY_FLAGS = ("--url", "--api-key", "--user-token")
 
 
+class _ArgumentProblem(Exception):
+    """What argparse found wrong with the command line, raised by :class:`_Parser` so that
+    :func:`main` reports it as text (usage and message, as argparse does) or, under
+    ``--json``, as an error document."""
+
+    def __init__(self, parser: argparse.ArgumentParser, message: str) -> None:
+        super().__init__(message)
+        self.parser = parser
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser (its subparsers are of its class) whose errors are raised."""
+
+    def error(self, message: str) -> NoReturn:
+        raise _ArgumentProblem(self, message)
+
+
 def _add_options(parser: argparse.ArgumentParser, client: bool, gateway: bool = True) -> None:
     # SUPPRESS: an option absent after the subcommand must not reset one given before it.
     for flags, options in (*(_CLIENT_OPTIONS if client else ()), _DEBUG_OPTION):
@@ -155,7 +173,7 @@ def _add_options(parser: argparse.ArgumentParser, client: bool, gateway: bool = 
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="sark-sync",
         description="Governed MCP tool calls through a SARK gateway, from the shell.",
         epilog="Exit status: 0 ok, 1 tool error, 2 usage, 3 authentication, 4 denied by "
@@ -213,7 +231,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     exit status. Usage errors found by argparse raise ``SystemExit(2)`` after printing the
     usage, as argparse does."""
     parser = _parser()
-    args = _parse(parser, list(sys.argv[1:] if argv is None else argv))
+    words = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = _parse(parser, words)
+    except _ArgumentProblem as problem:
+        # --json among the options (not in a local server's command, after --).
+        if "--json" in (words[:words.index("--")] if "--" in words else words):
+            report_error(UsageError(str(problem)), EXIT_USAGE, True, sys.stderr)
+        else:
+            problem.parser.print_usage(sys.stderr)
+            sys.stderr.write(f"{problem.parser.prog}: error: {problem}\n")
+        raise SystemExit(EXIT_USAGE) from None
     debug = bool(getattr(args, "debug", False))
     with _debug_logging(debug):
         return _run(args, debug)
@@ -240,40 +268,19 @@ def _debug_logging(enabled: bool) -> Iterator[None]:
 
 
 def _run(args: argparse.Namespace, debug: bool) -> int:
+    as_json = bool(getattr(args, "json", False))
     try:
         return COMMANDS[args.command].run(args)
-    except KeyboardInterrupt:
-        sys.stderr.write("sark-sync: interrupted\n")
+    except KeyboardInterrupt as exc:
+        report_error(exc, EXIT_INTERRUPTED, as_json, sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as exc:
         if debug:
             traceback.print_exc(file=sys.stderr)
-        sys.stderr.write(f"sark-sync: error: {_one_line(exc)}\n")
-        return exit_code_for(exc) if isinstance(exc, (GatewayError, UsageError)) \
+        code = exit_code_for(exc) if isinstance(exc, (GatewayError, UsageError)) \
             else EXIT_TOOL_ERROR
-
-
-#: Context of an error worth a person's attention, in this order (method and code are in the
-#: message or implied; the URL only says which gateway, shown for transport errors).
-_SHOWN_CONTEXT = ("status_code", "server", "tool", "request_id", "attempts", "retry_after",
-                  "timeout", "slept", "last_error")
-
-
-def _one_line(error: BaseException) -> str:
-    """``Type: message (context)`` on one line. A UsageError is its message alone; a
-    ProcessExitedError's stderr tail (several lines, shown with --debug) is left out."""
-    if not isinstance(error, GatewayError):
-        text = str(error).strip().splitlines()[0] if str(error).strip() else "no message"
-        return text if isinstance(error, UsageError) else f"{type(error).__name__}: {text}"
-    context = error.context()
-    shown = {key: context[key] for key in _SHOWN_CONTEXT if key in context}
-    if shown.get("attempts") == 1:
-        del shown["attempts"]
-    if isinstance(error, TransportError) and "url" in context:
-        shown = {"url": context["url"], **shown}
-    message = error.message.strip().splitlines()[0] if error.message.strip() else "no message"
-    details = ", ".join(f"{key}={value}" for key, value in shown.items())
-    return f"{type(error).__name__}: {message}" + (f" ({details})" if details else "")
+        report_error(exc, code, as_json, sys.stderr)
+        return code
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from typing import Any, Callable, TextIO, TypeVar
 from .._models import Event, Health, ServerInfo, ToolInfo, ToolResult
 from .._redact import redact
 from ._common import EXIT_OK, EXIT_TOOL_ERROR
+from ._errors import tool_error_document
 
 __all__ = [
     "dump_json",
@@ -182,14 +183,18 @@ def print_result(result: ToolResult, as_json: bool, out: TextIO, err: TextIO) ->
 
 
 def finish_call(result: ToolResult, as_json: bool) -> int:
-    """Print a tool's result on standard output; the exit status: 0, or 1 (with a line on
-    standard error) when the tool reported an error."""
+    """Print a tool's result on standard output; the exit status: 0, or 1 (with a line, or
+    under ``--json`` an error document, on standard error) when the tool reported an error."""
     print_result(result, as_json, sys.stdout, sys.stderr)
-    if result.is_error:
+    if not result.is_error:
+        return EXIT_OK
+    if as_json:
+        dump_json(tool_error_document(result.server, result.tool, result.request_id,
+                                      EXIT_TOOL_ERROR), sys.stderr, indent=None)
+    else:
         sys.stderr.write(f"sark-sync: error: tool {result.server}/{result.tool} reported an "
                          "error (its output is above)\n")
-        return EXIT_TOOL_ERROR
-    return EXIT_OK
+    return EXIT_TOOL_ERROR
 
 
 def print_list(items: Sequence[T], as_json: bool, to_json: Callable[[T], dict[str, Any]],

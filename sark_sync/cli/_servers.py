@@ -66,9 +66,15 @@ def _add_call_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("params", nargs="*", metavar="key=value",
                         help=f"with --call: {PARAMS_HELP}")
     add_parameter_options(parser)
+    parser.add_argument("--idempotency-key", metavar="KEY",
+                        help="refused: only a gateway deduplicates calls (use invoke)")
 
 
 def _call_parameters(args: argparse.Namespace) -> dict[str, object]:
+    if args.idempotency_key is not None:  # refused, not ignored: a re-run would call again
+        raise UsageError(f"--idempotency-key needs a gateway: {args.command} reaches the server "
+                         "directly, and an MCP server runs every call it gets; call the tool "
+                         "through the gateway with sark-sync invoke")
     if args.call is None:
         if args.params or args.json_params or args.params_file:
             raise UsageError("parameters need --call TOOL")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from support import child_env, demo_server_command
+from support import child_env, demo_server_command, misbehave_command
 
 from sark_sync.cli import _main as cli
 
@@ -41,7 +41,9 @@ def test_local_calls_a_tool_and_prints_json(capsys: pytest.CaptureFixture[str]) 
 
 @pytest.mark.parametrize(("argv", "code"), [
     (_local("--call", "nosuch"), 5),
-    (["local", "--", "/nonexistent/mcp-server"], 6),
+    (["local", "--", "/nonexistent/mcp-server"], 5),  # no such server, as a gateway's 404
+    (["local", *(f"--env={k}={v}" for k, v in child_env().items()), "--",
+      *misbehave_command("exit_at_start")], 6),  # it exists, but is unavailable
     (["local"], 2),
     (_local("--call", "echo", "bad"), 2),
     (["local", "text=x", "--", "true"], 2),

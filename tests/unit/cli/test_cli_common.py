@@ -16,6 +16,7 @@ from sark_sync.cli._common import (
     parse_parameters,
     resolve_settings,
 )
+from sark_sync.cli._errors import one_line
 from sark_sync.cli._output import table
 
 E = sark_sync
@@ -38,7 +39,7 @@ E = sark_sync
     (E.ConnectionFailed("x"), 6),
     (E.TransportTimeout("x"), 6),
     (E.ProtocolError("x"), 6),
-    (E.ProcessStartError("x"), 6),
+    (E.ProcessStartError("x"), 6),  # it could not start for another reason: EACCES ...
     (E.ProcessExitedError("x", returncode=1), 6),
     (E.RPCError("x", code=-32603), 6),
     (E.DeadlineExceeded("x"), 6),
@@ -128,7 +129,7 @@ def test_a_table_cell_is_one_line_and_bounded() -> None:
 ])
 def test_an_error_is_one_line_with_its_useful_context(error: BaseException, line: str
                                                       ) -> None:
-    assert cli._one_line(error) == line
+    assert one_line(error) == line
 
 
 @pytest.mark.parametrize("argv", [
