@@ -14,10 +14,9 @@ from contextlib import nullcontext
 from typing import Any, Callable
 
 from .._config import BreakerPolicy, RestartPolicy, RetryPolicy, Timeouts
-from .._exceptions import TransportNotAvailableError
 from .._models import Health, Principal, ServerInfo, ToolCall, ToolInfo, ToolResult
 from .._validation import validate_name, validate_page
-from ..governance import Auditor, AuditRecorder, Authorizer, flush_for_close, resolve_audit
+from ..governance import Auditor, AuditRecorder, Authorizer, resolve_audit
 from ..governance.policy import AuthorizerLike
 from ..resilience import Breaker, CancelToken, forksafety
 from ..transports import (
@@ -43,6 +42,7 @@ from ._resources import Resources
 from ._streaming import open_stream
 from ._submit import invoke_many as submit_many
 from ._submit import submit
+from ._view import view_of
 
 __all__ = ["GatewayClient"]
 
@@ -126,6 +126,7 @@ class GatewayClient:
         self.max_workers, self.transport_mode = options.max_workers, options.transport_mode
         self.idempotency_keys, self._api_key = options.idempotency_keys, options.api_key
         self._custom_transport = transport is not None
+        self._parent: GatewayClient | None = None  # the client of a view (with_options)
         # Checked before the auditor exists: a bad option must not leave a sink behind.
         local = LocalServerPool(local_servers, options.restart, startup_timeout=startup_timeout,
                                 on_notification=on_notification)
@@ -137,8 +138,7 @@ class GatewayClient:
         if self._auditor is not None:
             self._governance.audit_hook = AuditRecorder(self._auditor)
         self._resources = Resources(local, remote)
-        gateway: Callable[[], GatewayTransport] = options.http_transport if transport is None \
-            else (lambda: transport)
+        gateway = options.http_transport if transport is None else (lambda: transport)
         pipeline = self._pipeline = Pipeline(
             options.base_url, timeouts=options.timeouts, retry=options.retry,
             breaker=options.breaker, max_workers=options.max_workers,
@@ -167,14 +167,18 @@ class GatewayClient:
         """Release every connection, thread and server; idempotent. In-flight submitted calls
         finish within their deadlines; later calls raise :class:`ClientClosedError`."""
         self._pipeline.closed = True
-        self._finalizer()
-        self._governance.close()
-        auditor = self._auditor
-        if auditor is not None:
-            if self._owns_auditor:
-                auditor.close()
-            else:
-                flush_for_close(auditor)
+        if self._parent is None:  # a view owns nothing: what it uses is its client's
+            self._finalizer()
+            self._governance.close(self._auditor, owns_auditor=self._owns_auditor)
+
+    def with_options(self, *, timeout: float | Timeouts | None = None,
+                     retry: RetryPolicy | None = None, headers: Mapping[str, str] | None = None
+                     ) -> GatewayClient:
+        """A view of this client with other defaults (None keeps this client's) that shares
+        its connections, pools, breakers and servers; ``headers`` go on every gateway request
+        and remote MCP tool call. ``view.close()`` closes the view only; closing this client
+        closes its views (``docs/gateway/CLIENT_USAGE.md``)."""
+        return view_of(self, timeout=timeout, retry=retry, headers=headers)
 
     def __enter__(self) -> GatewayClient:
         self._pipeline.check_open()
@@ -191,13 +195,9 @@ class GatewayClient:
     def _after_fork_in_child(self) -> None:
         self._resources.drop_after_fork()
 
-    def _state(self) -> Resources:
-        return self._pipeline.state()
-
     def breaker_for(self, server: str | None = None) -> Breaker:
         """The breaker guarding ``server`` (None: the gateway's discovery and health)."""
-        return self._pipeline.breaker(
-            None if server is None else validate_name(server, "server"))
+        return self._pipeline.breaker(None if server is None else validate_name(server, "server"))
 
     # -- discovery -------------------------------------------------------------------------------
 
@@ -261,6 +261,7 @@ class GatewayClient:
         user_token: str | None = None, timeout: float | Timeouts | None = None,
         idempotency_key: str | None = None, principal: Principal | None = None,
         progress: ProgressCallback | None = None, cancel: CancelToken | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> ToolResult:
         """Call ``tool`` on ``server`` and return its :class:`ToolResult`.
 
@@ -277,6 +278,8 @@ class GatewayClient:
         :param cancel: a :class:`CancelToken`: its ``cancel()`` frees this call at once with
             :class:`CallCancelled` (an MCP server is told; a gateway call is not withdrawn once
             sent). See ``docs/gateway/CLIENT_USAGE.md``.
+        :param headers: extra HTTP headers of the gateway request or remote MCP ``tools/call``
+            (never logged); refused for a stdio server and for those the client sets.
 
         A tool error is a result (``is_error``); call ``raise_for_error()`` to raise it.
         Raises :class:`ValidationError` for bad arguments (before any request; a malformed
@@ -286,7 +289,7 @@ class GatewayClient:
         """
         deadline = self._pipeline.deadline(timeout)
         call = self._pipeline.prepare(server, tool, parameters, user_token, idempotency_key,
-                                      principal, progress, cancel)
+                                      principal, progress, cancel, headers)
         return self._pipeline.invoke(call, deadline, user_token)
 
     def submit(
@@ -294,6 +297,7 @@ class GatewayClient:
         user_token: str | None = None, timeout: float | Timeouts | None = None,
         idempotency_key: str | None = None, principal: Principal | None = None,
         progress: ProgressCallback | None = None, cancel: CancelToken | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> Future[ToolResult]:
         """Run :meth:`invoke_tool` on the client's thread pool and return its future.
 
@@ -302,12 +306,12 @@ class GatewayClient:
         while the call runs too: a call to an MCP server (by URL or local) is abandoned at once
         and the server told (``notifications/cancelled``), the audit recording an ``error``
         (``CallCancelled``); a running gateway call cannot be cancelled (False), as before.
-        ``cancel=token`` cancels the future as ``cancel()`` does; ``progress`` as
-        :meth:`invoke_tool`'s.
+        ``cancel=token`` cancels the future as ``cancel()`` does; ``progress`` and ``headers``
+        as :meth:`invoke_tool`'s.
         """
         deadline = self._pipeline.deadline(timeout)
         call = self._pipeline.prepare(server, tool, parameters, user_token, idempotency_key,
-                                      principal, progress, cancel)
+                                      principal, progress, cancel, headers)
         return submit(self._pipeline.executor(), call.local, self._pipeline.invoke, call,
                       deadline, user_token, cancel=call.cancel)
 
@@ -356,16 +360,11 @@ class GatewayClient:
         ``max_reconnects`` failed attempts in a row, :class:`ValidationError` before anything
         is sent, :class:`TransportNotAvailableError` for a client given its own ``transport``.
         """
-        if self._custom_transport:
-            self._pipeline.check_open()
-            raise TransportNotAvailableError(
-                "event streams need the gateway's HTTP transport; this client was given its "
-                "own transport")
         return open_stream(
             self._pipeline, api_key=self._api_key, verify=self._options.verify, types=types,
             last_event_id=last_event_id, user_token=user_token, idle_timeout=idle_timeout,
             max_reconnects=max_reconnects, max_event_bytes=max_event_bytes,
-            closed=lambda: self.closed)
+            custom_transport=self._custom_transport)
 
     # -- local servers (stdio) -------------------------------------------------------------------
 

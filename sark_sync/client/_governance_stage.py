@@ -49,11 +49,13 @@ from .._models import Principal, ServerInfo, ToolInfo, ToolResult
 from .._validation import unencodable
 from ..governance import (
     AuditHook,
+    Auditor,
     AuthorizationInput,
     CallOutcome,
     Decision,
     Operation,
     PrincipalIdCache,
+    flush_for_close,
     removed_paths,
     report,
     resolve_principal,
@@ -247,8 +249,14 @@ class Governance:
             None if sent.arguments is call.arguments else sent.arguments, principal_id),
             f"{call.server}/{call.tool}")
 
-    def close(self) -> None:
+    def close(self, auditor: Auditor | None = None, *, owns_auditor: bool = False) -> None:
+        """Release the authorizer; close ``auditor`` if the client built it, else flush it."""
         release(self.authorizer)
+        if auditor is not None:
+            if owns_auditor:
+                auditor.close()
+            else:
+                flush_for_close(auditor)
 
     def _after_fork_in_child(self) -> None:
         self.metadata.after_fork()

@@ -135,12 +135,13 @@ def invoke_request(
 
 def prepare(
     server: str, tool: str, parameters: Mapping[str, Any] | None, user_token: str | None,
-    idempotency_key: str | None, *, local: bool, auto_key: bool, retry_safe: bool,
-    principal: Principal | None, snapshot: bool, transport: str | None = None,
+    idempotency_key: str | None, extra: Mapping[str, str], *, local: bool, auto_key: bool,
+    retry_safe: bool, principal: Principal | None, snapshot: bool, transport: str | None = None,
     progress: object = None, cancel: object = None,
 ) -> Invocation:
     """Encode a call for a local server or the gateway; nothing is sent. The names and header
-    values are those :func:`check_call` returned; the parameters are checked here.
+    values are those :func:`check_call` returned; the parameters are checked here. ``extra``
+    are the caller's checked headers (for a remote MCP server, the invocation's ``headers``).
 
     ``auto_key`` adds a generated ``Idempotency-Key`` when the caller gave none;
     ``retry_safe`` says the tool is annotated read-only or idempotent. With ``snapshot``
@@ -155,10 +156,11 @@ def prepare(
         arguments = encode_arguments(parameters)
         if snapshot:
             arguments = json_copy(arguments)
-        return Invocation(server, tool, b"", {}, False, local=True, arguments=arguments,
+        return Invocation(server, tool, b"", dict(extra), False, local=True, arguments=arguments,
                           principal=principal, transport=transport,
                           progress=checked_progress, cancel=token)
     body, headers = invoke_request(server, tool, parameters, user_token, idempotency_key)
+    headers = {"X-Request-ID": str(uuid.uuid4()), **extra, **headers}  # one id, all attempts
     if idempotency_key is None and auto_key:
         headers["Idempotency-Key"] = str(uuid.uuid4())
     idempotent = "Idempotency-Key" in headers or retry_safe

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from .._config import (
     MAX_RESPONSE_BYTES,
+    MAX_SECONDS,
     MAX_WORKERS,
     BreakerPolicy,
     RestartPolicy,
@@ -27,12 +28,14 @@ from .._useragent import user_agent
 from .._validation import describe
 from ..transports import GatewayTransport, HTTPTransport
 
-__all__ = ["TRANSPORT_MODES", "Options"]
+__all__ = ["ENV_TIMEOUT", "TRANSPORT_MODES", "Options", "env_timeout"]
 
 #: Transport modes: "auto" picks per operation; the others allow only that transport.
 TRANSPORT_MODES = ("auto", "http", "sse", "stdio")
 #: The name of a gateway reached through a transport given by the caller, without a URL.
 TRANSPORT_BASE_URL = "transport://gateway"
+#: The default ``timeout`` (seconds for a whole call) when none is given; unset or empty: 30.
+ENV_TIMEOUT = "SARK_TIMEOUT"
 
 
 @dataclass(frozen=True)
@@ -75,7 +78,7 @@ class Options:
             base_url = url if isinstance(url, str) and url else TRANSPORT_BASE_URL
         else:
             base_url = resolve_base_url(base_url)
-        timeouts = Timeouts.coerce(timeout)
+        timeouts = Timeouts.coerce(timeout if timeout is not None else env_timeout())
         key = resolve_api_key(api_key)
         retry = retry if retry is not None else RetryPolicy()
         breaker = breaker if breaker is not None else BreakerPolicy()
@@ -98,6 +101,23 @@ class Options:
             verify=_check_verify(verify),
             max_response_bytes=check_count("max_response_bytes", max_response_bytes, 1,
                                            MAX_RESPONSE_BYTES))
+
+
+def env_timeout() -> float | None:
+    """Seconds from ``SARK_TIMEOUT`` (None when unset or empty), checked as ``timeout=`` is:
+    a :class:`ConfigurationError` names the variable and the rule (the value is a number, but
+    a variable set by mistake to something else is not repeated)."""
+    text = os.environ.get(ENV_TIMEOUT, "").strip()
+    if not text:
+        return None
+    try:
+        seconds = float(text)
+        Timeouts.coerce(seconds)
+    except (ValueError, ConfigurationError):
+        raise ConfigurationError(
+            f"{ENV_TIMEOUT} must be a number of seconds > 0 and at most {MAX_SECONDS:g} "
+            f"({MAX_SECONDS / 3600:g} h)") from None
+    return seconds
 
 
 def _check_verify(verify: object) -> bool | str | None:

@@ -24,6 +24,7 @@ The same order holds for every transport. See ``docs/ARCHITECTURE.md``.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 import time
@@ -52,8 +53,16 @@ from ..resilience import (
     raise_if_cancelled,
     retryable,
 )
-from ..transports import GatewayTransport, LocalServerPool, RemoteServerPool, Request, Response
+from ..transports import (
+    GatewayTransport,
+    LocalServerPool,
+    RemoteServerPool,
+    Request,
+    Response,
+    call_headers,
+)
 from ._governance_stage import Governance
+from ._headers import check_headers, merge_headers
 from ._invocation import Invocation, check_call, prepare
 from ._resources import Resources
 
@@ -87,11 +96,33 @@ class Pipeline:
         self.idempotency_keys = idempotency_keys
         self.resources = resources
         self.governance = governance
-        #: Set by the client's ``close()``; every stage checks it before it starts anything.
-        self.closed = False
+        #: Extra headers of every gateway request and remote MCP tool call (``with_options``).
+        self.headers: Mapping[str, str] = {}
+        #: The pipeline this one is a view of (``with_options``): closing it closes this one.
+        self.parent: Pipeline | None = None
+        self._closed = False
         self._build_gateway = gateway
         #: (server, tool) -> annotated read-only or idempotent, learnt from tool listings.
         self.retry_safe: dict[tuple[str, str], bool] = {}
+
+    @property
+    def closed(self) -> bool:
+        """Set by the client's ``close()`` (a view's, or its parent's); every stage checks it
+        before it starts anything."""
+        return self._closed or (self.parent is not None and self.parent.closed)
+
+    @closed.setter
+    def closed(self, value: bool) -> None:
+        self._closed = value
+
+    def derive(self, timeouts: Timeouts, retry: RetryPolicy, headers: Mapping[str, str]
+               ) -> Pipeline:
+        """A view of this pipeline (``GatewayClient.with_options``): other defaults, the same
+        state (resources, breakers, governance, learnt retry safety); open while both are."""
+        view = copy.copy(self)
+        view.timeouts, view.retry, view.headers = timeouts, retry, headers
+        view.parent, view._closed = self, False
+        return view
 
     # -- deadline ----------------------------------------------------------------------------
 
@@ -182,8 +213,8 @@ class Pipeline:
         """One gateway request: breaker -> retry -> transport, ``parse`` inside the breaker.
         Every attempt carries the same ``X-Request-ID`` (and body, and idempotency key)."""
         transport = self.gateway()
-        request = Request(method, path, params=params, body=body,
-                          headers={"X-Request-ID": str(uuid.uuid4()), **(headers or {})})
+        request = Request(method, path, params=params, body=body, headers=merge_headers(
+            {"X-Request-ID": str(uuid.uuid4())}, merge_headers(self.headers, headers or {})))
         policy = self.retry
 
         def logical() -> T:
@@ -213,16 +244,27 @@ class Pipeline:
     def prepare(
         self, server: str, tool: str, parameters: Mapping[str, Any] | None,
         user_token: str | None, idempotency_key: str | None, principal: Principal | None,
-        progress: object = None, cancel: object = None,
+        progress: object = None, cancel: object = None, headers: object = None,
     ) -> Invocation:
         """Validate and encode a call; nothing is sent yet. The names and header values are
         checked first, before anything (the local server lookup, the token) reads them.
-        ``progress`` and ``cancel`` are kept for an MCP server's ``tools/call``."""
+        ``progress`` and ``cancel`` are kept for an MCP server's ``tools/call``; ``headers``
+        (:mod:`._headers`) join the view's for the gateway or a remote MCP server."""
         server, tool, user_token, idempotency_key = check_call(server, tool, user_token,
                                                                idempotency_key)
+        extra = check_headers(headers)
         pool = self.local(server)
+        if isinstance(pool, LocalServerPool):
+            if extra:
+                raise ValidationError(f"headers: {server!r} is a local server (stdio), which "
+                                      "takes no HTTP headers", server=server, tool=tool)
+        else:
+            extra = merge_headers(self.headers, extra)
+            if user_token is not None and any(k.lower() == "authorization" for k in extra):
+                raise ValidationError("headers carry Authorization and user_token is given: "
+                                      "pass one of them", server=server, tool=tool)
         return prepare(
-            server, tool, parameters, user_token, idempotency_key,
+            server, tool, parameters, user_token, idempotency_key, extra,
             local=pool is not None, auto_key=self.idempotency_keys,
             transport="mcp-http" if isinstance(pool, RemoteServerPool) else None,
             retry_safe=self.retry_safe.get((server, tool), False),
@@ -269,8 +311,9 @@ class Pipeline:
             retrying = Retrying(policy, deadline, retryable=lambda error: retryable(
                 error, idempotent=local.retry_safe(server, tool), policy=policy),
                 sleep=interruptible(local.sleep), what=f"waiting for {server}/{tool}")
-            result = retrying.call(lambda: local.call_tool(
-                server, tool, call.arguments, deadline, progress=call.progress))
+            with call_headers(call.headers):  # a remote server's tools/call carries them
+                result = retrying.call(lambda: local.call_tool(
+                    server, tool, call.arguments, deadline, progress=call.progress))
             return dataclasses.replace(result, attempts=retrying.attempts)
 
         try:

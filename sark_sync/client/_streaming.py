@@ -15,10 +15,14 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from contextlib import nullcontext
-from typing import Callable
 
 from .._config import MAX_RECONNECTS, MAX_RESPONSE_BYTES, check_count, check_seconds
-from .._exceptions import ClientClosedError, ConfigurationError, ValidationError
+from .._exceptions import (
+    ClientClosedError,
+    ConfigurationError,
+    TransportNotAvailableError,
+    ValidationError,
+)
 from .._redact import Secret
 from .._useragent import user_agent
 from .._validation import validate_header_value
@@ -37,10 +41,16 @@ def open_stream(
     pipeline: Pipeline, *, api_key: Secret | None, verify: bool | str | None,
     types: Iterable[str] | str | None, last_event_id: str | int | None,
     user_token: str | None, idle_timeout: float, max_reconnects: int, max_event_bytes: int,
-    closed: Callable[[], bool],
+    custom_transport: bool,
 ) -> EventStream:
     """Check the arguments (nothing is sent for a bad one), connect, and track the stream;
-    see :meth:`GatewayClient.stream_events`."""
+    see :meth:`GatewayClient.stream_events` (``custom_transport``: the client was given its
+    own transport, which streams cannot use)."""
+    if custom_transport:
+        pipeline.check_open()
+        raise TransportNotAvailableError(
+            "event streams need the gateway's HTTP transport; this client was given its own "
+            "transport")
     pipeline.require("sse")
     wanted = _types(types)
     if user_token:  # sent as a header: checked as invoke_tool checks it, never quoted
@@ -72,7 +82,7 @@ def open_stream(
         if audit is not None:
             audit.status_code = 200  # connected: the stream accepts nothing else
         pipeline.state().track(stream)
-        if closed():  # closed while connecting: its close() did not see this stream
+        if pipeline.closed:  # closed while connecting: its close() did not see this stream
             stream.close()
             raise ClientClosedError("this GatewayClient is closed")
     return stream

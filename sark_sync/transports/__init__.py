@@ -16,6 +16,7 @@ private modules.
 from ._base import EventSource, GatewayTransport, MessageChannel, Request, Response
 from ._common import (
     READ_FAILURES,
+    call_headers,
     close_session,
     error_from_answer,
     new_session,
@@ -56,6 +57,7 @@ __all__ = [
     "Request",
     "Response",
     "StdioTransport",
+    "call_headers",
     "check_handler_options",
     "close_session",
     "error_from_answer",

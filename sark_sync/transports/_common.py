@@ -12,7 +12,9 @@ import http.cookiejar
 import json
 import os
 import socket
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from http.client import HTTPException
 from typing import Any
 
@@ -37,6 +39,7 @@ from ..resilience import mark_sent, mark_unsent, parse_retry_after
 from ._guarded import GuardedAdapter, was_cut
 
 __all__ = [
+    "call_headers",
     "close_session",
     "error_from_answer",
     "error_from_response",
@@ -46,6 +49,7 @@ __all__ = [
     "socket_of",
     "translate",
     "translate_body_error",
+    "with_call_headers",
 ]
 
 #: What reading a response body may raise when the peer breaks off, lies or is cut: the
@@ -223,3 +227,36 @@ def _root(exc: BaseException) -> str:
             return f"{type(exc).__name__}: {exc}"[:300]
         seen.add(id(exc))
         exc = inner
+
+
+#: The extra headers of the tool call this thread is making (a call's ``headers=``, checked
+#: by the client); only the POST of its ``tools/call`` carries them (:func:`with_call_headers`).
+_CALL_HEADERS: ContextVar[Mapping[str, str] | None] = ContextVar("sark_sync_call_headers",
+                                                                default=None)
+
+
+@contextmanager
+def call_headers(headers: Mapping[str, str]) -> Iterator[None]:
+    """In this block (this thread), a remote MCP server's ``tools/call`` carries ``headers``.
+
+    A context variable rather than an argument through the session layers: the headers
+    belong to one call, never to the session (its ``initialize``, listings and notifications
+    are shared by every caller, so one caller's credentials must not reach them)."""
+    token = _CALL_HEADERS.set(headers)
+    try:
+        yield
+    finally:
+        _CALL_HEADERS.reset(token)
+
+
+def with_call_headers(headers: dict[str, str], method: str) -> dict[str, str]:
+    """``headers`` of a message POSTed for ``method``, with the current call's extra headers
+    when it is a ``tools/call`` (they replace the session's of the same name, whatever its
+    case; the protocol's own names were refused when the call was made)."""
+    extra = _CALL_HEADERS.get()
+    if not extra or method != "tools/call":
+        return headers
+    names = {name.lower() for name in extra}
+    merged = {name: value for name, value in headers.items() if name.lower() not in names}
+    merged.update(extra)
+    return merged

@@ -59,6 +59,7 @@ from ..resilience import (
     mark_sent,
 )
 from ..wire import DEFAULT_MAX_EVENT_BYTES, jsonrpc
+from . import _common
 from ._common import READ_FAILURES, close_session, error_from_answer, new_session, translate
 from ._guarded import GuardedAdapter, guarded
 from ._mcp_http_listen import EventStreams
@@ -262,11 +263,11 @@ class StreamableHTTPChannel:
         deadline = time.monotonic() + timeout
         with guarded(deadline) as exchange, cancels(cancellation, exchange.expire):
             try:
+                headers = dict(self._send_headers(fresh=method == "initialize" or bool(route)),
+                               **(route or {}))
                 response = self._session.post(
-                    url, data=body, headers=dict(self._send_headers(
-                        fresh=method == "initialize" or bool(route)), **(route or {})),
-                    stream=True,
-                    timeout=(min(timeout, 10.0), timeout), allow_redirects=False)
+                    url, data=body, headers=_common.with_call_headers(headers, method),
+                    stream=True, timeout=(min(timeout, 10.0), timeout), allow_redirects=False)
             except requests.RequestException as exc:
                 raise self._timeout(method, timeout) if exchange.cut else \
                     translate(exc, peer=self._peer, **where) from exc
@@ -338,8 +339,7 @@ class StreamableHTTPChannel:
                            read_timeout)
 
     def _listen(self) -> None:
-        """Open the session's listening stream, once the session is initialized (only with a
-        session id: at most one per session)."""
+        """Open the session's one listening stream, once it is initialized with a session id."""
         if self.session_id is not None and self.modern_version is None:
             self._streams.listen(self, self.session_id, self._open_stream, self._dispatch)
 

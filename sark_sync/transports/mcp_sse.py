@@ -54,7 +54,7 @@ from ..resilience import (
     sent_reason,
 )
 from ..wire import DEFAULT_MAX_EVENT_BYTES, jsonrpc
-from ._common import READ_FAILURES, close_session, new_session, translate
+from ._common import READ_FAILURES, close_session, new_session, translate, with_call_headers
 from ._guarded import GuardedAdapter, guarded
 from ._mcp_http_recovery import Recovery
 from ._mcp_sse_stream import (
@@ -267,7 +267,8 @@ class LegacySSEChannel:
                                 server=self.name)
         # The endpoint's session id is the session's key: errors show the stream's URL.
         where: dict[str, Any] = {"method": "POST", "url": self.url, "server": self.name}
-        headers = dict(self._headers, **{"Content-Type": "application/json"})
+        headers = with_call_headers(dict(self._headers, **{"Content-Type": "application/json"}),
+                                    what)
         timeout = max(0.0, timeout)
         with guarded(time.monotonic() + timeout) as exchange:
             try:
