@@ -50,7 +50,7 @@ def one_line(error: BaseException) -> str:
         del shown["attempts"]
     if isinstance(error, TransportError) and "url" in context:
         shown = {"url": _safe_url(context["url"]), **shown}
-    details = ", ".join(f"{key}={value}" for key, value in shown.items())
+    details = ", ".join(f"{key}={_rounded(value)}" for key, value in shown.items())
     return f"{type(error).__name__}: {_first_line(error.message)}" + (
         f" ({details})" if details else "")
 
@@ -74,7 +74,8 @@ def error_document(error: BaseException, exit_code: int) -> dict[str, Any]:
     for key in _JSON_CONTEXT:
         value = context.get(key)
         if value is not None and (key != "retryable" or isinstance(value, bool)):
-            body[key] = value if isinstance(value, (str, int, float, bool)) else str(value)
+            body[key] = _rounded(value) if isinstance(value, (str, int, float, bool)) \
+                else str(value)
     if isinstance(error, TransportError) and error.url:
         body["url"] = _safe_url(error.url)
     return {"error": body}
@@ -104,6 +105,12 @@ def report_error(error: BaseException, exit_code: int, as_json: bool, err: TextI
     else:
         err.write(f"sark-sync: error: {one_line(error)}\n")
     err.flush()
+
+
+def _rounded(value: Any) -> Any:
+    """Seconds to the millisecond: a timeout measured as the budget left (0.49998...) is
+    shown as the 0.5 it was."""
+    return round(value, 3) if isinstance(value, float) else value
 
 
 def _first_line(text: str) -> str:
