@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Union
 from urllib.parse import urlsplit
 
-from ._exceptions import ConfigurationError
+from ._exceptions import DEFAULT_RETRY_STATUSES, ConfigurationError
 from ._validation import HEADER_RULE, describe, header_value_problem, plain_str
 
 __all__ = ["BreakerPolicy", "RestartPolicy", "RetryPolicy", "Timeouts"]
@@ -39,8 +39,7 @@ DEFAULT_BACKOFF_MULTIPLIER = 2.0
 DEFAULT_BACKOFF_MAX = 8.0
 #: Longest Retry-After the client waits out; longer ones fail fast with ``retry_after`` set.
 DEFAULT_RETRY_AFTER_MAX = 120.0
-#: Statuses retried for idempotent requests (429 is retried for every request).
-DEFAULT_RETRY_STATUSES = frozenset({408, 429, 502, 503, 504})
+# DEFAULT_RETRY_STATUSES (408, 429, 502-504) lives with the retry rule, in _exceptions.
 
 #: Consecutive counted failures that open a breaker.
 DEFAULT_FAILURE_THRESHOLD = 5

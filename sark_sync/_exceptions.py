@@ -40,51 +40,38 @@ resemble, so ``except TimeoutError`` or ``except PermissionError`` work as expec
 Context travels as attributes (``status_code``, ``request_id``, ``server``, ``tool``,
 ``attempts``, ``retry_after`` ...), never as secrets: messages are built by sark_sync from
 names and codes, and parameter values or credentials are never put into them.
+
+``retryable`` is what the one retry rule (:func:`retry_rule`) says for an idempotent call,
+``retry_after`` the seconds to wait first, when known. Every error travels: its ``args`` are
+``(message, state)``, the context as JSON (``_errors_codec``), so ``pickle`` and Celery's JSON
+result backend rebuild it, type and attributes, as ``cls(*args)``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from concurrent.futures import CancelledError
-from typing import Any
+from typing import Any, Optional
 
-__all__ = [
-    "APIError",
-    "AuthenticationError",
-    "AuthorizationDenied",
-    "AuthorizationUnavailable",
-    "BadRequestError",
-    "CallCancelled",
-    "CapabilityNotSupported",
-    "CircuitOpenError",
-    "ClientClosedError",
-    "ConfigurationError",
-    "ConnectionFailed",
-    "DeadlineExceeded",
-    "GatewayError",
-    "IdempotencyConflictError",
-    "NotFoundError",
-    "PayloadTooLargeError",
-    "ProcessExitedError",
-    "ProcessStartError",
-    "ProtocolError",
-    "RPCError",
-    "RateLimitError",
-    "ServerError",
-    "ServiceUnavailableError",
-    "SessionExpiredError",
-    "ToolExecutionError",
-    "TransportError",
-    "TransportNotAvailableError",
-    "TransportTimeout",
-    "UpstreamError",
-    "UpstreamTimeoutError",
-    "ValidationError",
-    "error_for_status",
-]
+from ._errors_codec import EXCHANGE_MARK, STATUSES_MARK, restore, state_of
+
+_State = Optional[Mapping[str, Any]]  # what rebuilds an error from its args (GatewayError)
+
+__all__ = ["APIError", "AuthenticationError", "AuthorizationDenied", "AuthorizationUnavailable",
+    "BadRequestError", "CallCancelled", "CapabilityNotSupported", "CircuitOpenError",
+    "ClientClosedError", "ConfigurationError", "ConnectionFailed", "DeadlineExceeded",
+    "GatewayError", "IdempotencyConflictError", "NotFoundError", "PayloadTooLargeError",
+    "ProcessExitedError", "ProcessStartError", "ProtocolError", "RPCError", "RateLimitError",
+    "ServerError", "ServiceUnavailableError", "SessionExpiredError", "ToolExecutionError",
+    "TransportError", "TransportNotAvailableError", "TransportTimeout", "UpstreamError",
+    "UpstreamTimeoutError", "ValidationError", "error_for_status", "DEFAULT_RETRY_STATUSES",
+    "retry_rule"]
 
 #: The context every error may carry, in the order ``str(error)`` shows it.
 _CONTEXT_FIELDS = ("method", "url", "status_code", "code", "request_id", "server", "tool",
                    "attempts", "retry_after")
+#: Statuses retried for idempotent requests (429 for every request): RetryPolicy's default.
+DEFAULT_RETRY_STATUSES = frozenset({408, 429, 502, 503, 504})
 
 
 class GatewayError(Exception):
@@ -92,20 +79,14 @@ class GatewayError(Exception):
 
     All context is keyword-only and optional. ``str(error)`` is the message followed by the
     context that is set, e.g. ``"unavailable: down (status_code=503, attempts=3)"``.
+    ``state`` rebuilds an error from its ``args``: ``type(error)(*error.args)``.
     """
 
     def __init__(
-        self,
-        message: str,
-        *,
-        method: str | None = None,
-        url: str | None = None,
-        status_code: int | None = None,
-        code: str | int | None = None,
-        request_id: str | None = None,
-        server: str | None = None,
-        tool: str | None = None,
-        attempts: int | None = None,
+        self, message: str, state: _State = None, /, *,
+        method: str | None = None, url: str | None = None, status_code: int | None = None,
+        code: str | int | None = None, request_id: str | None = None,
+        server: str | None = None, tool: str | None = None, attempts: int | None = None,
         retry_after: float | None = None,
     ) -> None:
         super().__init__(message)
@@ -119,12 +100,29 @@ class GatewayError(Exception):
         self.tool = tool
         self.attempts = attempts
         self.retry_after = retry_after
+        restore(self.__dict__, state)
+
+    @property
+    def args(self) -> tuple[Any, ...]:
+        """``(message, state)``: the attributes that are set, as JSON (always current)."""
+        state = state_of(self.__dict__)
+        return (self.message, state) if state else (self.message,)
+
+    @args.setter
+    def args(self, value: tuple[Any, ...]) -> None:
+        self.__init__(*value)  # type: ignore[misc]  # derived from the error: rebuild it
+
+    @property
+    def retryable(self) -> bool:
+        """Whether sark_sync's retry rule would try this error again for an idempotent call
+        (:func:`retry_rule`, with the statuses of the retry loop it came through)."""
+        statuses = self.__dict__.get(STATUSES_MARK, DEFAULT_RETRY_STATUSES)
+        return retry_rule(self, idempotent=True, statuses=statuses)
 
     def context(self) -> dict[str, Any]:
         """The context fields that are set, in a stable order."""
-        return {
-            name: getattr(self, name) for name in _CONTEXT_FIELDS if getattr(self, name) is not None
-        }
+        return {name: value for name in _CONTEXT_FIELDS
+                if (value := getattr(self, name)) is not None}
 
     def _with(self, **context: Any) -> GatewayError:
         """Fill context fields that are still unset (the pipeline knows more than a transport)."""
@@ -134,25 +132,14 @@ class GatewayError(Exception):
         return self
 
     def __str__(self) -> str:
-        ctx = self.context()
-        if not ctx:
-            return self.message
-        details = ", ".join(f"{key}={value}" for key, value in ctx.items())
-        return f"{self.message} ({details})"
+        details = ", ".join(f"{key}={value}" for key, value in self.context().items())
+        return f"{self.message} ({details})" if details else self.message
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self)!r})"
 
-    def __reduce__(self) -> Any:
-        # Keep keyword context across pickling (ThreadPoolExecutor, multiprocessing, Celery).
-        return (_rebuild, (type(self), self.message, self.__dict__.copy()))
-
-
-def _rebuild(cls: type[GatewayError], message: str, state: dict[str, Any]) -> GatewayError:
-    error = cls.__new__(cls)
-    Exception.__init__(error, message)
-    error.__dict__.update(state)
-    return error
+    def __reduce__(self) -> Any:  # rebuilt from its args as Celery does, then the attributes
+        return (type(self), self.args, self.__dict__.copy())
 
 
 class ConfigurationError(GatewayError, ValueError):
@@ -190,9 +177,10 @@ class ProtocolError(TransportError):
 class ProcessStartError(TransportError, OSError):
     """A local MCP server could not be started (no such command, not executable, ...)."""
 
-    def __init__(self, message: str, *, command: str | None = None, **context: Any) -> None:
-        GatewayError.__init__(self, message, **context)
-        self.command = command
+    def __init__(self, message: str, state: _State = None, /, *, command: str | None = None,
+                 **context: Any) -> None:
+        self.command = command  # each subclass sets its own first: the state may override it
+        GatewayError.__init__(self, message, state, **context)
 
 
 class ProcessExitedError(TransportError):
@@ -201,11 +189,11 @@ class ProcessExitedError(TransportError):
     A negative ``returncode`` is the signal that ended it (as in ``subprocess``).
     """
 
-    def __init__(self, message: str, *, returncode: int | None = None, stderr_tail: str = "",
-                 **context: Any) -> None:
-        super().__init__(message, **context)
+    def __init__(self, message: str, state: _State = None, /, *, returncode: int | None = None,
+                 stderr_tail: str = "", **context: Any) -> None:
         self.returncode = returncode
         self.stderr_tail = stderr_tail
+        super().__init__(message, state, **context)
 
     def __str__(self) -> str:
         text = super().__str__()
@@ -226,11 +214,11 @@ class RPCError(GatewayError):
     ``rpc_message`` the server's own message and ``data`` its optional data.
     """
 
-    def __init__(self, message: str, *, code: int, rpc_message: str = "", data: Any = None,
-                 **context: Any) -> None:
-        super().__init__(message, code=code, **context)
+    def __init__(self, message: str, state: _State = None, /, *, code: int | None = None,
+                 rpc_message: str = "", data: Any = None, **context: Any) -> None:
         self.rpc_message = rpc_message
         self.data = data
+        super().__init__(message, state, code=code, **context)
 
 
 class CapabilityNotSupported(GatewayError):
@@ -242,10 +230,10 @@ class CapabilityNotSupported(GatewayError):
     (``resources/read``), ``server`` the server's name.
     """
 
-    def __init__(self, message: str, *, capability: str, method: str | None = None,
-                 **context: Any) -> None:
-        super().__init__(message, method=method, **context)
+    def __init__(self, message: str, state: _State = None, /, *, capability: str = "",
+                 method: str | None = None, **context: Any) -> None:
         self.capability = capability
+        super().__init__(message, state, method=method, **context)
 
 
 class CallCancelled(GatewayError, CancelledError):
@@ -253,9 +241,10 @@ class CallCancelled(GatewayError, CancelledError):
     an MCP server was told (``notifications/cancelled``; at 2026-07-28 the connection closed).
     Never retried nor counted by a breaker; ``reason`` is the one given to ``cancel()``."""
 
-    def __init__(self, message: str, *, reason: str | None = None, **context: Any) -> None:
-        super().__init__(message, **context)
+    def __init__(self, message: str, state: _State = None, /, *, reason: str | None = None,
+                 **context: Any) -> None:
         self.reason = reason
+        super().__init__(message, state, **context)
 
 
 class DeadlineExceeded(GatewayError, TimeoutError):
@@ -265,12 +254,13 @@ class DeadlineExceeded(GatewayError, TimeoutError):
     Retry-After waits, ``last_error`` the error of the last attempt (or None).
     """
 
-    def __init__(self, message: str, *, timeout: float | None = None, slept: float = 0.0,
-                 last_error: BaseException | None = None, **context: Any) -> None:
-        super().__init__(message, **context)
+    def __init__(self, message: str, state: _State = None, /, *, timeout: float | None = None,
+                 slept: float = 0.0, last_error: BaseException | None = None,
+                 **context: Any) -> None:
         self.timeout = timeout
         self.slept = slept
         self.last_error = last_error
+        super().__init__(message, state, **context)
 
     def context(self) -> dict[str, Any]:
         ctx = super().context()
@@ -290,23 +280,24 @@ class CircuitOpenError(GatewayError):
     admit the next probe, ``failures`` the consecutive failures that opened it.
     """
 
-    def __init__(self, message: str, *, breaker: str, opened_at: Any = None,
-                 probe_at: Any = None, failures: int = 0, **context: Any) -> None:
-        super().__init__(message, **context)
+    def __init__(self, message: str, state: _State = None, /, *, breaker: str = "",
+                 opened_at: Any = None, probe_at: Any = None, failures: int = 0,
+                 **context: Any) -> None:
         self.breaker = breaker
         self.opened_at = opened_at
         self.probe_at = probe_at
         self.failures = failures
+        super().__init__(message, state, **context)
 
 
 class AuthorizationDenied(GatewayError, PermissionError):
     """The policy denied the call (403 ``policy_denied``, or the client's pre-check)."""
 
-    def __init__(self, message: str, *, reason: str | None = None, audit_id: str | None = None,
-                 **context: Any) -> None:
-        super().__init__(message, **context)
+    def __init__(self, message: str, state: _State = None, /, *, reason: str | None = None,
+                 audit_id: str | None = None, **context: Any) -> None:
         self.reason = reason
         self.audit_id = audit_id
+        super().__init__(message, state, **context)
 
 
 class AuthorizationUnavailable(GatewayError):
@@ -323,9 +314,10 @@ class AuthorizationUnavailable(GatewayError):
 class ToolExecutionError(GatewayError):
     """The tool ran and reported an error (MCP ``isError: true``); see ``result``."""
 
-    def __init__(self, message: str, *, result: Any = None, **context: Any) -> None:
-        super().__init__(message, **context)
+    def __init__(self, message: str, state: _State = None, /, *, result: Any = None,
+                 **context: Any) -> None:
         self.result = result
+        super().__init__(message, state, **context)
 
 
 class APIError(GatewayError):
@@ -372,17 +364,27 @@ class UpstreamTimeoutError(ServerError):
     """504 ``upstream_timeout``: the MCP server behind the gateway did not answer in time."""
 
 
+def retry_rule(error: BaseException, *, idempotent: bool, statuses: Collection[int]) -> bool:
+    """The one rule: may the request that failed with ``error`` be tried again? (Described
+    at :func:`sark_sync.resilience.retryable`, which applies it with a policy's statuses.)"""
+    if not isinstance(error, GatewayError) or isinstance(error, (DeadlineExceeded,
+                                                                 CallCancelled)):
+        return False
+    exchange: object = error.__dict__.get(EXCHANGE_MARK)
+    if exchange in ("unsent", "final"):
+        return exchange == "unsent"
+    status = error.status_code
+    if isinstance(error, APIError) and status is not None:
+        return status in statuses and (status == 429 or idempotent)
+    return idempotent and (exchange == "sent" or isinstance(
+        error, (ConnectionFailed, TransportTimeout, ProcessExitedError)))
+
+
 #: Status code -> exception class for gateway error responses.
 STATUS_ERRORS: dict[int, type[APIError]] = {
-    400: BadRequestError,
-    401: AuthenticationError,
-    404: NotFoundError,
-    409: IdempotencyConflictError,
-    413: PayloadTooLargeError,
-    422: BadRequestError,
-    429: RateLimitError,
-    502: UpstreamError,
-    503: ServiceUnavailableError,
+    400: BadRequestError, 401: AuthenticationError, 404: NotFoundError,
+    409: IdempotencyConflictError, 413: PayloadTooLargeError, 422: BadRequestError,
+    429: RateLimitError, 502: UpstreamError, 503: ServiceUnavailableError,
     504: UpstreamTimeoutError,
 }
 
@@ -391,10 +393,7 @@ def error_for_status(status_code: int, message: str, *, reason: str | None = Non
                      audit_id: str | None = None, **context: Any) -> GatewayError:
     """Build the exception for a non-2xx gateway response (403 becomes AuthorizationDenied)."""
     if status_code == 403:
-        return AuthorizationDenied(
-            message, reason=reason, audit_id=audit_id, status_code=status_code, **context
-        )
-    cls = STATUS_ERRORS.get(status_code)
-    if cls is None:
-        cls = ServerError if status_code >= 500 else APIError
+        return AuthorizationDenied(message, reason=reason, audit_id=audit_id,
+                                   status_code=status_code, **context)
+    cls = STATUS_ERRORS.get(status_code) or (ServerError if status_code >= 500 else APIError)
     return cls(message, status_code=status_code, **context)

@@ -241,6 +241,7 @@ class Breaker:
             opened_at=self._opened_wall,
             probe_at=probe_at,
             failures=self._failure_count,
+            retry_after=round(remaining, 3),  # when a call may pass again (0: a probe is out)
         )
 
     def __repr__(self) -> str:

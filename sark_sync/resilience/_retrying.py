@@ -23,14 +23,13 @@ from typing import Callable, TypeVar
 
 from .._config import RetryPolicy
 from .._deadline import Deadline
+from .._errors_codec import EXCHANGE_MARK, STATUSES_MARK
 from .._exceptions import (
-    APIError,
-    CallCancelled,
-    ConnectionFailed,
+    DEFAULT_RETRY_STATUSES,
     DeadlineExceeded,
     GatewayError,
-    ProcessExitedError,
     TransportTimeout,
+    retry_rule,
 )
 
 __all__ = ["MAX_RETRY_AFTER", "Retrying", "mark_sent", "mark_unsent", "parse_retry_after",
@@ -81,8 +80,9 @@ def parse_retry_after(value: str | None) -> float | None:
         return None
 
 
-#: How far a failed exchange got, as a transport marks it on the error it raises.
-_EXCHANGE = "_sark_exchange"
+#: How far a failed exchange got, as a transport marks it on the error it raises (the mark
+#: travels with the error, so its ``retryable`` stays right in another process).
+_EXCHANGE = EXCHANGE_MARK
 
 
 def mark_unsent(error: GatewayError) -> GatewayError:
@@ -108,23 +108,12 @@ def retryable(error: BaseException, *, idempotent: bool, policy: RetryPolicy) ->
     its status (:meth:`RetryPolicy.retryable_status`) and the request is idempotent, or the
     status is 429 (the gateway did not process it). A broken exchange (connection lost,
     timeout, a local server that died mid-call): only an idempotent request.
-    """
-    if not isinstance(error, GatewayError) or isinstance(error, (DeadlineExceeded,
-                                                                 CallCancelled)):
-        return False
-    exchange = error.__dict__.get(_EXCHANGE)
-    if exchange == "unsent":
-        return True
-    if exchange == "final":
-        return False
-    status = error.status_code
-    if isinstance(error, APIError) and status is not None:
-        return policy.retryable_status(status) and (status == 429 or idempotent)
-    if exchange == "sent" or isinstance(error, (ConnectionFailed, TransportTimeout,
-                                                ProcessExitedError)):
-        return idempotent
-    return False
 
+    The rule itself is :func:`sark_sync._exceptions.retry_rule`, so that every error's
+    ``retryable`` (this rule for an idempotent request, with the statuses of the loop the error
+    came through) can never disagree with what the loop did.
+    """
+    return retry_rule(error, idempotent=idempotent, statuses=policy.statuses)
 
 
 class Retrying:
@@ -178,6 +167,8 @@ class Retrying:
         """After a failed attempt: wait before the next one, or raise (``error`` itself, or
         ``DeadlineExceeded`` when the wait would cross the deadline)."""
         error._with(attempts=self.attempts)
+        if self.policy.statuses != DEFAULT_RETRY_STATUSES:  # for error.retryable
+            error.__dict__.setdefault(STATUSES_MARK, self.policy.statuses)
         deadline = self.deadline
         if isinstance(error, DeadlineExceeded):  # a transport ran out of time
             unsent = error.__dict__.get(_EXCHANGE) == "unsent"  # this attempt never left
@@ -194,8 +185,12 @@ class Retrying:
         wait = self._backoff(self.attempts)
         retry_after = error.retry_after if error.status_code in RETRY_AFTER_STATUSES else None
         if retry_after is not None:
-            if retry_after > self.policy.retry_after_max:
-                raise error  # too long to wait out: the caller sees retry_after
+            if retry_after > self.policy.retry_after_max or (
+                    deadline is not None and retry_after >= deadline.remaining()):
+                # Too long to wait out, or past the deadline: the caller gets the gateway's
+                # own answer (RateLimitError, ServiceUnavailableError) and its retry_after,
+                # to come back later; the deadline itself did not run out.
+                raise error
             wait = retry_after
         if deadline is not None and wait >= deadline.remaining():
             raise self.deadline_error(error) from error

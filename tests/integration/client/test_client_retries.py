@@ -103,17 +103,31 @@ def test_retry_after_600_fails_fast_with_retry_after(client: sark_sync.GatewayCl
     assert paths(gateway) == ["POST /api/v1/invoke"]
 
 
-def test_retry_after_beyond_the_deadline_raises_deadline_exceeded_at_once(
+def test_retry_after_beyond_the_deadline_raises_the_503_itself_at_once(
     client: sark_sync.GatewayClient, gateway: LocalGateway
 ) -> None:
+    # Not DeadlineExceeded: "try later" handlers of ServiceUnavailableError must see it.
     gateway.add_fault(Fault(path="/api/v1/servers", status=503, retry_after=60))
     started = time.monotonic()
-    with pytest.raises(sark_sync.DeadlineExceeded) as caught:
+    with pytest.raises(sark_sync.ServiceUnavailableError) as caught:
         client.list_servers(timeout=5)
     assert time.monotonic() - started < 0.5
-    assert caught.value.attempts == 1
-    assert isinstance(caught.value.last_error, sark_sync.ServiceUnavailableError)
-    assert caught.value.last_error.retry_after == 60
+    assert (caught.value.attempts, caught.value.retry_after, caught.value.retryable) == (
+        1, 60, True)
+
+
+def test_retry_after_max_zero_never_waits_on_a_retry_after(
+    make_client: Make, gateway: LocalGateway
+) -> None:
+    # The setting for a Celery worker: a Retry-After is never slept in the worker.
+    client = make_client(retry=sark_sync.RetryPolicy(retry_after_max=0, attempts=5))
+    gateway.add_fault(Fault(path="/api/v1/servers", status=503, retry_after=1, times=5))
+    started = time.monotonic()
+    with pytest.raises(sark_sync.ServiceUnavailableError) as caught:
+        client.list_servers()
+    assert time.monotonic() - started < 0.5
+    assert (caught.value.attempts, caught.value.retry_after) == (1, 1)
+    assert paths(gateway) == ["GET /api/v1/servers"]
 
 
 @pytest.mark.parametrize(

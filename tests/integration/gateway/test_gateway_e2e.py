@@ -796,21 +796,19 @@ def test_a_429_with_retry_after_is_waited_for_then_retried_once(
     assert len(times) == 2 and times[1] - times[0] >= 0.3
 
 
-def test_a_retry_after_beyond_the_deadline_raises_deadline_exceeded_at_once(
+def test_a_retry_after_beyond_the_deadline_raises_the_rate_limit_error_at_once(
         gateway: Hosted, make_client: Make) -> None:
-    """Steps: 429 with Retry-After: 10 on a call with a 1 s deadline -> DeadlineExceeded
-    without waiting (well under the second), after one attempt, its last error the
-    RateLimitError with retry_after 10."""
+    """Steps: 429 with Retry-After: 10 on a call with a 1 s deadline -> the RateLimitError
+    itself without waiting (well under the second), after one attempt, with retry_after 10
+    and retryable: the deadline did not run out, the gateway said when to come back."""
     gateway.add_fault(Fault(status=429, retry_after=10, server="records"))
     started = time.monotonic()
-    with pytest.raises(sark_sync.DeadlineExceeded) as info:
+    with pytest.raises(sark_sync.RateLimitError) as info:
         make_client(gateway.url).invoke_tool("records", "store", {}, user_token=alice(gateway),
                                              timeout=1)
     assert time.monotonic() - started < 0.5
-    exceeded = info.value
-    assert exceeded.attempts == 1 and isinstance(exceeded, TimeoutError)
-    assert isinstance(exceeded.last_error, sark_sync.RateLimitError)
-    assert exceeded.last_error.retry_after == 10
+    error = info.value
+    assert (error.attempts, error.retry_after, error.retryable) == (1, 10, True)
     assert gateway.received == []
 
 

@@ -9,6 +9,7 @@ from typing import Any, Callable
 import pytest
 
 from sark_sync import (
+    APIError,
     BadRequestError,
     ConnectionFailed,
     DeadlineExceeded,
@@ -231,10 +232,41 @@ def test_a_backoff_that_would_cross_the_deadline_is_not_taken(clock: FakeClock,
 
 def test_a_retry_after_that_would_cross_the_deadline_is_not_taken(clock: FakeClock,
                                                                   sleep: FakeSleep) -> None:
+    # The gateway's own answer, not DeadlineExceeded: the deadline did not run out, and a
+    # caller that maps RateLimitError/ServiceUnavailableError to "try later" must see it.
     retrying = loop(clock, sleep, deadline=2.0)
-    with pytest.raises(DeadlineExceeded) as caught:
+    with pytest.raises(RateLimitError) as caught:
         retrying.call(failing(status(429, retry_after=2.5)))
     assert sleep.calls == [] and caught.value.attempts == 1
+    assert caught.value.retry_after == 2.5 and caught.value.retryable
+
+
+@pytest.mark.parametrize("code", [429, 503])
+def test_a_retry_after_exactly_the_time_left_is_not_taken(clock: FakeClock, sleep: FakeSleep,
+                                                          code: int) -> None:
+    retrying = loop(clock, sleep, deadline=2.0)
+    with pytest.raises(APIError) as caught:
+        retrying.call(failing(status(code, retry_after=2.0)))
+    assert sleep.calls == [] and caught.value.status_code == code
+    assert caught.value.retry_after == 2.0
+
+
+def test_retry_after_max_zero_never_sleeps_on_a_retry_after(clock: FakeClock,
+                                                            sleep: FakeSleep) -> None:
+    # RetryPolicy(retry_after_max=0), as a Celery worker wants: a Retry-After is never slept
+    # in the worker; the error carries it for the task's countdown instead.
+    retrying = loop(clock, sleep, attempts=5, retry_after_max=0.0)
+    with pytest.raises(ServiceUnavailableError) as caught:
+        retrying.call(failing(status(503, retry_after=0.001)))
+    assert sleep.calls == [] and caught.value.attempts == 1
+    assert caught.value.retry_after == 0.001
+
+
+def test_retry_after_max_zero_retries_a_retry_after_of_zero_at_once(clock: FakeClock,
+                                                                    sleep: FakeSleep) -> None:
+    retrying = loop(clock, sleep, attempts=3, retry_after_max=0.0)
+    assert retrying.call(failing(status(429, retry_after=0.0))) == "ok"
+    assert sleep.calls == [] and retrying.attempts == 2
 
 
 def test_the_deadline_error_counts_the_time_slept(clock: FakeClock, sleep: FakeSleep) -> None:
