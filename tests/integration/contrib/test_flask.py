@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import gc
 import os
+import re
 import threading
 import weakref
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, Callable
 
 import pytest
@@ -393,3 +395,19 @@ def test_error_handlers_can_be_left_out(
     gateway.add_fault(Fault(status=503))
     with pytest.raises(sark_sync.ServiceUnavailableError):
         app.test_client().get("/echo/1")
+
+
+# -- the documentation ---------------------------------------------------------------------
+
+
+def test_the_flask_page_runs_as_a_test_module(pytester: pytest.Pytester) -> None:
+    """docs/integrations/flask.md, its blocks in order as one test module (tests/integration/
+    e2e/test_docs.py runs them too, but only defines its test): its test passes against the
+    pytest plugin's gateway."""
+    page = Path(__file__).resolve().parents[3] / "docs" / "integrations" / "flask.md"
+    blocks = re.findall(r"^```python\n(.*?)^```", page.read_text(encoding="utf-8"),
+                        flags=re.S | re.M)
+    pytester.makepyfile(test_flask_page="\n\n".join(blocks))
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:django",
+                                           timeout=60)
+    result.assert_outcomes(passed=1)
