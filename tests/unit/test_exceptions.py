@@ -1,10 +1,11 @@
-"""The status -> exception table, the text of errors, and pickling with context."""
+"""The status -> exception table, the text of errors, pickling with context, and what
+``retryable`` and ``retry_after`` say."""
 
 from __future__ import annotations
 
 import pickle
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 
@@ -12,7 +13,10 @@ from sark_sync import (
     APIError,
     AuthenticationError,
     AuthorizationDenied,
+    AuthorizationUnavailable,
     BadRequestError,
+    BreakerPolicy,
+    CallCancelled,
     CircuitOpenError,
     ConnectionFailed,
     DeadlineExceeded,
@@ -20,16 +24,21 @@ from sark_sync import (
     IdempotencyConflictError,
     NotFoundError,
     PayloadTooLargeError,
+    ProcessExitedError,
+    ProtocolError,
     RateLimitError,
     RetryPolicy,
     ServerError,
     ServiceUnavailableError,
     ToolExecutionError,
     ToolResult,
+    TransportTimeout,
     UpstreamError,
     UpstreamTimeoutError,
+    ValidationError,
 )
 from sark_sync._exceptions import CapabilityNotSupported, error_for_status
+from sark_sync.resilience import Breaker, Retrying, mark_sent, mark_unsent
 from sark_sync.resilience._retrying import retryable
 
 
@@ -166,3 +175,80 @@ def test_capability_not_supported_names_the_capability_method_and_server() -> No
 def test_capability_not_supported_is_never_retried() -> None:
     error = CapabilityNotSupported("no", capability="resources", method="resources/read")
     assert retryable(error, idempotent=True, policy=RetryPolicy()) is False
+
+
+# -- retryable and retry_after ------------------------------------------------------------------
+
+
+def raising(error: GatewayError) -> Callable[[], str]:
+    def attempt() -> str:
+        raise error
+
+    return attempt
+
+
+@pytest.mark.parametrize(("status", "expected"), [
+    (408, True), (429, True), (502, True), (503, True), (504, True),
+    (400, False), (401, False), (403, False), (404, False), (409, False), (413, False),
+    (422, False), (500, False), (501, False), (599, False),
+])
+def test_retryable_says_which_statuses_the_retry_loop_tries_again(status: int,
+                                                                  expected: bool) -> None:
+    assert error_for_status(status, "answered").retryable is expected
+
+
+@pytest.mark.parametrize(("error", "expected"), [
+    (ConnectionFailed("refused"), True),
+    (TransportTimeout("read timed out"), True),
+    (ProcessExitedError("exited", returncode=1), True),
+    (ProtocolError("not JSON"), False),
+    (mark_sent(ProtocolError("cut short")), True),
+    (mark_sent(ConnectionFailed("TLS failed"), retryable=False), False),
+    (mark_unsent(ProtocolError("never sent")), True),
+    (mark_unsent(DeadlineExceeded("before sending", timeout=1.0)), False),
+    (CallCancelled("cancelled", reason="stop"), False),
+    (CircuitOpenError("open", breaker="b"), False),
+    (ToolExecutionError("tool said no"), False),
+    (AuthorizationDenied("denied", status_code=403), False),
+    (AuthorizationUnavailable("engine down", status_code=503), False),
+    (ValidationError("bad name"), False),
+    (GatewayError("anything else"), False),
+], ids=lambda value: type(value).__name__ if isinstance(value, BaseException) else None)
+def test_retryable_of_errors_without_a_gateway_status(error: GatewayError,
+                                                      expected: bool) -> None:
+    assert error.retryable is expected
+    assert retryable(error, idempotent=True, policy=RetryPolicy()) is expected
+
+
+def test_retryable_follows_the_statuses_of_the_loop_the_error_came_through() -> None:
+    policy = RetryPolicy(attempts=1, statuses=frozenset({500, 429}))
+    loop = Retrying(policy, retryable=lambda error: retryable(error, idempotent=True,
+                                                              policy=policy))
+    with pytest.raises(ServerError) as caught:
+        loop.call(raising(error_for_status(500, "answered 500")))
+    assert caught.value.retryable is True  # what this loop's policy says, not the default
+    with pytest.raises(ServiceUnavailableError) as unlisted:
+        loop.call(raising(error_for_status(503, "answered 503")))
+    assert unlisted.value.retryable is False
+
+
+def test_retryable_is_read_only_and_not_part_of_the_message() -> None:
+    error = error_for_status(503, "unavailable", retry_after=2.0)
+    assert str(error) == "unavailable (status_code=503, retry_after=2.0)"
+    with pytest.raises(AttributeError):
+        error.retryable = False  # type: ignore[misc]
+
+
+def test_an_open_breaker_says_when_it_admits_a_call_again() -> None:
+    now = [100.0]
+    breaker = Breaker("b", BreakerPolicy(failure_threshold=1, recovery_timeout=30.0),
+                      clock=lambda: now[0])
+    with pytest.raises(UpstreamError):
+        breaker.call(raising(error_for_status(502, "down")))
+    with pytest.raises(CircuitOpenError) as first:
+        breaker.call(lambda: "never runs")
+    now[0] += 12.5
+    with pytest.raises(CircuitOpenError) as later:
+        breaker.call(lambda: "never runs")
+    assert (first.value.retry_after, later.value.retry_after) == (30.0, 17.5)
+    assert first.value.retryable is False  # failing fast is not a failure of the request
