@@ -49,7 +49,9 @@ from ..resilience import (
     Breaker,
     Retrying,
     cancellable,
+    finished,
     interruptible,
+    observed,
     raise_if_cancelled,
     retryable,
 )
@@ -215,6 +217,19 @@ class Pipeline:
         transport = self.gateway()
         request = Request(method, path, params=params, body=body, headers=merge_headers(
             {"X-Request-ID": str(uuid.uuid4())}, merge_headers(self.headers, headers or {})))
+        if tool is None:  # discovery: a call of its own (a tool call's is invoke's)
+            with observed(method, server=server, tool=None, transport="http",
+                          request_id=request.headers["X-Request-ID"],
+                          attributes={"http.request.method": method, "url.path": path}):
+                return self._send(transport, request, parse, server, None, deadline,
+                                  idempotent, accept_statuses, audit)
+        return self._send(transport, request, parse, server, tool, deadline, idempotent,
+                          accept_statuses, audit)
+
+    def _send(self, transport: GatewayTransport, request: Request,
+              parse: Callable[[Response], T], server: str | None, tool: str | None,
+              deadline: Deadline, idempotent: bool, accept_statuses: frozenset[int],
+              audit: Operation | None) -> T:
         policy = self.retry
 
         def logical() -> T:
@@ -275,8 +290,12 @@ class Pipeline:
                ) -> ToolResult:
         """authorize -> breaker -> retry -> transport -> audit, for one prepared call, in
         the scope of its cancel token (if any)."""
-        with cancellable(call.cancel):
-            return self.governance.run(call, deadline, self._transmit, user_token)
+        with cancellable(call.cancel), observed(
+                "invoke_tool", server=call.server, tool=call.tool, transport=call.transport,
+                request_id=call.headers.get("X-Request-ID")) as span:
+            result = self.governance.run(call, deadline, self._transmit, user_token)
+            finished(span, result.attempts, result.is_error)
+            return result
 
     def _transmit(self, call: Invocation, deadline: Deadline) -> ToolResult:
         raise_if_cancelled("before it was sent", server=call.server, tool=call.tool)

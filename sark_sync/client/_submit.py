@@ -11,6 +11,9 @@ the call ends when its ``tools/call`` begins.
 
 A gateway call (REST, no MCP request id) cannot be withdrawn: its future is the executor's,
 whose ``cancel()`` of a running call returns False, as before.
+
+A submitted call runs in the submitter's OpenTelemetry context (its span is a child of the
+span current at ``submit``), never in its other context variables (a cancellation scope).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Callable, TypeVar
 from .._deadline import Deadline
 from .._exceptions import ValidationError
 from .._models import ToolCall, ToolResult
-from ..resilience import CancelToken, cancellable
+from ..resilience import CancelToken, cancellable, carry_context
 from ._invocation import Invocation, items, outcome
 
 if TYPE_CHECKING:
@@ -77,7 +80,7 @@ def submit(executor: ThreadPoolExecutor, mcp: bool, function: Callable[..., T], 
     :class:`CallFuture`, the call running in the scope of its cancellation. ``cancel``
     cancels the future (a running gateway call's future stays running, as ``cancel()``'s)."""
     if not mcp:  # a gateway call cannot be withdrawn: the executor's future, as ever
-        return _linked(executor.submit(function, *args), cancel)
+        return _linked(executor.submit(carry_context(function), *args), cancel)
     cancellation = CancelToken()
     future: CallFuture[T] = CallFuture(cancellation)
 
@@ -92,7 +95,7 @@ def submit(executor: ThreadPoolExecutor, mcp: bool, function: Callable[..., T], 
         else:
             future.set_result(result)
 
-    executor.submit(run).add_done_callback(
+    executor.submit(carry_context(run)).add_done_callback(
         lambda work: future.cancel() if work.cancelled() else None)  # a pool shut down
     return _linked(future, cancel)
 
@@ -118,7 +121,7 @@ def invoke_many(pipeline: Pipeline, calls: Iterable[ToolCall], return_exceptions
         for _, call in items(calls)]
     executor = pipeline.executor()
     pending: list[tuple[Future[ToolResult], Deadline]] = [
-        (executor.submit(pipeline.invoke, invocation, deadline, token), deadline)
+        (executor.submit(carry_context(pipeline.invoke), invocation, deadline, token), deadline)
         for invocation, deadline, token in prepared]
     outcomes = [outcome(future, deadline) for future, deadline in pending]
     if not return_exceptions:

@@ -1,4 +1,5 @@
-"""Resilience: the retry loop, breakers, the deadline watchdog and fork safety.
+"""Resilience: the retry loop, breakers, the deadline watchdog, fork safety, and what they
+tell (log records, OpenTelemetry spans: :mod:`._observe`).
 
 This is the face other packages import from (docs/ARCHITECTURE.md, "What may import what"):
 the modules behind it are private. Fork safety is re-exported as the namespace
@@ -24,6 +25,7 @@ from ._cancellation import (
     tell_cancelled,
 )
 from ._cancellation import current as current_cancellation
+from ._observe import TRACING, carry_context, current_call, finished, observed
 from ._retrying import (
     MAX_RETRY_AFTER,
     Retrying,
@@ -42,19 +44,24 @@ __all__ = [
     "MAX_REASON_CHARS",
     "MAX_RETRY_AFTER",
     "Retrying",
+    "TRACING",
     "WATCHDOG_TICK",
     "Watched",
     "cancellable",
     "cancelled_error",
     "cancels",
+    "carry_context",
     "check_token",
+    "current_call",
     "current_cancellation",
+    "finished",
     "forksafety",
     "interruptible",
     "is_counted_failure",
     "is_server_answer",
     "mark_sent",
     "mark_unsent",
+    "observed",
     "parse_retry_after",
     "raise_if_cancelled",
     "retryable",

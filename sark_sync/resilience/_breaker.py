@@ -53,6 +53,7 @@ from .._exceptions import (
     ToolExecutionError,
     TransportError,
 )
+from ._observe import breaker_transition
 
 __all__ = ["Breaker", "is_counted_failure", "is_server_answer"]
 
@@ -196,21 +197,27 @@ class Breaker:
             if self.open_remaining > 0 or self._probing:
                 raise self._open_error()
             self._probing = True
-            return True
+        breaker_transition(self._name, str(STATE_OPEN), str(STATE_HALF_OPEN),
+                           self._failure_count)
+        return True
 
     def _on_success(self, probe: bool) -> None:
         if self._state == STATE_CLOSED and self._failure_count == 0 and not probe:
             return
         with self._lock:
+            was = str(STATE_HALF_OPEN) if probe else str(self._state)
             self._state = STATE_CLOSED
             self._failure_count = 0
             self._last_failure = None
             self._opened_wall = None
             # Closed means no probe is pending, whoever's success closed it.
             self._probing = False
+        if was != STATE_CLOSED:
+            breaker_transition(self._name, was, str(STATE_CLOSED), 0)
 
     def _on_failure(self, exc: BaseException, probe: bool) -> None:
         with self._lock:
+            was = str(STATE_HALF_OPEN) if probe else str(self._state)
             self._last_failure = type(exc)
             self._failure_count += 1
             if probe or self._failure_count >= self._failure_threshold:
@@ -219,6 +226,10 @@ class Breaker:
                 self._opened_wall = datetime.now(timezone.utc)
             if probe:
                 self._probing = False
+            opened, failures = self._state == STATE_OPEN and was != STATE_OPEN, \
+                self._failure_count
+        if opened:  # logged outside the lock: a slow handler must not hold up other callers
+            breaker_transition(self._name, was, str(STATE_OPEN), failures, exc)
 
     def reset(self) -> None:
         """Close the breaker and forget its failures (an operator's override)."""

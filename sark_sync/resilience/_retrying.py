@@ -31,6 +31,7 @@ from .._exceptions import (
     TransportTimeout,
     retry_rule,
 )
+from ._observe import retrying_after
 
 __all__ = ["MAX_RETRY_AFTER", "Retrying", "mark_sent", "mark_unsent", "parse_retry_after",
            "retryable"]
@@ -194,6 +195,7 @@ class Retrying:
             wait = retry_after
         if deadline is not None and wait >= deadline.remaining():
             raise self.deadline_error(error) from error
+        retrying_after(error, self.attempts, self.max_attempts, wait)
         if wait > 0:
             self._sleep(wait)
             self.slept += wait
