@@ -368,6 +368,15 @@ def test_a_deadline_becomes_504(gateway: LocalGateway, make_app: Callable[..., F
     assert (response.status_code, response.json["error"]["code"]) == (504, "upstream_timeout")
 
 
+def test_a_retry_after_beyond_the_deadline_becomes_503_with_it(
+        gateway: LocalGateway, make_app: Callable[..., Flask]) -> None:
+    # The client does not wait 60 s with 1 s left: the end user is told when to come back.
+    app = make_app(gateway, SARK_SYNC_TIMEOUT=1)
+    gateway.add_fault(Fault(status=503, retry_after=60))
+    response = app.test_client().get("/echo/1")
+    assert (response.status_code, response.headers.get("Retry-After")) == (503, "60")
+
+
 def test_an_open_breaker_becomes_503_with_the_time_to_the_next_probe(
         gateway: LocalGateway, make_app: Callable[..., Flask]) -> None:
     app = make_app(gateway, SARK_SYNC_RETRY={"attempts": 1},
