@@ -9,6 +9,7 @@ subcommand raised into one line on standard error and returns the status (it nev
     sark-sync servers                          registered servers (a table)
     sark-sync tools [--server S]               their tools
     sark-sync invoke SERVER TOOL [key=value ...] [--json-params '{...}' | --params-file F|-]
+                     [--idempotency-key KEY]   the gateway runs the tool once per key
     sark-sync events [--types a,b] [--last-event-id N] [--count N]
     sark-sync health                           the gateway's /health
     sark-sync local [--call TOOL [key=value ...]] -- COMMAND ARGS...   a local stdio server
@@ -22,7 +23,8 @@ Options of the client commands, before or after the subcommand (flags win over v
     --api-key KEY      SARK_API_KEY       sent as X-API-Key; never printed
     --user-token JWT   SARK_USER_TOKEN    the end user, sent as Authorization: Bearer
     --timeout SECONDS  SARK_TIMEOUT       deadline of each call (default 30)
-    --json                                one JSON document (JSON lines for `events`)
+    --json                                one JSON document (JSON lines for `events`);
+                                          errors as one JSON line on standard error
     --debug                               debug logging and tracebacks on standard error
 
 ``serve`` and ``demo`` take ``--debug`` only; ``remote`` takes ``--timeout``, ``--json`` and
@@ -39,15 +41,21 @@ Exit status (the same for every subcommand; ``serve`` and ``demo`` use 0, 1 and 
          422, other 4xx; a JSON-RPC invalid request/params from a local server)
     3    authentication failed (401: API key or user token)
     4    denied by policy (403 policy_denied); the policy's reason is in the message
-    5    not found (404: no such server or tool; a URL the server does not serve)
+    5    not found (404: no such server or tool; a URL the server does not serve; a local
+         server's command that does not exist)
     6    unavailable: connection failed, timeout, deadline exceeded, circuit open, 408,
          429, 5xx, a malformed answer, a local server that could not start or exited,
          and `health` reporting anything but "healthy"
+
+A kind of error has one status whatever the server: an unknown tool exits 5 on a server of
+the gateway, a stdio server it hosts, a local server and a remote one alike.
     130  interrupted (Ctrl-C); `events` ends with 0 on Ctrl-C or SIGTERM instead
 
 An error is one line on standard error, ``sark-sync: error: <Error>: <message>``; with
-``--debug`` the traceback comes first. Secrets (API key, user token, parameter values) are
-never printed: messages name parameters by position or key, never by value.
+``--debug`` the traceback comes first. Under ``--json`` it is one JSON line on standard error
+instead, ``{"error": {"type": ..., "message": ..., "exit_code": ..., <context>}}``
+(:mod:`._errors`), argparse's usage errors included. Secrets (API key, user token, parameter
+values) are never printed: messages name parameters by position or key, never by value.
 """
 
 from __future__ import annotations
