@@ -3,7 +3,8 @@
 As openai's ``client.with_options(...)``: the view is a :class:`GatewayClient` that shares
 everything its client owns (the gateway's connection pool, the thread pool, the breakers, the
 local and remote servers and their sessions, the authorizer, the audit sink, what was learnt
-about tools) and differs only in its defaults: ``timeout``, ``retry`` and extra ``headers``.
+about tools) and differs only in its defaults: ``timeout``, ``retry`` and extra ``headers``
+(on gateway requests and remote MCP ``tools/call``; not on local servers nor event streams).
 Making one opens nothing (no socket, no thread), so a view per request or per task is cheap;
 views are thread-safe as their client is, and a view of a view takes its defaults from it.
 
