@@ -20,8 +20,9 @@ Settings (``app.config``; a key left out takes the environment's ``SARK_*`` defa
 
     SARK_SYNC_BASE_URL, SARK_SYNC_API_KEY, SARK_SYNC_TIMEOUT, SARK_SYNC_RETRY,
     SARK_SYNC_BREAKER, SARK_SYNC_AUTHORIZER, SARK_SYNC_AUDIT, SARK_SYNC_LOCAL_SERVERS,
-    SARK_SYNC_REMOTE_SERVERS, SARK_SYNC_OPTIONS      the client (sark_sync.contrib._settings)
-    SARK_SYNC_TOKEN_GETTER    function(request) -> the user's token or None
+    SARK_SYNC_REMOTE_SERVERS, SARK_SYNC_MAX_WORKERS ...   the client: the keys of Django's
+                              SARK_SYNC (sark_sync.contrib._settings), prefixed
+    SARK_SYNC_TOKEN_GETTER    function(request) -> the user's token or None, or its dotted path
     SARK_SYNC_ERROR_HANDLERS  False: do not register the error handlers (default True)
 
 The user's token: :meth:`SarkSync.invoke_tool` sends the token of the current request, taken
@@ -39,8 +40,9 @@ from collections.abc import Mapping
 from typing import Any, Callable, Optional
 
 from flask import Flask, Request, Response, current_app, has_request_context, jsonify, request
+from werkzeug.utils import import_string
 
-from .._exceptions import GatewayError
+from .._exceptions import ConfigurationError, GatewayError
 from .._models import ToolResult
 from ..client import GatewayClient
 from ._http_errors import error_response
@@ -55,7 +57,7 @@ EXTENSION_NAME = "sark_sync"
 #: The prefix of the extension's keys in ``app.config``.
 CONFIG_PREFIX = "SARK_SYNC_"
 #: The config keys that make up the client: a change of any of them builds a new client.
-CLIENT_KEYS = tuple(CONFIG_PREFIX + key for key in (*SETTING_KEYS, "OPTIONS"))
+CLIENT_KEYS = tuple(CONFIG_PREFIX + key for key in SETTING_KEYS)
 
 #: ``function(request) -> token or None``: where the user's token comes from.
 TokenGetter = Callable[[Request], Optional[str]]
@@ -202,8 +204,18 @@ class SarkSync:
         """The token of the current request's user, or None (no request, no token)."""
         if not has_request_context():
             return None
-        getter: TokenGetter | None = current_app.config.get(CONFIG_PREFIX + "TOKEN_GETTER")
+        getter: TokenGetter | str | None = current_app.config.get(CONFIG_PREFIX + "TOKEN_GETTER")
+        if isinstance(getter, str):
+            try:
+                getter = import_string(getter)
+            except ImportError:
+                raise ConfigurationError(
+                    f"{CONFIG_PREFIX}TOKEN_GETTER names nothing importable") from None
         getter = getter or self._token_getter or bearer_token
+        if not callable(getter):
+            raise ConfigurationError(
+                f"{CONFIG_PREFIX}TOKEN_GETTER must be a callable (request) -> str | None or "
+                f"its dotted path, not {type(getter).__name__}")
         return getter(request._get_current_object())  # type: ignore[attr-defined]
 
     def invoke_tool(self, server: str, tool: str, parameters: Mapping[str, Any] | None = None,

@@ -100,45 +100,37 @@ def test_settings_become_client_arguments_and_policy_dicts_become_policies() -> 
         "BASE_URL": "http://gw:8080", "API_KEY": "k", "TIMEOUT": {"deadline": 9},
         "RETRY": {"attempts": 2}, "BREAKER": sark_sync.BreakerPolicy(failure_threshold=3),
         "AUTHORIZER": authorizer, "AUDIT": [], "LOCAL_SERVERS": {"a": ["x"]},
-        "REMOTE_SERVERS": {"b": "http://b"}, "OPTIONS": {"max_workers": 4},
-    }, environ={})
+        "REMOTE_SERVERS": {"b": "http://b"}, "MAX_WORKERS": 4, "TRANSPORT_MODE": "http",
+        "IDEMPOTENCY_KEYS": False, "VERIFY": False, "MAX_RESPONSE_BYTES": 10,
+        "STARTUP_TIMEOUT": 3,
+    })
     assert options == {
         "base_url": "http://gw:8080", "api_key": "k", "timeout": sark_sync.Timeouts(deadline=9),
         "retry": sark_sync.RetryPolicy(attempts=2),
         "breaker": sark_sync.BreakerPolicy(failure_threshold=3), "authorizer": authorizer,
         "audit": [], "local_servers": {"a": ["x"]}, "remote_servers": {"b": "http://b"},
-        "max_workers": 4,
+        "max_workers": 4, "transport_mode": "http", "idempotency_keys": False,
+        "verify": False, "max_response_bytes": 10, "startup_timeout": 3,
     }
-    assert set(SETTING_KEYS.values()) <= set(options)
+    assert set(options) == set(SETTING_KEYS.values())
 
 
 def test_none_and_absent_settings_leave_the_clients_defaults() -> None:
-    assert client_options({"BASE_URL": None}, environ={}) == {}
-
-
-def test_the_timeout_falls_back_to_sark_timeout() -> None:
-    assert client_options({}, environ={"SARK_TIMEOUT": " 2.5 "}) == {"timeout": 2.5}
-    assert client_options({"TIMEOUT": 4}, environ={"SARK_TIMEOUT": "2.5"}) == {"timeout": 4}
-    with pytest.raises(sark_sync.ConfigurationError, match=r"\$SARK_TIMEOUT must be a number"):
-        client_options({}, environ={"SARK_TIMEOUT": "soon"})
-    with pytest.raises(sark_sync.ConfigurationError, match=r"\$SARK_TIMEOUT must be > 0"):
-        client_options({}, environ={"SARK_TIMEOUT": "0"})
+    assert client_options({"BASE_URL": None, "TIMEOUT": None}) == {}
 
 
 def test_mistakes_name_the_setting_in_the_frameworks_spelling() -> None:
     with pytest.raises(sark_sync.ConfigurationError, match="unknown SARK_SYNC setting"):
-        client_options({"BASEURL": "x"}, environ={})
+        client_options({"BASEURL": "x"})
     with pytest.raises(sark_sync.ConfigurationError, match=r'SARK_SYNC\["RETRY"\] has a field'):
-        client_options({"RETRY": {"attempt": 2}}, environ={})
+        client_options({"RETRY": {"attempt": 2}})
     with pytest.raises(sark_sync.ConfigurationError, match="SARK_SYNC_BREAKER has a field"):
-        client_options({"BREAKER": {"threshold": 2}}, prefix="SARK_SYNC_", environ={})
-    with pytest.raises(sark_sync.ConfigurationError, match="SARK_SYNC_OPTIONS must be a dict"):
-        client_options({"OPTIONS": ["x"]}, prefix="SARK_SYNC_", environ={})
+        client_options({"BREAKER": {"threshold": 2}}, prefix="SARK_SYNC_")
     with pytest.raises(sark_sync.ConfigurationError, match="SARK_SYNC must be a dict"):
-        client_options(["BASE_URL"], environ={})  # type: ignore[arg-type]
+        client_options(["BASE_URL"])  # type: ignore[arg-type]
 
 
 def test_a_credential_in_a_bad_setting_is_never_quoted() -> None:
     with pytest.raises(sark_sync.ConfigurationError) as caught:
-        client_options({"API_KEY": "sk-secret", "RETRY": {"sk-secret": 1}}, environ={})
+        client_options({"API_KEY": "sk-secret", "RETRY": {"sk-secret": 1}})
     assert "sk-secret" not in str(caught.value)
