@@ -40,7 +40,8 @@ except ImportError:  # absent: tracing costs nothing (tests simulate it)
 else:
     trace, otel_context = _trace, _context
 
-__all__ = ["TRACING", "breaker_transition", "carry_context", "observed", "retrying_after"]
+__all__ = ["TRACING", "answered_after", "breaker_transition", "carry_context", "current_call",
+           "finished", "observed", "retrying_after"]
 
 T = TypeVar("T")
 
@@ -109,6 +110,15 @@ def finished(span: Any, attempts: int, tool_error: bool = False) -> None:
             span.set_attribute("sark.tool_error", True)
 
 
+def answered_after(attempts: int) -> None:
+    """The retry loop got an answer at attempt ``attempts``: the span of the current call
+    (:func:`observed`; never another span of the application's) counts them."""
+    if trace is not None and _CALL.get() is not None:
+        span = trace.get_current_span()
+        if span.is_recording():
+            span.set_attribute("sark.attempts", attempts)
+
+
 def retrying_after(error: BaseException, attempt: int, max_attempts: int, wait: float) -> None:
     """The retry loop is about to wait ``wait`` seconds and try again after ``attempt``
     failed with ``error``: one log record, one span event."""
@@ -168,7 +178,8 @@ def _where(call: CallContext) -> str:
 
 
 def _event(name: str, attributes: dict[str, Any]) -> None:
-    if trace is not None:
+    """An event on the current call's span (never on a span of the application's)."""
+    if trace is not None and _CALL.get() is not None:
         span = trace.get_current_span()
         if span.is_recording():
             span.add_event(name, attributes)

@@ -31,7 +31,7 @@ from .._exceptions import (
     TransportTimeout,
     retry_rule,
 )
-from ._observe import retrying_after
+from ._observe import answered_after, retrying_after
 
 __all__ = ["MAX_RETRY_AFTER", "Retrying", "mark_sent", "mark_unsent", "parse_retry_after",
            "retryable"]
@@ -160,9 +160,12 @@ class Retrying:
         while True:
             self.attempts += 1
             try:
-                return attempt()
+                answer = attempt()
             except GatewayError as exc:
                 self.failed(exc)
+            else:
+                answered_after(self.attempts)
+                return answer
 
     def failed(self, error: GatewayError) -> None:
         """After a failed attempt: wait before the next one, or raise (``error`` itself, or

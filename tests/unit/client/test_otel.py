@@ -27,6 +27,7 @@ from sark_sync import (
     ToolCall,
     ToolResult,
 )
+from sark_sync.resilience import Retrying
 from sark_sync.testing import MockResponse, MockTransport
 from sark_sync.transports import Request
 
@@ -124,14 +125,33 @@ def test_a_tool_error_is_marked_but_is_not_an_error_status(spans: InMemorySpanEx
 
 
 def test_a_discovery_request_is_a_span_of_its_own(spans: InMemorySpanExporter) -> None:
-    transport = answers()
-    with GatewayClient(transport=transport) as client:
+    transport = answers(503)
+    with GatewayClient(transport=transport, retry=FAST) as client:
         client.list_servers()
     [span] = finished(spans)
     assert (span.name, span.kind) == ("sark_sync GET", SpanKind.CLIENT)
     assert dict(span.attributes or {}) == {
         "sark.transport": "http", "http.request.method": "GET", "url.path": "/api/v1/servers",
-        "sark.request_id": transport.requests[0].headers["X-Request-ID"]}
+        "sark.request_id": transport.requests[0].headers["X-Request-ID"], "sark.attempts": 2}
+    assert [e.name for e in span.events] == ["sark_sync.retry"]
+
+
+def test_no_event_or_attribute_lands_on_a_span_of_the_application(
+        spans: InMemorySpanExporter) -> None:
+    # A retry loop outside any call (here: run directly) leaves the application's span alone.
+    retrying = Retrying(FAST, None, retryable=lambda error: True, sleep=lambda s: None)
+    outcomes = [ServiceUnavailableError("down", status_code=503), None]
+
+    def attempt() -> str:
+        error = outcomes.pop(0)
+        if error is not None:
+            raise error
+        return "ok"
+
+    with trace.get_tracer("test").start_as_current_span("application"):
+        assert retrying.call(attempt) == "ok"
+    [span] = finished(spans)
+    assert (span.name, span.events, dict(span.attributes or {})) == ("application", (), {})
 
 
 def test_submitted_and_batched_calls_are_children_of_the_submitters_span(
