@@ -19,7 +19,9 @@
 - **audit**: one event per operation whatever happened (the governance stage for tool calls, an
   :class:`Operation` around discovery).
 
-The same order holds for every transport. See ``docs/ARCHITECTURE.md``.
+The same order holds for every transport. See ``docs/ARCHITECTURE.md``. Each tool call, and
+each discovery request, runs :func:`~sark_sync.resilience.observed`: the context its retry and
+breaker log records name, and its OpenTelemetry span when the ``otel`` extra is installed.
 """
 
 from __future__ import annotations

@@ -17,7 +17,10 @@ decorator forms go through it):
   interrupt) changes nothing: a probe that ended so frees the probe slot and the breaker stays
   half-open, for the next caller to probe;
 - nothing is registered globally (the client owns its breakers); the clock is injectable, so
-  tests move time instead of sleeping.
+  tests move time instead of sleeping;
+- every transition (open, half-open probe, closed again) is one record on the
+  ``sark_sync.breaker`` logger, outside the lock, naming the call that caused it
+  (:mod:`._observe`).
 
 What counts as a failure (docs/gateway/ERROR_HANDLING.md): connection errors, timeouts, 5xx,
 429 and malformed responses (:class:`ProtocolError`), and a deadline that ran out after at least
