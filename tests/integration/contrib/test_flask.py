@@ -137,7 +137,7 @@ def test_the_environment_is_the_fallback(
 def test_settings_in_the_config_become_the_clients_options(
         gateway: LocalGateway, make_app: Callable[..., Flask]) -> None:
     app = make_app(gateway, SARK_SYNC_TIMEOUT=4, SARK_SYNC_BREAKER={"failure_threshold": 2},
-                   SARK_SYNC_OPTIONS={"max_workers": 3})
+                   SARK_SYNC_MAX_WORKERS=3)
     with app.app_context():
         client = sark.client
     assert client.timeouts.deadline == 4 and client.breaker.failure_threshold == 2
@@ -232,7 +232,9 @@ def test_200_create_app_leave_no_client_and_no_socket(gateway: LocalGateway) -> 
              what=lambda: f"{gateway.open_connections} gateway connections to close")
     wait_for(lambda: open_fds() <= baseline,
              what=lambda: f"{open_fds()} open fds to come back to {baseline}")
-    assert not [o for o in gc.get_objects() if isinstance(o, sark_sync.GatewayClient)]
+    # type(), not isinstance(): a lazy proxy among the objects (Django's settings) would
+    # resolve itself to answer isinstance's __class__.
+    assert not [o for o in gc.get_objects() if type(o) is sark_sync.GatewayClient]
 
 
 # -- a real server, concurrent requests ----------------------------------------------------
@@ -304,6 +306,23 @@ def test_a_token_getter_from_the_config(
     assert client.get("/ping").status_code == 403
     client.set_cookie("user_jwt", token_of(policy_gateway, "alice"))
     assert client.get("/ping").json == {"answer": "pong"}
+
+
+def test_a_token_getter_by_dotted_path(
+        policy_gateway: LocalGateway, make_app: Callable[..., Flask]) -> None:
+    app = make_app(policy_gateway, SARK_SYNC_TOKEN_GETTER="test_flask:token_from_x_user")
+    client = app.test_client()
+    assert client.get("/ping", headers={"X-User": token_of(policy_gateway, "bob")}
+                      ).status_code == 403
+    assert client.get("/ping", headers={"X-User": token_of(policy_gateway)}).status_code == 200
+    app.config["SARK_SYNC_TOKEN_GETTER"] = "test_flask:no_such_function"
+    app.config["PROPAGATE_EXCEPTIONS"] = True
+    with pytest.raises(sark_sync.ConfigurationError, match="TOKEN_GETTER names nothing"):
+        client.get("/ping")
+
+
+def token_from_x_user(request: Request) -> str | None:
+    return request.headers.get("X-User")
 
 
 def test_a_token_getter_by_decorator(policy_gateway: LocalGateway) -> None:
