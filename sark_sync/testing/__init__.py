@@ -25,6 +25,10 @@ without a socket.
 ``LocalGateway(policy="builtin")`` enforces the shipped policy's rules on every invoke
 (:class:`BuiltinPolicy`, also usable as a client's ``authorizer``); ``policy=<OPA URL>`` asks
 an OPA server instead.
+
+The pytest plugin (:mod:`.pytest_plugin`, installed as the ``pytest11`` entry point
+``sark_sync``) gives each test its own gateway and client: the fixtures ``sark_gateway``,
+``sark_client``, ``sark_settings``, ``sark_flask_config`` and ``sark_django_settings``.
 """
 
 from __future__ import annotations
