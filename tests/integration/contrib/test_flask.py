@@ -167,6 +167,26 @@ def test_each_app_has_its_own_client_built_once(
     assert (clients[0].base_url, clients[1].base_url) == (first.url, second.url)
 
 
+def test_threads_using_an_app_at_once_share_one_client(
+        gateway: LocalGateway, make_app: Callable[..., Flask]) -> None:
+    app = make_app(gateway)
+    barrier = threading.Barrier(8)
+    got: list[sark_sync.GatewayClient] = []
+
+    def first_use() -> None:
+        with app.app_context():
+            barrier.wait()
+            got.append(sark.client)
+
+    threads = [threading.Thread(target=first_use, name=f"first-use-{i}") for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(got) == 8 and all(client is got[0] for client in got)
+    assert not got[0].closed
+
+
 def test_a_config_change_builds_a_new_client_and_closes_the_old(
         make_gateway: Callable[..., LocalGateway], make_app: Callable[..., Flask]) -> None:
     first, second = make_gateway(), make_gateway()
