@@ -109,8 +109,9 @@ class GatewayError(Exception):
         return (self.message, state) if state else (self.message,)
 
     @args.setter
-    def args(self, value: tuple[Any, ...]) -> None:
-        self.__init__(*value)  # type: ignore[misc]  # derived from the error: rebuild it
+    def args(self, value: tuple[Any, ...]) -> None:  # the message, and any state they carry
+        self.message, *state = value
+        restore(self.__dict__, state[0] if state else None)
 
     @property
     def retryable(self) -> bool:

@@ -19,7 +19,7 @@ from kombu.utils import json as kombu_json
 
 import sark_sync
 from sark_sync import GatewayError, RetryPolicy, ToolResult, _exceptions
-from sark_sync.resilience import mark_sent, mark_unsent
+from sark_sync.resilience import Retrying, mark_sent, mark_unsent
 from sark_sync.resilience._retrying import retryable
 
 #: The context every GatewayError takes, each set to a value that is not its default.
@@ -177,6 +177,31 @@ def test_the_marks_of_the_retry_rule_travel() -> None:
     for error, expected in [(final, False), (unsent, True), (sent, True)]:
         for copy in (pickle.loads(pickle.dumps(error)), type(error)(*error.args)):
             assert copy.retryable is error.retryable is expected
+
+
+def test_the_statuses_of_the_loop_travel() -> None:
+    policy = RetryPolicy(attempts=1, statuses=frozenset({500}))
+    loop = Retrying(policy, retryable=lambda error: retryable(error, idempotent=True,
+                                                              policy=policy))
+    error = sark_sync._exceptions.error_for_status(500, "answered 500")
+
+    def attempt() -> None:
+        raise error
+
+    with pytest.raises(sark_sync.ServerError):
+        loop.call(attempt)
+    copies = [pickle.loads(pickle.dumps(error)), type(error)(*json.loads(json.dumps(error.args)))]
+    assert [copy.retryable for copy in copies] == [True, True]
+    assert sark_sync._exceptions.error_for_status(500, "answered 500").retryable is False
+
+
+def test_setting_args_replaces_the_message_and_keeps_the_context() -> None:
+    # As an event stream does when it adds why it gave up to the last error.
+    error = sark_sync.UpstreamError("upstream_error: down", status_code=502, server="s")
+    error.args = ("upstream_error: down (gave up after 3 attempts)",)
+    assert (error.message, error.status_code, error.server) == (
+        "upstream_error: down (gave up after 3 attempts)", 502, "s")
+    assert error.args[0] == error.message
 
 
 def test_a_nested_error_keeps_its_own_context(backend: Backend) -> None:
