@@ -32,3 +32,12 @@ def token_from_header(request: HttpRequest) -> str | None:
     """A TOKEN_GETTER: the user's token from the ``X-User-Token`` header."""
     return request.headers.get("X-User-Token")
 
+
+
+#: What :func:`record_audit` received (an AUDIT setting given by dotted path).
+AUDITED: list[Any] = []
+
+
+def record_audit(event: Any) -> None:
+    """An audit sink given to SARK_SYNC["AUDIT"] by its dotted path."""
+    AUDITED.append(event)

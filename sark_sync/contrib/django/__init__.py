@@ -17,7 +17,7 @@ A view calls tools on behalf of its user::
 
     def echo(request):
         result = invoke_tool(request, "demo", "echo", {"text": "hi"})
-        return JsonResponse(result.data)
+        return JsonResponse(result.json())
 
 See ``docs/integrations/django.md``.
 """

@@ -1,14 +1,15 @@
 """The ``SARK_SYNC`` setting: one dict, read when a client is built, never at import time.
 
-``settings.SARK_SYNC`` maps upper-case keys to :class:`~sark_sync.GatewayClient` arguments
-(:data:`CLIENT_KEYS`), plus the keys of the integration itself (``TOKEN_GETTER``,
-``READINESS_TIMEOUT``). A key that is absent, or None, falls back to what the client does
-without it: ``BASE_URL`` to ``$SARK_GATEWAY_URL``, ``API_KEY`` to ``$SARK_API_KEY``, and so on,
-so a twelve-factor deployment may leave the setting out entirely.
+``settings.SARK_SYNC`` has the shape every integration shares (:mod:`sark_sync.contrib._settings`:
+``BASE_URL``, ``API_KEY``, ``TIMEOUT``, ``RETRY``, ``BREAKER``, ``AUTHORIZER``, ``AUDIT``,
+``LOCAL_SERVERS``, ``REMOTE_SERVERS``, ``MAX_WORKERS`` ...), plus the keys of this integration
+(:data:`OWN_KEYS`: ``TOKEN_GETTER``, ``READINESS_TIMEOUT``). A key that is absent, or None,
+falls back to what the client does without it: ``BASE_URL`` to ``$SARK_GATEWAY_URL``,
+``API_KEY`` to ``$SARK_API_KEY``, ``TIMEOUT`` to ``$SARK_TIMEOUT``, so a twelve-factor
+deployment may leave the setting out entirely.
 
-Values may be given as Django users write settings: ``RETRY``, ``BREAKER`` and ``TIMEOUT`` as
-plain dicts of the policy's fields, ``AUTHORIZER``, ``AUDIT`` (or each item of a list of them)
-and ``TOKEN_GETTER`` as dotted paths to import. Every problem is a
+As Django users write settings, ``AUTHORIZER``, ``AUDIT`` (or each item of a list of them) and
+``TOKEN_GETTER`` may be dotted paths, imported when the client is built. Every problem is a
 :class:`~sark_sync.ConfigurationError` naming the key, never quoting a credential.
 """
 
@@ -21,32 +22,18 @@ from typing import Any, Callable, Optional
 from django.conf import settings
 from django.utils.module_loading import import_string
 
-from ..._config import ENV_GATEWAY_URL, BreakerPolicy, RetryPolicy, Timeouts
+from ..._config import ENV_GATEWAY_URL
 from ..._exceptions import ConfigurationError
+from .._settings import SETTING_KEYS
+from .._settings import client_options as shared_client_options
 
-__all__ = ["CLIENT_KEYS", "OWN_KEYS", "bearer_token", "client_options", "gateway_url_given",
+__all__ = ["KNOWN_KEYS", "OWN_KEYS", "bearer_token", "client_options", "gateway_url_given",
            "raw_settings", "readiness_timeout", "token_getter"]
 
-#: Keys of ``SARK_SYNC`` and the GatewayClient argument each one becomes.
-CLIENT_KEYS: dict[str, str] = {
-    "BASE_URL": "base_url",
-    "API_KEY": "api_key",
-    "TIMEOUT": "timeout",
-    "RETRY": "retry",
-    "BREAKER": "breaker",
-    "AUTHORIZER": "authorizer",
-    "AUDIT": "audit",
-    "LOCAL_SERVERS": "local_servers",
-    "REMOTE_SERVERS": "remote_servers",
-    "MAX_WORKERS": "max_workers",
-    "TRANSPORT_MODE": "transport_mode",
-    "IDEMPOTENCY_KEYS": "idempotency_keys",
-    "VERIFY": "verify",
-    "MAX_RESPONSE_BYTES": "max_response_bytes",
-    "STARTUP_TIMEOUT": "startup_timeout",
-}
 #: Keys of ``SARK_SYNC`` used by the integration rather than the client.
-OWN_KEYS = frozenset({"TOKEN_GETTER", "READINESS_TIMEOUT"})
+OWN_KEYS = ("TOKEN_GETTER", "READINESS_TIMEOUT")
+#: Every key ``SARK_SYNC`` may have.
+KNOWN_KEYS = (*SETTING_KEYS, *OWN_KEYS)
 
 #: Seconds the readiness view waits for the gateway's health: short, since a probe that
 #: hangs is a probe that fails, and orchestrators time probes out after a few seconds.
@@ -57,14 +44,14 @@ TokenGetter = Callable[[Any], Optional[str]]
 
 def raw_settings() -> Mapping[str, Any]:
     """``settings.SARK_SYNC`` as it is ({} when absent or None); ConfigurationError if it is not
-    a dict with known keys."""
+    a dict of known keys."""
     value = getattr(settings, "SARK_SYNC", None)
     if value is None:
         return {}
     if not isinstance(value, Mapping):
         raise ConfigurationError(
             f"settings.SARK_SYNC must be a dict, not {type(value).__name__}")
-    unknown = sorted(str(key) for key in value if key not in CLIENT_KEYS and key not in OWN_KEYS)
+    unknown = sorted(str(key) for key in value if key not in KNOWN_KEYS)
     if unknown:
         raise ConfigurationError(f"settings.SARK_SYNC has unknown keys: {', '.join(unknown)}")
     return value
@@ -77,24 +64,15 @@ def gateway_url_given(raw: Mapping[str, Any]) -> bool:
 
 def client_options(raw: Mapping[str, Any]) -> dict[str, Any]:
     """The GatewayClient keyword arguments that ``raw`` (a checked ``SARK_SYNC``) sets."""
-    options: dict[str, Any] = {}
-    for key, argument in CLIENT_KEYS.items():
-        value = raw.get(key)
-        if value is None:
-            continue
-        if key == "RETRY":
-            value = _policy(key, value, RetryPolicy)
-        elif key == "BREAKER":
-            value = _policy(key, value, BreakerPolicy)
-        elif key == "TIMEOUT" and isinstance(value, Mapping):
-            value = _policy(key, value, Timeouts)
-        elif key == "AUTHORIZER":
-            value = _imported(key, value)
-        elif key == "AUDIT":
-            value = [_imported(key, item) for item in value] if isinstance(value, (list, tuple)) \
-                else _imported(key, value)
-        options[argument] = value
-    return options
+    shared = {key: value for key, value in raw.items() if key not in OWN_KEYS}
+    if isinstance(shared.get("AUTHORIZER"), str):
+        shared["AUTHORIZER"] = _imported("AUTHORIZER", shared["AUTHORIZER"])
+    audit = shared.get("AUDIT")
+    if isinstance(audit, (list, tuple)):
+        shared["AUDIT"] = [_imported("AUDIT", item) for item in audit]
+    elif isinstance(audit, str):
+        shared["AUDIT"] = _imported("AUDIT", audit)
+    return shared_client_options(shared, prefix="SARK_SYNC")
 
 
 def token_getter(raw: Mapping[str, Any]) -> TokenGetter:
@@ -126,21 +104,6 @@ def bearer_token(request: Any) -> str | None:
     scheme, _, token = header.partition(" ")
     token = token.strip()
     return token if scheme.lower() == "bearer" and token else None
-
-
-def _policy(key: str, value: Any, kind: type[Any]) -> Any:
-    """``value`` if it is a ``kind`` already, else ``kind(**value)`` for a dict of its fields."""
-    if isinstance(value, kind):
-        return value
-    if not isinstance(value, Mapping):
-        raise ConfigurationError(f'SARK_SYNC["{key}"] must be a {kind.__name__} or a dict of '
-                                 f"its fields, not {type(value).__name__}")
-    try:
-        return kind(**value)
-    except TypeError:
-        fields = ", ".join(kind.__dataclass_fields__)
-        raise ConfigurationError(f'SARK_SYNC["{key}"] accepts only the fields of '
-                                 f"{kind.__name__}: {fields}") from None
 
 
 def _imported(key: str, value: Any) -> Any:

@@ -27,8 +27,7 @@ from django.core.checks import Error
 from ..._exceptions import ConfigurationError
 from ...client import GatewayClient
 from ._conf import (
-    CLIENT_KEYS,
-    OWN_KEYS,
+    KNOWN_KEYS,
     client_options,
     gateway_url_given,
     raw_settings,
@@ -46,7 +45,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error]:
     try:
         raw = raw_settings()
     except ConfigurationError as exc:
-        known = ", ".join(sorted([*CLIENT_KEYS, *OWN_KEYS]))
+        known = ", ".join(KNOWN_KEYS)
         return [Error(str(exc), hint=f"SARK_SYNC is a dict with the keys {known}; {_DOCS}",
                       id="sark_sync.E002")]
     errors: list[Error] = []

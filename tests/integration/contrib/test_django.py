@@ -118,6 +118,21 @@ def test_the_client_is_rebuilt_in_a_forked_child(gateway: LocalGateway) -> None:
     assert gateway.tool_runs("demo", "echo") == 3
 
 
+def test_client_arguments_timeout_env_and_dotted_paths_reach_the_client(
+        gateway: LocalGateway, monkeypatch: pytest.MonkeyPatch) -> None:
+    from django_project.views import AUDITED
+
+    AUDITED.clear()
+    monkeypatch.setenv("SARK_TIMEOUT", "7.5")
+    setting = sark_settings(gateway, MAX_WORKERS=3,
+                            AUDIT=["django_project.views.record_audit"])
+    with override_settings(SARK_SYNC=setting):
+        client = get_client()
+        client.invoke_tool("demo", "echo", {"n": 1})
+    assert (client.max_workers, client.timeouts.deadline) == (3, 7.5)
+    assert [(e.server, e.tool, e.outcome) for e in AUDITED] == [("demo", "echo", "success")]
+
+
 def test_without_settings_get_client_raises_configuration_error(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SARK_GATEWAY_URL", raising=False)
@@ -257,14 +272,15 @@ def _ids(monkeypatch: pytest.MonkeyPatch, value: object) -> list[str]:
     ({"API_KEY": "k"}, ["sark_sync.E001"]),
     ("http://127.0.0.1:9", ["sark_sync.E002"]),
     ({"BASE_URL": "http://127.0.0.1:9", "RETYR": {}}, ["sark_sync.E002"]),
+    ({"BASE_URL": "http://127.0.0.1:9", "MAX_WORKERS": 0}, ["sark_sync.E003"]),
     ({"BASE_URL": "ftp://127.0.0.1:9"}, ["sark_sync.E003"]),
     ({"BASE_URL": "http://127.0.0.1:9", "RETRY": {"attempts": 0}}, ["sark_sync.E003"]),
     ({"BASE_URL": "http://127.0.0.1:9", "BREAKER": {"threshold": 3}}, ["sark_sync.E003"]),
     ({"BASE_URL": "http://127.0.0.1:9", "AUTHORIZER": "no.such.thing"}, ["sark_sync.E003"]),
     ({"BASE_URL": "http://127.0.0.1:9", "TOKEN_GETTER": "no.such.getter"}, ["sark_sync.E004"]),
     ({"BASE_URL": "http://127.0.0.1:9", "READINESS_TIMEOUT": 0}, ["sark_sync.E004"]),
-], ids=["valid", "absent", "no-url", "not-a-dict", "unknown-key", "bad-url", "bad-retry",
-        "bad-breaker-field", "bad-authorizer", "bad-token-getter", "bad-readiness"])
+], ids=["valid", "absent", "no-url", "not-a-dict", "unknown-key", "bad-max-workers", "bad-url",
+        "bad-retry", "bad-breaker-field", "bad-authorizer", "bad-token-getter", "bad-readiness"])
 def test_system_checks(monkeypatch: pytest.MonkeyPatch, value: object, ids: list[str]) -> None:
     assert _ids(monkeypatch, value) == ids
 
