@@ -3,15 +3,17 @@
 Every path that retries (a gateway request, a local server's tool call, the event stream's
 reconnections, the audit sink's batches) runs :class:`Retrying`: it counts attempts, draws the
 full-jitter backoff of a :class:`RetryPolicy` (or honours a ``Retry-After`` up to the policy's
-cap), and never starts a wait that would cross the call's :class:`Deadline`: it raises
-``DeadlineExceeded`` at once instead, carrying the attempts, the time slept and the last error.
-Its sleep is injectable, so tests never sleep, and a stream can make its wait end on close.
+cap), and never starts a wait that would cross the call's :class:`Deadline`: for a backoff it
+raises ``DeadlineExceeded`` at once instead, carrying the attempts, the time slept and the last
+error; for a ``Retry-After`` the 429 or 503 itself, with its ``retry_after``. Its sleep is
+injectable, so tests never sleep, and a stream can make its wait end on close.
 
 What may be retried is decided in one place, :func:`retryable`, from two facts: how far the
 failed exchange got (a transport marks its errors with :func:`mark_unsent` or
 :func:`mark_sent`: a request that never left may always be sent again, one that may have been
 processed only if it is idempotent) and, for an answer, its status
-(:meth:`RetryPolicy.retryable_status`; a 429 says the request was not processed).
+(:meth:`RetryPolicy.retryable_status`; a 429 says the request was not processed). Every
+error's ``retryable`` is that rule for an idempotent request.
 """
 
 from __future__ import annotations
