@@ -8,6 +8,7 @@ on standard error whose ``exit_code`` is the process's, and docs/CLI.md's table 
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 from collections.abc import Iterator
@@ -171,3 +172,20 @@ def test_docs_cli_tabulates_the_same_exit_codes() -> None:
                  if re.fullmatch(r"[0-9]+", cell)}
         documented[row[0]] = codes
     assert documented == EXPECTED
+
+
+@pytest.mark.parametrize("argv", [
+    ["invoke", "stdio", "fail", "message=disk full"],
+    local("--call", "fail", "message=disk full"),
+], ids=[HOSTED, LOCAL])
+def test_a_tool_error_under_json_is_its_result_on_stdout_and_a_document_on_stderr(
+    kinds_gateway: KindsGateway, argv: list[str],
+) -> None:
+    done = run_cli("--json", *argv, env=kinds_gateway.env())
+    error = json_error(done)
+    result = json.loads(done.stdout)
+    assert (done.returncode, result["is_error"], result["content"]) == \
+        (1, True, [{"type": "text", "text": "disk full"}])
+    assert (error["type"], error["tool"], error["server"]) == \
+        ("ToolExecutionError", "fail", result["server"])
+    assert error.get("request_id") == result["request_id"]

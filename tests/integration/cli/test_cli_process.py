@@ -91,9 +91,16 @@ def test_events_streams_until_ctrl_c_then_exits_0_without_a_traceback(
     assert "Traceback" not in err and err == ""
 
 
-def test_ctrl_c_during_a_call_exits_130_without_a_traceback() -> None:
+@pytest.mark.parametrize(("options", "expected"), [
+    ((), "sark-sync: interrupted\n"),
+    (("--json",), '{"error": {"type": "Interrupted", "message": "interrupted", '
+                  '"exit_code": 130}}\n'),
+])
+def test_ctrl_c_during_a_call_exits_130_without_a_traceback(
+    options: tuple[str, ...], expected: str
+) -> None:
     with build_gateway() as gateway, subprocess.Popen(
-        sark_sync("invoke", "demo", "slow", "seconds=5"),
+        sark_sync(*options, "invoke", "demo", "slow", "seconds=5"),
         env=child_env(gateway, issue_users(gateway)), stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True,
     ) as proc:  # a gateway of its own: stopping it ends the slow call it is running
@@ -106,4 +113,4 @@ def test_ctrl_c_during_a_call_exits_130_without_a_traceback() -> None:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait(WAIT)
-    assert (out, err) == ("", "sark-sync: interrupted\n")
+    assert (out, err) == ("", expected)
