@@ -99,11 +99,6 @@ class _AppClient:
             self._pid, self._settings = os.getpid(), settings
             return self._client
 
-    @property
-    def built(self) -> bool:
-        with self._lock:
-            return self._client is not None
-
     def close(self) -> None:
         with self._lock:
             client, self._client = self._client, None
