@@ -57,7 +57,8 @@ from ._errors_codec import EXCHANGE_MARK, STATUSES_MARK, restore, state_of
 
 _State = Optional[Mapping[str, Any]]  # what rebuilds an error from its args (GatewayError)
 
-__all__ = ["APIError", "AuthenticationError", "AuthorizationDenied", "AuthorizationUnavailable",
+__all__ = [
+    "APIError", "AuthenticationError", "AuthorizationDenied", "AuthorizationUnavailable",
     "BadRequestError", "CallCancelled", "CapabilityNotSupported", "CircuitOpenError",
     "ClientClosedError", "ConfigurationError", "ConnectionFailed", "DeadlineExceeded",
     "GatewayError", "IdempotencyConflictError", "NotFoundError", "PayloadTooLargeError",
@@ -368,8 +369,7 @@ class UpstreamTimeoutError(ServerError):
 def retry_rule(error: BaseException, *, idempotent: bool, statuses: Collection[int]) -> bool:
     """The one rule: may the request that failed with ``error`` be tried again? (Described
     at :func:`sark_sync.resilience.retryable`, which applies it with a policy's statuses.)"""
-    if not isinstance(error, GatewayError) or isinstance(error, (DeadlineExceeded,
-                                                                 CallCancelled)):
+    if not isinstance(error, GatewayError) or isinstance(error, (DeadlineExceeded, CallCancelled)):
         return False
     exchange: object = error.__dict__.get(EXCHANGE_MARK)
     if exchange in ("unsent", "final"):
