@@ -7,6 +7,7 @@ error handlers and the user's token.
 
 from __future__ import annotations
 
+import atexit
 import gc
 import os
 import re
@@ -237,7 +238,7 @@ def test_200_create_app_leave_no_client_and_no_socket(gateway: LocalGateway) -> 
     del warm
     gc.collect()
     wait_for(lambda: gateway.open_connections == 0, what="the warm-up connection to close")
-    baseline = open_fds()
+    baseline, exit_hooks = open_fds(), atexit._ncallbacks()
     clients: weakref.WeakSet[sark_sync.GatewayClient] = weakref.WeakSet()
     for number in range(200):
         app = create_app(gateway)
@@ -247,6 +248,7 @@ def test_200_create_app_leave_no_client_and_no_socket(gateway: LocalGateway) -> 
         del app
     gc.collect()
     assert len(clients) == 0
+    assert atexit._ncallbacks() == exit_hooks  # nothing registered per app
     assert sum(r.path == "/api/v1/invoke" for r in gateway.requests) == 201
     wait_for(lambda: gateway.open_connections == 0,
              what=lambda: f"{gateway.open_connections} gateway connections to close")
