@@ -202,6 +202,16 @@ def test_gateway_failures_answer_the_mapped_status(
     assert API_KEY not in response.content.decode()
 
 
+def test_a_retry_after_longer_than_the_deadline_answers_503_with_it(
+        gateway: LocalGateway) -> None:
+    gateway.add_fault(Fault(status=503, retry_after=60, times=None))
+    with override_settings(SARK_SYNC=sark_settings(gateway, TIMEOUT=2)):
+        started = time.monotonic()
+        response = Client().get("/echo/")
+    assert time.monotonic() - started < 2  # not waited out
+    assert (response.status_code, response["Retry-After"]) == (503, "60")
+
+
 @pytest.mark.parametrize(("kind", "status", "retry_after"), [
     ("AuthorizationDenied", 403, None),
     ("CircuitOpenError", 503, "8"),
@@ -292,6 +302,21 @@ def test_a_check_message_never_shows_the_api_key(monkeypatch: pytest.MonkeyPatch
         errors = check_settings()
     assert [e.id for e in errors] == ["sark_sync.E003"]
     assert "very-secret" not in errors[0].msg and errors[0].hint
+
+
+def test_importing_the_integration_reads_no_setting() -> None:
+    # The client is built by get_client(), never at import: a project whose settings are not
+    # configured yet (a management command starting, a test collecting) can import it all.
+    code = ("import sark_sync.contrib.django, sark_sync.contrib.django.apps, "
+            "sark_sync.contrib.django.checks, sark_sync.contrib.django.middleware, "
+            "sark_sync.contrib.django.views\n"
+            "from django.conf import settings\n"
+            "assert not settings.configured\n")
+    environ = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    environ.update(child_env())
+    done = subprocess.run([sys.executable, "-c", code], env=environ, capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert (done.returncode, done.stderr) == (0, "")
 
 
 def _manage(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
