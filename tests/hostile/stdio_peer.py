@@ -37,7 +37,8 @@ Modes (the fault strikes on the first ``tools/call`` unless said otherwise):
 - ``duplicate_id``: answers every call twice (the second with other content).
 - ``huge_id``: answers the first call with a 5,000-digit id, then normally.
 - ``huge_int_result``: answers the first call with a result holding a 5,000-digit integer.
-- ``no_read``: after the handshake, never reads its stdin again (sleeps ``--hold`` seconds).
+- ``no_read``: after the handshake and its first ``tools/list`` (which a client sends before its
+  first call), never reads its stdin again (sleeps ``--hold`` seconds).
 - ``sigstop``: after the handshake, stops itself with SIGSTOP.
 - ``exit_after_init``: exits 6 as soon as the handshake is complete
   (``notifications/initialized``).
@@ -161,14 +162,14 @@ class Peer:
                 os.close(1)
             if mode == "sigstop":
                 os.kill(os.getpid(), signal.SIGSTOP)
-            if mode == "no_read":
-                time.sleep(self.options.hold)
-                return 0
             return None
         if method == "ping":
             self.answer(request_id, {})
         elif method == "tools/list":
             self.answer(request_id, {"tools": [ECHO_TOOL]})
+            if mode == "no_read":
+                time.sleep(self.options.hold)
+                return 0
         elif method == "tools/call":
             return self.call(request_id, params)
         else:
