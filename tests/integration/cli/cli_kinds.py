@@ -88,6 +88,9 @@ def kinds_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KindsGat
     gateway.add_tool("vault", "read", lambda p: "secret", sensitivity_level="medium")
     gateway.add_stdio_server("stdio", DEMO_SERVER, env=env, sensitivity_level="low")
     gateway.add_stdio_server("stdio_vault", DEMO_SERVER, env=env, sensitivity_level="medium")
+    # Crashed on purpose by one test, and never called again: a restart would start a process
+    # during a later test, which the leak guard would see outlive it.
+    gateway.add_stdio_server("stdio_crash", DEMO_SERVER, env=env, sensitivity_level="low")
     gateway.add_stdio_server("ticket_stdio", [sys.executable, str(TICKET_SERVER)],
                              env={**env, "TICKETS_FILE": str(tickets)}, sensitivity_level="low")
     with gateway.start():

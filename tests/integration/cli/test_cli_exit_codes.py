@@ -20,6 +20,8 @@ from cli_kinds import API_KEY, DEMO_SERVER, ROOT, KindsGateway, json_error, run_
 from realcomp.fixtures import McpHttpServer
 from support import misbehave_command
 
+from sark_sync.testing import Fault
+
 #: Columns: where the tool is; rows: what went wrong. Docs/CLI.md's table holds the same.
 GATEWAY, HOSTED, LOCAL, REMOTE = "gateway", "hosted stdio", "local", "remote"
 EXPECTED: dict[str, dict[str, int]] = {
@@ -51,7 +53,7 @@ GATEWAY_CASES = [
     ("server not found", GATEWAY, ["invoke", "nosuch", "echo"], {}, {"NotFoundError"}),
     ("timeout", GATEWAY, ["--timeout", "1", "invoke", "tools", "echo", "text=x"], {},
      TIMEOUTS),
-    ("timeout", HOSTED, ["--timeout", "1", "invoke", "stdio", "slow", "seconds=3"], {},
+    ("timeout", HOSTED, ["--timeout", "1", "invoke", "stdio", "slow", "seconds=2"], {},
      TIMEOUTS),
     ("denied", GATEWAY, ["invoke", "vault", "read"], {"SARK_USER_TOKEN": "{bob}"},
      {"AuthorizationDenied"}),
@@ -59,7 +61,7 @@ GATEWAY_CASES = [
      {"SARK_USER_TOKEN": "{bob}"}, {"AuthorizationDenied"}),
     ("connection failure", GATEWAY, ["--timeout", "5", "invoke", "tools", "echo", "text=x"],
      {"SARK_GATEWAY_URL": "{closed}"}, {"ConnectionFailed"}),
-    ("connection failure", HOSTED, ["invoke", "stdio", "crash"], {}, {"UpstreamError"}),
+    ("connection failure", HOSTED, ["invoke", "stdio_crash", "crash"], {}, {"UpstreamError"}),
     ("authentication", GATEWAY, ["invoke", "tools", "echo", "text=x"],
      {"SARK_API_KEY": "wrong-key"}, {"AuthenticationError"}),
     ("authentication", HOSTED, ["invoke", "stdio", "echo", "text=x"],
@@ -82,8 +84,8 @@ REMOTE_STATUS_CASES = [
 
 @pytest.fixture
 def delayed_tools(kinds_gateway: KindsGateway) -> Iterator[None]:
-    """The built-in server's next invoke answers after 3 s (the timeout case)."""
-    fault = kinds_gateway.slow(3.0)
+    """The built-in server's next invoke answers after 2 s (the timeout case: 1 s)."""
+    fault = kinds_gateway.slow(2.0)
     yield
     kinds_gateway.gateway.clear_faults()
     assert fault.hits <= 1
@@ -189,3 +191,18 @@ def test_a_tool_error_under_json_is_its_result_on_stdout_and_a_document_on_stder
     assert (error["type"], error["tool"], error["server"]) == \
         ("ToolExecutionError", "fail", result["server"])
     assert error.get("request_id") == result["request_id"]
+
+
+def test_a_rate_limit_under_json_carries_its_retry_after(kinds_gateway: KindsGateway) -> None:
+    kinds_gateway.gateway.add_fault(Fault(server="tools", status=429, retry_after=0.2,
+                                          times=None))
+    try:
+        done = run_cli("--json", "invoke", "tools", "echo", "text=x", env=kinds_gateway.env())
+    finally:
+        kinds_gateway.gateway.clear_faults()
+    error = json_error(done)
+    assert (done.returncode, done.stdout) == (6, "")
+    assert (error["type"], error["status_code"], error["code"], error["retry_after"]) == \
+        ("RateLimitError", 429, "rate_limited", 0.2)
+    assert (error["server"], error["tool"]) == ("tools", "echo") and error["request_id"]
+    assert API_KEY not in done.stderr and kinds_gateway.alice not in done.stderr
