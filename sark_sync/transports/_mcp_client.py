@@ -241,10 +241,11 @@ class McpSession(McpFeatures):
         with cancellable(token), self._progress.tracking(params, progress):
             try:
                 raise_if_cancelled("before it was sent", server=self.name, tool=name)
+                left = seconds  # exactly the caller's, unless a listing took some of it
                 if listed:
                     self._refresh_tools(seconds)
                     raise_if_cancelled("before it was sent", server=self.name, tool=name)
-                left = max(0.0, seconds - (time.perf_counter() - started))
+                    left = max(0.0, seconds - (time.perf_counter() - started))
                 result = self._channel.request("tools/call", params, left)
             except (TransportTimeout, DeadlineExceeded) as exc:
                 if not listed:
