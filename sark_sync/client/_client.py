@@ -174,10 +174,9 @@ class GatewayClient:
     def with_options(self, *, timeout: float | Timeouts | None = None,
                      retry: RetryPolicy | None = None, headers: Mapping[str, str] | None = None
                      ) -> GatewayClient:
-        """A view of this client with other defaults (None keeps this client's) that shares
-        its connections, pools, breakers and servers; ``headers`` go on every gateway request
-        and remote MCP tool call. ``view.close()`` closes the view only; closing this client
-        closes its views (``docs/gateway/CLIENT_USAGE.md``)."""
+        """A view of this client with other defaults (None keeps this client's; ``headers`` are
+        added to its own) sharing its connections, pools, breakers and servers: closing it
+        leaves this client open, closing this client closes it (see ``CLIENT_USAGE.md``)."""
         return view_of(self, timeout=timeout, retry=retry, headers=headers)
 
     def __enter__(self) -> GatewayClient:
@@ -194,6 +193,9 @@ class GatewayClient:
 
     def _after_fork_in_child(self) -> None:
         self._resources.drop_after_fork()
+
+    def _state(self) -> Resources:
+        return self._pipeline.state()
 
     def breaker_for(self, server: str | None = None) -> Breaker:
         """The breaker guarding ``server`` (None: the gateway's discovery and health)."""
