@@ -25,7 +25,7 @@ from ._cancellation import (
     tell_cancelled,
 )
 from ._cancellation import current as current_cancellation
-from ._observe import TRACING, carry_context, current_call, finished, observed
+from ._observe import carry_context, current_call, finished, observed, tracing
 from ._retrying import (
     MAX_RETRY_AFTER,
     Retrying,
@@ -44,7 +44,6 @@ __all__ = [
     "MAX_REASON_CHARS",
     "MAX_RETRY_AFTER",
     "Retrying",
-    "TRACING",
     "WATCHDOG_TICK",
     "Watched",
     "cancellable",
@@ -67,5 +66,6 @@ __all__ = [
     "retryable",
     "sent_reason",
     "tell_cancelled",
+    "tracing",
     "watchdog",
 ]

@@ -29,24 +29,50 @@ from typing import Any, Callable, NamedTuple, TypeVar
 
 from ..__version__ import __version__
 
-#: ``opentelemetry.trace`` and ``opentelemetry.context``, or None without the ``otel`` extra.
-trace: Any = None
-otel_context: Any = None
-try:
-    from opentelemetry import context as _context
-    from opentelemetry import trace as _trace
-except ImportError:  # absent: tracing costs nothing (tests simulate it)
-    pass
-else:
-    trace, otel_context = _trace, _context
+#: ``opentelemetry.trace`` and ``opentelemetry.context`` once imported (on the first call, never
+#: at ``import sark_sync``, which loads only the runtime dependencies), None without the
+#: ``otel`` extra; ``_UNLOADED`` until then.
+_UNLOADED: Any = object()
+trace: Any = _UNLOADED
+otel_context: Any = _UNLOADED
 
-__all__ = ["TRACING", "answered_after", "breaker_transition", "carry_context", "current_call",
-           "finished", "observed", "retrying_after"]
+__all__ = ["answered_after", "breaker_transition", "carry_context", "current_call",
+           "finished", "observed", "retrying_after", "tracing"]
 
 T = TypeVar("T")
 
-#: Whether OpenTelemetry spans are made (``opentelemetry-api`` could be imported).
-TRACING = trace is not None
+
+def _load() -> None:
+    """Import OpenTelemetry the first time a call needs it (a lost race imports it twice,
+    harmlessly: the import system serializes it and both get the same modules)."""
+    global trace, otel_context
+    try:
+        # loaded on demand: an optional extra, kept out of `import sark_sync`
+        from opentelemetry import context as loaded_context
+        from opentelemetry import trace as loaded_trace  # loaded on demand, as above
+    except ImportError:  # absent: tracing costs nothing (tests simulate it)
+        trace, otel_context = None, None
+    else:
+        trace, otel_context = loaded_trace, loaded_context
+
+
+def _trace() -> Any:
+    if trace is _UNLOADED:
+        _load()
+    return trace
+
+
+def _context() -> Any:
+    if otel_context is _UNLOADED:
+        _load()
+    return otel_context
+
+
+def tracing() -> bool:
+    """Whether OpenTelemetry spans are made (``opentelemetry-api`` can be imported)."""
+    return _trace() is not None
+
+
 #: The instrumentation scope of the spans.
 TRACER_NAME = "sark_sync"
 
@@ -78,6 +104,7 @@ def observed(operation: str, *, server: str | None, tool: str | None,
     its names, and (with OpenTelemetry) it is the current span ``sark_sync <operation>``,
     yielded (None without OpenTelemetry); an exception ends it with status ERROR."""
     token = _CALL.set(CallContext(request_id, server, tool))
+    trace = _trace()
     try:
         if trace is None:
             yield None
@@ -113,7 +140,8 @@ def finished(span: Any, attempts: int, tool_error: bool = False) -> None:
 def answered_after(attempts: int) -> None:
     """The retry loop got an answer at attempt ``attempts``: the span of the current call
     (:func:`observed`; never another span of the application's) counts them."""
-    if trace is not None and _CALL.get() is not None:
+    trace = _trace() if _CALL.get() is not None else None
+    if trace is not None:
         span = trace.get_current_span()
         if span.is_recording():
             span.set_attribute("sark.attempts", attempts)
@@ -157,6 +185,7 @@ def breaker_transition(breaker: str, previous: str, state: str, failures: int,
 def carry_context(function: Callable[..., T]) -> Callable[..., T]:
     """``function``, run with this thread's OpenTelemetry context wherever it runs (a call
     submitted to the thread pool is a child of the submitter's span); itself without it."""
+    otel_context = _context()
     if otel_context is None:
         return function
     captured = otel_context.get_current()
@@ -179,7 +208,8 @@ def _where(call: CallContext) -> str:
 
 def _event(name: str, attributes: dict[str, Any]) -> None:
     """An event on the current call's span (never on a span of the application's)."""
-    if trace is not None and _CALL.get() is not None:
+    trace = _trace() if _CALL.get() is not None else None
+    if trace is not None:
         span = trace.get_current_span()
         if span.is_recording():
             span.add_event(name, attributes)
