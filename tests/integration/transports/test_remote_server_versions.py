@@ -84,7 +84,7 @@ def test_a_name_that_is_not_plain_ascii_travels_in_the_base64_sentinel(
     proxy = recording_proxy(mcp_http_server("stateless").url)
     with RemoteServer(proxy.url, timeout=10) as server:
         result = server.call_tool("héllo wörld", {})
-    call = proxy.requests[-1]
+    call = exchanges_of(proxy)[-1]
     assert call.header("Mcp-Name") == "=?base64?aMOpbGxvIHfDtnJsZA==?="
     assert decode_header_value(call.header("Mcp-Name") or "") == "héllo wörld"
     # The server decoded the header and found it equal to the body's name (else: 400 -32020).
@@ -112,7 +112,7 @@ def test_ping_at_2026_is_a_server_discover(
     with RemoteServer(proxy.url, timeout=10) as server:
         server.ping()
     assert posted_methods(proxy) == ["server/discover", "server/discover"]
-    assert proxy.requests[-1].status == 200
+    assert exchanges_of(proxy)[-1].status == 200
 
 
 def test_a_2026_timeout_closes_the_connection_and_posts_no_cancellation(
@@ -131,7 +131,7 @@ def test_a_2026_timeout_closes_the_connection_and_posts_no_cancellation(
     methods = posted_methods(proxy)
     assert "notifications/cancelled" not in methods
     assert methods[0] == "server/discover" and methods[-1] == "tools/call"
-    assert body(proxy.requests[-1])["params"]["name"] == "echo"
+    assert body(exchanges_of(proxy)[-1])["params"]["name"] == "echo"
 
 
 @pytest.mark.parametrize(("mode", "count"), [("stateful", "1"), ("stateless-json", "2")])
