@@ -265,7 +265,10 @@ def test_a_late_extra_response_is_refused_as_another_requests_answer(peer_client
         except sark_sync.ProtocolError as exc:
             assert "answer is for another request" in str(exc)
             versions.append("refused")
-    assert versions == ["refused", "call-2"]
+    # The refused answer's connection is dropped; whether the peer ran its script for the
+    # request on it (call-1) before it saw the close is a race: the next call gets a fresh,
+    # right answer either way.
+    assert versions[0] == "refused" and versions[1] in ("call-1", "call-2")
     assert peer.connections == 2  # the connection out of step was closed, never reused
 
 
