@@ -68,9 +68,8 @@ class McpFeatures:
     protocol_version: str | None
     capabilities: Mapping[str, Any]
     _channel: MessageChannel
-
-    def _timeout(self, timeout: float | None) -> float:  # pragma: no cover - McpSession's
-        raise NotImplementedError
+    #: The seconds a request may take (``McpSession._timeout``: the session's default for None).
+    _timeout: Callable[[float | None], float]
 
     # -- resources -------------------------------------------------------------------------
 
