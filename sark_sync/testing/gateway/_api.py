@@ -21,7 +21,8 @@ principal (the user JWT's ``sub``, or ``null``), outcome, latency_ms}: outcome `
 ``"tool_error"`` (the result has ``isError: true``) or ``"error"`` (the upstream failed: 502,
 504, or the call raised). An idempotent replay does not reach the tool and publishes nothing.
 
-A hosted stdio server that fails a call answers 502 ``upstream_error`` (it exited, or
+A hosted stdio server's unknown tool is a 404 at "names known", by its list of tools (502 or
+504 if it cannot be listed). A call that fails answers 502 ``upstream_error`` (it exited, or
 answered a JSON-RPC error), 504 ``upstream_timeout`` (no answer in time) or 400
 ``invalid_request`` (it refused the arguments: JSON-RPC -32602). When the call reached the
 server, its tool may have run: that answer is stored under the request's Idempotency-Key like
@@ -229,6 +230,8 @@ class Api:
             self.registry.require(server, tool)
         except UnknownName as exc:
             raise ApiError(404, str(exc)) from None
+        except UpstreamFailure as exc:  # a hosted server that cannot list its tools
+            raise ApiError(exc.status, str(exc)) from None
         parameters, filtered = self._authorize(request, caller, server, tool, parameters)
         key = request.headers.get("Idempotency-Key")
         if key is None:

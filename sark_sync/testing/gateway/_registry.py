@@ -9,9 +9,11 @@ A server added with ``add_server`` holds Python tool functions; how a call of on
 ``CallToolResult`` is :mod:`._tool_calls`.
 
 A server may instead be backed by an :class:`~._tool_calls.Upstream` (a hosted stdio MCP
-server): its tools are what the upstream listed, a call is forwarded to it (even for a tool it
-did not list: the server, not the catalogue, is the authority on its tools), and its health is
-read from it on every listing.
+server): its tools are what the upstream listed, a call is forwarded to it, and its health is
+read from it on every listing. Whether it has a tool is the upstream's answer
+(:meth:`Registry.require` asks it, outside the lock, since it may list the tools again): an
+unlisted tool is a 404 before anything is sent, as on any other server, whatever the server
+itself would have answered.
 """
 
 from __future__ import annotations
@@ -297,7 +299,8 @@ class Registry:
 
     def tool_info(self, server: str, tool: str) -> dict[str, Any] | None:
         """The ToolInfo dict of ``server``/``tool``, or None if the server does not list it
-        (a hosted server forwards such calls); :class:`UnknownName` for an unknown server."""
+        (a hosted server's tool may leave its list after require()); :class:`UnknownName`
+        for an unknown server."""
         with self._lock:
             target = self._servers.get(server)
             if target is None:
@@ -317,14 +320,17 @@ class Registry:
             return found.func
 
     def require(self, server: str, tool: str) -> None:
-        """Raise :class:`UnknownName` unless a call of ``server``/``tool`` can be attempted:
-        the server exists and holds the tool, or forwards every call to its upstream."""
+        """Raise :class:`UnknownName` unless the server exists and holds the tool: its own,
+        or one its upstream lists (which may list again first, restarting a crashed server:
+        :class:`UpstreamFailure` if it cannot, the call not sent)."""
         with self._lock:
             target = self._servers.get(server)
             if target is None:
                 raise UnknownName(f"server {server!r} not found")
-            if target.upstream is None and tool not in target.tools:
-                raise UnknownName(f"tool {tool!r} not found on server {server!r}")
+            upstream = target.upstream
+            known = tool in target.tools
+        if not (known if upstream is None else upstream.has_tool(tool)):
+            raise UnknownName(f"tool {tool!r} not found on server {server!r}")
 
     def call(self, server: str, tool: str, parameters: dict[str, Any]) -> dict[str, Any]:
         """Run the tool (counting the run) and return its CallToolResult; an upstream's

@@ -61,6 +61,10 @@ class UpstreamFailure(Exception):
 class Upstream(Protocol):
     """What backs a server whose tools run elsewhere (see :mod:`..stdio._hosting`)."""
 
+    def has_tool(self, tool: str) -> bool:
+        """Whether the upstream lists ``tool`` (asked before each call: an unlisted tool is
+        a 404); raise :class:`UpstreamFailure` if that cannot be known."""
+
     def call(self, tool: str, parameters: dict[str, Any]) -> dict[str, Any]:
         """Return the CallToolResult of ``tool``; raise :class:`UpstreamFailure`."""
 

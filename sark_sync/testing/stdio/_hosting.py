@@ -15,9 +15,10 @@ Contract of a call, as the gateway answers it:
   the server's business and may hold anything; it goes to the ``sark_sync.stdio`` log);
 - no answer within ``call_timeout`` → 504 ``upstream_timeout`` (the server is sent
   ``notifications/cancelled`` and stays up);
-- a JSON-RPC error -32602 (Invalid params) for a tool the server did not list when it (re)started
-  → 404 ``not_found``, as the gateway answers for any server's unknown tool; for a listed tool
-  → 400 (the arguments were refused); any other JSON-RPC error or an unreadable answer → 502.
+- a tool the server does not list → 404 ``not_found`` before anything is sent, as for any
+  server's unknown tool (:meth:`StdioHost.has_tool`, by a :class:`~._tool_list.ToolList`);
+- a JSON-RPC error -32602 (Invalid params) → 400 (the arguments were refused), or 404 if the
+  tool left the list meanwhile; any other JSON-RPC error or an unreadable answer → 502.
 
 A crashed server is started again by the next call for it, at most :data:`MAX_RESTARTS` times
 in :data:`RESTART_WINDOW` seconds; past that the call answers 502 without restarting, until
@@ -52,6 +53,7 @@ from ..._exceptions import (
 from ..._validation import validate_command, validate_env
 from ...transports import LocalServer
 from ..gateway._tool_calls import UpstreamFailure
+from ._tool_list import ToolList
 
 __all__ = ["CALL_TIMEOUT", "MAX_RESTARTS", "RESTART_WINDOW", "STARTUP_TIMEOUT", "StdioHost",
            "StdioHosting"]
@@ -117,8 +119,7 @@ class StdioHost:
         self._restart_lock = threading.Lock()  # one start or restart at a time
         self._state_lock = threading.Lock()  # guards _server and _closed, held briefly
         self._server: LocalServer | None = None
-        #: The tools the server listed when it last (re)started: an unknown tool is a 404.
-        self._tool_names: frozenset[str] = frozenset()
+        self._tools = ToolList()  # what the server last listed: an unknown tool is a 404
         self._closed = False
         self._failed = False
         self._restarts: collections.deque[float] = collections.deque()
@@ -175,9 +176,11 @@ class StdioHost:
         server = LocalServer(
             self.command, name=self.name, env=self.env, inherit_env=self.inherit_env,
             cwd=self.cwd, timeout=self.call_timeout, startup_timeout=self.startup_timeout,
+            on_notification=self._tools.notified,
         )
         try:
             server.start()
+            generation = self._tools.generation()
             tools = server.list_mcp_tools(timeout=self.startup_timeout)
         except BaseException:
             server.close()
@@ -188,7 +191,7 @@ class StdioHost:
             closed = self._closed
             if not closed:
                 self._server, self._failed = server, False
-                self._tool_names = frozenset(str(tool.get("name")) for tool in tools)
+                self._tools.store(tools, generation)
         if closed:
             server.close()
             raise UpstreamFailure(502, f"stdio server {self.name!r} is stopped")
@@ -241,6 +244,40 @@ class StdioHost:
             assert server is not None
             return server
 
+    # -- the list of tools -----------------------------------------------------------------
+
+    def has_tool(self, tool: str) -> bool:
+        """Whether the server lists ``tool`` (:meth:`ToolList.has`); a listing made for it
+        restarts a crashed server, as a call would. :class:`UpstreamFailure` (not
+        ``reached``) if it cannot be listed."""
+        return self._tools.has(tool, self._list_again)
+
+    def _list_again(self) -> None:
+        """List the tools again and give them to ``on_tools`` too: the catalogue shows what
+        a 404 was decided by."""
+        server = self._running()
+        generation = self._tools.generation()
+        try:
+            tools = server.list_mcp_tools(timeout=self.call_timeout)
+        except ProcessExitedError as exc:
+            log.debug("stdio server %s: %s", self.name, exc)  # the stderr tail, for the log
+            self._report("unhealthy")
+            raise UpstreamFailure(502, exc.message) from None
+        except TransportTimeout:
+            raise UpstreamFailure(504, f"stdio server {self.name!r} did not list its tools "
+                                  f"within {self.call_timeout:g}s") from None
+        except GatewayError as exc:  # RPCError, ProtocolError
+            raise UpstreamFailure(502, f"stdio server {self.name!r} could not list its tools: "
+                                  f"{exc.message}") from None
+        with self._state_lock:
+            if self._server is not server:  # restarted meanwhile: its own listing is newer
+                return
+            self._tools.store(tools, generation)
+        try:
+            self._on_tools(self.name, tools)
+        except KeyError:  # unregistered meanwhile
+            log.debug("stdio server %s listed after it was removed", self.name)
+
     # -- calls -----------------------------------------------------------------------------
 
     def call(self, tool: str, parameters: dict[str, Any]) -> dict[str, Any]:
@@ -259,8 +296,9 @@ class StdioHost:
             ) from None
         except RPCError as exc:
             # -32602 Invalid params: the caller's arguments, not the upstream, are at fault;
-            # MCP servers answer it to an unknown tool too, which the gateway reports as 404.
-            if exc.code == INVALID_PARAMS and tool not in self._tool_names:
+            # some servers answer it to an unknown tool too: one that left the list since
+            # has_tool() is a 404.
+            if exc.code == INVALID_PARAMS and tool not in self._tools:
                 raise UpstreamFailure(404, f"tool {tool!r} not found on server {self.name!r}",
                                       reached=True) from None
             status = 400 if exc.code == INVALID_PARAMS else 502

@@ -7,6 +7,9 @@ that refuses, denies or does not exist).
 
 - ``kinds_gateway`` (module scope, :class:`KindsGateway`): the gateway, the users' tokens and
   the file of tickets the hosted ``ticket_server.py`` opens.
+- ``sdk_gateway`` (module scope, realcomp tests only): a gateway hosting the official MCP
+  SDK's stdio server as ``sdk``, with the same key and JWT secret, so that
+  ``kinds_gateway.env(SARK_GATEWAY_URL=sdk_gateway.url)`` points the CLI at it.
 - ``status_server`` (``Callable[[int], str]``): ``status_server(403)`` is the URL of a server
   answering 403 (a JSON error body) to every request; stopped and joined after the test.
 - :func:`run_cli`: ``python -m sark_sync.cli ARGS`` in a child process, bounded.
@@ -99,6 +102,15 @@ def kinds_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KindsGat
             alice=gateway.issue_token("alice", roles=("developer",), teams=("t",)),
             bob=gateway.issue_token("bob", roles=("viewer",), teams=("t",)),
             tickets=tickets)
+
+
+@pytest.fixture(scope="module")
+def sdk_gateway(mcp_sdk_server_command: list[str]) -> Iterator[LocalGateway]:
+    """Apart from ``kinds_gateway``, whose tests must not need the tools venv."""
+    gateway = LocalGateway(api_keys=(API_KEY,), jwt_secret=JWT_SECRET)
+    gateway.add_stdio_server("sdk", mcp_sdk_server_command, sensitivity_level="low")
+    with gateway.start():
+        yield gateway
 
 
 def run_cli(*argv: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

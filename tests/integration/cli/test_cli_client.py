@@ -210,7 +210,7 @@ def test_a_filtered_parameter_never_reaches_the_tool_and_a_note_names_it(
 
 @pytest.mark.parametrize(("argv", "code"), [
     (["invoke", "tickets", "nosuch"], 5),
-    (["invoke", "demo", "nosuch"], 5),  # a hosted stdio server: -32602 for a tool not listed
+    (["invoke", "demo", "nosuch"], 5),  # a hosted stdio server: 404 for a tool not listed
     (["invoke", "nosuch", "echo", "text=x"], 5),
     (["servers", "--api-key", "wrong-key"], 3),
     (["invoke", "demo", "echo", "text=x", "--user-token", "not-a-jwt"], 3),

@@ -20,7 +20,7 @@ from cli_kinds import API_KEY, DEMO_SERVER, ROOT, KindsGateway, json_error, run_
 from realcomp.fixtures import McpHttpServer
 from support import misbehave_command
 
-from sark_sync.testing import Fault
+from sark_sync.testing import Fault, LocalGateway
 
 #: Columns: where the tool is; rows: what went wrong. Docs/CLI.md's table holds the same.
 GATEWAY, HOSTED, LOCAL, REMOTE = "gateway", "hosted stdio", "local", "remote"
@@ -149,6 +149,22 @@ def test_errors_of_a_remote_mcp_server(
 ) -> None:
     check(["remote", mcp_http_server("stateful").url, *argv], kinds_gateway.env(),
           error_kind, REMOTE, types)
+
+
+@pytest.mark.realcomp
+def test_an_unknown_tool_of_a_hosted_official_sdk_server_exits_5_too(
+    kinds_gateway: KindsGateway, sdk_gateway: LocalGateway,
+) -> None:
+    """The official MCP Python SDK answers an unknown tool with an ``isError`` result, not an
+    error: the gateway refuses a tool the server does not list (404) before calling it, so
+    the exit status is the unknown tool's, as for the demo server (a JSON-RPC error)."""
+    env = kinds_gateway.env(SARK_GATEWAY_URL=sdk_gateway.url)
+    check(["invoke", "sdk", "nosuch"], env, "unknown tool", HOSTED, {"NotFoundError"},
+          secrets=(API_KEY, kinds_gateway.alice))
+    known = run_cli("--json", "invoke", "sdk", "echo", "text=x", env=env)
+    assert (known.returncode, json.loads(known.stdout)["content"]) == \
+        (0, [{"type": "text", "text": "x"}])
+    assert sdk_gateway.tool_runs("sdk", "nosuch") == 0
 
 
 def test_every_cell_of_the_table_is_tested() -> None:

@@ -20,7 +20,10 @@ Of :class:`~sark_sync.ToolInfo`, every field but ``server_name`` is compared.
 
 Failures that are not results differ by route by design and are not compared: over stdio a
 JSON-RPC error is an :class:`RPCError` and a crash a :class:`ProcessExitedError`; through the
-gateway both are a 502 :class:`UpstreamError`.
+gateway both are a 502 :class:`UpstreamError`. So does an unknown tool of the SDK server: over
+stdio the server's own answer, an ``isError`` result; through the gateway a 404
+:class:`NotFoundError`, since the gateway refuses a tool the server does not list, as for any
+of its servers (pinned by the last test).
 
 The gateway, the client, the four servers and the client's one keep-alive connection are shared
 by the module and set up before the ``no_leaks`` guard takes its first baseline.
@@ -59,8 +62,6 @@ CASES = [
                  id="sdk-fail"),
     pytest.param("sdk", "add", {"a": "x"}, True, "Error executing tool add: 2 validation",
                  id="sdk-add-bad-arguments"),
-    pytest.param("sdk", "no-such-tool", {}, True, "Unknown tool: no-such-tool",
-                 id="sdk-unknown-tool"),
     pytest.param("sdk", "whoami", None, False, MARKER, id="sdk-whoami-no-arguments"),
     pytest.param("sdk", "slow", {"seconds": 0.01}, False, "slept 0.01", id="sdk-slow"),
     pytest.param("demo", "echo", {"text": "héllo\nwörld ☃ \u2028 \u0000 🙂"}, False, "héllo",
@@ -181,3 +182,13 @@ def test_list_tools_is_equal_on_both_routes(
         _as_json([dataclasses.asdict(t) for t in comparable(via_stdio)])
     echo = next(tool for tool in via_gateway if tool.name == "echo")
     assert echo.input_schema["required"] == ["text"] and echo.annotations.read_only_hint
+
+
+def test_an_unknown_sdk_tool_is_the_servers_result_over_stdio_and_a_404_through_the_gateway(
+    client: sark_sync.GatewayClient,
+) -> None:
+    via_stdio = client.invoke_tool("sdk-local", "no-such-tool", {})
+    assert (via_stdio.is_error, via_stdio.text) == (True, "Unknown tool: no-such-tool")
+    with pytest.raises(sark_sync.NotFoundError) as refused:
+        client.invoke_tool("sdk-gw", "no-such-tool", {})
+    assert (refused.value.status_code, refused.value.attempts) == (404, 1)

@@ -161,9 +161,9 @@ def test_the_same_tool_through_the_gateway_and_a_local_session_gives_the_same_re
 def test_a_tool_the_server_does_not_list_is_a_404_not_retried(
     gateway: LocalGateway, http: requests.Session, client: sark_sync.GatewayClient
 ) -> None:
-    """The demo server answers JSON-RPC -32602 (invalid params) to an unknown tool, which the
-    catalogue let through here: for a tool it did not list, the gateway answers 404, as for
-    an unknown tool of any other server, and the client does not retry it."""
+    """The demo server would answer JSON-RPC -32602 (invalid params) to an unknown tool; the
+    gateway refuses a tool the server does not list before calling it: 404, as for an
+    unknown tool of any other server, and the client does not retry it."""
     error = error_of(invoke(http, gateway, "no_such_tool"), 404, "not_found")
     assert error["message"] == "tool 'no_such_tool' not found on server 'demo'"
     with pytest.raises(sark_sync.NotFoundError) as info:
