@@ -4,8 +4,8 @@ Why the worker owns it, and how, for each pool:
 
 - **prefork** (the default): the main process runs ``worker_init`` and forks the children
   that run tasks. A client built in the main process would be shared by every child, so
-  nothing is built there: ``worker_init`` only checks the settings (a bad setting stops the
-  worker at start, with the key named, instead of failing every task). Each child builds its
+  nothing is kept there: ``worker_init`` only checks the settings, by building a client and
+  closing it (a bad setting stops the worker at start, named, instead of failing every task). Each child builds its
   own on its first task and closes it on ``worker_process_shutdown``; a child re-forked by
   ``--max-tasks-per-child`` starts with none (``os.register_at_fork`` forgets the parent's
   client and replaces the lock, which another thread may have held at the fork).
@@ -170,10 +170,12 @@ def _on_worker_init(sender: Any = None, **kwargs: Any) -> None:
     owner = _owners.get(getattr(sender, "app", None))  # type: ignore[arg-type]
     if owner is None:
         return
-    # Fail at start with the bad key named, not in every task; nothing is built here. Celery
-    # logs and swallows a signal handler's exception: SystemExit is what stops the worker.
+    # Fail at start with the bad setting named, not in every task: a client is built and
+    # closed at once (it opens nothing before its first call), so every value is checked and
+    # nothing is shared with the children. Celery logs and swallows a signal handler's
+    # exception: SystemExit is what stops the worker.
     try:
-        owner.options()
+        GatewayClient(**owner.options()).close()
     except ConfigurationError as error:
         _log.critical("sark_sync: the settings of Celery app %r are invalid: %s",
                       owner.app_name, error)
