@@ -33,7 +33,8 @@ import pytest
 
 # tools_python, mcp_sdk_server_command ...; mcp_client_peer and the fixtures of its server;
 # pytester runs inner pytest sessions (the tests of sark_sync's own pytest plugin).
-pytest_plugins = ["realcomp.fixtures", "realcomp.client_fixtures", "pytester"]
+pytest_plugins = ["realcomp.fixtures", "realcomp.client_fixtures", "realcomp.redis_server",
+                  "pytester"]
 
 TESTS_DIR = Path(__file__).resolve().parent
 UNIT_DIR = TESTS_DIR / "unit"

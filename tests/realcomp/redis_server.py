@@ -12,6 +12,7 @@ import os
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -105,6 +106,14 @@ class RedisServer:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+@pytest.fixture(scope="module")
+def redis_server(tools_python: Path, tmp_path_factory: pytest.TempPathFactory
+                 ) -> Iterator[RedisServer]:
+    """A Redis of the test module's own (databases 0 and 1 for a broker and a backend)."""
+    with RedisServer(tools_python, tmp_path_factory.mktemp("redis")) as server:
+        yield server
 
 
 def pid_alive(pid: int) -> bool:

@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +19,7 @@ from typing import Any
 
 import pytest
 from celery_project.gateway import API_KEY, demo_gateway
+from celery_project.worker_process import READY_TIMEOUT, CeleryWorker
 from error_catalogue import PUBLIC
 from realcomp.redis_server import RedisServer, pid_alive
 
@@ -30,17 +28,8 @@ from sark_sync.testing import LocalGateway
 pytestmark = [pytest.mark.realcomp, pytest.mark.slow]
 
 TESTS = Path(__file__).resolve().parents[2]
-#: Bounds: a worker is ready in a second or two; a warm shutdown finishes its tasks first.
-READY_TIMEOUT = 30.0
-STOP_TIMEOUT = 30.0
 RESULT_TIMEOUT = 60.0
-TASK = "celery_project.celery_app."
-
-
-@pytest.fixture(scope="module")
-def redis(tools_python: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    with RedisServer(tools_python, tmp_path_factory.mktemp("redis")) as server:
-        yield server
+APP_NAME = "sark_celery_tests"
 
 
 @pytest.fixture
@@ -49,64 +38,32 @@ def gateway() -> Iterator[LocalGateway]:
         yield gateway
 
 
-class Worker:
-    """``celery -A celery_project.celery_app worker`` on its own queue; stopped by PID."""
+class Worker(CeleryWorker):
+    """The test project's worker (celery_project.celery_app) on a queue of its own (the
+    module's Redis outlives each worker), configured by the environment as in production."""
 
     def __init__(self, redis: RedisServer, gateway: LocalGateway, log_path: Path, *args: str,
                  env: dict[str, str] | None = None) -> None:
         self.queue = f"q-{uuid.uuid4().hex[:12]}"
-        self.log_path = log_path
         environ = {k: v for k, v in os.environ.items() if not k.startswith("SARK_")}
         environ.update(PYTHONPATH=os.pathsep.join([str(TESTS), environ.get("PYTHONPATH", "")]),
                        SARK_TEST_CELERY_BROKER=redis.url(0),
                        SARK_TEST_CELERY_BACKEND=redis.url(1),
                        SARK_GATEWAY_URL=gateway.url, SARK_API_KEY=API_KEY, **(env or {}))
-        argv = [sys.executable, "-m", "celery", "-A", "celery_project.celery_app", "worker",
-                "-Q", self.queue, "-n", f"{self.queue}@127.0.0.1", "-l", "INFO",
-                "--without-gossip", "--without-mingle", "--without-heartbeat", *args]
-        self.environ = environ
-        with open(log_path, "wb") as log:
-            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
-                                         stderr=subprocess.STDOUT, env=environ, cwd=TESTS)
-
-    def log(self) -> str:
-        return self.log_path.read_text(encoding="utf-8", errors="replace")
-
-    def wait_ready(self) -> Worker:
-        deadline = time.monotonic() + READY_TIMEOUT
-        while " ready." not in self.log():
-            if self.proc.poll() is not None:
-                pytest.fail(f"the worker exited ({self.proc.returncode}):\n{self.log()}")
-            if time.monotonic() > deadline:
-                self.stop()
-                pytest.fail(f"the worker was not ready in {READY_TIMEOUT:g}s:\n{self.log()}")
-            time.sleep(0.05)  # polling a starting child's log, bounded above
-        return self
-
-    def stop(self) -> int:
-        """Warm shutdown (SIGTERM: running tasks finish), SIGKILL after STOP_TIMEOUT."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
-
-    def closed_in(self) -> list[int]:
-        """The processes whose client the worker closed, from sark_sync's log line."""
-        return [int(pid) for pid in re.findall(
-            r"closed the client of Celery app 'sark_celery_tests' in process (\d+)", self.log())]
+        super().__init__("celery_project.celery_app", [
+            "-Q", self.queue, "-n", f"{self.queue}@127.0.0.1", "-l", "INFO",
+            "--without-gossip", "--without-mingle", "--without-heartbeat", *args],
+            cwd=TESTS, environ=environ, log_path=log_path)
 
 
 @pytest.fixture
-def start_worker(redis: RedisServer, gateway: LocalGateway, tmp_path: Path
+def start_worker(redis_server: RedisServer, gateway: LocalGateway, tmp_path: Path
                  ) -> Iterator[Any]:
     workers: list[Worker] = []
 
     def start(*args: str, env: dict[str, str] | None = None, ready: bool = True) -> Worker:
-        worker = Worker(redis, gateway, tmp_path / f"worker-{len(workers)}.log", *args, env=env)
+        log_path = tmp_path / f"worker-{len(workers)}.log"
+        worker = Worker(redis_server, gateway, log_path, *args, env=env)
         workers.append(worker)
         return worker.wait_ready() if ready else worker
 
@@ -150,7 +107,7 @@ def test_500_tasks_on_a_prefork_pool_one_client_per_child(
     assert worker.stop() == 0
     # Every child closed its client: those retired by --max-tasks-per-child and those
     # stopped with the worker; the main process never built one.
-    assert set(worker.closed_in()) == pids, worker.log()
+    assert set(worker.closed_in(APP_NAME)) == pids, worker.log()
     assert not [pid for pid in pids if pid_alive(pid)]
 
 
@@ -162,7 +119,7 @@ def test_500_tasks_on_a_threads_pool_share_one_client(
     assert {value["pid"] for value in values} == {worker.proc.pid}
     assert worker.stop() == 0
     # worker_process_shutdown never fires on a threads pool: worker_shutdown closed it.
-    assert worker.closed_in() == [worker.proc.pid], worker.log()
+    assert worker.closed_in(APP_NAME) == [worker.proc.pid], worker.log()
 
 
 def test_a_solo_pool_closes_its_client_at_shutdown(
@@ -170,7 +127,7 @@ def test_a_solo_pool_closes_its_client_at_shutdown(
     worker = start_worker("-P", "solo")
     check_many(run_many(worker, 20), gateway, 20)
     assert worker.stop() == 0
-    assert worker.closed_in() == [worker.proc.pid], worker.log()
+    assert worker.closed_in(APP_NAME) == [worker.proc.pid], worker.log()
 
 
 def test_autoretry_after_the_tool_ran_runs_it_once(
