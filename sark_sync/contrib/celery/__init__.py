@@ -19,7 +19,8 @@
 - :class:`GatewayTask` sends idempotency keys derived from the task id, so a retried task
   gets the gateway's first answer instead of running the tool again, and retries a
   retryable :class:`~sark_sync.GatewayError` after its ``retry_after`` or a backoff;
-- :func:`idempotency_key` and :func:`retry_or_raise` do the same for tasks of any base.
+- :func:`idempotency_key` and :func:`retry_or_raise` do the same for tasks of any base;
+  :func:`later` is the rule that decides which errors retry a task.
 
 Every sark_sync exception travels through Celery's JSON result backend with its type and
 attributes. See ``docs/integrations/celery.md``.
@@ -27,8 +28,8 @@ attributes. See ``docs/integrations/celery.md``.
 
 from __future__ import annotations
 
-from ._task import GatewayTask, idempotency_key, retry_countdown, retry_or_raise
+from ._task import GatewayTask, idempotency_key, later, retry_countdown, retry_or_raise
 from ._worker import SETTING_NAME, close_clients, get_client, setup
 
 __all__ = ["SETTING_NAME", "GatewayTask", "close_clients", "get_client", "idempotency_key",
-           "retry_countdown", "retry_or_raise", "setup"]
+           "later", "retry_countdown", "retry_or_raise", "setup"]

@@ -23,7 +23,12 @@ from celery import Task, current_task
 from celery.utils.time import get_exponential_backoff_interval
 
 from ..._config import MAX_SECONDS
-from ..._exceptions import CircuitOpenError, ConfigurationError, GatewayError
+from ..._exceptions import (
+    AuthorizationUnavailable,
+    ConfigurationError,
+    DeadlineExceeded,
+    GatewayError,
+)
 from ..._models import ToolResult
 from ...client import GatewayClient
 from ._worker import get_client
@@ -69,11 +74,21 @@ def retry_countdown(error: GatewayError, retries: int, *, factor: int = 2, maxim
 
 
 def later(error: BaseException) -> bool:
-    """Whether a task that failed with ``error`` may succeed if run again later: a
-    ``retryable`` :class:`~sark_sync.GatewayError`, or an open circuit (its ``retry_after`` is
-    the breaker's next probe; the client's own loop never retries one, a task can wait)."""
-    return isinstance(error, GatewayError) and (
-        error.retryable or isinstance(error, CircuitOpenError))
+    """Whether a task that failed with ``error`` may succeed if run again later:
+
+    - a ``retryable`` :class:`~sark_sync.GatewayError` (what the client itself retries);
+    - one with a ``retry_after``: a 429 or 503 that asked for a wait the worker does not
+      sleep through, an open circuit (its next probe);
+    - a :class:`~sark_sync.DeadlineExceeded` (the call ran out of time, the next may not) or an
+      :class:`~sark_sync.AuthorizationUnavailable` (the client's policy engine was down;
+      nothing was sent).
+
+    Denials, validation errors, 404s, a 500 are not: trying again would fail the same way.
+    """
+    if not isinstance(error, GatewayError):
+        return False
+    return error.retryable or error.retry_after is not None or isinstance(
+        error, (DeadlineExceeded, AuthorizationUnavailable))
 
 
 def retry_or_raise(task: Any, error: BaseException, **options: Any) -> NoReturn:
@@ -115,8 +130,8 @@ class GatewayTask(_TaskBase):
     - :meth:`invoke_tool` sends a key derived from the task id, the server, the tool and how
       many calls of that tool came before in this run: a retried task (``autoretry_for``,
       ``self.retry()``, a lost worker with ``acks_late``) never runs a gateway tool twice;
-    - a retryable :class:`~sark_sync.GatewayError` or an open circuit (:func:`later`)
-      escaping the task retries it (set
+    - a :class:`~sark_sync.GatewayError` that may pass later (:func:`later`: retryable, a
+      ``retry_after``, an open circuit, a deadline) escaping the task retries it (set
       ``retry_gateway_errors = False`` to fail instead), after the gateway's ``retry_after``
       or the backoff of ``retry_backoff`` / ``retry_backoff_max`` / ``retry_jitter``, at
       most ``max_retries`` times; then, and for any other error, the task fails with it.

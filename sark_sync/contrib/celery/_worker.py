@@ -5,10 +5,11 @@ Why the worker owns it, and how, for each pool:
 - **prefork** (the default): the main process runs ``worker_init`` and forks the children
   that run tasks. A client built in the main process would be shared by every child, so
   nothing is kept there: ``worker_init`` only checks the settings, by building a client and
-  closing it (a bad setting stops the worker at start, named, instead of failing every task). Each child builds its
-  own on its first task and closes it on ``worker_process_shutdown``; a child re-forked by
-  ``--max-tasks-per-child`` starts with none (``os.register_at_fork`` forgets the parent's
-  client and replaces the lock, which another thread may have held at the fork).
+  closing it (a bad setting stops the worker at start, named, instead of failing every
+  task). Each child builds its own on its first task and closes it on
+  ``worker_process_shutdown``; a child re-forked by ``--max-tasks-per-child`` starts with
+  none (``os.register_at_fork`` forgets the parent's client and replaces the lock, which
+  another thread may have held at the fork).
 - **threads** and **solo**: tasks run in the main process, which never sees
   ``worker_process_init`` nor ``worker_process_shutdown``: the client is built on the first
   task, shared by the pool's threads (a client is thread-safe) and closed on

@@ -320,3 +320,43 @@ def test_shutdown_signals_close_the_client(app: Celery) -> None:
 def test_errors_are_gateway_errors() -> None:
     assert issubclass(ConfigurationError, GatewayError)
     assert "sark_sync.contrib.celery" not in dir(sark_sync)
+
+
+@pytest.mark.parametrize(("error", "expected"), [
+    (ServiceUnavailableError("unavailable", status_code=503), True),
+    (sark_sync.RateLimitError("rate_limited", status_code=429, retry_after=60.0), True),
+    (sark_sync.ConnectionFailed("down"), True),
+    (sark_sync.CircuitOpenError("open", retry_after=12.0), True),
+    (sark_sync.DeadlineExceeded("deadline", timeout=5.0), True),
+    (sark_sync.AuthorizationUnavailable("policy engine down"), True),
+    (sark_sync.ServerError("boom", status_code=500), False),
+    (NotFoundError("not_found", status_code=404), False),
+    (sark_sync.AuthorizationDenied("denied", status_code=403), False),
+    (sark_sync.ValidationError("bad"), False),
+    (ValueError("not ours"), False),
+])
+def test_later_decides_which_errors_retry_a_task(error: BaseException, expected: bool) -> None:
+    assert sark_celery.later(error) is expected
+
+
+def test_a_deadline_retries_the_task(app: Celery, gateway: LocalGateway) -> None:
+    gateway.add_fault(Fault(delay=1.0))
+    view = sark_celery.get_client(app).with_options(timeout=0.2)  # the first try runs out
+    countdowns: list[float] = []
+
+    @celery_app.app.task(bind=True, base=sark_celery.GatewayTask, name="deadline_task",
+                         retry_backoff=1, retry_jitter=False)
+    def deadline_task(self: sark_celery.GatewayTask) -> Any:
+        return view.invoke_tool("demo", "echo", {"x": 1},
+                                idempotency_key=sark_celery.idempotency_key("echo")).structured
+
+    original = deadline_task.retry
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        countdowns.append(kwargs["countdown"])
+        return original(*args, **kwargs)
+
+    deadline_task.retry = spy  # type: ignore[method-assign]
+    assert deadline_task.apply().get() == {"x": 1}
+    assert countdowns == [1.0]  # backoff: factor 1 * 2**0
+    del celery_app.app.tasks["deadline_task"]
