@@ -9,6 +9,12 @@ Two baselines: ``raw`` is what people write (a default Session, which re-reads p
 netrc settings from the environment on every call), ``raw_lean`` the same Session with
 ``trust_env = False``, which isolates the SDK's own per-call overhead.
 
+``list_servers()`` is measured the same way, in a run of its own after the invoke sides: the
+SDK's ``client.list_servers()`` (one page, the gateway's registered servers as
+``ServerInfo``) against ``raw`` and ``raw_lean`` sessions sending the very request it sends
+(``GET /api/v1/servers?offset=0&limit=100`` with the key and an ``X-Request-ID``) and reading
+the JSON.
+
 Three governed rows, in the same run against the same baselines, show where governance costs:
 ``audit to file only`` (one JSON line per call appended by a ``JSONLinesSink``), then an
 ``OPAAuthorizer`` pre-check on the real OPA engine with the shipped ``gateway.rego`` plus the
@@ -153,6 +159,7 @@ def measure(calls: int, url: str, setup: GovernedSetup | None = None) -> dict[st
         for _, call in sdk_sides:
             assert call().text == "hello"
         samples = interleaved([("raw", raw), ("raw_lean", raw_lean), *sdk_sides], calls)
+        listing = measure_list_servers(calls, url, client, session, lean)
     session.close()
     lean.close()
     stats = {side: summary(values) for side, values in samples.items()}
@@ -170,7 +177,32 @@ def measure(calls: int, url: str, setup: GovernedSetup | None = None) -> dict[st
         "ratio_p95": ratios["sdk"]["p95"],
         "ratios": ratios,
         "governed": None if setup is None else check_governed(setup, samples),
+        "list_servers": listing,
     }
+
+
+def measure_list_servers(calls: int, url: str, client: sark_sync.GatewayClient,
+                         session: requests.Session, lean: requests.Session) -> dict[str, Any]:
+    """``client.list_servers()`` against the same GET on the raw and lean sessions."""
+    params = {"offset": 0, "limit": 100}
+
+    def raw_get(on: requests.Session) -> Callable[[], Any]:
+        def get() -> Any:
+            response = on.get(url + "/api/v1/servers", params=params, headers={
+                "X-API-Key": API_KEY, "X-Request-ID": str(uuid.uuid4())})
+            response.raise_for_status()
+            return response.json()
+        return get
+
+    raw, raw_lean = raw_get(session), raw_get(lean)
+    names = [server.name for server in client.list_servers()]
+    assert names and names == [server["server_name"] for server in raw()["servers"]], names
+    samples = interleaved([("raw", raw), ("raw_lean", raw_lean),
+                           ("sdk", client.list_servers)], calls)
+    stats = {side: summary(values) for side, values in samples.items()}
+    return {**stats, "calls": len(samples["sdk"]),
+            "ratio_p50": stats["sdk"]["p50_us"] / stats["raw"]["p50_us"],
+            "ratio_lean_p50": stats["sdk"]["p50_us"] / stats["raw_lean"]["p50_us"]}
 
 
 def report(result: dict[str, Any]) -> None:
@@ -183,7 +215,12 @@ def report(result: dict[str, Any]) -> None:
     for side, ratio in result["ratios"].items():
         print(f"{SDK_ROWS[side]:{width}}{ratio['p50']:10.3f}{ratio['p95']:10.3f}"
               f"{ratio['lean_p50']:10.3f}")
-    print("goal: sdk p50/raw <= 1.15; p50/lean is the SDK's own overhead")
+    print("goal: sdk p50/raw <= 1.0; p50/lean is the SDK's own overhead")
+    listing = result["list_servers"]
+    print(f"\nlist_servers() vs requests.Session.get().json(), {listing['calls']} calls each")
+    print_table({name: listing[name] for name in ("raw", "raw_lean", "sdk")})
+    print(f"sdk/raw p50 {listing['ratio_p50']:.3f}, sdk/lean p50 {listing['ratio_lean_p50']:.3f}"
+          " (goal: p50/raw <= 1.10)")
     governed = result["governed"]
     if governed is not None:
         made, decisions = governed["calls_made"], governed["opa_decisions"]

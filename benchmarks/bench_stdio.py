@@ -8,7 +8,19 @@ ToolResult). Also printed: calls/s with 8 threads sharing one LocalServer, again
 sharing the raw client behind a lock (one pipe: the least a threaded raw client can do), the
 sides taking turns over ``THREAD_ROUNDS`` rounds, the median of each.
 
-    python benchmarks/bench_stdio.py [--calls 3000] [--json]
+Then the official async client over stdio, on another server both can run: the official SDK's
+(``tests/realcomp/mcp_sdk_server.py``, mcp 2.3.0, run by the tools venv's python). The SDK
+side is ``LocalServer`` spawning that command; the official side is the SDK's own
+``stdio_client`` + ``ClientSession`` spawning the same command, on one event loop, in a child
+process of the tools venv's python (``_mcp_official_stdio.py latency``; ``mcp`` is not
+installed beside sark_sync), which prints its timings as JSON. Both make the same sequential
+``call_tool("echo", {"text": "hello"})`` calls after the same warm-up; the SDK's calls are
+made in two halves, before and after the official client's run, so that drift lands on both.
+``--no-official`` skips this part (no tools venv needed); ``--tools-python`` names the venv's
+interpreter instead of making or reusing ``<repo>/.tools-venv``.
+
+    python benchmarks/bench_stdio.py [--calls 3000] [--json] [--no-official]
+                                     [--tools-python PATH]
 """
 
 from __future__ import annotations
@@ -27,9 +39,17 @@ import sark_sync
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _stats import interleaved, print_table, run_threads, summary, taking_turns
+from _opa_process import ToolsUnavailable, tools_python
+from _stats import WARMUP, interleaved, print_table, run_threads, summary, taking_turns
 
+HERE = Path(__file__).resolve().parent
 SERVER = [sys.executable, "-m", "sark_sync.testing.demo_server"]
+#: The server both sides of the official comparison run, with the tools venv's python.
+OFFICIAL_SERVER = HERE.parent / "tests" / "realcomp" / "mcp_sdk_server.py"
+OFFICIAL_CLIENT = HERE / "_mcp_official_stdio.py"
+OFFICIAL_SERVER_ENV = {"SARK_TEST_MCP_LOG_LEVEL": "WARNING"}
+#: Bound of the official client's child process, seconds.
+OFFICIAL_TIMEOUT = 600.0
 ARGS = {"text": "hello"}
 #: Rounds of the 8-thread throughput per side, the sides taking turns.
 THREAD_ROUNDS = 3
@@ -74,7 +94,7 @@ class RawClient:
         self.process.stdout.close()
 
 
-def measure(calls: int) -> dict[str, Any]:
+def measure(calls: int, warmup: int = WARMUP) -> dict[str, Any]:
     raw = RawClient()
     try:
         with sark_sync.LocalServer(SERVER, env=child_env()) as server:
@@ -92,7 +112,7 @@ def measure(calls: int) -> dict[str, Any]:
                     return baseline()
 
             assert sdk().text == "hello" and baseline()["content"][0]["text"] == "hello"
-            samples = interleaved([("raw", baseline), ("sdk", sdk)], calls)
+            samples = interleaved([("raw", baseline), ("sdk", sdk)], calls, warmup=warmup)
             rates: dict[str, list[float]] = {"raw": [], "sdk": []}
             sides = [("raw", locked_baseline), ("sdk", sdk)]
             for round_ in range(THREAD_ROUNDS):
@@ -116,6 +136,44 @@ def measure(calls: int) -> dict[str, Any]:
     }
 
 
+def official_client(python: Path, calls: int, warmup: int) -> dict[str, Any]:
+    """The official client's samples, from its child process (which starts its own server)."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PYTHONPATH", "PYTHONHOME", "PYTHONUNBUFFERED")}
+    done = subprocess.run([str(python), str(OFFICIAL_CLIENT), "latency", "--calls", str(calls),
+                           "--warmup", str(warmup), "--", str(python), str(OFFICIAL_SERVER)],
+                          capture_output=True, text=True, timeout=OFFICIAL_TIMEOUT, check=False,
+                          stdin=subprocess.DEVNULL, env=env)
+    if done.returncode != 0:
+        raise RuntimeError(f"the official stdio client failed: {done.stderr[-2000:]}")
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def measure_official(python: Path, calls: int, warmup: int) -> dict[str, Any]:
+    """LocalServer against the official client over stdio, on the official SDK's server."""
+    command = [str(python), str(OFFICIAL_SERVER)]
+    with sark_sync.LocalServer(command, env=OFFICIAL_SERVER_ENV) as server:
+
+        def sdk() -> Any:
+            return server.call_tool("echo", ARGS)
+
+        assert sdk().text == "hello"
+        first = interleaved([("sdk", sdk)], calls // 2, warmup=warmup)
+        theirs = official_client(python, calls, warmup)
+        second = interleaved([("sdk", sdk)], calls - calls // 2, warmup=0)
+    sdk_stats = summary(first["sdk"] + second["sdk"])
+    official_stats = summary(theirs["samples"])
+    return {
+        "server": "tests/realcomp/mcp_sdk_server.py",
+        "calls": len(first["sdk"]) + len(second["sdk"]),
+        "official_protocol_version": theirs.get("protocol_version"),
+        "sdk": sdk_stats,
+        "official": official_stats,
+        "ratio_p50": sdk_stats["p50_us"] / official_stats["p50_us"],
+    }
+
+
 def throughput(call: Callable[[], Any], *, threads: int, calls: int) -> float:
     elapsed, latencies = run_threads(call, threads, calls)
     return len(latencies) / elapsed
@@ -124,20 +182,43 @@ def throughput(call: Callable[[], Any], *, threads: int, calls: int) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--calls", type=int, default=3000, help="calls per side")
+    parser.add_argument("--warmup", type=int, default=WARMUP,
+                        help=f"calls per side before measuring (default {WARMUP})")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--no-official", action="store_true",
+                        help="skip the official client's side (it needs the tools venv)")
+    parser.add_argument("--tools-python", metavar="PATH",
+                        help="the tools venv's python (default: make or reuse .tools-venv)")
     args = parser.parse_args(argv)
-    result = measure(args.calls)
+    python = None
+    if not args.no_official:
+        try:
+            python = tools_python(args.tools_python)
+        except ToolsUnavailable as exc:
+            print(f"bench_stdio.py: the official client's side needs the tools venv, which is "
+                  f"not usable; run with --no-official to skip it. Cause: {exc}",
+                  file=sys.stderr)
+            return 2
+    result = measure(args.calls, args.warmup)
+    result["official"] = None if python is None else measure_official(
+        python, args.calls, args.warmup)
     if args.json:
         print(json.dumps(result))
         return 0
     print(f"call_tool over stdio vs raw write/readline, {result['calls']} calls each")
     print_table({name: result[name] for name in ("raw", "sdk")})
     print(f"ratio sdk/raw: p50 {result['ratio_p50']:.3f}  p95 {result['ratio_p95']:.3f}"
-          "  (goal: p50 <= 1.3)")
+          "  (goal: p50 <= 1.2)")
     print(f"throughput, calls/s: sequential sdk {result['sequential_calls_per_s']:.0f}, raw "
           f"{result['raw_sequential_calls_per_s']:.0f}; 8 threads sdk "
           f"{result['threads8_calls_per_s']:.0f}, raw behind a lock "
           f"{result['raw_threads8_calls_per_s']:.0f} (ratio {result['threads8_ratio']:.2f})")
+    official = result["official"]
+    if official is not None:
+        print(f"\ncall_tool over stdio vs the official async client, same server "
+              f"({official['server']}), {official['calls']} calls each")
+        print_table({name: official[name] for name in ("official", "sdk")})
+        print(f"ratio sdk/official p50 {official['ratio_p50']:.3f}  (goal: <= 1.0)")
     return 0
 
 

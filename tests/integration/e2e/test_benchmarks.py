@@ -23,6 +23,17 @@ import pytest
 BENCHMARKS = Path(__file__).resolve().parents[3] / "benchmarks"
 #: Generous for a loaded CI machine: each script takes about 2 s with --calls 100.
 RUN_TIMEOUT = 120.0
+#: run_all.py --quick runs them all, with the official MCP servers and clients: about a
+#: minute on 2 busy cores.
+RUN_ALL_TIMEOUT = 300.0
+
+
+def assert_list_servers(result: dict[str, Any]) -> None:
+    listing = result["list_servers"]
+    assert listing["calls"] == 100
+    for side in ("raw", "raw_lean", "sdk"):
+        assert_side(listing[side])
+    assert listing["ratio_p50"] > 0 and listing["ratio_lean_p50"] > 0
 
 
 def run(script: str, *args: str) -> dict[str, Any]:
@@ -56,6 +67,7 @@ def test_bench_http_measures_sdk_and_governed_sides_against_raw_and_lean(
     assert result["governed"] == {
         "calls_made": made, "audit_lines": made,
         "opa_decisions": {"governed_cache_on": 1, "governed_cache_off": 301}}
+    assert_list_servers(result)
 
 
 def test_bench_http_without_governed_rows_needs_no_tools_venv() -> None:
@@ -65,6 +77,7 @@ def test_bench_http_without_governed_rows_needs_no_tools_venv() -> None:
     assert list(result["ratios"]) == ["sdk"]
     for side in ("raw", "raw_lean", "sdk"):
         assert_side(result[side])
+    assert_list_servers(result)
 
 
 def test_bench_http_names_no_governed_when_the_tools_venv_is_not_usable() -> None:
@@ -78,8 +91,7 @@ def test_bench_http_names_no_governed_when_the_tools_venv_is_not_usable() -> Non
     assert "/nonexistent/python is not an executable interpreter" in completed.stderr
 
 
-def test_bench_stdio_measures_call_tool_against_raw_pipes_and_threads() -> None:
-    result = run("bench_stdio.py", "--calls", "100")
+def assert_stdio_raw_sides(result: dict[str, Any]) -> None:
     assert result["benchmark"] == "stdio_call_tool" and result["calls"] == 100
     for side in ("raw", "sdk"):
         assert_side(result[side])
@@ -87,6 +99,42 @@ def test_bench_stdio_measures_call_tool_against_raw_pipes_and_threads() -> None:
     assert all(result[key] > 0 for key in (
         "sequential_calls_per_s", "raw_sequential_calls_per_s", "threads8_calls_per_s",
         "raw_threads8_calls_per_s"))
+
+
+def test_bench_stdio_measures_call_tool_against_raw_pipes_and_threads() -> None:
+    result = run("bench_stdio.py", "--calls", "100", "--no-official",
+                 "--tools-python", "/nonexistent/python")
+    assert_stdio_raw_sides(result)
+    assert result["official"] is None
+
+
+@pytest.mark.realcomp
+def test_bench_stdio_measures_call_tool_against_the_official_client_on_its_server(
+        tools_python: Path) -> None:
+    result = run("bench_stdio.py", "--calls", "100", "--warmup", "20",
+                 "--tools-python", str(tools_python))
+    assert_stdio_raw_sides(result)
+    official = result["official"]
+    assert official["server"] == "tests/realcomp/mcp_sdk_server.py"
+    assert official["calls"] == 100 and official["official_protocol_version"]
+    for side in ("sdk", "official"):
+        assert_side(official[side])
+    assert official["ratio_p50"] > 0
+
+
+@pytest.mark.realcomp
+def test_bench_memory_measures_one_client_with_local_servers_against_the_official_client(
+        tools_python: Path) -> None:
+    result = run("bench_memory.py", "--servers", "2", "--tools-python", str(tools_python))
+    assert result["benchmark"] == "memory_local_servers" and result["servers"] == 2
+    for side in ("sdk", "official"):
+        figures = result[side]
+        assert figures["children"] == 2 and figures["children_mb"] > 0
+        assert 0 < figures["baseline_mb"] < figures["with_servers_mb"]
+        assert figures["client_increase_mb"] == pytest.approx(
+            figures["with_servers_mb"] - figures["baseline_mb"])
+    assert all(result[key] > 0 for key in (
+        "ratio_client_increase", "ratio_process", "ratio_children"))
 
 
 def test_bench_throughput_measures_threads_and_a_16_thread_fanout_against_raw() -> None:
@@ -97,6 +145,19 @@ def test_bench_throughput_measures_threads_and_a_16_thread_fanout_against_raw() 
         assert set(row["calls_per_s"]) == {"raw", "raw_lean", "sdk"}
         assert all(rate > 0 for rate in row["calls_per_s"].values())
         assert row["ratio"] > 0 and row["ratio_lean"] > 0
+    per_thread = result["threads32"]
+    sides = {"raw", "raw_lean", "sdk", "raw_per_thread", "raw_lean_per_thread", "sdk_default"}
+    assert per_thread["threads"] == 32 and per_thread["default_max_workers"] == 8
+    assert per_thread["calls"] == {side: 160 for side in sides}
+    assert set(per_thread["calls_per_s"]) == sides
+    assert all(rate > 0 for rate in per_thread["calls_per_s"].values())
+    for side in sides:
+        stats = per_thread["latency_ms"][side]
+        assert 0 < stats["p50"] <= stats["p95"] <= stats["p99"]
+    assert set(per_thread["ratios"]) == {"sdk", "sdk_default"}
+    assert all(set(ratios) == {"p50", "p95", "p99", "calls_per_s"}
+               and all(value > 0 for value in ratios.values())
+               for ratios in per_thread["ratios"].values())
     fanout = result["fanout"]
     assert fanout["threads"] == 16 and fanout["calls"] == 160
     assert fanout["goal_p95_ms"] == 100.0 and fanout["ratio_p95"] > 0
@@ -141,32 +202,42 @@ def test_bench_mcp_http_measures_sdk_raw_and_the_official_client_in_three_scenar
 
 
 #: run_all's rows, in its table's order; the ones with a goal say whether it was met.
+PER_THREAD_ROWS = [f"{side}_{figure}" for side in ("threads32", "threads32_default")
+                   for figure in ("calls", "p50", "p95", "p99")]
+MEMORY_ROWS = ["memory_client", "memory_process", "memory_servers"]
 RUN_ALL_ROWS = [
     "http_p50", "audit_only_p50", "governed_cache_on_p50",
-    "governed_cache_off_p50", "http_threads1", "http_threads8", "http_threads32",
+    "governed_cache_off_p50", "list_servers_p50", "http_threads1", "http_threads8",
+    "http_threads32", *PER_THREAD_ROWS,
     "fanout_p50", "fanout_p95", "fanout_p99", "stdio_p50", "stdio_sequential",
-    "stdio_threads8", "sse_gateway_chunked", "sse_firehose_chunked", "sse_latency_chunked",
+    "stdio_threads8", "stdio_official_p50", "sse_gateway_chunked", "sse_firehose_chunked",
+    "sse_latency_chunked",
     "sse_gateway_close", "sse_firehose_close", "sse_latency_close",
     *(f"mcp_http_{name}{kind}_p50" for name in ("stateless_json", "stateless_json_2025",
                                                 "stateful_sse_2025")
       for kind in ("", "_official")),
+    *MEMORY_ROWS,
 ]
 MCP_ROWS = {key for key in RUN_ALL_ROWS if key.startswith("mcp_http_")}
-GOAL_ROWS = {"http_p50", "fanout_p95", "stdio_p50", "mcp_http_stateless_json_p50",
-             "mcp_http_stateless_json_official_p50", *(
+#: The rows against the official MCP SDK, skipped without the tools venv.
+OFFICIAL_ROWS = {*MCP_ROWS, *MEMORY_ROWS, "stdio_official_p50"}
+GOAL_ROWS = {"http_p50", "list_servers_p50", "fanout_p95", "stdio_p50", "stdio_official_p50",
+             "mcp_http_stateless_json_p50", "mcp_http_stateless_json_official_p50",
+             *(key for key in PER_THREAD_ROWS if not key.endswith("_p50")), *(
     f"sse_{kind}_{framing}" for kind in ("gateway", "firehose", "latency")
     for framing in ("chunked", "close"))}
 GOVERNED_ROWS = {"audit_only_p50", "governed_cache_on_p50", "governed_cache_off_p50"}
 #: The HTTP rows, which compare with a trust_env=False session too.
-LEAN_ROWS = {"http_p50", *GOVERNED_ROWS, "http_threads1", "http_threads8", "http_threads32",
-             "fanout_p50", "fanout_p95", "fanout_p99", "mcp_http_stateless_json_p50",
+LEAN_ROWS = {"http_p50", *GOVERNED_ROWS, "list_servers_p50", "http_threads1", "http_threads8",
+             "http_threads32", *PER_THREAD_ROWS, "fanout_p50", "fanout_p95", "fanout_p99",
+             "mcp_http_stateless_json_p50",
              "mcp_http_stateless_json_2025_p50", "mcp_http_stateful_sse_2025_p50"}
 
 
 def run_all(out: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, str(BENCHMARKS / "run_all.py"), "--quick", "--out", str(out), *args],
-        capture_output=True, text=True, timeout=RUN_TIMEOUT, check=False,
+        capture_output=True, text=True, timeout=RUN_ALL_TIMEOUT, check=False,
     )
 
 
@@ -187,7 +258,7 @@ def test_run_all_quick_writes_one_markdown_and_json_table_with_every_row(
     assert report["machine"]["cpu_count"] >= 1 and report["machine"]["python"]
     assert set(report["benchmarks"]) == {
         "bench_http.py", "bench_throughput.py", "bench_stdio.py", "bench_sse.py",
-        "bench_mcp_http.py"}
+        "bench_mcp_http.py", "bench_memory.py"}
     for key, row in rows.items():
         assert row["status"] == "measured", key
         assert row["sdk"] > 0 and row["raw"] > 0, key
@@ -212,7 +283,7 @@ def test_run_all_without_governed_rows_marks_them_skipped(tmp_path: Path) -> Non
     completed = run_all(tmp_path, "--no-governed", "--tools-python", "/nonexistent/python")
     assert completed.returncode == 0, completed.stderr[-2000:]
     _, rows, markdown = load_table(tmp_path)
-    skipped = GOVERNED_ROWS | MCP_ROWS  # the tools venv's OPA, and its MCP server and client
+    skipped = GOVERNED_ROWS | OFFICIAL_ROWS  # the tools venv's OPA, and the official MCP SDK
     for key, row in rows.items():
         assert row["status"] == ("skipped" if key in skipped else "measured"), key
     assert all(rows[key]["sdk"] is None for key in skipped)
