@@ -1,5 +1,5 @@
-"""Resilience: the retry loop, breakers, the deadline watchdog, fork safety, and what they
-tell (log records, OpenTelemetry spans: :mod:`._observe`).
+"""Resilience: the retry loop, breakers, the deadline watchdog, fair (first-come-first-served)
+slots, fork safety, and what they tell (log records, OpenTelemetry spans: :mod:`._observe`).
 
 This is the face other packages import from (docs/ARCHITECTURE.md, "What may import what"):
 the modules behind it are private. Fork safety is re-exported as the namespace
@@ -34,6 +34,7 @@ from ._retrying import (
     parse_retry_after,
     retryable,
 )
+from ._slots import FairSlots
 from ._watchdog import DEADLINE_MARGIN, WATCHDOG_TICK, Watched, watchdog
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "CANCEL_WRITE_TIMEOUT",
     "CancelToken",
     "DEADLINE_MARGIN",
+    "FairSlots",
     "MAX_REASON_CHARS",
     "MAX_RETRY_AFTER",
     "Retrying",

@@ -10,8 +10,12 @@ the one place where requests and urllib3 exceptions become sark_sync exceptions 
 
 How the deadline reaches every wait:
 
-- a pool slot is a semaphore of ``max_workers`` permits acquired with the time left (requests
-  passes no pool timeout, so ``pool_block=True`` could wait forever);
+- a pool slot is one of ``max_workers`` permits (:class:`~sark_sync.resilience.FairSlots`)
+  acquired with the time left (requests passes no pool timeout, so ``pool_block=True`` could
+  wait forever). The slots are first-come-first-served: with more threads than slots, callers
+  get them in the order they asked, so no caller loses the race round after round (a plain
+  semaphore's waiters race for each release, which stretched p99 to 2.4 times raw requests'
+  with 32 threads on 8 slots);
 - the attempt's connect/read timeouts are ``min(configured, time left)``, and the whole
   exchange (connect, headers, interim responses, body) is cut by the deadline watchdog
   (:mod:`._guarded`) when the time is up, however slowly the peer trickles;
@@ -28,7 +32,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 from typing import Any
 
@@ -38,7 +41,7 @@ from urllib3.util import Retry
 from .._config import Timeouts
 from .._deadline import Deadline
 from .._exceptions import APIError, DeadlineExceeded, GatewayError, ProtocolError
-from ..resilience import mark_sent, mark_unsent
+from ..resilience import FairSlots, mark_sent, mark_unsent
 from ._base import Request, Response
 from ._common import (
     READ_FAILURES,
@@ -83,7 +86,7 @@ class HTTPTransport:
         self._api_key = api_key  # a Secret or None
         self._timeouts = timeouts
         self._max_response_bytes = max_response_bytes
-        self._slots = threading.BoundedSemaphore(max_workers)
+        self._slots = FairSlots(max_workers)
         self._session = new_session(base_url, user_agent, verify, GuardedAdapter(
             pool_connections=4, pool_maxsize=max(10, max_workers), max_retries=NO_RETRIES))
 
