@@ -187,18 +187,14 @@ class EventStream(Iterator[Event]):
                 if not self._closed.is_set():
                     self._dropped(exc)
                 continue
-            event = self._event(block)
+            event = self._fields.read(block)  # None for a block without data
             if event is None:
                 continue
-            self._retrying.reset()
-            self._delivered = True
+            if not self._delivered:  # the connection's first event: the failures end
+                self._retrying.reset()
+                self._delivered = True
             if self._wanted is None or event.type in self._wanted or event.type == STREAM_RESET:
                 return event
-
-    def _event(self, block: bytes) -> Event | None:
-        """The event of a block, or None for a block without data (its ``id`` and ``retry``
-        still take effect, as the spec says)."""
-        return self._fields.read(block)
 
     def _read_blocks(self, response: requests.Response) -> Iterator[bytes]:
         """The event blocks of one connection, from short reads."""

@@ -42,7 +42,7 @@ from typing import Any
 
 import sseclient
 
-from .._models import Event
+from .._models import Event, new_event
 
 __all__ = [
     "DEFAULT_MAX_EVENT_BYTES",
@@ -124,21 +124,36 @@ class SSEFramer:
             self._at_start = False
             if buffer.startswith(_BOM):
                 del buffer[:len(_BOM)]
+        # Bytes known to hold no blank line, less one: a blank line may end with the chunk.
+        scanned = self._scanned - 1 if self._scanned > 1 else 0
+        if buffer.find(b"\n\n", scanned) < 0:  # no event finished
+            if buffer[:1] == b"\n":  # blank lines between events: no event
+                del buffer[:_BLANK.match(buffer).end()]  # type: ignore[union-attr]
+            if len(buffer) > self.max_event_bytes:
+                self._fail(len(buffer))
+            self._scanned = len(buffer)
+            return []
+        # Events finished: sliced from one immutable copy (each slice is then one copy, not
+        # two), made only now, so that an endless line costs no copy per read.
+        data = bytes(buffer)
+        size = len(data)
+        find = data.find
+        limit = self.max_event_bytes
         blocks: list[bytes] = []
         start = 0
         while True:
-            blank = _BLANK.match(buffer, start)  # blank lines between events: no event
-            start = blank.end() if blank else start
-            end = buffer.find(b"\n\n", max(start, self._scanned - 1))
+            if start < size and data[start] == 10:  # blank lines between events: no event
+                start = _BLANK.match(data, start).end()  # type: ignore[union-attr]
+            end = find(b"\n\n", start if start > scanned else scanned)
             if end < 0:
                 break
-            if end + 2 - start > self.max_event_bytes:
-                self._fail(end + 2 - start)
-            blocks.append(bytes(buffer[start:end + 2]))
-            start = end + 2
-        if start:
-            del buffer[:start]
-        if len(buffer) > self.max_event_bytes:
+            end += 2
+            if end - start > limit:
+                self._fail(end - start)
+            blocks.append(data[start:end])
+            start = end
+        del buffer[:start]
+        if len(buffer) > limit:
             self._fail(len(buffer))
         self._scanned = len(buffer)
         return blocks
@@ -205,7 +220,8 @@ def fields_of(block: bytes) -> tuple[str | None, int | None]:
     return event_id, retry
 
 
-_SIMPLE = frozenset((b"id", b"event", b"data", b"retry"))
+#: The blocks a gateway sends, ``[id: ...\n][event: ...\n]data: ...\n\n``, in that order.
+_GATEWAY_SHAPE = re.compile(rb"(?:id: ([^\n]*)\n)?(?:event: ([^\n]*)\n)?data: ([^\n]*)\n\n")
 
 
 def simple_fields(block: bytes) -> tuple[str | None, str, str, str | None] | None:
@@ -218,22 +234,11 @@ def simple_fields(block: bytes) -> tuple[str | None, str, str, str | None] | Non
     unknown fields) returns ``None`` and is left to sseclient-py. ``retry`` is the field's
     text: :func:`retry_of` reads it.
     """
-    lines = block[:-2].split(b"\n")
-    if len(lines) > 4:
+    found = _simple_lines(block)
+    if found is None:
         return None
-    found: dict[bytes, bytes] = {}
-    for line in lines:
-        name, separator, value = line.partition(b": ")
-        if not separator or name not in _SIMPLE or name in found:
-            return None
-        found[name] = value
-    data = found.get(b"data")
-    if data is None:
-        return None
+    event_id, event, data, retry = found
     try:
-        event_id = found.get(b"id")
-        event = found.get(b"event")
-        retry = found.get(b"retry")
         return (
             None if event_id is None else event_id.decode("utf-8"),
             "message" if not event else event.decode("utf-8"),
@@ -242,6 +247,44 @@ def simple_fields(block: bytes) -> tuple[str | None, str, str, str | None] | Non
         )
     except UnicodeDecodeError:
         return None
+
+
+def _simple_lines(block: bytes
+                  ) -> tuple[bytes | None, bytes | None, bytes, bytes | None] | None:
+    """The raw ``(id, event, data, retry)`` values of a block in the common shape (see
+    :func:`simple_fields`), not decoded, else ``None``."""
+    gateway = _GATEWAY_SHAPE.fullmatch(block)
+    if gateway is not None:  # one C call for what the loop below reads the same
+        return gateway.group(1), gateway.group(2), gateway.group(3), None
+    lines = block[:-2].split(b"\n")
+    if len(lines) > 4:
+        return None
+    event_id = event = data = retry = None
+    for line in lines:
+        name, separator, value = line.partition(b": ")
+        if not separator:
+            return None
+        if name == b"data":
+            if data is not None:
+                return None
+            data = value
+        elif name == b"id":
+            if event_id is not None:
+                return None
+            event_id = value
+        elif name == b"event":
+            if event is not None:
+                return None
+            event = value
+        elif name == b"retry":
+            if retry is not None:
+                return None
+            retry = value
+        else:
+            return None
+    if data is None:
+        return None
+    return event_id, event, data, retry
 
 
 def resume_header(event_id: str) -> bytes | None:
@@ -288,12 +331,26 @@ class EventReader:
     def read(self, block: bytes) -> Event | None:
         """The event of a framed block, or None for a block that dispatches none (no data);
         its ``id`` and ``retry`` take effect either way. Never raises."""
-        fast = simple_fields(block)
+        fast = _simple_lines(block)
         if fast is not None:
-            event_id, kind, text, retry_text = fast
-            if event_id is not None and "\0" in event_id:
-                event_id = None
-            retry = None if retry_text is None else retry_of(retry_text)
+            raw_id, raw_kind, raw_data, raw_retry = fast
+            try:
+                text = raw_data.decode("utf-8")
+                kind = raw_kind.decode("utf-8") if raw_kind else "message"
+                event_id = None if raw_id is None else raw_id.decode("utf-8")
+            except UnicodeDecodeError:
+                fast = None
+        if fast is not None:
+            retry = None if raw_retry is None else retry_of(raw_retry)
+            if event_id is not None:
+                if event_id.isdigit() and event_id.isascii() and \
+                        len(event_id) <= MAX_RESUME_ID_BYTES:
+                    # A gateway's id (ASCII digits): a header carries it as it is.
+                    self.last_event_id = event_id
+                    self.resume = raw_id
+                    event_id = None
+                elif "\0" in event_id:
+                    event_id = None
         else:
             event_id, retry = fields_of(block)
             parsed = _sseclient_event(block) if has_data(block) else None
@@ -301,8 +358,9 @@ class EventReader:
                 self._set(event_id, retry)
                 return None
             kind, text = parsed
-        self._set(event_id, retry)
-        return Event(id=self.last_event_id, type=kind, data=_decoded(text), retry=retry)
+        if event_id is not None or retry is not None:
+            self._set(event_id, retry)
+        return new_event(self.last_event_id, kind, _decoded(text), retry)
 
     def _set(self, event_id: str | None, retry: int | None) -> None:
         if retry is not None:
@@ -326,10 +384,13 @@ class EventReader:
                         "from the last id that can", len(event_id), MAX_RESUME_ID_BYTES)
 
 
+_json_decode = json.JSONDecoder().decode
+
+
 def _decoded(text: str) -> Any:
     """The JSON value of an event's data, or the text itself when it does not decode."""
     try:
-        return json.loads(text)
+        return _json_decode(text)  # json.loads(text), without its per-call checks
     except (ValueError, RecursionError):  # not JSON, too deep, or a number too long to read
         return text
 
