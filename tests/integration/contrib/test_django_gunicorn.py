@@ -12,87 +12,49 @@ on every call), the answers checked one by one.
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import socket
-import subprocess
 import sys
-import urllib.error
-import urllib.request
 from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import django_project
 import pytest
-from support import API_KEY, child_env, token_of, wait_for
+from servers_support import answers, clean_env, listening_socket, load, serve
+from support import API_KEY, child_env, token_of
 
 from sark_sync.testing import LocalGateway
 
 TESTS_DIR = Path(django_project.__file__).resolve().parents[1]
 
 
-def _get(url: str, token: str) -> tuple[int, dict[str, Any]]:
-    """(status, JSON body) of one GET on a new connection."""
-    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, {"body": exc.read().decode(errors="replace")}
-
-
 @contextmanager
 def gunicorn(gateway: LocalGateway, token: str, log: Path, *options: str
-             ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+             ) -> Iterator[tuple[str, Any]]:
     """(base URL, master process) of gunicorn ``--preload`` serving the test project for
     ``gateway`` (configured through the SARK_* environment), on a socket bound here to
     127.0.0.1 port 0; stopped with SIGTERM (graceful) afterwards."""
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(128)
+    listener = listening_socket()
     base = f"http://127.0.0.1:{listener.getsockname()[1]}"
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("SARK_") and k != "DJANGO_SETTINGS_MODULE"}
-    env.update(child_env(SARK_GATEWAY_URL=gateway.url, SARK_API_KEY=API_KEY,
-                         DJANGO_PROJECT_WARM_CLIENT="1"))
-    with log.open("wb") as output:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--preload", *options, "--graceful-timeout", "10",
-             "--bind", f"fd://{listener.fileno()}", "--pythonpath", str(TESTS_DIR),
-             "django_project.wsgi:application"],
-            env=env, stdout=output, stderr=subprocess.STDOUT, pass_fds=(listener.fileno(),),
-            start_new_session=True)
-    listener.close()
+    env = clean_env(**child_env(SARK_GATEWAY_URL=gateway.url, SARK_API_KEY=API_KEY,
+                                DJANGO_PROJECT_WARM_CLIENT="1"))
+    argv = [sys.executable, "-m", "gunicorn", "--preload", *options, "--graceful-timeout", "10",
+            "--bind", f"fd://{listener.fileno()}", "--pythonpath", str(TESTS_DIR),
+            "django_project.wsgi:application"]
     try:
-        wait_for(lambda: server.poll() is not None or _get(f"{base}/ready/", token)[0] == 200,
-                 30, what="gunicorn to serve /ready/")
-        assert server.poll() is None, log.read_text()
-        yield base, server
+        with serve(argv, env=env, log=log, pass_fds=(listener.fileno(),),
+                   ready=lambda: answers(f"{base}/ready/", token)) as server:
+            listener.close()
+            yield base, server
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
-    assert server.returncode == 0, log.read_text()[-2000:]
+        listener.close()
 
 
 def _load(base: str, token: str, requests: int, concurrency: int) -> list[dict[str, Any]]:
     """Send ``requests`` echo requests, ``concurrency`` at a time; every answer must be 200
     and echo its own text. Returns the bodies."""
-    with ThreadPoolExecutor(concurrency, thread_name_prefix="django-load") as pool:
-        answers = list(pool.map(lambda i: _get(f"{base}/echo/?text=r{i}", token),
-                                range(requests)))
-    statuses = Counter(status for status, _ in answers)
-    assert statuses == {200: requests}, (statuses, [a for a in answers if a[0] != 200][:3])
-    assert [body["echo"] for _, body in answers] == [{"text": f"r{i}"} for i in range(requests)]
-    return [body for _, body in answers]
+    return load(base, requests, concurrency, token=token)
 
 
 def _invokes_with(gateway: LocalGateway, token: str) -> int:
