@@ -91,9 +91,10 @@ def sdk_child(python: str, servers: int) -> dict[str, Any]:
             "children_pids": pids, "children_kb": children_kb}
 
 
-def run_side(argv: list[str], servers: int) -> dict[str, Any]:
+def run_side(argv: list[str], servers: int, env: dict[str, str] | None = None
+             ) -> dict[str, Any]:
     done = subprocess.run(argv, capture_output=True, text=True, timeout=CHILD_TIMEOUT,
-                          check=False, stdin=subprocess.DEVNULL)
+                          check=False, stdin=subprocess.DEVNULL, env=env)
     if done.returncode != 0:
         raise RuntimeError(f"{argv[1]} failed: {done.stderr[-2000:]}")
     result: dict[str, Any] = json.loads(done.stdout)
@@ -111,11 +112,13 @@ def run_side(argv: list[str], servers: int) -> dict[str, Any]:
 
 
 def measure(python: Path, servers: int) -> dict[str, Any]:
-    # The tools interpreter must not see our paths; the SDK's child keeps them.
     sdk = run_side([sys.executable, str(Path(__file__).resolve()), "--child", "--servers",
                     str(servers), "--tools-python", str(python)], servers)
+    # The tools interpreter must not see our paths; the SDK's child keeps them.
+    tools_env = {k: v for k, v in os.environ.items()
+                 if k not in ("PYTHONPATH", "PYTHONHOME", "PYTHONUNBUFFERED")}
     official = run_side([str(python), str(OFFICIAL), "memory", "--servers", str(servers),
-                         "--", str(python), str(SERVER_SCRIPT)], servers)
+                         "--", str(python), str(SERVER_SCRIPT)], servers, tools_env)
     return {
         "benchmark": "memory_local_servers",
         "servers": servers,

@@ -181,6 +181,9 @@ def throughput_rows(result: dict[str, Any]) -> Iterator[Row]:
                   goal=FANOUT_P95 if quantile == "p95" else None)
 
 
+STDIO_OFFICIAL = "stdio call_tool vs the official client (same server), p50"
+
+
 def stdio_rows(result: dict[str, Any]) -> Iterator[Row]:
     yield row("stdio_p50", "stdio round trip, p50", "µs", result["sdk"]["p50_us"],
               result["raw"]["p50_us"], goal=STDIO_P50)
@@ -194,9 +197,6 @@ def stdio_rows(result: dict[str, Any]) -> Iterator[Row]:
     else:
         yield row("stdio_official_p50", STDIO_OFFICIAL, "µs", official["sdk"]["p50_us"],
                   official["official"]["p50_us"], goal=OFFICIAL_P50)
-
-
-STDIO_OFFICIAL = "stdio call_tool vs the official client (same server), p50"
 
 
 def sse_rows(result: dict[str, Any]) -> Iterator[Row]:
