@@ -259,20 +259,6 @@ class Event:
                 + (f", retry={self.retry}" if self.retry is not None else "") + ")")
 
 
-_new_object = object.__new__
-_set_attribute = object.__setattr__
-
-
-def new_event(event_id: str | None, kind: str, data: Any, retry: int | None) -> Event:
-    """``Event(event_id, kind, data, retry)`` without the frozen dataclass's ``__init__``
-    (four ``object.__setattr__`` calls, half the cost of reading an event): the same object,
-    made once per event of a stream."""
-    event = _new_object(Event)
-    _set_attribute(event, "__dict__", {"id": event_id, "type": kind, "data": data,
-                                       "retry": retry})
-    return event
-
-
 @dataclass(frozen=True)
 class Principal:
     """Who a call is made for: the end user behind ``user_token``, as the client's authorizer

@@ -42,7 +42,8 @@ from typing import Any
 
 import sseclient
 
-from .._models import Event, new_event
+from .._models import Event
+from ._sse_fast import new_event, simple_fields, simple_lines
 
 __all__ = [
     "DEFAULT_MAX_EVENT_BYTES",
@@ -220,73 +221,6 @@ def fields_of(block: bytes) -> tuple[str | None, int | None]:
     return event_id, retry
 
 
-#: The blocks a gateway sends, ``[id: ...\n][event: ...\n]data: ...\n\n``, in that order.
-_GATEWAY_SHAPE = re.compile(rb"(?:id: ([^\n]*)\n)?(?:event: ([^\n]*)\n)?data: ([^\n]*)\n\n")
-
-
-def simple_fields(block: bytes) -> tuple[str | None, str, str, str | None] | None:
-    """``(id, event, data, retry)`` of a block in the common shape, else ``None``.
-
-    The common shape: one ``data`` line, and at most one each of ``id``, ``event`` and
-    ``retry``, every line ``name: value`` (one space after the colon), valid UTF-8. The
-    result is what sseclient-py gives for the block (``event`` defaults to ``"message"``);
-    anything else (comments, several ``data`` lines, a field without a colon or space,
-    unknown fields) returns ``None`` and is left to sseclient-py. ``retry`` is the field's
-    text: :func:`retry_of` reads it.
-    """
-    found = _simple_lines(block)
-    if found is None:
-        return None
-    event_id, event, data, retry = found
-    try:
-        return (
-            None if event_id is None else event_id.decode("utf-8"),
-            "message" if not event else event.decode("utf-8"),
-            data.decode("utf-8"),
-            None if retry is None else retry.decode("utf-8"),
-        )
-    except UnicodeDecodeError:
-        return None
-
-
-def _simple_lines(block: bytes
-                  ) -> tuple[bytes | None, bytes | None, bytes, bytes | None] | None:
-    """The raw ``(id, event, data, retry)`` values of a block in the common shape (see
-    :func:`simple_fields`), not decoded, else ``None``."""
-    gateway = _GATEWAY_SHAPE.fullmatch(block)
-    if gateway is not None:  # one C call for what the loop below reads the same
-        return gateway.group(1), gateway.group(2), gateway.group(3), None
-    lines = block[:-2].split(b"\n")
-    if len(lines) > 4:
-        return None
-    event_id = event = data = retry = None
-    for line in lines:
-        name, separator, value = line.partition(b": ")
-        if not separator:
-            return None
-        if name == b"data":
-            if data is not None:
-                return None
-            data = value
-        elif name == b"id":
-            if event_id is not None:
-                return None
-            event_id = value
-        elif name == b"event":
-            if event is not None:
-                return None
-            event = value
-        elif name == b"retry":
-            if retry is not None:
-                return None
-            retry = value
-        else:
-            return None
-    if data is None:
-        return None
-    return event_id, event, data, retry
-
-
 def resume_header(event_id: str) -> bytes | None:
     """The ``Last-Event-ID`` header value that resumes after ``event_id``, or None if no HTTP
     header can carry it.
@@ -331,7 +265,7 @@ class EventReader:
     def read(self, block: bytes) -> Event | None:
         """The event of a framed block, or None for a block that dispatches none (no data);
         its ``id`` and ``retry`` take effect either way. Never raises."""
-        fast = _simple_lines(block)
+        fast = simple_lines(block)
         if fast is not None:
             raw_id, raw_kind, raw_data, raw_retry = fast
             try:
