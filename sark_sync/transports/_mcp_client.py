@@ -237,20 +237,11 @@ class McpSession(McpFeatures):
         params: dict[str, Any] = {"name": name, "arguments": check_arguments(arguments)}
         started = time.perf_counter()
         seconds = self._timeout(timeout)
-        listed = self._tool_cache.stale
-        with cancellable(token), self._progress.tracking(params, progress):
-            try:
-                raise_if_cancelled("before it was sent", server=self.name, tool=name)
-                left = seconds  # exactly the caller's, unless a listing took some of it
-                if listed:
-                    self._refresh_tools(seconds)
-                    raise_if_cancelled("before it was sent", server=self.name, tool=name)
-                    left = max(0.0, seconds - (time.perf_counter() - started))
-                result = self._channel.request("tools/call", params, left)
-            except (TransportTimeout, DeadlineExceeded) as exc:
-                if not listed:
-                    raise
-                raise _caller_timeout(exc, seconds) from None
+        if token is None and progress is None:  # both blocks below would do nothing
+            result = self._send_call(name, params, seconds, started)
+        else:
+            with cancellable(token), self._progress.tracking(params, progress):
+                result = self._send_call(name, params, seconds, started)
         latency_ms = (time.perf_counter() - started) * 1000.0
         try:
             answer = ToolResult.from_call_result(result, server=self.name, tool=name,
@@ -259,6 +250,23 @@ class McpSession(McpFeatures):
             raise ProtocolError(f"malformed tools/call result from {self.name!r}: {exc}",
                                 server=self.name, tool=name) from None
         return check_output(answer, self._tool_cache.get(name), kind=self.kind)
+
+    def _send_call(self, name: str, params: dict[str, Any], seconds: float, started: float
+                   ) -> Any:
+        """The ``tools/call`` request of :meth:`call_tool`: its result."""
+        listed = self._tool_cache.stale
+        try:
+            raise_if_cancelled("before it was sent", server=self.name, tool=name)
+            left = seconds  # exactly the caller's, unless a listing took some of it
+            if listed:
+                self._refresh_tools(seconds)
+                raise_if_cancelled("before it was sent", server=self.name, tool=name)
+                left = max(0.0, seconds - (time.perf_counter() - started))
+            return self._channel.request("tools/call", params, left)
+        except (TransportTimeout, DeadlineExceeded) as exc:
+            if not listed:
+                raise
+            raise _caller_timeout(exc, seconds) from None
 
     def _refresh_tools(self, timeout: float) -> None:
         """List the tools before a call (see :meth:`call_tool`). A server that cannot list

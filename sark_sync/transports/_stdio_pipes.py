@@ -233,16 +233,19 @@ class ServerProcess:
             if self._stdin_closed or self._stop_writers.is_set:
                 raise ProcessClosed()
             assert self.process.stdin is not None
-            fd, stop = self.process.stdin.fileno(), self._stop_writers.fileno()
-            poller = select.poll()  # not select(): it fails on fd numbers >= 1024
-            poller.register(fd, select.POLLOUT)
-            poller.register(stop, select.POLLIN)
+            fd = self.process.stdin.fileno()
+            poller = None  # made when the pipe is full: most writes go out at once
             while view:
                 try:
                     view = view[os.write(fd, view):]
                     continue
                 except BlockingIOError:
                     pass
+                if poller is None:
+                    stop = self._stop_writers.fileno()
+                    poller = select.poll()  # not select(): it fails on fd numbers >= 1024
+                    poller.register(fd, select.POLLOUT)
+                    poller.register(stop, select.POLLIN)
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     self.torn = len(view) < len(data)

@@ -226,13 +226,17 @@ class StdioTransport:
                 raise copy.copy(self._exit_error)
             self._pending[request_id] = pending
         token = current_cancellation() if method == "tools/call" else None
-        started, cancelled = time.monotonic(), cancelled_error(self.name, method, token)
+        started = time.monotonic()  # below: only a call with a token can be cancelled
+        cancelled = None if token is None else cancelled_error(self.name, method, token)
         try:
             self._write(line, timeout)  # a timeout here: not sent (whole), nothing to cancel
-            with cancels(token, lambda: self._resolve(request_id, error=cancelled)):
+            if token is None:
                 answered = pending.wait(timeout - (time.monotonic() - started))
-            if pending.error is cancelled and token is not None:  # the call's token fired
-                self._cancel(request_id, sent_reason(cancelled, token))
+            else:
+                with cancels(token, lambda: self._resolve(request_id, error=cancelled)):
+                    answered = pending.wait(timeout - (time.monotonic() - started))
+            if token is not None and cancelled is not None and pending.error is cancelled:
+                self._cancel(request_id, sent_reason(cancelled, token))  # the token fired
             elif not answered:
                 self._cancel(request_id, "timeout")
                 raise TransportTimeout(

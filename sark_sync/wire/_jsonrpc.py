@@ -112,10 +112,15 @@ class ErrorResponse:
 Message = Union[Request, Notification, Response, ErrorResponse]
 
 
+#: What json.dumps(obj, separators=(",", ":"), ensure_ascii=True, allow_nan=False) makes per
+#: call, made once (an encoder keeps no state between calls).
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+
+
 def _line(obj: Mapping[str, Any]) -> bytes:
     # ensure_ascii keeps U+2028/U+2029 and every control character escaped: one physical line.
     try:
-        text = json.dumps(obj, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+        text = _ENCODER.encode(obj)
     except RecursionError:
         raise NestingError("nested too deeply for JSON") from None
     return text.encode("ascii") + b"\n"
