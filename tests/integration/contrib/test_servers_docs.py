@@ -7,6 +7,7 @@ Each claim of the page has its test:
 - sync workers re-forked by ``--max-requests 25``: each new worker builds its own client;
 - sync ``--timeout``: a client timeout below it answers 504 and the worker lives; above it,
   gunicorn kills the worker; gthread's ``--timeout`` does not cut a request;
+- a gevent worker: the deadline cuts a slow call while the worker serves other requests;
 - gevent without ``--preload``, and with ``--preload`` after the config file's
   ``monkey.patch_all()``: calls are cooperative (200 calls of a 0.2 s tool, 16 at a time, in
   one worker, far below the 40 s they take one by one); ``--preload`` without the early patch
@@ -25,6 +26,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable
@@ -137,6 +139,18 @@ def _closed(site: Path) -> set[int]:
     return {int(path.name.split("-")[1]) for path in site.glob("closed-*")}
 
 
+def _add_slow_route(site: Path) -> None:
+    """Append to the page's app.py a route ``/slow`` calling the 6 s tool."""
+    app = site / "app.py"
+    app.write_text(app.read_text() + '''
+
+@app.get("/slow")
+def slow():
+    sark.invoke_tool("demo", "slow", {})
+    return {"pid": os.getpid()}
+''')
+
+
 def _invokes(gateway: LocalGateway) -> int:
     return sum(1 for r in gateway.requests if r.path == "/api/v1/invoke")
 
@@ -180,14 +194,7 @@ def test_sync_workers_reforked_by_max_requests_build_their_own_client(
 def test_a_client_timeout_below_the_sync_workers_timeout_answers_504(
         site: Path, make_gateway: Any) -> None:
     gateway = make_gateway(_catalogue(0))
-    # The page's app.py with a route to the 6 s tool.
-    (site / "app.py").write_text((site / "app.py").read_text() + '''
-
-@app.get("/slow")
-def slow():
-    sark.invoke_tool("demo", "slow", {})
-    return {"pid": os.getpid()}
-''')
+    _add_slow_route(site)
     options = ("-k", "sync", "--workers", "1", "--timeout", "4")
     with gunicorn(site, gateway, *options, SARK_TIMEOUT="2") as (base, _):
         pid = get(f"{base}/echo/x")[1]["pid"]
@@ -236,6 +243,24 @@ def test_a_gevent_worker_makes_its_calls_cooperatively(
     assert took < 15, took  # 40 s one call at a time; about 3 s 16 at a time
     assert _invokes(gateway) == 201
     assert set(pids) <= _closed(site)
+
+
+@pytest.mark.slow
+def test_the_deadline_cuts_a_call_in_a_gevent_worker_which_serves_others_meanwhile(
+        site: Path, make_gateway: Any) -> None:
+    gateway = make_gateway(_catalogue(0))
+    _add_slow_route(site)
+    with gunicorn(site, gateway, "-k", "gevent", "--workers", "1", SARK_TIMEOUT="2"
+                  ) as (base, _):
+        with ThreadPoolExecutor(1) as pool:
+            started = time.monotonic()
+            slow = pool.submit(get, f"{base}/slow")
+            load(base, 20, 4, path=ECHO)  # the same worker, while the slow call waits
+            assert not slow.done()
+            status, body = slow.result()
+            took = time.monotonic() - started
+    assert (status, body["error"]["code"]) == (504, "upstream_timeout")
+    assert 1.9 < took < 3.5, took
 
 
 @pytest.mark.slow
