@@ -4,7 +4,7 @@
 It follows Flask's extension convention: ``SarkSync(app)``, or ``ext = SarkSync()`` at import
 and ``ext.init_app(app)`` in an application factory; ``app.extensions["sark_sync"]`` is the
 extension; ``ext.client`` is the current application's client. Install with
-``pip install "sark-sync[flask]"``.
+``python -m pip install ".[flask]"`` (in a clone, or the wheel with its extra).
 
 Lifecycle, and why: the client is built on first use, not in ``init_app``, so that creating
 an application (``flask routes``, a test collecting) never needs the gateway's settings nor

@@ -9,7 +9,7 @@ retry, ``breaker``, ``state``, ``previous_state`` for a transition. They come fr
 running in this context (:func:`observed`), so a record names the call that caused it. No
 header, parameter or credential is ever in a record: only names, counts and error types.
 
-**Spans.** With ``opentelemetry-api`` installed (``pip install sark-sync[otel]``), each tool
+**Spans.** With ``opentelemetry-api`` installed (the ``otel`` extra), each tool
 call is a span ``sark_sync invoke_tool`` and each discovery request ``sark_sync <METHOD>``
 (kind CLIENT) with the attributes ``sark.server``, ``sark.tool``, ``sark.transport``,
 ``sark.request_id`` and, at its end, ``sark.attempts`` (and ``sark.tool_error`` for a result

@@ -8,7 +8,7 @@ value: it may echo an argument that is a secret). The check is compiled once per
 (kept on its :class:`~._mcp_tools.CachedTool`) and bounded against hostile schemas
 (:mod:`._mcp_schema`).
 
-With ``jsonschema`` installed (``pip install sark-sync[jsonschema]``) the value is validated;
+With ``jsonschema`` installed (the ``jsonschema`` extra) the value is validated;
 without it, only that ``structuredContent`` is present and is an object.
 """
 
@@ -57,7 +57,7 @@ def check_output(result: ToolResult, tool: CachedTool | None, *, kind: str) -> T
             if not _warned:
                 _warned.append(True)
                 log.info("jsonschema is not installed: structuredContent is checked only for "
-                         "being an object (pip install sark-sync[jsonschema])")
+                         "being an object (install jsonschema, or the jsonschema extra)")
             check = _present
         else:
             check = _mcp_schema.compile_check(schema, jsonschema)
