@@ -341,12 +341,13 @@ def test_later_decides_which_errors_retry_a_task(error: BaseException, expected:
 
 def test_a_deadline_retries_the_task(app: Celery, gateway: LocalGateway) -> None:
     gateway.add_fault(Fault(delay=1.0))
-    view = sark_celery.get_client(app).with_options(timeout=0.2)  # the first try runs out
     countdowns: list[float] = []
 
+    # shared=False: a shared task's function is kept by Celery for every future app.
     @celery_app.app.task(bind=True, base=sark_celery.GatewayTask, name="deadline_task",
-                         retry_backoff=1, retry_jitter=False)
+                         retry_backoff=1, retry_jitter=False, shared=False)
     def deadline_task(self: sark_celery.GatewayTask) -> Any:
+        view = self.client.with_options(timeout=0.2)  # the first try runs out of time
         return view.invoke_tool("demo", "echo", {"x": 1},
                                 idempotency_key=sark_celery.idempotency_key("echo")).structured
 
