@@ -117,6 +117,11 @@ Message = Union[Request, Notification, Response, ErrorResponse]
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, allow_nan=False)
 
 
+#: json.loads' decoder: for bytes starting ``{"`` it detects UTF-8 and decodes them with
+#: ``surrogatepass``, then calls this.
+_DECODE = json.JSONDecoder().decode
+
+
 def _line(obj: Mapping[str, Any]) -> bytes:
     # ensure_ascii keeps U+2028/U+2029 and every control character escaped: one physical line.
     try:
@@ -165,7 +170,11 @@ def _valid_id(value: object) -> bool:
 def parse_line(line: bytes | str) -> Message:
     """Parse one line (with or without its newline) into a message, or raise FramingError."""
     try:
-        obj = json.loads(line)
+        if line[:2] in (b'{"', '{"'):  # what json.loads(line) does for it, without detection
+            obj = _DECODE(line if isinstance(line, str)
+                          else line.decode("utf-8", "surrogatepass"))
+        else:
+            obj = json.loads(line)
     except RecursionError:
         raise FramingError("nested too deeply to decode",
                            salvaged_id=salvage_id(line)) from None
