@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -36,6 +37,23 @@ def app(gateway: LocalGateway) -> Iterator[Celery]:
     sark_celery.setup(celery_app.app, settings={"BASE_URL": gateway.url, "API_KEY": API_KEY})
     yield celery_app.app
     sark_celery.close_clients()
+
+
+@contextmanager
+def retry_countdowns(task: Any) -> Iterator[list[float]]:
+    """The ``countdown`` of every ``task.retry()`` call made inside the block, in order."""
+    countdowns: list[float] = []
+    original = task.retry
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        countdowns.append(kwargs["countdown"])
+        return original(*args, **kwargs)
+
+    task.retry = spy
+    try:
+        yield countdowns
+    finally:
+        del task.retry
 
 
 def invoke_keys(gateway: LocalGateway, tool: str) -> list[str | None]:
@@ -116,18 +134,8 @@ def test_a_retryable_error_retries_the_task_after_retry_after(app: Celery,
     # The worker's default retry policy never sleeps on Retry-After: the 503 is raised with
     # retry_after, and GatewayTask asks Celery to retry after that long.
     gateway.add_fault(Fault(status=503, retry_after=7))
-    countdowns: list[float] = []
-    original = celery_app.echo.retry
-
-    def spy(*args: Any, **kwargs: Any) -> Any:
-        countdowns.append(kwargs["countdown"])
-        return original(*args, **kwargs)
-
-    celery_app.echo.retry = spy  # type: ignore[method-assign]
-    try:
+    with retry_countdowns(celery_app.echo) as countdowns:
         result = celery_app.echo.apply((3,))
-    finally:
-        del celery_app.echo.retry
     assert result.get()["echo"] == {"n": 3}
     assert countdowns == [7.0]
     assert gateway.tool_runs("demo", "echo") == 1
@@ -160,18 +168,8 @@ def test_retries_stop_at_max_retries_with_the_error(app: Celery, gateway: LocalG
 def test_an_open_circuit_retries_the_task_when_it_probes_again(app: Celery,
                                                                 gateway: LocalGateway) -> None:
     gateway.add_fault(Fault(status=503, retry_after=1, times=5))  # opens the breaker
-    countdowns: list[float] = []
-    original = celery_app.echo.retry
-
-    def spy(*args: Any, **kwargs: Any) -> Any:
-        countdowns.append(kwargs["countdown"])
-        return original(*args, **kwargs)
-
-    celery_app.echo.retry = spy  # type: ignore[method-assign]
-    try:
+    with retry_countdowns(celery_app.echo) as countdowns:
         result = celery_app.echo.apply((3,))
-    finally:
-        del celery_app.echo.retry
     assert isinstance(result.result, sark_sync.CircuitOpenError)
     assert countdowns[:5] == [1.0] * 5
     assert len(countdowns) == 6, countdowns
@@ -341,8 +339,6 @@ def test_later_decides_which_errors_retry_a_task(error: BaseException, expected:
 
 def test_a_deadline_retries_the_task(app: Celery, gateway: LocalGateway) -> None:
     gateway.add_fault(Fault(delay=1.0))
-    countdowns: list[float] = []
-
     # shared=False: a shared task's function is kept by Celery for every future app.
     @celery_app.app.task(bind=True, base=sark_celery.GatewayTask, name="deadline_task",
                          retry_backoff=1, retry_jitter=False, shared=False)
@@ -351,13 +347,7 @@ def test_a_deadline_retries_the_task(app: Celery, gateway: LocalGateway) -> None
         return view.invoke_tool("demo", "echo", {"x": 1},
                                 idempotency_key=sark_celery.idempotency_key("echo")).structured
 
-    original = deadline_task.retry
-
-    def spy(*args: Any, **kwargs: Any) -> Any:
-        countdowns.append(kwargs["countdown"])
-        return original(*args, **kwargs)
-
-    deadline_task.retry = spy  # type: ignore[method-assign]
-    assert deadline_task.apply().get() == {"x": 1}
+    with retry_countdowns(deadline_task) as countdowns:
+        assert deadline_task.apply().get() == {"x": 1}
     assert countdowns == [1.0]  # backoff: factor 1 * 2**0
     del celery_app.app.tasks["deadline_task"]
