@@ -19,6 +19,7 @@ import base64
 import io
 import json
 import os
+import re
 import signal
 import socket
 import sys
@@ -277,3 +278,29 @@ def read_line(stream: io.TextIOBase | Any, timeout: float = WAIT) -> str:
     if reader.is_alive():
         pytest.fail("no line from the child in time")
     return lines[0]
+
+
+#: A fenced block of a Markdown page: its language and its body.
+_FENCED = re.compile(r"^```(?P<lang>\w+)\n(?P<body>.*?)^```$", re.S | re.M)
+
+
+def doc_blocks(page: Path, lang: str) -> list[str]:
+    """The bodies of ``page``'s fenced blocks in ``lang``, in order."""
+    return [m.group("body") for m in _FENCED.finditer(page.read_text(encoding="utf-8"))
+            if m.group("lang") == lang]
+
+
+def write_doc_package(page: Path, root: Path, package: str) -> list[str]:
+    """Write the python blocks of ``page`` that start with ``# <package>/<name>.py`` to
+    ``root/<package>/<name>.py`` (a package: an empty ``__init__.py`` too), as a reader
+    would copy them; return the paths written, sorted."""
+    written = []
+    for body in doc_blocks(page, "python"):
+        first = body.splitlines()[0]
+        if re.fullmatch(rf"# {re.escape(package)}/\w+\.py", first):
+            path = root / first[2:]
+            path.parent.mkdir(exist_ok=True)
+            path.write_text(body, encoding="utf-8")
+            written.append(first[2:])
+    (root / package / "__init__.py").write_text("", encoding="utf-8")
+    return sorted(written)

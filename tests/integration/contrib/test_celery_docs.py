@@ -7,7 +7,6 @@ page's ``enqueue.py``, which prints what the page says it prints."""
 from __future__ import annotations
 
 import os
-import re
 import shlex
 import subprocess
 import sys
@@ -18,33 +17,24 @@ from typing import Any
 import pytest
 from celery_project.worker_process import CeleryWorker
 from realcomp.redis_server import RedisServer
+from support import doc_blocks, write_doc_package
 
 from sark_sync.testing import LocalGateway
 
 ROOT = Path(__file__).resolve().parents[3]
 PAGE = ROOT / "docs" / "integrations" / "celery.md"
-_BLOCK = re.compile(r"^```(?P<lang>\w+)\n(?P<body>.*?)^```$", re.S | re.M)
 API_KEY = "docs-key"
 
 
 def blocks(lang: str) -> list[str]:
-    return [m.group("body") for m in _BLOCK.finditer(PAGE.read_text(encoding="utf-8"))
-            if m.group("lang") == lang]
+    return doc_blocks(PAGE, lang)
 
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     """tmp_path holding the page's ``# proj/...`` files."""
-    written = []
-    for body in blocks("python"):
-        first = body.splitlines()[0]
-        if re.fullmatch(r"# proj/\w+\.py", first):
-            path = tmp_path / first[2:]
-            path.parent.mkdir(exist_ok=True)
-            path.write_text(body, encoding="utf-8")
-            written.append(first[2:])
-    (tmp_path / "proj" / "__init__.py").write_text("", encoding="utf-8")
-    assert sorted(written) == ["proj/celery_app.py", "proj/enqueue.py", "proj/test_tasks.py"]
+    written = write_doc_package(PAGE, tmp_path, "proj")
+    assert written == ["proj/celery_app.py", "proj/enqueue.py", "proj/test_tasks.py"]
     return tmp_path
 
 

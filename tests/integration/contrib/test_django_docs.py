@@ -13,31 +13,21 @@ import sys
 from pathlib import Path
 
 import pytest
-from support import child_env
+from support import child_env, doc_blocks, write_doc_package
 
 ROOT = Path(__file__).resolve().parents[3]
 PAGE = ROOT / "docs" / "integrations" / "django.md"
-_BLOCK = re.compile(r"^```(?P<lang>\w+)\n(?P<body>.*?)^```$", re.S | re.M)
 
 
 def blocks(lang: str) -> list[str]:
-    return [m.group("body") for m in _BLOCK.finditer(PAGE.read_text(encoding="utf-8"))
-            if m.group("lang") == lang]
+    return doc_blocks(PAGE, lang)
 
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     """tmp_path holding the page's files (``# myproject/views.py`` ... blocks)."""
-    written = []
-    for body in blocks("python"):
-        first = body.splitlines()[0]
-        if re.fullmatch(r"# myproject/\w+\.py", first):
-            path = tmp_path / first[2:]
-            path.parent.mkdir(exist_ok=True)
-            path.write_text(body, encoding="utf-8")
-            written.append(first[2:])
-    (tmp_path / "myproject" / "__init__.py").write_text("", encoding="utf-8")
-    assert sorted(written) == ["myproject/auth.py", "myproject/settings.py",
+    written = write_doc_package(PAGE, tmp_path, "myproject")
+    assert written == ["myproject/auth.py", "myproject/settings.py",
                                "myproject/test_views.py", "myproject/urls.py",
                                "myproject/views.py"]
     return tmp_path
