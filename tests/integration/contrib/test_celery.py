@@ -351,3 +351,13 @@ def test_a_deadline_retries_the_task(app: Celery, gateway: LocalGateway) -> None
         assert deadline_task.apply().get() == {"x": 1}
     assert countdowns == [1.0]  # backoff: factor 1 * 2**0
     del celery_app.app.tasks["deadline_task"]
+
+
+def test_a_derived_key_is_a_short_ascii_header_whatever_the_task_id_and_parts() -> None:
+    class FakeTask:
+        class request:  # noqa: N801 - the shape of a Celery task's request
+            id = "задача-✓-\udcff"  # a custom task id: not latin-1, a lone surrogate
+
+    key = sark_celery.idempotency_key("x" * 1_000_000, {"nested": [[[]]]}, task=FakeTask())
+    assert key.isascii() and len(key) == len("celery-") + 40
+    assert key != sark_celery.idempotency_key("x" * 999_999, task=FakeTask())
