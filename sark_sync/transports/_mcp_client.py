@@ -22,7 +22,8 @@ server's stdio pipes, Streamable HTTP, HTTP+SSE):
   notification but progress also goes to ``on_notification``, list changes included.
 
 A subclass owns the channel and its lifecycle (``LocalServer`` spawns a process).
-``on_notification`` runs on the channel's reader thread: keep it short; an exception in any
+``on_notification`` runs on the thread reading the channel (its reader thread, or a caller
+reading its own answer): keep it short; an exception in any
 callback is logged, never propagated.
 """
 

@@ -7,15 +7,18 @@ readers hand chunks to callbacks. Its contract:
 - a reader returns when its pipe reaches EOF, when ``close()`` wakes it, or as soon as the
   process exits (even if a grandchild still holds the pipe), after draining what is left;
 - a write blocks at most its timeout, and a closing caller wakes it out of its ``select``;
+- stdout is read by whoever holds its baton: the stdout reader, or a caller reading its own
+  answer (:meth:`ServerProcess.read_for`, :mod:`._stdio_baton`), which hands EOF, exit and
+  close back to the reader;
 - no fd is closed while a thread of ours may still use it: stdin under the writers' lock,
-  the read side by the last of {the closing caller, the readers} to be done with it;
+  the read side by the last of {the closing caller, the readers, callers reading} to be done
+  with it;
 - after ``fork()`` the child closes its copies of the fds and never signals or waits for the
   parent's process.
 """
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import select
@@ -28,6 +31,8 @@ from typing import Any, Callable
 
 from .._exceptions import ProcessStartError, TransportTimeout
 from ..resilience import forksafety
+from ._stdio_baton import ReadBaton
+from ._stdio_io import close_fd, close_quietly, drain, poll_milliseconds, read_chunk
 from ._stdio_process import (
     EXIT_POLL_INTERVAL,
     LADDER_BOUND,
@@ -45,14 +50,6 @@ __all__ = ["ProcessClosed", "ServerProcess"]
 
 log = logging.getLogger("sark_sync.stdio")
 
-#: Bytes per read from the child's pipes: the size of a pipe's buffer. Larger reads cost more
-#: than they save: from 128 KiB, glibc serves each buffer with mmap/munmap, measured here at
-#: +40 µs per round trip.
-READ_CHUNK = 64 * 1024
-#: After the process exits, at most this much more is read from each pipe: what it wrote
-#: before exiting fits in a pipe buffer (<= 1 MiB), and a grandchild holding the pipe may
-#: write for ever.
-EXIT_DRAIN_BYTES = 1024 * 1024
 #: After stdout's EOF, how long to wait for the exit code and the stderr tail that explain it.
 EXIT_CODE_GRACE = 0.25
 #: Longest a closing caller waits for writers to leave once woken (they only leave a select).
@@ -72,11 +69,13 @@ class ProcessClosed(Exception):
 
 class ServerProcess:
     """A spawned server; ``on_stdout``/``on_stderr`` get its output, ``on_stdout_end`` is called
-    once stdout is over unless ``close()`` ended it."""
+    once stdout is over unless ``close()`` ended it. ``awaited()`` says whether any answer is
+    awaited: a caller may then read stdout itself (:meth:`read_for`, :mod:`._stdio_baton`)."""
 
     def __init__(self, command: Sequence[str], *, name: str, env: Mapping[str, str],
                  cwd: str | os.PathLike[str] | None, on_stdout: Callable[[bytes], None],
-                 on_stderr: Callable[[bytes], None], on_stdout_end: Callable[[], None]) -> None:
+                 on_stderr: Callable[[bytes], None], on_stdout_end: Callable[[], None],
+                 awaited: Callable[[], object]) -> None:
         try:
             process = subprocess.Popen(
                 list(command), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -106,6 +105,11 @@ class ServerProcess:
         self._shutdown: threading.Event | None = None  # set when the ladder is over
         self._stderr_done = threading.Event()
         self._on_stdout_end = on_stdout_end
+        self._deliver_stdout = on_stdout
+        self._baton = ReadBaton(awaited)
+        self._callers_reading = 0  # callers in read_for: the read side stays open for them
+        self._caller_poller: Any = None  # used by the baton's holder only
+        self._pipe_lost = False  # the reader thread stopped while a caller kept the pipe
         forksafety.register(self)
         self.threads = [
             threading.Thread(target=self._pump, args=(process.stdout, on_stdout, True),
@@ -155,6 +159,7 @@ class ServerProcess:
             self._close_stdin()
             yield from process_steps(self.process)
             self._stop_readers.set()
+            self._baton.wake()
             end = time.monotonic() + READER_JOIN_TIMEOUT
             current = threading.current_thread()
             while any(t.is_alive() for t in self.threads if t is not current):
@@ -179,7 +184,7 @@ class ServerProcess:
         try:
             if not self._stdin_closed:
                 self._stdin_closed = True
-                _close_quietly(self.process.stdin)
+                close_quietly(self.process.stdin)
         finally:
             self._write_lock.release()
 
@@ -187,13 +192,14 @@ class ServerProcess:
         """Close the read side once close() asked for it and no reader is left to use it
         (called by the ladder and by each reader on its way out: the last one closes)."""
         with self._lock:
-            if not self._release_wanted or self._readers_alive > 0 or self._released:
+            if not self._release_wanted or self._readers_alive > 0 or self._released \
+                    or self._callers_reading > 0:
                 return
             self._released = True
-        _close_quietly(self.process.stdout)
-        _close_quietly(self.process.stderr)
+        close_quietly(self.process.stdout)
+        close_quietly(self.process.stderr)
         if self.pidfd >= 0:
-            _close_fd(self.pidfd)
+            close_fd(self.pidfd)
             self.pidfd = -1
         self._stop_readers.close()
         if self._stdin_closed:
@@ -206,10 +212,12 @@ class ServerProcess:
         if os.getpid() == self.owner_pid or self._released:
             return
         self._lock, self._write_lock = threading.Lock(), threading.Lock()
+        self._baton.after_fork()
+        self._caller_poller = None
         for stream in (self.process.stdin, self.process.stdout, self.process.stderr):
-            _close_quietly(stream)
+            close_quietly(stream)
         if self.pidfd >= 0:
-            _close_fd(self.pidfd)
+            close_fd(self.pidfd)
             self.pidfd = -1
         self._stop_readers.close_after_fork()
         self._stop_writers.close_after_fork()
@@ -252,7 +260,7 @@ class ServerProcess:
                     raise TransportTimeout(
                         f"local MCP server {self.name!r} stopped reading its stdin",
                         server=self.name)
-                events = dict(poller.poll(_milliseconds(remaining)))
+                events = dict(poller.poll(poll_milliseconds(remaining)))
                 if stop in events:
                     raise ProcessClosed()
         finally:
@@ -262,9 +270,10 @@ class ServerProcess:
 
     def _pump(self, stream: Any, deliver: Callable[[bytes], None], is_stdout: bool) -> None:
         try:
-            for chunk in self._chunks(stream.fileno()):
+            for chunk in self._chunks(stream.fileno(), self._baton if is_stdout else None):
                 deliver(chunk)
-            deliver(b"")
+            if not self._pipe_lost:
+                deliver(b"")
         except Exception:  # a bug here must not leave callers waiting forever
             log.exception("stdio reader of %s failed", self.name)
         finally:
@@ -291,79 +300,106 @@ class ServerProcess:
             self._stderr_done.wait(EXIT_CODE_GRACE)  # the stderr tail explains the exit
         self._on_stdout_end()
 
-    def _chunks(self, fd: int) -> Iterator[bytes]:
+    def _chunks(self, fd: int, baton: ReadBaton | None) -> Iterator[bytes]:
         """What ``fd`` delivers until EOF, until close() wakes the readers, or until the
-        process exits (then what is left in the pipe, up to EXIT_DRAIN_BYTES)."""
+        process exits (then what is left in the pipe, up to EXIT_DRAIN_BYTES). With a
+        ``baton`` (stdout), the pipe is read only while holding it: between calls it is left
+        to callers reading their own answers (:mod:`._stdio_baton`)."""
         stop, pidfd = self._stop_readers.fileno(), self.pidfd
         poller = select.poll()  # not select(): it fails on fd numbers >= 1024
         for watched in (fd, stop, pidfd):
             if watched >= 0:
                 poller.register(watched, select.POLLIN)
-        timeout = None if pidfd >= 0 else _milliseconds(EXIT_POLL_INTERVAL)
+        timeout = None if pidfd >= 0 else poll_milliseconds(EXIT_POLL_INTERVAL)
         next_poll = time.monotonic() + EXIT_POLL_INTERVAL
-        while True:
-            ready = {ready_fd for ready_fd, _ in poller.poll(timeout)}
-            if stop in ready:
-                # close() stops the readers once the process is gone: what it wrote before
-                # (an answer to a call in flight) is still read, as at an exit.
-                yield from _drain(fd)
-                return
-            if fd in ready:
-                chunk = _read(fd)
-                if chunk == b"":
+        holding = baton is not None and baton.try_take()
+        try:
+            while True:
+                if baton is not None and not holding:
+                    if not baton.reader_takes(lambda: self.stopping):
+                        self._pipe_lost = True
+                        log.warning("a caller of %s kept reading its stdout past close()",
+                                    self.name)
+                        return
+                    holding = True
+                ready = {ready_fd for ready_fd, _ in poller.poll(timeout)}
+                if stop in ready:
+                    # close() stops the readers once the process is gone: what it wrote before
+                    # (an answer to a call in flight) is still read, as at an exit.
+                    yield from drain(fd)
                     return
-                if chunk:
-                    yield chunk
-            if pidfd >= 0:
-                exited = pidfd in ready
-            elif time.monotonic() >= next_poll:
-                exited = self.process.poll() is not None
-                next_poll = time.monotonic() + EXIT_POLL_INTERVAL
-            else:
-                exited = False
-            if exited:
-                yield from _drain(fd)
-                return
+                if fd in ready:
+                    chunk = read_chunk(fd)
+                    if chunk == b"":
+                        return
+                    if chunk:
+                        yield chunk
+                        if baton is not None and not baton.reader_yields():
+                            holding = False  # callers read their own answers now
+                            continue
+                if pidfd >= 0:
+                    exited = pidfd in ready
+                elif time.monotonic() >= next_poll:
+                    exited = self.process.poll() is not None
+                    next_poll = time.monotonic() + EXIT_POLL_INTERVAL
+                else:
+                    exited = False
+                if exited:
+                    yield from drain(fd)
+                    return
+        finally:
+            if holding and baton is not None:
+                baton.reader_release()
 
-
-def _drain(fd: int) -> Iterator[bytes]:
-    """What is in the pipe now, up to EXIT_DRAIN_BYTES, without waiting for more."""
-    left = EXIT_DRAIN_BYTES
-    while left > 0:
-        chunk = _read(fd)
-        if not chunk:
+    def read_for(self, answered: Callable[[], bool], timeout: float) -> None:
+        """Read stdout on the calling thread until ``answered()``, for at most ``timeout``
+        seconds, if nobody else reads it now (:mod:`._stdio_baton`): one wake-up per call
+        instead of two. Returns at once if someone else reads; returns early on anything
+        but data (EOF, exit, close), which the reader thread then handles. Without a pidfd
+        the caller could not see an exit: it leaves the reading to the reader thread."""
+        if self.pidfd < 0 or not self._baton.try_take():
             return
-        left -= len(chunk)
-        yield chunk
+        try:
+            with self._lock:
+                if self._release_wanted or self.stopping:
+                    return
+                self._callers_reading += 1
+            try:
+                self._read_until(answered, timeout)
+            finally:
+                close_wanted = self._caller_left()
+        finally:
+            self._baton.caller_done()
+        if close_wanted:
+            self._release_fds()  # close() waited for us to leave the pipe
 
+    def _caller_left(self) -> bool:
+        with self._lock:
+            self._callers_reading -= 1
+            return self._release_wanted
 
-def _milliseconds(seconds: float) -> int:
-    """A poll() timeout: rounded up, so a wait never ends before its deadline."""
-    return max(0, int(seconds * 1000) + 1)
-
-
-def _read(fd: int) -> bytes | None:
-    """A chunk; b"" at EOF (or a closed fd); None when nothing is there yet."""
-    try:
-        return os.read(fd, READ_CHUNK)
-    except BlockingIOError:
-        return None
-    except OSError as exc:
-        if exc.errno in (errno.EBADF, errno.EIO):
-            return b""
-        raise
-
-
-def _close_quietly(stream: Any) -> None:
-    try:
-        if stream is not None:
-            stream.close()
-    except OSError:
-        pass
-
-
-def _close_fd(fd: int) -> None:
-    try:
-        os.close(fd)
-    except OSError:
-        pass
+    def _read_until(self, answered: Callable[[], bool], timeout: float) -> None:
+        assert self.process.stdout is not None
+        fd = self.process.stdout.fileno()
+        poller = self._caller_poller
+        if poller is None:
+            poller = self._caller_poller = select.poll()
+            for watched in (fd, self._stop_readers.fileno(), self.pidfd):
+                poller.register(watched, select.POLLIN)
+        deliver = self._deliver_stdout
+        deadline = time.monotonic() + timeout
+        while not answered():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            events = poller.poll(poll_milliseconds(remaining))
+            for ready_fd, _ in events:
+                if ready_fd != fd:
+                    return  # close() or an exit: the reader thread's to handle
+            if events:
+                chunk = read_chunk(fd)
+                if not chunk:
+                    if chunk is None:
+                        continue
+                    return  # EOF: the reader thread reports it
+                deliver(chunk)

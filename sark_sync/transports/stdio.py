@@ -6,11 +6,13 @@ in ``_stdio_pipes``; the shutdown ladder and the background reaper in ``_stdio_p
 - **Spawn** in its own process group (so shutdown reaches any grandchildren),
   ``close_fds=True``, and an environment built from an allow-list: the
   parent's secrets are not the server's business.
-- **Read**: one reader thread owns stdout. It splits lines under a cap (a 20 MiB line is
-  discarded, the request it answered fails with :class:`ProtocolError`, and the transport stays
-  usable), and demultiplexes responses by id into waiting calls. A line that cannot be decoded
+- **Read**: one reader thread owns stdout, but lends it to a caller waiting for its answer
+  while nobody else reads (one wake-up per call instead of two: ``_stdio_baton``). Whoever
+  reads splits lines under a cap (a 20 MiB line is discarded, the request it answered fails
+  with :class:`ProtocolError`, and the transport stays usable), and demultiplexes responses
+  by id into waiting calls. A line that cannot be decoded
   (nested too deeply, invalid UTF-8 ...) fails the call whose id it carries, never the thread.
-  Server requests and notifications go to callbacks, on the reader thread.
+  Server requests and notifications go to callbacks, on the reading thread.
 - **Stderr**: a second thread drains it into ``logging.getLogger("sark_sync.stdio")`` and keeps
   the last 100 lines for error messages; an undrained stderr pipe deadlocks a chatty child
   after ~64 KiB.
@@ -104,6 +106,9 @@ class _Pending:
         self.latch.release()
         return True
 
+    def answered(self) -> bool:
+        return self.done
+
     def wait(self, timeout: float) -> bool:
         return self.latch.acquire(timeout=max(0.0, timeout))
 
@@ -146,7 +151,8 @@ class StdioTransport:
         """Spawn the process and its reader threads; :class:`ProcessStartError` if it cannot."""
         self._proc = ServerProcess(
             self.command, name=self.name, env=self._env, cwd=self._cwd,
-            on_stdout=self._on_stdout, on_stderr=self._on_stderr, on_stdout_end=self._on_eof)
+            on_stdout=self._on_stdout, on_stderr=self._on_stderr, on_stdout_end=self._on_eof,
+            awaited=self._pending.__len__)
         log.debug("started %s (pid %d): %s", self.name, self._proc.process.pid, self.command)
 
     @property
@@ -229,8 +235,9 @@ class StdioTransport:
         started = time.monotonic()  # below: only a call with a token can be cancelled
         cancelled = None if token is None else cancelled_error(self.name, method, token)
         try:
-            self._write(line, timeout)  # a timeout here: not sent (whole), nothing to cancel
-            if token is None:
+            proc = self._write(line, timeout)  # a timeout here: not sent (whole), nothing to cancel
+            if token is None:  # read the answer here if nobody else reads (one wake-up)
+                proc.read_for(pending.answered, timeout - (time.monotonic() - started))
                 answered = pending.wait(timeout - (time.monotonic() - started))
             else:
                 with cancels(token, lambda: self._resolve(request_id, error=cancelled)):
@@ -265,8 +272,9 @@ class StdioTransport:
         short is written whole or not at all: pipes write <= 4 KiB atomically."""
         tell_cancelled(self.notify, request_id, reason)
 
-    def _write(self, data: bytes, timeout: float) -> None:
-        """Write all of ``data`` to stdin within ``timeout``, one writer at a time."""
+    def _write(self, data: bytes, timeout: float) -> ServerProcess:
+        """Write all of ``data`` to stdin within ``timeout``, one writer at a time; the process
+        it went to."""
         proc = self._proc
         if proc is None:
             raise ProcessExitedError(f"local MCP server {self.name!r} is not running",
@@ -277,6 +285,7 @@ class StdioTransport:
                 f"{self._owner_pid}); start a new one after fork()", server=self.name)
         try:
             proc.write(data, timeout)
+            return proc
         except TransportTimeout:  # a TimeoutError, so an OSError: not a broken pipe
             if proc.torn:  # half a message went out: no later one can be framed
                 self._fail_all(ProcessExitedError(
@@ -360,9 +369,11 @@ class StdioTransport:
     def _resolve(self, request_id: jsonrpc.RequestId, *, result: Any = None,
                  error: BaseException | None = None) -> None:
         with self._lock:
-            pending = self._pending.get(request_id)
-            # A call already failed (closed, timed out) may still be in the table until its
-            # thread wakes up: its late answer is an abandoned one too.
+            # Out of the table once answered: the table is what is still awaited (a caller
+            # reads its own answer only while nobody else has one to wait for). A call already
+            # failed (closed, timed out) may still be in the table until its thread wakes up:
+            # its late answer is an abandoned one too.
+            pending = self._pending.pop(request_id, None)
             if pending is not None and pending.settle(result, error):
                 return
         log.debug("%s answered unknown or abandoned request %r", self.name, request_id)
