@@ -26,13 +26,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 import time
 from contextlib import AsyncExitStack
-from pathlib import Path
 from typing import Any
 
+from _rss import rss_kb, with_servers
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
@@ -40,34 +39,6 @@ TOOL = "echo"
 ARGS = {"text": "hello"}
 #: The servers' environment, merged by the SDK over its default one (PATH, HOME, ...).
 SERVER_ENV = {"SARK_TEST_MCP_LOG_LEVEL": "WARNING"}
-
-
-def rss_kb(pid: int | str = "self") -> int:
-    """``VmRSS`` of a process, in kB (0 if it has gone)."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text(encoding="ascii")
-    except OSError:
-        return 0
-    for line in status.splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
-
-
-def children(parent: int) -> list[int]:
-    """The PIDs of the processes whose parent is ``parent``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text(encoding="ascii")
-        except OSError:
-            continue
-        # pid (comm) state ppid ...: comm may hold spaces, so split after its last ')'.
-        if int(stat.rsplit(")", 1)[1].split()[1]) == parent:
-            found.append(int(entry.name))
-    return found
 
 
 async def session(stack: AsyncExitStack, command: list[str]) -> ClientSession:
@@ -107,11 +78,8 @@ async def memory(command: list[str], servers: int) -> dict[str, Any]:
         clients = [await session(stack, command) for _ in range(servers)]
         for client in clients:
             await call(client)
-        with_servers = rss_kb()
-        pids = children(os.getpid())
-        children_kb = [rss_kb(pid) for pid in pids]
-    return {"baseline_kb": baseline, "with_servers_kb": with_servers,
-            "children_pids": pids, "children_kb": children_kb}
+        reading = with_servers(baseline)
+    return reading
 
 
 def main(argv: list[str] | None = None) -> int:

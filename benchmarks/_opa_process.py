@@ -11,6 +11,7 @@ decisions it was asked for can be counted after a run.
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import os
 import sys
@@ -51,6 +52,22 @@ def tools_python(explicit: str | None = None) -> Path:
     except tools_venv.ToolsVenvError as exc:
         raise ToolsUnavailable(str(exc)) from exc
     return python
+
+
+def add_tools_python_option(parser: argparse.ArgumentParser) -> None:
+    """``--tools-python PATH``, the option of every benchmark that uses the tools venv."""
+    parser.add_argument("--tools-python", metavar="PATH",
+                        help="the tools venv's python (default: make or reuse .tools-venv)")
+
+
+def tools_python_or_exit(explicit: str | None, unusable: str) -> Path:
+    """:func:`tools_python`; if the venv is not usable, ``unusable`` and the cause on stderr,
+    and exit status 2: a benchmark that needs the venv stops before it measures anything."""
+    try:
+        return tools_python(explicit)
+    except ToolsUnavailable as exc:
+        print(f"{unusable}{exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def shipped_policy() -> Path:

@@ -48,7 +48,7 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _gateway_process import API_KEY, gateway_process
-from _opa_process import OpaProcess, ToolsUnavailable, opa_process, tools_python
+from _opa_process import OpaProcess, add_tools_python_option, opa_process, tools_python_or_exit
 from _stats import WARMUP, interleaved, print_table, summary
 
 import sark_sync
@@ -237,18 +237,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--no-governed", action="store_true",
                         help="skip the governed rows (they need the tools venv's OPA engine)")
-    parser.add_argument("--tools-python", metavar="PATH",
-                        help="the tools venv's python (default: make or reuse .tools-venv)")
+    add_tools_python_option(parser)
     args = parser.parse_args(argv)
-    python = None
-    if not args.no_governed:
-        try:
-            python = tools_python(args.tools_python)
-        except ToolsUnavailable as exc:
-            print(f"bench_http.py: the governed rows need the real OPA engine of the tools "
-                  f"venv, which is not usable; run with --no-governed to skip them. "
-                  f"Cause: {exc}", file=sys.stderr)
-            return 2
+    python = None if args.no_governed else tools_python_or_exit(
+        args.tools_python, "bench_http.py: the governed rows need the real OPA engine of the "
+        "tools venv, which is not usable; run with --no-governed to skip them. Cause: ")
     with ExitStack() as stack:
         url = stack.enter_context(gateway_process())
         setup = None

@@ -45,7 +45,7 @@ from sark_sync.transports import RemoteServer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _opa_process import ToolsUnavailable, tools_python
+from _opa_process import add_tools_python_option, tools_python_or_exit
 from _stats import WARMUP, interleaved, print_table, summary
 
 HERE = Path(__file__).resolve().parent
@@ -212,15 +212,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=WARMUP,
                         help=f"calls per side before measuring (default {WARMUP})")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--tools-python", metavar="PATH",
-                        help="the tools venv's python (default: make or reuse .tools-venv)")
+    add_tools_python_option(parser)
     args = parser.parse_args(argv)
-    try:
-        python = tools_python(args.tools_python)
-    except ToolsUnavailable as exc:
-        print(f"bench_mcp_http.py: the official server and client need the tools venv: {exc}",
-              file=sys.stderr)
-        return 2
+    python = tools_python_or_exit(
+        args.tools_python, "bench_mcp_http.py: the official server and client need the tools "
+        "venv: ")
     load_before = os.getloadavg()[0]
     scenarios = [measure_scenario(python, name, args.calls, args.warmup) for name in SCENARIOS]
     result = {"benchmark": "mcp_http_call_tool", "sark_sync": sark_sync.__version__,

@@ -34,6 +34,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from _rss import rss_kb, with_servers
+
 HERE = Path(__file__).resolve().parent
 SERVER_SCRIPT = HERE.parent / "tests" / "realcomp" / "mcp_sdk_server.py"
 OFFICIAL = HERE / "_mcp_official_stdio.py"
@@ -43,33 +45,6 @@ SERVER_ENV = {"SARK_TEST_MCP_LOG_LEVEL": "WARNING"}
 UNUSED_GATEWAY = "http://127.0.0.1:9"
 #: Bound of one side's child process, seconds.
 CHILD_TIMEOUT = 120.0
-
-
-def rss_kb(pid: int | str = "self") -> int:
-    """``VmRSS`` of a process, in kB (0 if it has gone)."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text(encoding="ascii")
-    except OSError:
-        return 0
-    for line in status.splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
-
-
-def children(parent: int) -> list[int]:
-    """The PIDs of the processes whose parent is ``parent``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text(encoding="ascii")
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == parent:
-            found.append(int(entry.name))
-    return found
 
 
 def sdk_child(python: str, servers: int) -> dict[str, Any]:
@@ -84,11 +59,8 @@ def sdk_child(python: str, servers: int) -> dict[str, Any]:
         for name in local:
             if client.invoke_tool(name, "echo", ARGS).text != ARGS["text"]:
                 raise RuntimeError(f"unexpected answer from {name}")
-        with_servers = rss_kb()
-        pids = children(os.getpid())
-        children_kb = [rss_kb(pid) for pid in pids]
-    return {"baseline_kb": baseline, "with_servers_kb": with_servers,
-            "children_pids": pids, "children_kb": children_kb}
+        reading = with_servers(baseline)
+    return reading
 
 
 def run_side(argv: list[str], servers: int, env: dict[str, str] | None = None
@@ -142,14 +114,13 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(sdk_child(args.tools_python, args.servers)))
         return 0
     sys.path.insert(0, str(HERE))
-    from _opa_process import ToolsUnavailable, tools_python
+    # Not at the top: the SDK's side (--child) needs none of it, and what it imports counts
+    # in its RSS.
+    from _opa_process import tools_python_or_exit
 
-    try:
-        python = tools_python(args.tools_python)
-    except ToolsUnavailable as exc:
-        print(f"bench_memory.py: the official server and client need the tools venv: {exc}",
-              file=sys.stderr)
-        return 2
+    python = tools_python_or_exit(
+        args.tools_python, "bench_memory.py: the official server and client need the tools "
+        "venv: ")
     result = measure(python, args.servers)
     if args.json:
         print(json.dumps(result))

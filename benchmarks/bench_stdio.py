@@ -39,7 +39,7 @@ import sark_sync
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _opa_process import ToolsUnavailable, tools_python
+from _opa_process import add_tools_python_option, tools_python_or_exit
 from _stats import WARMUP, interleaved, print_table, run_threads, summary, taking_turns
 
 HERE = Path(__file__).resolve().parent
@@ -187,18 +187,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--no-official", action="store_true",
                         help="skip the official client's side (it needs the tools venv)")
-    parser.add_argument("--tools-python", metavar="PATH",
-                        help="the tools venv's python (default: make or reuse .tools-venv)")
+    add_tools_python_option(parser)
     args = parser.parse_args(argv)
-    python = None
-    if not args.no_official:
-        try:
-            python = tools_python(args.tools_python)
-        except ToolsUnavailable as exc:
-            print(f"bench_stdio.py: the official client's side needs the tools venv, which is "
-                  f"not usable; run with --no-official to skip it. Cause: {exc}",
-                  file=sys.stderr)
-            return 2
+    python = None if args.no_official else tools_python_or_exit(
+        args.tools_python, "bench_stdio.py: the official client's side needs the tools venv, "
+        "which is not usable; run with --no-official to skip it. Cause: ")
     result = measure(args.calls, args.warmup)
     result["official"] = None if python is None else measure_official(
         python, args.calls, args.warmup)
