@@ -36,12 +36,9 @@ import argparse
 import asyncio
 import logging
 import os
-import signal
-import socket
 import sys
-from typing import Any
 
-import uvicorn
+from loopback_http import serve_on_loopback
 from mcp.server.fastmcp import Context, FastMCP
 from mcp.types import ToolAnnotations
 
@@ -49,8 +46,6 @@ from mcp.types import ToolAnnotations
 SERVER_NAME = "sark-test-mcp1"
 #: The Streamable HTTP endpoint (the SDK's default).
 STREAMABLE_PATH = "/mcp"
-#: uvicorn's wait for open connections on shutdown, before it cancels them.
-GRACEFUL_SHUTDOWN = 0.5
 
 log = logging.getLogger("mcp1_http_server")
 logging.basicConfig(
@@ -82,15 +77,6 @@ def build(stateless: bool, json_response: bool) -> FastMCP:
     return server
 
 
-async def serve(uv: uvicorn.Server, sock: socket.socket, url: str) -> None:
-    task = asyncio.create_task(uv.serve(sockets=[sock]))
-    while not uv.started and not task.done():
-        await asyncio.sleep(0.01)
-    if uv.started:
-        print(f"READY {url}", flush=True)
-    await task
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--stateless", action="store_true", help="no Mcp-Session-Id")
@@ -98,22 +84,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="answer POSTs with application/json, not SSE")
     args = parser.parse_args(argv)
     app = build(args.stateless, args.json_response).streamable_http_app()
-    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets whose proto says TCP.
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.bind(("127.0.0.1", 0))
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}{STREAMABLE_PATH}"
-    config = uvicorn.Config(app, http="h11", ws="none", loop="asyncio", lifespan="on",
-                            log_config=None, access_log=False,
-                            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN)
-    uv = uvicorn.Server(config)
-
-    def stop(signum: int, frame: Any) -> None:
-        uv.should_exit = True
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    asyncio.run(serve(uv, sock, url))
-    log.info("exiting")
+    serve_on_loopback(app, STREAMABLE_PATH, log)
     return 0
 
 

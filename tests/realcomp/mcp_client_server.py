@@ -75,12 +75,11 @@ import argparse
 import asyncio
 import logging
 import os
-import signal
-import socket
 import sys
 import warnings
 from typing import Annotated, Any
 
+from loopback_http import serve_on_loopback
 from mcp.server.elicitation import AcceptedElicitation, ElicitationResult
 from mcp.server.lowlevel.server import NotificationOptions
 from mcp.server.mcpserver import Context, MCPServer
@@ -110,7 +109,6 @@ SLOW_SECONDS = 60.0
 SLOW_TICK = 0.1
 STREAMABLE_PATH = "/mcp"
 MODERN = "2026-07-28"
-GRACEFUL_SHUTDOWN = 0.5
 ADDED = ToolAnnotations(readOnlyHint=True, idempotentHint=True, destructiveHint=False)
 OUTPUT_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -287,37 +285,11 @@ def add_tools(server: MCPServer) -> None:
         return "notified"
 
 
-async def serve(uv: Any, sock: socket.socket, url: str) -> None:
-    task = asyncio.create_task(uv.serve(sockets=[sock]))
-    while not uv.started and not task.done():
-        await asyncio.sleep(0.01)
-    if uv.started:
-        print(f"READY {url}", flush=True)
-    await task
-
-
 def serve_http(server: MCPServer, args: argparse.Namespace) -> None:
-    import uvicorn
-
     app = server.streamable_http_app(streamable_http_path=STREAMABLE_PATH,
                                      json_response=args.json_response,
                                      stateless_http=args.stateless, host="127.0.0.1")
-    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets whose proto says TCP.
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.bind(("127.0.0.1", 0))
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}{STREAMABLE_PATH}"
-    config = uvicorn.Config(app, http="h11", ws="none", loop="asyncio", lifespan="on",
-                            log_config=None, access_log=False,
-                            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN)
-    uv = uvicorn.Server(config)
-
-    def stop(signum: int, frame: Any) -> None:
-        uv.should_exit = True
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    asyncio.run(serve(uv, sock, url))
-    log.info("exiting")
+    serve_on_loopback(app, STREAMABLE_PATH, log)
 
 
 def main(argv: list[str] | None = None) -> int:

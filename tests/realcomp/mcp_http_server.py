@@ -80,19 +80,15 @@ import argparse
 import asyncio
 import logging
 import os
-import signal
-import socket
 import sys
 from typing import Annotated, Any
 
-import uvicorn
+from loopback_http import serve_on_loopback
 from mcp.server.mcpserver import Context
 from mcp.server.streamable_http import EventCallback, EventMessage, EventStore
 from mcp_sdk_server import server
 from pydantic import Field
 
-#: uvicorn's wait for open connections (GET streams) on shutdown, before it cancels them.
-GRACEFUL_SHUTDOWN = 0.5
 #: Paths of the Streamable HTTP endpoint and of the legacy GET stream (the SDK's defaults).
 STREAMABLE_PATH = "/mcp"
 SSE_PATH = "/sse"
@@ -200,15 +196,6 @@ class MemoryEventStore(EventStore):
         return stream
 
 
-async def serve(uv: uvicorn.Server, sock: socket.socket, url: str) -> None:
-    task = asyncio.create_task(uv.serve(sockets=[sock]))
-    while not uv.started and not task.done():
-        await asyncio.sleep(0.01)
-    if uv.started:
-        print(f"READY {url}", flush=True)
-    await task
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--transport", choices=("streamable-http", "sse"),
@@ -237,25 +224,7 @@ def main(argv: list[str] | None = None) -> int:
             event_store=MemoryEventStore() if args.event_store else None,
             retry_interval=args.retry_ms)
         path = STREAMABLE_PATH
-    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets whose proto says TCP.
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.bind(("127.0.0.1", 0))
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}{path}"
-    # lifespan "on": the Streamable HTTP session manager runs in the app's lifespan.
-    config = uvicorn.Config(app, http="h11", ws="none", loop="asyncio", lifespan="on",
-                            log_config=None, access_log=False,
-                            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN)
-    uv = uvicorn.Server(config)
-
-    def stop(signum: int, frame: Any) -> None:
-        # Before uvicorn takes the signals over (a stop that arrives early), and after:
-        # uvicorn raises the signal it caught again, once it has shut down.
-        uv.should_exit = True
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    asyncio.run(serve(uv, sock, url))
-    log.info("exiting")
+    serve_on_loopback(app, path, log)
     return 0
 
 
