@@ -48,6 +48,7 @@ from ._common import (
     close_session,
     error_from_response,
     new_session,
+    send_direct,
     snippet,
     socket_of,
     translate,
@@ -136,9 +137,9 @@ class HTTPTransport:
         attempt_timeouts: tuple[float, float],
     ) -> Response:
         try:
-            response = self._session.request(
-                request.method, url, params=request.params or None, data=request.body,
-                headers=headers, timeout=attempt_timeouts, allow_redirects=False, stream=True)
+            response = send_direct(self._session, request.method, url,
+                                   params=request.params or None, data=request.body,
+                                   headers=headers, timeout=attempt_timeouts)
         except requests.RequestException as exc:
             error = translate(exc, **where)
             if deadline.expired:
