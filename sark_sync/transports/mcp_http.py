@@ -265,9 +265,10 @@ class StreamableHTTPChannel:
             try:
                 headers = dict(self._send_headers(fresh=method == "initialize" or bool(route)),
                                **(route or {}))
-                response = self._session.post(
-                    url, data=body, headers=_common.with_call_headers(headers, method),
-                    stream=True, timeout=(min(timeout, 10.0), timeout), allow_redirects=False)
+                response = _common.send_direct(
+                    self._session, "POST", url, params=None, data=body,
+                    headers=_common.with_call_headers(headers, method),
+                    timeout=(min(timeout, 10.0), timeout))
             except requests.RequestException as exc:
                 raise self._timeout(method, timeout) if exchange.cut else \
                     translate(exc, peer=self._peer, **where) from exc
