@@ -313,6 +313,10 @@ class ToolCall:
                 f"parameters={redact(self.parameters)!r}{token})")
 
 
+_new_object = object.__new__
+_set_attribute = object.__setattr__
+
+
 @dataclass(frozen=True, repr=False)
 class ToolResult:
     """What a tool call returned. An MCP tool error (``is_error``) is a result, not an
@@ -384,10 +388,13 @@ class ToolResult:
         cls, data: object, *, server: str, tool: str, latency_ms: float, attempts: int = 1,
         request_id: str | None = None, filtered: tuple[str, ...] = (),
     ) -> ToolResult:
-        """Build from an MCP ``CallToolResult``; raises ``ValueError`` if malformed."""
-        result = _require_mapping(data, "field 'result'")
+        """Build from an MCP ``CallToolResult``; raises ``ValueError`` if malformed. Once per
+        call on every path: without the frozen dataclass's ``__init__`` (nine
+        ``object.__setattr__``), a ``dict`` checked before the ``Mapping`` ABC."""
+        result = data if type(data) is dict else _require_mapping(data, "field 'result'")
         content = result.get("content", [])
-        if not isinstance(content, list) or not all(isinstance(b, Mapping) for b in content):
+        if not isinstance(content, list) or not all(
+                type(block) is dict or isinstance(block, Mapping) for block in content):
             raise ValueError("field 'result.content' must be a list of objects")
         structured = result.get("structuredContent")
         if structured is not None and not isinstance(structured, Mapping):
@@ -395,6 +402,9 @@ class ToolResult:
         is_error = result.get("isError", False)
         if not isinstance(is_error, bool):
             raise ValueError("field 'result.isError' must be a boolean")
-        return cls(content=tuple(content), structured=structured, is_error=is_error,
-                   request_id=request_id, server=server, tool=tool, latency_ms=latency_ms,
-                   attempts=attempts, filtered=filtered)
+        answer = _new_object(cls)
+        _set_attribute(answer, "__dict__", {
+            "content": tuple(content), "structured": structured, "is_error": is_error,
+            "request_id": request_id, "server": server, "tool": tool,
+            "latency_ms": latency_ms, "attempts": attempts, "filtered": filtered})
+        return answer

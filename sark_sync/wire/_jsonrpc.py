@@ -21,6 +21,7 @@ at once instead of waiting for its deadline. Encoding a message nested too deepl
 from __future__ import annotations
 
 import json
+import json.scanner
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -117,9 +118,24 @@ Message = Union[Request, Notification, Response, ErrorResponse]
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, allow_nan=False)
 
 
-#: json.loads' decoder: for bytes starting ``{"`` it detects UTF-8 and decodes them with
-#: ``surrogatepass``, then calls this.
-_DECODE = json.JSONDecoder().decode
+#: What json.loads runs for bytes starting ``{"`` (it detects UTF-8 and decodes them with
+#: ``surrogatepass``), without its decoder's two whitespace regexes: such a line has no
+#: leading whitespace, and rarely trailing (:func:`_decode_object`).
+_SCAN = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]  # typeshed
+#: JSON's whitespace, as ``decode`` allows it after the value.
+_TRAILING = re.compile(r"[ \t\n\r]*")
+
+
+def _decode_object(text: str) -> Any:
+    """``json.loads(text)`` for a text starting ``{"``: the same value, the same errors
+    (ValueError, RecursionError), once per message read."""
+    try:
+        obj, end = _SCAN(text, 0)
+    except StopIteration:
+        raise ValueError("Expecting value") from None
+    if end != len(text) and _TRAILING.match(text, end).end() != len(text):  # type: ignore[union-attr]
+        raise ValueError("Extra data")
+    return obj
 
 
 def _line(obj: Mapping[str, Any]) -> bytes:
@@ -171,8 +187,8 @@ def parse_line(line: bytes | str) -> Message:
     """Parse one line (with or without its newline) into a message, or raise FramingError."""
     try:
         if line[:2] in (b'{"', '{"'):  # what json.loads(line) does for it, without detection
-            obj = _DECODE(line if isinstance(line, str)
-                          else line.decode("utf-8", "surrogatepass"))
+            obj = _decode_object(line if isinstance(line, str)
+                                 else line.decode("utf-8", "surrogatepass"))
         else:
             obj = json.loads(line)
     except RecursionError:
