@@ -10,7 +10,6 @@ and to cache.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,69 +18,19 @@ from typing import Any
 from ._config import Timeouts
 from ._exceptions import ConfigurationError, ToolExecutionError, ValidationError
 from ._redact import redact
-from ._validation import validate_header_value, validate_name
+from ._validation import (
+    integer,
+    mapping,
+    object_of,
+    string,
+    strings,
+    timestamp,
+    validate_header_value,
+    validate_name,
+)
 
 __all__ = ["Event", "Health", "Principal", "ServerInfo", "ToolAnnotations", "ToolCall",
            "ToolInfo", "ToolResult"]
-
-
-def _require_mapping(data: object, what: str) -> Mapping[str, Any]:
-    if not isinstance(data, Mapping):
-        raise ValueError(f"{what} must be a JSON object, got {type(data).__name__}")
-    return data
-
-
-def _str(data: Mapping[str, Any], key: str, default: str | None = None, *, required: bool = False
-         ) -> Any:
-    value = data.get(key)
-    if value is None:
-        if required:
-            raise ValueError(f"missing required field {key!r}")
-        return default
-    if not isinstance(value, str):
-        raise ValueError(f"field {key!r} must be a string, got {type(value).__name__}")
-    return value
-
-
-def _int(data: Mapping[str, Any], key: str, default: int = 0) -> int:
-    value = data.get(key)
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"field {key!r} must be an integer, got {type(value).__name__}")
-    return value
-
-
-def _strings(data: Mapping[str, Any], key: str) -> tuple[str, ...]:
-    value = data.get(key)
-    if value is None:
-        return ()
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ValueError(f"field {key!r} must be a list of strings")
-    return tuple(value)
-
-
-def _object(data: Mapping[str, Any], key: str) -> dict[str, Any] | None:
-    value = data.get(key)
-    if value is not None and not isinstance(value, Mapping):
-        raise ValueError(f"field {key!r} must be an object")
-    return None if value is None else dict(value)
-
-
-_FRACTION = re.compile(r"\.(\d+)")
-
-
-def _timestamp(data: Mapping[str, Any], key: str) -> datetime | None:
-    value = _str(data, key)
-    if value is None:
-        return None
-    text = value[:-1] + "+00:00" if value.endswith(("Z", "z")) else value
-    # Python < 3.11 parses only 3 or 6 fractional digits; RFC 3339 allows any number.
-    text = _FRACTION.sub(lambda m: "." + (m.group(1) + "000000")[:6], text)
-    try:
-        return datetime.fromisoformat(text)
-    except ValueError:
-        raise ValueError(f"field {key!r} is not an RFC 3339 timestamp: {value!r}") from None
 
 
 @dataclass(frozen=True)
@@ -98,9 +47,9 @@ class Health:
 
     @classmethod
     def from_dict(cls, data: object) -> Health:
-        obj = _require_mapping(data, "health")
-        return cls(status=_str(obj, "status", required=True), version=_str(obj, "version"),
-                   servers=_int(obj, "servers"))
+        obj = mapping(data, "health")
+        return cls(status=string(obj, "status", required=True), version=string(obj, "version"),
+                   servers=integer(obj, "servers"))
 
 
 @dataclass(frozen=True)
@@ -124,15 +73,16 @@ class ServerInfo:
 
     @classmethod
     def from_dict(cls, data: object) -> ServerInfo:
-        obj = _require_mapping(data, "server")
+        obj = mapping(data, "server")
         return cls(
-            server_name=_str(obj, "server_name", required=True), server_id=_str(obj, "server_id"),
-            server_url=_str(obj, "server_url"), transport=_str(obj, "transport", "http"),
-            sensitivity_level=_str(obj, "sensitivity_level", "medium"),
-            authorized_teams=_strings(obj, "authorized_teams"),
-            health_status=_str(obj, "health_status", "unknown"),
-            tools_count=_int(obj, "tools_count"), created_at=_timestamp(obj, "created_at"),
-            updated_at=_timestamp(obj, "updated_at"))
+            server_name=string(obj, "server_name", required=True),
+            server_id=string(obj, "server_id"),
+            server_url=string(obj, "server_url"), transport=string(obj, "transport", "http"),
+            sensitivity_level=string(obj, "sensitivity_level", "medium"),
+            authorized_teams=strings(obj, "authorized_teams"),
+            health_status=string(obj, "health_status", "unknown"),
+            tools_count=integer(obj, "tools_count"), created_at=timestamp(obj, "created_at"),
+            updated_at=timestamp(obj, "updated_at"))
 
 
 @dataclass(frozen=True)
@@ -161,7 +111,7 @@ class ToolAnnotations:
     def from_dict(cls, data: object) -> ToolAnnotations:
         if data is None:
             return cls()
-        obj = _require_mapping(data, "annotations")
+        obj = mapping(data, "annotations")
 
         def flag(key: str, default: bool) -> bool:
             value = obj.get(key)
@@ -172,7 +122,7 @@ class ToolAnnotations:
             return value
 
         return cls(
-            title=_str(obj, "title"),
+            title=string(obj, "title"),
             read_only_hint=flag("readOnlyHint", False),
             destructive_hint=flag("destructiveHint", True),
             idempotent_hint=flag("idempotentHint", False),
@@ -218,22 +168,22 @@ class ToolInfo:
         """The gateway form (MCP's ``title``, ``outputSchema``, ``icons``, ``_meta`` as
         ``title``, ``output_schema``, ``icons``, ``meta``, each optional); a field of the wrong
         type raises ``ValueError``, so that the listing skips the tool as for any other."""
-        obj = _require_mapping(data, "tool")
+        obj = mapping(data, "tool")
         icons = obj.get("icons")
         if icons is not None and not (isinstance(icons, list) and all(
                 isinstance(i, Mapping) and isinstance(i.get("src"), str) for i in icons)):
             raise ValueError("field 'icons' must be a list of objects with a string 'src'")
         return cls(
-            tool_name=_str(obj, "tool_name", required=True),
-            server_name=_str(obj, "server_name", required=True),
-            description=_str(obj, "description", ""), title=_str(obj, "title"),
-            sensitivity_level=_str(obj, "sensitivity_level", "medium"),
-            input_schema=_object(obj, "input_schema") or {},
+            tool_name=string(obj, "tool_name", required=True),
+            server_name=string(obj, "server_name", required=True),
+            description=string(obj, "description", ""), title=string(obj, "title"),
+            sensitivity_level=string(obj, "sensitivity_level", "medium"),
+            input_schema=object_of(obj, "input_schema") or {},
             annotations=ToolAnnotations.from_dict(obj.get("annotations")),
-            sensitive_params=_strings(obj, "sensitive_params"),
-            output_schema=_object(obj, "output_schema"),
+            sensitive_params=strings(obj, "sensitive_params"),
+            output_schema=object_of(obj, "output_schema"),
             icons=tuple(dict(i) for i in icons or ()),
-            meta=_object(obj, "meta") or {},
+            meta=object_of(obj, "meta") or {},
         )
 
 
@@ -376,11 +326,11 @@ class ToolResult:
         cls, data: object, *, server: str, tool: str, latency_ms: float, attempts: int
     ) -> ToolResult:
         """Build from a ``POST /api/v1/invoke`` body; raises ``ValueError`` if malformed."""
-        obj = _require_mapping(data, "invoke response")
+        obj = mapping(data, "invoke response")
         return cls.from_call_result(
-            obj.get("result"), server=_str(obj, "server", server), tool=_str(obj, "tool", tool),
-            latency_ms=latency_ms, attempts=attempts, request_id=_str(obj, "request_id"),
-            filtered=_strings(obj, "filtered"),
+            obj.get("result"), server=string(obj, "server", server), tool=string(obj, "tool", tool),
+            latency_ms=latency_ms, attempts=attempts, request_id=string(obj, "request_id"),
+            filtered=strings(obj, "filtered"),
         )
 
     @classmethod
@@ -391,7 +341,7 @@ class ToolResult:
         """Build from an MCP ``CallToolResult``; raises ``ValueError`` if malformed. Once per
         call on every path: without the frozen dataclass's ``__init__`` (nine
         ``object.__setattr__``), a ``dict`` checked before the ``Mapping`` ABC."""
-        result = data if type(data) is dict else _require_mapping(data, "field 'result'")
+        result = data if type(data) is dict else mapping(data, "field 'result'")
         content = result.get("content", [])
         if not isinstance(content, list) or not all(
                 type(block) is dict or isinstance(block, Mapping) for block in content):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from ._exceptions import ValidationError
@@ -32,6 +33,12 @@ __all__ = [
     "encode_arguments",
     "encode_invocation",
     "header_value_problem",
+    "integer",
+    "mapping",
+    "object_of",
+    "string",
+    "strings",
+    "timestamp",
     "json_copy",
     "plain_str",
     "unencodable",
@@ -255,3 +262,67 @@ def validate_env(env: object) -> dict[str, str]:
             isinstance(key, str) and isinstance(value, str) for key, value in env.items()):
         raise ValidationError("env must map str to str")
     return dict(env)
+
+
+# -- the fields of a peer's JSON object ----------------------------------------------------------
+# Read leniently and by name (:mod:`._models`): a missing optional field takes its default, a
+# value of the wrong type raises ValueError naming the field, so that one malformed item is
+# skipped and the rest of a page kept.
+
+def mapping(data: object, what: str) -> Mapping[str, Any]:
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{what} must be a JSON object, got {type(data).__name__}")
+    return data
+
+
+def string(data: Mapping[str, Any], key: str, default: str | None = None, *, required: bool = False
+         ) -> Any:
+    value = data.get(key)
+    if value is None:
+        if required:
+            raise ValueError(f"missing required field {key!r}")
+        return default
+    if not isinstance(value, str):
+        raise ValueError(f"field {key!r} must be a string, got {type(value).__name__}")
+    return value
+
+
+def integer(data: Mapping[str, Any], key: str, default: int = 0) -> int:
+    value = data.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"field {key!r} must be an integer, got {type(value).__name__}")
+    return value
+
+
+def strings(data: Mapping[str, Any], key: str) -> tuple[str, ...]:
+    value = data.get(key)
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"field {key!r} must be a list of strings")
+    return tuple(value)
+
+
+def object_of(data: Mapping[str, Any], key: str) -> dict[str, Any] | None:
+    value = data.get(key)
+    if value is not None and not isinstance(value, Mapping):
+        raise ValueError(f"field {key!r} must be an object")
+    return None if value is None else dict(value)
+
+
+_FRACTION = re.compile(r"\.(\d+)")
+
+
+def timestamp(data: Mapping[str, Any], key: str) -> datetime | None:
+    value = string(data, key)
+    if value is None:
+        return None
+    text = value[:-1] + "+00:00" if value.endswith(("Z", "z")) else value
+    # Python < 3.11 parses only 3 or 6 fractional digits; RFC 3339 allows any number.
+    text = _FRACTION.sub(lambda m: "." + (m.group(1) + "000000")[:6], text)
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"field {key!r} is not an RFC 3339 timestamp: {value!r}") from None

@@ -23,7 +23,6 @@ import logging
 import os
 import select
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -36,6 +35,7 @@ from ._stdio_io import close_fd, close_quietly, drain, poll_milliseconds, read_c
 from ._stdio_process import (
     EXIT_POLL_INTERVAL,
     LADDER_BOUND,
+    OWN_GROUP,
     READER_JOIN_TIMEOUT,
     TICK,
     Ladder,
@@ -55,14 +55,6 @@ EXIT_CODE_GRACE = 0.25
 #: Longest a closing caller waits for writers to leave once woken (they only leave a select).
 WRITER_STOP_TIMEOUT = 1.0
 
-#: The child leads its own process group. On Python >= 3.11 without a new session: Linux
-#: schedules every session as its own autogroup, and a child in another autogroup measured
-#: 15-25 µs slower per round trip (bench_stdio). Older Pythons can only make a new session
-#: safely (``preexec_fn`` is not safe with threads), which is as correct, only slower.
-_OWN_GROUP: dict[str, Any] = (
-    {"process_group": 0} if sys.version_info >= (3, 11) else {"start_new_session": True})
-
-
 class ProcessClosed(Exception):
     """A write found the server closed (by us): the caller reports why it is gone."""
 
@@ -80,7 +72,7 @@ class ServerProcess:
             process = subprocess.Popen(
                 list(command), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE, env=dict(env), cwd=cwd, close_fds=True, bufsize=0,
-                **_OWN_GROUP,
+                **OWN_GROUP,
             )
         except (OSError, ValueError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)

@@ -263,12 +263,11 @@ class StreamableHTTPChannel:
         deadline = time.monotonic() + timeout
         with guarded(deadline) as exchange, cancels(cancellation, exchange.expire):
             try:
-                headers = dict(self._send_headers(fresh=method == "initialize" or bool(route)),
-                               **(route or {}))
-                response = _common.send_direct(
-                    self._session, "POST", url, params=None, data=body,
-                    headers=_common.with_call_headers(headers, method),
-                    timeout=(min(timeout, 10.0), timeout))
+                headers = _common.with_call_headers(dict(self._send_headers(
+                    fresh=method == "initialize" or bool(route)), **(route or {})), method)
+                response = _common.send_direct(self._session, "POST", url, params=None,
+                                               data=body, headers=headers,
+                                               timeout=(min(timeout, 10.0), timeout))
             except requests.RequestException as exc:
                 raise self._timeout(method, timeout) if exchange.cut else \
                     translate(exc, peer=self._peer, **where) from exc

@@ -32,14 +32,13 @@ in progress by shutting the socket down (never closing it under the reader).
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import threading
 import uuid
 from collections.abc import Iterator
-from http.client import HTTPException, HTTPResponse
-from typing import Any, Callable
+from http.client import HTTPException
+from typing import Any
 
 import requests
 import urllib3.exceptions
@@ -57,7 +56,7 @@ from .._models import Event
 from .._redact import Secret
 from ..resilience import Retrying, mark_sent, retryable
 from ..wire import DEFAULT_MAX_EVENT_BYTES, EventReader, EventTooLarge, SSEFramer
-from ._common import close_session, error_from_response, new_session, translate
+from ._common import close_session, error_from_response, new_session, short_reads, translate
 from ._guarded import GuardedAdapter, guarded_for
 
 __all__ = ["DEFAULT_IDLE_TIMEOUT", "DEFAULT_MAX_RECONNECTS", "EventStream"]
@@ -199,7 +198,7 @@ class EventStream(Iterator[Event]):
 
     def _read_blocks(self, response: requests.Response) -> Iterator[bytes]:
         """The event blocks of one connection, from short reads."""
-        read1 = _short_reads(response.raw)
+        read1 = short_reads(response.raw)
         framer = SSEFramer(self._max_event_bytes)
         while True:
             chunk = read1(READ_CHUNK)
@@ -394,23 +393,3 @@ class EventStream(Iterator[Event]):
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
         return f"<EventStream {self.url} last_event_id={self.last_event_id!r} {state}>"
-
-
-def _short_reads(raw: Any) -> Callable[[int], bytes]:
-    """``read1`` of a stream's body: http.client's, under urllib3's, when urllib3 has nothing
-    to decode (no ``Content-Encoding``, nothing buffered yet).
-
-    Why: a gateway writes each event as one HTTP chunk, and a ``read1`` returns one chunk at
-    most; urllib3's layer over http.client's (its error catcher, decoder and buffer checks)
-    cost as much per event as the event's parsing (issue 16: 0.57-0.65 times a raw parser's
-    rate). What urllib3 would add is not needed here: no decoding (the stream asks for
-    ``identity``), and its errors only rename http.client's, which the reconnect loop
-    catches as they are (``OSError``, ``HTTPException``). Anything else goes through urllib3.
-    """
-    base = getattr(raw, "_fp", None)
-    encoding = raw.headers.get("Content-Encoding", "identity").strip().lower()
-    buffered = getattr(raw, "_decoded_buffer", None)
-    if isinstance(base, HTTPResponse) and encoding in ("", "identity") \
-            and buffered is not None and len(buffered) == 0:
-        return base.read1
-    return functools.partial(raw.read1, decode_content=True)

@@ -51,9 +51,10 @@ from .._exceptions import (
     RPCError,
     TransportTimeout,
 )
-from .._validation import unencodable, validate_command, validate_env
+from .._validation import validate_command, validate_env
 from ..resilience import cancelled_error, cancels, current_cancellation, sent_reason, tell_cancelled
 from ..wire import jsonrpc
+from ._stdio_calls import PendingCall, encode_message
 from ._stdio_pipes import ProcessClosed, ServerProcess
 from ._stdio_process import KILL_TIMEOUT, STDIN_CLOSE_TIMEOUT, TERMINATE_TIMEOUT
 
@@ -83,36 +84,6 @@ def child_environment(env: Mapping[str, str] | None, inherit: bool = False) -> d
     return base
 
 
-class _Pending:
-    """One request waiting for its answer. The latch is a plain lock, held until the answer
-    is in: a waiter blocked in C on ``acquire`` wakes faster than on a ``threading.Event``."""
-
-    __slots__ = ("done", "error", "latch", "method", "result")
-
-    def __init__(self, method: str) -> None:
-        self.method = method
-        self.latch = threading.Lock()
-        self.latch.acquire()
-        self.done = False
-        self.result: Any = None
-        self.error: BaseException | None = None
-
-    def settle(self, result: Any, error: BaseException | None) -> bool:
-        """Deliver the answer once (callers hold the transport's lock); False if it was
-        already delivered."""
-        if self.done:
-            return False
-        self.result, self.error, self.done = result, error, True
-        self.latch.release()
-        return True
-
-    def answered(self) -> bool:
-        return self.done
-
-    def wait(self, timeout: float) -> bool:
-        return self.latch.acquire(timeout=max(0.0, timeout))
-
-
 class StdioTransport:
     """A running child process and the JSON-RPC exchange with it. Thread-safe."""
 
@@ -136,7 +107,7 @@ class StdioTransport:
         self._on_request = on_request
         self._on_notification = on_notification
         self._ids = itertools.count(1)
-        self._pending: dict[jsonrpc.RequestId, _Pending] = {}
+        self._pending: dict[jsonrpc.RequestId, PendingCall] = {}
         self._lock = threading.Lock()  # guards _pending and _exit_error
         self._stderr_tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
         self._exit_error: ProcessExitedError | None = None
@@ -225,8 +196,8 @@ class StdioTransport:
         (:class:`CallCancelled` after sending it when the call's token is cancelled).
         """
         request_id = next(self._ids)
-        line = _encode(lambda: jsonrpc.encode_request(request_id, method, params))
-        pending = _Pending(method)
+        line = encode_message(lambda: jsonrpc.encode_request(request_id, method, params))
+        pending = PendingCall(method)
         with self._lock:
             if self._exit_error is not None:
                 raise copy.copy(self._exit_error)
@@ -258,10 +229,11 @@ class StdioTransport:
 
     def notify(self, method: str, params: Mapping[str, Any] | None = None,
                timeout: float = WRITE_TIMEOUT) -> None:
-        self._write(_encode(lambda: jsonrpc.encode_notification(method, params)), timeout)
+        self._write(encode_message(lambda: jsonrpc.encode_notification(method, params)), timeout)
 
     def respond(self, request_id: jsonrpc.RequestId, result: Any) -> None:
-        self._write(_encode(lambda: jsonrpc.encode_response(request_id, result)), WRITE_TIMEOUT)
+        self._write(encode_message(lambda: jsonrpc.encode_response(request_id, result)),
+                    WRITE_TIMEOUT)
 
     def respond_error(self, request_id: jsonrpc.RequestId | None, code: int, message: str
                       ) -> None:
@@ -398,14 +370,3 @@ class StdioTransport:
             for waiter in self._pending.values():
                 # One instance per raiser: their tracebacks differ.
                 waiter.settle(None, copy.copy(error))
-
-
-def _encode(build: Callable[[], bytes]) -> bytes:
-    """A message as a line, or the ValidationError of parameters JSON cannot carry (the same
-    words as on the gateway path)."""
-    try:
-        return build()
-    except jsonrpc.NestingError:
-        raise unencodable(RecursionError()) from None
-    except Exception as exc:  # a caller's object may raise anything while it is encoded
-        raise unencodable(exc) from None

@@ -43,7 +43,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import unquote
 
-from ..._models import Principal, _strings
+from ..._models import Principal
+from ..._validation import strings
 from ..policy import _jwt
 from ..policy._enforcement import Denied, Enforcement, Unavailable, tool_metadata
 from ._events import EventLog, Subscription, parse_last_event_id, parse_types
@@ -345,7 +346,7 @@ def _user(claims: dict[str, Any]) -> Principal | None:
     """The principal of verified JWT claims: ``sub`` (None without one), ``roles`` and
     ``teams`` (absent or null: none; 401 unless lists of strings, as the client reads them)."""
     try:
-        roles, teams = _strings(claims, "roles"), _strings(claims, "teams")
+        roles, teams = strings(claims, "roles"), strings(claims, "teams")
     except ValueError as exc:
         raise ApiError(401, f"invalid user token: {exc}") from None
     subject = claims.get("sub")

@@ -1,5 +1,5 @@
 """Event streams in HTTP chunked framing, read through http.client's ``read1`` under urllib3's
-(``sark_sync.transports.sse._short_reads``), and the streams that must still go through
+(``sark_sync.transports._common.short_reads``), and the streams that must still go through
 urllib3 (a ``Content-Encoding`` to undo).
 
 Hostile framing (a chunk size that is not hex, a chunk-size line without end, a chunk cut by
