@@ -46,7 +46,9 @@ __all__ = [
     "error_from_response",
     "READ_FAILURES",
     "new_session",
+    "prepare_direct",
     "send_direct",
+    "send_prepared",
     "short_reads",
     "snippet",
     "socket_of",
@@ -94,7 +96,21 @@ def send_direct(session: requests.Session, method: str, url: str, *,
                 params: Mapping[str, Any] | None, data: bytes | None, headers: Mapping[str, str],
                 timeout: tuple[float, float]) -> requests.Response:
     """``session.request(method, url, ..., allow_redirects=False, stream=True)`` for a session
-    made by :func:`new_session`, without what such a session never uses.
+    made by :func:`new_session`, without what such a session never uses: see
+    :func:`prepare_direct`."""
+    prepared = prepare_direct(session, method, url, params=params, data=data, headers=headers)
+    if prepared is None:
+        return session.request(method, url, params=params, data=data, headers=headers,
+                               timeout=timeout, allow_redirects=False, stream=True)
+    return send_prepared(session, prepared, timeout)
+
+
+def prepare_direct(session: requests.Session, method: str, url: str, *,
+                   params: Mapping[str, Any] | None, data: bytes | None,
+                   headers: Mapping[str, str]) -> requests.PreparedRequest | None:
+    """The request ``session.request`` would send, for a session made by :func:`new_session`;
+    ``None`` for a session given ``auth`` or hooks (their flows re-send through the session:
+    it must go through ``Session.request``).
 
     Why: ``Session.request`` merges settings, cookies and hooks that :func:`new_session` has
     fixed once (no cookies kept, no redirects followed, no environment read, no hooks) and
@@ -102,13 +118,11 @@ def send_direct(session: requests.Session, method: str, url: str, *,
     call's CPU, which decides calls/s when threads share a client (issue 16). The request is
     prepared by ``PreparedRequest``'s own steps (URL and params, session and call headers,
     credentials in the URL, body and its Content-Length), so it is the same request on the
-    wire, and it is sent by the session's adapter with the session's proxies, ``verify`` and
-    ``cert``. A session given ``auth`` or hooks (their flows re-send through the session)
-    goes through ``Session.request``.
+    wire; :func:`send_prepared` sends it with the session's adapter, proxies, ``verify`` and
+    ``cert``.
     """
     if session.auth is not None or any(session.hooks.values()):
-        return session.request(method, url, params=params, data=data, headers=headers,
-                               timeout=timeout, allow_redirects=False, stream=True)
+        return None
     prepared = requests.PreparedRequest()
     prepared.prepare_method(method)
     prepared.prepare_url(url, params)
@@ -118,6 +132,12 @@ def send_direct(session: requests.Session, method: str, url: str, *,
     prepared.prepare_body(data, None)
     prepared.prepare_auth(None)
     prepared.prepare_hooks({})
+    return prepared
+
+
+def send_prepared(session: requests.Session, prepared: requests.PreparedRequest,
+                  timeout: tuple[float, float]) -> requests.Response:
+    """Send what :func:`prepare_direct` made, as ``Session.send`` would (streamed)."""
     assert prepared.url is not None
     return session.get_adapter(prepared.url).send(
         prepared, stream=True, timeout=timeout,

@@ -48,7 +48,9 @@ from ._common import (
     close_session,
     error_from_response,
     new_session,
+    prepare_direct,
     send_direct,
+    send_prepared,
     snippet,
     socket_of,
     translate,
@@ -106,6 +108,15 @@ class HTTPTransport:
             headers = dict(headers, **{"Content-Type": "application/json"})
         where: dict[str, Any] = {"method": request.method, "url": url,
                                  "request_id": request.headers.get("X-Request-ID")}
+        # Prepared before a slot is taken, and read after it is given back: a slot bounds the
+        # requests in flight, and the client's own work on a call (preparing it, decoding the
+        # answer) would only keep a connection idle while other threads wait for it.
+        try:
+            prepared = prepare_direct(self._session, request.method, url,
+                                      params=request.params or None, data=request.body,
+                                      headers=headers)
+        except requests.RequestException as exc:
+            raise translate(exc, **where) from exc
         if not self._slots.acquire(timeout=deadline.remaining()):
             raise mark_unsent(deadline.exceeded("waiting for a free connection slot", **where))
         try:
@@ -115,10 +126,9 @@ class HTTPTransport:
             timeouts = deadline.timeouts or self._timeouts
             with guarded(time.monotonic() + remaining) as exchange:
                 try:
-                    response = self._exchange(request, url, headers, where, deadline,
-                                              accept_statuses, timeouts,
-                                              (min(timeouts.connect, remaining),
-                                               min(timeouts.read, remaining)))
+                    response, raw = self._exchange(
+                        request, prepared, url, headers, where, deadline, timeouts.read,
+                        (min(timeouts.connect, remaining), min(timeouts.read, remaining)))
                 except DeadlineExceeded:
                     raise
                 except GatewayError as exc:
@@ -127,33 +137,35 @@ class HTTPTransport:
                     raise
                 if exchange.cut:  # what came after the cut may be a truncated body
                     raise _deadline_error(deadline, None, where, "reading the response")
-                return response
         finally:
             self._slots.release()
+        return self._interpret(response, raw, where, accept_statuses)
 
     def _exchange(
-        self, request: Request, url: str, headers: dict[str, str], where: dict[str, Any],
-        deadline: Deadline, accept_statuses: frozenset[int], timeouts: Timeouts,
-        attempt_timeouts: tuple[float, float],
-    ) -> Response:
+        self, request: Request, prepared: requests.PreparedRequest | None, url: str,
+        headers: dict[str, str], where: dict[str, Any], deadline: Deadline,
+        read_timeout: float, attempt_timeouts: tuple[float, float],
+    ) -> tuple[requests.Response, bytes]:
+        """Send, and read the whole body (the connection is back in the pool on return)."""
         try:
-            response = send_direct(self._session, request.method, url,
-                                   params=request.params or None, data=request.body,
-                                   headers=headers, timeout=attempt_timeouts)
+            if prepared is not None:
+                response = send_prepared(self._session, prepared, attempt_timeouts)
+            else:
+                response = send_direct(self._session, request.method, url,
+                                       params=request.params or None, data=request.body,
+                                       headers=headers, timeout=attempt_timeouts)
         except requests.RequestException as exc:
             error = translate(exc, **where)
             if deadline.expired:
                 raise _deadline_error(deadline, error, where) from exc
             raise error from exc
         try:
-            return self._finish(response, where, deadline, accept_statuses, timeouts.read)
+            return response, self._read(response, where, deadline, read_timeout)
         finally:
             response.close()
 
-    def _finish(
-        self, response: requests.Response, where: dict[str, Any], deadline: Deadline,
-        accept_statuses: frozenset[int], read_timeout: float,
-    ) -> Response:
+    def _read(self, response: requests.Response, where: dict[str, Any], deadline: Deadline,
+              read_timeout: float) -> bytes:
         status = response.status_code
         echoed = response.headers.get("X-Request-ID")
         if echoed is not None and where["request_id"] is not None \
@@ -167,7 +179,11 @@ class HTTPTransport:
                 "the gateway's answer is for another request (its X-Request-ID differs): "
                 "the connection was out of step and is closed", status_code=status, **where),
                 retryable=False)
-        raw = self._read_body(response, where, deadline, read_timeout)
+        return self._read_body(response, where, deadline, read_timeout)
+
+    def _interpret(self, response: requests.Response, raw: bytes, where: dict[str, Any],
+                   accept_statuses: frozenset[int]) -> Response:
+        status = response.status_code
         if 300 <= status < 400:
             location = response.headers.get("Location", "?")
             raise APIError(
