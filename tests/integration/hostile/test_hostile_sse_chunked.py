@@ -48,6 +48,20 @@ def events_from(first: int, count: int) -> Iterator[bytes]:
         yield chunk(b"id: %d\ndata: {\"n\": %d}\n\n" % (n, n))
 
 
+def breaking_once(events: int, *breakage: Any) -> Callable[[Request], Iterator[Any]]:
+    """A chunked stream that resumes from ``Last-Event-ID``: each connection sends ``events``
+    events from there; the first one then sends ``breakage``, the others stall."""
+    def script(request: Request) -> Iterator[Any]:
+        first = resumed(request) + 1
+        yield chunked_head()
+        yield from events_from(first, events)
+        if first == 1:
+            yield from breakage
+        else:
+            yield from sse_stall()
+    return script
+
+
 @pytest.mark.timeout(20)
 def test_one_event_per_chunk_arrives_whole_and_in_order(peer_client: Start) -> None:
     def script(request: Request) -> Iterator[Any]:
@@ -86,16 +100,7 @@ def test_events_split_across_chunks_with_extensions_are_framed_by_their_blank_li
                          ids=["not-hex", "70k-size-line"])
 def test_a_broken_chunk_size_is_a_drop_and_the_stream_resumes(peer_client: Start,
                                                               bad: bytes) -> None:
-    def script(request: Request) -> Iterator[Any]:
-        first = resumed(request) + 1
-        yield chunked_head()
-        yield from events_from(first, 3)
-        if first == 1:
-            yield bad + b"data: lost\n\n"
-            yield CLOSE
-        yield from sse_stall()
-
-    peer, client = peer_client(script)
+    peer, client = peer_client(breaking_once(3, bad + b"data: lost\n\n", CLOSE))
     with client.stream_events(idle_timeout=5.0, max_reconnects=2) as stream:
         events = take(stream, 6)
     assert [e.data for e in events] == [{"n": n} for n in range(1, 7)]
@@ -104,17 +109,7 @@ def test_a_broken_chunk_size_is_a_drop_and_the_stream_resumes(peer_client: Start
 
 @pytest.mark.timeout(20)
 def test_a_reset_inside_a_chunk_resumes_from_the_last_whole_event(peer_client: Start) -> None:
-    def script(request: Request) -> Iterator[Any]:
-        first = resumed(request) + 1
-        yield chunked_head()
-        yield from events_from(first, 2)
-        if first == 1:
-            yield b"40\r\nid: 3\ndata: cut"
-            yield Pause(0.05)
-            yield RESET
-        yield from sse_stall()
-
-    peer, client = peer_client(script)
+    peer, client = peer_client(breaking_once(2, b"40\r\nid: 3\ndata: cut", Pause(0.05), RESET))
     with client.stream_events(idle_timeout=5.0, max_reconnects=2) as stream:
         events = take(stream, 4)
     assert [e.id for e in events] == ["1", "2", "3", "4"]
@@ -141,15 +136,7 @@ def test_a_compressed_stream_still_goes_through_urllib3s_decoder(peer_client: St
 @pytest.mark.timeout(20)
 def test_the_end_chunk_is_the_end_of_a_connection_and_the_stream_reconnects(
         peer_client: Start) -> None:
-    def script(request: Request) -> Iterator[Any]:
-        first = resumed(request) + 1
-        yield chunked_head()
-        yield from events_from(first, 2)
-        yield b"0\r\n\r\n"
-        if first > 1:
-            yield from sse_stall()
-
-    peer, client = peer_client(script)
+    peer, client = peer_client(breaking_once(2, b"0\r\n\r\n"))
     with client.stream_events(idle_timeout=5.0, max_reconnects=1) as stream:
         events = take(stream, 4)
     assert [e.data for e in events] == [{"n": n} for n in range(1, 5)]

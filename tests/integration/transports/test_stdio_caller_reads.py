@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import wait_for
 
 import sark_sync
 from sark_sync.transports import _stdio_baton
@@ -102,10 +103,8 @@ def test_a_notification_sent_between_calls_is_read(
     for _ in range(3):
         transport.request("sleep", {"ms": 0}, 10.0)
     transport.request("answer_then_notify", {"after": 0.2}, 10.0)
-    deadline = time.monotonic() + 5.0
-    while ("notifications/late", "sark-sync-stdio-baton-reader") not in notes:
-        assert time.monotonic() < deadline, f"the late notification was never read: {notes}"
-        time.sleep(0.01)
+    wait_for(lambda: ("notifications/late", "sark-sync-stdio-baton-reader") in notes, 5.0,
+             what=lambda: f"the late notification read by the reader thread: {notes}")
 
 
 def test_threads_sharing_the_pipe_each_get_their_answer(transport: StdioTransport) -> None:
@@ -152,7 +151,7 @@ def test_close_stops_a_caller_reading(transport: StdioTransport) -> None:
 
     thread = threading.Thread(target=hang)
     thread.start()
-    time.sleep(0.2)  # the call is sent and its caller polls the pipe
+    wait_for(lambda: transport._pending, 5.0, what="the hanging call in flight")
     started = time.monotonic()
     transport.close()
     thread.join(10)
