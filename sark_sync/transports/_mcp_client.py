@@ -233,11 +233,12 @@ class McpSession(McpFeatures):
         """
         if not isinstance(name, str) or not name:
             raise ValidationError("tool name must be a non-empty str")
-        check_callback("progress", progress, error=ValidationError)
-        token = check_token(cancel)
+        if progress is not None:
+            check_callback("progress", progress, error=ValidationError)
+        token = None if cancel is None else check_token(cancel)
         params: dict[str, Any] = {"name": name, "arguments": check_arguments(arguments)}
         started = time.perf_counter()
-        seconds = self._timeout(timeout)
+        seconds = self.timeout if timeout is None else self._timeout(timeout)
         if token is None and progress is None:  # both blocks below would do nothing
             result = self._send_call(name, params, seconds, started)
         else:

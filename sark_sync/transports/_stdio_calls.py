@@ -6,10 +6,11 @@ from __future__ import annotations
 import threading
 from typing import Any, Callable
 
+from .._exceptions import ValidationError
 from .._validation import unencodable
 from ..wire import jsonrpc
 
-__all__ = ["PendingCall", "encode_message"]
+__all__ = ["PendingCall", "encode_failure", "encode_message"]
 
 
 class PendingCall:
@@ -47,7 +48,10 @@ def encode_message(build: Callable[[], bytes]) -> bytes:
     words as on the gateway path)."""
     try:
         return build()
-    except jsonrpc.NestingError:
-        raise unencodable(RecursionError()) from None
     except Exception as exc:  # a caller's object may raise anything while it is encoded
-        raise unencodable(exc) from None
+        raise encode_failure(exc) from None
+
+
+def encode_failure(exc: Exception) -> ValidationError:
+    """The ValidationError for what encoding a message raised."""
+    return unencodable(RecursionError() if isinstance(exc, jsonrpc.NestingError) else exc)

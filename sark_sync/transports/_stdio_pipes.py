@@ -82,7 +82,7 @@ class ServerProcess:
             ) from exc
         assert process.stdin and process.stdout and process.stderr
         self.process = process
-        self.name = name
+        self.name, self._stdin_fd = name, process.stdin.fileno()  # the fd: writers' lock only
         self.owner_pid = os.getpid()
         self.pidfd = open_pidfd(process.pid)  # before anyone may reap it
         for stream in (process.stdin, process.stdout, process.stderr):
@@ -225,38 +225,41 @@ class ServerProcess:
         a broken pipe. A timeout after part of ``data`` went out sets :attr:`torn`: the
         server's stdin now ends in half a message, and nothing more can be framed on it."""
         deadline = time.monotonic() + timeout
-        view = memoryview(data)
         if not self._write_lock.acquire(timeout=max(0.0, timeout)):
             raise TransportTimeout(f"timed out waiting to write to {self.name!r}",
                                    server=self.name)
         try:
             if self._stdin_closed or self._stop_writers.is_set:
                 raise ProcessClosed()
-            assert self.process.stdin is not None
-            fd = self.process.stdin.fileno()
-            poller = None  # made when the pipe is full: most writes go out at once
-            while view:
-                try:
-                    view = view[os.write(fd, view):]
-                    continue
-                except BlockingIOError:
-                    pass
-                if poller is None:
-                    stop = self._stop_writers.fileno()
-                    poller = select.poll()  # not select(): it fails on fd numbers >= 1024
-                    poller.register(fd, select.POLLOUT)
-                    poller.register(stop, select.POLLIN)
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    self.torn = len(view) < len(data)
-                    raise TransportTimeout(
-                        f"local MCP server {self.name!r} stopped reading its stdin",
-                        server=self.name)
-                events = dict(poller.poll(poll_milliseconds(remaining)))
-                if stop in events:
-                    raise ProcessClosed()
+            try:  # most writes go out whole at once
+                written = os.write(self._stdin_fd, data)
+            except BlockingIOError:
+                written = 0
+            if written < len(data):
+                self._write_rest(memoryview(data)[written:], deadline, len(data))
         finally:
             self._write_lock.release()
+
+    def _write_rest(self, view: memoryview, deadline: float, size: int) -> None:
+        """The rest of a write the pipe did not take at once (under the writers' lock)."""
+        fd, stop = self._stdin_fd, self._stop_writers.fileno()
+        poller = select.poll()  # not select(): it fails on fd numbers >= 1024
+        poller.register(fd, select.POLLOUT)
+        poller.register(stop, select.POLLIN)
+        while view:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self.torn = len(view) < size
+                raise TransportTimeout(
+                    f"local MCP server {self.name!r} stopped reading its stdin",
+                    server=self.name)
+            events = dict(poller.poll(poll_milliseconds(remaining)))
+            if stop in events:
+                raise ProcessClosed()
+            try:
+                view = view[os.write(fd, view):]
+            except BlockingIOError:
+                pass
 
     # -- reading -------------------------------------------------------------------------------
 

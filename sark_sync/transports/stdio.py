@@ -54,7 +54,7 @@ from .._exceptions import (
 from .._validation import validate_command, validate_env
 from ..resilience import cancelled_error, cancels, current_cancellation, sent_reason, tell_cancelled
 from ..wire import jsonrpc
-from ._stdio_calls import PendingCall, encode_message
+from ._stdio_calls import PendingCall, encode_failure, encode_message
 from ._stdio_pipes import ProcessClosed, ServerProcess
 from ._stdio_process import KILL_TIMEOUT, STDIN_CLOSE_TIMEOUT, TERMINATE_TIMEOUT
 
@@ -196,7 +196,10 @@ class StdioTransport:
         (:class:`CallCancelled` after sending it when the call's token is cancelled).
         """
         request_id = next(self._ids)
-        line = encode_message(lambda: jsonrpc.encode_request(request_id, method, params))
+        try:
+            line = jsonrpc.encode_request(request_id, method, params)
+        except Exception as exc:  # a caller's object may raise anything while it is encoded
+            raise encode_failure(exc) from None
         pending = PendingCall(method)
         with self._lock:
             if self._exit_error is not None:
@@ -209,7 +212,7 @@ class StdioTransport:
             proc = self._write(line, timeout)  # a timeout here: not sent (whole), nothing to cancel
             if token is None:  # read the answer here if nobody else reads (one wake-up)
                 proc.read_for(pending.answered, timeout - (time.monotonic() - started))
-                answered = pending.wait(timeout - (time.monotonic() - started))
+                answered = pending.done or pending.wait(timeout - (time.monotonic() - started))
             else:
                 with cancels(token, lambda: self._resolve(request_id, error=cancelled)):
                     answered = pending.wait(timeout - (time.monotonic() - started))
@@ -221,8 +224,9 @@ class StdioTransport:
                     f"local MCP server {self.name!r} did not answer {method} within "
                     f"{timeout:.3g}s", server=self.name)
         finally:
-            with self._lock:
-                self._pending.pop(request_id, None)
+            if request_id in self._pending:  # an answer took it out already (_resolve)
+                with self._lock:
+                    self._pending.pop(request_id, None)
         if pending.error is not None:
             raise pending.error
         return pending.result

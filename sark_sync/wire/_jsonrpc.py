@@ -116,6 +116,9 @@ Message = Union[Request, Notification, Response, ErrorResponse]
 #: What json.dumps(obj, separators=(",", ":"), ensure_ascii=True, allow_nan=False) makes per
 #: call, made once (an encoder keeps no state between calls).
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+#: The C encoder behind it, made per message (fresh ``markers`` find a circular reference):
+#: ``JSONEncoder.encode`` also rebuilds its settings and a closure (0.7 µs of 2.8 per request).
+_C_MAKE_ENCODER = getattr(json.encoder, "c_make_encoder", None)
 
 
 #: What json.loads runs for bytes starting ``{"`` (it detects UTF-8 and decodes them with
@@ -138,10 +141,17 @@ def _decode_object(text: str) -> Any:
     return obj
 
 
+def _encode(obj: Mapping[str, Any]) -> str:  # _ENCODER.encode(obj): same text, same errors
+    if _C_MAKE_ENCODER is None:  # a Python built without _json
+        return _ENCODER.encode(obj)
+    return "".join(_C_MAKE_ENCODER({}, _ENCODER.default, json.encoder.encode_basestring_ascii,
+                                   None, ":", ",", False, False, False)(obj, 0))
+
+
 def _line(obj: Mapping[str, Any]) -> bytes:
     # ensure_ascii keeps U+2028/U+2029 and every control character escaped: one physical line.
     try:
-        text = _ENCODER.encode(obj)
+        text = _encode(obj)
     except RecursionError:
         raise NestingError("nested too deeply for JSON") from None
     return text.encode("ascii") + b"\n"
