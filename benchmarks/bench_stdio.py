@@ -16,11 +16,13 @@ process of the tools venv's python (``_mcp_official_stdio.py latency``; ``mcp`` 
 installed beside sark_sync), which prints its timings as JSON. Both make the same sequential
 ``call_tool("echo", {"text": "hello"})`` calls after the same warm-up; the SDK's calls are
 made in two halves, before and after the official client's run, so that drift lands on both.
+``--pin same`` or ``--pin split`` pins the first part: this process to CPU 0, both servers to
+CPU 0 or to CPU 1, to measure each placement on its own (docs/PERFORMANCE.md says why).
 ``--no-official`` skips this part (no tools venv needed); ``--tools-python`` names the venv's
 interpreter instead of making or reusing ``<repo>/.tools-venv``.
 
     python benchmarks/bench_stdio.py [--calls 3000] [--json] [--no-official]
-                                     [--tools-python PATH]
+                                     [--tools-python PATH] [--pin same|split]
 """
 
 from __future__ import annotations
@@ -94,10 +96,25 @@ class RawClient:
         self.process.stdout.close()
 
 
-def measure(calls: int, warmup: int = WARMUP) -> dict[str, Any]:
+def pin(placement: str | None, servers: list[int | None]) -> dict[str, Any]:
+    """``--pin``: this process on CPU 0, each server on CPU 0 (``same``) or CPU 1 (``split``).
+    The round trip depends on where the scheduler puts the two sides (docs/PERFORMANCE.md):
+    pinned, each placement can be measured on its own. Returns the CPUs each side may use."""
+    pids = [pid for pid in servers if pid is not None]
+    if placement is not None:
+        os.sched_setaffinity(0, {0})
+        for pid in pids:
+            os.sched_setaffinity(pid, {0 if placement == "same" else 1})
+    return {"client": sorted(os.sched_getaffinity(0)),
+            "servers": [sorted(os.sched_getaffinity(pid)) for pid in pids]}
+
+
+def measure(calls: int, warmup: int = WARMUP, placement: str | None = None) -> dict[str, Any]:
+    cpus = os.sched_getaffinity(0)  # given back at the end: the official part is not pinned
     raw = RawClient()
     try:
         with sark_sync.LocalServer(SERVER, env=child_env()) as server:
+            cpus_used = pin(placement, [raw.process.pid, server.pid])
 
             def sdk() -> Any:
                 return server.call_tool("echo", ARGS)
@@ -120,9 +137,12 @@ def measure(calls: int, warmup: int = WARMUP) -> dict[str, Any]:
                     rates[name].append(throughput(func, threads=8, calls=calls))
     finally:
         raw.close()
+        os.sched_setaffinity(0, cpus)
     raw_stats, sdk_stats = summary(samples["raw"]), summary(samples["sdk"])
     return {
         "benchmark": "stdio_call_tool",
+        "placement": placement or "scheduler",
+        "cpus": cpus_used,
         "calls": len(samples["sdk"]),
         "raw": raw_stats,
         "sdk": sdk_stats,
@@ -187,18 +207,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--no-official", action="store_true",
                         help="skip the official client's side (it needs the tools venv)")
+    parser.add_argument("--pin", choices=("same", "split"), default=None,
+                        help="pin the client to CPU 0 and both servers to CPU 0 (same) or 1 "
+                        "(split); default: where the scheduler puts them")
     add_tools_python_option(parser)
     args = parser.parse_args(argv)
+    if args.pin == "split" and len(os.sched_getaffinity(0)) < 2:
+        parser.error("--pin split needs 2 CPUs")
     python = None if args.no_official else tools_python_or_exit(
         args.tools_python, "bench_stdio.py: the official client's side needs the tools venv, "
         "which is not usable; run with --no-official to skip it. Cause: ")
-    result = measure(args.calls, args.warmup)
+    result = measure(args.calls, args.warmup, args.pin)
     result["official"] = None if python is None else measure_official(
         python, args.calls, args.warmup)
     if args.json:
         print(json.dumps(result))
         return 0
-    print(f"call_tool over stdio vs raw write/readline, {result['calls']} calls each")
+    print(f"call_tool over stdio vs raw write/readline, {result['calls']} calls each, "
+          f"placement: {result['placement']}")
     print_table({name: result[name] for name in ("raw", "sdk")})
     print(f"ratio sdk/raw: p50 {result['ratio_p50']:.3f}  p95 {result['ratio_p95']:.3f}"
           "  (goal: p50 <= 1.2)")

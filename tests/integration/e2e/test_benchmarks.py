@@ -108,6 +108,17 @@ def test_bench_stdio_measures_call_tool_against_raw_pipes_and_threads() -> None:
     assert result["official"] is None
 
 
+def test_bench_stdio_pins_both_sides_where_asked() -> None:
+    """--pin measures one placement: client and servers on one CPU, or on two (CI has 2)."""
+    for placement, server_cpu in (("same", 0), ("split", 1)):
+        result = run("bench_stdio.py", "--calls", "100", "--no-official", "--pin", placement)
+        assert_stdio_raw_sides(result)
+        assert result["placement"] == placement
+        assert result["cpus"] == {"client": [0], "servers": [[server_cpu], [server_cpu]]}
+    result = run("bench_stdio.py", "--calls", "100", "--no-official")
+    assert result["placement"] == "scheduler" and len(result["cpus"]["servers"]) == 2
+
+
 @pytest.mark.realcomp
 def test_bench_stdio_measures_call_tool_against_the_official_client_on_its_server(
         tools_python: Path) -> None:
