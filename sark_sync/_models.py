@@ -343,9 +343,11 @@ class ToolResult:
         ``object.__setattr__``), a ``dict`` checked before the ``Mapping`` ABC."""
         result = data if type(data) is dict else mapping(data, "field 'result'")
         content = result.get("content", [])
-        if not isinstance(content, list) or not all(
-                type(block) is dict or isinstance(block, Mapping) for block in content):
+        if not isinstance(content, list):
             raise ValueError("field 'result.content' must be a list of objects")
+        for block in content:
+            if type(block) is not dict and not isinstance(block, Mapping):
+                raise ValueError("field 'result.content' must be a list of objects")
         structured = result.get("structuredContent")
         if structured is not None and not isinstance(structured, Mapping):
             raise ValueError("field 'result.structuredContent' must be an object")

@@ -35,9 +35,10 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.poolmanager import PoolManager, ProxyManager
 
+from .._exceptions import TransportTimeout
 from ..resilience import watchdog
 
-__all__ = ["Exchange", "GuardedAdapter", "guarded", "guarded_for", "was_cut"]
+__all__ = ["Exchange", "GuardedAdapter", "guarded", "guarded_for", "timed_out", "was_cut"]
 
 
 class Exchange:
@@ -117,6 +118,12 @@ def was_cut() -> bool:
     the cut caused (a reset, an EOF in the headers) is really a timeout."""
     exchange = _current.get()
     return exchange is not None and exchange.cut
+
+
+def timed_out(exchange: Exchange, error: BaseException, deadline: float) -> bool:
+    """Whether the exchange's deadline ended it: the watchdog cut it, or a socket timeout
+    fired at the same moment (whichever of the two came first, the time ran out)."""
+    return exchange.cut or (isinstance(error, TransportTimeout) and time.monotonic() >= deadline)
 
 
 def guarded_for(seconds: float) -> contextlib.AbstractContextManager[Exchange]:

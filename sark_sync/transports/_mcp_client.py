@@ -48,7 +48,14 @@ from .._exceptions import (
 )
 from .._models import ToolInfo, ToolResult
 from .._validation import check_arguments
-from ..resilience import CancelToken, cancellable, check_token, mark_unsent, raise_if_cancelled
+from ..resilience import (
+    CancelToken,
+    cancellable,
+    check_token,
+    current_cancellation,
+    mark_unsent,
+    raise_if_cancelled,
+)
 from ..wire import jsonrpc
 from ._base import MessageChannel
 from ._mcp_callbacks import CallbackRunner
@@ -239,11 +246,12 @@ class McpSession(McpFeatures):
         params: dict[str, Any] = {"name": name, "arguments": check_arguments(arguments)}
         started = time.perf_counter()
         seconds = self.timeout if timeout is None else self._timeout(timeout)
+        listed, tool = self._tool_cache.lookup(name)
         if token is None and progress is None:  # both blocks below would do nothing
-            result = self._send_call(name, params, seconds, started)
+            result = self._send_call(name, params, seconds, started, listed)
         else:
             with cancellable(token), self._progress.tracking(params, progress):
-                result = self._send_call(name, params, seconds, started)
+                result = self._send_call(name, params, seconds, started, listed)
         latency_ms = (time.perf_counter() - started) * 1000.0
         try:
             answer = ToolResult.from_call_result(result, server=self.name, tool=name,
@@ -251,14 +259,17 @@ class McpSession(McpFeatures):
         except ValueError as exc:
             raise ProtocolError(f"malformed tools/call result from {self.name!r}: {exc}",
                                 server=self.name, tool=name) from None
-        return check_output(answer, self._tool_cache.get(name), kind=self.kind)
+        return check_output(answer, self._tool_cache.get(name) if listed else tool,
+                            kind=self.kind)
 
-    def _send_call(self, name: str, params: dict[str, Any], seconds: float, started: float
-                   ) -> Any:
-        """The ``tools/call`` request of :meth:`call_tool`: its result."""
-        listed = self._tool_cache.stale
+    def _send_call(self, name: str, params: dict[str, Any], seconds: float, started: float,
+                   listed: bool) -> Any:
+        """The ``tools/call`` request of :meth:`call_tool`, listing the tools first if
+        ``listed``: its result."""
         try:
-            raise_if_cancelled("before it was sent", server=self.name, tool=name)
+            scope = current_cancellation()
+            if scope is not None and scope.cancelled:
+                raise_if_cancelled("before it was sent", server=self.name, tool=name)
             left = seconds  # exactly the caller's, unless a listing took some of it
             if listed:
                 self._refresh_tools(seconds)

@@ -85,6 +85,14 @@ class ToolCache:
         with self._lock:
             return self._tools is None or self._listed_generation != self._generation
 
+    def lookup(self, name: str) -> tuple[bool, CachedTool | None]:
+        """``(stale, get(name))`` in one look: what a call needs before it is sent."""
+        with self._lock:
+            tools = self._tools
+            if tools is None:
+                return True, None
+            return self._listed_generation != self._generation, tools.get(name)
+
     def get(self, name: str) -> CachedTool | None:
         with self._lock:
             return None if self._tools is None else self._tools.get(name)

@@ -7,9 +7,8 @@ MCP revisions 2025-03-26 to 2025-11-25 (facts: ``docs/dev/MCP_HTTP_FACTS.md``):
   text/event-stream``; a request's answer is a JSON body or an SSE stream on which the server
   may send notifications and its own requests before the response; a notification or a
   response is answered 202;
-- ``Mcp-Session-Id`` is taken from the ``initialize`` answer (only from a successful one) and
-  sent on every later request, ``MCP-Protocol-Version`` once the version is negotiated;
-  ``close()`` DELETEs the session (405: the server keeps none);
+- ``Mcp-Session-Id`` is taken from a successful ``initialize`` answer and sent on every later
+  request, ``MCP-Protocol-Version`` once negotiated; ``close()`` DELETEs the session (405: none);
 - every exchange is bounded by the request's timeout, however slowly the server trickles
   (the deadline watchdog of :mod:`._guarded`), and a timeout sends ``notifications/cancelled``;
 - a response stream that breaks is resumed with ``GET`` + ``Last-Event-ID`` when the server
@@ -61,7 +60,7 @@ from ..resilience import (
 from ..wire import DEFAULT_MAX_EVENT_BYTES, jsonrpc
 from . import _common
 from ._common import READ_FAILURES, close_session, error_from_answer, new_session, translate
-from ._guarded import GuardedAdapter, guarded
+from ._guarded import GuardedAdapter, guarded, timed_out
 from ._mcp_http_listen import EventStreams
 from ._mcp_http_recovery import (
     MAX_REDIRECTS,
@@ -269,12 +268,13 @@ class StreamableHTTPChannel:
                                                data=body, headers=headers,
                                                timeout=(min(timeout, 10.0), timeout))
             except requests.RequestException as exc:
-                raise self._timeout(method, timeout) if exchange.cut else \
-                    translate(exc, peer=self._peer, **where) from exc
+                error = translate(exc, peer=self._peer, **where)
+                raise self._timeout(method, timeout) if timed_out(exchange, error, deadline) \
+                    else error from exc
             try:
                 return self._answer(response, request_id, method, where, deadline)
-            except GatewayError:
-                if exchange.cut:
+            except GatewayError as exc:
+                if timed_out(exchange, exc, deadline):
                     raise self._timeout(method, timeout) from None
                 raise
             except _BROKEN as exc:

@@ -55,7 +55,7 @@ from ..resilience import (
 )
 from ..wire import DEFAULT_MAX_EVENT_BYTES, jsonrpc
 from ._common import READ_FAILURES, close_session, new_session, translate, with_call_headers
-from ._guarded import GuardedAdapter, guarded
+from ._guarded import GuardedAdapter, guarded, timed_out
 from ._mcp_http_recovery import Recovery
 from ._mcp_sse_stream import (
     CONNECT_TIMEOUT,
@@ -270,14 +270,16 @@ class LegacySSEChannel:
         headers = with_call_headers(dict(self._headers, **{"Content-Type": "application/json"}),
                                     what)
         timeout = max(0.0, timeout)
-        with guarded(time.monotonic() + timeout) as exchange:
+        deadline = time.monotonic() + timeout
+        with guarded(deadline) as exchange:
             try:
                 response = self._post_session.post(
                     endpoint, data=body, headers=headers, auth=self._auth, stream=True,
                     timeout=(min(timeout, CONNECT_TIMEOUT), timeout), allow_redirects=False)
             except requests.RequestException as exc:
-                raise self._timeout(what, timeout) if exchange.cut \
-                    else translate(exc, peer=f"MCP server {self.name!r}", **where) from exc
+                error = translate(exc, peer=f"MCP server {self.name!r}", **where)
+                raise self._timeout(what, timeout) if timed_out(exchange, error, deadline) \
+                    else error from exc
             try:
                 # Read to the end (a few bytes) so the connection goes back to the pool.
                 raw = response.raw.read(ANSWER_BYTES, decode_content=True) or b""

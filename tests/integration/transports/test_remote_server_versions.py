@@ -16,6 +16,7 @@ from realcomp.fixtures import Mcp1HttpServer, McpHttpServer
 from realcomp.recording_proxy import Exchange, RecordingProxy
 
 from sark_sync import ConnectionFailed, DeadlineExceeded, NotFoundError, RPCError
+from sark_sync.transports import _guarded
 from sark_sync.transports._mcp_modern import decode_header_value
 from sark_sync.transports._mcp_remote import RemoteServer
 
@@ -132,6 +133,18 @@ def test_a_2026_timeout_closes_the_connection_and_posts_no_cancellation(
     assert "notifications/cancelled" not in methods
     assert methods[0] == "server/discover" and methods[-1] == "tools/call"
     assert body(exchanges_of(proxy)[-1])["params"]["name"] == "echo"
+
+
+def test_a_socket_timeout_at_the_deadline_reads_as_the_deadline(
+    mcp_http_server: Callable[..., McpHttpServer], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The watchdog's cut and the socket's read timeout fall due at the same instant: when
+    the socket's comes first (here the watchdog never cuts), the caller sees the same
+    error, naming its method and timeout (a race seen once in a loaded run)."""
+    monkeypatch.setattr(_guarded.watchdog, "watch", lambda at, exchange: None)
+    with RemoteServer(mcp_http_server("stateful").url, timeout=10) as server:
+        with pytest.raises(DeadlineExceeded, match=r"did not answer tools/call within 0\.5s"):
+            server.call_tool("slow", {"seconds": 60}, timeout=0.5)
 
 
 @pytest.mark.parametrize(("mode", "count"), [("stateful", "1"), ("stateless-json", "2")])

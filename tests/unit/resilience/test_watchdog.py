@@ -8,8 +8,9 @@ import time
 import pytest
 from support import wait_for
 
+from sark_sync import ConnectionFailed, TransportTimeout
 from sark_sync.resilience._watchdog import PURGE_AT, WATCHDOG_TICK, Watchdog
-from sark_sync.transports._guarded import Exchange, guarded, was_cut
+from sark_sync.transports._guarded import Exchange, guarded, timed_out, was_cut
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -161,3 +162,15 @@ def test_an_exchange_without_sockets_expires_quietly() -> None:
     exchange.expire()
     assert exchange.cut
     exchange.expire()  # idempotent
+
+
+def test_a_timeout_at_the_deadline_counts_as_the_deadline_even_before_the_cut() -> None:
+    """The socket's read timeout and the watchdog's cut fall due together: either one means
+    the time ran out; another error, or a timeout before the deadline, does not."""
+    exchange, now = Exchange(), time.monotonic()
+    timeout = TransportTimeout("timed out waiting for the response")
+    assert timed_out(exchange, timeout, now)
+    assert not timed_out(exchange, timeout, now + 60)
+    assert not timed_out(exchange, ConnectionFailed("reset"), now)
+    exchange.expire()
+    assert timed_out(exchange, ConnectionFailed("reset"), now + 60)
