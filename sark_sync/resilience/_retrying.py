@@ -133,8 +133,8 @@ class Retrying:
     ('ok', 1)
     """
 
-    __slots__ = ("_backoff", "_retryable", "_sleep", "attempts", "deadline", "exhausted",
-                 "max_attempts", "policy", "slept", "what")
+    __slots__ = ("_backoff", "_previous", "_retryable", "_sleep", "attempts", "deadline",
+                 "exhausted", "max_attempts", "policy", "slept", "what")
 
     def __init__(
         self, policy: RetryPolicy, deadline: Deadline | None = None, *,
@@ -155,6 +155,7 @@ class Retrying:
         self.slept = 0.0
         #: True once the attempts ran out (the last error was raised as it was).
         self.exhausted = False
+        self._previous: GatewayError | None = None  # the last attempt's error, for a deadline
 
     def call(self, attempt: Callable[[], T]) -> T:
         """``attempt()`` until it returns, or raise: the error of an attempt that may not be
@@ -180,7 +181,10 @@ class Retrying:
             unsent = error.__dict__.get(_EXCHANGE) == "unsent"  # this attempt never left
             error.attempts = self.attempts - 1 if unsent else self.attempts
             error.slept = error.slept or self.slept
+            if error.last_error is None:  # cut with nothing to blame: the attempt before
+                error.last_error = self._previous
             raise error
+        self._previous = error
         if deadline is not None and deadline.expired and isinstance(error, TransportTimeout):
             raise self.deadline_error(error) from error
         if not self._retryable(error):

@@ -298,6 +298,25 @@ def test_a_transport_deadline_gets_the_attempts_and_waits(clock: FakeClock,
     assert caught.value is cut and cut.attempts == 2 and cut.slept == 0.5
 
 
+def test_a_transport_deadline_with_nothing_to_blame_names_the_attempt_before(
+        clock: FakeClock, sleep: FakeSleep) -> None:
+    """An attempt cut after its answer was read has no error of its own: the caller still
+    learns why the earlier attempts failed (a race seen once in CI); one with its own keeps it."""
+    earlier, cut = status(503), DeadlineExceeded("cut")
+    with pytest.raises(DeadlineExceeded) as caught:
+        loop(clock, sleep, jitter=False).call(failing(status(502), earlier, cut))
+    assert caught.value is cut and cut.last_error is earlier and cut.attempts == 3
+    own = TransportTimeout("slow")
+    cut = DeadlineExceeded("cut", last_error=own)
+    with pytest.raises(DeadlineExceeded):
+        loop(clock, sleep, jitter=False).call(failing(status(503), cut))
+    assert cut.last_error is own
+    alone = DeadlineExceeded("cut")
+    with pytest.raises(DeadlineExceeded):
+        loop(clock, sleep, jitter=False).call(failing(alone))
+    assert alone.last_error is None
+
+
 def test_a_not_found_keeps_its_type_and_counts_one_attempt(clock: FakeClock,
                                                            sleep: FakeSleep) -> None:
     with pytest.raises(NotFoundError) as caught:
