@@ -137,9 +137,10 @@ def _run(callback: Callable[[], object]) -> None:
 _current: ContextVar[CancelToken | None] = ContextVar("sark_sync_cancellation", default=None)
 
 
-def current() -> CancelToken | None:
-    """The token of the call running in this context (None when it has none)."""
-    return _current.get()
+#: ``current()``: the token of the call running in this context (None when it has none). The
+#: variable's own ``get``: read twice by every call, once by its client and once by its
+#: transport.
+current: Callable[[], CancelToken | None] = _current.get
 
 
 def check_token(token: object, name: str = "cancel") -> CancelToken | None:

@@ -8,7 +8,7 @@ readers hand chunks to callbacks. Its contract:
   process exits (even if a grandchild still holds the pipe), after draining what is left;
 - a write blocks at most its timeout, and a closing caller wakes it out of its ``select``;
 - stdout is read by whoever holds its baton: the stdout reader, or a caller reading its own
-  answer (:meth:`ServerProcess.read_for`, :mod:`._stdio_baton`), which hands EOF, exit and
+  answer (:meth:`ServerProcess.take_pipe`, :mod:`._stdio_baton`), which hands EOF, exit and
   close back to the reader;
 - no fd is closed while a thread of ours may still use it: stdin under the writers' lock,
   the read side by the last of {the closing caller, the readers, callers reading} to be done
@@ -30,7 +30,7 @@ from typing import Any, Callable
 
 from .._exceptions import ProcessStartError, TransportTimeout
 from ..resilience import forksafety
-from ._stdio_baton import ReadBaton
+from ._stdio_baton import CallerReading, ReadBaton
 from ._stdio_io import close_fd, close_quietly, drain, poll_milliseconds, read_chunk
 from ._stdio_process import (
     EXIT_POLL_INTERVAL,
@@ -59,10 +59,10 @@ class ProcessClosed(Exception):
     """A write found the server closed (by us): the caller reports why it is gone."""
 
 
-class ServerProcess:
+class ServerProcess(CallerReading):
     """A spawned server; ``on_stdout``/``on_stderr`` get its output, ``on_stdout_end`` is called
     once stdout is over unless ``close()`` ended it. ``awaited()`` says whether any answer is
-    awaited: a caller may then read stdout itself (:meth:`read_for`, :mod:`._stdio_baton`)."""
+    awaited: a caller may then read stdout itself (:meth:`take_pipe`, :mod:`._stdio_baton`)."""
 
     def __init__(self, command: Sequence[str], *, name: str, env: Mapping[str, str],
                  cwd: str | os.PathLike[str] | None, on_stdout: Callable[[bytes], None],
@@ -83,6 +83,7 @@ class ServerProcess:
         assert process.stdin and process.stdout and process.stderr
         self.process = process
         self.name, self._stdin_fd = name, process.stdin.fileno()  # the fd: writers' lock only
+        self._stdout_fd = process.stdout.fileno()  # read by the baton's holder only
         self.owner_pid = os.getpid()
         self.pidfd = open_pidfd(process.pid)  # before anyone may reap it
         for stream in (process.stdin, process.stdout, process.stderr):
@@ -97,9 +98,8 @@ class ServerProcess:
         self._shutdown: threading.Event | None = None  # set when the ladder is over
         self._stderr_done = threading.Event()
         self._on_stdout_end = on_stdout_end
-        self._deliver_stdout = on_stdout
         self._baton = ReadBaton(awaited)
-        self._callers_reading = 0  # callers in read_for: the read side stays open for them
+        self._callers_reading = 0  # callers holding the pipe: the read side stays open for them
         self._caller_poller: Any = None  # used by the baton's holder only
         self._pipe_lost = False  # the reader thread stopped while a caller kept the pipe
         forksafety.register(self)
@@ -345,56 +345,3 @@ class ServerProcess:
         finally:
             if holding and baton is not None:
                 baton.reader_release()
-
-    def read_for(self, answered: Callable[[], bool], timeout: float) -> None:
-        """Read stdout on the calling thread until ``answered()``, for at most ``timeout``
-        seconds, if nobody else reads it now (:mod:`._stdio_baton`): one wake-up per call
-        instead of two. Returns at once if someone else reads; returns early on anything
-        but data (EOF, exit, close), which the reader thread then handles. Without a pidfd
-        the caller could not see an exit: it leaves the reading to the reader thread."""
-        if self.pidfd < 0 or not self._baton.try_take():
-            return
-        try:
-            with self._lock:
-                if self._release_wanted or self.stopping:
-                    return
-                self._callers_reading += 1
-            try:
-                self._read_until(answered, timeout)
-            finally:
-                close_wanted = self._caller_left()
-        finally:
-            self._baton.caller_done()
-        if close_wanted:
-            self._release_fds()  # close() waited for us to leave the pipe
-
-    def _caller_left(self) -> bool:
-        with self._lock:
-            self._callers_reading -= 1
-            return self._release_wanted
-
-    def _read_until(self, answered: Callable[[], bool], timeout: float) -> None:
-        assert self.process.stdout is not None
-        fd = self.process.stdout.fileno()
-        poller = self._caller_poller
-        if poller is None:
-            poller = self._caller_poller = select.poll()
-            for watched in (fd, self._stop_readers.fileno(), self.pidfd):
-                poller.register(watched, select.POLLIN)
-        deliver = self._deliver_stdout
-        deadline = time.monotonic() + timeout
-        while not answered():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return
-            events = poller.poll(poll_milliseconds(remaining))
-            for ready_fd, _ in events:
-                if ready_fd != fd:
-                    return  # close() or an exit: the reader thread's to handle
-            if events:
-                chunk = read_chunk(fd)
-                if not chunk:
-                    if chunk is None:
-                        continue
-                    return  # EOF: the reader thread reports it
-                deliver(chunk)

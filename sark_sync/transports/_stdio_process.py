@@ -31,18 +31,21 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, Callable
 
 from ..resilience import forksafety
 
 __all__ = [
-    "EXIT_POLL_INTERVAL", "KILL_TIMEOUT", "LADDER_BOUND", "OWN_GROUP", "STDIN_CLOSE_TIMEOUT",
-    "TERMINATE_TIMEOUT", "Ladder", "Step", "Waker", "open_pidfd", "process_steps", "reaper",
-    "run_ladder", "signal_process",
+    "ENV_ALLOW_LIST", "EXIT_POLL_INTERVAL", "KILL_TIMEOUT", "LADDER_BOUND", "OWN_GROUP",
+    "STDIN_CLOSE_TIMEOUT", "TERMINATE_TIMEOUT", "Ladder", "Step", "Waker", "child_environment",
+    "open_pidfd", "process_steps", "reaper", "run_ladder", "signal_process",
 ]
 
 log = logging.getLogger("sark_sync.stdio")
+
+#: Parent environment variables a child inherits unless the caller says otherwise.
+ENV_ALLOW_LIST = ("HOME", "LOGNAME", "PATH", "SHELL", "TERM", "USER", "LANG")
 
 #: Grace period for the server to exit after its stdin closes.
 STDIN_CLOSE_TIMEOUT = 2.0
@@ -72,6 +75,15 @@ Step = tuple[float, bool]
 #: The shutdown of one server, as the waits between its rungs (see :func:`process_steps`).
 Ladder = Iterator[Step]
 
+
+
+def child_environment(env: Mapping[str, str] | None, inherit: bool = False) -> dict[str, str]:
+    """The environment of a child: the allow-list (or everything with ``inherit=True``) from
+    this process, updated with ``env``."""
+    source = os.environ
+    base = dict(source) if inherit else {k: source[k] for k in ENV_ALLOW_LIST if k in source}
+    base.update(env or {})
+    return base
 
 class Waker:
     """A self-pipe: ``set()`` makes ``fileno()`` readable for good. Setting after ``close()`` is

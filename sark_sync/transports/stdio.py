@@ -7,7 +7,8 @@ in ``_stdio_pipes``; the shutdown ladder and the background reaper in ``_stdio_p
   ``close_fds=True``, and an environment built from an allow-list: the
   parent's secrets are not the server's business.
 - **Read**: one reader thread owns stdout, but lends it to a caller waiting for its answer
-  while nobody else reads (one wake-up per call instead of two: ``_stdio_baton``). Whoever
+  while nobody else reads (one wake-up per call instead of two: ``_stdio_baton``); an
+  answer that is one whole line is taken in place, without the table of calls. Whoever
   reads splits lines under a cap (a 20 MiB line is discarded, the request it answered fails
   with :class:`ProtocolError`, and the transport stays usable), and demultiplexes responses
   by id into waiting calls. A line that cannot be decoded
@@ -35,53 +36,40 @@ in ``_stdio_pipes``; the shutdown ladder and the background reaper in ``_stdio_p
 
 from __future__ import annotations
 
-import collections
 import copy
 import itertools
 import logging
 import os
-import threading
 import time
 from collections.abc import Mapping, Sequence
+from select import PIPE_BUF
 from typing import Any, Callable
 
 from .._exceptions import (
     ProcessExitedError,
-    ProtocolError,
-    RPCError,
     TransportTimeout,
 )
 from .._validation import validate_command, validate_env
 from ..resilience import cancelled_error, cancels, current_cancellation, sent_reason, tell_cancelled
 from ..wire import jsonrpc
-from ._stdio_calls import PendingCall, encode_failure, encode_message
+from ._stdio_calls import CallTable, PendingCall, encode_failure, encode_message
+from ._stdio_io import StderrTail
 from ._stdio_pipes import ProcessClosed, ServerProcess
-from ._stdio_process import KILL_TIMEOUT, STDIN_CLOSE_TIMEOUT, TERMINATE_TIMEOUT
+from ._stdio_process import (
+    ENV_ALLOW_LIST,
+    KILL_TIMEOUT,
+    STDIN_CLOSE_TIMEOUT,
+    TERMINATE_TIMEOUT,
+    child_environment,
+)
 
 __all__ = ["ENV_ALLOW_LIST", "KILL_TIMEOUT", "STDIN_CLOSE_TIMEOUT", "TERMINATE_TIMEOUT",
            "StdioTransport", "child_environment"]
 
 log = logging.getLogger("sark_sync.stdio")
 
-#: Parent environment variables a child inherits unless the caller says otherwise.
-ENV_ALLOW_LIST = ("HOME", "LOGNAME", "PATH", "SHELL", "TERM", "USER", "LANG")
-#: Lines of stderr kept for error messages.
-STDERR_TAIL_LINES = 100
-#: Longest stderr line kept whole (a longer one is logged as its size).
-STDERR_LINE_BYTES = 64 * 1024
 #: Longest a write to the child's stdin may block when the caller gives no deadline.
 WRITE_TIMEOUT = 10.0
-
-Callback = Callable[[Any], None]
-
-
-def child_environment(env: Mapping[str, str] | None, inherit: bool = False) -> dict[str, str]:
-    """The environment of a child: the allow-list (or everything with ``inherit=True``) from
-    this process, updated with ``env``."""
-    source = os.environ
-    base = dict(source) if inherit else {k: source[k] for k in ENV_ALLOW_LIST if k in source}
-    base.update(env or {})
-    return base
 
 
 class StdioTransport:
@@ -103,18 +91,12 @@ class StdioTransport:
         self.name = name or os.path.basename(self.command[0])
         self._env = child_environment(validate_env(env), inherit_env)
         self._cwd = cwd
-        self._max_line_bytes = max_line_bytes
-        self._on_request = on_request
-        self._on_notification = on_notification
         self._ids = itertools.count(1)
-        self._pending: dict[jsonrpc.RequestId, PendingCall] = {}
-        self._lock = threading.Lock()  # guards _pending and _exit_error
-        self._stderr_tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
-        self._exit_error: ProcessExitedError | None = None
+        self._calls = CallTable(self.name, max_line_bytes, on_request, on_notification,
+                                self.respond_error)
+        self._stderr = StderrTail(self.name)
         self._proc: ServerProcess | None = None
         self._owner_pid = os.getpid()
-        self._stdout_lines = jsonrpc.LineSplitter(max_line_bytes)
-        self._stderr_lines = jsonrpc.LineSplitter(STDERR_LINE_BYTES)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -122,8 +104,8 @@ class StdioTransport:
         """Spawn the process and its reader threads; :class:`ProcessStartError` if it cannot."""
         self._proc = ServerProcess(
             self.command, name=self.name, env=self._env, cwd=self._cwd,
-            on_stdout=self._on_stdout, on_stderr=self._on_stderr, on_stdout_end=self._on_eof,
-            awaited=self._pending.__len__)
+            on_stdout=self._calls.feed, on_stderr=self._stderr.feed, on_stdout_end=self._on_eof,
+            awaited=self._calls.pending.__len__)
         log.debug("started %s (pid %d): %s", self.name, self._proc.process.pid, self.command)
 
     @property
@@ -141,12 +123,12 @@ class StdioTransport:
 
     @property
     def alive(self) -> bool:
-        return self._proc is not None and self._exit_error is None and \
+        return self._proc is not None and self._calls.exit_error is None and \
             self._proc.process.poll() is None
 
     @property
     def stderr_tail(self) -> str:
-        return "\n".join(self._stderr_tail)
+        return self._stderr.text
 
     def close(self) -> None:
         """Stop the process (stdin close → SIGTERM → SIGKILL, each bounded), then its reader
@@ -174,7 +156,7 @@ class StdioTransport:
     def _stopping(self) -> bool:
         if self._proc is None or os.getpid() != self._owner_pid:
             return False
-        self._fail_all(ProcessExitedError(
+        self._calls.fail_all(ProcessExitedError(
             f"local MCP server {self.name!r} was closed", returncode=None, server=self.name))
         return True
 
@@ -200,22 +182,37 @@ class StdioTransport:
             line = jsonrpc.encode_request(request_id, method, params)
         except Exception as exc:  # a caller's object may raise anything while it is encoded
             raise encode_failure(exc) from None
-        pending = PendingCall(method)
-        with self._lock:
-            if self._exit_error is not None:
-                raise copy.copy(self._exit_error)
-            self._pending[request_id] = pending
         token = current_cancellation() if method == "tools/call" else None
-        started = time.monotonic()  # below: only a call with a token can be cancelled
+        deadline = time.monotonic() + timeout  # below: only a call with a token can be cancelled
+        pending: PendingCall | None = None
+        proc, calls = self._proc, self._calls
+        if token is None and proc is not None and len(line) <= PIPE_BUF:
+            chunk = proc.exchange(line, deadline)
+            if chunk is not None:  # sent, and the pipe is ours until give_pipe()
+                try:
+                    answered, outcome = calls.own_answer(chunk, request_id) if chunk else \
+                        (False, None)
+                    if answered:
+                        return outcome
+                    pending = self._answer_here(proc, chunk, outcome, request_id, deadline)
+                finally:
+                    proc.give_pipe()
+        sent = pending is not None
+        pending = pending or calls.enlist(request_id)
         cancelled = None if token is None else cancelled_error(self.name, method, token)
         try:
-            proc = self._write(line, timeout)  # a timeout here: not sent (whole), nothing to cancel
-            if token is None:  # read the answer here if nobody else reads (one wake-up)
-                proc.read_for(pending.answered, timeout - (time.monotonic() - started))
-                answered = pending.done or pending.wait(timeout - (time.monotonic() - started))
+            if not sent:  # a timeout here: not sent (whole), nothing to cancel
+                written = self._write(line, timeout)
+                if token is None and written.take_pipe():  # nobody reads: read here (one wake-up)
+                    try:
+                        self._read_here(written, pending, deadline)
+                    finally:
+                        written.give_pipe()
+            if token is None:
+                answered = pending.done or pending.wait(deadline - time.monotonic())
             else:
-                with cancels(token, lambda: self._resolve(request_id, error=cancelled)):
-                    answered = pending.wait(timeout - (time.monotonic() - started))
+                with cancels(token, lambda: calls.resolve(request_id, error=cancelled)):
+                    answered = pending.wait(deadline - time.monotonic())
             if token is not None and cancelled is not None and pending.error is cancelled:
                 self._cancel(request_id, sent_reason(cancelled, token))  # the token fired
             elif not answered:
@@ -224,12 +221,36 @@ class StdioTransport:
                     f"local MCP server {self.name!r} did not answer {method} within "
                     f"{timeout:.3g}s", server=self.name)
         finally:
-            if request_id in self._pending:  # an answer took it out already (_resolve)
-                with self._lock:
-                    self._pending.pop(request_id, None)
+            calls.forget(request_id)
         if pending.error is not None:
             raise pending.error
         return pending.result
+
+    def _answer_here(self, proc: ServerProcess, chunk: bytes, message: Any, request_id: int,
+                     deadline: float) -> PendingCall:
+        """Holding the pipe, after ``chunk`` (``message`` if parsed) was not the answer to
+        ``request_id``: the call goes in the table (nobody read its answer: we hold the
+        pipe), the chunk is dispatched, and reading goes on here until its answer."""
+        pending = self._calls.enlist(request_id)
+        try:
+            if message is not None:
+                self._calls.handle(message)
+            elif chunk:
+                self._calls.feed(chunk)
+            if chunk:
+                self._read_here(proc, pending, deadline)
+        except BaseException:
+            self._calls.forget(request_id)
+            raise
+        return pending
+
+    def _read_here(self, proc: ServerProcess, pending: PendingCall, deadline: float) -> None:
+        """Holding the pipe: read stdout until ``pending`` is answered or ``deadline``."""
+        while not pending.done:
+            chunk = proc.next_chunk(deadline)
+            if chunk is None:
+                return  # the deadline, or EOF, exit, close: the reader thread's to handle
+            self._calls.feed(chunk)
 
     def notify(self, method: str, params: Mapping[str, Any] | None = None,
                timeout: float = WRITE_TIMEOUT) -> None:
@@ -264,99 +285,25 @@ class StdioTransport:
             return proc
         except TransportTimeout:  # a TimeoutError, so an OSError: not a broken pipe
             if proc.torn:  # half a message went out: no later one can be framed
-                self._fail_all(ProcessExitedError(
+                self._calls.fail_all(ProcessExitedError(
                     f"local MCP server {self.name!r} stopped reading its stdin in the middle "
                     "of a message; start it again", server=self.name))
             raise
         except ProcessClosed:
-            with self._lock:
-                error = self._exit_error
+            with self._calls.lock:
+                error = self._calls.exit_error
             raise copy.copy(error) if error is not None else ProcessExitedError(
                 f"local MCP server {self.name!r} was closed", server=self.name) from None
         except OSError as exc:  # EPIPE: it closed its stdin, or exited
             error = self._exited_error(exc)
-            self._fail_all(error)  # it cannot be used any more: no longer alive
+            self._calls.fail_all(error)  # it cannot be used any more: no longer alive
             raise error from exc
 
     # -- reading -------------------------------------------------------------------------------
 
-    def _on_stdout(self, chunk: bytes) -> None:
-        lines = self._stdout_lines.feed(chunk) if chunk else self._stdout_lines.finish()
-        for line in lines:
-            self._dispatch(line)
-
-    def _on_stderr(self, chunk: bytes) -> None:
-        lines = self._stderr_lines.feed(chunk) if chunk else self._stderr_lines.finish()
-        for line in lines:
-            text = (line.decode("utf-8", "replace") if isinstance(line, bytes)
-                    else f"[a {line.size}-byte line]")
-            self._stderr_tail.append(text)
-            log.info("[%s] %s", self.name, text)
-
-    def _dispatch(self, line: bytes | jsonrpc.Oversize) -> None:
-        if isinstance(line, jsonrpc.Oversize):
-            self._on_oversize(line)
-            return
-        try:
-            message = jsonrpc.parse_line(line)
-        except jsonrpc.FramingError as exc:
-            log.warning("%s wrote a line that is not JSON-RPC (ignored): %s", self.name, exc)
-            if exc.salvaged_id is not None:
-                self._resolve(exc.salvaged_id, error=ProtocolError(
-                    f"unreadable answer from {self.name!r}: {exc}", server=self.name))
-            return
-        if isinstance(message, jsonrpc.Response):
-            self._resolve(message.id, result=message.result)
-        elif isinstance(message, jsonrpc.ErrorResponse):
-            error = RPCError(f"{self.name!r} answered error {message.code}: {message.message}",
-                             code=message.code, rpc_message=message.message, data=message.data,
-                             server=self.name)
-            if message.id is None:
-                log.warning("%s reported an error without an id: %s", self.name, error)
-            else:
-                self._resolve(message.id, error=error)
-        else:
-            callback: Callable[[Any], None] | None = (
-                self._on_request if isinstance(message, jsonrpc.Request)
-                else self._on_notification
-            )
-            try:
-                if callback is not None:
-                    callback(message)
-                elif isinstance(message, jsonrpc.Request):
-                    self.respond_error(message.id, jsonrpc.METHOD_NOT_FOUND, "method not found")
-            except (ProcessExitedError, TransportTimeout) as exc:
-                log.debug("could not answer %s of %s: %s", message.method, self.name, exc)
-            except Exception:
-                log.exception("callback for %s from %s failed", message.method, self.name)
-
-    def _on_oversize(self, line: jsonrpc.Oversize) -> None:
-        request_id = line.find_id()
-        with self._lock:
-            if request_id is None and len(self._pending) == 1:
-                request_id = next(iter(self._pending))
-        log.warning("%s wrote a %d-byte line, over the %d-byte cap (discarded)", self.name,
-                    line.size, self._max_line_bytes)
-        if request_id is not None:
-            self._resolve(request_id, error=ProtocolError(
-                f"the answer of {self.name!r} is a {line.size}-byte line, over the "
-                f"{self._max_line_bytes}-byte limit (max_line_bytes)", server=self.name))
-
-    def _resolve(self, request_id: jsonrpc.RequestId, *, result: Any = None,
-                 error: BaseException | None = None) -> None:
-        with self._lock:
-            # Out of the table once answered: the table is what is still awaited (a caller
-            # reads its own answer only while nobody else has one to wait for). A call already
-            # failed (closed, timed out) may still be in the table until its thread wakes up:
-            # its late answer is an abandoned one too.
-            pending = self._pending.pop(request_id, None)
-            if pending is not None and pending.settle(result, error):
-                return
-        log.debug("%s answered unknown or abandoned request %r", self.name, request_id)
-
     def _on_eof(self) -> None:
         """Stdout is over (the process exited, or closed it): nothing more will answer."""
-        self._fail_all(self._exited_error(None))
+        self._calls.fail_all(self._exited_error(None))
 
     def _exited_error(self, cause: BaseException | None) -> ProcessExitedError:
         code = self._process.poll() if self._process is not None else None
@@ -366,11 +313,3 @@ class StdioTransport:
             "closed its stdout while running")
         return ProcessExitedError(f"local MCP server {self.name!r} {how}", returncode=code,
                                   stderr_tail=self.stderr_tail, server=self.name)
-
-    def _fail_all(self, error: ProcessExitedError) -> None:
-        with self._lock:
-            if self._exit_error is None:
-                self._exit_error = error
-            for waiter in self._pending.values():
-                # One instance per raiser: their tracebacks differ.
-                waiter.settle(None, copy.copy(error))

@@ -181,7 +181,7 @@ def test_close_while_a_call_waits_fails_it_at_once_and_leaves_no_thread() -> Non
     caller = threading.Thread(target=call)
     caller.start()
     waiting.wait(5)
-    wait_for(lambda: server._transport._pending, 5, what="the call to be pending")
+    wait_for(lambda: server._transport._calls.pending, 5, what="the call to be pending")
     started = time.monotonic()
     server.close()
     caller.join(5)

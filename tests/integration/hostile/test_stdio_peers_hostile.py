@@ -16,7 +16,7 @@ from hostile.stdio_peer import peer_command
 from support import child_env, wait_for
 
 import sark_sync
-from sark_sync.transports import _stdio_process
+from sark_sync.transports import _stdio_baton, _stdio_process
 
 #: What a bound may be exceeded by: scheduling on a shared machine, not design slack.
 MARGIN = 0.2
@@ -163,6 +163,31 @@ def test_a_server_that_stops_reading_cannot_block_a_write_past_the_timeout_nor_b
         peer.call_tool("echo", {"n": 1}, timeout=0.5)
     assert str(later.value) == ("local MCP server 'no_read' stopped reading its stdin in the "
                                 "middle of a message; start it again (server=no_read)")
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("peer", ["no_read"], indirect=True)
+def test_a_small_call_the_full_pipe_cannot_take_waits_its_timeout_and_tears_nothing(
+    peer: sark_sync.LocalServer, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A call of at most PIPE_BUF bytes is first offered to the pipe at once (and its answer
+    read in place); a full pipe takes none of it, and the call then waits for room like any
+    other, within its timeout. Nothing went out, so the session is not torn."""
+    transport = peer._transport
+    monkeypatch.setattr(_stdio_baton, "LINGER", 30.0)  # the pipe stays the callers': in place
+    peer.list_tools(timeout=5)  # the peer's last read: after it, it reads nothing more
+    for size in (3000, 0):  # 3 KB lines fill the pipe's pages, 31-byte ones the last page
+        with pytest.raises(sark_sync.TransportTimeout):
+            for _ in range(100_000):
+                transport.notify("n", {"blob": "x" * size} if size else None, timeout=0.05)
+    started = time.monotonic()
+    with pytest.raises(sark_sync.TransportTimeout) as caught:
+        peer.call_tool("echo", {"n": 1}, timeout=0.3)
+    assert 0.3 - 0.01 <= time.monotonic() - started < 0.3 + MARGIN
+    assert str(caught.value) == ("local MCP server 'no_read' stopped reading its stdin "
+                                 "(server=no_read)")
+    assert peer.alive and not transport._proc.torn  # whole lines only: still framed
+    assert transport._calls.pending == {}
 
 
 @pytest.mark.timeout(30)

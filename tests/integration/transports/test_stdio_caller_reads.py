@@ -8,6 +8,7 @@ of its own (so answers may come out of order), and sending notifications when as
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import threading
 import time
@@ -40,6 +41,11 @@ def handle(request):
         os._exit(7)
     elif method == "hang":
         return
+    elif method == "fail":
+        send({"jsonrpc": "2.0", "id": rid, "error": {"code": -32001, "message": "no"}})
+        return
+    elif method == "other_id_first":
+        send({"jsonrpc": "2.0", "id": rid + 1000, "result": {"stray": True}})
     elif method == "trickle":
         line = json.dumps({"jsonrpc": "2.0", "id": rid, "result": {"x": "y" * 200}}) + "\n"
         with lock:  # the whole line, so that no other answer lands inside it
@@ -98,6 +104,41 @@ def test_back_to_back_calls_read_their_own_answers(
     assert [thread for _, thread in notes[1:]] == [caller] * 19
 
 
+def test_a_whole_answer_in_one_read_is_taken_in_place_without_the_table(
+        transport: StdioTransport, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A call whose answer comes as one whole line in one read takes it where it reads it:
+    no entry in the table of awaited answers, no splitter, no dispatch (issue 16)."""
+    monkeypatch.setattr(_stdio_baton, "LINGER", 30.0)  # the pipe stays the callers'
+    transport.request("sleep", {"ms": 0}, 10.0)
+    enlisted: list[int] = []
+    enlist = transport._calls.enlist
+    monkeypatch.setattr(transport._calls, "enlist",
+                        lambda rid: enlisted.append(rid) or enlist(rid))
+    for n in range(50):
+        assert transport.request("sleep", {"ms": 0, "n": n}, 10.0) == {"ms": 0, "n": n}
+    assert enlisted == [] and transport._calls.pending == {}
+
+
+def test_what_is_not_the_callers_own_answer_goes_the_general_way(
+        transport: StdioTransport, notes: list[tuple[str, str]],
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """A caller reading in place meets a notification, an answer to another id, an error
+    answer: each is dispatched as the reader thread would, and the call still gets its own
+    answer (or error), leaving nothing in the table."""
+    monkeypatch.setattr(_stdio_baton, "LINGER", 30.0)
+    caplog.set_level(logging.DEBUG, logger="sark_sync.stdio")
+    transport.request("sleep", {"ms": 0}, 10.0)
+    for n in range(5):
+        assert transport.request("notify_then_answer", {"n": n}, 10.0) == {"n": n}
+        assert transport.request("other_id_first", {"n": n}, 10.0) == {"n": n}
+        with pytest.raises(sark_sync.RPCError) as caught:
+            transport.request("fail", {}, 10.0)
+        assert caught.value.code == -32001 and caught.value.rpc_message == "no"
+    assert len(notes) == 5 and transport._calls.pending == {}
+    strays = [r for r in caplog.records if "answered unknown or abandoned request" in r.message]
+    assert len(strays) == 5
+
+
 def test_a_notification_sent_between_calls_is_read(
         transport: StdioTransport, notes: list[tuple[str, str]]) -> None:
     for _ in range(3):
@@ -151,7 +192,9 @@ def test_close_stops_a_caller_reading(transport: StdioTransport) -> None:
 
     thread = threading.Thread(target=hang)
     thread.start()
-    wait_for(lambda: transport._pending, 5.0, what="the hanging call in flight")
+    proc: Any = transport._proc  # a call answered in place is not in the table: it reads
+    wait_for(lambda: transport._calls.pending or proc._callers_reading, 5.0,
+             what="the hanging call in flight")
     started = time.monotonic()
     transport.close()
     thread.join(10)
