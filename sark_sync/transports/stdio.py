@@ -186,7 +186,8 @@ class StdioTransport:
         deadline = time.monotonic() + timeout  # below: only a call with a token can be cancelled
         pending: PendingCall | None = None
         proc, calls = self._proc, self._calls
-        if token is None and proc is not None and len(line) <= PIPE_BUF:
+        if token is None and proc is not None and calls.exit_error is None \
+                and len(line) <= PIPE_BUF:  # (a server known gone gets nothing written)
             chunk = proc.exchange(line, deadline)
             if chunk is not None:  # sent, and the pipe is ours until give_pipe()
                 try:
