@@ -174,6 +174,7 @@ def kill_leaked_children(before: Snapshot) -> None:
 
 def wait_for_baseline(before: Snapshot) -> tuple[list[str], dict[str, threading.Thread]]:
     deadline = time.monotonic() + LEAK_DEADLINE
+    pause = threading.Event()  # never set: each wait lasts its timeout
     next_gc = 0.0
     while True:
         now = time.monotonic()
@@ -181,6 +182,7 @@ def wait_for_baseline(before: Snapshot) -> tuple[list[str], dict[str, threading.
             gc.collect()
             next_gc = now + GC_INTERVAL
         problems, singletons = find_leaks(before)
-        if not problems or time.monotonic() >= deadline:
+        remaining = deadline - time.monotonic()
+        if not problems or remaining <= 0:
             return problems, singletons
-        time.sleep(POLL_INTERVAL)
+        pause.wait(min(POLL_INTERVAL, remaining))

@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -34,13 +35,15 @@ class CeleryWorker:
 
     def wait_ready(self) -> CeleryWorker:
         deadline = time.monotonic() + READY_TIMEOUT
+        pause = threading.Event()  # never set: each wait lasts its timeout
         while " ready." not in self.log():
             if self.proc.poll() is not None:
                 pytest.fail(f"the worker exited ({self.proc.returncode}):\n{self.log()}")
-            if time.monotonic() > deadline:
+            remaining = deadline - time.monotonic()
+            if remaining < 0:
                 self.stop()
                 pytest.fail(f"the worker was not ready in {READY_TIMEOUT:g}s:\n{self.log()}")
-            time.sleep(0.05)  # polling a starting child's log, bounded above
+            pause.wait(min(0.05, remaining))  # polling a starting child's log, bounded above
         return self
 
     def stop(self) -> int:

@@ -47,6 +47,7 @@ import secrets
 import signal
 import socket
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -148,6 +149,7 @@ class ContextForge:
                     start_new_session=True)
         self.base_url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + timeout
+        pause = threading.Event()  # never set: each wait lasts its timeout
         while True:
             status, _ = self._request("GET", "/health", token=None, bound=deadline)
             if status == 200:
@@ -155,10 +157,11 @@ class ContextForge:
             if self.proc.poll() is not None:
                 raise ContextForgeError(f"ContextForge exited ({self.proc.returncode}) before "
                                         f"it served /health; its log:\n{self.log()}")
-            if time.monotonic() >= deadline:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
                 raise ContextForgeError(f"ContextForge did not serve /health within "
                                         f"{timeout:g}s; its log:\n{self.log()}")
-            time.sleep(0.2)
+            pause.wait(min(0.2, remaining))
 
     def issue_token(self, minutes: int = 240) -> str:
         """An admin JWT for the platform admin, from its own ``create_jwt_token`` CLI."""
@@ -286,18 +289,19 @@ class ContextForge:
             return
         _signal_group(proc.pid, signal.SIGTERM)
         deadline = time.monotonic() + EXIT_TIMEOUT
+        pause = threading.Event()  # never set: each wait lasts its timeout
         try:
             proc.wait(EXIT_TIMEOUT)
         except subprocess.TimeoutExpired:
             pass
         while _group_alive(proc.pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
+            pause.wait(min(0.05, max(0.0, deadline - time.monotonic())))
         if _group_alive(proc.pid) or proc.poll() is None:
             _signal_group(proc.pid, signal.SIGKILL)
             proc.wait()
             kill_deadline = time.monotonic() + EXIT_TIMEOUT
             while _group_alive(proc.pid) and time.monotonic() < kill_deadline:
-                time.sleep(0.05)
+                pause.wait(min(0.05, max(0.0, kill_deadline - time.monotonic())))
 
 
 def _decode(data: bytes) -> Any:

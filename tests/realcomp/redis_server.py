@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -72,10 +73,12 @@ class RedisServer:
                 self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
                                              stderr=subprocess.STDOUT)
             deadline = time.monotonic() + START_TIMEOUT
+            pause = threading.Event()  # never set: each wait lasts its timeout
             while time.monotonic() < deadline and self.proc.poll() is None:
                 if _answers_ping(self.port):
                     return self
-                time.sleep(0.02)  # polling a child that is starting, bounded by START_TIMEOUT
+                # polling a child that is starting, bounded by START_TIMEOUT
+                pause.wait(min(0.02, max(0.0, deadline - time.monotonic())))
             self.stop()
         pytest.fail(f"redis-server did not start in {START_ATTEMPTS} attempts; its log:\n"
                     f"{self.log()}", pytrace=False)

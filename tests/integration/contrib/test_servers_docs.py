@@ -71,12 +71,12 @@ def _catalogue(delay: float) -> Callable[[LocalGateway], None]:
         @gateway.tool("demo")
         def echo(parameters: dict[str, Any]) -> Any:
             if delay:
-                time.sleep(delay)
+                time.sleep(delay)  # scenario: a tool this slow, for concurrency
             return parameters
 
         @gateway.tool("demo")
         def slow(parameters: dict[str, Any]) -> Any:
-            time.sleep(6)
+            time.sleep(6)  # scenario: a tool slower than the timeouts under test
             return parameters
 
     return populate

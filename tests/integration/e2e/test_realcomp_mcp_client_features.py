@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import logging
 import pickle
-import time
 
 import pytest
 from mcp_peer import Recorder, session
 from realcomp.client_fixtures import ClientPeer, McpClientHttpServer
+from support import wait_for
 
 from sark_sync import CapabilityNotSupported, Prompt, ResourceTemplate, RPCError, ValidationError
 from sark_sync.transports import LocalServer, LogMessage, RemoteServer
@@ -121,10 +121,9 @@ def test_log_messages_go_to_python_logging_without_on_log(
     with session(mcp_client_peer) as server:
         server.set_logging_level("error")
         assert server.call_tool("log_levels").text == "4"
-        deadline = time.monotonic() + DELIVERY_TIMEOUT
-        while len([r for r in caplog.records if r.name == "sark_sync.mcp.peer"]) < 4:
-            assert time.monotonic() < deadline, caplog.records
-            time.sleep(0.02)
+        wait_for(lambda: len([r for r in caplog.records if r.name == "sark_sync.mcp.peer"]) >= 4,
+                 DELIVERY_TIMEOUT, interval=0.02,
+                 what=lambda: f"4 records of sark_sync.mcp.peer in {caplog.records}")
     records = [r for r in caplog.records if r.name == "sark_sync.mcp.peer"]
     assert [r.levelno for r in records] == [logging.ERROR] + [logging.CRITICAL] * 3
     assert "error message" in records[0].getMessage()
@@ -158,11 +157,14 @@ def test_an_update_on_the_session_channel_reaches_the_callback(
     updates = Recorder()
     with session(mcp_client_peer) as server:
         server.subscribe_resource("demo://counter", updates)
-        deadline = time.monotonic() + DELIVERY_TIMEOUT
-        while not updates.items:  # the GET stream may open after the subscription
-            assert time.monotonic() < deadline, "no update arrived"
+
+        def arrived_or_touch() -> bool:  # the GET stream may open after the subscription
+            if updates.items:
+                return True
             server.call_tool("touch", {"uri": "demo://counter", "channel": "standalone"})
-            time.sleep(0.1)
+            return False
+
+        wait_for(arrived_or_touch, DELIVERY_TIMEOUT, interval=0.1, what="an update to arrive")
         assert set(updates.items) == {"demo://counter"}
 
 

@@ -15,6 +15,7 @@ import time
 import pytest
 from mcp_peer import Recorder, released, session
 from realcomp.client_fixtures import ClientPeer
+from support import wait_for
 
 import sark_sync
 from sark_sync import (
@@ -115,10 +116,8 @@ def test_notify_roots_changed_reaches_the_server(mcp_client_peer: ClientPeer) ->
     with session(mcp_client_peer, roots=lambda request: ["file:///a"]) as server:
         assert server.call_tool("roots_changed").text == "0"
         server.notify_roots_changed()
-        deadline = time.monotonic() + SLACK
-        while server.call_tool("roots_changed").text != "1":
-            assert time.monotonic() < deadline, "the server never heard the change"
-            time.sleep(0.05)
+        wait_for(lambda: server.call_tool("roots_changed").text == "1", SLACK, interval=0.05,
+                 what="the server to hear the change")
 
 
 def test_notify_roots_changed_needs_roots_that_can_change(mcp_client_peer: ClientPeer) -> None:

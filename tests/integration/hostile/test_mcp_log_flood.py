@@ -7,12 +7,10 @@ from __future__ import annotations
 import logging
 import sys
 import threading
-import time
 from pathlib import Path
-from typing import Callable
 
 import pytest
-from support import child_env
+from support import child_env, wait_for
 
 from sark_sync.transports import LocalServer, LogMessage
 from sark_sync.transports._mcp_logging import MAX_RENDER_CHARS
@@ -22,13 +20,6 @@ FLOOD = [sys.executable, str(Path(__file__).resolve().parents[1] / "stdio_server
 #: What one flood submits to the callbacks thread: 2,000 + 3 log messages that parse (the
 #: huge one, the deep one, the unknown level) + the last one, and 20 resource updates.
 SUBMITTED = 2004 + 20
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
 
 
 def test_a_blocked_on_log_never_stalls_the_call_and_the_overflow_is_counted() -> None:

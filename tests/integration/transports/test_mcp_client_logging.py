@@ -9,12 +9,12 @@ import json
 import logging
 import os
 import threading
-import time
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import requests
 from realcomp.client_fixtures import ClientPeer, McpClientHttpServer
+from support import wait_for
 
 from sark_sync import CapabilityNotSupported, GatewayClient
 from sark_sync.transports import LocalServer, RemoteServer
@@ -37,13 +37,6 @@ def open_session(peer: ClientPeer, **options: Any) -> McpSession:
         server = RemoteServer(peer.url, name="client-peer", protocol_version=peer.version,
                               **options).connect()
     return server
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
 
 
 def test_on_log_gets_the_levels_asked_for(mcp_client_peer: ClientPeer) -> None:
@@ -124,13 +117,17 @@ def test_at_2026_list_changes_reach_on_notification(
         assert "sark-sync-mcp-client-peer-subscriptions" in {
             t.name for t in threading.enumerate()}
         # The stream opens on its own thread: announce until it hears one.
-        deadline = time.monotonic() + 10
         count = 0
-        while "notifications/tools/list_changed" not in seen:
-            assert time.monotonic() < deadline, "no list change came"
+
+        def heard_or_announce() -> bool:
+            nonlocal count
+            if "notifications/tools/list_changed" in seen:
+                return True
             count += 1
             server.call_tool("add_tool", {"name": f"hl_added_{id(seen)}_{count}"})
-            time.sleep(0.05)
+            return False
+
+        wait_for(heard_or_announce, 10, interval=0.05, what="a list change (none came)")
     assert "sark-sync-mcp-client-peer-subscriptions" not in {
         t.name for t in threading.enumerate()}
 

@@ -9,14 +9,13 @@ first call, so a test sees whether the client retries them) and the official SDK
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from mcp_peer import session
 from realcomp.client_fixtures import ClientPeer
-from support import API_KEY, build_gateway, child_env
+from support import API_KEY, build_gateway, child_env, wait_for
 
 import sark_sync
 from sark_sync import ProcessExitedError, ProtocolError
@@ -157,13 +156,17 @@ def test_sdk_list_changed_at_2026_makes_the_cache_stale_without_any_callback(
     with session(mcp_client_peer) as server:
         server.list_tools()
         names: list[str] = []
-        deadline = time.monotonic() + 10
+
         # The stream opens on a thread of its own; the server drops what it sends before.
-        while not server._tool_cache.stale:
-            assert time.monotonic() < deadline, "no tools/list_changed reached the session"
+        def stale_or_add() -> bool:
+            if server._tool_cache.stale:
+                return True
             names.append(f"{stem}_{len(names)}")
             server.call_tool("add_tool", {"name": names[-1]})
-            time.sleep(0.05)
+            return False
+
+        wait_for(stale_or_add, 10, interval=0.05,
+                 what="a tools/list_changed to reach the session")
         assert server.tool_retry_safe(names[-1]) is None  # not listed yet
         assert server.call_tool(names[-1], {}).text == f"{names[-1]} ran"
         assert server.tool_retry_safe(names[-1]) is True  # the call listed first

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from support import wait_for
 
 from sark_sync import CapabilityNotSupported, ValidationError
 from sark_sync.transports._mcp_callbacks import CallbackRunner
@@ -85,13 +86,6 @@ def session_with(channel: Channel, **options: Any) -> Session:
 
 def log_message(session: Session, **params: Any) -> None:
     session._on_notification_message(jsonrpc.Notification("notifications/message", params))
-
-
-def wait_for(predicate: Any, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.005)
 
 
 # -- set_logging_level -------------------------------------------------------------------------
@@ -173,7 +167,7 @@ def test_on_log_gets_each_message_on_the_callbacks_thread(channel: Channel) -> N
         (m, threading.current_thread().name)))
     log_message(session, level="error", logger="db", data="disk full")
     log_message(session, level="info", data=[1, 2])
-    wait_for(lambda: len(got) == 2)
+    wait_for(lambda: len(got) == 2, 5.0)
     assert [m for m, _ in got] == [
         LogMessage(level="error", logger="db", data="disk full", server="fake"),
         LogMessage(level="info", logger=None, data=[1, 2], server="fake")]
@@ -242,7 +236,7 @@ def test_an_unknown_level_is_kept_short_and_logged_as_warning(
     got: list[LogMessage] = []
     session = session_with(channel, on_log=got.append)
     log_message(session, level="chatty\n" + "x" * 1000, data="hi")
-    wait_for(lambda: got)
+    wait_for(lambda: got, 5.0)
     assert got[0].level == "chatty\\n" + "x" * 121
     assert got[0].python_level == logging.WARNING
     session._stop_callbacks()
@@ -291,7 +285,7 @@ def test_a_callback_that_raises_is_logged_and_the_next_messages_still_arrive(
     session = session_with(channel, on_log=on_log)
     for data in ("a", "boom", "b"):
         log_message(session, level="info", data=data)
-    wait_for(lambda: got == ["a", "b"])
+    wait_for(lambda: got == ["a", "b"], 5.0)
     assert "a callback raised RuntimeError" in caplog.text
     assert "secret detail" not in "".join(r.getMessage() for r in caplog.records
                                           if r.levelno >= logging.WARNING)
@@ -320,7 +314,7 @@ def test_a_blocked_callback_never_blocks_the_reader_and_overflow_is_dropped(
     assert runner.dropped == 7
     assert "a callback is too slow" in caplog.text
     release.set()
-    wait_for(lambda: got == [0, 1, 2, 3])
+    wait_for(lambda: got == [0, 1, 2, 3], 5.0)
     runner.close()
 
 
@@ -343,7 +337,7 @@ def test_close_joins_the_thread_and_abandons_a_callback_blocked_past_the_bound(
     assert runner.submit(print) is False and runner.dropped == 1
     release.set()
     wait_for(lambda: not any(t.name == "sark-sync-mcp-stuck-callbacks"
-                             for t in threading.enumerate()))
+                             for t in threading.enumerate()), 5.0)
 
 
 def test_after_fork_the_child_forgets_the_thread_and_starts_its_own() -> None:

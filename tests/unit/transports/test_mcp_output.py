@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+from support import wait_for
 
 from sark_sync import ProtocolError, ToolInfo, ToolResult, TransportTimeout
 from sark_sync.transports import _mcp_output, _mcp_schema
@@ -292,9 +293,7 @@ def test_list_tools_fills_the_cache_and_list_changed_makes_it_stale() -> None:
         session.call_tool("add", {})
     assert session.tool_retry_safe("add") is True
     assert channel.sent == ["tools/list", "tools/call", "tools/list", "tools/call"]
-    deadline = time.monotonic() + 5
-    while not seen and time.monotonic() < deadline:  # on_notification may run on a thread
-        time.sleep(0.01)
+    wait_for(lambda: seen, 5, what="on_notification to run")  # it may run on a thread
     assert seen == ["notifications/tools/list_changed"]  # still told
     session._callbacks.close()
 

@@ -11,6 +11,7 @@ from concurrent.futures import CancelledError
 from typing import Any
 
 import pytest
+from support import wait_for
 
 from sark_sync import (
     CapabilityNotSupported,
@@ -115,13 +116,6 @@ def updated(session: Session, params: Any) -> None:
                                                           params))
 
 
-def wait_for(predicate: Any, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.005)
-
-
 # -- 2025: resources/subscribe ----------------------------------------------------------------
 
 
@@ -135,7 +129,7 @@ def test_subscribe_sends_the_request_and_updates_reach_the_callback_off_the_read
     updated(session, {"uri": "file:///a"})
     updated(session, {"uri": "file:///b"})  # not subscribed: nobody hears it
     updated(session, {"uri": "file:///a"})
-    wait_for(lambda: len(got) == 2)
+    wait_for(lambda: len(got) == 2, 5.0)
     assert got == [("file:///a", "sark-sync-mcp-fake-callbacks")] * 2
     session._stop_callbacks()
 
@@ -146,7 +140,7 @@ def test_an_update_below_a_subscribed_uri_reaches_its_callback() -> None:
     session.subscribe_resource("file:///dir/", got.append)
     updated(session, {"uri": "file:///dir/x.txt"})
     updated(session, {"uri": "file:///directory"})  # a sibling, not below
-    wait_for(lambda: got)
+    wait_for(lambda: got, 5.0)
     assert got == ["file:///dir/x.txt"]
     session._stop_callbacks()
 
@@ -222,7 +216,7 @@ def test_a_renewed_session_gets_the_level_and_subscriptions_again() -> None:
     session.unsubscribe_resource("file:///b")
     channel.sent.clear()
     session.handshake(5.0)  # what the channel's session renewal runs
-    wait_for(lambda: len(channel.sent) == 3)
+    wait_for(lambda: len(channel.sent) == 3, 5.0)
     assert channel.sent == [("initialize", channel.sent[0][1]),
                             ("logging/setLevel", {"level": "error"}),
                             ("resources/subscribe", {"uri": "file:///a"})]
@@ -251,7 +245,7 @@ def test_a_callback_that_raises_does_not_stop_later_updates(
     session.subscribe_resource("file:///a", callback)
     updated(session, {"uri": "file:///a"})
     updated(session, {"uri": "file:///a"})
-    wait_for(lambda: len(got) == 2)
+    wait_for(lambda: len(got) == 2, 5.0)
     assert "a callback raised ValueError" in caplog.text
     session._stop_callbacks()
 
@@ -288,10 +282,10 @@ def test_at_2026_subscribing_opens_one_listen_stream_with_the_uris() -> None:
         "toolsListChanged": True, "resourceSubscriptions": ["demo://a", "demo://b"]}})
     assert [m for m, _ in channel.sent].count("resources/subscribe") == 0
     updated(session, {"uri": "demo://b"})
-    wait_for(lambda: got == ["demo://b"])
+    wait_for(lambda: got == ["demo://b"], 5.0)
     session.unsubscribe_resource("demo://a")
     wait_for(lambda: channel.sent[-1] == (LISTEN, {"notifications": {
-        "toolsListChanged": True, "resourceSubscriptions": ["demo://b"]}}))
+        "toolsListChanged": True, "resourceSubscriptions": ["demo://b"]}}), 5.0)
     session._stop_callbacks()
     assert not any(t.name == "sark-sync-mcp-fake-subscriptions"
                    for t in threading.enumerate())
