@@ -152,18 +152,12 @@ class CallerReading:
         and the pipe and the writers' lock take ``data`` at once. Returns that chunk (b"" if
         none came: the deadline, or EOF, exit or close, the reader thread's to handle) with
         the pipe still taken (read on with :meth:`next_chunk`, then :meth:`give_pipe`).
-        None: nothing was written, the pipe is not taken (:meth:`write` reports why).
-        Written out in one method: with client and server on one CPU, each step of a call
-        costs several times what it does alone (issue 16)."""
-        if self.pidfd < 0 or os.getpid() != self.owner_pid or not self._baton.try_take():
+        None: nothing was written, the pipe is not taken (:meth:`write` reports why)."""
+        if os.getpid() != self.owner_pid or not self.take_pipe():
             return None
-        with self._lock:
-            taken = not (self._release_wanted or self._stop_readers.is_set)
-            if taken:
-                self._callers_reading += 1  # the read side stays open until give_pipe()
         written = 0
         try:
-            if taken and self._write_lock.acquire(blocking=False):
+            if self._write_lock.acquire(blocking=False):
                 try:
                     if not (self._stdin_closed or self._stop_writers.is_set):
                         written = os.write(self._stdin_fd, data)
@@ -176,10 +170,7 @@ class CallerReading:
         except BaseException:
             self.give_pipe()
             raise
-        if taken:
-            self.give_pipe()
-        else:
-            self._baton.caller_done()
+        self.give_pipe()
         return None
 
     def give_pipe(self) -> None:
