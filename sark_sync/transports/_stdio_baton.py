@@ -32,14 +32,13 @@ which owns those paths. It never reads past its own deadline.
 
 from __future__ import annotations
 
-import errno
 import os
 import select
 import threading
 import time
 from typing import Any, Callable
 
-from ._stdio_io import READ_CHUNK
+from ._stdio_io import poll_milliseconds, read_chunk
 from ._stdio_process import Waker
 
 __all__ = ["LINGER", "CallerReading", "ReadBaton"]
@@ -129,9 +128,7 @@ class CallerReading:
     _caller_poller: Any
     _stdin_fd: int
     _stdout_fd: int
-
-    def _release_fds(self) -> None:
-        raise NotImplementedError
+    _release_fds: Callable[[], None]  # closes the read side once nobody reads it
 
     def take_pipe(self) -> bool:
         """Take stdout to read it on the calling thread, if nobody else reads it now
@@ -193,15 +190,10 @@ class CallerReading:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return None
-            events = poller.poll(int(remaining * 1000) + 1)  # rounded up: poll_milliseconds
+            events = poller.poll(poll_milliseconds(remaining))
             if len(events) == 1 and events[0][0] == fd:
-                try:  # read_chunk(), written out (issue 16)
-                    return os.read(fd, READ_CHUNK) or None  # b"": EOF, the reader thread's
-                except BlockingIOError:
-                    continue
-                except OSError as exc:
-                    if exc.errno in (errno.EBADF, errno.EIO):
-                        return None
-                    raise
+                chunk = read_chunk(fd)
+                if chunk is not None:
+                    return chunk or None  # b"": EOF, the reader thread's
             elif events:
                 return None  # close() or an exit (data or not): the reader thread's

@@ -100,8 +100,7 @@ class CallTable:
         """``(True, result)`` if ``chunk`` is one whole line answering ``request_id`` (most
         answers, read by their own caller): no table, no splitter, no dispatch. Else
         ``(False, the message parsed from it, if any)``, for :meth:`feed` or :meth:`handle`."""
-        if chunk.find(b"\n") != len(chunk) - 1 or self._lines.pending or \
-                len(chunk) > self.max_line_bytes:
+        if not self._lines.whole(chunk):
             return False, None
         try:
             message = jsonrpc.parse_line(chunk)

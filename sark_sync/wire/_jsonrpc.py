@@ -28,25 +28,10 @@ from dataclasses import dataclass
 from typing import Any, Union
 
 __all__ = [
-    "INTERNAL_ERROR",
-    "INVALID_PARAMS",
-    "INVALID_REQUEST",
-    "METHOD_NOT_FOUND",
-    "PARSE_ERROR",
-    "ErrorResponse",
-    "FramingError",
-    "LineSplitter",
-    "Message",
-    "NestingError",
-    "Notification",
-    "Oversize",
-    "Request",
-    "Response",
-    "encode_error",
-    "encode_notification",
-    "encode_request",
-    "encode_response",
-    "parse_line",
+    "INTERNAL_ERROR", "INVALID_PARAMS", "INVALID_REQUEST", "METHOD_NOT_FOUND", "PARSE_ERROR",
+    "ErrorResponse", "FramingError", "LineSplitter", "Message", "NestingError", "Notification",
+    "Oversize", "Request", "Response", "encode_error", "encode_notification", "encode_request",
+    "encode_response", "parse_line",
 ]
 
 PARSE_ERROR = -32700
@@ -345,14 +330,17 @@ class LineSplitter:
         self.max_line_bytes = max_line_bytes
         self._parts: list[bytes] = []
         self._size = 0
-        self._head = b""
-        self._tail = b""
+        self._head = self._tail = b""
         self._discarding = False
 
+    def whole(self, chunk: bytes) -> bool:
+        """``chunk`` is one whole line within the cap and no part of a line is held, so that
+        line alone is what :meth:`feed` returns for it (the common case: no buffering)."""
+        return not self._parts and not self._discarding and \
+            chunk.find(b"\n") == len(chunk) - 1 and len(chunk) <= self.max_line_bytes
+
     def feed(self, chunk: bytes) -> list[bytes | Oversize]:
-        if not self._parts and not self._discarding and chunk.find(b"\n") == len(chunk) - 1 \
-                and len(chunk) <= self.max_line_bytes:
-            # The common case, one whole line in one read: no buffering needed.
+        if self.whole(chunk):
             line = chunk[:-2] if chunk.endswith(b"\r\n") else chunk[:-1]
             return [line] if line.strip() else []
         lines: list[bytes | Oversize] = []

@@ -88,3 +88,19 @@ def test_a_failed_table_refuses_new_calls_with_its_error() -> None:
         calls.enlist(2)
     calls.forget(1)
     assert calls.pending == {}
+
+
+@pytest.mark.parametrize("chunk", [
+    b'{"jsonrpc":"2.0","id":7,"result":' + b"[" * 100_000 + b"]" * 100_000 + b"}\n",
+    b'{"jsonrpc":"2.0","id":7,"result":{"n":' + b"9" * 5000 + b"}}\n",
+], ids=["100000-deep", "5000-digit-int"])
+def test_an_answer_the_decoder_refuses_fails_its_call_with_protocol_error(chunk: bytes
+                                                                          ) -> None:
+    """A whole line that cannot be decoded is not taken in place: the general reading fails
+    the call whose id it carries, at once, and nothing else is raised."""
+    calls, _ = table(max_line_bytes=1024 * 1024)
+    assert calls.own_answer(chunk, 7) == (False, None)
+    pending = calls.enlist(7)
+    calls.feed(chunk)
+    assert pending.done and isinstance(pending.error, sark_sync.ProtocolError)
+    assert calls.pending == {}
