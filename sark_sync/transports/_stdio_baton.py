@@ -32,13 +32,14 @@ which owns those paths. It never reads past its own deadline.
 
 from __future__ import annotations
 
+import errno
 import os
 import select
 import threading
 import time
 from typing import Any, Callable
 
-from ._stdio_io import poll_milliseconds, read_chunk
+from ._stdio_io import READ_CHUNK
 from ._stdio_process import Waker
 
 __all__ = ["LINGER", "CallerReading", "ReadBaton"]
@@ -50,23 +51,23 @@ LINGER = 0.01
 class ReadBaton:
     """The right to read one server's stdout. ``wanted()`` says whether any answer is awaited."""
 
-    __slots__ = ("_last_read", "_lock", "_wake", "_wanted")
+    __slots__ = ("_last_read", "_wake", "_wanted", "lock")
 
     def __init__(self, wanted: Callable[[], object]) -> None:
-        self._lock = threading.Lock()
+        self.lock = threading.Lock()  # held by whoever reads
         self._wake = threading.Event()
         self._wanted = wanted
         self._last_read = 0.0
 
     def try_take(self) -> bool:
         """Take the baton if nobody holds it (a caller about to read its own answer)."""
-        return self._lock.acquire(blocking=False)
+        return self.lock.acquire(blocking=False)
 
     def caller_done(self) -> None:
         """A caller gives the baton back; wakes the reader thread if answers are still
         awaited (nobody else may be reading)."""
         self._last_read = time.monotonic()
-        self._lock.release()
+        self.lock.release()
         if self._wanted():
             self._wake.set()
 
@@ -75,8 +76,8 @@ class ReadBaton:
         awaited, or awaited again just after it let go), False if callers have the pipe."""
         if self._wanted():
             return True
-        self._lock.release()
-        return bool(self._wanted()) and self._lock.acquire(blocking=False)
+        self.lock.release()
+        return bool(self._wanted()) and self.lock.acquire(blocking=False)
 
     def reader_takes(self, stopping: Callable[[], bool]) -> bool:
         """Park the reader thread until it should read again, then take the baton. False:
@@ -86,14 +87,14 @@ class ReadBaton:
             self._wake.wait(LINGER)
             self._wake.clear()
             if stopping():
-                return self._lock.acquire(timeout=STOP_TAKE_TIMEOUT)
+                return self.lock.acquire(timeout=STOP_TAKE_TIMEOUT)
             if (self._wanted() or time.monotonic() - self._last_read >= LINGER) \
-                    and self._lock.acquire(blocking=False):
+                    and self.lock.acquire(blocking=False):
                 return True
 
     def reader_release(self) -> None:
         """The reader thread is done with the pipe for good (EOF, exit, close)."""
-        self._lock.release()
+        self.lock.release()
 
     def wake(self) -> None:
         """Wake a parked reader thread now (close() stops it)."""
@@ -101,7 +102,7 @@ class ReadBaton:
 
     def after_fork(self) -> None:
         """In a forked child: the holder may have been a thread that does not exist here."""
-        self._lock = threading.Lock()
+        self.lock = threading.Lock()
         self._wake = threading.Event()
 
 
@@ -118,13 +119,11 @@ class CallerReading:
     pidfd: int
     owner_pid: int
     _baton: ReadBaton
-    _lock: threading.Lock
     _write_lock: threading.Lock
-    _release_wanted: bool
+    _release_wanted: bool  # close() wants the fds closed
     _stdin_closed: bool
     _stop_readers: Waker
     _stop_writers: Waker
-    _callers_reading: int
     _caller_poller: Any
     _stdin_fd: int
     _stdout_fd: int
@@ -133,15 +132,14 @@ class CallerReading:
     def take_pipe(self) -> bool:
         """Take stdout to read it on the calling thread, if nobody else reads it now
         (:mod:`._stdio_baton`): one wake-up per call instead of two. Until :meth:`give_pipe`,
-        nobody else reads it. False without a pidfd: the caller could not see an exit."""
-        if self.pidfd < 0 or not self._baton.try_take():
+        nobody else reads it, and its fds stay open: closing them takes the baton for good.
+        False without a pidfd: the caller could not see an exit."""
+        if self.pidfd < 0 or not self._baton.lock.acquire(False):  # try_take(), one call less
             return False
-        with self._lock:
-            if not (self._release_wanted or self._stop_readers.is_set):
-                self._callers_reading += 1  # the read side stays open until we give it back
-                return True
-        self._baton.caller_done()
-        return False
+        if self._release_wanted or self._stop_readers.is_set:
+            self.give_pipe()  # close() may have found the baton taken: it is closed here
+            return False
+        return True
 
     def exchange(self, data: bytes, deadline: float) -> bytes | None:
         """Write ``data`` (at most ``PIPE_BUF`` bytes: a pipe takes it whole or not at all)
@@ -171,12 +169,9 @@ class CallerReading:
         return None
 
     def give_pipe(self) -> None:
-        with self._lock:
-            self._callers_reading -= 1
-            close_wanted = self._release_wanted
         self._baton.caller_done()
-        if close_wanted:
-            self._release_fds()  # close() waited for us to leave the pipe
+        if self._release_wanted:
+            self._release_fds()  # close() found the pipe taken: the fds are closed here
 
     def next_chunk(self, deadline: float) -> bytes | None:
         """Holding the pipe: what stdout delivers next, or None at ``deadline`` and on anything
@@ -186,14 +181,19 @@ class CallerReading:
             poller = self._caller_poller = select.poll()
             for watched in (fd, self._stop_readers.fileno(), self.pidfd):
                 poller.register(watched, select.POLLIN)
-        while True:
+        while True:  # poll_milliseconds() and read_chunk() written out: once per call
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return None
-            events = poller.poll(poll_milliseconds(remaining))
+            events = poller.poll(int(remaining * 1000) + 1)
             if len(events) == 1 and events[0][0] == fd:
-                chunk = read_chunk(fd)
-                if chunk is not None:
-                    return chunk or None  # b"": EOF, the reader thread's
+                try:
+                    return os.read(fd, READ_CHUNK) or None  # b"": EOF, the reader thread's
+                except BlockingIOError:
+                    continue
+                except OSError as exc:  # EBADF, EIO: as EOF; else a bug to report
+                    if exc.errno in (errno.EBADF, errno.EIO):
+                        return None
+                    raise
             elif events:
                 return None  # close() or an exit (data or not): the reader thread's

@@ -103,12 +103,9 @@ class CallTable:
         if not self._lines.whole(chunk):
             return False, None
         try:
-            message = jsonrpc.parse_line(chunk)
+            return jsonrpc.parse_answer(chunk, request_id)
         except jsonrpc.FramingError:
             return False, None  # the splitter and the dispatch report it
-        if type(message) is jsonrpc.Response and message.id == request_id:
-            return True, message.result
-        return False, message
 
     def feed(self, chunk: bytes) -> None:
         """A chunk read from stdout; b"" at its end."""

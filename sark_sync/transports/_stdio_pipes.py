@@ -99,7 +99,6 @@ class ServerProcess(CallerReading):
         self._stderr_done = threading.Event()
         self._on_stdout_end = on_stdout_end
         self._baton = ReadBaton(awaited)
-        self._callers_reading = 0  # callers holding the pipe: the read side stays open for them
         self._caller_poller: Any = None  # used by the baton's holder only
         self._pipe_lost = False  # the reader thread stopped while a caller kept the pipe
         forksafety.register(self)
@@ -182,12 +181,17 @@ class ServerProcess(CallerReading):
 
     def _release_fds(self) -> None:
         """Close the read side once close() asked for it and no reader is left to use it
-        (called by the ladder and by each reader on its way out: the last one closes)."""
+        (called by the ladder, by each reader thread on its way out, and by a caller giving
+        the pipe back: the last one closes). Closing takes the baton and keeps it, so no
+        caller can be reading stdout then, nor take it afterwards."""
+        if not self._baton.try_take():
+            return  # someone reads stdout: it calls this again when it lets go
         with self._lock:
-            if not self._release_wanted or self._readers_alive > 0 or self._released \
-                    or self._callers_reading > 0:
-                return
-            self._released = True
+            closing = self._release_wanted and self._readers_alive == 0 and not self._released
+            self._released = self._released or closing
+        if not closing:
+            self._baton.reader_release()
+            return
         close_quietly(self.process.stdout)
         close_quietly(self.process.stderr)
         if self.pidfd >= 0:

@@ -27,11 +27,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Union
 
+from ._salvage import salvage_id
+
 __all__ = [
     "INTERNAL_ERROR", "INVALID_PARAMS", "INVALID_REQUEST", "METHOD_NOT_FOUND", "PARSE_ERROR",
     "ErrorResponse", "FramingError", "LineSplitter", "Message", "NestingError", "Notification",
     "Oversize", "Request", "Response", "encode_error", "encode_notification", "encode_request",
-    "encode_response", "parse_line",
+    "encode_response", "parse_answer", "parse_line",
 ]
 
 PARSE_ERROR = -32700
@@ -180,6 +182,23 @@ def _valid_id(value: object) -> bool:
 
 def parse_line(line: bytes | str) -> Message:
     """Parse one line (with or without its newline) into a message, or raise FramingError."""
+    return _message(_decode(line))
+
+
+def parse_answer(line: bytes, request_id: RequestId) -> tuple[bool, Any]:
+    """``(True, result)`` if ``line`` is the successful response to ``request_id``, else
+    ``(False, parse_line(line))``; FramingError as :func:`parse_line`. The answer a caller
+    waits for, taken without building a :class:`Response`: once per call on the stdio path,
+    where the frozen dataclass and the general checks cost more than the decoding."""
+    obj = _decode(line)
+    if type(obj) is dict and "result" in obj and type(obj.get("id")) is type(request_id) \
+            and obj["id"] == request_id and obj.get("jsonrpc") == "2.0" \
+            and "method" not in obj and "error" not in obj:
+        return True, obj["result"]
+    return False, _message(obj)
+
+
+def _decode(line: bytes | str) -> Any:
     try:
         if line[:2] in (b'{"', '{"'):  # what json.loads(line) does for it, without detection
             obj = _decode_object(line if isinstance(line, str)
@@ -195,6 +214,10 @@ def parse_line(line: bytes | str) -> Message:
     except ValueError:  # JSONDecodeError, or an integer of too many digits (Python >= 3.11)
         raise FramingError(f"not JSON: {_quote(line)}",
                            salvaged_id=salvage_id(line)) from None
+    return obj
+
+
+def _message(obj: Any) -> Message:
     if not isinstance(obj, dict):
         kind = "a batch" if isinstance(obj, list) else type(obj).__name__
         raise FramingError(f"a JSON-RPC message must be an object, got {kind}")
@@ -227,68 +250,6 @@ def parse_line(line: bytes | str) -> Message:
         return Response(msg_id, obj["result"])
     raise FramingError('neither a request ("method") nor a response ("result"/"error")',
                        id=msg_id)
-
-
-#: Tokens of JSON text that matter to find a top-level key: strings, brackets, separators,
-#: numbers (whitespace and literals fall between matches).
-_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}:,]|-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?')
-#: A top-level id written last, just before the closing brace.
-_LAST_ID = re.compile(rb'"id"\s*:\s*(-?\d{1,18}|"[^"\\]{0,200}")\s*}\s*$')
-#: Digits an id may have to be salvaged (ours are small counters; int() of a long run is slow).
-_ID_DIGITS = 18
-
-
-def _id_token(token: bytes) -> RequestId | None:
-    if token[:1] == b'"':
-        if len(token) > 202:
-            return None
-        try:
-            text = json.loads(token)  # unescapes, and refuses invalid UTF-8
-        except ValueError:
-            return None
-        return text if isinstance(text, str) else None
-    digits = token.lstrip(b"-")
-    return int(token) if digits.isdigit() and len(digits) <= _ID_DIGITS else None
-
-
-def salvage_id(line: bytes | str, keep: int = 4096) -> RequestId | None:
-    """The top-level ``"id"`` of a response that could not be decoded, read from its first
-    ``keep`` bytes (at nesting depth 1 only) or its end (``"id": N}``); None when it cannot be
-    found, or when the line has a top-level ``"method"`` (a request or notification of the
-    peer, not an answer to one of ours). Never raises."""
-    raw = line.encode("utf-8", "surrogatepass") if isinstance(line, str) else line
-    head = raw[:keep]
-    depth, key, after_colon, found = 0, None, False, None
-    for match in _TOKEN.finditer(head):
-        token = match.group()
-        if token in (b"{", b"["):
-            if depth == 1 and after_colon:
-                key, after_colon = None, False
-            depth += 1
-        elif token in (b"}", b"]"):
-            depth -= 1
-            if depth <= 0:
-                break
-        elif depth != 1:
-            continue
-        elif token == b":":
-            after_colon = key is not None
-        elif token == b",":
-            key, after_colon = None, False
-        elif after_colon:
-            if key == b'"method"':
-                return None
-            if key == b'"id"' and found is None:
-                found = _id_token(token)
-            key, after_colon = None, False
-        elif token[:1] == b'"':
-            key = token
-    if b'"method"' in head and found is None and depth > 1:
-        return None  # undecidable; never guess an answer out of a peer's own message
-    if found is not None:
-        return found
-    tail = _LAST_ID.search(raw[-keep:])
-    return _id_token(tail.group(1)) if tail else None
 
 
 @dataclass(frozen=True)

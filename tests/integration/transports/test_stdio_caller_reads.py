@@ -193,13 +193,29 @@ def test_close_stops_a_caller_reading(transport: StdioTransport) -> None:
     thread = threading.Thread(target=hang)
     thread.start()
     proc: Any = transport._proc  # a call answered in place is not in the table: it reads
-    wait_for(lambda: transport._calls.pending or proc._callers_reading, 5.0,
+    wait_for(lambda: transport._calls.pending or proc._baton.lock.locked(), 5.0,
              what="the hanging call in flight")
     started = time.monotonic()
     transport.close()
     thread.join(10)
     assert not thread.is_alive() and time.monotonic() - started < 10.0
     assert isinstance(outcome[0], sark_sync.ProcessExitedError)
+
+
+def test_close_leaves_the_fds_to_a_caller_holding_the_pipe_until_it_gives_it_back(
+        transport: StdioTransport, caplog: pytest.LogCaptureFixture) -> None:
+    """close() never closes stdout under a caller reading it: it finds the baton taken and
+    leaves the closing to that caller, who closes when it gives the pipe back."""
+    transport.request("sleep", {"ms": 0}, 10.0)  # the pipe is the callers' now
+    proc: Any = transport._proc
+    assert proc.take_pipe()  # as a caller between its write and its read
+    with caplog.at_level(logging.WARNING, logger="sark_sync.stdio"):
+        transport.close()  # the reader thread gives up on the pipe after STOP_TAKE_TIMEOUT
+    assert not proc.process.stdout.closed and proc.pidfd >= 0
+    proc.give_pipe()
+    assert proc.process.stdout.closed and proc.process.stderr.closed and proc.pidfd == -1
+    assert not proc.take_pipe()  # closed: the baton is kept for good
+    assert "kept reading its stdout past close()" in caplog.text
 
 
 def test_a_trickling_answer_cannot_hold_a_reading_caller_past_its_deadline(
