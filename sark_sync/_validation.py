@@ -201,6 +201,11 @@ def check_arguments(arguments: Mapping[str, Any] | None) -> Mapping[str, Any]:
     """``arguments`` checked to be a mapping with str keys; whether JSON can carry the values
     is left to the encoder of the request, which raises :func:`unencodable`'s error, so the hot
     path of a stdio call serialises once."""
+    if type(arguments) is dict:  # most calls: no ABC check, no copy
+        for key in arguments:
+            if type(key) is not str:
+                return _check_mapping(arguments)  # it says what is wrong
+        return arguments
     return _check_mapping(arguments)
 
 

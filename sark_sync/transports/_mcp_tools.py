@@ -51,18 +51,19 @@ class ToolCache:
 
     def __init__(self, server: str) -> None:
         self._server = server
-        self._lock = threading.Lock()
-        self._tools: dict[str, CachedTool] | None = None  # None: never listed
+        self._lock = threading.Lock()  # guards the changes; a call reads without it
         self._generation = 0  # bumped by every tools/list_changed
-        self._listed_generation = -1  # the generation the cache was listed at
+        #: The listing and the generation it was made at, as one attribute: a call reads the
+        #: pair in one step, without the lock (a listing or a change a moment later is one
+        #: it could have missed with the lock as well).
+        self._listing: tuple[dict[str, CachedTool], int] | None = None
         self._changes = {"resources": 0, "prompts": 0}
         #: Held by the call that lists before calling: concurrent calls share its listing.
         self.refresh_lock = threading.Lock()
 
     def generation(self) -> int:
         """Take before listing, give to :meth:`store`: a change meanwhile keeps it stale."""
-        with self._lock:
-            return self._generation
+        return self._generation
 
     def store(self, raw_tools: list[Mapping[str, Any]], generation: int) -> list[ToolInfo]:
         """Keep a complete listing; return its tools as :class:`ToolInfo` (a malformed tool
@@ -75,27 +76,25 @@ class ToolCache:
                 log.warning("skipping malformed tool of %s: %s", self._server, exc)
                 continue
             tools.setdefault(info.tool_name, CachedTool(info, raw))
-        with self._lock:
-            self._tools, self._listed_generation = tools, generation
+        self._listing = (tools, generation)
         return [tool.info for tool in tools.values()]
 
     @property
     def stale(self) -> bool:
         """True until a listing made since the last ``tools/list_changed`` was stored."""
-        with self._lock:
-            return self._tools is None or self._listed_generation != self._generation
+        listing = self._listing
+        return listing is None or listing[1] != self._generation
 
     def lookup(self, name: str) -> tuple[bool, CachedTool | None]:
         """``(stale, get(name))`` in one look: what a call needs before it is sent."""
-        with self._lock:
-            tools = self._tools
-            if tools is None:
-                return True, None
-            return self._listed_generation != self._generation, tools.get(name)
+        listing = self._listing
+        if listing is None:
+            return True, None
+        return listing[1] != self._generation, listing[0].get(name)
 
     def get(self, name: str) -> CachedTool | None:
-        with self._lock:
-            return None if self._tools is None else self._tools.get(name)
+        listing = self._listing
+        return None if listing is None else listing[0].get(name)
 
     def retry_safe(self, name: str) -> bool | None:
         """The tool's annotations say read-only or idempotent; None if it was never listed."""
