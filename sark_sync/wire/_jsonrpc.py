@@ -123,7 +123,8 @@ def _decode_object(text: str) -> Any:
         obj, end = _SCAN(text, 0)
     except StopIteration:
         raise ValueError("Expecting value") from None
-    if end != len(text) and _TRAILING.match(text, end).end() != len(text):  # type: ignore[union-attr]
+    if end != len(text) and text[end:] != "\n" \
+            and _TRAILING.match(text, end).end() != len(text):  # type: ignore[union-attr]
         raise ValueError("Extra data")
     return obj
 
