@@ -134,7 +134,7 @@ class CallerReading:
         (:mod:`._stdio_baton`): one wake-up per call instead of two. Until :meth:`give_pipe`,
         nobody else reads it, and its fds stay open: closing them takes the baton for good.
         False without a pidfd: the caller could not see an exit."""
-        if self.pidfd < 0 or not self._baton.lock.acquire(False):  # try_take(), one call less
+        if self.pidfd < 0 or not self._baton.lock.acquire(False):  # try_take(), without a call
             return False
         if self._release_wanted or self._stop_readers.is_set:
             self.give_pipe()  # close() may have found the baton taken: it is closed here
